@@ -1,0 +1,235 @@
+"""The Python API: the same operations as the CLI, returning objects instead of printing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from advisor.errors import UsageError
+from advisor.facts import SCHEMA_VERSION, Environment
+from advisor.findings import Finding, Severity
+from advisor.knowledge import load_knowledge
+from advisor.knowledge.schema import AttentionSupportTable
+from advisor.memory import MemoryEstimate
+from advisor.model import ModelSpec, resolve_model
+from advisor.plan import PlanRequest, Recommendation, evaluate, make_context, make_plan
+from advisor.report import DoctorReport, build_report
+from advisor.rules import run_environment_rules
+from advisor.rules.base import Candidate, Context
+from advisor.targets import TargetSpec, resolve_target
+
+__all__ = ["probe", "recommend", "check", "doctor", "matrix", "CheckResult", "target_environment", "parse_config"]
+
+
+def target_environment(
+    *,
+    gpu: str | Sequence[str] | None = None,
+    cpu: bool = False,
+    env: str | Path | Environment | None = None,
+    assume: Sequence[str] = (),
+    without: Sequence[str] = (),
+    import_checks: bool = True,
+) -> Environment:
+    """This machine, or the one described by `env` / `gpu` / `cpu`, with `assume`/`without` applied."""
+    gpus = [gpu] if isinstance(gpu, str) else list(gpu or ())
+    spec = TargetSpec(
+        env_file=Path(env) if isinstance(env, (str, Path)) else None,
+        env=env if isinstance(env, Environment) else None,
+        gpus=gpus,
+        cpu=cpu,
+        assume=tuple(assume),
+        without=tuple(without),
+        import_checks=import_checks,
+    )
+    return resolve_target(spec)
+
+
+def probe(*, import_checks: bool = True) -> Environment:
+    return target_environment(import_checks=import_checks)
+
+
+def _model(model: str | ModelSpec, allow_download: bool, trust_remote_code: bool) -> ModelSpec:
+    if isinstance(model, ModelSpec):
+        return model
+    return resolve_model(model, allow_download=allow_download, trust_remote_code=trust_remote_code)
+
+
+def recommend(
+    model: str | ModelSpec,
+    *,
+    dtype: str = "auto",
+    quantize: str = "auto",
+    batch: int = 1,
+    seq_len: int | None = None,
+    attn: str | None = None,
+    ignore: Sequence[str] = (),
+    allow_download: bool = False,
+    trust_remote_code: bool = False,
+    **target: Any,
+) -> Recommendation:
+    """Plan how to load `model` on the target; `plan.from_pretrained_kwargs()` is ready for from_pretrained."""
+    env = target_environment(**target)
+    spec = _model(model, allow_download, trust_remote_code)
+    request = PlanRequest(dtype=dtype, quantize=quantize, batch=batch, seq_len=seq_len, attn=attn,  # type: ignore[arg-type]
+                          ignore=tuple(c.upper() for c in ignore))
+    return make_plan(spec, env, request)
+
+
+class CheckResult(BaseModel):
+    """Will this one configuration work on that target? Every failing rule, with its fix."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+    ok: bool
+    label: str
+    target: str
+    candidate: Candidate
+    failures: list[Finding]
+    warnings: list[Finding]
+    memory: MemoryEstimate | None
+
+
+def _default_dtype(spec: ModelSpec, transformers_version: str | None) -> str:
+    """What from_pretrained does with no dtype: v5 keeps the checkpoint's dtype ('auto'), v4 loads float32."""
+    from advisor.knowledge import version_matches
+
+    if transformers_version and version_matches(transformers_version, "<5.0"):
+        return "float32"
+    stored = (spec.stored_dtype or "float32").removeprefix("torch.")
+    return stored if stored in ("float32", "float16", "bfloat16") else "float32"
+
+
+def parse_config(data: dict[str, Any]) -> dict[str, Any]:
+    """Accept from_pretrained kwargs, or a whole `recommend --format json` output."""
+    if "from_pretrained" in data and isinstance(data["from_pretrained"], dict):
+        data = data["from_pretrained"]
+    known = {"dtype", "torch_dtype", "attn_implementation", "device_map", "max_memory", "quantization_config",
+             "load_in_8bit", "load_in_4bit", "low_cpu_mem_usage", "trust_remote_code"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise UsageError(f"config has keys the advisor cannot check: {', '.join(unknown)}; "
+                         "give from_pretrained kwargs such as dtype, attn_implementation, quantization_config, device_map")
+    return data
+
+
+def _config_candidate(config: dict[str, Any], ctx: Context, spec: ModelSpec, attn: str | None, dtype: str | None,
+                      quantize: str | None) -> Candidate:
+    tf = ctx.env.version_of("transformers")
+    dtype = dtype or config.get("dtype") or config.get("torch_dtype")
+    if isinstance(dtype, str):
+        dtype = dtype.removeprefix("torch.")
+    if dtype in (None, "auto"):
+        dtype = _default_dtype(spec, tf) if dtype is None else (spec.stored_dtype or "float32").removeprefix("torch.")
+    if dtype not in ("float32", "float16", "bfloat16"):
+        raise UsageError(f"dtype {dtype!r} is not one of float32, float16, bfloat16")
+    qc = config.get("quantization_config") or {}
+    if quantize is None:
+        quantize = "8bit" if qc.get("load_in_8bit") or config.get("load_in_8bit") else (
+            "4bit" if qc.get("load_in_4bit") or config.get("load_in_4bit") else "none")
+    attn = attn or config.get("attn_implementation")
+    if attn is None:
+        attn = "sdpa" if ctx.support.get("sdpa", True) else "eager"
+    known_impls = ctx.knowledge.attention_impls
+    if attn not in known_impls:
+        raise UsageError(f"unknown attention implementation {attn!r}; choose one of {', '.join(known_impls)}")
+    device_map = config.get("device_map")
+    if device_map == "cpu" or (device_map is None and not ctx.gpus):
+        placement = "cpu"
+    elif device_map in ("auto", "balanced", "balanced_low_0", "sequential") and len(ctx.gpus) > 1:
+        placement = "multi-gpu"
+    else:
+        placement = "gpu"
+    return Candidate(attn=attn, dtype=dtype, quantization=quantize, placement=placement)  # type: ignore[arg-type]
+
+
+def check(
+    model: str | ModelSpec,
+    *,
+    config: dict[str, Any] | str | Path | None = None,
+    attn: str | None = None,
+    dtype: str | None = None,
+    quantize: str | None = None,
+    batch: int = 1,
+    seq_len: int | None = None,
+    allow_download: bool = False,
+    trust_remote_code: bool = False,
+    **target: Any,
+) -> CheckResult:
+    """Judge one configuration (from a kwargs JSON file and/or explicit options) against the target."""
+    if isinstance(config, (str, Path)):
+        path = Path(config)
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UsageError(f"config file {path} does not exist") from None
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"config file {path} is not JSON ({exc.msg} at line {exc.lineno})") from None
+        if not isinstance(raw, dict):
+            raise UsageError(f"config file {path} must hold a JSON object of from_pretrained kwargs")
+        config = raw
+    data = parse_config(config or {})
+    env = target_environment(**target)
+    spec = _model(model, allow_download, trust_remote_code)
+    knowledge = load_knowledge()
+    ctx = make_context(spec, env, knowledge, batch=batch, seq_len=seq_len)
+    candidate = _config_candidate(data, ctx, spec, attn, dtype, quantize)
+    evaluation = evaluate(ctx, candidate)
+    findings = run_environment_rules(ctx) + evaluation.findings
+    failures = [f for f in findings if f.severity is Severity.FAIL]
+    warnings = [f for f in findings if f.severity is Severity.WARN]
+    return CheckResult(ok=not failures, label=candidate.label(), target=env.description or env.source,
+                       candidate=candidate, failures=failures, warnings=warnings, memory=evaluation.memory)
+
+
+def doctor(
+    model: str | ModelSpec | None = None,
+    *,
+    smoke: bool = False,
+    allow_download: bool = False,
+    trust_remote_code: bool = False,
+    **target: Any,
+) -> DoctorReport:
+    """The full report: machine, libraries, and (with a model) its compatibility and recommendation."""
+    env = target_environment(**target)
+    knowledge = load_knowledge()
+    recommendation = None
+    if model is not None:
+        spec = _model(model, allow_download, trust_remote_code)
+        recommendation = make_plan(spec, env, PlanRequest(), knowledge=knowledge)
+        findings = [f for f in recommendation.findings if f.code.startswith(("LIB", "PLAN"))]
+    else:
+        findings = run_environment_rules(Context(env=env, knowledge=knowledge))
+    smoke_report = None
+    if smoke and recommendation is not None:
+        from advisor.smoke import run_smoke
+
+        smoke_report = run_smoke(recommendation.model, [recommendation.chosen, *recommendation.alternatives]
+                                 if recommendation.chosen else [], all_candidates=False).model_dump(mode="json")
+    return build_report(env, findings, recommendation, smoke_report)
+
+
+def matrix(transformers_version: str | None = None, *, refresh: bool = False) -> AttentionSupportTable:
+    """Attention support per architecture: the installed transformers (shipped table when it matches)."""
+    from advisor.support import installed_transformers, nearest_table
+
+    knowledge = load_knowledge()
+    here = installed_transformers()
+    wanted = transformers_version or here
+    table = nearest_table(knowledge, wanted)
+    if transformers_version is None and here is not None and (refresh or table is None or table.transformers != here):
+        from advisor.knowledge.introspect import read_attention_support
+
+        return AttentionSupportTable.model_validate(read_attention_support())
+    if transformers_version is not None:
+        from advisor.knowledge.history import load_history
+
+        return load_history().table_at(transformers_version)
+    if table is None:
+        raise UsageError("transformers is not installed and no attention table is shipped")
+    return table
+

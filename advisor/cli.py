@@ -1,0 +1,231 @@
+"""`advisor` command line: the only module that reads argv, prints, and exits.
+
+Exit codes: 0 ok, 1 the check found problems, 2 bad input or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from advisor import api
+from advisor.errors import AdvisorError, UsageError
+from advisor.fileio import check_writable, write_atomic
+from advisor.render import OutputFormat, render
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"advisor: error: {message}; see `{self.prog} --help`\n")
+        raise SystemExit(2)
+
+
+def _target_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("target (default: this machine)")
+    g.add_argument("--env", type=Path, metavar="FILE", help="a snapshot from `advisor probe -o FILE`")
+    g.add_argument("--gpu", action="append", default=[], metavar="NAME",
+                   help="a GPU from the shipped table; repeat for several cards (--gpu A100-80GB --gpu A100-80GB)")
+    g.add_argument("--cpu", action="store_true", help="a machine with no GPU")
+    g.add_argument("--assume", action="append", default=[], metavar="DIST==VERSION",
+                   help="treat DIST as installed and working at VERSION (repeatable)")
+    g.add_argument("--without", action="append", default=[], metavar="DIST", help="treat DIST as absent (repeatable)")
+
+
+def _model_options(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("model", nargs=None if required else "?", metavar="MODEL",
+                   help="a local folder, a config.json, a hub id in the local HF cache, or a shipped model id")
+    p.add_argument("--allow-download", action="store_true", help="fetch the model's config.json from the Hub if needed")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow models that need custom code (auto_map)")
+
+
+def _output_options(p: argparse.ArgumentParser, formats: Sequence[str], default: str = "text") -> None:
+    p.add_argument("--format", choices=formats, default=default, help=f"output format (default: {default})")
+    p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE (atomically) instead of stdout")
+
+
+def _target(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "env": args.env,
+        "gpu": args.gpu,
+        "cpu": args.cpu,
+        "assume": args.assume,
+        "without": args.without,
+    }
+
+
+def _emit(args: argparse.Namespace, obj: Any, kind: str) -> None:
+    fmt = OutputFormat(args.format)
+    color = args.output is None and sys.stdout.isatty() and "NO_COLOR" not in os.environ and fmt is OutputFormat.TEXT
+    text = render(obj, fmt, kind=kind, color=color)
+    if args.output is not None:
+        write_atomic(args.output, text)
+    else:
+        sys.stdout.write(text)
+
+
+def _preflight(args: argparse.Namespace) -> None:
+    """Refuse an unwritable -o before spending seconds on probing."""
+    if getattr(args, "output", None) is not None:
+        check_writable(args.output)
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    env = api.target_environment(import_checks=not args.no_import_check, **_target(args))
+    fmt = "json" if args.format == "json" else "text"
+    args.format = fmt
+    _emit(args, env, "probe")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    report = api.doctor(args.model, smoke=args.smoke, allow_download=args.allow_download,
+                        trust_remote_code=args.trust_remote_code, **_target(args))
+    _emit(args, report, "doctor")
+    return 0 if report.ok else 1
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    plan = api.recommend(args.model, dtype=args.dtype, quantize=args.quantize, batch=args.batch, seq_len=args.seq_len,
+                         ignore=args.ignore, allow_download=args.allow_download,
+                         trust_remote_code=args.trust_remote_code, **_target(args))
+    if args.format == "python" and not plan.ok:
+        args.format = "text"
+        sys.stderr.write("advisor: no viable configuration, so no Python snippet; the reasons follow\n")
+    _emit(args, plan, "recommend")
+    return 0 if plan.ok else 1
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    result = api.check(args.model, config=args.config, attn=args.attn, dtype=args.dtype, quantize=args.quantize,
+                       batch=args.batch, seq_len=args.seq_len, allow_download=args.allow_download,
+                       trust_remote_code=args.trust_remote_code, **_target(args))
+    _emit(args, result, "check")
+    return 0 if result.ok else 1
+
+
+def cmd_matrix(args: argparse.Namespace) -> int:
+    if args.history:
+        from advisor.history_view import history_report
+
+        obj, kind = history_report(args.history), "history"
+    else:
+        obj, kind = api.matrix(args.transformers, refresh=args.refresh), "matrix"
+    _emit(args, obj, kind)
+    return 0
+
+
+def cmd_smoke(args: argparse.Namespace) -> int:
+    from advisor.smoke_cli import run_smoke_command
+
+    report = run_smoke_command(args)
+    _emit(args, report, "smoke")
+    return 0 if report.ok else 1
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="advisor", description="How to load a Hugging Face transformers model on your hardware, proven.")
+    parser.add_argument("--version", action="version", version="inference-advisor 0.1.0")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+
+    p = sub.add_parser("probe", help="snapshot this machine (GPUs, dtypes, SDPA, libraries)")
+    _target_options(p)
+    _output_options(p, ("json", "text"), default="text")
+    p.add_argument("--no-import-check", action="store_true", help="skip importing native extensions in child processes")
+    p.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser("doctor", help="a report on the machine and, with MODEL, how to load it")
+    _model_options(p, required=False)
+    _target_options(p)
+    _output_options(p, ("text", "json", "markdown", "html"))
+    p.add_argument("--smoke", action="store_true", help="also load and run the model with the plan (needs weights)")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("recommend", help="the from_pretrained configuration to use, and why not the others")
+    _model_options(p)
+    _target_options(p)
+    p.add_argument("--dtype", choices=("auto", "float32", "float16", "bfloat16"), default="auto")
+    p.add_argument("--quantize", choices=("auto", "none", "8bit", "4bit"), default="auto")
+    p.add_argument("--batch", type=_positive, default=1)
+    p.add_argument("--seq-len", type=_positive, default=None, help="default: min(4096, max positions)")
+    p.add_argument("--ignore", action="append", default=[], metavar="CODE", help="ignore a rule by code (repeatable)")
+    _output_options(p, ("text", "json", "python"))
+    p.set_defaults(func=cmd_recommend)
+
+    p = sub.add_parser("check", help="will this configuration work on that target? (exit 0 yes, 1 no)")
+    _model_options(p)
+    _target_options(p)
+    p.add_argument("--config", type=Path, metavar="FILE.json", help="from_pretrained kwargs as JSON (or recommend's JSON)")
+    p.add_argument("--attn", metavar="IMPL", help="attn_implementation")
+    p.add_argument("--dtype", choices=("auto", "float32", "float16", "bfloat16"))
+    p.add_argument("--quantize", choices=("none", "8bit", "4bit"))
+    p.add_argument("--batch", type=_positive, default=1)
+    p.add_argument("--seq-len", type=_positive, default=None)
+    _output_options(p, ("text", "json"))
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("matrix", help="which attention implementations each architecture supports")
+    p.add_argument("--transformers", metavar="VERSION", help="a past release (from the shipped history)")
+    p.add_argument("--history", metavar="MODEL_TYPE", help="first release supporting each implementation")
+    p.add_argument("--refresh", action="store_true", help="read the installed transformers even if a table is shipped")
+    _output_options(p, ("text", "json", "markdown", "html"))
+    p.set_defaults(func=cmd_matrix)
+
+    p = sub.add_parser("smoke", help="load the model with the plan, run it, compare with an fp32 reference")
+    _model_options(p)
+    p.add_argument("--cpu", action="store_true", help="test on the CPU even if a GPU is present")
+    p.add_argument("--config", type=Path, metavar="FILE.json", help="test this from_pretrained config only")
+    p.add_argument("--attn", metavar="IMPL")
+    p.add_argument("--dtype", choices=("float32", "float16", "bfloat16"))
+    p.add_argument("--quantize", choices=("none", "8bit", "4bit"))
+    p.add_argument("--all", action="store_true", help="try every viable candidate, side by side")
+    p.add_argument("--generate", type=_positive, default=8, metavar="N", help="tokens to generate (default 8)")
+    p.add_argument("--timeout", type=float, default=600.0, metavar="S", help="seconds per attempt (default 600)")
+    _output_options(p, ("text", "json"))
+    p.set_defaults(func=cmd_smoke)
+    return parser
+
+
+def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    try:
+        _preflight(args)
+        return func(args)
+    except AdvisorError as exc:
+        sys.stderr.write(f"advisor: error: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("advisor: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # a bug: still one line, the traceback only on request
+        if os.environ.get("ADVISOR_DEBUG"):
+            raise
+        sys.stderr.write(f"advisor: internal error: {type(exc).__name__}: {exc} (set ADVISOR_DEBUG=1 for the traceback)\n")
+        return 3
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return _run(args.func, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,112 @@
+"""Turn a chosen candidate into from_pretrained arguments, in the spelling the target's transformers expects.
+
+`dtype=` replaced `torch_dtype=` in transformers 4.56; `load_in_4bit=` kwargs were removed in 5.0, so
+quantization always goes through `quantization_config` (a `BitsAndBytesConfig.to_dict()` mapping).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jinja2 import Environment as Jinja, PackageLoader, StrictUndefined
+
+from advisor.knowledge import version_matches
+from advisor.rules.base import Candidate
+
+__all__ = ["dtype_key", "from_pretrained_json", "to_kwargs", "python_snippet", "bnb_config"]
+
+
+def dtype_key(transformers_version: str | None) -> str:
+    """`dtype` from transformers 4.56 on (and when unknown: the current spelling), else `torch_dtype`."""
+    if transformers_version is None or version_matches(transformers_version, ">=4.56"):
+        return "dtype"
+    return "torch_dtype"
+
+
+def bnb_config(quantization: str, compute_dtype: str) -> dict[str, Any]:
+    """BitsAndBytesConfig(...).to_dict() for our choice: NF4 + double quant + a half-precision compute dtype,
+    not the library defaults (FP4 with float32 compute, which is slow and less accurate)."""
+    config: dict[str, Any] = {
+        "quant_method": "bitsandbytes",
+        "load_in_8bit": quantization == "8bit",
+        "load_in_4bit": quantization == "4bit",
+        "llm_int8_threshold": 6.0,
+        "llm_int8_skip_modules": None,
+        "llm_int8_enable_fp32_cpu_offload": False,
+        "llm_int8_has_fp16_weight": False,
+        "bnb_4bit_quant_type": "nf4" if quantization == "4bit" else "fp4",
+        "bnb_4bit_use_double_quant": quantization == "4bit",
+        "bnb_4bit_compute_dtype": compute_dtype if quantization == "4bit" else "float32",
+        "bnb_4bit_quant_storage": "uint8",
+    }
+    try:  # validate against the installed transformers when there is one
+        from transformers import BitsAndBytesConfig
+
+        real = BitsAndBytesConfig(**{k: v for k, v in config.items() if k != "quant_method"}).to_dict()
+        return {
+            k: (str(v).removeprefix("torch.") if k.endswith(("_dtype", "_storage")) else v)
+            for k, v in real.items()
+            if not k.startswith("_")  # private mirrors of load_in_* in transformers 5.x
+        }
+    except ImportError:
+        return config
+
+
+def from_pretrained_json(
+    candidate: Candidate, *, transformers_version: str | None, max_memory: dict[int, str] | None = None
+) -> dict[str, Any]:
+    """The kwargs as JSON-safe values (dtype names as strings, max_memory keys as strings)."""
+    kwargs: dict[str, Any] = {dtype_key(transformers_version): candidate.dtype, "attn_implementation": candidate.attn}
+    if candidate.placement == "gpu":
+        kwargs["device_map"] = "cuda:0"
+    elif candidate.placement == "multi-gpu":
+        kwargs["device_map"] = "auto"
+        kwargs["max_memory"] = {str(k): v for k, v in (max_memory or {}).items()}
+    if candidate.quantization != "none":
+        kwargs["quantization_config"] = bnb_config(candidate.quantization, candidate.dtype)
+    return kwargs
+
+
+def to_kwargs(json_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The same kwargs as live objects: torch dtypes, a BitsAndBytesConfig, integer GPU keys."""
+    import torch
+
+    kwargs = dict(json_kwargs)
+    for key in ("dtype", "torch_dtype"):
+        if isinstance(kwargs.get(key), str) and kwargs[key] != "auto":
+            kwargs[key] = getattr(torch, kwargs[key])
+    if "max_memory" in kwargs:
+        kwargs["max_memory"] = {(int(k) if str(k).isdigit() else k): v for k, v in kwargs["max_memory"].items()}
+    if isinstance(kwargs.get("quantization_config"), dict):
+        from transformers import BitsAndBytesConfig
+
+        config = {k: v for k, v in kwargs["quantization_config"].items() if k != "quant_method" and not k.startswith("_")}
+        kwargs["quantization_config"] = BitsAndBytesConfig(**config)
+    return kwargs
+
+
+_TEMPLATES = Jinja(
+    loader=PackageLoader("advisor", "render/templates"),
+    undefined=StrictUndefined,
+    autoescape=False,  # Python source, not HTML
+    keep_trailing_newline=True,
+)
+
+
+def python_snippet(
+    *, model_name: str, auto_class: str, kwargs: dict[str, Any], tokenizer: dict[str, Any], generative: bool
+) -> str:
+    """A runnable script that loads the model exactly as planned."""
+    bnb = kwargs.get("quantization_config")
+    bnb_args = {}
+    if bnb:
+        keep = ("load_in_8bit", "load_in_4bit", "bnb_4bit_quant_type", "bnb_4bit_use_double_quant", "bnb_4bit_compute_dtype")
+        bnb_args = {k: bnb[k] for k in keep if k in bnb and (bnb[k] or k.startswith("load_in") and bnb[k])}
+    return _TEMPLATES.get_template("load.py.j2").render(
+        model=model_name,
+        auto_class=auto_class,
+        kwargs={k: v for k, v in kwargs.items() if k != "quantization_config"},
+        bnb=bnb_args,
+        tokenizer=tokenizer,
+        generative=generative,
+    )

@@ -1,0 +1,66 @@
+"""The advisor's errors. Messages are built here so every caller says the same thing; only the CLI exits."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from advisor.findings import Finding
+
+__all__ = [
+    "AdvisorError",
+    "UsageError",
+    "DataTableError",
+    "EnvironmentFileError",
+    "UnknownGpuError",
+    "ModelResolutionError",
+    "NoViablePlanError",
+    "SmokeTestError",
+]
+
+
+class AdvisorError(Exception):
+    """Base class: a problem the user can fix; printed as one line, never as a traceback."""
+
+    exit_code = 2
+
+
+class UsageError(AdvisorError, ValueError):
+    """A bad argument or combination of arguments."""
+
+
+class DataTableError(AdvisorError):
+    """A shipped table is missing or does not match its schema (a packaging bug)."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"data table {path} is invalid: {problem}; reinstall the advisor or run its refresh script")
+
+
+class EnvironmentFileError(AdvisorError):
+    """An --env file that cannot be read or does not hold a snapshot."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"cannot use environment file {path}: {problem}; write one with `advisor probe -o FILE`")
+
+
+class UnknownGpuError(AdvisorError, LookupError):
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(f"unknown GPU {name!r}; known GPUs: {', '.join(known)} (or describe a machine with --env FILE)")
+
+
+class ModelResolutionError(AdvisorError):
+    """A MODEL argument that names nothing usable offline."""
+
+
+class NoViablePlanError(AdvisorError):
+    """Every candidate configuration was rejected; carries every reason."""
+
+    exit_code = 1
+
+    def __init__(self, findings: list[Finding]) -> None:
+        self.findings = findings
+        super().__init__(f"no configuration can run this model on this target ({len(findings)} reasons)")
+
+
+class SmokeTestError(AdvisorError):
+    """The smoke test could not even start (bad checkpoint, no weights)."""

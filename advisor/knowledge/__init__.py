@@ -1,0 +1,183 @@
+"""Typed access to the tables in `data/`: loaded once, validated, and never mutated."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+from pathlib import Path
+from typing import TypeVar
+
+from packaging.specifiers import SpecifierSet
+from packaging.version import InvalidVersion, Version
+from pydantic import BaseModel, ValidationError
+
+from advisor.errors import DataTableError, UnknownGpuError
+from advisor.facts import ComputeCapability, DtypeSupport
+from advisor.knowledge.schema import (
+    AttentionRequirement,
+    AttentionRequirementTable,
+    AttentionSupportTable,
+    CapabilityTable,
+    GpuRow,
+    GpuTable,
+    LibraryTable,
+    ShippedModel,
+    VersionConstraint,
+)
+
+__all__ = ["Knowledge", "data_dir", "load_knowledge", "version_matches"]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def data_dir() -> Path:
+    """`advisor/data` inside an installed wheel, else the repository's top-level `data/`."""
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package / "data", package.parent / "data"):
+        if (candidate / "capabilities.json").is_file():
+            return candidate
+    raise DataTableError(str(package / "data"), "the data directory is missing")
+
+
+def _load(path: Path, model: type[M]) -> M:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataTableError(str(path), "file not found") from None
+    except json.JSONDecodeError as exc:
+        raise DataTableError(str(path), f"not valid JSON ({exc})") from None
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise DataTableError(str(path), f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+
+
+def version_matches(version: str | None, specifier: str | None) -> bool:
+    """True when `version` satisfies the PEP 440 `specifier` (pre-releases count)."""
+    if specifier is None:
+        return True
+    if version is None:
+        return False
+    try:
+        return SpecifierSet(specifier).contains(Version(version), prereleases=True)
+    except InvalidVersion:
+        return False
+
+
+def _norm(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+@dataclass(frozen=True)
+class Knowledge:
+    root: Path
+    gpus: GpuTable
+    capabilities: CapabilityTable
+    attention: AttentionRequirementTable
+    libraries: LibraryTable
+
+    # -- GPUs -------------------------------------------------------------
+    def gpu(self, name: str) -> GpuRow:
+        """A GPU by table name or alias, case- and punctuation-insensitive."""
+        wanted = _norm(name)
+        for row in self.gpus.rows:
+            if wanted in {_norm(row.name), *(_norm(a) for a in row.aliases)}:
+                return row
+        raise UnknownGpuError(name, [row.name for row in self.gpus.rows])
+
+    def gpu_for_product(self, product_name: str) -> GpuRow | None:
+        """The row whose name or alias matches an NVML/ROCm product name, if any."""
+        try:
+            return self.gpu(product_name)
+        except UnknownGpuError:
+            return None
+
+    # -- dtypes -------------------------------------------------------------
+    def dtype_support(self, cc: ComputeCapability | None = None, gfx_arch: str | None = None) -> DtypeSupport:
+        """Native dtype support: the highest capability row at or below `cc`."""
+        if gfx_arch is not None:
+            for amd in self.capabilities.amd:
+                if amd.gfx_arch == gfx_arch:
+                    return DtypeSupport(
+                        tf32=False, fp16=amd.fp16, bf16=amd.bf16, fp8=amd.fp8, int8=amd.int8, source=amd.source
+                    )
+            return DtypeSupport(fp16=True, source=f"{gfx_arch} is not in the table: assuming fp16 only")
+        if cc is None:
+            return DtypeSupport(source="CPU: fp32 everywhere; bf16/fp16 run but are slow on CPUs without AMX")
+        best = None
+        for row in self.capabilities.nvidia:
+            if cc >= ComputeCapability.parse(row.min_compute_capability):
+                best = row
+        if best is None:
+            return DtypeSupport(source=f"compute capability {cc} is older than every row of the table")
+        return DtypeSupport(
+            tf32=best.tf32, fp16=best.fp16, bf16=best.bf16, fp8=best.fp8, int8=best.int8, source=best.source
+        )
+
+    def architecture_name(self, cc: ComputeCapability) -> str:
+        name = "pre-Pascal"
+        for row in self.capabilities.nvidia:
+            if cc >= ComputeCapability.parse(row.min_compute_capability):
+                name = row.architecture
+        return name
+
+    # -- attention ------------------------------------------------------------
+    def attention_requirement(self, impl: str) -> AttentionRequirement | None:
+        return next((row for row in self.attention.rows if row.impl == impl), None)
+
+    @cached_property
+    def attention_impls(self) -> tuple[str, ...]:
+        return tuple(row.impl for row in self.attention.rows)
+
+    def shipped_attention_tables(self) -> list[AttentionSupportTable]:
+        return [
+            _load(path, AttentionSupportTable) for path in sorted((self.root / "attention").glob("transformers-*.json"))
+        ]
+
+    # -- libraries ---------------------------------------------------------------
+    def constraint(self, code: str) -> VersionConstraint:
+        for row in self.libraries.rows:
+            if row.code == code:
+                return row
+        raise DataTableError(str(self.root / "libraries.json"), f"no constraint {code!r}")
+
+    def constraints_for(self, library: str, versions: dict[str, str | None]) -> list[VersionConstraint]:
+        """Constraints on `library` that apply given the other libraries' versions."""
+        return [
+            row
+            for row in self.libraries.rows
+            if row.library == library
+            and (row.when_library is None or version_matches(versions.get(row.when_library), row.when_specifier))
+        ]
+
+    # -- models ------------------------------------------------------------------
+    def shipped_model(self, name: str) -> ShippedModel | None:
+        wanted = name.strip().lower()
+        for model in self.models:
+            if wanted == model.hub_id.lower() or wanted in (a.lower() for a in model.aliases):
+                return model
+        return None
+
+    @cached_property
+    def models(self) -> tuple[ShippedModel, ...]:
+        return tuple(_load(path, ShippedModel) for path in sorted((self.root / "models").glob("*.json")))
+
+
+@lru_cache(maxsize=4)
+def load_knowledge(root: Path | None = None) -> Knowledge:
+    """Load and validate every table once per process."""
+    root = root or data_dir()
+    gpus = _load(root / "gpus.json", GpuTable)
+    names = [n for row in gpus.rows for n in {_norm(x) for x in (row.name, *row.aliases)}]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise DataTableError(str(root / "gpus.json"), f"duplicate GPU names: {duplicates}")
+    return Knowledge(
+        root=root,
+        gpus=gpus,
+        capabilities=_load(root / "capabilities.json", CapabilityTable),
+        attention=_load(root / "attention_impls.json", AttentionRequirementTable),
+        libraries=_load(root / "libraries.json", LibraryTable),
+    )

@@ -1,0 +1,159 @@
+"""Row models for the tables in `data/`: every fact carries the source it came from."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "TABLE_SCHEMA_VERSION",
+    "GpuRow",
+    "GpuTable",
+    "CapabilityRow",
+    "CapabilityTable",
+    "AttentionRequirement",
+    "AttentionRequirementTable",
+    "ArchitectureSupport",
+    "AttentionSupportTable",
+    "VersionConstraint",
+    "LibraryTable",
+    "ShippedModel",
+]
+
+TABLE_SCHEMA_VERSION = 1
+
+ATTENTION_IMPLS = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
+
+
+class _Row(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class _Table(_Row):
+    schema_version: Literal[1] = 1
+    description: str = ""
+
+
+class GpuRow(_Row):
+    """One card model. `memory_mib` is what NVML/ROCm report as total for that card."""
+
+    name: str = Field(description="Canonical short name, used by --gpu (case-insensitive).")
+    aliases: list[str] = Field(default_factory=list, description="Other names, including the NVML product name.")
+    vendor: Literal["nvidia", "amd"] = "nvidia"
+    architecture: str
+    compute_capability: str | None = Field(None, pattern=r"^\d+\.\d+$")
+    gfx_arch: str | None = None
+    memory_mib: int = Field(gt=0)
+    source: str = Field(min_length=8)
+
+    @model_validator(mode="after")
+    def _has_arch_id(self) -> GpuRow:
+        if self.vendor == "nvidia" and self.compute_capability is None:
+            raise ValueError(f"NVIDIA GPU {self.name} needs a compute_capability")
+        if self.vendor == "amd" and self.gfx_arch is None:
+            raise ValueError(f"AMD GPU {self.name} needs a gfx_arch")
+        return self
+
+
+class GpuTable(_Table):
+    rows: list[GpuRow]
+
+
+class CapabilityRow(_Row):
+    """Native dtype features from a compute capability upwards (until the next row)."""
+
+    min_compute_capability: str = Field(pattern=r"^\d+\.\d+$")
+    architecture: str
+    tf32: bool
+    fp16: bool
+    bf16: bool
+    fp8: bool
+    int8: bool
+    source: str = Field(min_length=8)
+
+
+class AmdCapabilityRow(_Row):
+    gfx_arch: str
+    architecture: str
+    fp16: bool
+    bf16: bool
+    fp8: bool
+    int8: bool
+    flash_attention_2: bool
+    source: str = Field(min_length=8)
+
+
+class CapabilityTable(_Table):
+    nvidia: list[CapabilityRow]
+    amd: list[AmdCapabilityRow]
+
+
+class AttentionRequirement(_Row):
+    """What an attention implementation needs from the hardware and software."""
+
+    impl: str
+    package: str | None = Field(None, description="Distribution that must be installed, if any.")
+    min_package_version: str | None = None
+    min_compute_capability: str | None = None
+    max_compute_capability: str | None = None
+    dtypes: list[Literal["float32", "float16", "bfloat16"]]
+    max_head_dim: int | None = None
+    head_dim_multiple: int | None = None
+    cpu: bool
+    rocm: bool
+    min_transformers: str | None = None
+    min_torch: str | None = None
+    speed_rank: int = Field(description="Lower is faster when all else is equal.")
+    notes: str = ""
+    source: str = Field(min_length=8)
+
+
+class AttentionRequirementTable(_Table):
+    rows: list[AttentionRequirement]
+
+
+class ArchitectureSupport(_Row):
+    model_type: str
+    class_name: str = Field(alias="class")
+    eager: bool = True
+    sdpa: bool
+    flash_attention_2: bool
+    flash_attention_3: bool
+    flex_attention: bool
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class AttentionSupportTable(_Table):
+    transformers: str
+    generated_by: str
+    source: str
+    architectures: list[ArchitectureSupport]
+    skipped: list[str] = Field(default_factory=list)
+
+
+class VersionConstraint(_Row):
+    """A library requirement, optionally only while another library is inside a version range."""
+
+    code: str = Field(description="Stable key the rules refer to.")
+    library: str
+    specifier: str = Field(description="PEP 440 specifier the library must satisfy.")
+    when_library: str | None = None
+    when_specifier: str | None = None
+    message: str
+    fix: str
+    source: str = Field(min_length=8)
+
+
+class LibraryTable(_Table):
+    rows: list[VersionConstraint]
+
+
+class ShippedModel(_Row):
+    """A popular model's config.json, shipped so plans work offline."""
+
+    hub_id: str
+    aliases: list[str] = Field(default_factory=list)
+    source: str = Field(min_length=8)
+    config: dict[str, object]

@@ -1,0 +1,124 @@
+"""Memory arithmetic: weights by dtype and quantization, KV cache, activations, and per-device budgets.
+
+The constants are the documented ones (bitsandbytes block sizes, CUDA context size) and are checked
+against measured peaks by `benchmarks/memory_prediction.py`.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from advisor.facts import GpuInfo
+from advisor.model import ModelSpec
+
+__all__ = ["MemoryEstimate", "estimate_memory", "BYTES", "GiB", "MiB", "CUDA_CONTEXT_BYTES"]
+
+MiB = 1024**2
+GiB = 1024**3
+BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+# NF4 with double quantization: 4 bits + 8-bit absmax per 64 values + fp32 per 256 blocks (bitsandbytes quantize_4bit).
+BYTES_4BIT = 0.5 + 1 / 64 + 4 / (64 * 256)
+# LLM.int8: int8 weight + one fp32 scale per output row (negligible next to the weight).
+BYTES_8BIT = 1.0
+# A CUDA context and cuBLAS workspace live outside torch's allocator: ~300-800 MB per process and GPU.
+CUDA_CONTEXT_BYTES = 512 * MiB
+# Caching-allocator slack: blocks reserved but not allocated at the peak.
+ALLOCATOR_SLACK = 0.05
+
+
+class MemoryEstimate(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    weights_bytes: int
+    kv_cache_bytes: int
+    activation_bytes: int
+    overhead_bytes: int
+    total_bytes: int
+    budget_bytes: int
+    fits: bool
+    devices: int = 1
+    largest_layer_bytes: int = 0
+
+    @property
+    def peak_allocated_bytes(self) -> int:
+        """What torch.cuda.max_memory_allocated() should report: everything but the context and slack."""
+        return self.weights_bytes + self.kv_cache_bytes + self.activation_bytes
+
+
+def weight_bytes(model: ModelSpec, dtype: str, quantization: str) -> int:
+    other = model.param_count - model.quantizable_param_count
+    if quantization == "8bit":
+        return int(model.quantizable_param_count * BYTES_8BIT + other * BYTES[dtype])
+    if quantization == "4bit":
+        return int(model.quantizable_param_count * BYTES_4BIT + other * BYTES[dtype])
+    return model.param_count * BYTES[dtype]
+
+
+def kv_cache_bytes(model: ModelSpec, dtype: str, batch: int, seq_len: int) -> int:
+    """2 (K and V) x layers x KV heads x head_dim x tokens x batch; sliding-window layers cap the tokens."""
+    if not model.generative:
+        return 0
+    tokens = min(seq_len, model.sliding_window) if model.sliding_window else seq_len
+    per_token = 2 * model.num_layers * model.num_key_value_heads * model.head_dim * BYTES[dtype]
+    cross = 2 if model.is_encoder_decoder else 1  # encoder-decoder keeps a cross-attention cache too
+    return per_token * tokens * batch * cross
+
+
+def activation_bytes(model: ModelSpec, dtype: str, attn: str, batch: int, seq_len: int) -> int:
+    """The transient peak of one prefill: a layer's hidden states and MLP, eager's score matrix, the logits."""
+    b = BYTES[dtype]
+    tokens = batch * seq_len
+    intermediate = model.intermediate_size
+    hidden = tokens * (4 * model.hidden_size + 2 * intermediate) * b
+    scores = batch * model.num_attention_heads * seq_len * seq_len * (b + 4) if attn == "eager" else 0
+    logits = batch * model.vocab_size * 4 * 2 if model.generative else tokens * model.hidden_size * b
+    return int(hidden + scores + logits)
+
+
+def estimate_memory(
+    model: ModelSpec,
+    *,
+    dtype: str,
+    quantization: str,
+    attn: str,
+    batch: int,
+    seq_len: int,
+    gpus: tuple[GpuInfo, ...] = (),
+    host_bytes: int | None = None,
+) -> MemoryEstimate:
+    """Estimate for running on `gpus` together (or the host RAM when `gpus` is empty)."""
+    weights = weight_bytes(model, dtype, quantization)
+    kv = kv_cache_bytes(model, dtype, batch, seq_len)
+    act = activation_bytes(model, dtype, attn, batch, seq_len)
+    layers = max(model.num_layers, 1)
+    largest_layer = int(weights / layers) if len(gpus) > 1 else 0
+    if gpus:
+        overhead = len(gpus) * CUDA_CONTEXT_BYTES + int(ALLOCATOR_SLACK * (weights + kv + act))
+        budget = sum(g.usable_memory_bytes or 0 for g in gpus)
+    else:
+        overhead = int(ALLOCATOR_SLACK * (weights + kv + act))
+        budget = host_bytes or 0
+    # accelerate's infer_auto_device_map keeps room for the largest layer on every device it fills
+    total = weights + kv + act + overhead + largest_layer * max(len(gpus) - 1, 0)
+    return MemoryEstimate(
+        weights_bytes=weights,
+        kv_cache_bytes=kv,
+        activation_bytes=act,
+        overhead_bytes=overhead,
+        total_bytes=total,
+        budget_bytes=budget,
+        fits=budget > 0 and total <= budget,
+        devices=max(len(gpus), 1),
+        largest_layer_bytes=largest_layer,
+    )
+
+
+def max_memory_map(estimate: MemoryEstimate, gpus: tuple[GpuInfo, ...]) -> dict[int, str]:
+    """Per-GPU caps for accelerate: each card's memory less its context and its share of KV cache and activations."""
+    runtime_share = (estimate.kv_cache_bytes + estimate.activation_bytes) / max(len(gpus), 1)
+    caps = {}
+    for gpu in gpus:
+        usable = gpu.usable_memory_bytes or 0
+        cap = int(usable * (1 - ALLOCATOR_SLACK) - CUDA_CONTEXT_BYTES - runtime_share)
+        caps[gpu.index] = f"{max(cap, 0) // MiB}MiB"
+    return caps

@@ -1,0 +1,275 @@
+"""Resolve a MODEL argument offline and describe its shape, without loading any weights.
+
+Order: a local folder or config.json, then the local Hugging Face cache, then a config shipped in
+`data/models/`; the network only with `allow_download`. No file from a model folder is executed unless
+the user passes `trust_remote_code`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from advisor.errors import ModelResolutionError
+from advisor.knowledge import Knowledge, load_knowledge
+
+__all__ = ["ModelSpec", "resolve_model", "describe_config"]
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+_GENERATIVE_SUFFIXES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration", "ForSpeechSeq2Seq")
+
+
+class ModelSpec(BaseModel):
+    """What the planner needs to know about a model; all derived from its config."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    source: Literal["folder", "config-file", "hf-cache", "shipped", "download"]
+    path: str | None = None
+    has_weights: bool = False
+    model_type: str
+    architecture: str | None
+    param_count: int
+    quantizable_param_count: int
+    param_count_method: Literal["meta-device", "estimate"]
+    num_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    hidden_size: int
+    intermediate_size: int
+    vocab_size: int
+    stored_dtype: str | None
+    max_positions: int | None
+    is_encoder_decoder: bool
+    generative: bool
+    sliding_window: int | None = None
+    alibi: bool = False
+    trust_remote_code: bool = False
+
+    @property
+    def display(self) -> str:
+        return f"{self.name} ({self.architecture or self.model_type}, {self.param_count / 1e9:.2f}B params)"
+
+
+def _hf_cache_dirs() -> list[Path]:
+    dirs = []
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(var):
+            dirs.append(Path(os.environ[var]))
+    hf_home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
+    dirs.append(hf_home / "hub")
+    return dirs
+
+
+def _from_hf_cache(repo_id: str) -> Path | None:
+    """The newest cached snapshot folder of `repo_id` that has a config.json."""
+    if repo_id.count("/") != 1:
+        return None
+    folder = "models--" + repo_id.replace("/", "--")
+    for cache in _hf_cache_dirs():
+        snapshots = cache / folder / "snapshots"
+        if not snapshots.is_dir():
+            continue
+        ref = cache / folder / "refs" / "main"
+        if ref.is_file() and (snapshots / ref.read_text().strip() / "config.json").is_file():
+            return snapshots / ref.read_text().strip()
+        candidates = sorted((p for p in snapshots.iterdir() if (p / "config.json").is_file()), key=lambda p: p.stat().st_mtime)
+        if candidates:
+            return candidates[-1]
+    return None
+
+
+def _download(repo_id: str) -> Path:
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError:
+        raise ModelResolutionError("--allow-download needs huggingface_hub: `pip install huggingface_hub`") from None
+    try:
+        return Path(hf_hub_download(repo_id, "config.json")).parent
+    except Exception as exc:
+        raise ModelResolutionError(f"could not download the config of {repo_id!r}: {type(exc).__name__}: {exc}") from None
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ModelResolutionError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); fix or replace it") from None
+    except OSError as exc:
+        raise ModelResolutionError(f"cannot read {path}: {exc.strerror}") from None
+    if not isinstance(data, dict) or "model_type" not in data:
+        raise ModelResolutionError(f"{path} has no `model_type`: it is not a transformers config.json")
+    return data
+
+
+def resolve_model(
+    name: str,
+    *,
+    allow_download: bool = False,
+    trust_remote_code: bool = False,
+    knowledge: Knowledge | None = None,
+) -> ModelSpec:
+    """Find MODEL offline and describe it; raise ModelResolutionError with the fix when it cannot."""
+    knowledge = knowledge or load_knowledge()
+    path = Path(name).expanduser()
+    source: Literal["folder", "config-file", "hf-cache", "shipped", "download"]
+    folder: Path | None = None
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelResolutionError(f"{path} has no config.json: point MODEL at a saved transformers model folder")
+        config, folder, source = _read_config(path / "config.json"), path, "folder"
+    elif path.is_file():
+        config, source = _read_config(path), "config-file"
+        folder = path.parent if path.name == "config.json" else None
+    elif (cached := _from_hf_cache(name)) is not None:
+        config, folder, source = _read_config(cached / "config.json"), cached, "hf-cache"
+    elif (shipped := knowledge.shipped_model(name)) is not None:
+        config, source = dict(shipped.config), "shipped"
+        name = shipped.hub_id
+    elif allow_download:
+        folder = _download(name)
+        config, source = _read_config(folder / "config.json"), "download"
+    else:
+        looks_like_path = os.sep in name and not (name.count("/") == 1 and not name.startswith((".", "/", "~")))
+        if looks_like_path:
+            raise ModelResolutionError(f"model path {name!r} does not exist")
+        shipped_ids = ", ".join(m.hub_id for m in knowledge.models)
+        raise ModelResolutionError(
+            f"model {name!r} is not a local folder, not in the Hugging Face cache and not shipped "
+            f"(shipped: {shipped_ids}); pass a local path, or --allow-download to fetch its config"
+        )
+    if config.get("auto_map") and not trust_remote_code:
+        raise ModelResolutionError(
+            f"{name} needs custom code from its repository (config.json has auto_map); "
+            "re-run with --trust-remote-code only if you trust that code"
+        )
+    has_weights = folder is not None and any((folder / f).is_file() for f in WEIGHT_FILES)
+    return describe_config(
+        config,
+        name=name,
+        source=source,
+        path=str(folder) if folder is not None else None,
+        has_weights=has_weights,
+        trust_remote_code=trust_remote_code,
+    )
+
+
+def _first(config: Any, *keys: str, default: Any = None) -> Any:
+    for key in keys:
+        value = config.get(key) if isinstance(config, dict) else getattr(config, key, None)
+        if value is not None:
+            return value
+    return default
+
+
+def _text_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Multimodal configs keep the language model's shape in `text_config`."""
+    text = config.get("text_config")
+    return {**config, **text} if isinstance(text, dict) else config
+
+
+def _count_on_meta(config: dict[str, Any], architecture: str | None, trust_remote_code: bool) -> tuple[int, int] | None:
+    """Exact parameter counts from the real model class built on the meta device (no memory, no weights)."""
+    try:
+        import torch
+        import transformers
+        from transformers import AutoConfig
+    except ImportError:
+        return None
+    try:
+        cfg_dict = {k: v for k, v in config.items() if k not in ("transformers_version", "_name_or_path")}
+        model_type = cfg_dict.pop("model_type")
+        hf_config = AutoConfig.for_model(model_type, **cfg_dict)
+        cls = getattr(transformers, architecture, None) if architecture else None
+        with torch.device("meta"):
+            if cls is not None:
+                model = cls(hf_config)
+            else:
+                model = transformers.AutoModel.from_config(hf_config, trust_remote_code=trust_remote_code)
+        total = sum(p.numel() for p in model.parameters())
+        skip = {"lm_head", "output", "proj_out"}
+        quantizable = 0
+        for name, module in model.named_modules():
+            if name.split(".")[-1] in skip:
+                continue
+            if isinstance(module, torch.nn.Linear) or type(module).__name__ == "Conv1D":
+                quantizable += sum(p.numel() for p in module.parameters(recurse=False) if p.dim() == 2)
+        return total, quantizable
+    except Exception:
+        return None
+
+
+def _estimate(c: dict[str, Any], layers: int, hidden: int, heads: int, kv_heads: int, head_dim: int, vocab: int) -> tuple[int, int]:
+    """Closed-form count for the usual decoder shape when torch/transformers are not installed."""
+    inter = int(_first(c, "intermediate_size", "ffn_dim", "n_inner", "d_ff", default=0) or 4 * hidden)
+    gated = str(_first(c, "hidden_act", "activation_function", default="")).lower() in ("silu", "swiglu", "gelu_pytorch_tanh")
+    attn = hidden * heads * head_dim + 2 * hidden * kv_heads * head_dim + heads * head_dim * hidden
+    mlp = (3 if gated else 2) * hidden * inter
+    per_layer = attn + mlp
+    embeddings = vocab * hidden * (1 if _first(c, "tie_word_embeddings", default=True) else 2)
+    return layers * per_layer + embeddings, layers * per_layer
+
+
+def describe_config(
+    config: dict[str, Any],
+    *,
+    name: str,
+    source: Literal["folder", "config-file", "hf-cache", "shipped", "download"],
+    path: str | None = None,
+    has_weights: bool = False,
+    trust_remote_code: bool = False,
+) -> ModelSpec:
+    c = _text_config(config)
+    architectures = config.get("architectures") or []
+    architecture = architectures[0] if architectures else None
+    hidden = int(_first(c, "hidden_size", "d_model", "n_embd", "dim", default=0))
+    heads = int(_first(c, "num_attention_heads", "n_head", "num_heads", "decoder_attention_heads", "n_heads", default=1))
+    kv_heads = int(_first(c, "num_key_value_heads", "num_kv_heads", "n_head_kv", default=0) or 0)
+    if not kv_heads:
+        kv_heads = 1 if c.get("multi_query") else heads
+    head_dim = int(_first(c, "head_dim", "d_kv", default=0) or (hidden // heads if heads else 0))
+    layers = int(_first(c, "num_hidden_layers", "n_layer", "num_layers", "decoder_layers", "n_layers", default=0))
+    if config.get("is_encoder_decoder"):
+        layers = int(_first(c, "decoder_layers", "num_decoder_layers", default=layers) or layers)
+    vocab = int(_first(c, "vocab_size", "n_vocab", default=0))
+    intermediate = int(_first(c, "intermediate_size", "ffn_dim", "decoder_ffn_dim", "n_inner", "d_ff", "ffn_hidden_size", default=0) or 4 * hidden)
+    counted = _count_on_meta(config, architecture, trust_remote_code)
+    method: Literal["meta-device", "estimate"] = "meta-device"
+    if counted is None:
+        counted, method = _estimate(c, layers, hidden, heads, kv_heads, head_dim, vocab), "estimate"
+    dtype = _first(config, "dtype", "torch_dtype") or _first(c, "dtype", "torch_dtype")
+    max_pos = _first(c, "max_position_embeddings", "n_positions", "max_target_positions", "n_ctx", "max_sequence_length")
+    generative = bool(architecture and architecture.endswith(_GENERATIVE_SUFFIXES)) or (
+        architecture is None and bool(config.get("is_decoder") or config.get("is_encoder_decoder"))
+    )
+    return ModelSpec(
+        name=name,
+        source=source,
+        path=path,
+        has_weights=has_weights,
+        model_type=str(config["model_type"]),
+        architecture=architecture,
+        param_count=int(counted[0]),
+        quantizable_param_count=int(counted[1]),
+        param_count_method=method,
+        num_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        head_dim=head_dim,
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        vocab_size=vocab,
+        stored_dtype=str(dtype) if dtype else None,
+        max_positions=int(max_pos) if isinstance(max_pos, int) else None,
+        is_encoder_decoder=bool(config.get("is_encoder_decoder")),
+        generative=generative,
+        sliding_window=c.get("sliding_window") if isinstance(c.get("sliding_window"), int) else None,
+        alibi=bool(c.get("alibi")) or config["model_type"] in ("bloom", "mpt"),
+        trust_remote_code=trust_remote_code,
+    )

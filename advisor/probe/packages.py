@@ -1,0 +1,172 @@
+"""Which libraries are installed, at which version, and whether their native code really loads.
+
+Versions come from distribution metadata (cheap, no import). Native extensions are imported in a
+child process with a timeout: a broken flash-attn build can segfault or hang, and `import bitsandbytes`
+succeeds even when its native library is missing, so only a real load tells the truth.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Callable
+
+from advisor.facts import LibraryInfo, Unavailable
+
+__all__ = ["LibrarySpec", "LIBRARIES", "probe_libraries", "ImportCheck"]
+
+
+@dataclass(frozen=True)
+class LibrarySpec:
+    distribution: str
+    import_name: str
+    check: str | None = None  # Python run in a child; prints one JSON object of details, exits non-zero on failure
+
+
+_PRELUDE = "import json, sys\ntry:\n    import torch\nexcept Exception:\n    pass\n"
+
+_FLASH_ATTN = """
+import flash_attn, importlib
+importlib.import_module("flash_attn_2_cuda")
+print(json.dumps({"module": flash_attn.__file__}))
+"""
+_FLASH_ATTN_3 = """
+import importlib
+mod = importlib.import_module("flash_attn_interface")
+try:
+    importlib.import_module("flash_attn_3._C")
+except ImportError:
+    importlib.import_module("flash_attn_3_cuda")
+print(json.dumps({"module": mod.__file__}))
+"""
+_FLASH_ATTN_4 = """
+import flash_attn.cute as cute
+print(json.dumps({"module": cute.__file__}))
+"""
+_BITSANDBYTES = """
+import bitsandbytes as bnb
+from bitsandbytes import cextension
+lib = getattr(cextension, "lib", None)
+native = lib is not None and "Mock" not in type(lib).__name__ and "ErrorHandler" not in type(lib).__name__
+details = {"backend": str(getattr(cextension, "BNB_BACKEND", "unknown")), "native_library": "loaded" if native else "missing",
+           "supported_devices": sorted(getattr(bnb, "supported_torch_devices", []) or [])}
+print(json.dumps(details))
+sys.exit(0 if native else 3)
+"""
+_ONNXRUNTIME = """
+import onnxruntime as ort
+print(json.dumps({"providers": ort.get_available_providers()}))
+"""
+_KERNELS = """
+import kernels
+print(json.dumps({"module": kernels.__file__}))
+"""
+
+LIBRARIES: tuple[LibrarySpec, ...] = (
+    LibrarySpec("torch", "torch"),
+    LibrarySpec("transformers", "transformers"),
+    LibrarySpec("accelerate", "accelerate"),
+    LibrarySpec("safetensors", "safetensors"),
+    LibrarySpec("tokenizers", "tokenizers"),
+    LibrarySpec("huggingface-hub", "huggingface_hub"),
+    LibrarySpec("flash-attn", "flash_attn", _FLASH_ATTN),
+    LibrarySpec("flash-attn-3", "flash_attn_interface", _FLASH_ATTN_3),
+    LibrarySpec("flash-attn-4", "flash_attn.cute", _FLASH_ATTN_4),
+    LibrarySpec("kernels", "kernels", _KERNELS),
+    LibrarySpec("bitsandbytes", "bitsandbytes", _BITSANDBYTES),
+    LibrarySpec("optimum", "optimum"),
+    LibrarySpec("optimum-onnx", "optimum.onnxruntime"),
+    LibrarySpec("onnxruntime", "onnxruntime", _ONNXRUNTIME),
+    LibrarySpec("onnxruntime-gpu", "onnxruntime", _ONNXRUNTIME),
+    LibrarySpec("nvidia-ml-py", "pynvml"),
+)
+
+
+@dataclass(frozen=True)
+class ImportCheck:
+    ok: bool | Unavailable
+    error: str | None
+    details: dict[str, str | list[str]]
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:400] if lines else ""
+
+
+def run_import_check(code: str, timeout: float = 60.0) -> ImportCheck:
+    """Run `code` in a fresh interpreter; a crash, hang or exception becomes a reason, never ours."""
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _PRELUDE + code],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return ImportCheck(Unavailable(reason=f"import check timed out after {timeout:.0f}s"), None, {})
+    details: dict[str, str | list[str]] = {}
+    stdout = _last_line(done.stdout)
+    if stdout.startswith("{"):
+        try:
+            details = json.loads(stdout)
+        except json.JSONDecodeError:
+            pass
+    if done.returncode == 0:
+        return ImportCheck(True, None, details)
+    if done.returncode < 0:
+        return ImportCheck(False, f"the import crashed the interpreter (signal {-done.returncode})", details)
+    if done.returncode == 3:  # the check itself ran and found the native part missing
+        return ImportCheck(False, "native library not loaded: `python -m bitsandbytes` shows why", details)
+    return ImportCheck(False, _last_line(done.stderr) or f"exit status {done.returncode}", details)
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def probe_libraries(
+    *,
+    import_checks: bool = True,
+    versions: Callable[[str], str | None] = _version,
+    runner: Callable[[str], ImportCheck] = run_import_check,
+) -> dict[str, LibraryInfo]:
+    """Every library in LIBRARIES, checked in parallel child processes where a native part exists."""
+    found = {spec.distribution: versions(spec.distribution) for spec in LIBRARIES}
+    to_check = [spec for spec in LIBRARIES if spec.check and found[spec.distribution] is not None]
+    checks: dict[str, ImportCheck] = {}
+    if import_checks and to_check:
+        with ThreadPoolExecutor(max_workers=len(to_check)) as pool:
+            results = pool.map(lambda spec: runner(spec.check or ""), to_check)
+            checks = {spec.distribution: result for spec, result in zip(to_check, results)}
+    libraries: dict[str, LibraryInfo] = {}
+    for spec in LIBRARIES:
+        version = found[spec.distribution]
+        check = checks.get(spec.distribution)
+        if version is None:
+            libraries[spec.distribution] = LibraryInfo(
+                distribution=spec.distribution, import_name=spec.import_name, installed=False
+            )
+            continue
+        importable: bool | Unavailable | None = None
+        if check is not None:
+            importable = check.ok
+        elif spec.check and not import_checks:
+            importable = Unavailable(reason="import check skipped (--no-import-check)")
+        libraries[spec.distribution] = LibraryInfo(
+            distribution=spec.distribution,
+            import_name=spec.import_name,
+            installed=True,
+            version=version,
+            importable=importable,
+            error=check.error if check else None,
+            details=check.details if check else {},
+        )
+    return libraries

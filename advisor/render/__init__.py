@@ -1,0 +1,54 @@
+"""Renderers: one per output format, each turning a finished report object into text. No probing here."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from typing import Any
+
+from jinja2 import Environment as Jinja, PackageLoader, StrictUndefined, select_autoescape
+from pydantic import BaseModel
+
+from advisor.render import text
+
+__all__ = ["OutputFormat", "render", "to_json"]
+
+
+class OutputFormat(str, Enum):
+    TEXT = "text"
+    JSON = "json"
+    MARKDOWN = "markdown"
+    HTML = "html"
+    PYTHON = "python"
+
+
+_JINJA = Jinja(
+    loader=PackageLoader("advisor", "render/templates"),
+    autoescape=select_autoescape(enabled_extensions=("html", "html.j2"), default_for_string=True),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def to_json(obj: BaseModel | dict[str, Any]) -> str:
+    data = obj.model_dump(mode="json", by_alias=True) if isinstance(obj, BaseModel) else obj
+    return json.dumps(data, indent=2) + "\n"
+
+
+def render(obj: BaseModel, fmt: OutputFormat, *, kind: str, color: bool = False) -> str:
+    """Render `obj` (a report of `kind`: doctor, recommend, check, matrix, smoke, probe) in `fmt`."""
+    if fmt is OutputFormat.JSON:
+        return to_json(obj)
+    if fmt is OutputFormat.TEXT:
+        return text.render(obj, kind=kind, color=color)
+    if fmt is OutputFormat.MARKDOWN:
+        return _JINJA.get_template(f"{kind}.md.j2").render(r=obj)
+    if fmt is OutputFormat.HTML:
+        return _JINJA.get_template(f"{kind}.html.j2").render(r=obj)
+    if fmt is OutputFormat.PYTHON:
+        python = getattr(obj, "python", None)
+        if python is None:
+            raise ValueError("no Python snippet: nothing viable to load")
+        return str(python)
+    raise AssertionError(f"unhandled format {fmt}")

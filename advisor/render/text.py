@@ -1,0 +1,147 @@
+"""Plain terminal text, with ANSI colour only when asked (a TTY and no NO_COLOR)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel
+
+__all__ = ["render"]
+
+_MARK = {"ok": "ok", "info": "--", "warning": "!!", "problem": "XX", "warn": "!!", "fail": "XX"}
+_COLOR = {"ok": "32", "info": "2", "warning": "33", "problem": "31", "warn": "33", "fail": "31"}
+
+
+def _mark(status: str, color: bool) -> str:
+    text = f"[{_MARK.get(status, status)}]"
+    return f"\033[{_COLOR.get(status, '0')}m{text}\033[0m" if color else text
+
+
+def _gib(n: int | None) -> str:
+    return "?" if n is None else f"{n / 1024**3:.1f} GiB"
+
+
+def _doctor(r: Any, color: bool) -> list[str]:
+    lines = [f"Inference Advisor doctor: {r.target}", ""]
+    for section in r.sections:
+        lines.append(section.title)
+        for item in section.items:
+            lines.append(f"  {_mark(item.status, color)} {item.name}: {item.value}")
+            if item.fix and (item.status in ("warning", "problem") or item.name.startswith("rejected")):
+                lines.append(f"       fix: {item.fix}")
+        lines.append("")
+    if r.recommendation is not None and r.recommendation.python:
+        lines += ["Load it with:", *("    " + line for line in r.recommendation.python.rstrip().splitlines()), ""]
+    lines.append("Result: " + ("ok" if r.ok else "problems found (exit 1)"))
+    return lines
+
+
+def _option_line(option: Any) -> str:
+    m = option.memory
+    return f"{option.label:<45} {_gib(m.total_bytes):>10} of {_gib(m.budget_bytes)}"
+
+
+def _recommend(r: Any, color: bool) -> list[str]:
+    m = r.model
+    lines = [
+        f"Model:  {m.display}",
+        f"        {m.num_layers} layers, {m.num_attention_heads} heads ({m.num_key_value_heads} KV), head_dim {m.head_dim}, "
+        f"stored {m.stored_dtype or 'unknown'}, source: {m.source}",
+        f"Target: {r.target}; transformers {r.transformers or 'not installed'}; batch {r.batch}, seq_len {r.seq_len}",
+        "",
+    ]
+    if r.chosen is None:
+        lines.append(_mark("problem", color) + " No configuration can run this model on this target. Every reason:")
+    else:
+        mem = r.memory
+        lines += [
+            _mark("ok", color) + f" Use: {r.chosen.label}",
+            "",
+            "from_pretrained kwargs:",
+            *("    " + line for line in json.dumps(r.from_pretrained, indent=2).splitlines()),
+            "",
+            f"Memory: weights {_gib(mem.weights_bytes)} + KV cache {_gib(mem.kv_cache_bytes)} + activations "
+            f"{_gib(mem.activation_bytes)} + overhead {_gib(mem.overhead_bytes)} = {_gib(mem.total_bytes)} "
+            f"of {_gib(mem.budget_bytes)} available",
+        ]
+        if r.tokenizer:
+            lines.append("Tokenizer: " + ", ".join(f"{k}={v!r}" for k, v in r.tokenizer.items()))
+        ort = r.onnxruntime
+        lines.append("ONNX Runtime: " + (f"available: {ort['call']}" if ort["available"] else "not available: " + "; ".join(ort["reasons"])))
+    notes = [f for f in r.findings if f.severity.value in ("warn", "fail", "info")]
+    if notes:
+        lines += ["", "Findings:"]
+        for f in notes:
+            lines.append(f"  {_mark(f.severity.value, color)} {f.code} {f.message}")
+            if f.fix and f.severity.value != "info":
+                lines.append(f"       fix: {f.fix}")
+    if r.alternatives:
+        lines += ["", "Alternatives (best first):"]
+        lines += [f"  {_option_line(o)}" for o in r.alternatives[:8]]
+        if len(r.alternatives) > 8:
+            lines.append(f"  ... and {len(r.alternatives) - 8} more (--format json lists all)")
+    if r.rejected:
+        lines += ["", "Rejected:"]
+        for rej in r.rejected:
+            lines.append(f"  {_mark('fail', color)} {rej.option:<18} {rej.rule} {rej.reason}")
+            lines.append(f"       fix: {rej.fix}")
+    return lines
+
+
+def _check(r: Any, color: bool) -> list[str]:
+    lines = [f"Configuration: {r.label}", f"Target: {r.target}", ""]
+    for f in r.failures:
+        lines += [f"  {_mark('fail', color)} {f.code} {f.message}", f"       fix: {f.fix}"]
+    for f in r.warnings:
+        lines += [f"  {_mark('warn', color)} {f.code} {f.message}", f"       fix: {f.fix}"]
+    if r.memory is not None:
+        lines.append(f"  Memory: {_gib(r.memory.total_bytes)} of {_gib(r.memory.budget_bytes)}")
+    lines += ["", "Result: " + ("this configuration will work" if r.ok else f"{len(r.failures)} problem(s): it will not work")]
+    return lines
+
+
+def _matrix(r: Any, color: bool) -> list[str]:
+    impls = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
+    lines = [f"Attention support declared by transformers {r.transformers} ({len(r.architectures)} architectures)", ""]
+    header = f"{'model_type':<32} {'class':<40} " + " ".join(f"{i:<17}" for i in impls)
+    lines += [header, "-" * len(header)]
+    for row in r.architectures:
+        cells = " ".join(f"{'yes' if getattr(row, i) else '-':<17}" for i in impls)
+        lines.append(f"{row.model_type:<32} {row.class_name:<40} {cells}")
+    return lines
+
+
+def _smoke(r: Any, color: bool) -> list[str]:
+    lines = [f"Smoke test: {r.model}", f"Reference: {r.reference}", ""]
+    lines.append(f"  {'configuration':<45} {'ok':<4} {'load s':>7} {'latency ms':>11} {'tok/s':>8} {'peak mem':>10} {'max|diff|':>10}")
+    for a in r.attempts:
+        if a.ok:
+            lines.append(
+                f"  {a.label:<45} {'yes':<4} {a.load_seconds or 0:>7.2f} {a.latency_ms or 0:>11.2f} "
+                f"{a.tokens_per_second or 0:>8.1f} {_gib(a.peak_memory_bytes):>10} {a.max_abs_diff if a.max_abs_diff is not None else '-':>10.3g}"
+            )
+        else:
+            lines.append(f"  {a.label:<45} {_mark('fail', color)} {a.error}")
+    lines += ["", "Result: " + (f"passed with {r.attempts[[a.ok for a in r.attempts].index(True)].label}" if r.ok else "no configuration passed")]
+    return lines
+
+
+def _probe(r: Any, color: bool) -> list[str]:
+    from advisor.report import build_report
+
+    return _doctor(build_report(r, []), color)[:-1]
+
+
+_RENDERERS = {
+    "doctor": _doctor,
+    "recommend": _recommend,
+    "check": _check,
+    "matrix": _matrix,
+    "smoke": _smoke,
+    "probe": _probe,
+}
+
+
+def render(obj: BaseModel, *, kind: str, color: bool = False) -> str:
+    return "\n".join(_RENDERERS[kind](obj, color)) + "\n"

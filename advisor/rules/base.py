@@ -1,0 +1,141 @@
+"""The rule protocol: a small named check over facts that returns findings, never raises, never probes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from packaging.version import Version
+from pydantic import BaseModel, ConfigDict
+
+from advisor.facts import ComputeCapability, Environment, GpuInfo, TorchInfo, known
+from advisor.findings import Finding, Severity
+from advisor.knowledge import Knowledge
+from advisor.model import ModelSpec
+
+__all__ = [
+    "Candidate",
+    "Context",
+    "Rule",
+    "RULES",
+    "rule",
+    "DTYPES",
+    "QUANTIZATIONS",
+]
+
+DTYPES = ("bfloat16", "float16", "float32")
+QUANTIZATIONS = ("none", "8bit", "4bit")
+DOCS = "docs/rules.md#"
+
+
+class Candidate(BaseModel):
+    """One way to call from_pretrained: the unit the planner accepts or rejects."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    attn: str
+    dtype: Literal["bfloat16", "float16", "float32"]
+    quantization: Literal["none", "8bit", "4bit"] = "none"
+    placement: Literal["gpu", "multi-gpu", "cpu"] = "gpu"
+
+    def label(self) -> str:
+        quant = "" if self.quantization == "none" else f" + bnb {self.quantization}"
+        where = {"gpu": "1 GPU", "multi-gpu": "all GPUs", "cpu": "CPU"}[self.placement]
+        return f"{self.attn} / {self.dtype}{quant} / {where}"
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything a rule may read: the target machine, the model, the tables and the workload."""
+
+    env: Environment
+    knowledge: Knowledge
+    model: ModelSpec | None = None
+    support: dict[str, bool] = field(default_factory=dict)
+    support_source: str = ""
+    batch: int = 1
+    seq_len: int = 1024
+
+    @property
+    def gpus(self) -> tuple[GpuInfo, ...]:
+        return self.env.gpu_list
+
+    @property
+    def torch(self) -> TorchInfo | None:
+        return self.env.torch if isinstance(self.env.torch, TorchInfo) else None
+
+    @property
+    def weakest_cc(self) -> ComputeCapability | None:
+        ccs = [cc for g in self.gpus if (cc := known(g.compute_capability)) is not None]
+        return min(ccs, key=lambda cc: cc.as_tuple) if ccs else None
+
+    @property
+    def rocm(self) -> bool:
+        return any(g.vendor == "amd" for g in self.gpus) or bool(self.torch and self.torch.hip)
+
+    def versions(self) -> dict[str, str | None]:
+        return {name: lib.version if lib.installed else None for name, lib in self.env.libraries.items()}
+
+    def version(self, dist: str) -> Version | None:
+        raw = self.env.version_of(dist)
+        if dist == "torch" and self.torch is not None:
+            raw = self.torch.version
+        try:
+            return Version(Version(raw).base_version) if raw else None
+        except Exception:
+            return None
+
+
+Check = Callable[[Context, Candidate | None], Iterable[Finding]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    code: str
+    title: str
+    scope: Literal["candidate", "environment"]
+    check: Check
+    why: str
+    fix: str
+
+    def __call__(self, ctx: Context, candidate: Candidate | None = None) -> list[Finding]:
+        return list(self.check(ctx, candidate))
+
+    def finding(
+        self,
+        severity: Severity,
+        message: str,
+        *,
+        detected: str = "",
+        required: str = "",
+        fix: str | None = None,
+        option: str | None = None,
+    ) -> Finding:
+        return Finding(
+            code=self.code,
+            severity=severity,
+            title=self.title,
+            message=message,
+            detected=detected,
+            required=required,
+            fix=self.fix if fix is None else fix,
+            option=option,
+            docs_url=DOCS + self.code.lower(),
+        )
+
+
+RULES: list[Rule] = []
+
+
+def rule(code: str, title: str, *, scope: Literal["candidate", "environment"], fix: str) -> Callable[[Check], Rule]:
+    """Register a rule; its docstring is the 'why' shown in docs/rules.md."""
+
+    def register(fn: Check) -> Rule:
+        if any(r.code == code for r in RULES):
+            raise ValueError(f"duplicate rule code {code}")
+        made = Rule(code=code, title=title, scope=scope, check=fn, why=" ".join((fn.__doc__ or "").split()), fix=fix)
+        RULES.append(made)
+        return made
+
+    return register

@@ -1,0 +1,81 @@
+"""DTYPE rules: is this dtype native on the target, and numerically safe for this model?"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from functools import lru_cache
+
+from advisor.findings import Finding, Severity
+from advisor.rules.base import Candidate, Context, rule
+
+
+@lru_cache(maxsize=1)
+def _fp16_overflow_models(root: str) -> dict[str, str]:
+    with open(f"{root}/model_notes.json", encoding="utf-8") as handle:
+        rows = json.load(handle)["fp16_overflow"]
+    return {row["model_type"]: row["source"] for row in rows}
+
+
+@rule("DTYPE001", "bfloat16 is not native on this GPU", scope="candidate",
+      fix='use dtype="float16" on this GPU (or float32 if the model overflows in fp16)')
+def bf16_native(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
+    """bf16 tensor cores start at compute capability 8.0 (Ampere). On a T4 or V100, torch emulates bf16 and
+    `torch.cuda.is_bf16_supported()` even returns True (torch >= 2.4), but matmuls run several times slower."""
+    if c is None or c.placement == "cpu":
+        return
+    uses_bf16 = c.dtype == "bfloat16"
+    if not uses_bf16:
+        return
+    for gpu in ctx.gpus:
+        if gpu.dtypes and not gpu.dtypes.bf16:  # type: ignore[union-attr]
+            yield bf16_native.finding(
+                Severity.FAIL,
+                f"{gpu.name} (compute capability {gpu.compute_capability}) has no native bfloat16",
+                detected=f"{gpu.name}: bf16 emulated", required="compute capability >= 8.0", option=c.dtype,
+            )
+            return
+
+
+@rule("DTYPE002", "half precision on the CPU", scope="candidate",
+      fix='on the CPU load in float32 (the default), or bfloat16 only on CPUs with AMX/AVX512-BF16')
+def cpu_half(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
+    """Most CPUs have no fp16 arithmetic and emulate bf16; half precision halves memory but is usually slower."""
+    if c is not None and c.placement == "cpu" and c.dtype != "float32":
+        yield cpu_half.finding(
+            Severity.WARN, f"{c.dtype} on the CPU is usually slower than float32", detected=c.dtype,
+            required="float32 for speed on most CPUs", option=c.dtype,
+        )
+
+
+@rule("DTYPE003", "model known to overflow in float16", scope="candidate",
+      fix='use dtype="bfloat16" (Ampere or newer) or float32')
+def fp16_overflow(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
+    """Models trained in bf16 (T5, Gemma, ...) produce activations beyond fp16's range (65504): in fp16 they emit
+    inf/NaN or garbage. Checkpoints stored as bfloat16 carry the same risk."""
+    if c is None or ctx.model is None or c.dtype != "float16" or c.quantization == "8bit":
+        return
+    notes = _fp16_overflow_models(str(ctx.knowledge.root))
+    mt = ctx.model.model_type
+    if mt in notes:
+        yield fp16_overflow.finding(
+            Severity.WARN, f"{mt} models are known to overflow in float16 ({notes[mt]})",
+            detected="float16", required="bfloat16 or float32", option=c.dtype,
+        )
+    elif ctx.model.stored_dtype == "bfloat16":
+        yield fp16_overflow.finding(
+            Severity.WARN, "the checkpoint is stored in bfloat16; converting to float16 can overflow",
+            detected="stored bfloat16 -> float16", required="bfloat16 or float32", option=c.dtype,
+        )
+
+
+@rule("DTYPE004", "float32 on a GPU", scope="candidate",
+      fix='use dtype="bfloat16" (Ampere or newer) or "float16": half the memory, tensor-core speed')
+def gpu_fp32(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
+    """float32 doubles weight memory and skips tensor cores (TF32 only with
+    torch.set_float32_matmul_precision('high'))."""
+    if c is not None and c.placement != "cpu" and c.dtype == "float32":
+        yield gpu_fp32.finding(
+            Severity.INFO, "float32 uses twice the memory of half precision and runs without tensor cores",
+            detected="float32", required="", option=c.dtype,
+        )

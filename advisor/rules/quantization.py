@@ -1,0 +1,133 @@
+"""QUANT rules: can bitsandbytes 8-bit / 4-bit loading work on this target?"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from packaging.version import Version
+
+from advisor.findings import Finding, Severity
+from advisor.knowledge import version_matches
+from advisor.rules.base import Candidate, Context, rule
+
+
+def _quantized(c: Candidate | None) -> bool:
+    return c is not None and c.quantization != "none"
+
+
+@rule("QUANT001", "bitsandbytes missing", scope="candidate", fix="pip install -U bitsandbytes")
+def bnb_missing(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
+    """8-bit and 4-bit loading go through bitsandbytes; transformers raises at load time without it."""
+    if _quantized(c) and not ctx.env.library("bitsandbytes").installed:
+        assert c is not None
+        yield bnb_missing.finding(
+            Severity.FAIL, f"{c.quantization} loading needs bitsandbytes, which is not installed",
+            detected="bitsandbytes: not installed", required="bitsandbytes installed", option=c.quantization,
+        )
+
+
+@rule("QUANT002", "bitsandbytes native library does not load", scope="candidate",
+      fix="install the bitsandbytes wheel for your platform (pip install --force-reinstall bitsandbytes); "
+          "`python -m bitsandbytes` shows what is wrong")
+def bnb_broken(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
+    """`import bitsandbytes` succeeds even without its compiled library (a mock stands in and fails at the first
+    quantized matmul), so the probe loads the native library in a child process."""
+    lib = ctx.env.library("bitsandbytes")
+    if _quantized(c) and lib.installed and lib.importable is False:
+        assert c is not None
+        yield bnb_broken.finding(
+            Severity.FAIL, f"bitsandbytes {lib.version} is installed but its native library does not load: {lib.error}",
+            detected=f"backend {lib.details.get('backend', '?')}, native library {lib.details.get('native_library', '?')}",
+            required="native library loaded", option=c.quantization,
+        )
+
+
+@rule("QUANT003", "bitsandbytes too old for this transformers", scope="candidate",
+      fix="pip install -U bitsandbytes")
+def bnb_version(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
+    """transformers 5.x needs bitsandbytes >= 0.46.1 (it reads `bitsandbytes.supported_torch_devices`)."""
+    lib = ctx.env.library("bitsandbytes")
+    if not _quantized(c) or not lib.installed:
+        return
+    assert c is not None
+    for row in ctx.knowledge.constraints_for("bitsandbytes", ctx.versions()):
+        if not version_matches(lib.version, row.specifier):
+            yield bnb_version.finding(
+                Severity.FAIL, row.message, detected=f"bitsandbytes {lib.version}",
+                required=f"bitsandbytes{row.specifier}", fix=row.fix, option=c.quantization,
+            )
+
+
+@rule("QUANT004", "bitsandbytes on this device", scope="candidate",
+      fix="quantize on a CUDA GPU, or keep the model unquantized on the CPU")
+def bnb_device(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
+    """bitsandbytes' CPU backend is official only from 0.48; it is far slower than a GPU. On NVIDIA,
+    bitsandbytes >= 0.48 needs compute capability >= 6.0 (5.0 before). ROCm wheels are preview before 0.50."""
+    if not _quantized(c):
+        return
+    assert c is not None
+    lib = ctx.env.library("bitsandbytes")
+    version = Version(lib.version) if lib.installed and lib.version else None
+    if c.placement == "cpu":
+        if version is not None and version < Version("0.48"):
+            yield bnb_device.finding(
+                Severity.FAIL, f"bitsandbytes {version} has no supported CPU backend (official from 0.48)",
+                detected=f"bitsandbytes {version} on CPU", required=">= 0.48 for CPU", option=c.quantization,
+            )
+        else:
+            yield bnb_device.finding(
+                Severity.WARN, "bitsandbytes on the CPU is much slower than unquantized float32 when memory allows",
+                detected="CPU", required="a CUDA GPU for speed", option=c.quantization,
+            )
+        return
+    if ctx.rocm:
+        if version is not None and version < Version("0.50"):
+            yield bnb_device.finding(
+                Severity.WARN, f"bitsandbytes {version} ROCm support is a preview (official from 0.50)",
+                detected=f"bitsandbytes {version} on ROCm", required=">= 0.50", option=c.quantization,
+            )
+        return
+    cc = ctx.weakest_cc
+    minimum = (6, 0) if version is None or version >= Version("0.48") else (5, 0)
+    if cc is not None and cc < minimum:
+        yield bnb_device.finding(
+            Severity.FAIL, f"bitsandbytes {version or ''} needs compute capability >= {minimum[0]}.{minimum[1]}; this GPU has {cc}",
+            detected=f"compute capability {cc}", required=f">= {minimum[0]}.{minimum[1]}", option=c.quantization,
+        )
+
+
+@rule("QUANT005", "LLM.int8 without int8 tensor cores", scope="candidate",
+      fix="use 4-bit NF4 on this GPU, or a GPU with compute capability >= 7.5")
+def int8_slow(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
+    """LLM.int8 uses int8 tensor cores from compute capability 7.5; below it (V100, P100) bitsandbytes warns
+    'Only slow 8-bit matmul is supported for your GPU' and casts weights for every matmul."""
+    if c is None or c.quantization != "8bit" or c.placement == "cpu" or ctx.rocm:
+        return
+    cc = ctx.weakest_cc
+    if cc is not None and cc < (7, 5):
+        yield int8_slow.finding(
+            Severity.WARN, f"LLM.int8 on compute capability {cc} runs the slow 8-bit path",
+            detected=f"compute capability {cc}", required=">= 7.5 for int8 tensor cores", option=c.quantization,
+        )
+
+
+@rule("QUANT006", "accelerate missing or too old", scope="candidate", fix="pip install -U accelerate")
+def accelerate_needed(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
+    """transformers needs accelerate for any `device_map` and for bitsandbytes loading
+    (>= 1.1.0 in v5, >= 0.26.0 in v4)."""
+    if c is None or (c.placement == "cpu" and c.quantization == "none"):
+        return  # plain CPU loading needs no device_map
+    lib = ctx.env.library("accelerate")
+    option = c.quantization if c.quantization != "none" else "device_map"
+    if not lib.installed:
+        yield accelerate_needed.finding(
+            Severity.FAIL, "device_map placement and quantized loading need accelerate, which is not installed",
+            detected="accelerate: not installed", required="accelerate installed", option=option,
+        )
+        return
+    for row in ctx.knowledge.constraints_for("accelerate", ctx.versions()):
+        if not version_matches(lib.version, row.specifier):
+            yield accelerate_needed.finding(
+                Severity.FAIL, row.message, detected=f"accelerate {lib.version}", required=f"accelerate{row.specifier}",
+                fix=row.fix, option=option,
+            )

@@ -1,0 +1,102 @@
+"""Which attention implementations a model's class declares, for the target's transformers release.
+
+When the target runs the transformers installed here, the class itself is asked (exact). Otherwise
+the shipped table of the nearest release answers, and the answer says which release it came from.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+
+from packaging.version import InvalidVersion, Version
+
+from advisor.facts import Environment
+from advisor.knowledge import Knowledge
+from advisor.knowledge.introspect import class_support
+from advisor.knowledge.schema import AttentionSupportTable
+from advisor.model import ModelSpec
+
+__all__ = ["attention_support", "installed_transformers", "nearest_table"]
+
+
+def installed_transformers() -> str | None:
+    try:
+        return metadata.version("transformers")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _from_installed(model: ModelSpec) -> dict[str, bool] | None:
+    try:
+        import transformers
+        from transformers.models.auto import modeling_auto
+    except ImportError:
+        return None
+    names = [model.architecture] if model.architecture else []
+    base = modeling_auto.MODEL_MAPPING_NAMES.get(model.model_type)
+    names += list(base) if isinstance(base, (list, tuple)) else [base] if base else []
+    for name in names:
+        try:
+            cls = getattr(transformers, name)
+        except Exception:
+            continue
+        return class_support(cls, transformers.__version__)
+    return None
+
+
+def _key(version: str) -> Version:
+    try:
+        return Version(version)
+    except InvalidVersion:
+        return Version("0")
+
+
+def nearest_table(knowledge: Knowledge, version: str | None) -> AttentionSupportTable | None:
+    """The newest shipped table at or below `version` (or the oldest one, when every table is newer)."""
+    tables = sorted(knowledge.shipped_attention_tables(), key=lambda t: _key(t.transformers))
+    if not tables:
+        return None
+    if version is None:
+        return tables[-1]
+    older = [t for t in tables if _key(t.transformers) <= _key(version)]
+    return older[-1] if older else tables[0]
+
+
+def attention_support(model: ModelSpec, env: Environment, knowledge: Knowledge) -> tuple[dict[str, bool], str]:
+    """(support per implementation, where that answer came from); empty when the architecture is unknown."""
+    target = env.version_of("transformers")
+    here = installed_transformers()
+    if here is not None and (target is None or _key(target) == _key(here)):
+        found = _from_installed(model)
+        if found is not None:
+            return found, f"transformers {here} (installed)"
+    history = _from_history(model, target)
+    if history is not None:
+        return history
+    table = nearest_table(knowledge, target)
+    if table is not None:
+        for row in table.architectures:
+            if row.model_type == model.model_type:
+                support = row.model_dump(exclude={"model_type", "class_name"})
+                return support, f"the shipped table for transformers {table.transformers}"
+        return {}, f"the shipped table for transformers {table.transformers}"
+    return {}, "no attention-support table"
+
+
+def _from_history(model: ModelSpec, target: str | None) -> tuple[dict[str, bool], str] | None:
+    """The per-release history table (data/attention_history.json), when present and covering `target`."""
+    if target is None:
+        return None
+    try:
+        from advisor.knowledge.history import load_history
+    except ImportError:
+        return None
+    try:
+        history = load_history()
+        at = history.support_at(target)
+    except Exception:
+        return None
+    row = at.architectures.get(model.model_type) if hasattr(at, "architectures") else None
+    if row is None:
+        return None
+    return dict(row), f"transformers {at.release} (shipped history table)"

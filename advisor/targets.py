@@ -1,0 +1,206 @@
+"""The machine to plan for: this one, a saved snapshot, or one described by name.
+
+Every planning command takes the same options (`--env`, `--gpu`, `--cpu`, `--assume`, `--without`);
+this module turns them into one `Environment`, so rules never know where the facts came from.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from packaging.version import InvalidVersion, Version
+from pydantic import ValidationError
+
+from advisor.errors import EnvironmentFileError, UsageError
+from advisor.facts import SCHEMA_VERSION, Environment, GpuInfo, LibraryInfo, TorchInfo, Unavailable
+from advisor.fileio import write_atomic
+from advisor.knowledge import Knowledge, load_knowledge
+from advisor.knowledge.schema import GpuRow
+from advisor.probe.host import probe_host
+from advisor.probe.packages import LIBRARIES, probe_libraries
+from advisor.probe.torch_info import sdpa_backends
+
+__all__ = ["TargetSpec", "resolve_target", "load_environment", "save_environment", "environment_for_gpus"]
+
+_ASSUME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^=\s]+)$")
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """What the user asked to plan for; empty means this machine."""
+
+    env_file: Path | None = None
+    gpus: Sequence[str] = ()
+    cpu: bool = False
+    assume: Sequence[str] = ()
+    without: Sequence[str] = ()
+    import_checks: bool = True
+    env: Environment | None = field(default=None, compare=False)
+
+
+def load_environment(path: Path) -> Environment:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise EnvironmentFileError(str(path), "no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EnvironmentFileError(str(path), str(getattr(exc, "strerror", None) or exc)) from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise EnvironmentFileError(str(path), f"not JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(raw, dict):
+        raise EnvironmentFileError(str(path), "not a snapshot object")
+    raw = raw.get("environment", raw) if "host" not in raw else raw  # accept `doctor --format json` output too
+    if raw.get("schema_version") != SCHEMA_VERSION:
+        raise EnvironmentFileError(
+            str(path), f"schema_version {raw.get('schema_version')!r}, this advisor reads {SCHEMA_VERSION}"
+        )
+    try:
+        env = Environment.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise EnvironmentFileError(str(path), f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    return env
+
+
+def save_environment(env: Environment, path: Path) -> None:
+    write_atomic(path, env.model_dump_json(indent=1) + "\n")
+
+
+def _gpu_from_row(index: int, row: GpuRow, knowledge: Knowledge) -> GpuInfo:
+    from advisor.facts import ComputeCapability
+
+    cc = ComputeCapability.parse(row.compute_capability) if row.compute_capability else None
+    memory = row.memory_mib * 1024 * 1024
+    return GpuInfo(
+        index=index,
+        name=row.name,
+        vendor=row.vendor,
+        compute_capability=cc,
+        gfx_arch=row.gfx_arch,
+        memory_total_bytes=memory,
+        memory_free_bytes=Unavailable(reason="a GPU from the table: planning with its total memory"),
+        dtypes=knowledge.dtype_support(cc, row.gfx_arch),
+        source="gpu-table",
+    )
+
+
+def _synthetic_torch(version: str | None, gpus: Sequence[GpuInfo]) -> TorchInfo | Unavailable:
+    if version is None:
+        return Unavailable(reason="torch is not installed here; say which with --assume torch==VERSION")
+    version = version.split("+")[0]
+    amd = any(g.vendor == "amd" for g in gpus)
+    cuda = None if not gpus or amd else "assumed"
+    hip = "assumed" if amd else None
+    ccs = [g.compute_capability for g in gpus if g.compute_capability is not None and not isinstance(g.compute_capability, Unavailable)]
+    return TorchInfo(
+        version=version,
+        cuda=cuda,
+        hip=hip,
+        cuda_available=bool(gpus),
+        device_count=len(gpus),
+        sdpa_backends=sdpa_backends(version, cuda=cuda, hip=hip, cudnn="9.1" if cuda else None, capabilities=ccs),
+        flex_attention=Version(version) >= Version("2.5"),
+        assumed=True,
+    )
+
+
+def environment_for_gpus(
+    names: Sequence[str], *, libraries: dict[str, LibraryInfo], knowledge: Knowledge | None = None
+) -> Environment:
+    """A machine with these GPUs from the table (or none), this host and the given libraries."""
+    knowledge = knowledge or load_knowledge()
+    gpus = tuple(_gpu_from_row(i, knowledge.gpu(name), knowledge) for i, name in enumerate(names))
+    torch_lib = libraries.get("torch")
+    torch_version = torch_lib.version if torch_lib is not None and torch_lib.installed else None
+    label = " + ".join(g.name for g in gpus) if gpus else "CPU only"
+    return Environment(
+        source="synthetic",
+        description=f"{label} (from the GPU table), with this machine's libraries",
+        created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        host=probe_host(),
+        gpus=gpus,
+        torch=_synthetic_torch(torch_version, gpus),
+        libraries=libraries,
+    )
+
+
+def _apply_overrides(env: Environment, assume: Sequence[str], without: Sequence[str]) -> Environment:
+    if not assume and not without:
+        return env
+    libraries = dict(env.libraries)
+    known_imports = {spec.distribution: spec.import_name for spec in LIBRARIES}
+    torch_version: str | None = None
+    for item in assume:
+        match = _ASSUME.match(item.strip())
+        if not match:
+            raise UsageError(f"--assume {item!r}: expected DIST==VERSION, e.g. --assume flash-attn==2.8.3")
+        dist, version = match.group(1).lower(), match.group(2)
+        try:
+            Version(version)
+        except InvalidVersion:
+            raise UsageError(f"--assume {item!r}: {version!r} is not a version number") from None
+        libraries[dist] = LibraryInfo(
+            distribution=dist,
+            import_name=known_imports.get(dist, dist.replace("-", "_")),
+            installed=True,
+            version=version,
+            importable=True,
+            assumed=True,
+        )
+        if dist == "torch":
+            torch_version = version
+    for dist in without:
+        dist = dist.strip().lower()
+        if not dist:
+            raise UsageError("--without needs a distribution name, e.g. --without bitsandbytes")
+        libraries[dist] = LibraryInfo(
+            distribution=dist, import_name=known_imports.get(dist, dist.replace("-", "_")), installed=False, assumed=True
+        )
+    update: dict[str, object] = {"libraries": libraries}
+    if "torch" in [d.strip().lower() for d in without]:
+        update["torch"] = Unavailable(reason="assumed absent (--without torch)")
+    elif torch_version is not None:
+        update["torch"] = _retarget_torch(env, torch_version)
+    return env.model_copy(update=update)
+
+
+def _retarget_torch(env: Environment, version: str) -> TorchInfo:
+    current = env.torch if isinstance(env.torch, TorchInfo) else _synthetic_torch(version, env.gpu_list)
+    assert isinstance(current, TorchInfo)
+    ccs = [cc for g in env.gpu_list if (cc := g.compute_capability) is not None and not isinstance(cc, Unavailable)]
+    cuda = current.cuda or ("assumed" if env.gpu_list and not current.hip else None)
+    return current.model_copy(
+        update={
+            "version": version,
+            "cuda": cuda,
+            "sdpa_backends": sdpa_backends(version, cuda=cuda, hip=current.hip, cudnn=current.cudnn or ("9.1" if cuda else None), capabilities=ccs),
+            "flex_attention": Version(version) >= Version("2.5"),
+            "assumed": True,
+        }
+    )
+
+
+def resolve_target(spec: TargetSpec, *, knowledge: Knowledge | None = None) -> Environment:
+    """One Environment from the target options; bad options raise a one-line AdvisorError."""
+    chosen = sum(bool(x) for x in (spec.env_file, spec.gpus, spec.cpu, spec.env))
+    if chosen > 1:
+        raise UsageError("choose one target: --env FILE, --gpu NAME (repeatable) or --cpu")
+    knowledge = knowledge or load_knowledge()
+    if spec.env is not None:
+        env = spec.env
+    elif spec.env_file is not None:
+        env = load_environment(spec.env_file)
+    elif spec.gpus or spec.cpu:
+        env = environment_for_gpus(list(spec.gpus), libraries=probe_libraries(import_checks=False), knowledge=knowledge)
+    else:
+        from advisor.probe import collect_environment
+
+        env = collect_environment(import_checks=spec.import_checks, knowledge=knowledge)
+    return _apply_overrides(env, spec.assume, spec.without)

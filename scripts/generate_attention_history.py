@@ -1,0 +1,366 @@
+#!/usr/bin/env python
+"""Build `data/attention_history.json`: which attention implementations each architecture declared, per release.
+
+Why this exists: the advisor must answer "does model X support SDPA / FlashAttention on *your* transformers",
+and the answer changed release by release. Rather than transcribe docs, this script installs each release
+into a throwaway directory and asks its model classes, through the same reader the advisor uses at run time
+(`advisor.knowledge.introspect`), so the table is exactly what `from_pretrained(attn_implementation=...)`
+of that release checks.
+
+How: for each release, `pip install --target DIR transformers==X` (its own declared dependencies, which
+never include torch), then run `python -m advisor.knowledge.introspect` with `PYTHONPATH=DIR:<repo>` under
+this interpreter, so the torch already installed here is reused and nothing multi-GB is downloaded.
+Wheels are kept in a wheelhouse and each release's reading in a results cache (both under `.dev/`), so a
+rerun only does what is missing. At most `--jobs` (default 2) releases are installed and read at once.
+
+    python scripts/generate_attention_history.py                       # latest patch of each minor >= 4.36
+    python scripts/generate_attention_history.py --releases 4.36.2 5.24.0
+    python scripts/generate_attention_history.py --refresh             # re-read cached releases
+
+It also records which model types optimum's BetterTransformer covered (read statically from the optimum
+1.x wheel), and in which optimum / transformers release that path disappeared, checked in those releases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import concurrent.futures
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from packaging.version import Version
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_OUTPUT = REPO / "data" / "attention_history.json"
+DEFAULT_CACHE = REPO / ".dev" / "attention_history"
+MIN_RELEASE = Version("4.36")
+IMPLS = ("sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
+OPTIMUM_BT_RELEASE = "1.27.0"  # last optimum 1.x: the last one that ships optimum.bettertransformer
+OPTIMUM_FIRST_WITHOUT_BT = "2.0.0"
+BT_INIT = "optimum/bettertransformer/models/__init__.py"
+PIP_NOISE = re.compile(r"^WARNING: Location .* is ignored")
+
+_download_lock = threading.Lock()  # one pip download at a time: they share the wheelhouse
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _pip(python: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [python, "-m", "pip", "--disable-pip-version-check", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    proc.stderr = "\n".join(line for line in proc.stderr.splitlines() if not PIP_NOISE.match(line))
+    return proc
+
+
+def _tail(text: str, lines: int = 6) -> str:
+    kept = [line for line in text.strip().splitlines() if line.strip()]
+    return " | ".join(kept[-lines:])[-800:]
+
+
+def discover_releases(python: str) -> list[str]:
+    """Latest final patch of every transformers minor >= 4.36, from the package index."""
+    proc = _pip(python, "index", "versions", "transformers")
+    match = re.search(r"Available versions:\s*(.+)", proc.stdout)
+    if proc.returncode != 0 or not match:
+        raise SystemExit(f"could not list transformers releases: {_tail(proc.stderr or proc.stdout)}")
+    latest: dict[tuple[int, int], Version] = {}
+    for text in match.group(1).split(","):
+        version = Version(text.strip())
+        if version.is_prerelease or version.is_devrelease or version < MIN_RELEASE:
+            continue
+        key = (version.major, version.minor)
+        if key not in latest or version > latest[key]:
+            latest[key] = version
+    return [str(v) for v in sorted(latest.values())]
+
+
+def _ensure_wheels(python: str, wheels: Path, requirement: str, *, no_deps: bool = False) -> str | None:
+    """Download `requirement` (and its dependencies) into the wheelhouse; an error message or None."""
+    with _download_lock:
+        args = ["download", "--quiet", "--prefer-binary", "--dest", str(wheels), requirement]
+        if no_deps:
+            args.insert(1, "--no-deps")
+        proc = _pip(python, *args)
+    return None if proc.returncode == 0 else f"pip download {requirement} failed: {_tail(proc.stderr)}"
+
+
+def _install(python: str, wheels: Path, target: Path, release: str) -> str | None:
+    """Install transformers==release with its own dependencies into `target`; an error message or None."""
+    requirement = f"transformers=={release}"
+    args = ["install", "--quiet", "--no-index", "--find-links", str(wheels), "--target", str(target), requirement]
+    if target.exists():
+        shutil.rmtree(target)
+    proc = _pip(python, *args)
+    if proc.returncode == 0:
+        return None
+    error = _ensure_wheels(python, wheels, requirement)  # first time (or new dependency): fetch, then retry
+    if error:
+        return error
+    shutil.rmtree(target, ignore_errors=True)
+    proc = _pip(python, *args)
+    return None if proc.returncode == 0 else f"pip install {requirement} failed: {_tail(proc.stderr)}"
+
+
+def _installed_versions(target: Path) -> dict[str, str]:
+    """The distributions pip put next to transformers (for the record: what the reading ran against)."""
+    found: dict[str, str] = {}
+    for info in target.glob("*.dist-info"):
+        name, _, version = info.name[: -len(".dist-info")].rpartition("-")
+        found[name.lower().replace("_", "-")] = version
+    return found
+
+
+def read_release(release: str, *, python: str, cache: Path, refresh: bool, keep_env: bool) -> dict[str, Any]:
+    """Install one release into a throwaway directory and read its table (cached in `cache/results`)."""
+    result_path = cache / "results" / f"{release}.json"
+    if result_path.exists() and not refresh:
+        cached = json.loads(result_path.read_text())
+        if "table" in cached:  # failures are retried on every run
+            log(f"{release}: cached")
+            return cached
+    env_dir = cache / "envs" / release
+    started = time.monotonic()
+    record: dict[str, Any] = {"release": release}
+    marker = env_dir / ".installed-by-generate-attention-history"
+    error = None if marker.exists() else _install(python, cache / "wheels", env_dir, release)
+    if error:
+        record["error"] = error
+    else:
+        marker.touch()
+        record["packages"] = _installed_versions(env_dir)
+        modeling_utils = env_dir / "transformers" / "modeling_utils.py"
+        record["to_bettertransformer"] = "def to_bettertransformer" in modeling_utils.read_text()
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("PYTHON", "HF_", "TRANSFORMERS_"))
+        }
+        env.update(
+            PYTHONPATH=os.pathsep.join([str(env_dir), str(REPO)]),
+            PYTHONNOUSERSITE="1",
+            PYTHONWARNINGS="ignore",
+            HF_HUB_OFFLINE="1",
+            TRANSFORMERS_OFFLINE="1",
+            TRANSFORMERS_VERBOSITY="error",
+            TOKENIZERS_PARALLELISM="false",
+            HF_HOME=str(cache / "hf_home"),
+        )
+        with tempfile.TemporaryDirectory() as cwd:  # nothing in the cwd may shadow the target's packages
+            try:
+                proc = subprocess.run(
+                    [python, "-m", "advisor.knowledge.introspect"],
+                    capture_output=True, text=True, timeout=900, env=env, cwd=cwd,
+                )
+            except subprocess.TimeoutExpired:
+                proc = None
+        if proc is None:
+            record["error"] = "reading the model classes timed out after 900 s"
+        elif proc.returncode != 0:
+            record["error"] = f"import/introspection failed: {_tail(proc.stderr)}"
+        else:
+            table = json.loads(proc.stdout)
+            if table.get("transformers") != release:
+                record["error"] = f"read transformers {table.get('transformers')} instead of {release}"
+            else:
+                record["table"] = table
+    if not keep_env:
+        shutil.rmtree(env_dir, ignore_errors=True)
+    record["seconds"] = round(time.monotonic() - started, 1)
+    result_path.parent.mkdir(parents=True, exist_ok=True)
+    result_path.write_text(json.dumps(record, indent=1) + "\n")
+    rows = len(record.get("table", {}).get("architectures", []))
+    log(f"{release}: {'FAILED: ' + record['error'] if 'error' in record else f'{rows} architectures'}"
+        f" ({record['seconds']} s)")
+    return record
+
+
+def read_bettertransformer(python: str, wheels: Path) -> dict[str, Any]:
+    """`BetterTransformerManager.MODEL_MAPPING` keys from optimum 1.x's source, read without importing it."""
+    def wheel_for(version: str) -> Path:
+        found = sorted(wheels.glob(f"optimum-{version}-*.whl"))
+        if not found:
+            error = _ensure_wheels(python, wheels, f"optimum=={version}", no_deps=True)
+            found = sorted(wheels.glob(f"optimum-{version}-*.whl"))
+            if not found:
+                raise SystemExit(error or f"optimum {version} wheel not found after download")
+        return found[0]
+
+    with zipfile.ZipFile(wheel_for(OPTIMUM_BT_RELEASE)) as wheel:
+        tree = ast.parse(wheel.read(BT_INIT).decode())
+    model_types: list[str] | None = None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and node.name == "BetterTransformerManager":
+            for stmt in node.body:
+                if (
+                    isinstance(stmt, ast.Assign)
+                    and any(isinstance(t, ast.Name) and t.id == "MODEL_MAPPING" for t in stmt.targets)
+                    and isinstance(stmt.value, ast.Dict)
+                ):
+                    model_types = [ast.literal_eval(key) for key in stmt.value.keys if key is not None]
+    if not model_types:
+        raise SystemExit(f"BetterTransformerManager.MODEL_MAPPING not found in optimum {OPTIMUM_BT_RELEASE}")
+    with zipfile.ZipFile(wheel_for(OPTIMUM_FIRST_WITHOUT_BT)) as wheel:
+        still_there = any(name.startswith("optimum/bettertransformer/") for name in wheel.namelist())
+    return {
+        "optimum": OPTIMUM_BT_RELEASE,
+        "source": f"optimum {OPTIMUM_BT_RELEASE} wheel, {BT_INIT}: BetterTransformerManager.MODEL_MAPPING keys",
+        "model_types": sorted(model_types),
+        "optimum_removed_in": None if still_there else OPTIMUM_FIRST_WITHOUT_BT,
+    }
+
+
+def _run_length(values: list[str], releases: list[str]) -> list[list[str]]:
+    """[[first_release, value], ...] for each change of `values` along `releases`."""
+    runs: list[list[str]] = []
+    for release, value in zip(releases, values):
+        if not runs or runs[-1][1] != value:
+            runs.append([release, value])
+    return runs
+
+
+def build_history(records: list[dict[str, Any]], bettertransformer: dict[str, Any], python: str) -> dict[str, Any]:
+    """Fold the per-release tables into one string of flags per (architecture, implementation)."""
+    good = sorted((r for r in records if "table" in r), key=lambda r: Version(r["release"]))
+    releases = [r["release"] for r in good]
+    rows: dict[str, dict[str, dict[str, Any]]] = {}  # model_type -> release -> row
+    unreadable: dict[str, set[str]] = {}  # model_type -> releases where its class could not be imported
+    for record in good:
+        release = record["release"]
+        for row in record["table"]["architectures"]:
+            rows.setdefault(row["model_type"], {})[release] = row
+        for line in record["table"].get("skipped", []):
+            model_type = line.split(":", 1)[0].strip()
+            rows.setdefault(model_type, {})
+            unreadable.setdefault(model_type, set()).add(release)
+    architectures: dict[str, dict[str, Any]] = {}
+    for model_type in sorted(rows):
+        per_release = rows[model_type]
+        entry: dict[str, Any] = {}
+        classes = [per_release[r]["class"] if r in per_release else "" for r in releases]
+        present = [c for c in classes if c]
+        entry["class"] = present[-1] if present else None
+        history = [run for run in _run_length(classes, releases) if run[1]]
+        if len({name for _, name in history}) > 1:
+            entry["class_history"] = history
+        for impl in IMPLS:
+            chars = []
+            for release in releases:
+                if release in per_release:
+                    chars.append("1" if per_release[release][impl] else "0")
+                elif release in unreadable.get(model_type, ()):
+                    chars.append("?")
+                else:
+                    chars.append("-")
+            entry[impl] = "".join(chars)
+        architectures[model_type] = entry
+    bt_releases = [r["release"] for r in good if r.get("to_bettertransformer")]
+    no_bt = [r["release"] for r in good if not r.get("to_bettertransformer")]
+    first_without = min(
+        (r for r in no_bt if not bt_releases or Version(r) > Version(bt_releases[-1])), key=Version, default=None
+    )
+    optimum_removed_in = bettertransformer.pop("optimum_removed_in")
+    bettertransformer = {
+        **bettertransformer,
+        "removed_in": {"optimum": optimum_removed_in, "transformers": first_without},
+        "note": "model.to_bettertransformer() exists in transformers releases before removed_in.transformers "
+        "and needs optimum < removed_in.optimum; after that, SDPA (attn_implementation='sdpa') replaces it.",
+    }
+    torch_version = subprocess.run(
+        [python, "-c", "import torch; print(torch.__version__)"], capture_output=True, text=True
+    ).stdout.strip()
+    first = good[0]["table"]["source"].split(":", 1)[1].strip() if good else ""
+    return {
+        "schema_version": 1,
+        "description": "Attention implementations each architecture's base-model class declares, per transformers "
+        "release. Each string has one character per entry of `releases`, in order: '1' declared supported, "
+        "'0' declared unsupported, '-' model type absent from that release's auto mapping, '?' present but its "
+        "class could not be imported there. 'eager' is always supported and not stored.",
+        "generated_by": "python scripts/generate_attention_history.py",
+        "source": "each release installed from PyPI with `pip install --target` and read by "
+        f"`python -m advisor.knowledge.introspect` ({first})",
+        "environment": {"python": sys.version.split()[0], "torch": torch_version},
+        "releases": releases,
+        "failures": {r["release"]: r["error"] for r in sorted(records, key=lambda r: Version(r["release"]))
+                     if "error" in r},
+        "packages": {r["release"]: {k: v for k, v in sorted(r["packages"].items())
+                                    if k in ("huggingface-hub", "tokenizers", "numpy", "safetensors")}
+                     for r in good},
+        "architectures": architectures,
+        "bettertransformer": bettertransformer,
+    }
+
+
+def dump(history: dict[str, Any]) -> str:
+    """JSON with one line per architecture: small in bytes, still readable and diffable."""
+    lines = ["{"]
+    items = list(history.items())
+    for index, (key, value) in enumerate(items):
+        comma = "," if index < len(items) - 1 else ""
+        if isinstance(value, dict) and key in ("architectures", "packages", "failures") and value:
+            lines.append(f" {json.dumps(key)}: {{")
+            inner = list(value.items())
+            for j, (name, row) in enumerate(inner):
+                sep = "," if j < len(inner) - 1 else ""
+                lines.append(f"  {json.dumps(name)}: {json.dumps(row, separators=(', ', ': '))}{sep}")
+            lines.append(f" }}{comma}")
+        else:
+            lines.append(f" {json.dumps(key)}: {json.dumps(value)}{comma}")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--releases", nargs="+", help="exact transformers releases (default: latest patch per minor)")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="wheelhouse, results, envs")
+    parser.add_argument("--jobs", type=int, default=2, help="releases installed and read at once (max 2)")
+    parser.add_argument("--python", default=sys.executable, help="interpreter with torch to read under")
+    parser.add_argument("--refresh", action="store_true", help="re-read releases already in the results cache")
+    parser.add_argument("--keep-envs", action="store_true", help="keep the per-release install directories")
+    args = parser.parse_args(argv)
+
+    cache: Path = args.cache_dir.resolve()
+    (cache / "wheels").mkdir(parents=True, exist_ok=True)
+    releases = args.releases or discover_releases(args.python)
+    releases = sorted(dict.fromkeys(releases), key=Version)
+    log(f"{len(releases)} releases: {' '.join(releases)}")
+    jobs = max(1, min(args.jobs, 2))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        records = list(
+            pool.map(
+                lambda r: read_release(
+                    r, python=args.python, cache=cache, refresh=args.refresh, keep_env=args.keep_envs
+                ),
+                releases,
+            )
+        )
+    bettertransformer = read_bettertransformer(args.python, cache / "wheels")
+    history = build_history(records, bettertransformer, args.python)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(dump(history))
+    failed = [r["release"] for r in records if "error" in r]
+    log(f"wrote {args.output} ({args.output.stat().st_size} bytes): {len(history['releases'])} releases, "
+        f"{len(history['architectures'])} architectures, {len(failed)} failed {failed or ''}")
+    return 1 if failed and not history["releases"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
