@@ -175,8 +175,13 @@ def read_release(release: str, *, python: str, cache: Path, refresh: bool, keep_
         elif proc.returncode != 0:
             record["error"] = f"import/introspection failed: {_tail(proc.stderr)}"
         else:
-            table = json.loads(proc.stdout)
-            if table.get("transformers") != release:
+            try:
+                table = json.loads(proc.stdout)
+            except json.JSONDecodeError as exc:
+                table = {"unparseable": f"{exc}: {proc.stdout[:200]!r}"}
+            if "unparseable" in table:
+                record["error"] = f"introspection printed no JSON table: {table['unparseable']}"
+            elif table.get("transformers") != release:
                 record["error"] = f"read transformers {table.get('transformers')} instead of {release}"
             else:
                 record["table"] = table

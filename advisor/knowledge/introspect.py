@@ -9,6 +9,7 @@ in throwaway virtual environments: `python -m advisor.knowledge.introspect > tab
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import sys
@@ -20,9 +21,31 @@ __all__ = ["class_support", "read_attention_support"]
 def _flag(cls: type, *names: str) -> bool:
     for name in names:
         value = getattr(cls, name, None)
+        if isinstance(value, property):
+            value = _property_flag(cls, name)
         if isinstance(value, bool) and value:
             return True
     return False
+
+
+def _property_flag(cls: type, name: str) -> bool:
+    """A flag declared as a property (4.40-4.47 composites: `return self.language_model._supports_sdpa`).
+
+    Evaluated on an instance built on the meta device from the class's default config, i.e. what the
+    family's reference sub-model declares. If that cannot be built or the property itself fails, the answer
+    is the property object's truthiness: those releases check `cls._supports_sdpa` in a classmethod, where
+    a property is truthy, so `from_pretrained` accepts the request.
+    """
+    try:
+        import torch
+
+        with torch.device("meta"):
+            value = getattr(cls(cls.config_class()), name)
+        if isinstance(value, bool):
+            return value
+    except Exception:  # a composite that needs arguments, or a property that reads a missing sub-model
+        pass
+    return True
 
 
 def _version_tuple(version: str) -> tuple[int, int]:
@@ -49,22 +72,64 @@ def class_support(cls: type, transformers_version: str) -> dict[str, bool]:
     }
 
 
+# Head mappings read, in this order, for model types that have no base-model entry: composites such as
+# llava (until 4.52) or musicgen (until 4.42) only have a `...ForConditionalGeneration` class there.
+_HEAD_MAPPINGS = (
+    "MODEL_FOR_PRETRAINING_MAPPING_NAMES",
+    "MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES",
+    "MODEL_FOR_VISION_2_SEQ_MAPPING_NAMES",
+    "MODEL_FOR_TEXT_TO_WAVEFORM_MAPPING_NAMES",
+    "MODEL_FOR_SPEECH_SEQ_2_SEQ_MAPPING_NAMES",
+    "MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES",
+    "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES",
+)
+
+
+def _model_classes(modeling_auto: Any) -> dict[str, Any]:
+    """model_type -> class name(s): the base-model mapping, then the first head mapping for the rest."""
+    classes: dict[str, Any] = dict(modeling_auto.MODEL_MAPPING_NAMES)
+    others = sorted(
+        name
+        for name in dir(modeling_auto)
+        if name.startswith("MODEL_") and name.endswith("_MAPPING_NAMES") and name not in _HEAD_MAPPINGS
+    )
+    for mapping_name in (*_HEAD_MAPPINGS, *others):
+        mapping = getattr(modeling_auto, mapping_name, None)
+        if isinstance(mapping, dict):
+            for model_type, class_names in mapping.items():
+                classes.setdefault(model_type, class_names)
+    return classes
+
+
+def _module_name(model_type: str) -> str:
+    """The `transformers.models` sub-package of a model type (maskformer-swin lives in maskformer)."""
+    try:
+        from transformers.models.auto.configuration_auto import model_type_to_module_name
+
+        return str(model_type_to_module_name(model_type))
+    except Exception:
+        return model_type.replace("-", "_")
+
+
 def read_attention_support() -> dict[str, Any]:
-    """Every base-model mapping entry of the importable transformers, with its declared support."""
+    """Every model type of the importable transformers' auto mappings, with its class's declared support.
+
+    The class is the base model (`MODEL_MAPPING_NAMES`) where there is one, else the first head class.
+    """
     import transformers
     from transformers.models.auto import modeling_auto
 
     version = transformers.__version__
     rows: list[dict[str, Any]] = []
     skipped: list[str] = []
-    for model_type, class_names in modeling_auto.MODEL_MAPPING_NAMES.items():
+    for model_type, class_names in _model_classes(modeling_auto).items():
         names = class_names if isinstance(class_names, (list, tuple)) else (class_names,)
         class_name = names[0]
         try:
             cls = getattr(transformers, class_name)
         except Exception as exc:  # an optional dependency of one model must not stop the table
             try:
-                module = importlib.import_module(f"transformers.models.{model_type.replace('-', '_')}")
+                module = importlib.import_module(f"transformers.models.{_module_name(model_type)}")
                 cls = getattr(module, class_name)
             except Exception:
                 skipped.append(f"{model_type}: {type(exc).__name__}: {exc}".splitlines()[0][:200])
@@ -75,7 +140,8 @@ def read_attention_support() -> dict[str, Any]:
         "description": "Attention implementations each base-model class declares, read from its support flags.",
         "transformers": version,
         "generated_by": "python -m advisor.knowledge.introspect",
-        "source": f"transformers {version}: models.auto.modeling_auto.MODEL_MAPPING_NAMES and each class's "
+        "source": f"transformers {version}: models.auto.modeling_auto.MODEL_MAPPING_NAMES (else the first head "
+        "mapping that names the model type) and each class's "
         "_supports_sdpa / _supports_flash_attn(_2/_3) / _supports_flex_attn flags",
         "architectures": rows,
         "skipped": skipped,
@@ -83,5 +149,9 @@ def read_attention_support() -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    json.dump(read_attention_support(), sys.stdout, indent=1)
+    # Some releases print to stdout while their classes import (4.57: "Config not found for parakeet"):
+    # keep stdout for the JSON alone, so `> table.json` stays parseable.
+    with contextlib.redirect_stdout(sys.stderr):
+        table = read_attention_support()
+    json.dump(table, sys.stdout, indent=1)
     sys.stdout.write("\n")

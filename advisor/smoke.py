@@ -1,0 +1,552 @@
+"""The smoke test: prove a plan by loading it, running it and comparing it with a float32 eager reference.
+
+Each configuration runs in its own child (`advisor.smoke_worker`) under a timeout, so a segfault, a CUDA
+error, an OOM or a hang becomes a failed attempt with its cause, and the device memory is released
+before the next one. On failure the next candidate of the plan is tried (or every one with
+`all_candidates`); the report lists every attempt. The parent never imports torch for the test itself:
+checkpoint validation reads the safetensors headers with the standard library.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from advisor.errors import AdvisorError, NoViablePlanError, SmokeTestError, UsageError
+from advisor.facts import SCHEMA_VERSION, Environment
+from advisor.model import WEIGHT_FILES, ModelSpec
+from advisor.rules.base import Candidate
+from advisor.smoke_worker import TOLERANCES
+
+if TYPE_CHECKING:  # the planner is imported only where it is used
+    from advisor.plan import PlanOption, PlanRequest, Recommendation
+
+__all__ = [
+    "Attempt",
+    "SmokeReport",
+    "SmokeFailedError",
+    "LoadResult",
+    "run_smoke",
+    "load",
+    "validate_checkpoint",
+    "normalize_options",
+    "options_from_json",
+    "plan_options",
+    "format_report",
+]
+
+OptionLike = Any  # PlanOption | Mapping (a PlanOption dump or bare from_pretrained JSON) | (Candidate | str, Mapping)
+
+_SIGNALS = {
+    signal.SIGSEGV: "segmentation fault",
+    signal.SIGABRT: "aborted",
+    signal.SIGBUS: "bus error",
+    signal.SIGILL: "illegal instruction",
+    signal.SIGFPE: "floating-point exception",
+    signal.SIGKILL: "killed, most likely by the kernel's out-of-memory killer",
+}
+_SAFETENSORS_DTYPE_BYTES = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1, "U16": 2, "I16": 2, "F16": 2,
+    "BF16": 2, "U32": 4, "I32": 4, "F32": 4, "U64": 8, "I64": 8, "F64": 8, "C64": 8,
+}
+
+
+class Attempt(BaseModel):
+    """One configuration tried in a child: what was passed, whether it worked, and what it measured."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label: str
+    from_pretrained: dict[str, Any]
+    ok: bool
+    error: str | None = None
+    load_seconds: float | None = None
+    latency_ms: float | None = None
+    tokens_per_second: float | None = None
+    generated_tokens: int | None = None
+    peak_memory_bytes: int | None = None
+    host_rss_bytes: int | None = None
+    max_abs_diff: float | None = None
+    max_abs_diff_tolerance: float | None = None
+    device: str | None = None
+
+
+class SmokeReport(BaseModel):
+    """Every attempt, and the first configuration that passed (`config`, from_pretrained JSON kwargs)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+    ok: bool
+    model: str
+    reference: str
+    config: dict[str, Any] | None
+    attempts: list[Attempt]
+    tolerances: dict[str, dict[str, float]] = Field(
+        default_factory=lambda: {k: {"atol": a, "rtol": r} for k, (a, r) in TOLERANCES.items()}
+    )
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 1
+
+
+class SmokeFailedError(AdvisorError):
+    """Every configuration tried failed; carries the report with each cause."""
+
+    exit_code = 1
+
+    def __init__(self, report: SmokeReport) -> None:
+        self.report = report
+        causes = "; ".join(f"{a.label}: {a.error}" for a in report.attempts[:3])
+        more = f" (and {len(report.attempts) - 3} more)" if len(report.attempts) > 3 else ""
+        super().__init__(f"no configuration passed the smoke test of {report.model}: {causes}{more}")
+
+
+class LoadResult(NamedTuple):
+    model: Any
+    tokenizer: Any | None
+    report: SmokeReport
+
+
+# ------------------------------------------------------------------------------------ validation
+
+
+def _corrupt(path: Path, reason: str) -> SmokeTestError:
+    return SmokeTestError(f"{path} is corrupt or truncated: {reason}; re-save or re-download it")
+
+
+def _check_safetensors(path: Path) -> None:
+    """What safetensors' safe_open validates (header length, JSON, offsets covering the file), without torch."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise _corrupt(path, f"{size} bytes, too small for a safetensors header")
+            (n,) = struct.unpack("<Q", head)
+            if n > size - 8 or n > 100 * 1024 * 1024:
+                raise _corrupt(path, f"the header claims {n} bytes but the file holds {size}")
+            raw = f.read(n)
+    except OSError as exc:
+        raise SmokeTestError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _corrupt(path, f"its header is not valid JSON ({type(exc).__name__})") from None
+    if not isinstance(header, dict):
+        raise _corrupt(path, "its header is not a JSON object")
+    spans = []
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            begin, end = (int(x) for x in info["data_offsets"])
+            count = math.prod(int(d) for d in info["shape"])
+            width = _SAFETENSORS_DTYPE_BYTES.get(str(info["dtype"]))
+        except (KeyError, TypeError, ValueError):
+            raise _corrupt(path, f"tensor {name!r} has a malformed header entry") from None
+        if end < begin or (width is not None and (end - begin) != count * width):
+            raise _corrupt(path, f"tensor {name!r} has inconsistent offsets")
+        spans.append((begin, end))
+    data = size - 8 - n
+    position = 0
+    for begin, end in sorted(spans):
+        if begin != position:
+            raise _corrupt(path, "its tensors do not tile the data section")
+        position = end
+    if position != data:
+        raise _corrupt(path, f"the header promises {position} bytes of tensor data but the file holds {data}")
+
+
+def _check_bin(path: Path) -> None:
+    """A torch.save zip must have its central directory (the last bytes): a cheap truncation check."""
+    try:
+        with path.open("rb") as f:
+            magic = f.read(2)
+        if magic != b"PK":
+            return  # legacy pickle format: nothing cheap to check
+        with zipfile.ZipFile(path) as archive:
+            archive.namelist()
+    except zipfile.BadZipFile as exc:
+        raise _corrupt(path, f"not a complete torch zip archive ({exc})") from None
+    except OSError as exc:
+        raise SmokeTestError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _check_index(path: Path) -> None:
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+        shards = sorted(set(index["weight_map"].values()))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError):
+        raise _corrupt(path, "not a valid weight index (JSON with a weight_map)") from None
+    for shard in shards:
+        shard_path = path.parent / shard
+        if not shard_path.is_file():
+            raise SmokeTestError(f"{path} lists shard {shard}, which is missing; re-download the model")
+        (_check_safetensors if shard.endswith(".safetensors") else _check_bin)(shard_path)
+
+
+def validate_checkpoint(model: ModelSpec) -> None:
+    """Refuse, in one line, what cannot be smoke-tested: no local folder, no weights, a damaged weight file.
+
+    Only the file transformers would load is checked (safetensors first, as from_pretrained prefers it).
+    """
+    if model.path is None or not Path(model.path).is_dir():
+        raise SmokeTestError(
+            f"{model.name} is not a local model folder ({model.source}): the smoke test needs the weights; "
+            "download them (e.g. `hf download MODEL --local-dir DIR`) and pass the folder"
+        )
+    folder = Path(model.path)
+    if not model.has_weights:
+        raise SmokeTestError(
+            f"{folder} has no weights (none of {', '.join(WEIGHT_FILES)}); save the model with "
+            "save_pretrained or download its weights into that folder"
+        )
+    for name in WEIGHT_FILES:
+        path = folder / name
+        if not path.is_file():
+            continue
+        if name.endswith(".index.json"):
+            _check_index(path)
+        elif name.endswith(".safetensors"):
+            _check_safetensors(path)
+        else:
+            _check_bin(path)
+        return
+
+
+# ------------------------------------------------------------------------------------ options
+
+
+def _describe(kwargs: Mapping[str, Any]) -> str:
+    attn = kwargs.get("attn_implementation") or "default attention"
+    dtype = kwargs.get("dtype", kwargs.get("torch_dtype", "auto"))
+    quant = kwargs.get("quantization_config")
+    bits = ""
+    if isinstance(quant, Mapping):
+        bits = " + bnb 4bit" if quant.get("load_in_4bit") else " + bnb 8bit" if quant.get("load_in_8bit") else ""
+    where = kwargs.get("device_map") or "CPU"
+    return f"{attn} / {dtype}{bits} / {where}"
+
+
+def normalize_options(options: Iterable[OptionLike]) -> list[tuple[str, dict[str, Any]]]:
+    """(label, from_pretrained JSON kwargs) from PlanOptions, their dumps, bare kwargs or (Candidate, kwargs)."""
+    from advisor.plan import PlanOption
+
+    trials: list[tuple[str, dict[str, Any]]] = []
+    for option in options:
+        if isinstance(option, PlanOption):
+            label, kwargs = option.label, dict(option.from_pretrained)
+        elif isinstance(option, tuple) and len(option) == 2:
+            first, raw = option
+            kwargs = dict(raw)
+            label = first.label() if isinstance(first, Candidate) else str(first)
+        elif isinstance(option, Mapping):
+            if isinstance(option.get("from_pretrained"), Mapping):
+                kwargs = dict(option["from_pretrained"])
+                label = str(option.get("label") or _describe(kwargs))
+            else:
+                kwargs = dict(option)
+                label = _describe(kwargs)
+        else:
+            raise UsageError(f"cannot smoke-test {option!r}: expected a plan option or from_pretrained kwargs")
+        try:
+            json.dumps(kwargs)
+        except (TypeError, ValueError):
+            raise UsageError(f"the from_pretrained kwargs of {label} are not JSON (pass dtype names as strings)") from None
+        trials.append((label, kwargs))
+    return trials
+
+
+def options_from_json(data: Any) -> list[dict[str, Any]]:
+    """Options from a --config file: a plan (`chosen` + `alternatives`), a smoke report (`config`),
+    a list of options, one option, or bare from_pretrained kwargs."""
+    if isinstance(data, list):
+        return [o for item in data for o in options_from_json(item)]
+    if not isinstance(data, dict):
+        raise UsageError("a --config file must hold a JSON object (from_pretrained kwargs, a plan or a report)")
+    if "chosen" in data and "alternatives" in data:
+        return [o for o in [data.get("chosen"), *(data.get("alternatives") or [])] if isinstance(o, dict)]
+    if "attempts" in data and "config" in data:
+        if not isinstance(data["config"], dict):
+            raise UsageError("this smoke report has no passing config to re-test")
+        return [{"from_pretrained": data["config"]}]
+    return [data]
+
+
+def plan_options(plan: Recommendation) -> list[PlanOption]:
+    """The plan's candidates in its order: the chosen one first, then the ranked alternatives."""
+    return ([plan.chosen] if plan.chosen is not None else []) + list(plan.alternatives)
+
+
+def _auto_class(model: ModelSpec) -> str:
+    """The same Auto class as the emitted snippet, so the smoke test proves what the user will run."""
+    from advisor.plan import _auto_class as plan_auto_class
+
+    return plan_auto_class(model)
+
+
+# ------------------------------------------------------------------------------------ children
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env.setdefault("HF_HUB_OFFLINE", "1")  # a local folder needs no network; never hang on one
+    return env
+
+
+def _last_line(stderr: bytes) -> str:
+    text = stderr.decode("utf-8", "replace").replace("\r", "\n")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    line = lines[-1] if lines else ""
+    return line if len(line) <= 300 else line[:297] + "..."
+
+
+def _signal_text(code: int) -> str:
+    try:
+        sig = signal.Signals(-code)
+    except ValueError:
+        return f"crashed with signal {-code}"
+    return f"crashed with signal {sig.value} ({sig.name}, {_SIGNALS.get(sig, 'signal')})"
+
+
+def _run_child(request: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Run one worker; whatever happens to it comes back as a result dict with `ok` and `error`."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "advisor.smoke_worker"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_child_env(),
+        start_new_session=True,  # its own process group: a timeout kills whatever it started too
+    )
+    try:
+        out, err = proc.communicate(json.dumps(request).encode(), timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        proc.communicate()
+        return {"ok": False, "error": f"timed out after {timeout:g} s"}
+    except BaseException:
+        _kill_group(proc)
+        proc.wait()
+        raise
+    for line in reversed(out.decode("utf-8", "replace").splitlines()):
+        if line.startswith("{"):
+            try:
+                result = json.loads(line)
+            except json.JSONDecodeError:
+                break
+            if isinstance(result, dict) and "ok" in result:
+                return result
+    last = _last_line(err)
+    if proc.returncode < 0:
+        error = _signal_text(proc.returncode)
+    else:
+        error = f"exited with status {proc.returncode} without a result"
+    if "out of memory" in last.lower():
+        error = f"out of memory ({error})"
+    return {"ok": False, "error": f"{error}: {last}" if last else error}
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the child's own process group (the child is its leader, so the group is still ours)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
+
+
+# ------------------------------------------------------------------------------------ the run
+
+
+def _reference_kwargs(trials: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """float32 + eager, spelled like the candidates; spread over GPUs and RAM when they run on a GPU."""
+    key = "torch_dtype" if any("torch_dtype" in kw for _, kw in trials) else "dtype"
+    kwargs: dict[str, Any] = {key: "float32", "attn_implementation": "eager"}
+    if any(kw.get("device_map") for _, kw in trials):
+        kwargs["device_map"] = "auto"
+    return kwargs
+
+
+def _attempt(label: str, kwargs: dict[str, Any], result: Mapping[str, Any]) -> Attempt:
+    fields = {k: result.get(k) for k in Attempt.model_fields if k not in ("label", "from_pretrained", "ok", "error")}
+    return Attempt(label=label, from_pretrained=kwargs, ok=bool(result.get("ok")), error=result.get("error"), **fields)
+
+
+def run_smoke(
+    model: ModelSpec,
+    options: Iterable[OptionLike],
+    *,
+    all_candidates: bool = False,
+    generate_tokens: int = 8,
+    timeout: float = 300,
+    batch: int = 2,
+    seq_len: int = 16,
+    compare: bool = True,
+) -> SmokeReport:
+    """Try each option in a child, in order, until one passes (or all of them with `all_candidates`).
+
+    The float32 eager reference runs once, in its own child, under the same timeout; if it fails (say,
+    float32 does not fit), the attempts still run and the report says their outputs were not compared.
+    """
+    validate_checkpoint(model)
+    trials = normalize_options(options)
+    if not trials:
+        raise SmokeTestError(f"no configuration to smoke-test for {model.name}")
+    if batch < 1 or seq_len < 2 or generate_tokens < 0 or timeout <= 0:
+        raise UsageError("the smoke test needs batch >= 1, seq_len >= 2, generate >= 0 and timeout > 0")
+    auto_class = _auto_class(model)
+    if auto_class == "AutoModelForSpeechSeq2Seq":
+        raise SmokeTestError(f"{model.name} takes audio features; the smoke test only feeds token ids")
+    base: dict[str, Any] = {
+        "path": model.path,
+        "auto_class": auto_class,
+        "architecture": model.architecture,
+        "generative": model.generative,
+        "is_encoder_decoder": model.is_encoder_decoder,
+        "trust_remote_code": model.trust_remote_code,
+        "batch": batch,
+        "seq_len": seq_len,
+        "generate_tokens": generate_tokens,
+    }
+    attempts: list[Attempt] = []
+    with tempfile.TemporaryDirectory(prefix="advisor-smoke-") as tmp:
+        reference_file: str | None = None
+        reference = "not computed (comparison turned off); outputs were not compared"
+        if compare:
+            ref_kwargs = _reference_kwargs(trials)
+            wanted = str(Path(tmp) / "reference.pt")
+            result = _run_child({**base, "role": "reference", "from_pretrained": ref_kwargs, "reference_file": wanted}, timeout)
+            if result.get("ok"):
+                reference_file = wanted
+                reference = f"float32 / eager on {result.get('device')}; inputs: {result.get('inputs')}"
+            else:
+                reference = f"float32 / eager reference failed ({result.get('error')}); outputs were not compared"
+        for index, (label, kwargs) in enumerate(trials):
+            request = {**base, "role": "attempt", "index": index, "from_pretrained": kwargs, "reference_file": reference_file}
+            result = _run_child(request, timeout)
+            if reference_file is None and result.get("inputs") and "inputs:" not in reference:
+                reference += f"; inputs: {result['inputs']}"
+            attempts.append(_attempt(label, kwargs, result))
+            if attempts[-1].ok and not all_candidates:
+                break
+    passed = next((a for a in attempts if a.ok), None)
+    return SmokeReport(
+        ok=passed is not None,
+        model=model.display,
+        reference=reference,
+        config=dict(passed.from_pretrained) if passed else None,
+        attempts=attempts,
+    )
+
+
+# ------------------------------------------------------------------------------------ load()
+
+
+def _load_here(model: ModelSpec, config: dict[str, Any]) -> tuple[Any, Any | None]:
+    """Load the passing configuration in this process, and the tokenizer when the folder has one."""
+    import transformers
+
+    from advisor.emit import to_kwargs
+
+    kwargs = to_kwargs(config)
+    if model.trust_remote_code:
+        kwargs["trust_remote_code"] = True
+    loaded = getattr(transformers, _auto_class(model)).from_pretrained(model.path, **kwargs)
+    loaded.eval()
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(model.path, trust_remote_code=model.trust_remote_code)
+    except Exception:
+        tokenizer = None
+    if tokenizer is not None and model.generative and not model.is_encoder_decoder:
+        tokenizer.padding_side = "left"  # batched generation with a decoder-only model needs left padding
+    return loaded, tokenizer
+
+
+def load(
+    model: str | os.PathLike[str] | ModelSpec,
+    *,
+    env: Environment | Any | None = None,
+    request: PlanRequest | None = None,
+    cpu: bool = False,
+    timeout: float = 300,
+    generate_tokens: int = 8,
+    compare: bool = True,
+    trust_remote_code: bool = False,
+) -> LoadResult:
+    """Plan, smoke-test the plan's candidates in children (falling back in order), then load the first
+    that passed here. `env` is an Environment or a TargetSpec; by default this machine (or `cpu`)."""
+    from advisor.findings import Finding, Severity
+    from advisor.model import resolve_model
+    from advisor.plan import make_plan
+    from advisor.targets import TargetSpec, resolve_target
+
+    if env is not None and cpu:
+        raise UsageError("pass env or cpu=True, not both")
+    spec = model if isinstance(model, ModelSpec) else resolve_model(str(model), trust_remote_code=trust_remote_code)
+    validate_checkpoint(spec)
+    if isinstance(env, Environment):
+        environment = env
+    else:
+        environment = resolve_target(env if isinstance(env, TargetSpec) else TargetSpec(cpu=cpu))
+    plan = make_plan(spec, environment, request)
+    if not plan.ok:
+        raise NoViablePlanError([
+            Finding(code=r.rule, severity=Severity.FAIL, title=r.option, message=r.reason, fix=r.fix, option=r.option)
+            for r in plan.rejected
+        ])
+    report = run_smoke(
+        spec, plan_options(plan), all_candidates=False, generate_tokens=generate_tokens, timeout=timeout,
+        batch=max(2, plan.batch), seq_len=16, compare=compare,
+    )
+    if not report.ok or report.config is None:
+        raise SmokeFailedError(report)
+    loaded, tokenizer = _load_here(spec, report.config)
+    return LoadResult(loaded, tokenizer, report)
+
+
+# ------------------------------------------------------------------------------------ text
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def format_report(report: SmokeReport) -> str:
+    """The attempts side by side, each failure's cause under its row, and the verdict."""
+    header = ("#", "configuration", "result", "load s", "latency ms", "tok/s", "peak MiB", "max|diff| / tol")
+    rows = []
+    for i, a in enumerate(report.attempts, 1):
+        diff = "-" if a.max_abs_diff is None else f"{a.max_abs_diff:.2e} / {_fmt(a.max_abs_diff_tolerance, '.1e')}"
+        peak = None if a.peak_memory_bytes is None else a.peak_memory_bytes / 2**20
+        rows.append((str(i), a.label, "pass" if a.ok else "FAIL", _fmt(a.load_seconds, ".2f"), _fmt(a.latency_ms, ".1f"),
+                     _fmt(a.tokens_per_second, ".0f"), _fmt(peak, ".0f"), diff))
+    widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
+    line = lambda r: "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip()  # noqa: E731
+    out = [f"Smoke test of {report.model}", f"reference: {report.reference}", "", line(header)]
+    for row, a in zip(rows, report.attempts):
+        out.append(line(row))
+        if a.error:
+            out.append(" " * (widths[0] + 2) + f"error: {a.error}")
+    out.append("")
+    if report.ok:
+        out.append(f"PASSED: first passing from_pretrained kwargs: {json.dumps(report.config)}")
+    else:
+        out.append(f"FAILED: none of the {len(report.attempts)} configurations passed")
+    return "\n".join(out)
