@@ -28,7 +28,7 @@ from advisor.errors import AdvisorError, NoViablePlanError, SmokeTestError, Usag
 from advisor.facts import SCHEMA_VERSION, Environment
 from advisor.model import WEIGHT_FILES, ModelSpec
 from advisor.rules.base import Candidate
-from advisor.smoke_worker import TOLERANCES
+from advisor.smoke_worker import TOLERANCES, has_tokenizer
 
 if TYPE_CHECKING:  # the planner is imported only where it is used
     from advisor.plan import PlanOption, PlanRequest, Recommendation
@@ -470,10 +470,12 @@ def _load_here(model: ModelSpec, config: dict[str, Any]) -> tuple[Any, Any | Non
         kwargs["trust_remote_code"] = True
     loaded = getattr(transformers, _auto_class(model)).from_pretrained(model.path, **kwargs)
     loaded.eval()
-    try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(model.path, trust_remote_code=model.trust_remote_code)
-    except Exception:
-        tokenizer = None
+    tokenizer = None
+    if has_tokenizer(str(model.path)):
+        try:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(model.path, trust_remote_code=model.trust_remote_code)
+        except Exception:
+            tokenizer = None
     if tokenizer is not None and model.generative and not model.is_encoder_decoder:
         tokenizer.padding_side = "left"  # batched generation with a decoder-only model needs left padding
     return loaded, tokenizer

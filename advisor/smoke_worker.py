@@ -35,7 +35,7 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["TOLERANCES", "FAULT_ENV", "tolerance_key", "tolerance_for", "main"]
+__all__ = ["TOLERANCES", "FAULT_ENV", "TOKENIZER_FILES", "has_tokenizer", "tolerance_key", "tolerance_for", "main"]
 
 FAULT_ENV = "ADVISOR_SMOKE_FAULT"
 
@@ -53,6 +53,17 @@ PROMPT = (
     "the quick brown fox jumps over the lazy dog because it was a warm day and the dog was asleep in "
     "the sun while the fox looked for something to eat in the tall grass near the old wooden fence"
 ).split()
+
+
+TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model",
+    "vocab.json", "vocab.txt",
+)
+
+
+def has_tokenizer(folder: str) -> bool:
+    """Whether the folder ships tokenizer files: transformers 5 builds an empty tokenizer from nothing."""
+    return any(os.path.isfile(os.path.join(folder, name)) for name in TOKENIZER_FILES)
 
 
 def tolerance_key(from_pretrained: dict[str, Any], loaded_dtype: str) -> str:
@@ -136,12 +147,16 @@ def _build_inputs(request: dict[str, Any], model: Any, torch: Any) -> tuple[dict
     pad = getattr(config, "pad_token_id", None)
     why = ""
     inputs: dict[str, Any] | None = None
-    try:
-        from transformers import AutoTokenizer
+    tokenizer = None
+    if not has_tokenizer(request["path"]):
+        why = "the folder has no tokenizer"
+    else:
+        try:
+            from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(request["path"], trust_remote_code=bool(request["trust_remote_code"]))
-    except Exception as exc:
-        tokenizer, why = None, f"no tokenizer: {type(exc).__name__}"
+            tokenizer = AutoTokenizer.from_pretrained(request["path"], trust_remote_code=bool(request["trust_remote_code"]))
+        except Exception as exc:
+            why = f"its tokenizer does not load: {type(exc).__name__}"
     if tokenizer is not None:
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
@@ -149,7 +164,8 @@ def _build_inputs(request: dict[str, Any], model: Any, torch: Any) -> tuple[dict
             why = "the tokenizer has no pad, eos or unk token"
         else:
             tokenizer.padding_side = side
-            lengths = [max(2, seq_len * (batch - i) // batch) for i in range(batch)]
+            # the first prompt fills seq_len, the last has two words: every row but the first is padded
+            lengths = [max(2, seq_len * (batch - 1 - i) // (batch - 1)) for i in range(batch)] if batch > 1 else [seq_len]
             prompts = [" ".join((PROMPT * (1 + n // len(PROMPT)))[:n]) for n in lengths]
             enc = tokenizer(prompts, return_tensors="pt", padding=True, truncation=True, max_length=seq_len)
             ids, mask = enc["input_ids"], enc["attention_mask"]

@@ -1,0 +1,34 @@
+"""`advisor smoke`: choose what to try (a config file, explicit options, or the plan), then prove it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from advisor.errors import UsageError
+from advisor.model import resolve_model
+from advisor.plan import PlanRequest, make_plan
+from advisor.smoke import SmokeReport, options_from_json, plan_options, run_smoke
+from advisor.targets import TargetSpec, resolve_target
+
+__all__ = ["run_smoke_command"]
+
+
+def run_smoke_command(args: argparse.Namespace) -> SmokeReport:
+    model = resolve_model(args.model, allow_download=args.allow_download, trust_remote_code=args.trust_remote_code)
+    if args.config is not None:
+        try:
+            options = options_from_json(json.loads(args.config.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            raise UsageError(f"config file {args.config} does not exist") from None
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"config file {args.config} is not JSON ({exc.msg} at line {exc.lineno})") from None
+    else:
+        env = resolve_target(TargetSpec(cpu=args.cpu))
+        request = PlanRequest(attn=args.attn, dtype=args.dtype or "auto", quantize=args.quantize or "auto")
+        plan = make_plan(model, env, request)
+        options = plan_options(plan)  # type: ignore[assignment]
+        if not options:
+            reasons = "; ".join(f"{r.option}: {r.reason}" for r in plan.rejected[:3])
+            raise UsageError(f"the plan has no viable configuration to smoke-test ({reasons})")
+    return run_smoke(model, options, all_candidates=args.all, generate_tokens=args.generate, timeout=args.timeout)

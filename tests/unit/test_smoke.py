@@ -1,0 +1,178 @@
+"""The smoke test on real tiny models, on the CPU: passes, fallback, isolation, timeouts and bad input.
+
+Every child imports torch and transformers (seconds on a small machine), so each test passes an explicit
+short option list instead of planning every candidate, and the --all run is shared by a module fixture.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from advisor.errors import SmokeTestError  # noqa: E402
+from advisor.facts import SCHEMA_VERSION  # noqa: E402
+from advisor.model import ModelSpec, resolve_model  # noqa: E402
+from advisor.plan import PlanRequest  # noqa: E402
+from advisor.rules.base import Candidate  # noqa: E402
+from advisor.smoke import (  # noqa: E402
+    SmokeReport,
+    format_report,
+    load,
+    normalize_options,
+    options_from_json,
+    run_smoke,
+    validate_checkpoint,
+)
+from advisor.smoke_worker import FAULT_ENV  # noqa: E402
+from advisor.targets import TargetSpec  # noqa: E402
+
+FP32_SDPA = {"dtype": "float32", "attn_implementation": "sdpa"}
+FP32_EAGER = {"dtype": "float32", "attn_implementation": "eager"}
+BF16_EAGER = {"dtype": "bfloat16", "attn_implementation": "eager"}
+CONTRACT = {"from_pretrained", "ok", "error", "load_seconds", "latency_ms", "tokens_per_second", "peak_memory_bytes", "max_abs_diff"}
+
+
+@pytest.fixture(autouse=True)
+def _no_fault(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(FAULT_ENV, raising=False)
+
+
+@pytest.fixture(scope="module")
+def llama_all(tiny_llama: Path) -> SmokeReport:
+    """--all over two candidates of the decoder: one reference child and two attempt children."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv(FAULT_ENV, raising=False)
+        return run_smoke(resolve_model(str(tiny_llama)), [FP32_SDPA, BF16_EAGER], all_candidates=True, generate_tokens=4, timeout=120)
+
+
+def _copy(folder: Path, dest: Path) -> Path:
+    shutil.copytree(folder, dest)
+    return dest
+
+
+def test_all_candidates_run_side_by_side_on_a_decoder(llama_all: SmokeReport) -> None:
+    report = llama_all
+    assert report.ok and report.config == FP32_SDPA
+    assert [a.from_pretrained for a in report.attempts] == [FP32_SDPA, BF16_EAGER]
+    assert "tokenizer" in report.reference and "left-padded" in report.reference
+    for attempt in report.attempts:
+        assert attempt.ok, attempt.error
+        assert attempt.device == "cpu"
+        assert attempt.load_seconds is not None and attempt.load_seconds > 0
+        assert attempt.latency_ms is not None and attempt.latency_ms > 0
+        assert attempt.generated_tokens == 2 * 4  # batch of 2, 4 new tokens each
+        assert attempt.tokens_per_second is not None and attempt.tokens_per_second > 0
+        assert attempt.peak_memory_bytes == attempt.host_rss_bytes and attempt.host_rss_bytes > 0
+        assert attempt.max_abs_diff is not None and attempt.max_abs_diff_tolerance is not None
+        assert attempt.max_abs_diff <= attempt.max_abs_diff_tolerance
+    fp32, bf16 = report.attempts
+    assert fp32.max_abs_diff < 1e-4  # sdpa vs eager in float32: summation order only
+    assert bf16.max_abs_diff_tolerance > fp32.max_abs_diff_tolerance
+    text = format_report(report)
+    assert "sdpa / float32 / CPU" in text and "eager / bfloat16 / CPU" in text and "PASSED" in text
+
+
+def test_report_keeps_the_json_contract(llama_all: SmokeReport) -> None:
+    data = json.loads(llama_all.model_dump_json())
+    assert {"ok", "config", "attempts", "schema_version"} <= data.keys()
+    assert data["schema_version"] == SCHEMA_VERSION
+    assert CONTRACT <= data["attempts"][0].keys()
+    assert SmokeReport.model_validate(data) == llama_all
+    assert data["tolerances"]["bfloat16"] == {"atol": 0.1, "rtol": 0.1}
+
+
+def test_crash_in_the_child_falls_back_to_the_next_candidate(tiny_t5: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(FAULT_ENV, "crash@0")
+    report = run_smoke(resolve_model(str(tiny_t5)), [FP32_SDPA, FP32_EAGER], generate_tokens=2, timeout=120)
+    crashed, passed = report.attempts
+    assert not crashed.ok and crashed.error is not None
+    assert crashed.error.startswith("crashed with signal 11 (SIGSEGV")
+    assert passed.ok, passed.error
+    assert report.ok and report.config == FP32_EAGER
+    assert "synthetic token ids" in report.reference  # T5 was saved without a tokenizer
+    assert passed.max_abs_diff is not None and passed.max_abs_diff <= passed.max_abs_diff_tolerance
+    assert passed.latency_ms is not None and passed.generated_tokens == 2 * 2
+
+
+def test_load_plans_smoke_tests_and_returns_an_encoder(tiny_bert: Path) -> None:
+    result = load(tiny_bert, env=TargetSpec(cpu=True), request=PlanRequest(attn="sdpa", dtype="float32"), generate_tokens=0)
+    model, tokenizer, report = result
+    assert type(model).__name__ == "BertForSequenceClassification"
+    assert model.config._attn_implementation == "sdpa"
+    assert tokenizer is not None
+    assert report.ok and len(report.attempts) == 1 and report.config == FP32_SDPA
+    attempt = report.attempts[0]
+    assert attempt.tokens_per_second is None  # not generative: no generate
+    assert attempt.max_abs_diff is not None and attempt.max_abs_diff <= attempt.max_abs_diff_tolerance
+    logits = model(**tokenizer(["hello world"], return_tensors="pt", return_token_type_ids=False)).logits
+    assert tuple(logits.shape) == (1, 3)
+
+
+def test_timeouts_and_forced_failures_are_attempts_not_crashes(tiny_bert: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(FAULT_ENV, "raise@reference,hang@0,oom@1,raise@2")
+    started = time.monotonic()
+    report = run_smoke(resolve_model(str(tiny_bert)), [FP32_SDPA, FP32_EAGER, BF16_EAGER], timeout=1.5)
+    assert time.monotonic() - started < 20  # faults fire before torch is imported
+    assert not report.ok and report.config is None and report.exit_code == 1
+    assert "reference failed" in report.reference and "not compared" in report.reference
+    hung, oom, raised = report.attempts
+    assert hung.error == "timed out after 1.5 s"
+    assert oom.error is not None and oom.error.startswith("out of memory")
+    assert raised.error is not None and "forced failure" in raised.error
+
+
+def test_corrupt_or_truncated_weights_are_refused_up_front(tiny_bert: Path, tmp_path: Path) -> None:
+    folder = _copy(tiny_bert, tmp_path / "truncated")
+    weights = folder / "model.safetensors"
+    os.truncate(weights, weights.stat().st_size // 2)
+    with pytest.raises(SmokeTestError, match=r"model.safetensors is corrupt or truncated: .*re-save or re-download it"):
+        run_smoke(resolve_model(str(folder)), [FP32_SDPA], timeout=5)
+    with pytest.raises(SmokeTestError, match="corrupt or truncated"):
+        load(folder, env=TargetSpec(cpu=True))
+
+    garbage = _copy(tiny_bert, tmp_path / "garbage")
+    with (garbage / "model.safetensors").open("r+b") as f:
+        f.seek(8)
+        f.write(b"\xff\xfe not json")
+    with pytest.raises(SmokeTestError, match="not valid JSON") as excinfo:
+        validate_checkpoint(resolve_model(str(garbage)))
+    assert "\n" not in str(excinfo.value)
+
+
+def test_missing_shard_and_missing_weights(tiny_bert: Path, tmp_path: Path) -> None:
+    sharded = _copy(tiny_bert, tmp_path / "sharded")
+    (sharded / "model.safetensors").rename(sharded / "model-00001-of-00002.safetensors")
+    index = {"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}
+    (sharded / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(SmokeTestError, match="model-00002-of-00002.safetensors, which is missing"):
+        validate_checkpoint(resolve_model(str(sharded)))
+
+    empty = tmp_path / "config-only"
+    empty.mkdir()
+    shutil.copy(tiny_bert / "config.json", empty / "config.json")
+    with pytest.raises(SmokeTestError, match="has no weights"):
+        run_smoke(resolve_model(str(empty)), [FP32_SDPA])
+    spec: ModelSpec = resolve_model(str(tiny_bert)).model_copy(update={"path": None, "source": "shipped"})
+    with pytest.raises(SmokeTestError, match="not a local model folder"):
+        run_smoke(spec, [FP32_SDPA])
+
+
+def test_options_from_plans_reports_and_bare_kwargs() -> None:
+    candidate = Candidate(attn="eager", dtype="float32", placement="cpu")
+    options: list[Any] = [(candidate, FP32_EAGER), ("mine", FP32_SDPA), {"label": "x", "from_pretrained": BF16_EAGER}, FP32_SDPA]
+    assert normalize_options(options) == [
+        ("eager / float32 / CPU", FP32_EAGER), ("mine", FP32_SDPA), ("x", BF16_EAGER), ("sdpa / float32 / CPU", FP32_SDPA),
+    ]
+    plan = {"chosen": {"label": "a", "from_pretrained": FP32_SDPA}, "alternatives": [{"label": "b", "from_pretrained": FP32_EAGER}]}
+    assert [o["label"] for o in options_from_json(plan)] == ["a", "b"]
+    assert options_from_json({"ok": True, "config": FP32_EAGER, "attempts": []}) == [{"from_pretrained": FP32_EAGER}]
+    assert options_from_json(FP32_SDPA) == [FP32_SDPA]
