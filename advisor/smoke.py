@@ -30,8 +30,9 @@ from advisor.model import WEIGHT_FILES, ModelSpec
 from advisor.rules.base import Candidate
 from advisor.smoke_worker import TOLERANCES, has_tokenizer
 
-if TYPE_CHECKING:  # the planner is imported only where it is used
+if TYPE_CHECKING:  # the planner and the prober are imported only where they are used
     from advisor.plan import PlanOption, PlanRequest, Recommendation
+    from advisor.targets import TargetSpec
 
 __all__ = [
     "Attempt",
@@ -303,17 +304,21 @@ def _auto_class(model: ModelSpec) -> str:
 
 
 def _child_env() -> dict[str, str]:
+    """This environment, plus the source tree on PYTHONPATH when the advisor runs from a checkout
+    (never site-packages: ahead of the standard library it could shadow it)."""
     env = dict(os.environ)
-    root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    root = Path(__file__).resolve().parent.parent
+    if root.name not in ("site-packages", "dist-packages"):
+        env["PYTHONPATH"] = str(root) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     env.setdefault("HF_HUB_OFFLINE", "1")  # a local folder needs no network; never hang on one
     return env
 
 
 def _last_line(stderr: bytes) -> str:
+    """The child's last words on stderr, progress bars left out: often the reason for a crash."""
     text = stderr.decode("utf-8", "replace").replace("\r", "\n")
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [line.strip() for line in text.splitlines() if line.strip() and "%|" not in line]
     line = lines[-1] if lines else ""
     return line if len(line) <= 300 else line[:297] + "..."
 
@@ -340,7 +345,11 @@ def _run_child(request: dict[str, Any], timeout: float) -> dict[str, Any]:
         out, err = proc.communicate(json.dumps(request).encode(), timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
-        proc.communicate()
+        try:
+            proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:  # a grandchild that left the group still holds the pipes
+            pass
+        proc.wait()
         return {"ok": False, "error": f"timed out after {timeout:g} s"}
     except BaseException:
         _kill_group(proc)
@@ -361,7 +370,7 @@ def _run_child(request: dict[str, Any], timeout: float) -> dict[str, Any]:
         error = f"exited with status {proc.returncode} without a result"
     if "out of memory" in last.lower():
         error = f"out of memory ({error})"
-    return {"ok": False, "error": f"{error}: {last}" if last else error}
+    return {"ok": False, "error": f"{error}; last output: {last}" if last else error}
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -484,11 +493,13 @@ def _load_here(model: ModelSpec, config: dict[str, Any]) -> tuple[Any, Any | Non
 def load(
     model: str | os.PathLike[str] | ModelSpec,
     *,
-    env: Environment | Any | None = None,
+    env: Environment | TargetSpec | None = None,
     request: PlanRequest | None = None,
     cpu: bool = False,
     timeout: float = 300,
     generate_tokens: int = 8,
+    batch: int = 2,
+    seq_len: int = 16,
     compare: bool = True,
     trust_remote_code: bool = False,
 ) -> LoadResult:
@@ -515,7 +526,7 @@ def load(
         ])
     report = run_smoke(
         spec, plan_options(plan), all_candidates=False, generate_tokens=generate_tokens, timeout=timeout,
-        batch=max(2, plan.batch), seq_len=16, compare=compare,
+        batch=batch, seq_len=seq_len, compare=compare,
     )
     if not report.ok or report.config is None:
         raise SmokeFailedError(report)

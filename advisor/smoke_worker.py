@@ -35,7 +35,10 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["TOLERANCES", "FAULT_ENV", "TOKENIZER_FILES", "has_tokenizer", "tolerance_key", "tolerance_for", "main"]
+__all__ = [
+    "TOLERANCES", "FAULT_ENV", "TOKENIZER_FILES", "CheckFailed", "has_tokenizer", "tolerance_key", "tolerance_for",
+    "compare_outputs", "main",
+]
 
 FAULT_ENV = "ADVISOR_SMOKE_FAULT"
 
@@ -116,7 +119,7 @@ def describe_error(exc: BaseException, stage: str) -> str:
     return f"{stage} failed: {name}: {message}"
 
 
-class _Failed(Exception):
+class CheckFailed(Exception):
     """A check that failed with a message meant for the user as is."""
 
 
@@ -125,11 +128,14 @@ class _Failed(Exception):
 
 
 def _sync(torch: Any, device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+    """Wait for every GPU the model spans, so that timings measure the work and not its launch."""
+    if "cuda" in device:
+        for index in range(torch.cuda.device_count()):
+            torch.cuda.synchronize(index)
 
 
 def _device_of(model: Any) -> str:
+    """Where the model lives, for the report: `cuda:0`, `cpu`, or every device a device_map spread it over."""
     devices = {str(d) for d in getattr(model, "hf_device_map", {}).values() if str(d) not in ("disk",)}
     if len(devices) > 1:
         named = sorted(f"cuda:{d}" if str(d).isdigit() else str(d) for d in devices)
@@ -215,7 +221,7 @@ def _main_output(output: Any, torch: Any) -> Any:
     for value in values if isinstance(values, (tuple, list)) else (values,):
         if isinstance(value, torch.Tensor):
             return value
-    raise _Failed("the forward pass returned no tensor to compare")
+    raise CheckFailed("the forward pass returned no tensor to compare")
 
 
 def _valid_positions(output: Any, inputs: dict[str, Any]) -> Any:
@@ -264,7 +270,9 @@ def _peak_memory(result: dict[str, Any], device: str, torch: Any) -> None:
         result["host_rss_bytes"] = int(rss if sys.platform == "darwin" else rss * 1024)  # KiB on Linux
     except (ImportError, OSError):
         pass
-    if "cuda" in device and torch.cuda.is_available():
+    # a load that failed has no device yet: then CUDA counts when the attempt got as far as touching it
+    on_gpu = torch is not None and ("cuda" in device or (not device and torch.cuda.is_initialized()))
+    if on_gpu and torch.cuda.is_available():
         result["peak_memory_bytes"] = sum(int(torch.cuda.max_memory_allocated(i)) for i in range(torch.cuda.device_count()))
     else:
         result["peak_memory_bytes"] = result.get("host_rss_bytes")
@@ -272,6 +280,7 @@ def _peak_memory(result: dict[str, Any], device: str, torch: Any) -> None:
 
 def _reset_peaks(torch: Any) -> None:
     if torch.cuda.is_available():
+        torch.cuda.init()  # reset_peak_memory_stats before init raises "Invalid device argument"
         for i in range(torch.cuda.device_count()):
             torch.cuda.reset_peak_memory_stats(i)
 
@@ -280,7 +289,7 @@ def _reset_peaks(torch: Any) -> None:
 
 
 def run_reference(request: dict[str, Any], result: dict[str, Any]) -> None:
-    """float32 eager once: its inputs, output and padding mask go to reference_file for every attempt."""
+    """float32 eager once: its inputs (padding mask included) and output go to reference_file for the attempts."""
     result["stage"] = "import"
     import torch
 
@@ -289,12 +298,11 @@ def run_reference(request: dict[str, Any], result: dict[str, Any]) -> None:
     device = result["device"] = _device_of(model)
     result["stage"] = "input preparation"
     inputs, result["inputs"] = _build_inputs(request, model, torch)
-    first = device.split(",")[0]
     result["stage"] = "forward pass"
-    output = _forward(model, _model_inputs(inputs, first), torch).float().cpu()
+    output = _forward(model, _model_inputs(inputs, str(model.device)), torch).float().cpu()
     valid = _valid_positions(output, inputs)
     if not bool(torch.isfinite(valid).all()):
-        raise _Failed("the float32 eager reference output has NaN or inf: the weights themselves may be broken")
+        raise CheckFailed("the float32 eager reference output has NaN or inf: the weights themselves may be broken")
     result["stage"] = "saving the reference"
     torch.save(
         {"inputs": inputs, "output": output, "max_abs": float(valid.abs().max()), "source": result["inputs"]},
@@ -311,11 +319,12 @@ def run_attempt(request: dict[str, Any], result: dict[str, Any]) -> None:
     reference = None
     if request.get("reference_file"):
         reference = torch.load(request["reference_file"], weights_only=True)
-    _reset_peaks(torch)
+    if request["from_pretrained"].get("device_map"):  # a CPU attempt must not create a CUDA context
+        _reset_peaks(torch)
     result["stage"] = "load"
     model, result["load_seconds"] = _load(request, request["from_pretrained"], torch)
     device = result["device"] = _device_of(model)
-    first = device.split(",")[0]
+    first = str(model.device)  # the first parameter's device: where a device_map puts the embeddings
     result["stage"] = "input preparation"
     if reference is not None:
         inputs, result["inputs"] = reference["inputs"], reference["source"]
@@ -327,10 +336,10 @@ def run_attempt(request: dict[str, Any], result: dict[str, Any]) -> None:
     output = _forward(model, live, torch)  # warm-up (and the output compared below)
     times = []
     for _ in range(TIMED_RUNS):
-        _sync(torch, first)
+        _sync(torch, device)
         start = time.perf_counter()
         _forward(model, live, torch)
-        _sync(torch, first)
+        _sync(torch, device)
         times.append(time.perf_counter() - start)
     result["latency_ms"] = statistics.median(times) * 1000
 
@@ -342,11 +351,11 @@ def run_attempt(request: dict[str, Any], result: dict[str, Any]) -> None:
         if pad >= 0:
             gen_kwargs["pad_token_id"] = pad
         gen_inputs = {k: v for k, v in live.items() if k in ("input_ids", "attention_mask")}
-        _sync(torch, first)
+        _sync(torch, device)
         start = time.perf_counter()
         with torch.inference_mode():
             generated = model.generate(**gen_inputs, **gen_kwargs)
-        _sync(torch, first)
+        _sync(torch, device)
         seconds = time.perf_counter() - start
         prompt = 1 if request["is_encoder_decoder"] else gen_inputs["input_ids"].shape[1]
         result["generated_tokens"] = int((generated.shape[1] - prompt) * generated.shape[0])
@@ -354,22 +363,33 @@ def run_attempt(request: dict[str, Any], result: dict[str, Any]) -> None:
 
     _peak_memory(result, device, torch)
     result["stage"] = "comparison"
+    key = result["tolerance_key"] = tolerance_key(request["from_pretrained"], str(model.dtype).removeprefix("torch."))
+    compare_outputs(output, reference, inputs, key, result)
+    result["ok"] = True
+
+
+def compare_outputs(output: Any, reference: dict[str, Any] | None, inputs: dict[str, Any], key: str, result: dict[str, Any]) -> None:
+    """Max |output - reference| over the non-padded positions, in float32, against the key's tolerance.
+
+    Fills max_abs_diff and max_abs_diff_tolerance; raises CheckFailed for NaN/inf, a shape change or a
+    difference over the tolerance. Without a reference only the finiteness is checked.
+    """
+    import torch
+
     got = _valid_positions(output.float().cpu(), inputs)
-    key = tolerance_key(request["from_pretrained"], str(model.dtype).removeprefix("torch."))
-    result["tolerance_key"] = key
     if not bool(torch.isfinite(got).all()):
         bad = int((~torch.isfinite(got)).sum())
-        raise _Failed(f"the output has NaN or inf at {bad} of {got.numel()} non-padded values")
-    if reference is not None:
-        want = _valid_positions(reference["output"], inputs)
-        if got.shape != want.shape:
-            raise _Failed(f"the output's shape {tuple(got.shape)} differs from the reference's {tuple(want.shape)}")
-        diff = float((got - want).abs().max()) if got.numel() else 0.0
-        tol = tolerance_for(key, float(reference["max_abs"]))
-        result["max_abs_diff"], result["max_abs_diff_tolerance"] = diff, tol
-        if diff > tol:
-            raise _Failed(f"output differs from the fp32 eager reference by {diff:.3g} > tolerance {tol:.3g} ({key})")
-    result["ok"] = True
+        raise CheckFailed(f"the output has NaN or inf at {bad} of {got.numel()} non-padded values")
+    if reference is None:
+        return
+    want = _valid_positions(reference["output"], inputs)
+    if got.shape != want.shape:
+        raise CheckFailed(f"the output's shape {tuple(got.shape)} differs from the reference's {tuple(want.shape)}")
+    diff = float((got - want).abs().max()) if got.numel() else 0.0
+    tol = tolerance_for(key, float(reference["max_abs"]))
+    result["max_abs_diff"], result["max_abs_diff_tolerance"] = diff, tol
+    if diff > tol:
+        raise CheckFailed(f"output differs from the fp32 eager reference by {diff:.3g} > tolerance {tol:.3g} ({key})")
 
 
 def main() -> int:
@@ -399,10 +419,14 @@ def main() -> int:
             run_reference(request, result)
         else:
             run_attempt(request, result)
-    except _Failed as exc:
+    except CheckFailed as exc:
         result["ok"], result["error"] = False, str(exc)
     except BaseException as exc:  # noqa: BLE001 - any failure is the attempt's result, never a traceback
         result["ok"], result["error"] = False, describe_error(exc, result["stage"])
+        try:  # the peak up to the failure: what an OOM needed is the useful number
+            _peak_memory(result, str(result.get("device") or ""), sys.modules.get("torch"))
+        except Exception:
+            pass
     with os.fdopen(result_fd, "w") as out:
         out.write(json.dumps(result) + "\n")
     return 0

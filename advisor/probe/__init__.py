@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from advisor.facts import ComputeCapability, Environment, GpuInfo, Unavailable, known
@@ -70,6 +71,9 @@ def collect_environment(
 ) -> Environment:
     """Probe host, GPUs, torch and libraries. Never raises for a missing or broken component."""
     knowledge = knowledge or load_knowledge()
+    # the import checks are child processes: start them first so they overlap our own torch import
+    pool = ThreadPoolExecutor(max_workers=1)
+    libraries = pool.submit(probe_libraries, import_checks=import_checks)
     nv = probe_nvml(nvml)
     gpus: tuple[GpuInfo, ...] | Unavailable
     if isinstance(nv.gpus, Unavailable):
@@ -79,6 +83,8 @@ def collect_environment(
     else:
         gpus = tuple(_gpu_from_nvml(g, knowledge) for g in nv.gpus)
     capabilities = [cc for g in (() if isinstance(gpus, Unavailable) else gpus) if (cc := known(g.compute_capability))]
+    torch_info = probe_torch(capabilities)
+    pool.shutdown(wait=True)
     return Environment(
         source="probe",
         description="probed on this machine",
@@ -86,6 +92,6 @@ def collect_environment(
         host=probe_host(),
         gpus=gpus,
         driver=nv.driver,
-        torch=probe_torch(capabilities),
-        libraries=probe_libraries(import_checks=import_checks),
+        torch=torch_info,
+        libraries=libraries.result(),
     )

@@ -25,9 +25,11 @@ class LibrarySpec:
     distribution: str
     import_name: str
     check: str | None = None  # Python run in a child; prints one JSON object of details, exits non-zero on failure
+    needs_torch: bool = True  # import torch first (extensions link against libtorch and fail otherwise)
 
 
-_PRELUDE = "import json, sys\ntry:\n    import torch\nexcept Exception:\n    pass\n"
+_PRELUDE = "import json, sys\n"
+_TORCH_FIRST = "try:\n    import torch\nexcept Exception:\n    pass\n"
 
 _FLASH_ATTN = """
 import flash_attn, importlib
@@ -80,8 +82,8 @@ LIBRARIES: tuple[LibrarySpec, ...] = (
     LibrarySpec("bitsandbytes", "bitsandbytes", _BITSANDBYTES),
     LibrarySpec("optimum", "optimum"),
     LibrarySpec("optimum-onnx", "optimum.onnxruntime"),
-    LibrarySpec("onnxruntime", "onnxruntime", _ONNXRUNTIME),
-    LibrarySpec("onnxruntime-gpu", "onnxruntime", _ONNXRUNTIME),
+    LibrarySpec("onnxruntime", "onnxruntime", _ONNXRUNTIME, needs_torch=False),
+    LibrarySpec("onnxruntime-gpu", "onnxruntime", _ONNXRUNTIME, needs_torch=False),
     LibrarySpec("nvidia-ml-py", "pynvml"),
 )
 
@@ -98,11 +100,11 @@ def _last_line(text: str) -> str:
     return lines[-1][:400] if lines else ""
 
 
-def run_import_check(code: str, timeout: float = 60.0) -> ImportCheck:
+def run_import_check(code: str, timeout: float = 60.0, *, torch_first: bool = False) -> ImportCheck:
     """Run `code` in a fresh interpreter; a crash, hang or exception becomes a reason, never ours."""
     try:
         done = subprocess.run(
-            [sys.executable, "-c", _PRELUDE + code],
+            [sys.executable, "-c", _PRELUDE + (_TORCH_FIRST if torch_first else "") + code],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -136,7 +138,7 @@ def probe_libraries(
     *,
     import_checks: bool = True,
     versions: Callable[[str], str | None] = _version,
-    runner: Callable[[str], ImportCheck] = run_import_check,
+    runner: Callable[..., ImportCheck] = run_import_check,
 ) -> dict[str, LibraryInfo]:
     """Every library in LIBRARIES, checked in parallel child processes where a native part exists."""
     found = {spec.distribution: versions(spec.distribution) for spec in LIBRARIES}
@@ -144,7 +146,7 @@ def probe_libraries(
     checks: dict[str, ImportCheck] = {}
     if import_checks and to_check:
         with ThreadPoolExecutor(max_workers=len(to_check)) as pool:
-            results = pool.map(lambda spec: runner(spec.check or ""), to_check)
+            results = pool.map(lambda spec: runner(spec.check or "", torch_first=spec.needs_torch), to_check)
             checks = {spec.distribution: result for spec, result in zip(to_check, results)}
     libraries: dict[str, LibraryInfo] = {}
     for spec in LIBRARIES:

@@ -41,7 +41,7 @@ def test_missing_distribution_is_reported_not_installed() -> None:
 def test_installed_native_extension_is_import_checked() -> None:
     seen: list[str] = []
 
-    def runner(code: str):  # type: ignore[no-untyped-def]
+    def runner(code: str, torch_first: bool = False):  # type: ignore[no-untyped-def]
         from advisor.probe.packages import ImportCheck
 
         seen.append(code)

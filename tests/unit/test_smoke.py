@@ -176,3 +176,29 @@ def test_options_from_plans_reports_and_bare_kwargs() -> None:
     assert [o["label"] for o in options_from_json(plan)] == ["a", "b"]
     assert options_from_json({"ok": True, "config": FP32_EAGER, "attempts": []}) == [{"from_pretrained": FP32_EAGER}]
     assert options_from_json(FP32_SDPA) == [FP32_SDPA]
+
+
+def test_comparison_masks_padding_and_enforces_the_tolerance() -> None:
+    import torch
+
+    from advisor.smoke_worker import CheckFailed, compare_outputs, tolerance_for
+
+    reference = torch.zeros(2, 4, 8)
+    reference[0, 0, 0] = 10.0  # max|reference| = 10, so float32 allows max(1e-3, 1e-3 * 10) = 0.01
+    inputs = {"attention_mask": torch.tensor([[1, 1, 1, 1], [0, 0, 1, 1]])}
+    saved = {"output": reference, "max_abs": 10.0}
+    noisy = reference.clone()
+    noisy[1, 0] = float("nan")  # a left-padded position: never compared
+    noisy[1, 2, 3] = 0.005
+    result: dict[str, Any] = {}
+    compare_outputs(noisy, saved, inputs, "float32", result)
+    assert result == {"max_abs_diff": pytest.approx(0.005), "max_abs_diff_tolerance": pytest.approx(0.01)}
+
+    noisy[1, 2, 3] = 0.5
+    with pytest.raises(CheckFailed, match=r"differs from the fp32 eager reference by 0.5 > tolerance 0.01 \(float32\)"):
+        compare_outputs(noisy, saved, inputs, "float32", {})
+    compare_outputs(noisy, saved, inputs, "bfloat16", {})  # 0.5 <= max(0.1, 0.1 * 10)
+    noisy[0, 1, 1] = float("inf")
+    with pytest.raises(CheckFailed, match="NaN or inf at 1 of"):
+        compare_outputs(noisy, None, inputs, "bfloat16", {})
+    assert tolerance_for("4bit", 10.0) == 5.0
