@@ -441,14 +441,16 @@ def run_smoke(
         if compare:
             ref_kwargs = _reference_kwargs(trials)
             wanted = str(Path(tmp) / "reference.pt")
-            result = _run_child({**base, "role": "reference", "from_pretrained": ref_kwargs, "reference_file": wanted}, timeout)
+            ref_request = {**base, "role": "reference", "from_pretrained": ref_kwargs, "reference_file": wanted}
+            result = _run_child(ref_request, timeout)
             if result.get("ok"):
                 reference_file = wanted
                 reference = f"float32 / eager on {result.get('device')}; inputs: {result.get('inputs')}"
             else:
                 reference = f"float32 / eager reference failed ({result.get('error')}); outputs were not compared"
         for index, (label, kwargs) in enumerate(trials):
-            request = {**base, "role": "attempt", "index": index, "from_pretrained": kwargs, "reference_file": reference_file}
+            request = {**base, "role": "attempt", "index": index, "from_pretrained": kwargs,
+                       "reference_file": reference_file}
             result = _run_child(request, timeout)
             if reference_file is None and result.get("inputs") and "inputs:" not in reference:
                 reference += f"; inputs: {result['inputs']}"

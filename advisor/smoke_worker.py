@@ -368,7 +368,9 @@ def run_attempt(request: dict[str, Any], result: dict[str, Any]) -> None:
     result["ok"] = True
 
 
-def compare_outputs(output: Any, reference: dict[str, Any] | None, inputs: dict[str, Any], key: str, result: dict[str, Any]) -> None:
+def compare_outputs(
+    output: Any, reference: dict[str, Any] | None, inputs: dict[str, Any], key: str, result: dict[str, Any]
+) -> None:
     """Max |output - reference| over the non-padded positions, in float32, against the key's tolerance.
 
     Fills max_abs_diff and max_abs_diff_tolerance; raises CheckFailed for NaN/inf, a shape change or a

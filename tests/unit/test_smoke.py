@@ -38,7 +38,9 @@ from advisor.targets import TargetSpec  # noqa: E402
 FP32_SDPA = {"dtype": "float32", "attn_implementation": "sdpa"}
 FP32_EAGER = {"dtype": "float32", "attn_implementation": "eager"}
 BF16_EAGER = {"dtype": "bfloat16", "attn_implementation": "eager"}
-CONTRACT = {"from_pretrained", "ok", "error", "load_seconds", "latency_ms", "tokens_per_second", "peak_memory_bytes", "max_abs_diff"}
+CONTRACT = {
+    "from_pretrained", "ok", "error", "load_seconds", "latency_ms", "tokens_per_second", "peak_memory_bytes", "max_abs_diff",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -51,7 +53,8 @@ def llama_all(tiny_llama: Path) -> SmokeReport:
     """--all over two candidates of the decoder: one reference child and two attempt children."""
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv(FAULT_ENV, raising=False)
-        return run_smoke(resolve_model(str(tiny_llama)), [FP32_SDPA, BF16_EAGER], all_candidates=True, generate_tokens=4, timeout=120)
+        model = resolve_model(str(tiny_llama))
+        return run_smoke(model, [FP32_SDPA, BF16_EAGER], all_candidates=True, generate_tokens=4, timeout=120)
 
 
 def _copy(folder: Path, dest: Path) -> Path:
@@ -168,11 +171,16 @@ def test_missing_shard_and_missing_weights(tiny_bert: Path, tmp_path: Path) -> N
 
 def test_options_from_plans_reports_and_bare_kwargs() -> None:
     candidate = Candidate(attn="eager", dtype="float32", placement="cpu")
-    options: list[Any] = [(candidate, FP32_EAGER), ("mine", FP32_SDPA), {"label": "x", "from_pretrained": BF16_EAGER}, FP32_SDPA]
+    options: list[Any] = [
+        (candidate, FP32_EAGER), ("mine", FP32_SDPA), {"label": "x", "from_pretrained": BF16_EAGER}, FP32_SDPA,
+    ]
     assert normalize_options(options) == [
         ("eager / float32 / CPU", FP32_EAGER), ("mine", FP32_SDPA), ("x", BF16_EAGER), ("sdpa / float32 / CPU", FP32_SDPA),
     ]
-    plan = {"chosen": {"label": "a", "from_pretrained": FP32_SDPA}, "alternatives": [{"label": "b", "from_pretrained": FP32_EAGER}]}
+    plan = {
+        "chosen": {"label": "a", "from_pretrained": FP32_SDPA},
+        "alternatives": [{"label": "b", "from_pretrained": FP32_EAGER}],
+    }
     assert [o["label"] for o in options_from_json(plan)] == ["a", "b"]
     assert options_from_json({"ok": True, "config": FP32_EAGER, "attempts": []}) == [{"from_pretrained": FP32_EAGER}]
     assert options_from_json(FP32_SDPA) == [FP32_SDPA]
