@@ -187,6 +187,8 @@ def _rank(ctx: Context, e: Evaluation) -> tuple[int, ...]:
     dtype_order = ("float32", "bfloat16", "float16") if c.placement == "cpu" else ("bfloat16", "float16", "float32")
     req = ctx.knowledge.attention_requirement(c.attn)
     speed = req.speed_rank if req is not None else 99
+    if c.placement == "cpu" and c.attn == "flex_attention":
+        speed = 99  # on the CPU, flex compiles C++ through inductor: slow, and fails without a toolchain
     return (quant, placement, warnings, dtype_order.index(c.dtype), speed)
 
 

@@ -160,7 +160,7 @@ def _libraries(env: Environment) -> Section:
         elif lib.importable is True:
             value += ", imports and loads"
         for key, detail in lib.details.items():
-            if key != "module":
+            if key != "module" and (key != "available" or status == "problem"):
                 value += f"; {key}: {', '.join(detail) if isinstance(detail, list) else detail}"
         items.append(Item(name=dist, status=status, value=value,
                           fix="reinstall a build matching this torch/CUDA" if status == "problem" else ""))

@@ -50,14 +50,38 @@ import flash_attn.cute as cute
 print(json.dumps({"module": cute.__file__}))
 """
 _BITSANDBYTES = """
-import bitsandbytes as bnb
-from bitsandbytes import cextension
-lib = getattr(cextension, "lib", None)
-native = lib is not None and "Mock" not in type(lib).__name__ and "ErrorHandler" not in type(lib).__name__
-details = {"backend": str(getattr(cextension, "BNB_BACKEND", "unknown")), "native_library": "loaded" if native else "missing",
-           "supported_devices": sorted(getattr(bnb, "supported_torch_devices", []) or [])}
+# `import bitsandbytes` succeeds even without its native library (a mock stands in), and it imports torch,
+# which costs seconds. Load the very library bitsandbytes would pick for this torch, without importing either.
+import ctypes, importlib.util, os, re
+from pathlib import Path
+bnb_dir = Path(importlib.util.find_spec("bitsandbytes").submodule_search_locations[0])
+torch_spec = importlib.util.find_spec("torch")
+version_py = Path(torch_spec.submodule_search_locations[0]) / "version.py" if torch_spec else None
+text = version_py.read_text() if version_py and version_py.is_file() else ""
+def field(name):
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        if key.split(":")[0].strip() == name and value.strip() not in ("", "None"):
+            return value.strip().strip(chr(39) + chr(34))
+    return None
+cuda, hip = field("cuda"), field("hip")
+if hip:
+    backend, tag = "ROCm", "rocm" + (os.environ.get("BNB_ROCM_VERSION") or "".join(hip.split(".")[:2]))
+elif cuda:
+    backend, tag = "CUDA", "cuda" + (os.environ.get("BNB_CUDA_VERSION") or cuda.replace(".", ""))
+else:
+    backend, tag = "CPU", "cpu"
+lib = bnb_dir / f"libbitsandbytes_{tag}.so"
+available = sorted(p.name for p in bnb_dir.glob("libbitsandbytes_*"))
+details = {"backend": backend, "library": lib.name, "available": available}
+if not lib.is_file():
+    details["native_library"] = "missing"
+    print(json.dumps(details))
+    print(f"{lib.name} is not in this bitsandbytes build (torch wants {backend} {cuda or hip or ''})", file=sys.stderr)
+    sys.exit(3)
+ctypes.CDLL(str(lib))
+details["native_library"] = "loaded"
 print(json.dumps(details))
-sys.exit(0 if native else 3)
 """
 _ONNXRUNTIME = """
 import onnxruntime as ort
@@ -79,7 +103,7 @@ LIBRARIES: tuple[LibrarySpec, ...] = (
     LibrarySpec("flash-attn-3", "flash_attn_interface", _FLASH_ATTN_3),
     LibrarySpec("flash-attn-4", "flash_attn.cute", _FLASH_ATTN_4),
     LibrarySpec("kernels", "kernels", _KERNELS),
-    LibrarySpec("bitsandbytes", "bitsandbytes", _BITSANDBYTES),
+    LibrarySpec("bitsandbytes", "bitsandbytes", _BITSANDBYTES, needs_torch=False),
     LibrarySpec("optimum", "optimum"),
     LibrarySpec("optimum-onnx", "optimum.onnxruntime"),
     LibrarySpec("onnxruntime", "onnxruntime", _ONNXRUNTIME, needs_torch=False),
@@ -112,7 +136,8 @@ def run_import_check(code: str, timeout: float = 60.0, *, torch_first: bool = Fa
     except subprocess.TimeoutExpired:
         return ImportCheck(Unavailable(reason=f"import check timed out after {timeout:.0f}s"), None, {})
     details: dict[str, str | list[str]] = {}
-    stdout = _last_line(done.stdout)
+    lines = [line for line in done.stdout.strip().splitlines() if line.strip()]
+    stdout = lines[-1].strip() if lines else ""
     if stdout.startswith("{"):
         try:
             details = json.loads(stdout)
@@ -123,7 +148,8 @@ def run_import_check(code: str, timeout: float = 60.0, *, torch_first: bool = Fa
     if done.returncode < 0:
         return ImportCheck(False, f"the import crashed the interpreter (signal {-done.returncode})", details)
     if done.returncode == 3:  # the check itself ran and found the native part missing
-        return ImportCheck(False, "native library not loaded: `python -m bitsandbytes` shows why", details)
+        why = _last_line(done.stderr) or "native library missing"
+        return ImportCheck(False, f"{why}; `python -m bitsandbytes` diagnoses it", details)
     return ImportCheck(False, _last_line(done.stderr) or f"exit status {done.returncode}", details)
 
 
