@@ -18,6 +18,7 @@ from advisor.memory import GiB, MemoryEstimate, estimate_memory, max_memory_map
 from advisor.model import ModelSpec
 from advisor.rules import run_candidate_rules, run_environment_rules
 from advisor.rules.base import DTYPES, QUANTIZATIONS, Candidate, Context
+from advisor.rules.planning import memory_fit, support_unknown
 from advisor.emit import from_pretrained_json, python_snippet, to_kwargs
 from advisor.support import attention_support
 
@@ -128,16 +129,15 @@ def _memory_finding(ctx: Context, c: Candidate, memory: MemoryEstimate) -> Findi
     if c.placement == "gpu" and ctx.gpus:
         where = f"1 x {ctx.gpus[0].name}"
     option = c.quantization if c.quantization != "none" else c.dtype
-    return Finding(
-        code="MEM001", severity=Severity.FAIL, title="does not fit in memory",
-        message=f"{c.dtype}{'' if c.quantization == 'none' else ' + bnb ' + c.quantization} needs "
+    return memory_fit.finding(
+        Severity.FAIL,
+        f"{c.dtype}{'' if c.quantization == 'none' else ' + bnb ' + c.quantization} needs "
         f"{memory.total_bytes / GiB:.1f} GiB "
         f"(weights {memory.weights_bytes / GiB:.1f}, KV cache {memory.kv_cache_bytes / GiB:.1f}, "
         f"activations {memory.activation_bytes / GiB:.1f}, overhead {memory.overhead_bytes / GiB:.1f}); "
         f"{where} has {memory.budget_bytes / GiB:.1f} GiB",
         detected=f"{memory.total_bytes / GiB:.1f} GiB needed", required=f"<= {memory.budget_bytes / GiB:.1f} GiB",
-        fix="quantize (8-bit or 4-bit), spread over more GPUs, or shorten --seq-len / --batch",
-        option=option, docs_url="docs/rules.md#mem001",
+        option=option,
     )
 
 
@@ -289,10 +289,8 @@ def make_plan(
         )
     findings = env_findings + (chosen.findings if chosen else [])
     if not ctx.support:
-        findings.append(Finding(
-            code="PLAN001", severity=Severity.WARN, title="attention support unknown",
-            message=f"{model.model_type} is not in {ctx.support_source}; only eager is certain",
-            fix="install the transformers release that has this architecture", docs_url="docs/rules.md#plan001",
+        findings.append(support_unknown.finding(
+            Severity.WARN, f"{model.model_type} is not in {ctx.support_source}; only eager is certain"
         ))
     return Recommendation(
         ok=chosen is not None,

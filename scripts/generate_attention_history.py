@@ -48,6 +48,7 @@ MIN_RELEASE = Version("4.36")
 IMPLS = ("sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
 OPTIMUM_BT_RELEASE = "1.27.0"  # last optimum 1.x: the last one that ships optimum.bettertransformer
 OPTIMUM_FIRST_WITHOUT_BT = "2.0.0"
+OPTIMUM_SCAN_FROM = "1.13.0"  # earlier 1.x lists are scanned from here, to see which types left before 1.27
 BT_INIT = "optimum/bettertransformer/models/__init__.py"
 PIP_NOISE = re.compile(r"^WARNING: Location .* is ignored")
 
@@ -74,20 +75,22 @@ def _tail(text: str, lines: int = 6) -> str:
     return " | ".join(kept[-lines:])[-800:]
 
 
-def discover_releases(python: str) -> list[str]:
-    """Latest final patch of every transformers minor >= 4.36, from the package index."""
-    proc = _pip(python, "index", "versions", "transformers")
+def _index_versions(python: str, package: str) -> list[Version]:
+    """Final releases of `package` on the package index."""
+    proc = _pip(python, "index", "versions", package)
     match = re.search(r"Available versions:\s*(.+)", proc.stdout)
     if proc.returncode != 0 or not match:
-        raise SystemExit(f"could not list transformers releases: {_tail(proc.stderr or proc.stdout)}")
+        raise SystemExit(f"could not list {package} releases: {_tail(proc.stderr or proc.stdout)}")
+    versions = [Version(text.strip()) for text in match.group(1).split(",")]
+    return sorted(v for v in versions if not (v.is_prerelease or v.is_devrelease))
+
+
+def discover_releases(python: str) -> list[str]:
+    """Latest final patch of every transformers minor >= 4.36, from the package index."""
     latest: dict[tuple[int, int], Version] = {}
-    for text in match.group(1).split(","):
-        version = Version(text.strip())
-        if version.is_prerelease or version.is_devrelease or version < MIN_RELEASE:
-            continue
-        key = (version.major, version.minor)
-        if key not in latest or version > latest[key]:
-            latest[key] = version
+    for version in _index_versions(python, "transformers"):
+        if version >= MIN_RELEASE:
+            latest[(version.major, version.minor)] = version  # ascending, so the last one wins
     return [str(v) for v in sorted(latest.values())]
 
 
@@ -196,8 +199,37 @@ def read_release(release: str, *, python: str, cache: Path, refresh: bool, keep_
     return record
 
 
-def read_bettertransformer(python: str, wheels: Path) -> dict[str, Any]:
-    """`BetterTransformerManager.MODEL_MAPPING` keys from optimum 1.x's source, read without importing it."""
+def _bt_model_types(wheel_path: Path) -> list[str] | None:
+    """`BetterTransformerManager.MODEL_MAPPING` keys in an optimum wheel; None if it has no BetterTransformer."""
+    with zipfile.ZipFile(wheel_path) as wheel:
+        if BT_INIT not in wheel.namelist():
+            return None
+        tree = ast.parse(wheel.read(BT_INIT).decode())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and node.name == "BetterTransformerManager":
+            for stmt in node.body:
+                if (
+                    isinstance(stmt, ast.Assign)
+                    and any(isinstance(t, ast.Name) and t.id == "MODEL_MAPPING" for t in stmt.targets)
+                    and isinstance(stmt.value, ast.Dict)
+                ):
+                    return sorted(ast.literal_eval(key) for key in stmt.value.keys if key is not None)
+    raise SystemExit(f"BetterTransformerManager.MODEL_MAPPING not found in {wheel_path.name}")
+
+
+def read_bettertransformer(python: str, cache: Path, refresh: bool) -> dict[str, Any]:
+    """Which model types optimum's BetterTransformer converted, read statically from optimum wheels.
+
+    The list is the one of optimum 1.27.0 (the last 1.x). Earlier 1.x releases (the first of each minor
+    from 1.13) are scanned too, because some types left the list before (optimum 1.16 refuses llama,
+    falcon, gpt_bigcode, whisper: transformers' native SDPA took over); and optimum 2.0.0 is checked for
+    the module's removal.
+    """
+    cached = cache / "results" / "bettertransformer.json"
+    if cached.exists() and not refresh:
+        return dict(json.loads(cached.read_text()))
+    wheels = cache / "wheels"
+
     def wheel_for(version: str) -> Path:
         found = sorted(wheels.glob(f"optimum-{version}-*.whl"))
         if not found:
@@ -207,28 +239,36 @@ def read_bettertransformer(python: str, wheels: Path) -> dict[str, Any]:
                 raise SystemExit(error or f"optimum {version} wheel not found after download")
         return found[0]
 
-    with zipfile.ZipFile(wheel_for(OPTIMUM_BT_RELEASE)) as wheel:
-        tree = ast.parse(wheel.read(BT_INIT).decode())
-    model_types: list[str] | None = None
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ClassDef) and node.name == "BetterTransformerManager":
-            for stmt in node.body:
-                if (
-                    isinstance(stmt, ast.Assign)
-                    and any(isinstance(t, ast.Name) and t.id == "MODEL_MAPPING" for t in stmt.targets)
-                    and isinstance(stmt.value, ast.Dict)
-                ):
-                    model_types = [ast.literal_eval(key) for key in stmt.value.keys if key is not None]
+    first_of_minor: dict[tuple[int, int], Version] = {}
+    for version in _index_versions(python, "optimum"):
+        if Version(OPTIMUM_SCAN_FROM) <= version <= Version(OPTIMUM_BT_RELEASE):
+            first_of_minor.setdefault((version.major, version.minor), version)
+    scanned = [str(v) for v in sorted(first_of_minor.values())]
+    if OPTIMUM_BT_RELEASE not in scanned:
+        scanned.append(OPTIMUM_BT_RELEASE)
+    lists = {version: _bt_model_types(wheel_for(version)) for version in scanned}
+    model_types = lists[OPTIMUM_BT_RELEASE]
     if not model_types:
-        raise SystemExit(f"BetterTransformerManager.MODEL_MAPPING not found in optimum {OPTIMUM_BT_RELEASE}")
-    with zipfile.ZipFile(wheel_for(OPTIMUM_FIRST_WITHOUT_BT)) as wheel:
-        still_there = any(name.startswith("optimum/bettertransformer/") for name in wheel.namelist())
-    return {
+        raise SystemExit(f"optimum {OPTIMUM_BT_RELEASE} has no BetterTransformer")
+    dropped: dict[str, str] = {}
+    seen: set[str] = set()
+    for version in scanned:
+        current = set(lists[version] or ())
+        for model_type in sorted(seen - current):
+            dropped.setdefault(model_type, version)
+        seen |= current
+    removed = _bt_model_types(wheel_for(OPTIMUM_FIRST_WITHOUT_BT)) is None
+    result = {
         "optimum": OPTIMUM_BT_RELEASE,
         "source": f"optimum {OPTIMUM_BT_RELEASE} wheel, {BT_INIT}: BetterTransformerManager.MODEL_MAPPING keys",
-        "model_types": sorted(model_types),
-        "optimum_removed_in": None if still_there else OPTIMUM_FIRST_WITHOUT_BT,
+        "model_types": model_types,
+        "dropped_earlier": {k: v for k, v in sorted(dropped.items()) if k not in model_types},
+        "optimum_scanned": scanned,
+        "optimum_removed_in": OPTIMUM_FIRST_WITHOUT_BT if removed else None,
     }
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_text(json.dumps(result, indent=1) + "\n")
+    return result
 
 
 def _run_length(values: list[str], releases: list[str]) -> list[list[str]]:
@@ -285,7 +325,9 @@ def build_history(records: list[dict[str, Any]], bettertransformer: dict[str, An
         **bettertransformer,
         "removed_in": {"optimum": optimum_removed_in, "transformers": first_without},
         "note": "model.to_bettertransformer() exists in transformers releases before removed_in.transformers "
-        "and needs optimum < removed_in.optimum; after that, SDPA (attn_implementation='sdpa') replaces it.",
+        "and needs optimum < removed_in.optimum; after that, SDPA (attn_implementation='sdpa') replaces it. "
+        "dropped_earlier: types optimum stopped converting at that release (the first of its minor scanned), "
+        "saying transformers' native SDPA replaces BetterTransformer for them.",
     }
     torch_version = subprocess.run(
         [python, "-c", "import torch; print(torch.__version__)"], capture_output=True, text=True
@@ -357,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
                 releases,
             )
         )
-    bettertransformer = read_bettertransformer(args.python, cache / "wheels")
+    bettertransformer = read_bettertransformer(args.python, cache, args.refresh)
     history = build_history(records, bettertransformer, args.python)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(dump(history))

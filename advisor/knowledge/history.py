@@ -67,10 +67,14 @@ class ArchitectureHistory(_Frozen):
 class BetterTransformerCoverage(_Frozen):
     """Model types optimum's BetterTransformer converted, and the releases that removed that path."""
 
-    optimum: str
+    optimum: str = Field(description="The optimum release whose list `model_types` is (the last 1.x).")
     source: str
     model_types: list[str]
-    removed_in: dict[str, str | None]
+    dropped_earlier: dict[str, str] = Field(
+        default_factory=dict, description="model_type -> optimum release that stopped converting it."
+    )
+    optimum_scanned: list[str] = Field(default_factory=list)
+    removed_in: dict[str, str | None] = Field(description="optimum / transformers release without the path.")
     note: str = ""
 
 
@@ -274,15 +278,26 @@ def _successor(history: AttentionHistory, model_type: str, index: int, class_nam
 
 
 def bettertransformer_supported(
-    model_type: str, transformers_version: str | None = None, history: AttentionHistory | None = None
+    model_type: str,
+    transformers_version: str | None = None,
+    optimum_version: str | None = None,
+    history: AttentionHistory | None = None,
 ) -> bool:
-    """Whether optimum's BetterTransformer could convert this model type (and, if given, on that release).
+    """Whether optimum's BetterTransformer can convert this model type (on those releases, if given).
 
-    `model.to_bettertransformer()` is gone from transformers `removed_in["transformers"]` on, so a newer
-    version gets False whatever the model type: SDPA is what replaces it.
+    `model.to_bettertransformer()` is gone from transformers `removed_in["transformers"]` and optimum
+    `removed_in["optimum"]` on, so newer versions get False whatever the model type: SDPA replaces it.
+    Types optimum dropped earlier (llama, falcon, ... at 1.16) count only with an older `optimum_version`.
     """
     coverage = (history or load_history()).bettertransformer
-    if model_type not in coverage.model_types:
-        return False
-    removed = coverage.removed_in.get("transformers")
-    return not (transformers_version and removed and _parse(transformers_version) >= Version(removed))
+    removed = coverage.removed_in
+    if transformers_version and removed.get("transformers"):
+        if _parse(transformers_version) >= Version(str(removed["transformers"])):
+            return False
+    if optimum_version and removed.get("optimum"):
+        if _parse(optimum_version) >= Version(str(removed["optimum"])):
+            return False
+    if model_type in coverage.model_types:
+        return True
+    dropped = coverage.dropped_earlier.get(model_type)
+    return bool(dropped and optimum_version and _parse(optimum_version) < Version(dropped))

@@ -94,7 +94,7 @@ Check = Callable[[Context, Candidate | None], Iterable[Finding]]
 class Rule:
     code: str
     title: str
-    scope: Literal["candidate", "environment"]
+    scope: Literal["candidate", "environment", "plan"]
     check: Check
     why: str
     fix: str
@@ -128,7 +128,7 @@ class Rule:
 RULES: list[Rule] = []
 
 
-def rule(code: str, title: str, *, scope: Literal["candidate", "environment"], fix: str) -> Callable[[Check], Rule]:
+def rule(code: str, title: str, *, scope: Literal["candidate", "environment", "plan"], fix: str) -> Callable[[Check], Rule]:
     """Register a rule; its docstring is the 'why' shown in docs/rules.md."""
 
     def register(fn: Check) -> Rule:
