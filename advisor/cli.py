@@ -130,6 +130,35 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from advisor.bench import WORKLOADS, run_bench
+    from advisor.model import resolve_model
+    from advisor.targets import TargetSpec, resolve_target
+
+    model = resolve_model(args.model, allow_download=args.allow_download, trust_remote_code=args.trust_remote_code)
+    base = WORKLOADS[args.workload]
+    workload = base.model_copy(update={k: v for k, v in (("batch", args.batch), ("prompt", args.seq_len),
+                                                         ("new_tokens", args.new_tokens)) if v is not None})
+    if args.plot is not None:
+        check_writable(args.plot)
+    env = resolve_target(TargetSpec(cpu=args.cpu))
+
+    def progress(done: int, total: int, label: str) -> None:
+        if sys.stderr.isatty() or os.environ.get("ADVISOR_PROGRESS"):
+            bar = "#" * int(30 * done / max(total, 1))
+            sys.stderr.write(f"\r[{bar:<30}] {done}/{total} {label[:50]:<50}")
+            if done == total:
+                sys.stderr.write("\n")
+
+    (report,) = run_bench(model, env, [workload], repeats=args.repeats, timeout=args.timeout, progress=progress)
+    if args.plot is not None:
+        from advisor.render.plot import bench_plot
+
+        bench_plot(report, args.plot)
+    _emit(args, report, "bench")
+    return 0 if report.ok else 1
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -200,6 +229,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=600.0, metavar="S", help="seconds per attempt (default 600)")
     _output_options(p, ("text", "json"))
     p.set_defaults(func=cmd_smoke)
+
+    p = sub.add_parser("bench", help="time every viable candidate here; mark the advisor's choice and the best")
+    _model_options(p)
+    p.add_argument("--cpu", action="store_true", help="benchmark on the CPU even if a GPU is present")
+    p.add_argument("--workload", choices=("decode", "prefill", "batch"), default="decode")
+    p.add_argument("--batch", type=_positive, default=None)
+    p.add_argument("--seq-len", type=_positive, default=None, help="prompt length")
+    p.add_argument("--new-tokens", type=_positive, default=None)
+    p.add_argument("--repeats", type=_positive, default=3)
+    p.add_argument("--timeout", type=float, default=600.0, metavar="S", help="seconds per candidate")
+    p.add_argument("--plot", type=Path, metavar="FILE.png", help="also write a bar chart (needs matplotlib)")
+    _output_options(p, ("text", "json", "markdown"))
+    p.set_defaults(func=cmd_bench)
     return parser
 
 

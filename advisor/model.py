@@ -144,7 +144,7 @@ def resolve_model(
             f"model {name!r} is not a local folder, not in the Hugging Face cache and not shipped "
             f"(shipped: {shipped_ids}); pass a local path, or --allow-download to fetch its config"
         )
-    if config.get("auto_map") and not trust_remote_code:
+    if config.get("auto_map") and not trust_remote_code and not _native(str(config["model_type"]), knowledge):
         raise ModelResolutionError(
             f"{name} needs custom code from its repository (config.json has auto_map); "
             "re-run with --trust-remote-code only if you trust that code"
@@ -158,6 +158,16 @@ def resolve_model(
         has_weights=has_weights,
         trust_remote_code=trust_remote_code,
     )
+
+
+def _native(model_type: str, knowledge: Knowledge) -> bool:
+    """True when transformers implements `model_type` itself, so an `auto_map` is ignored without consent."""
+    try:
+        from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+        return model_type in CONFIG_MAPPING_NAMES
+    except ImportError:
+        return any(row.model_type == model_type for t in knowledge.shipped_attention_tables() for row in t.architectures)
 
 
 def _first(config: Any, *keys: str, default: Any = None) -> Any:

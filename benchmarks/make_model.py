@@ -16,7 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def main() -> None:
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    import transformers
+    from transformers import AutoConfig
 
     from advisor.knowledge import load_knowledge
 
@@ -34,8 +35,10 @@ def main() -> None:
     config.pop("transformers_version", None)
     hf_config = AutoConfig.for_model(model_type, **config)
     torch.manual_seed(0)
+    cls = getattr(transformers, (config.get("architectures") or ["AutoModel"])[0])
+    torch.set_default_dtype(getattr(torch, args.dtype))
     with torch.device(args.device):
-        model = AutoModelForCausalLM.from_config(hf_config, dtype=getattr(torch, args.dtype))
+        model = cls(hf_config)
     model.save_pretrained(args.out)
     print(f"saved {sum(p.numel() for p in model.parameters()) / 1e9:.2f}B parameters to {args.out}")
 

@@ -15,6 +15,8 @@ from typing import Literal
 from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from advisor.knowledge.schema import ArchitectureSupport, AttentionSupportTable
+
 __all__ = [
     "HISTORY_IMPLS",
     "ArchitectureHistory",
@@ -59,6 +61,14 @@ class ArchitectureHistory(_Frozen):
             raise KeyError(f"unknown attention implementation {impl!r}; expected one of {HISTORY_IMPLS}")
         return str(getattr(self, impl))
 
+    def class_at(self, releases: list[str], index: int) -> str:
+        """The class read in `releases[index]` (the last `class_history` entry starting at or before it)."""
+        name = self.class_name or ""
+        for start, class_name in self.class_history:
+            if Version(start) <= Version(releases[index]):
+                name = class_name
+        return name
+
     def presence(self) -> str:
         """One character per release: '-' where the model type is absent (same for every impl)."""
         return self.sdpa
@@ -100,9 +110,38 @@ class AttentionHistory(_Frozen):
         for model_type, row in self.architectures.items():
             for impl in HISTORY_IMPLS:
                 if len(row.flags(impl)) != len(self.releases):
-                    raise ValueError(f"{model_type}.{impl} has {len(row.flags(impl))} flags for "
-                                     f"{len(self.releases)} releases")
+                    raise ValueError(
+                        f"{model_type}.{impl} has {len(row.flags(impl))} flags for "
+                        f"{len(self.releases)} releases"
+                    )
         return self
+
+    def support_at(self, version: str) -> ReleaseSupport:
+        """Method form of the module's `support_at`, for callers that hold the loaded history."""
+        return support_at(version, self)
+
+    def table_at(self, version: str) -> AttentionSupportTable:
+        """The release standing for `version` in the per-release table shape (`AttentionSupportTable`)."""
+        at = support_at(version, self)
+        index = self.releases.index(at.release)
+        rows = [
+            ArchitectureSupport.model_validate(
+                {
+                    "model_type": model_type,
+                    "class": self.architectures[model_type].class_at(self.releases, index),
+                    **support,
+                }
+            )
+            for model_type, support in at.architectures.items()
+        ]
+        return AttentionSupportTable(
+            description=f"transformers {at.release} from the attention history ({at.match} for {version}).",
+            transformers=at.release,
+            generated_by=self.generated_by,
+            source=self.source,
+            architectures=rows,
+            skipped=at.unreadable,
+        )
 
     def row(self, model_type: str) -> ArchitectureHistory:
         """The row of a model type, or a KeyError that names the closest known ones."""
@@ -137,15 +176,20 @@ class FirstSupport(_Frozen):
     """When a model type's support arrived, and whether it lasted."""
 
     model_type: str
-    first: dict[str, str | None] = Field(description="impl -> first stored release declaring it (None: never).")
+    first: dict[str, str | None] = Field(
+        description="impl -> first stored release declaring it (None: never)."
+    )
     since_first_stored: list[str] = Field(
         default_factory=list, description="Impls already supported in the first stored release: may be older."
     )
     dropped: dict[str, str] = Field(
-        default_factory=dict, description="impl -> release where support, once declared, was withdrawn for good."
+        default_factory=dict,
+        description="impl -> release where support, once declared, was withdrawn for good.",
     )
     present_from: str | None = None
-    absent_from: str | None = Field(None, description="First release without the model type, after it existed.")
+    absent_from: str | None = Field(
+        None, description="First release without the model type, after it existed."
+    )
     renamed_to: str | None = Field(None, description="Model type that took over its class at absent_from.")
     renamed_from: str | None = Field(None, description="Model type whose class this one took over.")
 
@@ -189,6 +233,7 @@ def support_at(version: str, history: AttentionHistory | None = None) -> Release
     history = history or load_history()
     wanted = _parse(version)
     stored = [Version(r) for r in history.releases]
+    match: Literal["exact", "same_minor", "older_release"]
     if wanted in stored:
         index, match = stored.index(wanted), "exact"
     else:
@@ -199,7 +244,9 @@ def support_at(version: str, history: AttentionHistory | None = None) -> Release
         elif older:
             index, match = older[-1], "older_release"
         else:
-            raise ValueError(f"transformers {version} is older than the first stored release {history.releases[0]}")
+            raise ValueError(
+                f"transformers {version} is older than the first stored release {history.releases[0]}"
+            )
     table: dict[str, dict[str, bool]] = {}
     unreadable: list[str] = []
     for model_type, row in history.architectures.items():
@@ -211,7 +258,11 @@ def support_at(version: str, history: AttentionHistory | None = None) -> Release
             continue
         table[model_type] = {"eager": True, **{impl: row.flags(impl)[index] == "1" for impl in HISTORY_IMPLS}}
     return ReleaseSupport(
-        requested=version, release=history.releases[index], match=match, architectures=table, unreadable=unreadable
+        requested=version,
+        release=history.releases[index],
+        match=match,
+        architectures=table,
+        unreadable=unreadable,
     )
 
 
@@ -271,9 +322,9 @@ def _successor(history: AttentionHistory, model_type: str, index: int, class_nam
     """A model type that appears at `index` with the class `model_type` had last: a rename, not a removal."""
     for other, other_row in history.architectures.items():
         presence = other_row.presence()
-        if other != model_type and presence[index] != "-" and presence[index - 1] == "-":
-            if _first_class(other_row) == class_name:
-                return other
+        appears_here = presence[index] != "-" and presence[index - 1] == "-"
+        if other != model_type and appears_here and _first_class(other_row) == class_name:
+            return other
     return None
 
 
@@ -291,11 +342,9 @@ def bettertransformer_supported(
     """
     coverage = (history or load_history()).bettertransformer
     removed = coverage.removed_in
-    if transformers_version and removed.get("transformers"):
-        if _parse(transformers_version) >= Version(str(removed["transformers"])):
-            return False
-    if optimum_version and removed.get("optimum"):
-        if _parse(optimum_version) >= Version(str(removed["optimum"])):
+    for version, package in ((transformers_version, "transformers"), (optimum_version, "optimum")):
+        gone = removed.get(package)
+        if version and gone and _parse(version) >= Version(gone):
             return False
     if model_type in coverage.model_types:
         return True

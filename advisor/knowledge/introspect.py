@@ -40,7 +40,7 @@ def _property_flag(cls: type, name: str) -> bool:
         import torch
 
         with torch.device("meta"):
-            value = getattr(cls(cls.config_class()), name)
+            value = getattr(cls(cls.config_class()), name)  # type: ignore[attr-defined]
         if isinstance(value, bool):
             return value
     except Exception:  # a composite that needs arguments, or a property that reads a missing sub-model
@@ -73,7 +73,7 @@ def class_support(cls: type, transformers_version: str) -> dict[str, bool]:
 
 
 # Head mappings read, in this order, for model types that have no base-model entry: composites such as
-# llava (until 4.52) or musicgen (until 4.42) only have a `...ForConditionalGeneration` class there.
+# llava (before 4.52) or musicgen (before 4.41) only have a `...ForConditionalGeneration` class.
 _HEAD_MAPPINGS = (
     "MODEL_FOR_PRETRAINING_MAPPING_NAMES",
     "MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES",
@@ -137,11 +137,12 @@ def read_attention_support() -> dict[str, Any]:
         rows.append({"model_type": model_type, "class": class_name, **class_support(cls, version)})
     return {
         "schema_version": 1,
-        "description": "Attention implementations each base-model class declares, read from its support flags.",
+        "description": "Attention implementations each model type's class (its base model, else its first "
+        "head class) declares, read from its support flags.",
         "transformers": version,
         "generated_by": "python -m advisor.knowledge.introspect",
-        "source": f"transformers {version}: models.auto.modeling_auto.MODEL_MAPPING_NAMES (else the first head "
-        "mapping that names the model type) and each class's "
+        "source": f"transformers {version}: models.auto.modeling_auto.MODEL_MAPPING_NAMES (else the first "
+        "head mapping that names the model type) and each class's "
         "_supports_sdpa / _supports_flash_attn(_2/_3) / _supports_flex_attn flags",
         "architectures": rows,
         "skipped": skipped,

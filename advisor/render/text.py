@@ -127,6 +127,27 @@ def _smoke(r: Any, color: bool) -> list[str]:
     return lines
 
 
+def _bench(r: Any, color: bool) -> list[str]:
+    w = r.workload
+    lines = [f"Benchmark: {r.model} on {r.device}",
+             f"Workload {w.name}: batch {w.batch}, prompt {w.prompt}{' (mixed lengths, padded)' if w.mixed else ''}, "
+             f"{w.new_tokens} new tokens; metric {r.metric}", ""]
+    lines.append(f"  {'configuration':<48} {'prefill tok/s':>13} {'decode tok/s':>12} {'TTFT ms':>9} {'peak':>9} {'predicted':>9}")
+    for row in r.rows:
+        mark = " <- advisor" if row.advisor_choice else ""
+        mark += " (best)" if row.label == r.best else ""
+        if not row.ok:
+            lines.append(f"  {row.label:<48} {_mark('fail', color)} {row.error}")
+            continue
+        lines.append(
+            f"  {row.label:<48} {row.prefill_tokens_per_second or 0:>13.0f} {row.decode_tokens_per_second or 0:>12.1f} "
+            f"{row.ttft_ms or 0:>9.1f} {_gib(row.peak_memory_bytes):>9} {_gib(row.predicted_peak_bytes):>9}{mark}"
+        )
+    regret = f"{r.regret:.3f}" if r.regret is not None else "n/a"
+    lines += ["", f"Advisor's choice: {r.advisor_choice}; best: {r.best}; choice/best = {regret}"]
+    return lines
+
+
 def _probe(r: Any, color: bool) -> list[str]:
     from advisor.report import build_report
 
@@ -140,6 +161,7 @@ _RENDERERS = {
     "matrix": _matrix,
     "smoke": _smoke,
     "probe": _probe,
+    "bench": _bench,
 }
 
 

@@ -116,7 +116,7 @@ def test_bad_input_is_one_line_exit_2(capsys: pytest.CaptureFixture[str], argv: 
 
 
 def test_remote_code_needs_consent(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", "auto_map": {"AutoModel": "modeling_x.M"}}))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "my_custom_llm", "auto_map": {"AutoModel": "modeling_x.M"}}))
     (tmp_path / "modeling_x.py").write_text("raise SystemExit('executed!')\n")
     code, _, err = run(capsys, "recommend", str(tmp_path), "--cpu")
     assert code == 2 and "--trust-remote-code" in err

@@ -1,0 +1,167 @@
+"""`advisor bench`: time every viable candidate on this machine and score the advisor's own choice.
+
+Each candidate runs in a child (`advisor.bench_worker`) with a warm-up and repeats (median). The report
+marks the advisor's choice and the fastest, and gives the ratio between them ("regret": 1.0 means the
+advisor picked the best), plus predicted against measured peak memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from advisor.errors import UsageError
+from advisor.facts import SCHEMA_VERSION, Environment
+from advisor.model import ModelSpec
+from advisor.plan import PlanRequest, _auto_class, make_plan
+from advisor.rules.base import Candidate
+
+__all__ = ["WORKLOADS", "Workload", "BenchRow", "BenchReport", "run_bench"]
+
+
+class Workload(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    batch: int
+    prompt: int
+    new_tokens: int
+    mixed: bool = False
+
+    @property
+    def metric(self) -> str:
+        return "prefill_tokens_per_second" if self.name == "prefill" or self.new_tokens <= 1 else "decode_tokens_per_second"
+
+
+WORKLOADS = {
+    "decode": Workload(name="decode", batch=1, prompt=32, new_tokens=64),
+    "prefill": Workload(name="prefill", batch=1, prompt=4096, new_tokens=2),
+    "batch": Workload(name="batch", batch=16, prompt=512, new_tokens=64, mixed=True),
+}
+
+
+class BenchRow(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    label: str
+    from_pretrained: dict[str, Any]
+    ok: bool
+    error: str | None = None
+    load_seconds: float | None = None
+    prefill_tokens_per_second: float | None = None
+    decode_tokens_per_second: float | None = None
+    ttft_ms: float | None = None
+    peak_memory_bytes: int | None = None
+    predicted_peak_bytes: int | None = None
+    memory_error: float | None = None
+    advisor_choice: bool = False
+    baseline: str | None = None
+
+
+class BenchReport(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+    model: str
+    device: str
+    workload: Workload
+    metric: str
+    rows: list[BenchRow]
+    advisor_choice: str | None
+    best: str | None
+    regret: float | None
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return any(r.ok for r in self.rows)
+
+
+def _child(request: dict[str, Any], timeout: float) -> dict[str, Any]:
+    env = dict(os.environ)
+    root = Path(__file__).resolve().parent.parent
+    env["PYTHONPATH"] = str(root) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        done = subprocess.run([sys.executable, "-m", "advisor.bench_worker"], input=json.dumps(request), text=True,
+                              capture_output=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "error": f"timed out after {timeout:.0f} s"}
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if lines:
+        return dict(json.loads(lines[-1]))
+    tail = [line for line in done.stderr.splitlines() if line.strip()]
+    cause = f"crashed with signal {-done.returncode}" if done.returncode < 0 else f"exit {done.returncode}"
+    return {"ok": False, "error": f"{cause}: {tail[-1][:300] if tail else ''}"}
+
+
+def run_bench(
+    model: ModelSpec,
+    env: Environment,
+    workloads: Sequence[Workload],
+    *,
+    repeats: int = 3,
+    timeout: float = 600,
+    baselines: dict[str, dict[str, Any]] | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+    select: Callable[[Candidate], bool] | None = None,
+) -> list[BenchReport]:
+    """One report per workload; each candidate is loaded once and runs every workload."""
+    if not model.has_weights or model.path is None:
+        raise UsageError(f"{model.name} has no weights here: bench needs a local folder with a saved model")
+    plans = {w.name: make_plan(model, env, PlanRequest(batch=w.batch, seq_len=w.prompt + w.new_tokens)) for w in workloads}
+    options: dict[str, tuple[dict[str, Any], dict[str, int]]] = {}
+    for w in workloads:
+        plan = plans[w.name]
+        for option in ([plan.chosen] if plan.chosen else []) + plan.alternatives:
+            if select is not None and not select(option.candidate) and option is not plan.chosen:
+                continue
+            kwargs, predicted = options.setdefault(option.label, (option.from_pretrained, {}))
+            predicted[w.name] = option.memory.peak_allocated_bytes
+    trials = [(label, kwargs, predicted, None) for label, (kwargs, predicted) in options.items()]
+    trials += [(f"baseline: {name}", kwargs, {}, name) for name, kwargs in (baselines or {}).items()]
+    raw: list[dict[str, Any]] = []
+    for i, (label, kwargs, _, _) in enumerate(trials):
+        if progress:
+            progress(i, len(trials), label)
+        raw.append(_child({
+            "path": model.path, "auto_class": _auto_class(model), "from_pretrained": kwargs,
+            "generative": model.generative, "repeats": repeats,
+            "workloads": {w.name: w.model_dump() for w in workloads},
+        }, timeout))
+    if progress:
+        progress(len(trials), len(trials), "done")
+    device = env.gpu_list[0].name if env.gpu_list else "CPU"
+    reports = []
+    for w in workloads:
+        chosen = plans[w.name].chosen.label if plans[w.name].chosen else None
+        rows = []
+        for (label, kwargs, predicted, baseline), result in zip(trials, raw):
+            measured = (result.get("workloads") or {}).get(w.name, {})
+            peak = measured.get("peak_memory_bytes", result.get("peak_memory_bytes"))
+            guess = predicted.get(w.name)
+            rows.append(BenchRow(
+                label=label, from_pretrained=kwargs, ok=bool(result.get("ok")), error=result.get("error"),
+                load_seconds=result.get("load_seconds"),
+                prefill_tokens_per_second=measured.get("prefill_tokens_per_second"),
+                decode_tokens_per_second=measured.get("decode_tokens_per_second"),
+                ttft_ms=measured.get("ttft_ms"), peak_memory_bytes=peak, predicted_peak_bytes=guess,
+                memory_error=(guess - peak) / peak if guess and peak else None,
+                advisor_choice=label == chosen, baseline=baseline,
+            ))
+        scored = [(getattr(r, w.metric) or 0.0, r.label) for r in rows if r.ok]
+        best = max(scored)[1] if scored else None
+        choice = next((getattr(r, w.metric) for r in rows if r.advisor_choice and r.ok), None)
+        top = max(scored)[0] if scored else None
+        reports.append(BenchReport(
+            model=model.display, device=device, workload=w, metric=w.metric, rows=rows, advisor_choice=chosen,
+            best=best, regret=(choice / top) if choice and top else None,
+        ))
+    return reports

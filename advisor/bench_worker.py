@@ -1,0 +1,111 @@
+"""Child process of `advisor bench`: load one configuration and time the workloads asked for.
+
+Reads a JSON request on stdin, writes one JSON line on stdout. Runs in its own process so a crash,
+OOM or hang costs one candidate, and device memory is released before the next one.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from typing import Any
+
+
+def _sync(torch: Any) -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+def _inputs(torch: Any, spec: dict[str, Any], vocab: int, device: str) -> tuple[Any, Any]:
+    """Random token ids; with `mixed`, prompt lengths spread from 1/8 to the full length, left-padded."""
+    batch, length = int(spec["batch"]), int(spec["prompt"])
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, max(vocab - 1, 4), (batch, length), generator=gen)
+    mask = torch.ones(batch, length, dtype=torch.long)
+    if spec.get("mixed") and batch > 1:
+        for row in range(batch):
+            keep = max(1, length // 8 + (length - length // 8) * row // (batch - 1))
+            mask[row, : length - keep] = 0
+            ids[row, : length - keep] = 0
+    return ids.to(device), mask.to(device)
+
+
+def _timed(torch: Any, fn: Any, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        _sync(torch)
+        start = time.perf_counter()
+        fn()
+        _sync(torch)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def run(request: dict[str, Any]) -> dict[str, Any]:
+    import torch
+    import transformers
+
+    from advisor.emit import to_kwargs
+
+    result: dict[str, Any] = {"ok": False, "error": None}
+    if torch.cuda.is_available():
+        torch.cuda.init()
+        torch.cuda.reset_peak_memory_stats()
+    auto = getattr(transformers, request["auto_class"])
+    start = time.perf_counter()
+    model = auto.from_pretrained(request["path"], **to_kwargs(request["from_pretrained"])).eval()
+    result["load_seconds"] = time.perf_counter() - start
+    device = str(model.device)
+    vocab = int(getattr(model.config.get_text_config(), "vocab_size", 1000))
+    repeats = int(request.get("repeats", 3))
+    workloads: dict[str, Any] = {}
+    for name, spec in request["workloads"].items():
+        ids, mask = _inputs(torch, spec, vocab, device)
+        tokens = int(mask.sum())
+        new = int(spec.get("new_tokens", 0))
+        out: dict[str, Any] = {}
+        on_gpu = torch.cuda.is_available() and torch.cuda.is_initialized()
+        if on_gpu:  # the weights stay allocated, so each workload's peak includes them
+            torch.cuda.reset_peak_memory_stats()
+        with torch.inference_mode():
+            if request["generative"] and new > 1:
+                common = {"attention_mask": mask, "do_sample": False, "num_beams": 1, "pad_token_id": 0}
+                first = lambda: model.generate(ids, max_new_tokens=1, min_new_tokens=1, **common)  # noqa: E731
+                full = lambda: model.generate(ids, max_new_tokens=new, min_new_tokens=new, **common)  # noqa: E731
+                first()  # warm-up: kernel selection, compilation for flex_attention, cache allocation
+                full()
+                ttft = _timed(torch, first, repeats)
+                total = _timed(torch, full, repeats)
+                out["ttft_ms"] = ttft * 1000
+                out["prefill_tokens_per_second"] = tokens / ttft
+                out["decode_tokens_per_second"] = ids.shape[0] * (new - 1) / max(total - ttft, 1e-9)
+            else:
+                forward = lambda: model(input_ids=ids, attention_mask=mask)  # noqa: E731
+                forward()
+                seconds = _timed(torch, forward, repeats)
+                out["ttft_ms"] = seconds * 1000
+                out["prefill_tokens_per_second"] = tokens / seconds
+        if on_gpu:
+            out["peak_memory_bytes"] = int(torch.cuda.max_memory_allocated())
+        workloads[name] = out
+    result["workloads"] = workloads
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        result["peak_memory_bytes"] = int(torch.cuda.max_memory_allocated())
+    result["ok"] = True
+    return result
+
+
+def main() -> None:
+    request = json.loads(sys.stdin.read())
+    try:
+        result = run(request)
+    except BaseException as exc:  # noqa: BLE001 - the failure is this candidate's result
+        text = str(exc).strip().splitlines()
+        result = {"ok": False, "error": f"{type(exc).__name__}: {text[0] if text else ''}"[:400]}
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()

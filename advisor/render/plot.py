@@ -1,0 +1,35 @@
+"""Optional PNG chart of a benchmark (matplotlib is an extra, imported only here)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from advisor.errors import UsageError
+from advisor.fileio import write_atomic
+
+__all__ = ["bench_plot"]
+
+
+def bench_plot(report: Any, path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UsageError("--plot needs matplotlib: pip install 'inference-advisor[plot]'") from None
+    rows = [r for r in report.rows if r.ok]
+    values = [getattr(r, report.metric) or 0 for r in rows]
+    colors = ["tab:green" if r.advisor_choice else "tab:gray" for r in rows]
+    fig, ax = plt.subplots(figsize=(9, 0.4 * len(rows) + 1.5))
+    ax.barh([r.label for r in rows], values, color=colors)
+    ax.set_xlabel(report.metric.replace("_", " "))
+    ax.set_title(f"{report.model} on {report.device}: {report.workload.name} (green: advisor's choice)")
+    ax.invert_yaxis()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    write_atomic(path, buffer.getvalue())

@@ -1,0 +1,65 @@
+"""Regret and memory-prediction benchmarks on this machine's GPU; writes Markdown and JSON to an output folder.
+
+Usage: python benchmarks/regret_memory.py OUT_DIR [--repeats 2] [--timeout 120]
+Models (random weights, realistic shapes, built with benchmarks/make_model.py): Llama-3.2-1B and BERT-base.
+For the 1B decoder: the three workloads of docs/benchmarks (batch-1 decode with a short prompt, batch-1 with a
+4096-token prompt, batch-16 decode with mixed prompt lengths and padding), every unquantized candidate, the
+SDPA bf16 8-bit and 4-bit candidates, and two baselines: a bare from_pretrained on the GPU (transformers'
+defaults) and the guide's advice (fp16 + FlashAttention-2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from advisor.bench import WORKLOADS, Workload, run_bench  # noqa: E402
+from advisor.model import resolve_model  # noqa: E402
+from advisor.render import OutputFormat, render  # noqa: E402
+from advisor.targets import TargetSpec, resolve_target  # noqa: E402
+
+BASELINES = {
+    "bare from_pretrained(model, device_map='cuda:0')": {"device_map": "cuda:0"},
+    "guide: fp16 + flash_attention_2": {"dtype": "float16", "attn_implementation": "flash_attention_2", "device_map": "cuda:0"},
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--timeout", type=float, default=120)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    env = resolve_target(TargetSpec())
+    runs = [
+        ("llama-3.2-1b", "meta-llama/Llama-3.2-1B", [WORKLOADS["decode"], WORKLOADS["prefill"], WORKLOADS["batch"]],
+         lambda c: c.quantization == "none" and (c.attn != "flex_attention" or c.dtype == "bfloat16")
+         or (c.attn == "sdpa" and c.dtype == "bfloat16")),
+        ("bert-base", "google-bert/bert-base-uncased", [Workload(name="prefill", batch=32, prompt=128, new_tokens=0)],
+         lambda c: c.quantization == "none" and c.attn != "flex_attention"),
+    ]
+    for slug, model_id, workloads, select in runs:
+        folder = Path("/tmp") / slug
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "make_model.py"), str(folder), model_id], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        model = resolve_model(str(folder))
+        baselines = BASELINES if model.generative else {}
+        reports = run_bench(model, env, workloads, repeats=args.repeats, timeout=args.timeout, baselines=baselines,
+                            select=select, progress=lambda i, n, label: print(f"  [{i}/{n}] {label}", flush=True))
+        for report in reports:
+            name = f"{slug}-{report.workload.name}"
+            (args.out / f"{name}.json").write_text(report.model_dump_json(indent=1))
+            (args.out / f"{name}.md").write_text(render(report, OutputFormat.MARKDOWN, kind="bench"))
+            print(render(report, OutputFormat.TEXT, kind="bench"), flush=True)
+    print(json.dumps({"done": True}))
+
+
+if __name__ == "__main__":
+    main()
