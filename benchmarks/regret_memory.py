@@ -35,6 +35,9 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=120)
+    parser.add_argument("--models", nargs="*", default=["llama-3.2-1b", "bert-base"])
+    parser.add_argument("--quick", action="store_true",
+                        help="1B: only sdpa/eager bf16, sdpa fp16/fp32 and the 8-bit/4-bit SDPA candidates (no flex)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     env = resolve_target(TargetSpec())
@@ -45,7 +48,10 @@ def main() -> None:
         ("bert-base", "google-bert/bert-base-uncased", [Workload(name="prefill", batch=32, prompt=128, new_tokens=0)],
          lambda c: c.quantization == "none" and c.attn != "flex_attention"),
     ]
-    for slug, model_id, workloads, select in runs:
+    if args.quick:
+        runs[0] = (*runs[0][:3], lambda c: (c.attn == "sdpa" and c.dtype == "bfloat16")
+                   or (c.quantization == "none" and (c.attn == "sdpa" or c.dtype == "bfloat16") and c.attn != "flex_attention"))
+    for slug, model_id, workloads, select in [r for r in runs if r[0] in args.models]:
         folder = Path("/tmp") / slug
         subprocess.run([sys.executable, str(ROOT / "benchmarks" / "make_model.py"), str(folder), model_id], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
