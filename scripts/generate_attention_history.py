@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Build `data/attention_history.json`: which attention implementations each architecture declared, per release.
+"""Build `data/attention_history.json`: attention implementations each architecture declared, per release.
 
 Why this exists: the advisor must answer "does model X support SDPA / FlashAttention on *your* transformers",
 and the answer changed release by release. Rather than transcribe docs, this script installs each release
@@ -62,6 +62,7 @@ def log(message: str) -> None:
 def _pip(python: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
         [python, "-m", "pip", "--disable-pip-version-check", *args],
+        check=False,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -107,7 +108,16 @@ def _ensure_wheels(python: str, wheels: Path, requirement: str, *, no_deps: bool
 def _install(python: str, wheels: Path, target: Path, release: str) -> str | None:
     """Install transformers==release with its own dependencies into `target`; an error message or None."""
     requirement = f"transformers=={release}"
-    args = ["install", "--quiet", "--no-index", "--find-links", str(wheels), "--target", str(target), requirement]
+    args = [
+        "install",
+        "--quiet",
+        "--no-index",
+        "--find-links",
+        str(wheels),
+        "--target",
+        str(target),
+        requirement,
+    ]
     if target.exists():
         shutil.rmtree(target)
     proc = _pip(python, *args)
@@ -134,7 +144,7 @@ def read_release(release: str, *, python: str, cache: Path, refresh: bool, keep_
     """Install one release into a throwaway directory and read its table (cached in `cache/results`)."""
     result_path = cache / "results" / f"{release}.json"
     if result_path.exists() and not refresh:
-        cached = json.loads(result_path.read_text())
+        cached: dict[str, Any] = json.loads(result_path.read_text())
         if "table" in cached:  # failures are retried on every run
             log(f"{release}: cached")
             return cached
@@ -169,7 +179,12 @@ def read_release(release: str, *, python: str, cache: Path, refresh: bool, keep_
             try:
                 proc = subprocess.run(
                     [python, "-m", "advisor.knowledge.introspect"],
-                    capture_output=True, text=True, timeout=900, env=env, cwd=cwd,
+                    check=False,
+                    capture_output=True,
+                    text=True,
+                    timeout=900,
+                    env=env,
+                    cwd=cwd,
                 )
             except subprocess.TimeoutExpired:
                 proc = None
@@ -194,13 +209,15 @@ def read_release(release: str, *, python: str, cache: Path, refresh: bool, keep_
     result_path.parent.mkdir(parents=True, exist_ok=True)
     result_path.write_text(json.dumps(record, indent=1) + "\n")
     rows = len(record.get("table", {}).get("architectures", []))
-    log(f"{release}: {'FAILED: ' + record['error'] if 'error' in record else f'{rows} architectures'}"
-        f" ({record['seconds']} s)")
+    log(
+        f"{release}: {'FAILED: ' + record['error'] if 'error' in record else f'{rows} architectures'}"
+        f" ({record['seconds']} s)"
+    )
     return record
 
 
 def _bt_model_types(wheel_path: Path) -> list[str] | None:
-    """`BetterTransformerManager.MODEL_MAPPING` keys in an optimum wheel; None if it has no BetterTransformer."""
+    """`BetterTransformerManager.MODEL_MAPPING` keys in an optimum wheel; None without BetterTransformer."""
     with zipfile.ZipFile(wheel_path) as wheel:
         if BT_INIT not in wheel.namelist():
             return None
@@ -246,21 +263,22 @@ def read_bettertransformer(python: str, cache: Path, refresh: bool) -> dict[str,
     scanned = [str(v) for v in sorted(first_of_minor.values())]
     if OPTIMUM_BT_RELEASE not in scanned:
         scanned.append(OPTIMUM_BT_RELEASE)
-    lists = {version: _bt_model_types(wheel_for(version)) for version in scanned}
+    lists = {name: _bt_model_types(wheel_for(name)) for name in scanned}
     model_types = lists[OPTIMUM_BT_RELEASE]
     if not model_types:
         raise SystemExit(f"optimum {OPTIMUM_BT_RELEASE} has no BetterTransformer")
     dropped: dict[str, str] = {}
     seen: set[str] = set()
-    for version in scanned:
-        current = set(lists[version] or ())
+    for name in scanned:
+        current = set(lists[name] or ())
         for model_type in sorted(seen - current):
-            dropped.setdefault(model_type, version)
+            dropped.setdefault(model_type, name)
         seen |= current
     removed = _bt_model_types(wheel_for(OPTIMUM_FIRST_WITHOUT_BT)) is None
     result = {
         "optimum": OPTIMUM_BT_RELEASE,
-        "source": f"optimum {OPTIMUM_BT_RELEASE} wheel, {BT_INIT}: BetterTransformerManager.MODEL_MAPPING keys",
+        "source": f"optimum {OPTIMUM_BT_RELEASE} wheel, {BT_INIT}: "
+        "BetterTransformerManager.MODEL_MAPPING keys",
         "model_types": model_types,
         "dropped_earlier": {k: v for k, v in sorted(dropped.items()) if k not in model_types},
         "optimum_scanned": scanned,
@@ -280,7 +298,9 @@ def _run_length(values: list[str], releases: list[str]) -> list[list[str]]:
     return runs
 
 
-def build_history(records: list[dict[str, Any]], bettertransformer: dict[str, Any], python: str) -> dict[str, Any]:
+def build_history(
+    records: list[dict[str, Any]], bettertransformer: dict[str, Any], python: str
+) -> dict[str, Any]:
     """Fold the per-release tables into one string of flags per (architecture, implementation)."""
     good = sorted((r for r in records if "table" in r), key=lambda r: Version(r["release"]))
     releases = [r["release"] for r in good]
@@ -318,37 +338,54 @@ def build_history(records: list[dict[str, Any]], bettertransformer: dict[str, An
     bt_releases = [r["release"] for r in good if r.get("to_bettertransformer")]
     no_bt = [r["release"] for r in good if not r.get("to_bettertransformer")]
     first_without = min(
-        (r for r in no_bt if not bt_releases or Version(r) > Version(bt_releases[-1])), key=Version, default=None
+        (r for r in no_bt if not bt_releases or Version(r) > Version(bt_releases[-1])),
+        key=Version,
+        default=None,
     )
     optimum_removed_in = bettertransformer.pop("optimum_removed_in")
     bettertransformer = {
         **bettertransformer,
         "removed_in": {"optimum": optimum_removed_in, "transformers": first_without},
+        "last_with": {
+            "optimum": OPTIMUM_BT_RELEASE,
+            "transformers": bt_releases[-1] if bt_releases else None,
+        },
         "note": "model.to_bettertransformer() exists in transformers releases before removed_in.transformers "
         "and needs optimum < removed_in.optimum; after that, SDPA (attn_implementation='sdpa') replaces it. "
+        "The removal happened between last_with and removed_in (both checked: transformers by "
+        "modeling_utils.py of each stored release, optimum by its wheel). "
         "dropped_earlier: types optimum stopped converting at that release (the first of its minor scanned), "
         "saying transformers' native SDPA replaces BetterTransformer for them.",
     }
     torch_version = subprocess.run(
-        [python, "-c", "import torch; print(torch.__version__)"], capture_output=True, text=True
+        [python, "-c", "import torch; print(torch.__version__)"], check=False, capture_output=True, text=True
     ).stdout.strip()
     first = good[0]["table"]["source"].split(":", 1)[1].strip() if good else ""
     return {
         "schema_version": 1,
-        "description": "Attention implementations each architecture's base-model class declares, per transformers "
-        "release. Each string has one character per entry of `releases`, in order: '1' declared supported, "
-        "'0' declared unsupported, '-' model type absent from that release's auto mapping, '?' present but its "
+        "description": "Attention implementations each architecture's class declares (its base model, else its "
+        "first head class, see `class` / `class_history`), per transformers release. Each string has one "
+        "character per entry of `releases`, in order: '1' declared supported, '0' declared unsupported, "
+        "'-' model type absent from that release's auto mappings, '?' present but its "
         "class could not be imported there. 'eager' is always supported and not stored.",
         "generated_by": "python scripts/generate_attention_history.py",
         "source": "each release installed from PyPI with `pip install --target` and read by "
         f"`python -m advisor.knowledge.introspect` ({first})",
         "environment": {"python": sys.version.split()[0], "torch": torch_version},
         "releases": releases,
-        "failures": {r["release"]: r["error"] for r in sorted(records, key=lambda r: Version(r["release"]))
-                     if "error" in r},
-        "packages": {r["release"]: {k: v for k, v in sorted(r["packages"].items())
-                                    if k in ("huggingface-hub", "tokenizers", "numpy", "safetensors")}
-                     for r in good},
+        "failures": {
+            r["release"]: r["error"]
+            for r in sorted(records, key=lambda r: Version(r["release"]))
+            if "error" in r
+        },
+        "packages": {
+            r["release"]: {
+                k: v
+                for k, v in sorted(r["packages"].items())
+                if k in ("huggingface-hub", "tokenizers", "numpy", "safetensors")
+            }
+            for r in good
+        },
         "architectures": architectures,
         "bettertransformer": bettertransformer,
     }
@@ -375,12 +412,16 @@ def dump(history: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--releases", nargs="+", help="exact transformers releases (default: latest patch per minor)")
+    parser.add_argument(
+        "--releases", nargs="+", help="exact transformers releases (default: latest patch per minor)"
+    )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="wheelhouse, results, envs")
     parser.add_argument("--jobs", type=int, default=2, help="releases installed and read at once (max 2)")
     parser.add_argument("--python", default=sys.executable, help="interpreter with torch to read under")
-    parser.add_argument("--refresh", action="store_true", help="re-read releases already in the results cache")
+    parser.add_argument(
+        "--refresh", action="store_true", help="re-read releases already in the results cache"
+    )
     parser.add_argument("--keep-envs", action="store_true", help="keep the per-release install directories")
     args = parser.parse_args(argv)
 
@@ -404,8 +445,10 @@ def main(argv: list[str] | None = None) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(dump(history))
     failed = [r["release"] for r in records if "error" in r]
-    log(f"wrote {args.output} ({args.output.stat().st_size} bytes): {len(history['releases'])} releases, "
-        f"{len(history['architectures'])} architectures, {len(failed)} failed {failed or ''}")
+    log(
+        f"wrote {args.output} ({args.output.stat().st_size} bytes): {len(history['releases'])} releases, "
+        f"{len(history['architectures'])} architectures, {len(failed)} failed {failed or ''}"
+    )
     return 1 if failed and not history["releases"] else 0
 
 

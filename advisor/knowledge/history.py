@@ -85,6 +85,9 @@ class BetterTransformerCoverage(_Frozen):
     )
     optimum_scanned: list[str] = Field(default_factory=list)
     removed_in: dict[str, str | None] = Field(description="optimum / transformers release without the path.")
+    last_with: dict[str, str | None] = Field(
+        default_factory=dict, description="Newest checked optimum / transformers release that still had it."
+    )
     note: str = ""
 
 

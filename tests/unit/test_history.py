@@ -14,6 +14,8 @@ import pytest
 
 from advisor.knowledge.history import (
     HISTORY_IMPLS,
+    ArchitectureHistory,
+    AttentionHistory,
     bettertransformer_supported,
     default_history_path,
     first_support,
@@ -24,7 +26,7 @@ from advisor.knowledge.history import (
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "attention_history.json"
 
-# The user's guide (perf_infer_gpu_one, transformers 4.40-4.42 era): its FlashAttention-2 list, as model types.
+# The user's guide (perf_infer_gpu_one, 4.40-4.42 era): its FlashAttention-2 list, as model types.
 GUIDE_FLASH_ATTENTION_2 = [
     "bark",  # Bark
     "bart",  # Bart
@@ -132,15 +134,15 @@ GUIDE_COMPOSITES = {
 
 
 @pytest.fixture(scope="module")
-def history():  # type: ignore[no-untyped-def]
+def history() -> AttentionHistory:
     return load_history(DATA)
 
 
-def _index(history, release: str) -> int:  # type: ignore[no-untyped-def]
+def _index(history: AttentionHistory, release: str) -> int:
     return history.releases.index(release)
 
 
-def test_file_is_compact_and_covers_every_minor(history) -> None:  # type: ignore[no-untyped-def]
+def test_file_is_compact_and_covers_every_minor(history: AttentionHistory) -> None:
     assert DATA.stat().st_size < 1_000_000
     raw = json.loads(DATA.read_text())
     assert raw["generated_by"] == "python scripts/generate_attention_history.py"
@@ -156,7 +158,7 @@ def test_default_path_is_the_repo_data_file() -> None:
     assert releases() == load_history().releases
 
 
-def test_llama_supported_since_first_stored_release(history) -> None:  # type: ignore[no-untyped-def]
+def test_llama_supported_since_first_stored_release(history: AttentionHistory) -> None:
     llama = first_support("llama", history)
     assert llama.first["sdpa"] == "4.36.2"
     assert llama.first["flash_attention_2"] == "4.36.2"
@@ -165,7 +167,7 @@ def test_llama_supported_since_first_stored_release(history) -> None:  # type: i
     assert llama.dropped == {} and llama.absent_from is None
 
 
-def test_gpt2_sdpa_arrived_after_flash_attention_2(history) -> None:  # type: ignore[no-untyped-def]
+def test_gpt2_sdpa_arrived_after_flash_attention_2(history: AttentionHistory) -> None:
     # 4.40.2 modeling_gpt2.py: `_supports_flash_attn_2 = True` only; 4.42.4 adds `_supports_sdpa = True`.
     gpt2 = first_support("gpt2", history)
     assert gpt2.first["flash_attention_2"] == "4.40.2"
@@ -173,19 +175,19 @@ def test_gpt2_sdpa_arrived_after_flash_attention_2(history) -> None:  # type: ig
     assert support_at("4.41.2", history)["gpt2"]["sdpa"] is False
 
 
-def test_bert_and_mistral_and_whisper(history) -> None:  # type: ignore[no-untyped-def]
-    assert first_support("bert", history).first["sdpa"] == "4.41.2"
-    assert first_support("bert", history).first["flash_attention_2"] is None or (
-        first_support("bert", history).first["flash_attention_2"].startswith("5.")
-    )
+def test_bert_and_mistral_and_whisper(history: AttentionHistory) -> None:
+    bert = first_support("bert", history)
+    assert bert.first["sdpa"] == "4.41.2"  # 4.40.2 modeling_bert.py has no _supports_sdpa; 4.41.2 does
+    assert bert.first["flash_attention_2"] == bert.first["flex_attention"] == "5.0.0"  # v5 attention refactor
     mistral = first_support("mistral", history)
     assert mistral.first["flash_attention_2"] == "4.36.2"
     assert mistral.first["sdpa"] == "4.37.2"  # 4.36.2 modeling_mistral.py has no _supports_sdpa
     whisper = first_support("whisper", history)
     assert whisper.first["sdpa"] == whisper.first["flash_attention_2"] == "4.36.2"
+    assert whisper.first["flex_attention"] == "4.53.3"
 
 
-def test_flags_follow_the_flag_renames(history) -> None:  # type: ignore[no-untyped-def]
+def test_flags_follow_the_flag_renames(history: AttentionHistory) -> None:
     llama = history.architectures["llama"]
     # flash_attention_3 was only declared via _supports_flash_attn_3 (4.53) or _supports_flash_attn (4.54+)
     for release, flag in zip(history.releases, llama.flash_attention_3):
@@ -198,23 +200,25 @@ def test_flags_follow_the_flag_renames(history) -> None:  # type: ignore[no-unty
 
 
 @pytest.mark.parametrize("release", GUIDE_RELEASES)
-def test_guide_lists_hold_in_its_era(history, release: str) -> None:  # type: ignore[no-untyped-def]
+def test_guide_lists_hold_in_its_era(history: AttentionHistory, release: str) -> None:
     at = support_at(release, history)
     assert at.match == "exact"
     for impl, listed in (("flash_attention_2", GUIDE_FLASH_ATTENTION_2), ("sdpa", GUIDE_SDPA)):
         missing = [m for m in dict.fromkeys(listed) if not (m in at and at[m][impl])]
         unexplained = [m for m in missing if (m, impl) not in GUIDE_KNOWN_EXCEPTIONS]
-        assert unexplained == [], f"{release}: guide lists {impl} for {unexplained} but the classes do not declare it"
+        assert unexplained == [], (
+            f"{release}: guide lists {impl} for {unexplained} but the classes do not declare it"
+        )
     for model_type, class_name in GUIDE_COMPOSITES.items():
         row = history.architectures[model_type]
         assert dict(row.class_history)[_first_release_of(row, class_name)] == class_name
 
 
-def _first_release_of(row, class_name: str) -> str:  # type: ignore[no-untyped-def]
+def _first_release_of(row: ArchitectureHistory, class_name: str) -> str:
     return next(release for release, name in row.class_history if name == class_name)
 
 
-def test_guide_predates_4_40(history) -> None:  # type: ignore[no-untyped-def]
+def test_guide_predates_4_40(history: AttentionHistory) -> None:
     # The lists are not all true in 4.40.2: e.g. wav2vec2's FA2/SDPA and bert's SDPA came in 4.41.
     at = support_at("4.40.2", history)
     assert at["wav2vec2"]["flash_attention_2"] is False and at["bert"]["sdpa"] is False
@@ -226,7 +230,7 @@ def test_guide_lists_are_complete() -> None:
     assert len(GUIDE_SDPA) == 38 and len(set(GUIDE_SDPA)) == 38
 
 
-def test_guide_architectures_removed_in_v5(history) -> None:  # type: ignore[no-untyped-def]
+def test_guide_architectures_removed_in_v5(history: AttentionHistory) -> None:
     v5 = _index(history, "5.0.0")
     listed = set(GUIDE_FLASH_ATTENTION_2) | set(GUIDE_SDPA)
     removed = {m for m in listed if history.architectures[m].sdpa[v5:] == "-" * (len(history.releases) - v5)}
@@ -242,7 +246,7 @@ def test_guide_architectures_removed_in_v5(history) -> None:  # type: ignore[no-
 GUIDE_REMOVED_IN_V5 = {"vit_hybrid"}
 
 
-def test_support_at_between_stored_releases(history) -> None:  # type: ignore[no-untyped-def]
+def test_support_at_between_stored_releases(history: AttentionHistory) -> None:
     same_minor = support_at("4.42.0", history)  # only the latest patch of each minor is stored
     assert same_minor.release == "4.42.4" and same_minor.match == "same_minor"
     assert same_minor["gpt2"]["sdpa"] is True
@@ -256,20 +260,20 @@ def test_support_at_between_stored_releases(history) -> None:  # type: ignore[no
         support_at("latest", history)
 
 
-def test_unknown_model_type(history) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_model_type(history: AttentionHistory) -> None:
     with pytest.raises(KeyError, match="no stored transformers release.*llama"):
         first_support("lama", history)
     assert "no-such-model" not in support_at("5.24.0", history)
     assert bettertransformer_supported("no-such-model", history=history) is False
 
 
-def test_rename_is_told_apart_from_removal(history) -> None:  # type: ignore[no-untyped-def]
+def test_rename_is_told_apart_from_removal(history: AttentionHistory) -> None:
     old = first_support("llava-next-video", history)
     assert old.renamed_to == "llava_next_video"
     assert first_support("llava_next_video", history).renamed_from == "llava-next-video"
 
 
-def test_rows_are_consistent(history) -> None:  # type: ignore[no-untyped-def]
+def test_rows_are_consistent(history: AttentionHistory) -> None:
     for model_type, row in history.architectures.items():
         presence = row.presence()
         for impl in HISTORY_IMPLS:
@@ -277,12 +281,37 @@ def test_rows_are_consistent(history) -> None:  # type: ignore[no-untyped-def]
             assert [c == "-" for c in flags] == [c == "-" for c in presence], (model_type, impl)
 
 
-def test_bettertransformer(history) -> None:  # type: ignore[no-untyped-def]
+def test_bettertransformer(history: AttentionHistory) -> None:
     bt = history.bettertransformer
     assert bt.optimum == "1.27.0" and "MODEL_MAPPING" in bt.source
     assert bt.removed_in == {"optimum": "2.0.0", "transformers": "5.0.0"}
-    assert {"bert", "gpt2", "llama", "whisper", "falcon"} <= set(bt.model_types)
+    assert bt.last_with == {"optimum": "1.27.0", "transformers": "4.57.6"}  # adjacent: the removal is exact
+    assert {"bert", "gpt2", "wav2vec2", "vit", "t5", "opt"} <= set(bt.model_types)
+    # optimum 1.16.0 refuses these ("Transformers now supports natively ... scaled_dot_product_attention")
+    assert bt.dropped_earlier == dict.fromkeys(["falcon", "gpt_bigcode", "llama", "whisper"], "1.16.0")
     assert bettertransformer_supported("bert", history=history)
-    assert bettertransformer_supported("bert", "4.40.2", history=history)
-    assert not bettertransformer_supported("bert", "5.0.0", history=history)
+    assert bettertransformer_supported("bert", "4.40.2", "1.19.0", history=history)
+    assert not bettertransformer_supported("bert", "5.0.0", history=history)  # to_bettertransformer() removed
+    assert not bettertransformer_supported("bert", "4.57.6", "2.0.0", history=history)  # optimum 2 has no BT
     assert not bettertransformer_supported("qwen2", history=history)
+    assert not bettertransformer_supported("llama", "4.40.2", history=history)
+    assert bettertransformer_supported("llama", "4.35.0", "1.15.0", history=history)
+
+
+def test_to_bettertransformer_presence_matches_removed_in(history: AttentionHistory) -> None:
+    # removed_in.transformers is computed from each release's modeling_utils.py, not typed in
+    assert history.bettertransformer.removed_in["transformers"] == "5.0.0"
+    assert "4.57.6" in history.releases and "5.0.0" in history.releases
+
+
+def test_table_at_gives_the_per_release_table_shape(history: AttentionHistory) -> None:
+    # advisor.api.matrix(transformers_version=...) and advisor.support use these methods
+    table = history.table_at("4.40.0")
+    assert table.transformers == "4.40.2"
+    rows = {row.model_type: row for row in table.architectures}
+    assert rows["llava"].class_name == "LlavaForConditionalGeneration"  # the class read in 4.40.2
+    assert rows["gpt2"].flash_attention_2 and not rows["gpt2"].sdpa
+    assert history.table_at("5.24.0").architectures[0].eager
+    assert {r.model_type for r in history.table_at("5.24.0").architectures} >= {"llava", "gpt2"}
+    assert history.support_at("4.42.4").release == "4.42.4"
+    assert dict(history.support_at("4.42.4")["gpt2"])["sdpa"] is True
