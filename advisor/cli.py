@@ -112,10 +112,16 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
+    if args.history and args.full:
+        raise UsageError("--history and --full are different views; use one")
     if args.history:
         from advisor.history_view import history_report
 
         obj, kind = history_report(args.history), "history"
+    elif args.full:
+        from advisor.history_view import full_matrix
+
+        obj, kind = full_matrix(args.transformers), "fullmatrix"
     else:
         obj, kind = api.matrix(args.transformers, refresh=args.refresh), "matrix"
     _emit(args, obj, kind)
@@ -214,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--transformers", metavar="VERSION", help="a past release (from the shipped history)")
     p.add_argument("--history", metavar="MODEL_TYPE", help="first release supporting each implementation")
     p.add_argument("--refresh", action="store_true", help="read the installed transformers even if a table is shipped")
+    p.add_argument("--full", action="store_true",
+                   help="architectures x implementations x GPU generations x dtypes, each cell with its reason")
     _output_options(p, ("text", "json", "markdown", "html"))
     p.set_defaults(func=cmd_matrix)
 

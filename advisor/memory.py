@@ -64,15 +64,25 @@ def kv_cache_bytes(model: ModelSpec, dtype: str, batch: int, seq_len: int) -> in
     return per_token * tokens * batch * cross
 
 
-def activation_bytes(model: ModelSpec, dtype: str, attn: str, batch: int, seq_len: int) -> int:
-    """The transient peak of one prefill: a layer's hidden states and MLP, eager's score matrix, the logits."""
+def activation_bytes(
+    model: ModelSpec, dtype: str, attn: str, batch: int, seq_len: int, *, gpu: bool = True, quantization: str = "none"
+) -> int:
+    """The transient peak of one prefill: a layer's hidden states and MLP, any materialised score matrix, the logits.
+
+    Score matrices (batch x heads x seq^2) exist for eager (scores, fp32 softmax and its cast: 3b + 4 bytes per
+    element) and, on a GPU, for SDPA in float32, where neither flash nor cuDNN applies and the measured peak matches
+    a materialised fp32 score matrix (2b + 2 bytes). LLM.int8's outlier decomposition adds about half again.
+    Calibrated against docs/benchmarks (H100, Llama-3.2-1B shape).
+    """
     b = BYTES[dtype]
     tokens = batch * seq_len
     intermediate = model.intermediate_size
     hidden = tokens * (4 * model.hidden_size + 2 * intermediate) * b
-    scores = batch * model.num_attention_heads * seq_len * seq_len * (b + 4) if attn == "eager" else 0
+    per_score = 3 * b + 4 if attn == "eager" else 2 * b + 2 if (gpu and attn == "sdpa" and dtype == "float32") else 0
+    scores = batch * model.num_attention_heads * seq_len * seq_len * per_score
     logits = batch * model.vocab_size * 4 * 2 if model.generative else tokens * model.hidden_size * b
-    return int(hidden + scores + logits)
+    total = hidden + scores + logits
+    return int(total * 1.5 if quantization == "8bit" else total)
 
 
 def estimate_memory(
@@ -89,7 +99,7 @@ def estimate_memory(
     """Estimate for running on `gpus` together (or the host RAM when `gpus` is empty)."""
     weights = weight_bytes(model, dtype, quantization)
     kv = kv_cache_bytes(model, dtype, batch, seq_len)
-    act = activation_bytes(model, dtype, attn, batch, seq_len)
+    act = activation_bytes(model, dtype, attn, batch, seq_len, gpu=bool(gpus), quantization=quantization)
     layers = max(model.num_layers, 1)
     largest_layer = int(weights / layers) if len(gpus) > 1 else 0
     if gpus:

@@ -353,3 +353,20 @@ def bettertransformer_supported(
         return True
     dropped = coverage.dropped_earlier.get(model_type)
     return bool(dropped and optimum_version and _parse(optimum_version) < Version(dropped))
+
+
+def supported_since(model_type: str, impl: str, after: str, history: AttentionHistory | None = None) -> str | None:
+    """The first stored release newer than `after` that declares `impl` for `model_type` (None: none does)."""
+    from packaging.version import InvalidVersion, Version
+
+    history = history or load_history()
+    try:
+        row = history.row(model_type)
+        floor = Version(after)
+    except (KeyError, LookupError, InvalidVersion):
+        return None
+    flags = row.flags(impl)
+    for release, flag in zip(history.releases, flags):
+        if flag == "1" and Version(release) > floor:
+            return release
+    return None

@@ -166,4 +166,8 @@ _RENDERERS = {
 
 
 def render(obj: BaseModel, *, kind: str, color: bool = False) -> str:
+    if kind in ("history", "fullmatrix"):
+        from advisor.render import text_matrix
+
+        return "\n".join(getattr(text_matrix, f"{kind}_lines")(obj)) + "\n"
     return "\n".join(_RENDERERS[kind](obj, color)) + "\n"

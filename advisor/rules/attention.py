@@ -27,11 +27,20 @@ def arch_support(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
         return
     if ctx.support and not ctx.support.get(c.attn, False):
         cls = ctx.model.architecture or ctx.model.model_type
+        fix = None
+        installed = ctx.env.version_of("transformers")
+        if installed is not None:
+            from advisor.knowledge.history import supported_since
+
+            newer = supported_since(ctx.model.model_type, c.attn, installed)
+            if newer is not None:
+                fix = f"upgrade transformers to >= {newer} to get {c.attn} for {ctx.model.model_type} (pip install -U 'transformers>={newer}')"
         yield arch_support.finding(
             Severity.FAIL,
             f"{cls} does not support attn_implementation={c.attn!r} in {ctx.support_source}",
             detected=f"{ctx.model.model_type}: {c.attn} not declared",
             required=f"a model class that declares {c.attn}",
+            fix=fix,
             option=c.attn,
         )
 

@@ -177,3 +177,13 @@ def test_kwargs_load_a_real_tiny_model(tmp_path: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(tmp_path, **rec.from_pretrained_kwargs())
     assert model.dtype == torch.float32 and model.config._attn_implementation == "sdpa"
     assert rec.model.param_count == sum(p.numel() for p in model.parameters())
+
+
+def test_old_transformers_gets_upgrade_advice_from_history() -> None:
+    from advisor.targets import TargetSpec, resolve_target
+
+    env = resolve_target(TargetSpec(gpus=["A100-80GB"], assume=["transformers==4.45.0", "flash-attn==2.8.3"]))
+    rec = make_plan(resolve_model("bert-base-uncased"), env)
+    assert rec.from_pretrained is not None and "torch_dtype" in rec.from_pretrained
+    fa2 = next(r for r in rec.rejected if r.option == "flash_attention_2" and r.rule == "ATTN001")
+    assert "upgrade transformers to >= 5.0.0" in fa2.fix
