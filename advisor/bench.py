@@ -112,11 +112,16 @@ def run_bench(
     baselines: dict[str, dict[str, Any]] | None = None,
     progress: Callable[[int, int, str], None] | None = None,
     select: Callable[[Candidate], bool] | None = None,
+    request: PlanRequest | None = None,
 ) -> list[BenchReport]:
     """One report per workload; each candidate is loaded once and runs every workload."""
     if not model.has_weights or model.path is None:
         raise UsageError(f"{model.name} has no weights here: bench needs a local folder with a saved model")
-    plans = {w.name: make_plan(model, env, PlanRequest(batch=w.batch, seq_len=w.prompt + w.new_tokens)) for w in workloads}
+    base = request or PlanRequest()
+    plans = {
+        w.name: make_plan(model, env, base.model_copy(update={"batch": w.batch, "seq_len": w.prompt + w.new_tokens}))
+        for w in workloads
+    }
     options: dict[str, tuple[dict[str, Any], dict[str, int]]] = {}
     for w in workloads:
         plan = plans[w.name]

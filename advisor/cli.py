@@ -139,6 +139,7 @@ def cmd_smoke(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from advisor.bench import WORKLOADS, run_bench
     from advisor.model import resolve_model
+    from advisor.plan import PlanRequest
     from advisor.targets import TargetSpec, resolve_target
 
     model = resolve_model(args.model, allow_download=args.allow_download, trust_remote_code=args.trust_remote_code)
@@ -156,7 +157,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
             if done == total:
                 sys.stderr.write("\n")
 
-    (report,) = run_bench(model, env, [workload], repeats=args.repeats, timeout=args.timeout, progress=progress)
+    request = PlanRequest(attn=args.attn, dtype=args.dtype or "auto", quantize=args.quantize or "auto")
+    (report,) = run_bench(model, env, [workload], repeats=args.repeats, timeout=args.timeout, progress=progress,
+                          request=request)
     if args.plot is not None:
         from advisor.render.plot import bench_plot
 
@@ -246,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-len", type=_positive, default=None, help="prompt length")
     p.add_argument("--new-tokens", type=_positive, default=None)
     p.add_argument("--repeats", type=_positive, default=3)
+    p.add_argument("--attn", metavar="IMPL", help="only candidates with this attn_implementation")
+    p.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), help="only candidates in this dtype")
+    p.add_argument("--quantize", choices=("none", "8bit", "4bit"), help="only this quantization")
     p.add_argument("--timeout", type=float, default=600.0, metavar="S", help="seconds per candidate")
     p.add_argument("--plot", type=Path, metavar="FILE.png", help="also write a bar chart (needs matplotlib)")
     _output_options(p, ("text", "json", "markdown"))

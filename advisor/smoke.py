@@ -95,6 +95,9 @@ class SmokeReport(BaseModel):
     reference: str
     config: dict[str, Any] | None
     attempts: list[Attempt]
+    rejected: list[dict[str, str]] = Field(
+        default_factory=list, description="Options the plan rejected before any load, with rule and reason."
+    )
     tolerances: dict[str, dict[str, float]] = Field(
         default_factory=lambda: {k: {"atol": a, "rtol": r} for k, (a, r) in TOLERANCES.items()}
     )

@@ -16,6 +16,7 @@ __all__ = ["run_smoke_command"]
 
 def run_smoke_command(args: argparse.Namespace) -> SmokeReport:
     model = resolve_model(args.model, allow_download=args.allow_download, trust_remote_code=args.trust_remote_code)
+    rejected: list[dict[str, str]] = []
     if args.config is not None:
         try:
             options = options_from_json(json.loads(args.config.read_text(encoding="utf-8")))
@@ -28,7 +29,9 @@ def run_smoke_command(args: argparse.Namespace) -> SmokeReport:
         request = PlanRequest(attn=args.attn, dtype=args.dtype or "auto", quantize=args.quantize or "auto")
         plan = make_plan(model, env, request)
         options = plan_options(plan)  # type: ignore[assignment]
+        rejected = [{"option": r.option, "rule": r.rule, "reason": r.reason} for r in plan.rejected]
         if not options:
             reasons = "; ".join(f"{r.option}: {r.reason}" for r in plan.rejected[:3])
             raise UsageError(f"the plan has no viable configuration to smoke-test ({reasons})")
-    return run_smoke(model, options, all_candidates=args.all, generate_tokens=args.generate, timeout=args.timeout)
+    report = run_smoke(model, options, all_candidates=args.all, generate_tokens=args.generate, timeout=args.timeout)
+    return report.model_copy(update={"rejected": rejected})

@@ -64,6 +64,14 @@ def nearest_table(knowledge: Knowledge, version: str | None) -> AttentionSupport
 
 def attention_support(model: ModelSpec, env: Environment, knowledge: Knowledge) -> tuple[dict[str, bool], str]:
     """(support per implementation, where that answer came from); empty when the architecture is unknown."""
+    support, source = _declared(model, env, knowledge)
+    if support:  # FA4 rides on the same `_supports_flash_attn` flag from transformers 5.5 on
+        target = env.version_of("transformers") or installed_transformers()
+        support["flash_attention_4"] = bool(support.get("flash_attention_2")) and _key(target or "0") >= Version("5.5")
+    return support, source
+
+
+def _declared(model: ModelSpec, env: Environment, knowledge: Knowledge) -> tuple[dict[str, bool], str]:
     target = env.version_of("transformers")
     here = installed_transformers()
     if here is not None and (target is None or _key(target) == _key(here)):

@@ -360,13 +360,15 @@ def supported_since(model_type: str, impl: str, after: str, history: AttentionHi
     from packaging.version import InvalidVersion, Version
 
     history = history or load_history()
+    # flash_attention_4 rides on the FA2/`_supports_flash_attn` flag from transformers 5.5 on
+    minimum = Version("5.5") if impl == "flash_attention_4" else Version("0")
     try:
         row = history.row(model_type)
         floor = Version(after)
-    except (KeyError, LookupError, InvalidVersion):
+        flags = row.flags("flash_attention_2" if impl == "flash_attention_4" else impl)
+    except (LookupError, InvalidVersion):
         return None
-    flags = row.flags(impl)
     for release, flag in zip(history.releases, flags):
-        if flag == "1" and Version(release) > floor:
+        if flag == "1" and Version(release) > floor and Version(release) >= minimum:
             return release
     return None

@@ -123,6 +123,9 @@ def _smoke(r: Any, color: bool) -> list[str]:
             )
         else:
             lines.append(f"  {a.label:<45} {_mark('fail', color)} {a.error}")
+    if r.rejected:
+        lines += ["", "Rejected up front by the plan (never loaded):"]
+        lines += [f"  {rej['option']:<18} {rej['rule']} {rej['reason']}" for rej in r.rejected]
     lines += ["", "Result: " + (f"passed with {r.attempts[[a.ok for a in r.attempts].index(True)].label}" if r.ok else "no configuration passed")]
     return lines
 

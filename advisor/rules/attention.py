@@ -11,7 +11,7 @@ from advisor.findings import Finding, Severity
 from advisor.knowledge import version_matches
 from advisor.rules.base import Candidate, Context, rule
 
-FLASH_PACKAGES = {"flash_attention_2": "flash-attn", "flash_attention_3": "flash-attn-3"}
+FLASH_PACKAGES = {"flash_attention_2": "flash-attn", "flash_attention_3": "flash-attn-3", "flash_attention_4": "flash-attn-4"}
 
 
 def _requirement(ctx: Context, c: Candidate | None):  # type: ignore[no-untyped-def]
@@ -69,9 +69,11 @@ def flash_package(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
             option=c.attn,
         )
         return
-    fix = flash_package.fix if dist == "flash-attn" else (
-        "build FlashAttention-3 from the hopper/ folder of Dao-AILab/flash-attention, or use sdpa"
-    )
+    fix = {
+        "flash-attn": flash_package.fix,
+        "flash-attn-3": "build FlashAttention-3 from the hopper/ folder of Dao-AILab/flash-attention, or use sdpa",
+        "flash-attn-4": "pip install flash-attn-4 (Hopper/Blackwell), or use sdpa",
+    }[dist]
     yield flash_package.finding(
         Severity.FAIL,
         f"{c.attn} needs the {dist} package, which is not installed",
