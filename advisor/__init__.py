@@ -1,15 +1,19 @@
 """Inference Advisor: how to load a Hugging Face transformers model on your hardware, proven.
 
 probe -> Environment snapshot -> knowledge tables -> rules -> plan -> emit / smoke / report.
+The public API is imported lazily, so child processes (`advisor.smoke_worker`, `advisor.bench_worker`)
+do not pay for it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from advisor.api import CheckResult, check, doctor, matrix, probe, recommend, target_environment
-from advisor.facts import Environment
-from advisor.plan import Recommendation
+if TYPE_CHECKING:
+    from advisor.api import CheckResult, check, doctor, matrix, probe, recommend, target_environment
+    from advisor.facts import Environment
+    from advisor.plan import Recommendation
 
 __all__ = [
     "CheckResult",
@@ -25,6 +29,24 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "CheckResult": "advisor.api",
+    "check": "advisor.api",
+    "doctor": "advisor.api",
+    "matrix": "advisor.api",
+    "probe": "advisor.api",
+    "recommend": "advisor.api",
+    "target_environment": "advisor.api",
+    "Environment": "advisor.facts",
+    "Recommendation": "advisor.plan",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'advisor' has no attribute {name!r}")
 
 
 def load(model: str, **kwargs: Any) -> Any:
