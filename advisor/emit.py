@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from jinja2 import Environment as Jinja, PackageLoader, StrictUndefined
+from jinja2 import Environment as Jinja
+from jinja2 import PackageLoader, StrictUndefined
 
 from advisor.knowledge import version_matches
 from advisor.rules.base import Candidate

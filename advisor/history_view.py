@@ -42,7 +42,7 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # history of one model type
 
 
@@ -52,15 +52,19 @@ class ImplHistory(_Frozen):
     impl: str
     first_release: str | None = Field(description="First stored release declaring it (None: none does).")
     last_without: str | None = Field(
-        None, description="The stored release just before first_release, which did not declare it."
+        default=None, description="The stored release just before first_release, which did not declare it."
     )
     first_stored: bool = Field(
-        False, description="Declared already in the first stored release: support may be older than the data."
+        default=False,
+        description="Declared already in the first stored release: support may be older than the data.",
     )
     with_model_type: bool = Field(
-        False, description="Declared from the release that added the model type (later than the first stored)."
+        default=False,
+        description="Declared from the release that added the model type (later than the first stored).",
     )
-    dropped_in: str | None = Field(None, description="Release where support, once declared, was withdrawn for good.")
+    dropped_in: str | None = Field(
+        default=None, description="Release where support, once declared, was withdrawn for good."
+    )
     supported_in_latest: bool = Field(description="Declared in the newest stored release (or its last one).")
     note: str = Field(description="One line for people, built from the fields above.")
 
@@ -70,7 +74,9 @@ class BetterTransformerInfo(_Frozen):
 
     converted: bool = Field(description="In the conversion list of the last optimum 1.x scanned.")
     optimum_list: str = Field(description="The optimum release whose list was read.")
-    dropped_in_optimum: str | None = Field(None, description="optimum release that stopped converting it.")
+    dropped_in_optimum: str | None = Field(
+        default=None, description="optimum release that stopped converting it."
+    )
     removed_in: dict[str, str | None]
     last_with: dict[str, str | None]
     note: str
@@ -82,7 +88,9 @@ class HistoryReport(_Frozen):
 
     schema_version: Literal[1] = 1
     model_type: str
-    class_names: list[str] = Field(description="Classes read for the model type across releases, oldest first.")
+    class_names: list[str] = Field(
+        description="Classes read for the model type across releases, oldest first."
+    )
     class_history: list[tuple[str, str]] = Field(default_factory=list)
     releases_first: str = Field(description="Oldest stored transformers release.")
     releases_last: str = Field(description="Newest stored transformers release.")
@@ -90,9 +98,10 @@ class HistoryReport(_Frozen):
     granularity: str = Field(description="Which releases are stored (only the newest patch of each minor).")
     present_from: str | None
     unreadable_in: list[str] = Field(
-        default_factory=list, description="Releases that list the model type but whose class failed to import."
+        default_factory=list,
+        description="Releases that list the model type but whose class failed to import.",
     )
-    absent_from: str | None = Field(None, description="First stored release without the model type.")
+    absent_from: str | None = Field(default=None, description="First stored release without the model type.")
     renamed_to: str | None = None
     renamed_from: str | None = None
     implementations: list[ImplHistory]
@@ -109,7 +118,9 @@ def _resolve_model_type(model_type: str, history: AttentionHistory) -> str:
         if candidate in known:
             return candidate
     close = difflib.get_close_matches(wanted.lower(), list(known), n=3, cutoff=0.6)
-    hint = f"; did you mean {', '.join(close)}?" if close else "; `advisor matrix` lists the known model types"
+    hint = (
+        f"; did you mean {', '.join(close)}?" if close else "; `advisor matrix` lists the known model types"
+    )
     raise UsageError(
         f"model type {model_type!r} is in no stored transformers release "
         f"({history.releases[0]}..{history.releases[-1]}){hint}"
@@ -121,15 +132,19 @@ def _impl_since(impl: str, knowledge: Knowledge) -> str | None:
     return req.min_transformers if req is not None else None
 
 
-def _impl_item(impl: str, flags: str, names: list[str], dropped: str | None, since: str | None) -> ImplHistory:
+def _impl_item(
+    impl: str, flags: str, names: list[str], dropped: str | None, since: str | None
+) -> ImplHistory:
     """One implementation's row from its flag string ('1' yes, '0' no, '-' absent, '?' unreadable)."""
     index = flags.find("1")
     present = [i for i, ch in enumerate(flags) if ch != "-"]
     last_present = present[-1] if present else -1
     if index < 0:
         unreadable = "?" in flags and "0" not in flags and "1" not in flags
-        note = "the class could not be imported in any stored release" if unreadable else (
-            "not declared in any stored release"
+        note = (
+            "the class could not be imported in any stored release"
+            if unreadable
+            else ("not declared in any stored release")
         )
         return ImplHistory(impl=impl, first_release=None, supported_in_latest=False, note=note)
     first, before = names[index], flags[index - 1] if index > 0 else ""
@@ -159,7 +174,7 @@ def _impl_item(impl: str, flags: str, names: list[str], dropped: str | None, sin
 
 
 def history_report(model_type: str, history: AttentionHistory | None = None) -> HistoryReport:
-    """Per implementation, the first stored release whose class declared it; drops, renames, BetterTransformer."""
+    """Per implementation, the first stored release whose class declared it; drops, renames, optimum."""
     history = history or load_history()
     knowledge = load_knowledge()
     key = _resolve_model_type(model_type, history)
@@ -172,7 +187,9 @@ def history_report(model_type: str, history: AttentionHistory | None = None) -> 
     eager = _impl_item("eager", present_flags, names, None, None)
     until = f" until before {found.absent_from}" if found.absent_from else ""
     eager = eager.model_copy(
-        update={"note": f"always available while the model type exists (stored from {found.present_from}{until})"}
+        update={
+            "note": f"always available while the model type exists (stored from {found.present_from}{until})"
+        }
     )
     implementations = [eager] + [
         _impl_item(impl, row.flags(impl), names, found.dropped.get(impl), _impl_since(impl, knowledge))
@@ -192,7 +209,9 @@ def history_report(model_type: str, history: AttentionHistory | None = None) -> 
         releases_first=names[0],
         releases_last=names[-1],
         releases_count=len(names),
-        granularity="the newest patch release of each minor; a first release means 'in this minor, at the latest'",
+        granularity=(
+            "the newest patch release of each minor; a first release means 'in this minor, at the latest'"
+        ),
         present_from=found.present_from,
         unreadable_in=[names[i] for i, ch in enumerate(presence) if ch == "?"],
         absent_from=found.absent_from,
@@ -211,14 +230,17 @@ def _bettertransformer(model_type: str, history: AttentionHistory) -> BetterTran
     removed = bt.removed_in
     gone = (
         f"to_bettertransformer() is gone from transformers {removed.get('transformers')} and optimum "
-        f"{removed.get('optimum')}: use attn_implementation=\"sdpa\""
+        f'{removed.get("optimum")}: use attn_implementation="sdpa"'
     )
     if converted:
         note = f"optimum <= {bt.optimum} converts {model_type}; {gone}"
     elif dropped:
-        note = f"optimum stopped converting {model_type} in {dropped} (transformers' SDPA replaces it); {gone}"
+        note = (
+            f"optimum stopped converting {model_type} in {dropped} (transformers' SDPA replaces it); {gone}"
+        )
     else:
-        note = f"optimum never converted {model_type} (checked {', '.join(bt.optimum_scanned[:1] + bt.optimum_scanned[-1:])})"
+        scanned = ", ".join(bt.optimum_scanned[:1] + bt.optimum_scanned[-1:])
+        note = f"optimum never converted {model_type} (checked {scanned})"
     return BetterTransformerInfo(
         converted=converted,
         optimum_list=bt.optimum,
@@ -230,7 +252,7 @@ def _bettertransformer(model_type: str, history: AttentionHistory) -> BetterTran
     )
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # the full matrix
 
 
@@ -262,7 +284,9 @@ class HardwareVerdict(_Frozen):
     ok: bool
     reason: str = Field(description="'ok', 'ok, but ...' or why not (the parts joined by '; ').")
     parts: list[str] = Field(default_factory=list, description="Each reason it does not run, or each caveat.")
-    requires: str | None = Field(None, description="Software it needs besides transformers, e.g. flash-attn.")
+    requires: str | None = Field(
+        default=None, description="Software it needs besides transformers, e.g. flash-attn."
+    )
 
 
 class ArchitectureRow(_Frozen):
@@ -347,7 +371,8 @@ class FullMatrix(_Frozen):
             "impls": self.impls,
             "dtypes": self.dtypes,
             "gens": [
-                {"id": g.id, "label": g.label, "short": g.short, "examples": g.examples} for g in self.generations
+                {"id": g.id, "label": g.label, "short": g.short, "examples": g.examples}
+                for g in self.generations
             ],
             "hw": {
                 f"{v.impl}|{v.generation}|{v.dtype}": [1 if v.ok else 0, v.reason, v.requires or ""]
@@ -459,7 +484,7 @@ def _requires(req: AttentionRequirement) -> str | None:
 def _hardware_verdict(
     knowledge: Knowledge, req: AttentionRequirement, gen: GpuGeneration, dtype: str
 ) -> HardwareVerdict:
-    """Every reason the kernel refuses this (generation, dtype), from the requirement and capability tables."""
+    """Every reason the kernel refuses this (generation, dtype), from the requirement/capability tables."""
     impl = req.impl
     reasons: list[str] = []
     caveats: list[str] = []

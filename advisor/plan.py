@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from advisor.emit import from_pretrained_json, python_snippet, to_kwargs
 from advisor.facts import SCHEMA_VERSION, Environment, TorchInfo, known
 from advisor.findings import Finding, Severity
 from advisor.knowledge import Knowledge, load_knowledge, version_matches
@@ -19,7 +20,6 @@ from advisor.model import ModelSpec
 from advisor.rules import run_candidate_rules, run_environment_rules
 from advisor.rules.base import DTYPES, QUANTIZATIONS, Candidate, Context
 from advisor.rules.planning import memory_fit, support_unknown
-from advisor.emit import from_pretrained_json, python_snippet, to_kwargs
 from advisor.support import attention_support
 
 __all__ = ["PlanRequest", "PlanOption", "Rejection", "Recommendation", "make_plan", "evaluate", "Evaluation"]

@@ -45,7 +45,6 @@ __all__ = [
     "normalize_options",
     "options_from_json",
     "plan_options",
-    "format_report",
 ]
 
 OptionLike = Any  # PlanOption | Mapping (a PlanOption dump or bare from_pretrained JSON) | (Candidate | str, Mapping)
@@ -537,34 +536,3 @@ def load(
         raise SmokeFailedError(report)
     loaded, tokenizer = _load_here(spec, report.config)
     return LoadResult(loaded, tokenizer, report)
-
-
-# ------------------------------------------------------------------------------------ text
-
-
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def format_report(report: SmokeReport) -> str:
-    """The attempts side by side, each failure's cause under its row, and the verdict."""
-    header = ("#", "configuration", "result", "load s", "latency ms", "tok/s", "peak MiB", "max|diff| / tol")
-    rows = []
-    for i, a in enumerate(report.attempts, 1):
-        diff = "-" if a.max_abs_diff is None else f"{a.max_abs_diff:.2e} / {_fmt(a.max_abs_diff_tolerance, '.1e')}"
-        peak = None if a.peak_memory_bytes is None else a.peak_memory_bytes / 2**20
-        rows.append((str(i), a.label, "pass" if a.ok else "FAIL", _fmt(a.load_seconds, ".2f"), _fmt(a.latency_ms, ".1f"),
-                     _fmt(a.tokens_per_second, ".0f"), _fmt(peak, ".0f"), diff))
-    widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
-    line = lambda r: "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip()  # noqa: E731
-    out = [f"Smoke test of {report.model}", f"reference: {report.reference}", "", line(header)]
-    for row, a in zip(rows, report.attempts):
-        out.append(line(row))
-        if a.error:
-            out.append(" " * (widths[0] + 2) + f"error: {a.error}")
-    out.append("")
-    if report.ok:
-        out.append(f"PASSED: first passing from_pretrained kwargs: {json.dumps(report.config)}")
-    else:
-        out.append(f"FAILED: none of the {len(report.attempts)} configurations passed")
-    return "\n".join(out)

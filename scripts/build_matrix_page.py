@@ -39,7 +39,9 @@ def build(out: Path, transformers: str | None = None) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--transformers", metavar="VERSION", help="release to show (default: newest shipped table)")
+    parser.add_argument(
+        "--transformers", metavar="VERSION", help="release to show (default: newest shipped table)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "matrix", metavar="DIR")
     args = parser.parse_args(argv)
     for path in build(args.out, args.transformers):

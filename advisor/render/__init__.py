@@ -6,7 +6,8 @@ import json
 from enum import Enum
 from typing import Any
 
-from jinja2 import Environment as Jinja, PackageLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment as Jinja
+from jinja2 import PackageLoader, StrictUndefined, select_autoescape
 from pydantic import BaseModel
 
 from advisor.render import text

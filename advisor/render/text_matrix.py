@@ -33,7 +33,9 @@ def history_lines(r: Any) -> list[str]:
     if r.renamed_from:
         extra.append(f"its class came from model type {r.renamed_from}")
     if r.absent_from:
-        extra.append(f"absent from {r.absent_from} on" + (f" (renamed to {r.renamed_to})" if r.renamed_to else ""))
+        extra.append(
+            f"absent from {r.absent_from} on" + (f" (renamed to {r.renamed_to})" if r.renamed_to else "")
+        )
     if len(r.class_history) > 1:
         extra.append("class read: " + ", ".join(f"{cls} from {start}" for start, cls in r.class_history))
     lines += ["", *(f"Note: {e}" for e in extra)] if extra else [""]
@@ -56,8 +58,8 @@ def fullmatrix_lines(m: Any) -> list[str]:
     lines = [
         f"Attention support matrix for transformers {m.transformers}",
         f"Source: {m.source}",
-        "A cell (architecture, implementation, GPU generation, dtype) is ok when the architecture declares the",
-        "implementation (second table) and the hardware runs it in that dtype (first table).",
+        "A cell (architecture, implementation, GPU generation, dtype) is ok when the architecture",
+        "declares the implementation (second table) and the hardware runs it in that dtype (first table).",
         "",
         "Hardware: dtypes each implementation runs in, per GPU generation",
     ]
@@ -72,7 +74,11 @@ def fullmatrix_lines(m: Any) -> list[str]:
         for impl in m.impls:
             if row["cells"][impl]["why"]:
                 reasons.append(f"  {gen.label} x {impl}: " + "; ".join(row["cells"][impl]["why"]))
-    lines += ["", "Example GPUs: " + "; ".join(f"{g.label}: {', '.join(g.examples)}" for g in m.generations if g.examples)]
+    lines += [
+        "",
+        "Example GPUs: "
+        + "; ".join(f"{g.label}: {', '.join(g.examples)}" for g in m.generations if g.examples),
+    ]
     lines += ["", "Why not (every dtype unless [dtypes] follow):", *reasons]
     caveats = sorted({v.reason for v in m.hardware if v.ok and v.reason != "ok"})
     if caveats:

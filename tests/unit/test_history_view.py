@@ -1,4 +1,4 @@
-"""`advisor matrix --history` and `--full`: first-support releases and the cells' verdicts, on the shipped data.
+"""`advisor matrix --history` and `--full`: first-support releases and cell verdicts, on the shipped data.
 
 The first-support releases asserted here are the ones the release history stores (each release's own
 `_supports_*` flags, see test_history.py): gpt2 declares flash_attention_2 from 4.40 and sdpa from 4.42,
@@ -39,7 +39,7 @@ def matrix() -> FullMatrix:
     return full_matrix("5.24.0")
 
 
-# -- history -----------------------------------------------------------------------------------------------
+# -- history ---------------------------------------------------------------------------------------
 
 
 def test_gpt2_first_support() -> None:
@@ -77,7 +77,10 @@ def test_report_matches_the_flag_strings_for_every_stored_model_type() -> None:
         impls = _impls(model_type)
         for impl in HISTORY_IMPLS:
             index = row.flags(impl).find("1")
-            assert impls[impl].first_release == (history.releases[index] if index >= 0 else None), (model_type, impl)
+            assert impls[impl].first_release == (history.releases[index] if index >= 0 else None), (
+                model_type,
+                impl,
+            )
 
 
 def test_bettertransformer_coverage_and_removal() -> None:
@@ -119,7 +122,7 @@ def test_unknown_model_type_suggests_close_matches() -> None:
     assert "\n" not in message and "llama" in message and "did you mean" in message
 
 
-# -- full matrix -------------------------------------------------------------------------------------------
+# -- full matrix -----------------------------------------------------------------------------------
 
 
 def test_generations_come_from_the_gpu_table() -> None:
@@ -164,7 +167,10 @@ def test_bf16_on_turing_and_undeclared_impls(matrix: FullMatrix) -> None:
     cell = matrix.cell("llama", "sdpa", "T4", "bfloat16")
     assert cell.status == "no" and cell.reason == "bfloat16 is not native on Turing (T4)"
     flex = matrix.cell("gpt2", "flex_attention", "H100", "float16")
-    assert flex.status == "no" and flex.reason == "GPT2Model does not declare flex_attention in transformers 5.24.0"
+    assert (
+        flex.status == "no"
+        and flex.reason == "GPT2Model does not declare flex_attention in transformers 5.24.0"
+    )
 
 
 def test_fa3_is_hopper_only_and_not_on_rocm(matrix: FullMatrix) -> None:
@@ -175,7 +181,7 @@ def test_fa3_is_hopper_only_and_not_on_rocm(matrix: FullMatrix) -> None:
 
 
 def test_verdicts_follow_the_requirement_table(matrix: FullMatrix) -> None:
-    """No hardware fact is written in the view: every refusal is one the requirement/capability tables imply."""
+    """No hardware fact is written in the view: each refusal is one the requirement/capability tables imply."""
     knowledge = load_knowledge()
     for v in matrix.hardware:
         req = knowledge.attention_requirement(v.impl)
@@ -205,13 +211,16 @@ def test_page_data_is_compact(matrix: FullMatrix) -> None:
 
 def test_markdown_and_text_render(matrix: FullMatrix) -> None:
     md = render(matrix, OutputFormat.MARKDOWN, kind="fullmatrix")
-    assert "| Turing 7.5 |" in md and "flash_attention_2 needs compute capability >= 8.0; Turing (T4) has 7.5" in md
+    assert (
+        "| Turing 7.5 |" in md
+        and "flash_attention_2 needs compute capability >= 8.0; Turing (T4) has 7.5" in md
+    )
     assert md.count("\n| llama | LlamaModel |") == 1 and md.endswith("\n") and len(md) < 200_000
     text = render(matrix, OutputFormat.TEXT, kind="fullmatrix")
     assert "Turing 7.5" in text and "llama" in text
 
 
-# -- CLI ---------------------------------------------------------------------------------------------------
+# -- CLI -------------------------------------------------------------------------------------------
 
 
 def test_cli_history_json(capsys: pytest.CaptureFixture[str]) -> None:

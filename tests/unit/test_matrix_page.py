@@ -53,7 +53,10 @@ def browser_page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.on("console", lambda msg: errors.append(f"console.{msg.type}: {msg.text}") if msg.type == "error" else None)
+            page.on(
+                "console",
+                lambda msg: errors.append(f"console.{msg.type}: {msg.text}") if msg.type == "error" else None,
+            )
             page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
             page.on("requestfailed", lambda req: errors.append(f"request failed: {req.url}"))
             page.goto(page_file.as_uri())
@@ -141,7 +144,12 @@ def test_filters_pick_columns(browser_page: tuple[Any, list[str]]) -> None:
     ],
 )
 def test_clicked_cell_shows_its_reason(
-    browser_page: tuple[Any, list[str]], matrix: FullMatrix, model_type: str, impl: str, gen: str, dtype: str,
+    browser_page: tuple[Any, list[str]],
+    matrix: FullMatrix,
+    model_type: str,
+    impl: str,
+    gen: str,
+    dtype: str,
     status: str,
 ) -> None:
     page, errors = browser_page
@@ -159,6 +167,9 @@ def test_clicked_cell_shows_its_reason(
 def test_t4_reason_text(browser_page: tuple[Any, list[str]]) -> None:
     page, errors = browser_page
     _choose(page, "llama", "flash_attention_2", "cc7.5", "float16")
-    assert page.text_content("#reason .why") == "flash_attention_2 needs compute capability >= 8.0; Turing (T4) has 7.5"
+    assert (
+        page.text_content("#reason .why")
+        == "flash_attention_2 needs compute capability >= 8.0; Turing (T4) has 7.5"
+    )
     assert "flash-attn" in page.text_content("#reason .needs")
     assert errors == []

@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from advisor.knowledge import load_knowledge
 from advisor.model import ModelSpec, describe_config, resolve_model
 from advisor.plan import PlanRequest, Recommendation, make_plan

@@ -22,10 +22,10 @@ from advisor.errors import SmokeTestError  # noqa: E402
 from advisor.facts import SCHEMA_VERSION  # noqa: E402
 from advisor.model import ModelSpec, resolve_model  # noqa: E402
 from advisor.plan import PlanRequest  # noqa: E402
+from advisor.render import OutputFormat, render
 from advisor.rules.base import Candidate  # noqa: E402
 from advisor.smoke import (  # noqa: E402
     SmokeReport,
-    format_report,
     load,
     normalize_options,
     options_from_json,
@@ -80,8 +80,8 @@ def test_all_candidates_run_side_by_side_on_a_decoder(llama_all: SmokeReport) ->
     fp32, bf16 = report.attempts
     assert fp32.max_abs_diff < 1e-4  # sdpa vs eager in float32: summation order only
     assert bf16.max_abs_diff_tolerance > fp32.max_abs_diff_tolerance
-    text = format_report(report)
-    assert "sdpa / float32 / CPU" in text and "eager / bfloat16 / CPU" in text and "PASSED" in text
+    text = render(report, OutputFormat.TEXT, kind="smoke")
+    assert "sdpa / float32 / CPU" in text and "eager / bfloat16 / CPU" in text and "Result: passed" in text
 
 
 def test_report_keeps_the_json_contract(llama_all: SmokeReport) -> None:
