@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from pydantic import BaseModel
+
 from advisor import api
 from advisor.errors import AdvisorError, UsageError
 from advisor.fileio import check_writable, write_atomic
@@ -114,6 +116,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_matrix(args: argparse.Namespace) -> int:
     if args.history and args.full:
         raise UsageError("--history and --full are different views; use one")
+    obj: BaseModel
     if args.history:
         from advisor.history_view import history_report
 

@@ -32,7 +32,6 @@ def build(out: Path, transformers: str | None = None) -> list[Path]:
         code = advisor_main(["matrix", "--full", *version, "--format", fmt, "-o", str(path)])
         if code != 0:
             raise SystemExit(code)
-        path.chmod(0o644)  # write_atomic leaves mkstemp's 0600; the page is meant to be served
         written.append(path)
     return written
 

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from advisor.cli import main
 from advisor.errors import UsageError
-from advisor.history_view import FullMatrix, full_matrix, gpu_generations, history_report
+from advisor.history_view import FullMatrix, ImplHistory, full_matrix, gpu_generations, history_report
 from advisor.knowledge import load_knowledge
 from advisor.knowledge.history import HISTORY_IMPLS, load_history
 from advisor.render import OutputFormat, render
@@ -30,7 +30,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def _impls(model_type: str) -> dict[str, object]:
+def _impls(model_type: str) -> dict[str, ImplHistory]:
     return {i.impl: i for i in history_report(model_type).implementations}
 
 
@@ -107,7 +107,7 @@ def test_report_is_json_serialisable_and_frozen() -> None:
     data = json.loads(report.model_dump_json())
     assert data["schema_version"] == 1 and data["model_type"] == "gpt2"
     with pytest.raises(ValidationError):
-        report.model_type = "bert"  # type: ignore[misc]
+        report.model_type = "bert"
 
 
 def test_case_and_dash_are_forgiven() -> None:
@@ -181,7 +181,7 @@ def test_fa3_is_hopper_only_and_not_on_rocm(matrix: FullMatrix) -> None:
 
 
 def test_verdicts_follow_the_requirement_table(matrix: FullMatrix) -> None:
-    """No hardware fact is written in the view: each refusal is one the requirement/capability tables imply."""
+    """No hardware fact is written in the view: each refusal follows from the knowledge tables."""
     knowledge = load_knowledge()
     for v in matrix.hardware:
         req = knowledge.attention_requirement(v.impl)
