@@ -7,18 +7,14 @@ advisor picked the best), plus predicted against measured peak memory.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from advisor.errors import UsageError
 from advisor.facts import SCHEMA_VERSION, Environment
+from advisor.isolation import run_child
 from advisor.model import ModelSpec
 from advisor.plan import PlanRequest, _auto_class, make_plan
 from advisor.rules.base import Candidate
@@ -84,24 +80,6 @@ class BenchReport(BaseModel):
         return any(r.ok for r in self.rows)
 
 
-def _child(request: dict[str, Any], timeout: float) -> dict[str, Any]:
-    env = dict(os.environ)
-    root = Path(__file__).resolve().parent.parent
-    env["PYTHONPATH"] = str(root) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    try:
-        done = subprocess.run([sys.executable, "-m", "advisor.bench_worker"], input=json.dumps(request), text=True,
-                              capture_output=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
-        return {"ok": False, "error": f"timed out after {timeout:.0f} s"}
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if lines:
-        return dict(json.loads(lines[-1]))
-    tail = [line for line in done.stderr.splitlines() if line.strip()]
-    cause = f"crashed with signal {-done.returncode}" if done.returncode < 0 else f"exit {done.returncode}"
-    return {"ok": False, "error": f"{cause}: {tail[-1][:300] if tail else ''}"}
-
-
 def run_bench(
     model: ModelSpec,
     env: Environment,
@@ -136,7 +114,7 @@ def run_bench(
     for i, (label, kwargs, _, _) in enumerate(trials):
         if progress:
             progress(i, len(trials), label)
-        raw.append(_child({
+        raw.append(run_child("advisor.bench_worker", {
             "path": model.path, "auto_class": _auto_class(model), "from_pretrained": kwargs,
             "generative": model.generative, "repeats": repeats,
             "workloads": {w.name: w.model_dump() for w in workloads},

@@ -12,10 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import struct
-import subprocess
-import sys
 import tempfile
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -26,9 +23,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from advisor.errors import AdvisorError, NoViablePlanError, SmokeTestError, UsageError
 from advisor.facts import SCHEMA_VERSION, Environment
+from advisor.isolation import run_child
 from advisor.model import WEIGHT_FILES, ModelSpec
 from advisor.rules.base import Candidate
 from advisor.smoke_worker import TOLERANCES, has_tokenizer
+
+WORKER = "advisor.smoke_worker"
 
 if TYPE_CHECKING:  # the planner and the prober are imported only where they are used
     from advisor.plan import PlanOption, PlanRequest, Recommendation
@@ -49,14 +49,6 @@ __all__ = [
 
 OptionLike = Any  # PlanOption | Mapping (a PlanOption dump or bare from_pretrained JSON) | (Candidate | str, Mapping)
 
-_SIGNALS = {
-    signal.SIGSEGV: "segmentation fault",
-    signal.SIGABRT: "aborted",
-    signal.SIGBUS: "bus error",
-    signal.SIGILL: "illegal instruction",
-    signal.SIGFPE: "floating-point exception",
-    signal.SIGKILL: "killed, most likely by the kernel's out-of-memory killer",
-}
 _SAFETENSORS_DTYPE_BYTES = {
     "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1, "U16": 2, "I16": 2, "F16": 2,
     "BF16": 2, "U32": 4, "I32": 4, "F32": 4, "U64": 8, "I64": 8, "F64": 8, "C64": 8,
@@ -305,84 +297,6 @@ def _auto_class(model: ModelSpec) -> str:
 # ------------------------------------------------------------------------------------ children
 
 
-def _child_env() -> dict[str, str]:
-    """This environment, plus the source tree on PYTHONPATH when the advisor runs from a checkout
-    (never site-packages: ahead of the standard library it could shadow it)."""
-    env = dict(os.environ)
-    root = Path(__file__).resolve().parent.parent
-    if root.name not in ("site-packages", "dist-packages"):
-        env["PYTHONPATH"] = str(root) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    env.setdefault("HF_HUB_OFFLINE", "1")  # a local folder needs no network; never hang on one
-    return env
-
-
-def _last_line(stderr: bytes) -> str:
-    """The child's last words on stderr, progress bars left out: often the reason for a crash."""
-    text = stderr.decode("utf-8", "replace").replace("\r", "\n")
-    lines = [line.strip() for line in text.splitlines() if line.strip() and "%|" not in line]
-    line = lines[-1] if lines else ""
-    return line if len(line) <= 300 else line[:297] + "..."
-
-
-def _signal_text(code: int) -> str:
-    try:
-        sig = signal.Signals(-code)
-    except ValueError:
-        return f"crashed with signal {-code}"
-    return f"crashed with signal {sig.value} ({sig.name}, {_SIGNALS.get(sig, 'signal')})"
-
-
-def _run_child(request: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """Run one worker; whatever happens to it comes back as a result dict with `ok` and `error`."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "advisor.smoke_worker"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=_child_env(),
-        start_new_session=True,  # its own process group: a timeout kills whatever it started too
-    )
-    try:
-        out, err = proc.communicate(json.dumps(request).encode(), timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        try:
-            proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:  # a grandchild that left the group still holds the pipes
-            pass
-        proc.wait()
-        return {"ok": False, "error": f"timed out after {timeout:g} s"}
-    except BaseException:
-        _kill_group(proc)
-        proc.wait()
-        raise
-    for line in reversed(out.decode("utf-8", "replace").splitlines()):
-        if line.startswith("{"):
-            try:
-                result = json.loads(line)
-            except json.JSONDecodeError:
-                break
-            if isinstance(result, dict) and "ok" in result:
-                return result
-    last = _last_line(err)
-    if proc.returncode < 0:
-        error = _signal_text(proc.returncode)
-    else:
-        error = f"exited with status {proc.returncode} without a result"
-    if "out of memory" in last.lower():
-        error = f"out of memory ({error})"
-    return {"ok": False, "error": f"{error}; last output: {last}" if last else error}
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the child's own process group (the child is its leader, so the group is still ours)."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        proc.kill()
-
-
 # ------------------------------------------------------------------------------------ the run
 
 
@@ -444,7 +358,7 @@ def run_smoke(
             ref_kwargs = _reference_kwargs(trials)
             wanted = str(Path(tmp) / "reference.pt")
             ref_request = {**base, "role": "reference", "from_pretrained": ref_kwargs, "reference_file": wanted}
-            result = _run_child(ref_request, timeout)
+            result = run_child(WORKER, ref_request, timeout)
             if result.get("ok"):
                 reference_file = wanted
                 reference = f"float32 / eager on {result.get('device')}; inputs: {result.get('inputs')}"
@@ -453,7 +367,7 @@ def run_smoke(
         for index, (label, kwargs) in enumerate(trials):
             request = {**base, "role": "attempt", "index": index, "from_pretrained": kwargs,
                        "reference_file": reference_file}
-            result = _run_child(request, timeout)
+            result = run_child(WORKER, request, timeout)
             if reference_file is None and result.get("inputs") and "inputs:" not in reference:
                 reference += f"; inputs: {result['inputs']}"
             attempts.append(_attempt(label, kwargs, result))

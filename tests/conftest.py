@@ -78,3 +78,19 @@ def tiny_t5(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     model = transformers.T5ForConditionalGeneration(config)
     return _save(tmp_path_factory.mktemp("tiny_t5"), model, None)
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Any:
+    """Run `advisor ARGV...` in-process: returns (exit code, stdout, stderr); usage errors included."""
+    from advisor.cli import main
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        try:
+            code = main(list(argv))
+        except SystemExit as exc:  # argparse usage errors
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

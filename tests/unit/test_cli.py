@@ -4,27 +4,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from advisor.cli import main
 from advisor.render import OutputFormat
 
 ENVS = Path(__file__).resolve().parents[1] / "fixtures" / "envs"
 T4 = ["--env", str(ENVS / "t4_bnb_fa2.json")]
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:  # argparse usage errors
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
-def test_doctor_json_names_versions_and_missing_libraries(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "doctor", "--format", "json", "--cpu")
+def test_doctor_json_names_versions_and_missing_libraries(cli: Any) -> None:
+    code, out, _ = cli("doctor", "--format", "json", "--cpu")
     data = json.loads(out)
     libs = data["environment"]["libraries"]
     assert libs["torch"]["installed"] and libs["torch"]["version"]
@@ -36,12 +29,12 @@ def test_doctor_json_names_versions_and_missing_libraries(capsys: pytest.Capture
     assert code == 0 and data["schema_version"] == 1
 
 
-def test_doctor_with_model_in_every_format(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_doctor_with_model_in_every_format(cli: Any, tmp_path: Path) -> None:
     for fmt in OutputFormat:
         if fmt is OutputFormat.PYTHON:
             continue
         out_file = tmp_path / f"report.{fmt.value}"
-        code, _, err = run(capsys, "doctor", "gpt2", *T4, "--format", fmt.value, "-o", str(out_file))
+        code, _, err = cli("doctor", "gpt2", *T4, "--format", fmt.value, "-o", str(out_file))
         assert code == 0, err
         text = out_file.read_text()
         assert "sdpa" in text
@@ -49,17 +42,17 @@ def test_doctor_with_model_in_every_format(capsys: pytest.CaptureFixture[str], t
     assert html.startswith("<!doctype html>") and "<script" not in html.split("</title>")[0]
 
 
-def test_html_is_autoescaped(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_html_is_autoescaped(cli: Any, tmp_path: Path) -> None:
     env = json.loads((ENVS / "cpu_only.json").read_text())
     env["host"]["cpu"] = "<script>alert(1)</script>"
     path = tmp_path / "env.json"
     path.write_text(json.dumps(env))
-    code, out, _ = run(capsys, "doctor", "--env", str(path), "--format", "html")
+    code, out, _ = cli("doctor", "--env", str(path), "--format", "html")
     assert "<script>alert(1)</script>" not in out and "&lt;script&gt;" in out
 
 
-def test_recommend_json_contract(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "recommend", "meta-llama/Llama-2-7b-hf", *T4, "--format", "json")
+def test_recommend_json_contract(cli: Any) -> None:
+    code, out, _ = cli("recommend", "meta-llama/Llama-2-7b-hf", *T4, "--format", "json")
     data = json.loads(out)
     assert code == 0
     assert {"from_pretrained", "memory", "alternatives", "rejected", "findings", "schema_version"} <= set(data)
@@ -69,29 +62,29 @@ def test_recommend_json_contract(capsys: pytest.CaptureFixture[str]) -> None:
     assert "flash_attention_2" in {r["option"] for r in data["rejected"]}
 
 
-def test_recommend_python_format_is_runnable_source(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "recommend", "gpt2", "--cpu", "--format", "python")
+def test_recommend_python_format_is_runnable_source(cli: Any) -> None:
+    code, out, _ = cli("recommend", "gpt2", "--cpu", "--format", "python")
     assert code == 0
     compile(out, "plan.py", "exec")
 
 
-def test_recommend_exit_1_when_nothing_is_viable(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "recommend", "meta-llama/Llama-2-70b-hf", "--env", str(ENVS / "t4_plain.json"))
+def test_recommend_exit_1_when_nothing_is_viable(cli: Any) -> None:
+    code, out, _ = cli("recommend", "meta-llama/Llama-2-70b-hf", "--env", str(ENVS / "t4_plain.json"))
     assert code == 1 and "MEM001" in out and "QUANT001" in out
 
 
-def test_check_contract_and_exit_codes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code, out, _ = run(capsys, "check", "gpt2", *T4, "--attn", "flash_attention_2", "--dtype", "float16", "--format", "json")
+def test_check_contract_and_exit_codes(cli: Any, tmp_path: Path) -> None:
+    code, out, _ = cli("check", "gpt2", *T4, "--attn", "flash_attention_2", "--dtype", "float16", "--format", "json")
     data = json.loads(out)
     assert code == 1 and data["ok"] is False and set(data) >= {"ok", "failures", "warnings"}
     assert [f["code"] for f in data["failures"]] == ["ATTN005"]
-    code, out, _ = run(capsys, "check", "gpt2", *T4, "--attn", "sdpa", "--dtype", "float16", "--format", "json")
+    code, out, _ = cli("check", "gpt2", *T4, "--attn", "sdpa", "--dtype", "float16", "--format", "json")
     assert code == 0 and json.loads(out)["ok"] is True
     # a recommend JSON is a valid --config
-    code, out, _ = run(capsys, "recommend", "gpt2", *T4, "--format", "json")
+    code, out, _ = cli("recommend", "gpt2", *T4, "--format", "json")
     config = tmp_path / "plan.json"
     config.write_text(out)
-    code, out, _ = run(capsys, "check", "gpt2", *T4, "--config", str(config), "--format", "json")
+    code, out, _ = cli("check", "gpt2", *T4, "--config", str(config), "--format", "json")
     assert code == 0, out
 
 
@@ -109,37 +102,37 @@ def test_check_contract_and_exit_codes(capsys: pytest.CaptureFixture[str], tmp_p
         (["check", "gpt2", "--cpu", "--config", "/no/such.json"], "does not exist"),
     ],
 )
-def test_bad_input_is_one_line_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
-    code, _, err = run(capsys, *argv)
+def test_bad_input_is_one_line_exit_2(cli: Any, argv: list[str], message: str) -> None:
+    code, _, err = cli(*argv)
     assert code == 2
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
 
 
-def test_remote_code_needs_consent(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_remote_code_needs_consent(cli: Any, tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "my_custom_llm", "auto_map": {"AutoModel": "modeling_x.M"}}))
     (tmp_path / "modeling_x.py").write_text("raise SystemExit('executed!')\n")
-    code, _, err = run(capsys, "recommend", str(tmp_path), "--cpu")
+    code, _, err = cli("recommend", str(tmp_path), "--cpu")
     assert code == 2 and "--trust-remote-code" in err
 
 
-def test_failed_run_leaves_existing_output_untouched(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_failed_run_leaves_existing_output_untouched(cli: Any, tmp_path: Path) -> None:
     out = tmp_path / "report.json"
     out.write_text("previous report")
-    code, _, _ = run(capsys, "recommend", "gpt2", "--gpu", "NoSuchGPU", "-o", str(out))
+    code, _, _ = cli("recommend", "gpt2", "--gpu", "NoSuchGPU", "-o", str(out))
     assert code == 2 and out.read_text() == "previous report"
     assert list(tmp_path.iterdir()) == [out]
 
 
-def test_probe_writes_a_reloadable_snapshot(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_probe_writes_a_reloadable_snapshot(cli: Any, tmp_path: Path) -> None:
     snap = tmp_path / "snap.json"
-    code, _, _ = run(capsys, "probe", "--format", "json", "-o", str(snap), "--no-import-check")
+    code, _, _ = cli("probe", "--format", "json", "-o", str(snap), "--no-import-check")
     assert code == 0
-    code, out, _ = run(capsys, "recommend", "gpt2", "--env", str(snap), "--format", "json")
+    code, out, _ = cli("recommend", "gpt2", "--env", str(snap), "--format", "json")
     assert code == 0 and json.loads(out)["ok"] is True
 
 
-def test_matrix_json_shape(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "matrix", "--format", "json")
+def test_matrix_json_shape(cli: Any) -> None:
+    code, out, _ = cli("matrix", "--format", "json")
     data = json.loads(out)
     assert code == 0 and data["transformers"]
     row = next(a for a in data["architectures"] if a["model_type"] == "llama")

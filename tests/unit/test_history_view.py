@@ -9,25 +9,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from advisor.cli import main
 from advisor.errors import UsageError
 from advisor.history_view import FullMatrix, ImplHistory, full_matrix, gpu_generations, history_report
 from advisor.knowledge import load_knowledge
 from advisor.knowledge.history import HISTORY_IMPLS, load_history
 from advisor.render import OutputFormat, render
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _impls(model_type: str) -> dict[str, ImplHistory]:
@@ -223,8 +214,8 @@ def test_markdown_and_text_render(matrix: FullMatrix) -> None:
 # -- CLI -------------------------------------------------------------------------------------------
 
 
-def test_cli_history_json(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "matrix", "--history", "gpt2", "--format", "json")
+def test_cli_history_json(cli: Any) -> None:
+    code, out, err = cli("matrix", "--history", "gpt2", "--format", "json")
     assert code == 0, err
     data = json.loads(out)
     first = {i["impl"]: i["first_release"] for i in data["implementations"]}
@@ -232,19 +223,19 @@ def test_cli_history_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["text", "markdown", "html"])
-def test_cli_history_formats(capsys: pytest.CaptureFixture[str], fmt: str) -> None:
-    code, out, err = run(capsys, "matrix", "--history", "bert", "--format", fmt)
+def test_cli_history_formats(cli: Any, fmt: str) -> None:
+    code, out, err = cli("matrix", "--history", "bert", "--format", fmt)
     assert code == 0, err
     assert "4.41.2" in out and "BertModel" in out
 
 
-def test_cli_history_unknown_is_one_line_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "matrix", "--history", "gpt3")
+def test_cli_history_unknown_is_one_line_exit_2(cli: Any) -> None:
+    code, out, err = cli("matrix", "--history", "gpt3")
     assert code == 2 and out == "" and err.count("\n") == 1 and "gpt2" in err
 
 
-def test_cli_past_release_json(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "matrix", "--transformers", "4.40.2", "--format", "json")
+def test_cli_past_release_json(cli: Any) -> None:
+    code, out, err = cli("matrix", "--transformers", "4.40.2", "--format", "json")
     assert code == 0, err
     data = json.loads(out)
     rows = {a["model_type"]: a for a in data["architectures"]}
@@ -252,9 +243,9 @@ def test_cli_past_release_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert rows["gpt2"]["flash_attention_2"] and not rows["gpt2"]["sdpa"]
 
 
-def test_cli_full_html(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_cli_full_html(cli: Any, tmp_path: Path) -> None:
     page = tmp_path / "index.html"
-    code, _, err = run(capsys, "matrix", "--full", "--format", "html", "-o", str(page))
+    code, _, err = cli("matrix", "--full", "--format", "html", "-o", str(page))
     assert code == 0, err
     html = page.read_text(encoding="utf-8")
     assert html.startswith("<!doctype html>") and 'id="reason"' in html and 'id="search"' in html
@@ -262,15 +253,15 @@ def test_cli_full_html(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> No
     assert len(html) < 250_000
 
 
-def test_cli_full_json(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "matrix", "--full", "--transformers", "4.42.4", "--format", "json")
+def test_cli_full_json(cli: Any) -> None:
+    code, out, err = cli("matrix", "--full", "--transformers", "4.42.4", "--format", "json")
     assert code == 0, err
     data = json.loads(out)
     assert data["transformers"] == "4.42.4" and data["schema_version"] == 1
 
 
-def test_history_and_full_together_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(capsys, "matrix", "--history", "gpt2", "--full")
+def test_history_and_full_together_is_a_usage_error(cli: Any) -> None:
+    code, _, err = cli("matrix", "--history", "gpt2", "--full")
     assert code == 2 and "different views" in err
 
 

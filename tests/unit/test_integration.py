@@ -5,20 +5,11 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from advisor.cli import main
 from advisor.model import resolve_model
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_hub_id_resolves_from_the_local_hf_cache(tiny_llama: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -31,16 +22,16 @@ def test_hub_id_resolves_from_the_local_hf_cache(tiny_llama: Path, tmp_path: Pat
     assert spec.source == "hf-cache" and spec.has_weights and spec.path == str(snapshot)
 
 
-def test_doctor_smoke_adds_the_smoke_result(capsys: pytest.CaptureFixture[str], tiny_bert: Path) -> None:
-    code, out, err = run(capsys, "doctor", str(tiny_bert), "--cpu", "--smoke", "--format", "json")
+def test_doctor_smoke_adds_the_smoke_result(cli: Any, tiny_bert: Path) -> None:
+    code, out, err = cli("doctor", str(tiny_bert), "--cpu", "--smoke", "--format", "json")
     data = json.loads(out)
     assert code == 0, err
     assert data["smoke"]["ok"] is True and data["smoke"]["attempts"][0]["latency_ms"] > 0
     assert any(s["title"] == "Smoke test" for s in data["sections"])
 
 
-def test_smoke_cli_passes_on_a_tiny_decoder(capsys: pytest.CaptureFixture[str], tiny_llama: Path) -> None:
-    code, out, err = run(capsys, "smoke", str(tiny_llama), "--cpu", "--attn", "sdpa", "--dtype", "float32",
+def test_smoke_cli_passes_on_a_tiny_decoder(cli: Any, tiny_llama: Path) -> None:
+    code, out, err = cli("smoke", str(tiny_llama), "--cpu", "--attn", "sdpa", "--dtype", "float32",
                          "--generate", "2", "--format", "json")
     data = json.loads(out)
     assert code == 0, err
@@ -50,16 +41,16 @@ def test_smoke_cli_passes_on_a_tiny_decoder(capsys: pytest.CaptureFixture[str], 
     assert attempt["tokens_per_second"] > 0
 
 
-def test_smoke_cli_refuses_a_folder_without_weights(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_smoke_cli_refuses_a_folder_without_weights(cli: Any, tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", "architectures": ["LlamaForCausalLM"],
                                                       "hidden_size": 64, "num_attention_heads": 4,
                                                       "num_hidden_layers": 1, "vocab_size": 100}))
-    code, _, err = run(capsys, "smoke", str(tmp_path), "--cpu")
+    code, _, err = cli("smoke", str(tmp_path), "--cpu")
     assert code == 2 and err.count("\n") == 1 and "weights" in err
 
 
-def test_bench_marks_the_advisor_choice(capsys: pytest.CaptureFixture[str], tiny_llama: Path) -> None:
-    code, out, err = run(capsys, "bench", str(tiny_llama), "--cpu", "--workload", "decode", "--seq-len", "8",
+def test_bench_marks_the_advisor_choice(cli: Any, tiny_llama: Path) -> None:
+    code, out, err = cli("bench", str(tiny_llama), "--cpu", "--workload", "decode", "--seq-len", "8",
                          "--new-tokens", "3", "--repeats", "1", "--attn", "sdpa", "--format", "json")
     data = json.loads(out)
     assert code == 0, err
