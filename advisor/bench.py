@@ -16,7 +16,7 @@ from advisor.errors import UsageError
 from advisor.facts import SCHEMA_VERSION, Environment
 from advisor.isolation import run_child
 from advisor.model import ModelSpec
-from advisor.plan import PlanRequest, _auto_class, make_plan
+from advisor.plan import PlanRequest, auto_class_name, make_plan
 from advisor.rules.base import Candidate
 
 __all__ = ["WORKLOADS", "Workload", "BenchRow", "BenchReport", "run_bench"]
@@ -108,14 +108,16 @@ def run_bench(
                 continue
             kwargs, predicted = options.setdefault(option.label, (option.from_pretrained, {}))
             predicted[w.name] = option.memory.peak_allocated_bytes
-    trials = [(label, kwargs, predicted, None) for label, (kwargs, predicted) in options.items()]
+    trials: list[tuple[str, dict[str, Any], dict[str, int], str | None]] = [
+        (label, kwargs, predicted, None) for label, (kwargs, predicted) in options.items()
+    ]
     trials += [(f"baseline: {name}", kwargs, {}, name) for name, kwargs in (baselines or {}).items()]
     raw: list[dict[str, Any]] = []
     for i, (label, kwargs, _, _) in enumerate(trials):
         if progress:
             progress(i, len(trials), label)
         raw.append(run_child("advisor.bench_worker", {
-            "path": model.path, "auto_class": _auto_class(model), "from_pretrained": kwargs,
+            "path": model.path, "auto_class": auto_class_name(model), "from_pretrained": kwargs,
             "generative": model.generative, "repeats": repeats,
             "workloads": {w.name: w.model_dump() for w in workloads},
         }, timeout))
@@ -124,7 +126,8 @@ def run_bench(
     device = env.gpu_list[0].name if env.gpu_list else "CPU"
     reports = []
     for w in workloads:
-        chosen = plans[w.name].chosen.label if plans[w.name].chosen else None
+        plan_choice = plans[w.name].chosen
+        chosen = plan_choice.label if plan_choice is not None else None
         rows = []
         for (label, kwargs, predicted, baseline), result in zip(trials, raw):
             measured = (result.get("workloads") or {}).get(w.name, {})

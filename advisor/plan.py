@@ -211,7 +211,7 @@ def _tokenizer_advice(model: ModelSpec, batch: int) -> dict[str, Any]:
     return {}
 
 
-def _auto_class(model: ModelSpec) -> str:
+def auto_class_name(model: ModelSpec) -> str:
     arch = model.architecture or ""
     if arch.endswith(("ForCausalLM", "LMHeadModel")):
         return "AutoModelForCausalLM"
@@ -247,7 +247,7 @@ def _onnxruntime_advice(ctx: Context, model: ModelSpec) -> dict[str, Any]:
     if ctx.gpus and not gpu_providers and providers:
         reasons.append(f"onnxruntime has no GPU execution provider (available: {', '.join(providers)}); install onnxruntime-gpu")
     provider = gpu_providers[0] if gpu_providers else "CPUExecutionProvider"
-    auto = _auto_class(model).replace("AutoModel", "ORTModel")
+    auto = auto_class_name(model).replace("AutoModel", "ORTModel")
     return {
         "available": not reasons,
         "reasons": reasons,
@@ -284,7 +284,7 @@ def make_plan(
     python = None
     if chosen is not None:
         python = python_snippet(
-            model_name=model.path or model.name, auto_class=_auto_class(model), kwargs=chosen.from_pretrained,
+            model_name=model.path or model.name, auto_class=auto_class_name(model), kwargs=chosen.from_pretrained,
             tokenizer=tokenizer, generative=model.generative,
         )
     findings = env_findings + (chosen.findings if chosen else [])

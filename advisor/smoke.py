@@ -25,6 +25,7 @@ from advisor.errors import AdvisorError, NoViablePlanError, SmokeTestError, Usag
 from advisor.facts import SCHEMA_VERSION, Environment
 from advisor.isolation import run_child
 from advisor.model import WEIGHT_FILES, ModelSpec
+from advisor.plan import auto_class_name
 from advisor.rules.base import Candidate
 from advisor.smoke_worker import TOLERANCES, has_tokenizer
 
@@ -287,13 +288,6 @@ def plan_options(plan: Recommendation) -> list[PlanOption]:
     return ([plan.chosen] if plan.chosen is not None else []) + list(plan.alternatives)
 
 
-def _auto_class(model: ModelSpec) -> str:
-    """The same Auto class as the emitted snippet, so the smoke test proves what the user will run."""
-    from advisor.plan import _auto_class as plan_auto_class
-
-    return plan_auto_class(model)
-
-
 # ------------------------------------------------------------------------------------ children
 
 
@@ -336,7 +330,7 @@ def run_smoke(
         raise SmokeTestError(f"no configuration to smoke-test for {model.name}")
     if batch < 1 or seq_len < 2 or generate_tokens < 0 or timeout <= 0:
         raise UsageError("the smoke test needs batch >= 1, seq_len >= 2, generate >= 0 and timeout > 0")
-    auto_class = _auto_class(model)
+    auto_class = auto_class_name(model)
     if auto_class == "AutoModelForSpeechSeq2Seq":
         raise SmokeTestError(f"{model.name} takes audio features; the smoke test only feeds token ids")
     base: dict[str, Any] = {
@@ -395,7 +389,7 @@ def _load_here(model: ModelSpec, config: dict[str, Any]) -> tuple[Any, Any | Non
     kwargs = to_kwargs(config)
     if model.trust_remote_code:
         kwargs["trust_remote_code"] = True
-    loaded = getattr(transformers, _auto_class(model)).from_pretrained(model.path, **kwargs)
+    loaded = getattr(transformers, auto_class_name(model)).from_pretrained(model.path, **kwargs)
     loaded.eval()
     tokenizer = None
     if has_tokenizer(str(model.path)):

@@ -32,9 +32,12 @@ def _from_installed(model: ModelSpec) -> dict[str, bool] | None:
         from transformers.models.auto import modeling_auto
     except ImportError:
         return None
-    names = [model.architecture] if model.architecture else []
+    names: list[str] = [model.architecture] if model.architecture else []
     base = modeling_auto.MODEL_MAPPING_NAMES.get(model.model_type)
-    names += list(base) if isinstance(base, (list, tuple)) else [base] if base else []
+    if isinstance(base, (list, tuple)):
+        names.extend(base)
+    elif base:
+        names.append(base)
     for name in names:
         try:
             cls = getattr(transformers, name)
