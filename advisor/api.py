@@ -228,7 +228,13 @@ def matrix(transformers_version: str | None = None, *, refresh: bool = False) ->
     if transformers_version is not None:
         from advisor.knowledge.history import load_history
 
-        return load_history().table_at(transformers_version)
+        history = load_history()
+        try:
+            return history.table_at(transformers_version)
+        except ValueError as exc:
+            raise UsageError(
+                f"--transformers {transformers_version}: {exc}; stored releases: {history.releases[0]} to {history.releases[-1]}"
+            ) from None
     if table is None:
         raise UsageError("transformers is not installed and no attention table is shipped")
     return table

@@ -205,7 +205,7 @@ def _rejections(failed: list[Evaluation]) -> list[Rejection]:
     return list(merged.values())
 
 
-def _tokenizer_advice(model: ModelSpec, batch: int) -> dict[str, Any]:
+def _tokenizer_advice(model: ModelSpec) -> dict[str, Any]:
     if model.generative and not model.is_encoder_decoder:
         return {"padding_side": "left"}
     return {}
@@ -280,7 +280,7 @@ def make_plan(
         for e in viable
     ]
     chosen = options[0] if options else None
-    tokenizer = _tokenizer_advice(model, request.batch)
+    tokenizer = _tokenizer_advice(model)
     python = None
     if chosen is not None:
         python = python_snippet(

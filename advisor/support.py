@@ -37,7 +37,7 @@ def _from_installed(model: ModelSpec) -> dict[str, bool] | None:
     if isinstance(base, (list, tuple)):
         names.extend(base)
     elif base:
-        names.append(base)
+        names.append(str(base))
     for name in names:
         try:
             cls = getattr(transformers, name)

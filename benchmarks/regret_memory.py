@@ -1,7 +1,8 @@
 """Regret and memory-prediction benchmarks on this machine's GPU; writes Markdown and JSON to an output folder.
 
 Usage: python benchmarks/regret_memory.py OUT_DIR [--repeats 2] [--timeout 120]
-Models (random weights, realistic shapes, built with benchmarks/make_model.py): Llama-3.2-1B and BERT-base.
+Models (random weights, realistic shapes, built with benchmarks/make_model.py): Llama-3.2-1B, Llama-3-8B and
+BERT-base.
 For the 1B decoder: the three workloads of docs/benchmarks (batch-1 decode with a short prompt, batch-1 with a
 4096-token prompt, batch-16 decode with mixed prompt lengths and padding), every unquantized candidate, the
 SDPA bf16 8-bit and 4-bit candidates, and two baselines: a bare from_pretrained on the GPU (transformers'
@@ -35,7 +36,7 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=120)
-    parser.add_argument("--models", nargs="*", default=["llama-3.2-1b", "bert-base"])
+    parser.add_argument("--models", nargs="*", default=["llama-3.2-1b", "llama-3-8b", "bert-base"])
     parser.add_argument("--quick", action="store_true",
                         help="1B: only sdpa/eager bf16, sdpa fp16/fp32 and the 8-bit/4-bit SDPA candidates (no flex)")
     args = parser.parse_args()
@@ -45,6 +46,8 @@ def main() -> None:
         ("llama-3.2-1b", "meta-llama/Llama-3.2-1B", [WORKLOADS["decode"], WORKLOADS["prefill"], WORKLOADS["batch"]],
          lambda c: c.quantization == "none" and (c.attn != "flex_attention" or c.dtype == "bfloat16")
          or (c.attn == "sdpa" and c.dtype == "bfloat16")),
+        ("llama-3-8b", "meta-llama/Meta-Llama-3-8B", [WORKLOADS["decode"], WORKLOADS["prefill"], WORKLOADS["batch"]],
+         lambda c: c.attn in ("sdpa", "eager") and (c.quantization == "none" or c.dtype == "bfloat16")),
         ("bert-base", "google-bert/bert-base-uncased", [Workload(name="prefill", batch=32, prompt=128, new_tokens=0)],
          lambda c: c.quantization == "none" and c.attn != "flex_attention"),
     ]
