@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from advisor.errors import UsageError
 from advisor.facts import SCHEMA_VERSION, Environment
-from advisor.isolation import run_child
+from advisor.isolation import Trial, run_child
 from advisor.model import ModelSpec
 from advisor.plan import PlanRequest, auto_class_name, make_plan
 from advisor.rules.base import Candidate
@@ -43,14 +43,7 @@ WORKLOADS = {
 }
 
 
-class BenchRow(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    label: str
-    from_pretrained: dict[str, Any]
-    ok: bool
-    error: str | None = None
-    load_seconds: float | None = None
+class BenchRow(Trial):
     prefill_tokens_per_second: float | None = None
     decode_tokens_per_second: float | None = None
     ttft_ms: float | None = None

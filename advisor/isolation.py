@@ -15,7 +15,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["run_child"]
+from pydantic import BaseModel, ConfigDict
+
+__all__ = ["run_child", "Trial"]
+
+
+class Trial(BaseModel):
+    """What every configuration run in a child reports, whatever it measured besides."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label: str
+    from_pretrained: dict[str, Any]
+    ok: bool
+    error: str | None = None
+    load_seconds: float | None = None
 
 _SIGNALS = {
     signal.SIGSEGV: "segmentation fault",

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from advisor.errors import AdvisorError, NoViablePlanError, SmokeTestError, UsageError
 from advisor.facts import SCHEMA_VERSION, Environment
-from advisor.isolation import run_child
+from advisor.isolation import Trial, run_child
 from advisor.model import WEIGHT_FILES, ModelSpec
 from advisor.plan import auto_class_name
 from advisor.rules.base import Candidate
@@ -56,16 +56,9 @@ _SAFETENSORS_DTYPE_BYTES = {
 }
 
 
-class Attempt(BaseModel):
+class Attempt(Trial):
     """One configuration tried in a child: what was passed, whether it worked, and what it measured."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    label: str
-    from_pretrained: dict[str, Any]
-    ok: bool
-    error: str | None = None
-    load_seconds: float | None = None
     latency_ms: float | None = None
     tokens_per_second: float | None = None
     generated_tokens: int | None = None
