@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU session whose outputs are committed under docs/: run on the device machine from the repo root.
-# Needs the wheels named in docs/gpu-session.md carried in .whl/ (pydantic and bitsandbytes are not in the image).
+# Needs wheels carried in .whl/ (see docs/gpu/README.md): pydantic and bitsandbytes are not in the image.
 set -uo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
