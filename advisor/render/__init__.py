@@ -29,6 +29,7 @@ _JINJA = Jinja(
     undefined=StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,
+    keep_trailing_newline=True,
 )
 
 

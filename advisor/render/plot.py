@@ -26,7 +26,8 @@ def bench_plot(report: Any, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(9, 0.4 * len(rows) + 1.5))
     ax.barh([r.label for r in rows], values, color=colors)
     ax.set_xlabel(report.metric.replace("_", " "))
-    ax.set_title(f"{report.model} on {report.device}: {report.workload.name} (green: advisor's choice)")
+    ax.set_title(f"{report.model}\n{report.device}, {report.workload.name} workload (green: the advisor's choice)",
+                 fontsize=10)
     ax.invert_yaxis()
     fig.tight_layout()
     buffer = io.BytesIO()

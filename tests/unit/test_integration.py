@@ -49,9 +49,11 @@ def test_smoke_cli_refuses_a_folder_without_weights(cli: Any, tmp_path: Path) ->
     assert code == 2 and err.count("\n") == 1 and "weights" in err
 
 
-def test_bench_marks_the_advisor_choice(cli: Any, tiny_llama: Path) -> None:
+def test_bench_marks_the_advisor_choice(cli: Any, tiny_llama: Path, tmp_path: Path) -> None:
+    plot = tmp_path / "bench.png"
     code, out, err = cli("bench", str(tiny_llama), "--cpu", "--workload", "decode", "--seq-len", "8",
-                         "--new-tokens", "3", "--repeats", "1", "--attn", "sdpa", "--format", "json")
+                         "--new-tokens", "3", "--repeats", "1", "--attn", "sdpa", "--format", "json",
+                         "--plot", str(plot))
     data = json.loads(out)
     assert code == 0, err
     ok = [r for r in data["rows"] if r["ok"]]
@@ -59,3 +61,4 @@ def test_bench_marks_the_advisor_choice(cli: Any, tiny_llama: Path) -> None:
     assert data["best"] in {r["label"] for r in ok}
     assert 0 < data["regret"] <= 1.0
     assert all(r["decode_tokens_per_second"] > 0 for r in ok)
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
