@@ -214,28 +214,12 @@ def doctor(
 
 
 def matrix(transformers_version: str | None = None, *, refresh: bool = False) -> AttentionSupportTable:
-    """Attention support per architecture: the installed transformers (shipped table when it matches)."""
-    from advisor.support import installed_transformers, nearest_table
+    """Attention support per architecture for a release (default: the installed transformers)."""
+    from advisor.support import table_for
 
-    knowledge = load_knowledge()
-    here = installed_transformers()
-    wanted = transformers_version or here
-    table = nearest_table(knowledge, wanted)
-    if transformers_version is None and here is not None and (refresh or table is None or table.transformers != here):
-        from advisor.knowledge.introspect import read_attention_support
+    if transformers_version is None and refresh is False:
+        from advisor.support import installed_transformers
 
-        return AttentionSupportTable.model_validate(read_attention_support())
-    if transformers_version is not None:
-        from advisor.knowledge.history import load_history
-
-        history = load_history()
-        try:
-            return history.table_at(transformers_version)
-        except ValueError as exc:
-            raise UsageError(
-                f"--transformers {transformers_version}: {exc}; stored releases: {history.releases[0]} to {history.releases[-1]}"
-            ) from None
-    if table is None:
-        raise UsageError("transformers is not installed and no attention table is shipped")
-    return table
-
+        if installed_transformers() is None:
+            raise UsageError("transformers is not installed here: name a release with --transformers VERSION")
+    return table_for(transformers_version, load_knowledge(), refresh=refresh)[0]

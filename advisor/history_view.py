@@ -19,7 +19,8 @@ from advisor.errors import UsageError
 from advisor.facts import ComputeCapability
 from advisor.knowledge import Knowledge, load_knowledge
 from advisor.knowledge.history import HISTORY_IMPLS, AttentionHistory, first_support, load_history
-from advisor.knowledge.schema import ATTENTION_IMPLS, AttentionRequirement, AttentionSupportTable
+from advisor.knowledge.schema import ATTENTION_IMPLS, AttentionRequirement
+from advisor.support import table_for
 
 __all__ = [
     "DTYPES",
@@ -532,30 +533,10 @@ def _key(version: str) -> Version:
         raise UsageError(f"not a transformers version: {version!r}") from None
 
 
-def _support_table(knowledge: Knowledge, version: str | None) -> tuple[AttentionSupportTable, str]:
-    """The shipped table when it is for exactly the wanted release, else the history's release for it."""
-    from advisor.support import installed_transformers, nearest_table
-
-    wanted = version or installed_transformers()
-    table = nearest_table(knowledge, wanted)
-    if table is not None and (wanted is None or _key(table.transformers) == _key(wanted)):
-        return table, f"data/attention/transformers-{table.transformers}.json ({table.generated_by})"
-    history = load_history()
-    if wanted is None:
-        wanted = history.releases[-1]
-    try:
-        at = history.support_at(wanted)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    asked = version or f"the installed transformers {wanted}"
-    where = f"data/attention_history.json: release {at.release} ({at.match.replace('_', ' ')} for {asked})"
-    return history.table_at(wanted), where
-
-
 def full_matrix(version: str | None = None) -> FullMatrix:
     """The matrix for `version` (default: the installed transformers, else the newest stored release)."""
     knowledge = load_knowledge()
-    table, where = _support_table(knowledge, version)
+    table, where = table_for(version, knowledge)
     generations = gpu_generations(knowledge)
     impls = [i for i in ATTENTION_IMPLS if knowledge.attention_requirement(i) is not None]
     hardware = []

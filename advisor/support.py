@@ -10,13 +10,14 @@ from importlib import metadata
 
 from packaging.version import InvalidVersion, Version
 
+from advisor.errors import UsageError
 from advisor.facts import Environment
 from advisor.knowledge import Knowledge
 from advisor.knowledge.introspect import class_support
 from advisor.knowledge.schema import AttentionSupportTable
 from advisor.model import ModelSpec
 
-__all__ = ["attention_support", "installed_transformers", "nearest_table"]
+__all__ = ["attention_support", "installed_transformers", "nearest_table", "table_for"]
 
 
 def installed_transformers() -> str | None:
@@ -111,3 +112,37 @@ def _from_history(model: ModelSpec, target: str | None) -> tuple[dict[str, bool]
     if row is None:
         return None
     return dict(row), f"transformers {at.release} (shipped history table)"
+
+
+def _release_key(version: str) -> Version:
+    try:
+        return Version(version)
+    except InvalidVersion:
+        raise UsageError(f"not a transformers version: {version!r}") from None
+
+
+def table_for(
+    version: str | None, knowledge: Knowledge, *, refresh: bool = False
+) -> tuple[AttentionSupportTable, str]:
+    """Attention support of one release and where it came from: the shipped table for exactly that release,
+    the installed classes (exact, ~25 s to import them all), or the per-release history."""
+    here = installed_transformers()
+    wanted = version or here
+    if wanted is not None and not refresh:
+        table = nearest_table(knowledge, wanted)
+        if table is not None and _release_key(table.transformers) == _release_key(wanted):
+            return table, f"data/attention/transformers-{table.transformers}.json ({table.generated_by})"
+    if here is not None and (version is None or _release_key(version) == _release_key(here)):
+        from advisor.knowledge.introspect import read_attention_support
+
+        return AttentionSupportTable.model_validate(read_attention_support()), f"transformers {here} (installed)"
+    from advisor.knowledge.history import load_history
+
+    history = load_history()
+    wanted = wanted or history.releases[-1]
+    try:
+        at = history.support_at(wanted)
+    except ValueError as exc:
+        raise UsageError(f"{exc}; stored releases: {history.releases[0]} to {history.releases[-1]}") from None
+    where = f"data/attention_history.json: release {at.release} ({at.match.replace('_', ' ')} for {wanted})"
+    return history.table_at(wanted), where

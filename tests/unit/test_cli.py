@@ -101,7 +101,7 @@ def test_check_contract_and_exit_codes(cli: Any, tmp_path: Path) -> None:
         (["doctor", "--cpu", "-o", "/no/such/dir/report.txt"], "does not exist"),
         (["check", "gpt2", "--cpu", "--config", "/no/such.json"], "does not exist"),
         (["matrix", "--transformers", "3.0.0"], "older than the first stored release"),
-        (["matrix", "--transformers", "abc"], "not a version"),
+        (["matrix", "--transformers", "abc"], "not a transformers version"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(cli: Any, argv: list[str], message: str) -> None:
