@@ -87,13 +87,6 @@ class Knowledge:
                 return row
         raise UnknownGpuError(name, [row.name for row in self.gpus.rows])
 
-    def gpu_for_product(self, product_name: str) -> GpuRow | None:
-        """The row whose name or alias matches an NVML/ROCm product name, if any."""
-        try:
-            return self.gpu(product_name)
-        except UnknownGpuError:
-            return None
-
     # -- dtypes -------------------------------------------------------------
     def dtype_support(self, cc: ComputeCapability | None = None, gfx_arch: str | None = None) -> DtypeSupport:
         """Native dtype support: the highest capability row at or below `cc`."""
@@ -137,12 +130,6 @@ class Knowledge:
         ]
 
     # -- libraries ---------------------------------------------------------------
-    def constraint(self, code: str) -> VersionConstraint:
-        for row in self.libraries.rows:
-            if row.code == code:
-                return row
-        raise DataTableError(str(self.root / "libraries.json"), f"no constraint {code!r}")
-
     def constraints_for(self, library: str, versions: dict[str, str | None]) -> list[VersionConstraint]:
         """Constraints on `library` that apply given the other libraries' versions."""
         return [

@@ -34,8 +34,8 @@ def test_required_gpus_are_in_the_table(name: str) -> None:
 
 def test_nvml_product_names_map_to_rows() -> None:
     k = load_knowledge()
-    assert k.gpu_for_product("NVIDIA H100 80GB HBM3").name == "H100"  # type: ignore[union-attr]
-    assert k.gpu_for_product("Tesla T4").name == "T4"  # type: ignore[union-attr]
+    assert k.gpu("NVIDIA H100 80GB HBM3").name == "H100"
+    assert k.gpu("Tesla T4").name == "T4"
 
 
 @pytest.mark.parametrize(
