@@ -206,10 +206,9 @@ def doctor(
         findings = run_environment_rules(Context(env=env, knowledge=knowledge))
     smoke_report = None
     if smoke and recommendation is not None:
-        from advisor.smoke import run_smoke
+        from advisor.smoke import plan_options, run_smoke
 
-        smoke_report = run_smoke(recommendation.model, [recommendation.chosen, *recommendation.alternatives]
-                                 if recommendation.chosen else [], all_candidates=False).model_dump(mode="json")
+        smoke_report = run_smoke(recommendation.model, plan_options(recommendation)).model_dump(mode="json")
     return build_report(env, findings, recommendation, smoke_report)
 
 

@@ -17,7 +17,16 @@ from packaging.version import InvalidVersion, Version
 from pydantic import ValidationError
 
 from advisor.errors import EnvironmentFileError, UsageError
-from advisor.facts import SCHEMA_VERSION, Environment, GpuInfo, LibraryInfo, TorchInfo, Unavailable
+from advisor.facts import (
+    SCHEMA_VERSION,
+    ComputeCapability,
+    Environment,
+    GpuInfo,
+    LibraryInfo,
+    TorchInfo,
+    Unavailable,
+    known,
+)
 from advisor.fileio import write_atomic
 from advisor.knowledge import Knowledge, load_knowledge
 from advisor.knowledge.schema import GpuRow
@@ -73,9 +82,11 @@ def save_environment(env: Environment, path: Path) -> None:
     write_atomic(path, env.model_dump_json(indent=1) + "\n")
 
 
-def _gpu_from_row(index: int, row: GpuRow, knowledge: Knowledge) -> GpuInfo:
-    from advisor.facts import ComputeCapability
+def _capabilities(gpus: Sequence[GpuInfo]) -> list[ComputeCapability]:
+    return [cc for g in gpus if (cc := known(g.compute_capability)) is not None]
 
+
+def _gpu_from_row(index: int, row: GpuRow, knowledge: Knowledge) -> GpuInfo:
     cc = ComputeCapability.parse(row.compute_capability) if row.compute_capability else None
     memory = row.memory_mib * 1024 * 1024
     return GpuInfo(
@@ -98,7 +109,7 @@ def _synthetic_torch(version: str | None, gpus: Sequence[GpuInfo]) -> TorchInfo 
     amd = any(g.vendor == "amd" for g in gpus)
     cuda = None if not gpus or amd else "assumed"
     hip = "assumed" if amd else None
-    ccs = [g.compute_capability for g in gpus if g.compute_capability is not None and not isinstance(g.compute_capability, Unavailable)]
+    ccs = _capabilities(gpus)
     return TorchInfo(
         version=version,
         cuda=cuda,
@@ -174,7 +185,7 @@ def _apply_overrides(env: Environment, assume: Sequence[str], without: Sequence[
 def _retarget_torch(env: Environment, version: str) -> TorchInfo:
     current = env.torch if isinstance(env.torch, TorchInfo) else _synthetic_torch(version, env.gpu_list)
     assert isinstance(current, TorchInfo)
-    ccs = [cc for g in env.gpu_list if (cc := g.compute_capability) is not None and not isinstance(cc, Unavailable)]
+    ccs = _capabilities(env.gpu_list)
     cuda = current.cuda or ("assumed" if env.gpu_list and not current.hip else None)
     return current.model_copy(
         update={

@@ -164,15 +164,12 @@ def test_left_padding_advice_for_decoders() -> None:
     assert plan("google-bert/bert-base-uncased", "cpu_only").tokenizer == {}
 
 
-def test_kwargs_load_a_real_tiny_model(tmp_path: Path) -> None:
+def test_kwargs_load_a_real_tiny_model(tiny_llama: Path) -> None:
     import torch
-    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM
 
-    config = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, vocab_size=128, max_position_embeddings=64)
-    LlamaForCausalLM(config).save_pretrained(tmp_path)
-    rec = plan(str(tmp_path), "cpu_only")
-    model = AutoModelForCausalLM.from_pretrained(tmp_path, **rec.from_pretrained_kwargs())
+    rec = plan(str(tiny_llama), "cpu_only")
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama, **rec.from_pretrained_kwargs())
     assert model.dtype == torch.float32 and model.config._attn_implementation == "sdpa"
     assert rec.model.param_count == sum(p.numel() for p in model.parameters())
 
