@@ -13,13 +13,16 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from advisor.errors import UsageError
-from advisor.facts import SCHEMA_VERSION, Environment
+from advisor.facts import SCHEMA_VERSION, Environment, GpuInfo
 from advisor.isolation import Trial, run_child
+from advisor.memory import estimate_memory
 from advisor.model import ModelSpec
 from advisor.plan import PlanRequest, auto_class_name, make_plan
 from advisor.rules.base import Candidate
 
-__all__ = ["WORKLOADS", "Workload", "BenchRow", "BenchReport", "run_bench"]
+__all__ = ["WORKLOADS", "Workload", "BenchRow", "BenchReport", "run_bench", "repredict"]
+
+CONTROL = "control: the advisor's choice, run again"
 
 
 class Workload(BaseModel):
@@ -66,6 +69,7 @@ class BenchReport(BaseModel):
     advisor_choice: str | None
     best: str | None
     regret: float | None
+    noise: float | None = None
     note: str = ""
 
     @property
@@ -84,13 +88,19 @@ def run_bench(
     progress: Callable[[int, int, str], None] | None = None,
     select: Callable[[Candidate], bool] | None = None,
     request: PlanRequest | None = None,
+    control: bool = False,
 ) -> list[BenchReport]:
-    """One report per workload; each candidate is loaded once and runs every workload."""
+    """One report per workload; each candidate is loaded once and runs every workload.
+
+    With `control`, the advisor's choice of the first workload runs again last: the gap between its two runs
+    (`noise`) is how far apart two measurements of one configuration fall, the yardstick for any regret.
+    """
     if not model.has_weights or model.path is None:
         raise UsageError(f"{model.name} has no weights here: bench needs a local folder with a saved model")
     base = request or PlanRequest()
     plans = {
-        w.name: make_plan(model, env, base.model_copy(update={"batch": w.batch, "seq_len": w.prompt + w.new_tokens}))
+        w.name: make_plan(model, env, base.model_copy(update={
+            "batch": w.batch, "seq_len": w.prompt + w.new_tokens, "prompt_len": w.prompt}))
         for w in workloads
     }
     options: dict[str, tuple[dict[str, Any], dict[str, int]]] = {}
@@ -105,6 +115,9 @@ def run_bench(
         (label, kwargs, predicted, None) for label, (kwargs, predicted) in options.items()
     ]
     trials += [(f"baseline: {name}", kwargs, {}, name) for name, kwargs in (baselines or {}).items()]
+    first = plans[workloads[0].name].chosen if workloads else None
+    if control and first is not None:
+        trials.append((CONTROL, first.from_pretrained, {}, CONTROL))
     raw: list[dict[str, Any]] = []
     for i, (label, kwargs, _, _) in enumerate(trials):
         if progress:
@@ -138,9 +151,28 @@ def run_bench(
         scored = [(getattr(r, w.metric) or 0.0, r.label) for r in rows if r.ok]
         best = max(scored)[1] if scored else None
         choice = next((getattr(r, w.metric) for r in rows if r.advisor_choice and r.ok), None)
+        again = next((getattr(r, w.metric) for r in rows if r.baseline == CONTROL and r.ok), None)
         top = max(scored)[0] if scored else None
         reports.append(BenchReport(
             model=model.display, device=device, workload=w, metric=w.metric, rows=rows, advisor_choice=chosen,
             best=best, regret=(choice / top) if choice and top else None,
+            noise=abs(choice - again) / max(choice, again) if choice and again else None,
         ))
     return reports
+
+
+def repredict(report: BenchReport, model: ModelSpec, gpus: tuple[GpuInfo, ...]) -> list[tuple[BenchRow, int]]:
+    """Each measured candidate with the peak the current estimator predicts, so an estimator change can be checked
+    against committed GPU measurements without another GPU run."""
+    w = report.workload
+    out = []
+    for row in report.rows:
+        if not row.ok or row.baseline or row.peak_memory_bytes is None:
+            continue
+        kwargs = row.from_pretrained
+        qc = kwargs.get("quantization_config") or {}
+        quant = "8bit" if qc.get("load_in_8bit") else "4bit" if qc.get("load_in_4bit") else "none"
+        estimate = estimate_memory(model, dtype=kwargs.get("dtype") or kwargs["torch_dtype"], quantization=quant, attn=kwargs["attn_implementation"],
+                                   batch=w.batch, seq_len=w.prompt + w.new_tokens, prompt_len=w.prompt, gpus=gpus)
+        out.append((row, estimate.peak_allocated_bytes))
+    return out

@@ -1,7 +1,7 @@
 """Memory arithmetic: weights by dtype and quantization, KV cache, activations, and per-device budgets.
 
 The constants are the documented ones (bitsandbytes block sizes, CUDA context size) and are checked
-against measured peaks by `benchmarks/memory_prediction.py`.
+against measured peaks by `benchmarks/memory_table.py`.
 """
 
 from __future__ import annotations
@@ -64,24 +64,41 @@ def kv_cache_bytes(model: ModelSpec, dtype: str, batch: int, seq_len: int) -> in
     return per_token * tokens * batch * cross
 
 
-def activation_bytes(
-    model: ModelSpec, dtype: str, attn: str, batch: int, seq_len: int, *, gpu: bool = True, quantization: str = "none"
-) -> int:
-    """The transient peak of one prefill: a layer's hidden states and MLP, any materialised score matrix, the logits.
+def score_bytes_per_element(model: ModelSpec, dtype: str, attn: str, *, gpu: bool) -> int:
+    """Bytes per (query, key) pair when the attention scores are materialised; 0 when a fused kernel runs.
 
-    Score matrices (batch x heads x seq^2) exist for eager (scores, fp32 softmax and its cast: 3b + 4 bytes per
-    element) and, on a GPU, for SDPA in float32, where neither flash nor cuDNN applies and the measured peak matches
-    a materialised fp32 score matrix (2b + 2 bytes). LLM.int8's outlier decomposition adds about half again.
-    Calibrated against docs/benchmarks (H100, Llama-3.2-1B shape).
+    eager: the scores, their masked copy and the float32 softmax with its cast back (3b + 4). SDPA on a GPU in
+    float32 with grouped-query attention and no padding mask: transformers then passes `enable_gqa=True`, which
+    neither flash nor cuDNN (no float32) nor memory-efficient attention (no GQA) takes, so the math kernel runs
+    (2b + 2; transformers/integrations/sdpa_attention.py `use_gqa_in_sdpa`). A padded batch gets a mask and
+    repeated K/V instead and runs memory-efficient attention; the estimate keeps the worse case.
     """
     b = BYTES[dtype]
-    tokens = batch * seq_len
-    intermediate = model.intermediate_size
-    hidden = tokens * (4 * model.hidden_size + 2 * intermediate) * b
-    per_score = 3 * b + 4 if attn == "eager" else 2 * b + 2 if (gpu and attn == "sdpa" and dtype == "float32") else 0
-    scores = batch * model.num_attention_heads * seq_len * seq_len * per_score
+    if attn == "eager":
+        return 3 * b + 4
+    gqa = 0 < model.num_key_value_heads < model.num_attention_heads
+    if gpu and attn == "sdpa" and dtype == "float32" and gqa:
+        return 2 * b + 2
+    return 0
+
+
+def activation_bytes(
+    model: ModelSpec, dtype: str, attn: str, batch: int, prefill_len: int, *, gpu: bool = True,
+    quantization: str = "none",
+) -> int:
+    """The transient peak of the longest prefill: the larger of a layer's attention and MLP phase, plus the logits.
+
+    The two phases are never alive together: the MLP phase holds the residual stream and the gate, up and product
+    intermediates; the attention phase holds the projections and any materialised score matrix. LLM.int8's outlier
+    decomposition adds about half again. Calibrated and checked against docs/benchmarks (H100).
+    """
+    b = BYTES[dtype]
+    tokens = batch * prefill_len
+    mlp = tokens * (4 * model.hidden_size + 2 * model.intermediate_size) * b
+    scores = batch * model.num_attention_heads * prefill_len**2 * score_bytes_per_element(model, dtype, attn, gpu=gpu)
+    attention = tokens * 4 * model.hidden_size * b + scores
     logits = batch * model.vocab_size * 4 * 2 if model.generative else tokens * model.hidden_size * b
-    total = hidden + scores + logits
+    total = max(mlp, attention) + logits
     return int(total * 1.5 if quantization == "8bit" else total)
 
 
@@ -95,11 +112,17 @@ def estimate_memory(
     seq_len: int,
     gpus: tuple[GpuInfo, ...] = (),
     host_bytes: int | None = None,
+    prompt_len: int | None = None,
 ) -> MemoryEstimate:
-    """Estimate for running on `gpus` together (or the host RAM when `gpus` is empty)."""
+    """Estimate for running on `gpus` together (or the host RAM when `gpus` is empty).
+
+    The KV cache holds `seq_len` tokens; activations are those of a prefill of `prompt_len` (default: all of
+    `seq_len` in one forward, the worst case).
+    """
     weights = weight_bytes(model, dtype, quantization)
     kv = kv_cache_bytes(model, dtype, batch, seq_len)
-    act = activation_bytes(model, dtype, attn, batch, seq_len, gpu=bool(gpus), quantization=quantization)
+    prefill = min(prompt_len or seq_len, seq_len)
+    act = activation_bytes(model, dtype, attn, batch, prefill, gpu=bool(gpus), quantization=quantization)
     layers = max(model.num_layers, 1)
     largest_layer = int(weights / layers) if len(gpus) > 1 else 0
     if gpus:

@@ -35,6 +35,7 @@ class PlanRequest(BaseModel):
     attn: str | None = None
     batch: int = Field(1, ge=1)
     seq_len: int | None = Field(None, ge=1)
+    prompt_len: int | None = Field(None, ge=1)  # the longest single prefill; default seq_len
     ignore: tuple[str, ...] = ()
 
 
@@ -113,12 +114,13 @@ def default_seq_len(model: ModelSpec, requested: int | None) -> int:
 
 
 def make_context(
-    model: ModelSpec, env: Environment, knowledge: Knowledge, *, batch: int = 1, seq_len: int | None = None
+    model: ModelSpec, env: Environment, knowledge: Knowledge, *, batch: int = 1, seq_len: int | None = None,
+    prompt_len: int | None = None,
 ) -> Context:
     support, source = attention_support(model, env, knowledge)
     return Context(
         env=env, knowledge=knowledge, model=model, support=support, support_source=source,
-        batch=batch, seq_len=default_seq_len(model, seq_len),
+        batch=batch, seq_len=default_seq_len(model, seq_len), prompt_len=prompt_len,
     )
 
 
@@ -148,7 +150,7 @@ def evaluate(ctx: Context, c: Candidate, ignore: Sequence[str] = ()) -> Evaluati
     host = known(ctx.env.host.ram_available_bytes) or known(ctx.env.host.ram_total_bytes)
     memory = estimate_memory(
         ctx.model, dtype=c.dtype, quantization=c.quantization, attn=c.attn,
-        batch=ctx.batch, seq_len=ctx.seq_len, gpus=gpus, host_bytes=host,
+        batch=ctx.batch, seq_len=ctx.seq_len, gpus=gpus, host_bytes=host, prompt_len=ctx.prompt_len,
     )
     findings = run_candidate_rules(ctx, c)
     mem = _memory_finding(ctx, c, memory)
@@ -262,7 +264,8 @@ def make_plan(
     """Judge every candidate and pick the best viable one."""
     request = request or PlanRequest()
     knowledge = knowledge or load_knowledge()
-    ctx = make_context(model, env, knowledge, batch=request.batch, seq_len=request.seq_len)
+    ctx = make_context(model, env, knowledge, batch=request.batch, seq_len=request.seq_len,
+                       prompt_len=request.prompt_len)
     env_findings = [f for f in run_environment_rules(ctx) if f.code not in request.ignore]
     blocking = [f for f in env_findings if f.severity is Severity.FAIL]
     evaluations = [evaluate(ctx, c, request.ignore) for c in _candidates(ctx, request)]

@@ -1,45 +1,41 @@
 """Predicted against measured peak memory, from committed benchmark JSON and the current estimator.
 
-Usage: python benchmarks/memory_table.py docs/benchmarks/llama-3.2-1b-*.json
-The measured peaks are torch.cuda.max_memory_allocated() from the H100 run; the predictions are recomputed with
-advisor.memory as it is now, so a change to the estimator shows up here without another GPU run.
+Usage: python benchmarks/memory_table.py docs/benchmarks/*-*.json
+The measured peaks are torch.cuda.max_memory_allocated() from the H100 runs; the predictions are recomputed with
+advisor.memory as it is now, so a change to the estimator shows up here without another GPU run. Each file's
+model is the shipped config named by its file-name prefix (see MODELS in regret_memory.py).
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from advisor.memory import estimate_memory  # noqa: E402
+from regret_memory import MODELS  # noqa: E402
+
+from advisor.bench import BenchReport, repredict  # noqa: E402
 from advisor.model import resolve_model  # noqa: E402
 from advisor.targets import load_environment  # noqa: E402
 
-GPU = load_environment(Path(__file__).resolve().parents[1] / "docs" / "examples" / "h100-probe.json").gpu_list
+GPU = load_environment(ROOT / "docs" / "examples" / "h100-probe.json").gpu_list
 
 
 def main(paths: list[str]) -> None:
-    model = resolve_model("meta-llama/Llama-3.2-1B")
-    print("| workload | configuration | measured GiB | predicted GiB | error |")
-    print("|---|---|---|---|---|")
+    print("| model | workload | configuration | measured GiB | predicted GiB | error |")
+    print("|---|---|---|---|---|---|")
     worst = 0.0
     for path in paths:
-        report = json.loads(Path(path).read_text())
-        w = report["workload"]
-        for row in report["rows"]:
-            if not row["ok"] or row["baseline"]:
-                continue
-            fp = row["from_pretrained"]
-            qc = fp.get("quantization_config") or {}
-            quant = "8bit" if qc.get("load_in_8bit") else "4bit" if qc.get("load_in_4bit") else "none"
-            est = estimate_memory(model, dtype=fp["dtype"], quantization=quant, attn=fp["attn_implementation"],
-                                  batch=w["batch"], seq_len=w["prompt"] + w["new_tokens"], gpus=GPU[:1])
-            measured, predicted = row["peak_memory_bytes"], est.peak_allocated_bytes
+        slug = next(s for s in MODELS if Path(path).name.startswith(s + "-"))
+        report = BenchReport.model_validate_json(Path(path).read_text())
+        for row, predicted in repredict(report, resolve_model(MODELS[slug]), GPU[:1]):
+            measured = row.peak_memory_bytes or 1
             error = (predicted - measured) / measured
             worst = max(worst, abs(error))
-            print(f"| {w['name']} | {row['label']} | {measured / 2**30:.2f} | {predicted / 2**30:.2f} | {100 * error:+.1f}% |")
+            print(f"| {slug} | {report.workload.name} | {row.label} | {measured / 2**30:.2f} | {predicted / 2**30:.2f} "
+                  f"| {100 * error:+.1f}% |")
     print(f"\nLargest absolute error: {100 * worst:.1f}%")
 
 

@@ -56,6 +56,7 @@ class Context:
     support_source: str = ""
     batch: int = 1
     seq_len: int = 1024
+    prompt_len: int | None = None
 
     @property
     def gpus(self) -> tuple[GpuInfo, ...]:

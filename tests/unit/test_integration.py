@@ -53,7 +53,7 @@ def test_bench_marks_the_advisor_choice(cli: Any, tiny_llama: Path, tmp_path: Pa
     plot = tmp_path / "bench.png"
     code, out, err = cli("bench", str(tiny_llama), "--cpu", "--workload", "decode", "--seq-len", "8",
                          "--new-tokens", "3", "--repeats", "1", "--attn", "sdpa", "--format", "json",
-                         "--plot", str(plot))
+                         "--plot", str(plot), "--control")
     data = json.loads(out)
     assert code == 0, err
     ok = [r for r in data["rows"] if r["ok"]]
@@ -62,3 +62,7 @@ def test_bench_marks_the_advisor_choice(cli: Any, tiny_llama: Path, tmp_path: Pa
     assert 0 < data["regret"] <= 1.0
     assert all(r["decode_tokens_per_second"] > 0 for r in ok)
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    choice = next(r for r in data["rows"] if r["advisor_choice"])
+    control = [r for r in data["rows"] if r["label"].startswith("control:")]
+    assert len(control) == 1 and control[0]["from_pretrained"] == choice["from_pretrained"]
+    assert 0 <= data["noise"] < 1
