@@ -162,7 +162,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     request = PlanRequest(attn=args.attn, dtype=args.dtype or "auto", quantize=args.quantize or "auto")
     (report,) = run_bench(model, env, [workload], repeats=args.repeats, timeout=args.timeout, progress=progress,
-                          request=request, control=args.control)
+                          request=request, control=args.control, rounds=args.rounds)
     if args.plot is not None:
         from advisor.render.plot import bench_plot
 
@@ -252,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-len", type=_positive, default=None, help="prompt length")
     p.add_argument("--new-tokens", type=_positive, default=None)
     p.add_argument("--repeats", type=_positive, default=3)
+    p.add_argument("--rounds", type=_positive, default=1, metavar="N",
+                   help="run every candidate in N processes, round-robin, and keep each one's best (default 1)")
     p.add_argument("--control", action="store_true",
                    help="run the advisor's choice again at the end, to show the run-to-run noise")
     p.add_argument("--attn", metavar="IMPL", help="only candidates with this attn_implementation")

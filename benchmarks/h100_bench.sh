@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Issue 5 on the device machine, one model per call (a call may run 10 minutes):
-#   bash benchmarks/h100_bench.sh llama-3.2-1b | llama-3-8b | bert-base | cost
-# Regret and memory prediction via benchmarks/regret_memory.py (5 repeats, the advisor's choice run twice),
-# or the advisor's cost against collect_env. Needs the wheels carried in .whl/ (see docs/gpu/README.md).
+#   [PART=quantized] bash benchmarks/h100_bench.sh llama-3.2-1b | llama-3-8b | bert-base | cost
+# Regret and memory prediction via benchmarks/regret_memory.py (5 repeats, the advisor's choice run twice;
+# PART=quantized: the bitsandbytes candidates), or the advisor's cost against collect_env. Needs the wheels carried in .whl/ (see docs/gpu/README.md).
 set -uo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
@@ -11,6 +11,6 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=c
 if [ "$1" = cost ]; then
     python3 benchmarks/advisor_cost.py --repeats 3 --json $OUT/advisor-cost-h100.json
 else
-    timeout ${LIMIT:-560} python3 benchmarks/regret_memory.py $OUT --repeats ${REPEATS:-5} --timeout 150 --models "$1"
+    timeout ${LIMIT:-560} python3 benchmarks/regret_memory.py $OUT --repeats ${REPEATS:-5} --rounds ${ROUNDS:-1} --timeout 150 --part ${PART:-regret} --models "$@"
 fi
 ls -la $OUT

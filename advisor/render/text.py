@@ -149,7 +149,7 @@ def _bench(r: Any, color: bool) -> list[str]:
     regret = f"{r.regret:.3f}" if r.regret is not None else "n/a"
     lines += ["", f"Advisor's choice: {r.advisor_choice}; best: {r.best}; choice/best = {regret}"]
     if r.noise is not None:
-        lines.append(f"Run-to-run noise (the advisor's choice measured twice): {100 * r.noise:.1f}%")
+        lines.append(f"Run-to-run noise (spread over the advisor's choice's processes): {100 * r.noise:.1f}%")
     return lines
 
 

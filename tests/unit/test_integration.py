@@ -53,7 +53,7 @@ def test_bench_marks_the_advisor_choice(cli: Any, tiny_llama: Path, tmp_path: Pa
     plot = tmp_path / "bench.png"
     code, out, err = cli("bench", str(tiny_llama), "--cpu", "--workload", "decode", "--seq-len", "8",
                          "--new-tokens", "3", "--repeats", "1", "--attn", "sdpa", "--format", "json",
-                         "--plot", str(plot), "--control")
+                         "--plot", str(plot), "--control", "--rounds", "2")
     data = json.loads(out)
     assert code == 0, err
     ok = [r for r in data["rows"] if r["ok"]]
@@ -66,3 +66,4 @@ def test_bench_marks_the_advisor_choice(cli: Any, tiny_llama: Path, tmp_path: Pa
     control = [r for r in data["rows"] if r["label"].startswith("control:")]
     assert len(control) == 1 and control[0]["from_pretrained"] == choice["from_pretrained"]
     assert 0 <= data["noise"] < 1
+    assert all(r["processes"] == 2 and r["spread"] is not None for r in ok)
