@@ -72,7 +72,6 @@ class BenchReport(BaseModel):
     best: str | None
     regret: float | None
     noise: float | None = None
-    cpus: list[int] | None = None
     note: str = ""
 
     @property
@@ -99,7 +98,8 @@ def run_bench(
     `rounds` runs every candidate in that many processes, round-robin, and keeps each candidate's best process.
     With `control`, the advisor's choice of the first workload also runs last. `noise` is the spread over all
     processes of the advisor's choice: how far apart two measurements of one configuration fall, the yardstick
-    for any regret. Workers are pinned to CPUs next to the GPU where NVML says which.
+    for any regret. On the H100 host of docs/benchmarks two processes of one configuration differed by up to 44%
+    in launch-bound workloads, pinned to the GPU's CPUs or not (benchmarks/noise_probe.py), hence rounds.
     """
     if not model.has_weights or model.path is None:
         raise UsageError(f"{model.name} has no weights here: bench needs a local folder with a saved model")
@@ -124,7 +124,6 @@ def run_bench(
     first = plans[workloads[0].name].chosen if workloads else None
     if control and first is not None:
         trials.append((CONTROL, first.from_pretrained, {}, CONTROL))
-    cpus = _pinned_cpus(env)
     runs: list[list[dict[str, Any]]] = [[] for _ in trials]
     order = [i for _ in range(rounds) for i in range(len(trials))]  # round-robin: drift hits every candidate alike
     for step, i in enumerate(order):
@@ -135,7 +134,7 @@ def run_bench(
             continue  # failed in an earlier round: once is enough
         runs[i].append(run_child("advisor.bench_worker", {
             "path": model.path, "auto_class": auto_class_name(model), "from_pretrained": kwargs,
-            "generative": model.generative, "repeats": repeats, "cpus": cpus,
+            "generative": model.generative, "repeats": repeats,
             "workloads": {w.name: w.model_dump() for w in workloads},
         }, timeout))
     if progress:
@@ -174,23 +173,13 @@ def run_bench(
         reports.append(BenchReport(
             model=model.display, device=device, workload=w, metric=w.metric, rows=rows, advisor_choice=chosen,
             best=best, regret=(choice / top) if choice and top else None,
-            noise=_spread(same), cpus=cpus,
+            noise=_spread(same),
         ))
     return reports
 
 
 def _spread(values: list[float]) -> float | None:
     return (max(values) - min(values)) / max(values) if len(values) > 1 and max(values) > 0 else None
-
-
-def _pinned_cpus(env: Environment) -> list[int] | None:
-    """Two CPUs on the GPU's NUMA node (the last two: core 0 takes most interrupts), or None on the CPU."""
-    if not env.gpu_list or env.source != "probe":
-        return None
-    from advisor.probe.nvml import gpu_local_cpus
-
-    local = gpu_local_cpus(env.gpu_list[0].index)
-    return local[-2:] if local else None
 
 
 def repredict(report: BenchReport, model: ModelSpec, gpus: tuple[GpuInfo, ...]) -> list[tuple[BenchRow, int]]:

@@ -11,6 +11,6 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=c
 if [ "$1" = cost ]; then
     python3 benchmarks/advisor_cost.py --repeats 3 --json $OUT/advisor-cost-h100.json
 else
-    timeout ${LIMIT:-560} python3 benchmarks/regret_memory.py $OUT --repeats ${REPEATS:-5} --rounds ${ROUNDS:-1} --timeout 150 --part ${PART:-regret} --models "$@"
+    timeout ${LIMIT:-560} python3 benchmarks/regret_memory.py $OUT --repeats ${REPEATS:-5} --rounds ${ROUNDS:-1} --timeout ${TIMEOUT:-150} --part ${PART:-regret} ${QUANT:+--quantization $QUANT} --models "$@"
 fi
 ls -la $OUT

@@ -27,16 +27,23 @@ def main(paths: list[str]) -> None:
     print("| model | workload | configuration | measured GiB | predicted GiB | error |")
     print("|---|---|---|---|---|---|")
     worst = 0.0
+    lines: list[tuple[int, str, str, str]] = []
+    seen: set[tuple[str, str, str]] = set()  # the advisor's choice is measured in several files: list it once
     for path in paths:
         slug = next(s for s in MODELS if Path(path).name.startswith(s + "-"))
         report = BenchReport.model_validate_json(Path(path).read_text())
         for row, predicted in repredict(report, resolve_model(MODELS[slug]), GPU[:1]):
+            if (slug, report.workload.name, row.label) in seen:
+                continue
+            seen.add((slug, report.workload.name, row.label))
             measured = row.peak_memory_bytes or 1
             error = (predicted - measured) / measured
             worst = max(worst, abs(error))
-            print(f"| {slug} | {report.workload.name} | {row.label} | {measured / 2**30:.2f} | {predicted / 2**30:.2f} "
-                  f"| {100 * error:+.1f}% |")
-    print(f"\nLargest absolute error: {100 * worst:.1f}%")
+            lines.append((list(MODELS).index(slug), report.workload.name, row.label,
+                          f"| {slug} | {report.workload.name} | {row.label} | {measured / 2**30:.2f} "
+                          f"| {predicted / 2**30:.2f} | {100 * error:+.1f}% |"))
+    print("\n".join(line[-1] for line in sorted(lines)))
+    print(f"\n{len(lines)} configurations; largest absolute error: {100 * worst:.1f}%")
 
 
 if __name__ == "__main__":

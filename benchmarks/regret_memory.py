@@ -72,6 +72,7 @@ def main() -> None:
     parser.add_argument("--part", choices=("regret", "quantized"), default="regret",
                         help="regret: unquantized candidates, both baselines and a control run of the advisor's "
                              "choice; quantized: the 8-bit and 4-bit candidates beside the advisor's choice")
+    parser.add_argument("--quantization", choices=("8bit", "4bit"), help="--part quantized: only this one")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     env = resolve_target(TargetSpec())
@@ -84,7 +85,8 @@ def main() -> None:
         regret = args.part == "regret"
         reports = run_bench(
             model, env, WORKLOADS_OF[slug], repeats=args.repeats, timeout=args.timeout,
-            baselines=BASELINES if regret and model.generative else {}, select=REGRET[slug] if regret else quantized,
+            baselines=BASELINES if regret and model.generative else {},
+            select=REGRET[slug] if regret else lambda c: quantized(c) and args.quantization in (None, c.quantization),
             control=regret and args.rounds == 1, rounds=args.rounds, progress=lambda i, n, label: print(f"  [{i}/{n}] {label}", flush=True),
         )
         for report in reports:

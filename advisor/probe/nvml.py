@@ -138,8 +138,7 @@ def probe_nvml(nvml: Any | None = None) -> NvmlResult:
 def gpu_local_cpus(index: int = 0) -> list[int] | None:
     """The CPUs NVML reports as closest to GPU `index` (its NUMA node), within this process's allowed set.
 
-    The benchmark pins its workers there: launch-bound workloads measured in unpinned processes on an H100 host
-    differed by up to 44% between two runs of one configuration.
+    benchmarks/noise_probe.py pins workers there to test whether CPU placement explains run-to-run noise.
     """
     try:
         nvml = load_nvml()
