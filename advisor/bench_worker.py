@@ -34,13 +34,10 @@ def _inputs(torch: Any, spec: dict[str, Any], vocab: int, device: str) -> tuple[
 
 
 def _warm(torch: Any, fn: Any, seconds: float = 1.0) -> None:
-    """Run `fn` for at least `seconds`: kernel selection, allocator growth, GPU and CPU clocks ramping up.
-
-    A launch-bound workload (batch-1 decode) measured straight after one warm-up call differed by 16-19%
-    between two processes running the same configuration on an H100.
-    """
+    """Run `fn` for at least `seconds`, not once: kernel selection, allocator growth and clock ramp-up all land
+    here rather than in the timed runs (and flex_attention compiles)."""
     start = time.perf_counter()
-    for i in range(1000):
+    for _ in range(1000):
         fn()
         _sync(torch)
         if time.perf_counter() - start >= seconds:
@@ -91,7 +88,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
                 common = {"attention_mask": mask, "do_sample": False, "num_beams": 1, "pad_token_id": 0}
                 first = lambda: model.generate(ids, max_new_tokens=1, min_new_tokens=1, **common)  # noqa: E731
                 full = lambda: model.generate(ids, max_new_tokens=new, min_new_tokens=new, **common)  # noqa: E731
-                _warm(torch, first)  # includes compilation for flex_attention
+                _warm(torch, first)
                 _warm(torch, full)
                 ttft = _timed(torch, first, repeats)
                 total = _timed(torch, full, repeats)

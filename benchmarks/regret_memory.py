@@ -58,7 +58,7 @@ REGRET: dict[str, Callable[[Candidate], bool]] = {
 
 
 def quantized(c: Candidate) -> bool:
-    """The memory part: bitsandbytes 8-bit and 4-bit with SDPA (they decode 1.2-5x slower, so never the best)."""
+    """The memory part: bitsandbytes 8-bit and 4-bit with SDPA (they decode 1.2-6.5x slower, so never the best)."""
     return c.attn == "sdpa" and c.dtype == "bfloat16" and c.quantization != "none"
 
 
@@ -70,8 +70,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="processes per candidate, round-robin (best kept)")
     parser.add_argument("--models", nargs="*", choices=list(MODELS), default=list(MODELS))
     parser.add_argument("--part", choices=("regret", "quantized"), default="regret",
-                        help="regret: unquantized candidates, both baselines and a control run of the advisor's "
-                             "choice; quantized: the 8-bit and 4-bit candidates beside the advisor's choice")
+                        help="regret: unquantized candidates and both baselines; quantized: the 8-bit and 4-bit "
+                             "candidates beside the advisor's choice")
     parser.add_argument("--quantization", choices=("8bit", "4bit"), help="--part quantized: only this one")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -87,7 +87,8 @@ def main() -> None:
             model, env, WORKLOADS_OF[slug], repeats=args.repeats, timeout=args.timeout,
             baselines=BASELINES if regret and model.generative else {},
             select=REGRET[slug] if regret else lambda c: quantized(c) and args.quantization in (None, c.quantization),
-            control=regret and args.rounds == 1, rounds=args.rounds, progress=lambda i, n, label: print(f"  [{i}/{n}] {label}", flush=True),
+            control=regret and args.rounds == 1, rounds=args.rounds,
+            progress=lambda i, n, label: print(f"  [{i}/{n}] {label}", flush=True),
         )
         for report in reports:
             name = f"{slug}-{report.workload.name}" if regret else f"{slug}-quantized-{report.workload.name}"
