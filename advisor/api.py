@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from advisor.emit import quantization_of
 from advisor.errors import UsageError
 from advisor.facts import SCHEMA_VERSION, Environment
 from advisor.findings import Finding, Severity
@@ -127,10 +128,8 @@ def _config_candidate(config: dict[str, Any], ctx: Context, spec: ModelSpec, att
         dtype = _default_dtype(spec, tf) if dtype is None else (spec.stored_dtype or "float32").removeprefix("torch.")
     if dtype not in ("float32", "float16", "bfloat16"):
         raise UsageError(f"dtype {dtype!r} is not one of float32, float16, bfloat16")
-    qc = config.get("quantization_config") or {}
     if quantize is None:
-        quantize = "8bit" if qc.get("load_in_8bit") or config.get("load_in_8bit") else (
-            "4bit" if qc.get("load_in_4bit") or config.get("load_in_4bit") else "none")
+        quantize = quantization_of(config)
     attn = attn or config.get("attn_implementation")
     if attn is None:
         attn = "sdpa" if ctx.support.get("sdpa", True) else "eager"

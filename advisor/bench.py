@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from advisor.emit import quantization_of
 from advisor.errors import UsageError
 from advisor.facts import SCHEMA_VERSION, Environment, GpuInfo
 from advisor.isolation import Trial, run_child
@@ -151,7 +152,7 @@ def run_bench(
             measured_all = [(r.get("workloads") or {}).get(w.name, {}) for r in ok]
             samples[label] = [m[w.metric] for m in measured_all if m.get(w.metric)]
             # the best process: interference (another tenant, a far core) only ever slows a run down
-            measured = max(measured_all, key=lambda m: m.get(w.metric) or 0.0, default={})
+            measured: dict[str, Any] = max(measured_all, key=lambda m: m.get(w.metric) or 0.0, default={})
             result = ok[0] if ok else results[0]
             peak = measured.get("peak_memory_bytes", result.get("peak_memory_bytes"))
             guess = predicted.get(w.name)
@@ -191,10 +192,8 @@ def repredict(report: BenchReport, model: ModelSpec, gpus: tuple[GpuInfo, ...]) 
         if not row.ok or row.baseline or row.peak_memory_bytes is None:
             continue
         kwargs = row.from_pretrained
-        qc = kwargs.get("quantization_config") or {}
-        quant = "8bit" if qc.get("load_in_8bit") else "4bit" if qc.get("load_in_4bit") else "none"
         estimate = estimate_memory(
-            model, dtype=kwargs.get("dtype") or kwargs["torch_dtype"], quantization=quant,
+            model, dtype=kwargs.get("dtype") or kwargs["torch_dtype"], quantization=quantization_of(kwargs),
             attn=kwargs["attn_implementation"], batch=w.batch, seq_len=w.prompt + w.new_tokens, prompt_len=w.prompt,
             gpus=gpus,
         )

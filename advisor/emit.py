@@ -6,6 +6,7 @@ quantization always goes through `quantization_config` (a `BitsAndBytesConfig.to
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from jinja2 import Environment as Jinja
@@ -14,7 +15,7 @@ from jinja2 import PackageLoader, StrictUndefined
 from advisor.knowledge import version_matches
 from advisor.rules.base import Candidate
 
-__all__ = ["dtype_key", "from_pretrained_json", "to_kwargs", "python_snippet", "bnb_config"]
+__all__ = ["dtype_key", "from_pretrained_json", "to_kwargs", "python_snippet", "bnb_config", "quantization_of"]
 
 
 def dtype_key(transformers_version: str | None) -> str:
@@ -22,6 +23,18 @@ def dtype_key(transformers_version: str | None) -> str:
     if transformers_version is None or version_matches(transformers_version, ">=4.56"):
         return "dtype"
     return "torch_dtype"
+
+
+def quantization_of(kwargs: Mapping[str, Any]) -> str:
+    """"8bit", "4bit" or "none", read back from from_pretrained kwargs: a quantization_config mapping, or the
+    top-level `load_in_*` flags of transformers before 5.0."""
+    qc = kwargs.get("quantization_config")
+    flags: Mapping[str, Any] = qc if isinstance(qc, Mapping) else {}
+    if flags.get("load_in_8bit") or kwargs.get("load_in_8bit"):
+        return "8bit"
+    if flags.get("load_in_4bit") or kwargs.get("load_in_4bit"):
+        return "4bit"
+    return "none"
 
 
 def bnb_config(quantization: str, compute_dtype: str) -> dict[str, Any]:

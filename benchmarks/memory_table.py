@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from regret_memory import MODELS  # noqa: E402
+from regret_memory import MODELS, slug_of  # noqa: E402
 
 from advisor.bench import BenchReport, repredict  # noqa: E402
 from advisor.model import resolve_model  # noqa: E402
@@ -30,7 +30,7 @@ def main(paths: list[str]) -> None:
     lines: list[tuple[int, str, str, str]] = []
     seen: set[tuple[str, str, str]] = set()  # the advisor's choice is measured in several files: list it once
     for path in paths:
-        slug = next(s for s in MODELS if Path(path).name.startswith(s + "-"))
+        slug = slug_of(Path(path))
         report = BenchReport.model_validate_json(Path(path).read_text())
         for row, predicted in repredict(report, resolve_model(MODELS[slug]), GPU[:1]):
             if (slug, report.workload.name, row.label) in seen:

@@ -42,6 +42,11 @@ MODELS = {
 }
 
 
+def slug_of(path: Path) -> str:
+    """The MODELS key a result file belongs to, from its name (`llama-3-8b-int8-decode.json` -> `llama-3-8b`)."""
+    return next(s for s in MODELS if path.name.startswith(s + "-"))
+
+
 DECODER = [WORKLOADS["decode"], WORKLOADS["prefill"], WORKLOADS["batch"]]
 WORKLOADS_OF = {"llama-3.2-1b": DECODER, "llama-3-8b": DECODER,
                 "bert-base": [Workload(name="prefill", batch=32, prompt=128, new_tokens=0)]}

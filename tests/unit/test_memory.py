@@ -15,19 +15,19 @@ from advisor.targets import load_environment
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from regret_memory import MODELS  # noqa: E402
+from regret_memory import MODELS, slug_of  # noqa: E402
 
 H100 = load_environment(ROOT / "docs" / "examples" / "h100-probe.json").gpu_list[:1]
 MEASURED = sorted((ROOT / "docs" / "benchmarks").glob("*.json"))
 
 
 def test_there_are_committed_measurements_for_every_benchmark_model() -> None:
-    assert {next(s for s in MODELS if p.name.startswith(s + "-")) for p in MEASURED} == set(MODELS)
+    assert {slug_of(p) for p in MEASURED} == set(MODELS)
 
 
 @pytest.mark.parametrize("path", MEASURED, ids=lambda p: p.stem)
 def test_predicted_peak_is_within_ten_percent_of_the_h100_measurement(path: Path) -> None:
-    slug = next(s for s in MODELS if path.name.startswith(s + "-"))
+    slug = slug_of(path)
     report = BenchReport.model_validate_json(path.read_text())
     rows = repredict(report, resolve_model(MODELS[slug]), H100)
     assert rows, "no measured candidate in the file"
