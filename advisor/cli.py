@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from advisor import api
 from advisor.errors import AdvisorError, UsageError
-from advisor.fileio import check_writable, write_atomic
+from advisor.fileio import check_output, is_stdout, write_output
 from advisor.render import OutputFormat, render
 
 __all__ = ["main"]
@@ -50,7 +50,9 @@ def _model_options(p: argparse.ArgumentParser, required: bool = True) -> None:
 
 def _output_options(p: argparse.ArgumentParser, formats: Sequence[str], default: str = "text") -> None:
     p.add_argument("--format", choices=formats, default=default, help=f"output format (default: {default})")
-    p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE (atomically) instead of stdout")
+    p.add_argument("-o", "--output", type=Path, metavar="FILE",
+                   help="write to FILE instead of stdout (- is stdout; see docs/security.md, 'What -o writes')")
+    p.add_argument("--force", action="store_true", help="replace an output file even if it is read-only")
 
 
 def _target(args: argparse.Namespace) -> dict[str, Any]:
@@ -65,10 +67,10 @@ def _target(args: argparse.Namespace) -> dict[str, Any]:
 
 def _emit(args: argparse.Namespace, obj: Any, kind: str) -> None:
     fmt = OutputFormat(args.format)
-    color = args.output is None and sys.stdout.isatty() and "NO_COLOR" not in os.environ and fmt is OutputFormat.TEXT
+    color = is_stdout(args.output) and sys.stdout.isatty() and "NO_COLOR" not in os.environ and fmt is OutputFormat.TEXT
     text = render(obj, fmt, kind=kind, color=color)
     if args.output is not None:
-        write_atomic(args.output, text)
+        write_output(args.output, text, force=args.force)
     else:
         sys.stdout.write(text)
 
@@ -76,7 +78,7 @@ def _emit(args: argparse.Namespace, obj: Any, kind: str) -> None:
 def _preflight(args: argparse.Namespace) -> None:
     """Refuse an unwritable -o before spending seconds on probing."""
     if getattr(args, "output", None) is not None:
-        check_writable(args.output)
+        check_output(args.output, force=args.force)
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
@@ -150,7 +152,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     workload = base.model_copy(update={k: v for k, v in (("batch", args.batch), ("prompt", args.seq_len),
                                                          ("new_tokens", args.new_tokens)) if v is not None})
     if args.plot is not None:
-        check_writable(args.plot)
+        check_output(args.plot, force=args.force)
     env = resolve_target(TargetSpec(cpu=args.cpu))
 
     def progress(done: int, total: int, label: str) -> None:
@@ -166,7 +168,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.plot is not None:
         from advisor.render.plot import bench_plot
 
-        bench_plot(report, args.plot)
+        write_output(args.plot, bench_plot(report), force=args.force)
     _emit(args, report, "bench")
     return 0 if report.ok else 1
 

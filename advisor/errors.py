@@ -12,6 +12,7 @@ __all__ = [
     "UsageError",
     "DataTableError",
     "EnvironmentFileError",
+    "OutputFileError",
     "UnknownGpuError",
     "ModelResolutionError",
     "NoViablePlanError",
@@ -41,6 +42,13 @@ class EnvironmentFileError(AdvisorError):
 
     def __init__(self, path: str, problem: str) -> None:
         super().__init__(f"cannot use environment file {path}: {problem}; write one with `advisor probe -o FILE`")
+
+
+class OutputFileError(AdvisorError):
+    """An output path (-o, --plot) that cannot or must not be written; the old file is left as it was."""
+
+    def __init__(self, path: str, problem: str, fix: str) -> None:
+        super().__init__(f"cannot write {path}: {problem}; {fix}")
 
 
 class UnknownGpuError(AdvisorError, LookupError):

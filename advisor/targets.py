@@ -27,7 +27,7 @@ from advisor.facts import (
     Unavailable,
     known,
 )
-from advisor.fileio import write_atomic
+from advisor.fileio import write_output
 from advisor.knowledge import Knowledge, load_knowledge
 from advisor.knowledge.schema import GpuRow
 from advisor.probe.host import probe_host
@@ -79,7 +79,7 @@ def load_environment(path: Path) -> Environment:
 
 
 def save_environment(env: Environment, path: Path) -> None:
-    write_atomic(path, env.model_dump_json(indent=1) + "\n")
+    write_output(path, env.model_dump_json(indent=1) + "\n")
 
 
 def _capabilities(gpus: Sequence[GpuInfo]) -> list[ComputeCapability]:

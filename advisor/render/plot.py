@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 from typing import Any
 
 from advisor.errors import UsageError
-from advisor.fileio import write_atomic
 
 __all__ = ["bench_plot"]
 
 
-def bench_plot(report: Any, path: Path) -> None:
+def bench_plot(report: Any) -> bytes:
+    """The chart as PNG bytes; the caller writes them through the one output writer (advisor.fileio)."""
     try:
         import matplotlib
 
@@ -33,4 +32,4 @@ def bench_plot(report: Any, path: Path) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     plt.close(fig)
-    write_atomic(path, buffer.getvalue())
+    return buffer.getvalue()
