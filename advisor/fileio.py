@@ -24,6 +24,7 @@ written, so tests can signal a child inside the write window deterministically.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -34,27 +35,28 @@ import stat
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import Any
 
 from advisor.errors import OutputFileError, UsageError
 
 __all__ = [
+    "PAUSE_ENV",
     "STDOUT_NAMES",
     "TEMP_PREFIX",
     "WAIT_ENV",
-    "PAUSE_ENV",
     "Destination",
     "Kind",
     "check_output",
+    "check_writable",
     "is_stdout",
     "resolve_output",
-    "write_output",
     "write_atomic",
-    "check_writable",
+    "write_output",
 ]
 
 STDOUT_NAMES = frozenset({"-", "/dev/stdout"})
@@ -338,18 +340,15 @@ class _SignalWindow:
         self.temp: str | None = None
         self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> _SignalWindow:
-        if threading.current_thread() is threading.main_thread():
-            for sig in _SIGNALS:
-                old = signal.getsignal(sig)
-                if old is None or old == signal.SIG_IGN:  # ignored (nohup) or set outside Python: leave alone
-                    continue
-                self._previous[sig] = old
-                signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self._restore()
+    def _install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():  # signal.signal works only there
+            return
+        for sig in _SIGNALS:
+            old = signal.getsignal(sig)
+            if old is None or old == signal.SIG_IGN:  # ignored (nohup) or set outside Python: leave alone
+                continue
+            self._previous[sig] = old
+            signal.signal(sig, self._handle)
 
     def _restore(self) -> None:
         for sig, old in self._previous.items():
@@ -366,6 +365,17 @@ class _SignalWindow:
             raise KeyboardInterrupt  # a handler that returned: the write is still abandoned
         os.kill(os.getpid(), signum)  # SIG_DFL, now restored: end the process by the signal, as without us
         raise KeyboardInterrupt  # not reached for SIGTERM/SIGHUP/SIGINT under SIG_DFL
+
+
+@contextlib.contextmanager
+def _signal_window() -> Iterator[_SignalWindow]:
+    """The write window: handlers installed on entry, the previous ones restored on exit, whatever happens."""
+    window = _SignalWindow()
+    window._install()
+    try:
+        yield window
+    finally:
+        window._restore()
 
 
 def _unlink_quietly(path: str) -> None:
@@ -386,7 +396,7 @@ def _replace(dest: Destination, data: bytes) -> None:
     """Temporary file in the target's folder, the old file's owner and mode, fsync, then one rename."""
     directory = os.path.dirname(dest.path)
     _remove_stale(directory, keep=dest.path)
-    with _SignalWindow() as window:
+    with _signal_window() as window:
         try:
             while True:
                 window.temp = _temp_name(directory, dest.path)

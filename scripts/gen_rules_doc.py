@@ -31,5 +31,7 @@ def render() -> str:
 
 
 if __name__ == "__main__":
-    (ROOT / "docs" / "rules.md").write_text(render(), encoding="utf-8")
+    from advisor.fileio import write_output
+
+    write_output(ROOT / "docs" / "rules.md", render())
     print("wrote docs/rules.md")

@@ -13,13 +13,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from advisor.fileio import write_output  # noqa: E402
 from advisor.knowledge.introspect import read_attention_support  # noqa: E402
 
 
 def main() -> None:
     table = read_attention_support()
     out = Path(__file__).resolve().parents[1] / "data" / "attention" / f"transformers-{table['transformers']}.json"
-    out.write_text(json.dumps(table, indent=1) + "\n", encoding="utf-8")
+    write_output(out, json.dumps(table, indent=1) + "\n")
     print(f"wrote {out} ({len(table['architectures'])} architectures, {len(table['skipped'])} skipped)")
 
 

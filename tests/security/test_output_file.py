@@ -44,10 +44,10 @@ def _one_line_exit_2(code: int, err: str) -> None:
 @pytest.fixture(scope="module")
 def matrix_text() -> str:
     """What `advisor matrix` prints (about 100 KiB): the content the writes below must deliver whole."""
-    from advisor.cli import main
-
     import contextlib
     import io
+
+    from advisor.cli import main
 
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
@@ -120,8 +120,14 @@ def test_a_device_is_written_in_place_not_replaced(cli: Any, tmp_path: Path) -> 
 def test_the_real_dev_null_stays_a_device(cli: Any) -> None:
     """The issue's first finding, exactly: `advisor doctor -o /dev/null` as root replaced the device."""
     before = os.stat("/dev/null")
-    code, _, err = cli("doctor", "--cpu", "-o", "/dev/null")
-    after = os.stat("/dev/null")
+    try:
+        code, _, err = cli("doctor", "--cpu", "-o", "/dev/null")
+    finally:
+        after = os.stat("/dev/null")
+        if not stat.S_ISCHR(after.st_mode) and IS_ROOT:  # a regression must not leave the machine without /dev/null
+            os.unlink("/dev/null")
+            os.mknod("/dev/null", stat.S_IFCHR | 0o666, before.st_rdev)
+            os.chmod("/dev/null", 0o666)
     assert code == 0, err
     assert stat.S_ISCHR(after.st_mode) and (after.st_ino, after.st_rdev) == (before.st_ino, before.st_rdev)
 
@@ -461,3 +467,18 @@ def test_signal_handlers_are_restored_after_the_write(cli: Any, tmp_path: Path) 
     code, _, err = cli("matrix", "-o", str(tmp_path / "report.txt"))
     assert code == 0, err
     assert {sig: signal.getsignal(sig) for sig in before} == before
+
+
+def test_dev_stderr_redirected_to_a_log_is_appended_to_not_replaced(tmp_path: Path) -> None:
+    """`-o /dev/stderr` with `2>>log`: a link to an open descriptor is written in place, after what is there."""
+    log = tmp_path / "log"
+    log.write_text("first line\n")
+    inode = log.stat().st_ino
+    with open(log, "r+b") as handle:
+        handle.seek(0, os.SEEK_END)
+        done = subprocess.run([sys.executable, "-m", "advisor", "matrix", "--format", "json", "-o", "/dev/stderr"],
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=handle, timeout=300, check=False)
+    assert done.returncode == 0 and done.stdout == b""
+    text = log.read_text()
+    assert log.stat().st_ino == inode and text.startswith("first line\n{") and text.rstrip().endswith("}")
+    assert sorted(tmp_path.iterdir()) == [log]
