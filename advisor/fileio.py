@@ -133,7 +133,10 @@ def _through_fd_link(path: str) -> bool:
         full = os.path.join(parent, os.path.basename(p))
         if not os.path.islink(full):
             return False
-        p = os.path.normpath(os.path.join(parent, os.readlink(full)))
+        try:
+            p = os.path.normpath(os.path.join(parent, os.readlink(full)))
+        except OSError:
+            return False
     return False
 
 
