@@ -62,6 +62,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     import transformers
 
     from advisor.emit import to_kwargs
+    from advisor.remote_code import child_kwargs
 
     result: dict[str, Any] = {"ok": False, "error": None}
     if torch.cuda.is_available():
@@ -69,7 +70,9 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
         torch.cuda.reset_peak_memory_stats()
     auto = getattr(transformers, request["auto_class"])
     start = time.perf_counter()
-    model = auto.from_pretrained(request["path"], **to_kwargs(request["from_pretrained"])).eval()
+    # only the user's flag (a bool from the parent) may enable remote code (advisor/remote_code.py)
+    kwargs = child_kwargs(request["from_pretrained"], trust_remote_code=request.get("trust_remote_code") is True)
+    model = auto.from_pretrained(request["path"], **to_kwargs(kwargs)).eval()
     result["load_seconds"] = time.perf_counter() - start
     device = str(model.device)
     vocab = int(getattr(model.config.get_text_config(), "vocab_size", 1000))
