@@ -13,6 +13,8 @@ import sys
 import time
 from typing import Any
 
+from advisor.lifeline import bind_to_parent
+
 
 def _sync(torch: Any) -> None:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -115,6 +117,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
+    bind_to_parent()  # first: die with the advisor even if it is SIGKILLed (issue 15)
     request = json.loads(sys.stdin.read())
     if request.get("cpus"):  # before torch starts its threads, so they inherit it
         os.sched_setaffinity(0, request["cpus"])

@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 from pydantic import BaseModel
 
-from advisor import api
+from advisor import api, interrupts
 from advisor.errors import AdvisorError, UsageError
 from advisor.fileio import check_writable, write_atomic
 from advisor.render import OutputFormat, render
@@ -268,8 +268,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     try:
-        _preflight(args)
-        return func(args)
+        with interrupts.handled():  # SIGTERM/SIGHUP unwind like Ctrl-C: children killed, temp folders removed
+            _preflight(args)
+            return func(args)
+    except interrupts.Interrupted as exc:
+        sys.stderr.write(f"advisor: {exc}\n")
+        return exc.exit_code
     except AdvisorError as exc:
         sys.stderr.write(f"advisor: error: {exc}\n")
         return exc.exit_code

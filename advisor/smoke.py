@@ -13,7 +13,6 @@ import json
 import math
 import os
 import struct
-import tempfile
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -28,6 +27,7 @@ from advisor.model import WEIGHT_FILES, ModelSpec
 from advisor.plan import auto_class_name
 from advisor.remote_code import child_kwargs, refuse_code_keys
 from advisor.rules.base import Candidate
+from advisor.rundir import temp_dir
 from advisor.smoke_worker import TOLERANCES, has_tokenizer
 
 WORKER = "advisor.smoke_worker"
@@ -341,7 +341,7 @@ def run_smoke(
         "generate_tokens": generate_tokens,
     }
     attempts: list[Attempt] = []
-    with tempfile.TemporaryDirectory(prefix="advisor-smoke-") as tmp:
+    with temp_dir("smoke-") as tmp:  # inside this run's folder, swept by the next run after a SIGKILL
         reference_file: str | None = None
         reference = "not computed (comparison turned off); outputs were not compared"
         if compare:

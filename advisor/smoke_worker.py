@@ -35,6 +35,8 @@ import sys
 import time
 from typing import Any
 
+from advisor.lifeline import bind_to_parent
+
 __all__ = [
     "TOLERANCES", "FAULT_ENV", "TOKENIZER_FILES", "CheckFailed", "has_tokenizer", "tolerance_key", "tolerance_for",
     "compare_outputs", "main",
@@ -398,6 +400,7 @@ def compare_outputs(
 
 def main() -> int:
     """Read the request, honour a forced fault, run the role, print exactly one JSON line."""
+    bind_to_parent()  # first: die with the advisor even if it is SIGKILLed (issue 15)
     result_fd = os.dup(1)
     os.dup2(2, 1)  # anything a library prints goes to stderr; stdout carries only the result line
     try:

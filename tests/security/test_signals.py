@@ -1,0 +1,125 @@
+"""Signals to `advisor smoke --all` leave no worker running and no temporary folder behind (issue 15).
+
+Real processes: `python -m advisor smoke TINY --cpu --all` with its reference child held in a forced hang
+(ADVISOR_SMOKE_FAULT=hang@reference, which fires before the worker imports anything heavy), then the parent gets
+SIGINT, SIGTERM, SIGHUP or SIGKILL. Each run has its own TMPDIR, so leftovers are counted exactly.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from advisor import rundir
+from advisor.smoke_worker import FAULT_ENV
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find the worker")
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _children(pid: int) -> list[int]:
+    """Pids whose parent is `pid` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting to be reaped."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+def _wait_for(predicate, seconds: float) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _start(tiny_llama: Path, tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """The advisor running `smoke --all`, and the pid of its (hanging) reference worker."""
+    env = {**os.environ, "TMPDIR": str(tmp), FAULT_ENV: "hang@reference", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "advisor", "smoke", str(tiny_llama), "--cpu", "--all", "--timeout", "600"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    workers: list[int] = []
+
+    def started() -> bool:
+        workers[:] = [p for p in _children(proc.pid) if b"advisor.smoke_worker" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        return bool(workers) or proc.poll() is not None
+
+    assert _wait_for(started, 240), "no worker started"
+    assert proc.poll() is None, proc.communicate()
+    return proc, workers[0]
+
+
+def _leftovers(tmp: Path) -> list[Path]:
+    return sorted(p for p in tmp.rglob("*"))
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_a_signal_kills_the_worker_removes_the_temp_folder_and_exits_128_plus_n(
+    tiny_llama: Path, tmp_path: Path, sig: signal.Signals, code: int
+) -> None:
+    proc, worker = _start(tiny_llama, tmp_path)
+    try:
+        run = next((tmp_path / f"advisor-{os.getuid()}").glob(f"run-{proc.pid}-*"))
+        assert any(run.glob("smoke-*")), "the smoke folder lives in the run folder"
+        os.kill(proc.pid, sig)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == code, err
+        assert err.decode().count("\n") == 1 and b"Traceback" not in err
+        assert _wait_for(lambda: not _alive(worker), 10), "the worker outlived the advisor"
+        assert [p.name for p in _leftovers(tmp_path)] == [f"advisor-{os.getuid()}"]  # the run folder is gone
+    finally:
+        _kill(proc)
+
+
+def test_sigkill_of_the_advisor_takes_the_worker_along_and_the_next_run_sweeps(tiny_llama: Path, tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    proc, worker = _start(tiny_llama, tmp_path)
+    try:
+        base = tmp_path / f"advisor-{os.getuid()}"
+        (left,) = base.glob(f"run-{proc.pid}-*")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert _wait_for(lambda: not _alive(worker), 10), "the worker outlived a SIGKILLed advisor"
+        assert left.is_dir()  # SIGKILL cannot be caught: the next run cleans up
+        monkeypatch.setenv("TMPDIR", str(tmp_path))
+        monkeypatch.setattr("tempfile.tempdir", None)
+        monkeypatch.setattr(rundir, "_RUN", None)
+        with rundir.temp_dir("next-"):
+            assert not left.exists()
+    finally:
+        _kill(proc)
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    """Clean up after a failed assertion: the advisor's own session, the workers' groups."""
+    for pid in [proc.pid, *_children(proc.pid)]:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    proc.wait(timeout=10) if proc.poll() is None else None
