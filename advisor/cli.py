@@ -18,6 +18,7 @@ from advisor import api, interrupts
 from advisor.errors import AdvisorError, UsageError
 from advisor.fileio import check_writable, write_atomic
 from advisor.render import OutputFormat, render
+from advisor.render.escape import terminal_safe
 
 __all__ = ["main"]
 
@@ -275,7 +276,7 @@ def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
         sys.stderr.write(f"advisor: {exc}\n")
         return exc.exit_code
     except AdvisorError as exc:
-        sys.stderr.write(f"advisor: error: {exc}\n")
+        sys.stderr.write(f"advisor: error: {terminal_safe(str(exc), keep_newlines=False)}\n")
         return exc.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("advisor: interrupted\n")
