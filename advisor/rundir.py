@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from advisor.errors import UsageError
+
 __all__ = ["base_dir", "run_dir", "temp_dir", "sweep"]
 
 _RUN: Path | None = None
@@ -31,7 +33,8 @@ def base_dir() -> Path:
         pass
     info = os.lstat(base)
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
-        raise PermissionError(f"{base} is not a private folder of this user; remove it or set TMPDIR elsewhere")
+        raise UsageError(f"{base} is not a private folder of this user (another owner, a symlink or open "
+                         "permissions); remove it or set TMPDIR elsewhere")
     return base
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from advisor import rundir
+from advisor.errors import UsageError
 from advisor.smoke_worker import FAULT_ENV
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find the worker")
@@ -123,3 +124,26 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
         except (ProcessLookupError, PermissionError):
             pass
     proc.wait(timeout=10) if proc.poll() is None else None
+
+
+def test_the_sweep_removes_only_folders_of_dead_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    base = rundir.base_dir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    gone, mine, parent = base / f"run-{dead.pid}-a", base / f"run-{os.getpid()}-b", base / f"run-{os.getppid()}-c"
+    for folder in (gone, mine, parent):
+        folder.mkdir()
+    assert rundir.sweep(base) == [gone]
+    assert mine.is_dir() and parent.is_dir() and not gone.exists()
+
+
+def test_a_run_folder_base_that_is_not_private_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    (tmp_path / f"advisor-{os.getuid()}").symlink_to(elsewhere)
+    with pytest.raises(UsageError, match="not a private folder"):
+        rundir.base_dir()
