@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -57,73 +58,90 @@ def _wait_for(predicate, seconds: float) -> bool:  # type: ignore[no-untyped-def
     return False
 
 
-def _start(tiny_llama: Path, tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """The advisor running `smoke --all`, and the pid of its (hanging) reference worker."""
-    env = {**os.environ, "TMPDIR": str(tmp), FAULT_ENV: "hang@reference", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "advisor", "smoke", str(tiny_llama), "--cpu", "--all", "--timeout", "600"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-    )
-    workers: list[int] = []
+class Run:
+    """One `advisor smoke --all` process with its own TMPDIR, started at once; `worker()` waits for its child."""
 
-    def started() -> bool:
-        workers[:] = [p for p in _children(proc.pid) if b"advisor.smoke_worker" in Path(f"/proc/{p}/cmdline").read_bytes()]
-        return bool(workers) or proc.poll() is not None
+    def __init__(self, tiny_llama: Path, tmp: Path) -> None:
+        self.tmp = tmp
+        env = {**os.environ, "TMPDIR": str(tmp), FAULT_ENV: "hang@reference", "PYTHONPATH": str(ROOT)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "advisor", "smoke", str(tiny_llama), "--cpu", "--all", "--timeout", "600"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        )
+        self.pid = 0
 
-    assert _wait_for(started, 240), "no worker started"
-    assert proc.poll() is None, proc.communicate()
-    return proc, workers[0]
+    def worker(self) -> int:
+        """The pid of the (hanging) reference worker, once the advisor has started it."""
+        def started() -> bool:
+            found = [p for p in _children(self.proc.pid)
+                     if b"advisor.smoke_worker" in Path(f"/proc/{p}/cmdline").read_bytes()]
+            self.pid = found[0] if found else 0
+            return bool(found) or self.proc.poll() is not None
+
+        assert _wait_for(started, 300), "no worker started"
+        assert self.proc.poll() is None, self.proc.communicate()
+        return self.pid
+
+    def kill(self) -> None:
+        """Clean up whatever a failed assertion left: the advisor's own session and the worker's group."""
+        for pid in {self.proc.pid, self.pid, *_children(self.proc.pid)} - {0}:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if self.proc.poll() is None:
+            self.proc.wait(timeout=10)
+
+
+SIGNALS = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129, signal.SIGKILL: -signal.SIGKILL}
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[int, Run]]:
+    """One run per signal, all started together: each waits ~a torch import, so in parallel they wait once."""
+    started = {sig: Run(tiny_llama, tmp_path_factory.mktemp(f"tmp_{sig.name}")) for sig in SIGNALS}
+    try:
+        yield started
+    finally:
+        for run in started.values():
+            run.kill()
 
 
 def _leftovers(tmp: Path) -> list[Path]:
     return sorted(p for p in tmp.rglob("*"))
 
 
-@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
 def test_a_signal_kills_the_worker_removes_the_temp_folder_and_exits_128_plus_n(
-    tiny_llama: Path, tmp_path: Path, sig: signal.Signals, code: int
+    runs: dict[int, Run], sig: signal.Signals
 ) -> None:
-    proc, worker = _start(tiny_llama, tmp_path)
-    try:
-        run = next((tmp_path / f"advisor-{os.getuid()}").glob(f"run-{proc.pid}-*"))
-        assert any(run.glob("smoke-*")), "the smoke folder lives in the run folder"
-        os.kill(proc.pid, sig)
-        _, err = proc.communicate(timeout=60)
-        assert proc.returncode == code, err
-        assert err.decode().count("\n") == 1 and b"Traceback" not in err
-        assert _wait_for(lambda: not _alive(worker), 10), "the worker outlived the advisor"
-        assert [p.name for p in _leftovers(tmp_path)] == [f"advisor-{os.getuid()}"]  # the run folder is gone
-    finally:
-        _kill(proc)
+    run = runs[sig]
+    worker = run.worker()
+    folder = next((run.tmp / f"advisor-{os.getuid()}").glob(f"run-{run.proc.pid}-*"))
+    assert any(folder.glob("smoke-*")), "the smoke folder lives in the run folder"
+    os.kill(run.proc.pid, sig)
+    _, err = run.proc.communicate(timeout=60)
+    assert run.proc.returncode == SIGNALS[sig], err
+    assert err.decode().count("\n") == 1 and b"Traceback" not in err
+    assert _wait_for(lambda: not _alive(worker), 10), "the worker outlived the advisor"
+    assert [p.name for p in _leftovers(run.tmp)] == [f"advisor-{os.getuid()}"]  # the run folder is gone
 
 
-def test_sigkill_of_the_advisor_takes_the_worker_along_and_the_next_run_sweeps(tiny_llama: Path, tmp_path: Path,
-                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    proc, worker = _start(tiny_llama, tmp_path)
-    try:
-        base = tmp_path / f"advisor-{os.getuid()}"
-        (left,) = base.glob(f"run-{proc.pid}-*")
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        assert _wait_for(lambda: not _alive(worker), 10), "the worker outlived a SIGKILLed advisor"
-        assert left.is_dir()  # SIGKILL cannot be caught: the next run cleans up
-        monkeypatch.setenv("TMPDIR", str(tmp_path))
-        monkeypatch.setattr("tempfile.tempdir", None)
-        monkeypatch.setattr(rundir, "_RUN", None)
-        with rundir.temp_dir("next-"):
-            assert not left.exists()
-    finally:
-        _kill(proc)
-
-
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    """Clean up after a failed assertion: the advisor's own session, the workers' groups."""
-    for pid in [proc.pid, *_children(proc.pid)]:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    proc.wait(timeout=10) if proc.poll() is None else None
+def test_sigkill_of_the_advisor_takes_the_worker_along_and_the_next_run_sweeps(
+    runs: dict[int, Run], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = runs[signal.SIGKILL]
+    worker = run.worker()
+    (left,) = (run.tmp / f"advisor-{os.getuid()}").glob(f"run-{run.proc.pid}-*")
+    os.kill(run.proc.pid, signal.SIGKILL)
+    run.proc.wait(timeout=30)
+    assert _wait_for(lambda: not _alive(worker), 10), "the worker outlived a SIGKILLed advisor"
+    assert left.is_dir()  # SIGKILL cannot be caught: the next run cleans up
+    monkeypatch.setenv("TMPDIR", str(run.tmp))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    monkeypatch.setattr(rundir, "_RUN", None)
+    with rundir.temp_dir("next-"):
+        assert not left.exists()
 
 
 def test_the_sweep_removes_only_folders_of_dead_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
