@@ -35,7 +35,7 @@ from typing import Any
 
 from advisor.errors import UsageError
 
-__all__ = ["CODE_KEYS", "RemoteCodeError", "refuse_code_keys", "check_model_folder", "child_kwargs"]
+__all__ = ["CODE_KEYS", "RemoteCodeError", "check_model_folder", "child_kwargs", "refuse_code_keys"]
 
 # Keys that make transformers execute or fetch code; none of them may come from a file.
 CODE_KEYS = ("trust_remote_code", "custom_generate", "code_revision", "revision")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from advisor.errors import UsageError
 
-__all__ = ["base_dir", "run_dir", "temp_dir", "sweep"]
+__all__ = ["base_dir", "run_dir", "sweep", "temp_dir"]
 
 _RUN: Path | None = None
 
