@@ -213,6 +213,7 @@ def test_child_kwargs_takes_trust_only_from_the_flag() -> None:
     refuse_code_keys({"a": [{"b": {"revision": None, "trust_remote_code": False}}]}, source="x")  # asks for nothing
 
 
+@pytest.mark.slow
 def test_the_smoke_worker_refuses_trust_smuggled_past_the_parent(native: tuple[Path, Path]) -> None:
     """A request written by hand (no parent checks) still cannot turn remote code on in the child."""
     folder, sentinel = native
@@ -228,6 +229,7 @@ def test_the_smoke_worker_refuses_trust_smuggled_past_the_parent(native: tuple[P
 # ------------------------------------------------------------------------------ runs that load: nothing executes
 
 
+@pytest.mark.slow
 def test_smoke_and_doctor_smoke_load_a_native_auto_map_folder_without_its_code(cli: Any, native: tuple[Path, Path], tmp_path: Path) -> None:
     folder, sentinel = native
     config = tmp_path / "plain.json"
@@ -241,6 +243,7 @@ def test_smoke_and_doctor_smoke_load_a_native_auto_map_folder_without_its_code(c
     assert not sentinel.exists()
 
 
+@pytest.mark.slow
 def test_bench_loads_a_native_auto_map_folder_without_its_code(cli: Any, native: tuple[Path, Path]) -> None:
     folder, sentinel = native
     code, out, err = cli("bench", str(folder), "--cpu", "--workload", "decode", "--seq-len", "4", "--new-tokens", "2",
@@ -250,6 +253,7 @@ def test_bench_loads_a_native_auto_map_folder_without_its_code(cli: Any, native:
     assert not sentinel.exists()
 
 
+@pytest.mark.slow
 def test_python_load_of_a_native_auto_map_folder_uses_transformers_own_class(native: tuple[Path, Path]) -> None:
     folder, sentinel = native
     model, tokenizer, report = advisor.load(str(folder), cpu=True, compare=False, generate_tokens=0)

@@ -111,6 +111,7 @@ def _leftovers(tmp: Path) -> list[Path]:
     return sorted(p for p in tmp.rglob("*"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
 def test_a_signal_kills_the_worker_removes_the_temp_folder_and_exits_128_plus_n(
     runs: dict[int, Run], sig: signal.Signals
@@ -127,6 +128,7 @@ def test_a_signal_kills_the_worker_removes_the_temp_folder_and_exits_128_plus_n(
     assert [p.name for p in _leftovers(run.tmp)] == [f"advisor-{os.getuid()}"]  # the run folder is gone
 
 
+@pytest.mark.slow
 def test_sigkill_of_the_advisor_takes_the_worker_along_and_the_next_run_sweeps(
     runs: dict[int, Run], monkeypatch: pytest.MonkeyPatch
 ) -> None:
