@@ -18,6 +18,7 @@ from advisor.knowledge.schema import AttentionSupportTable
 from advisor.memory import MemoryEstimate
 from advisor.model import ModelSpec, resolve_model
 from advisor.plan import PlanRequest, Recommendation, evaluate, make_context, make_plan
+from advisor.remote_code import refuse_code_keys
 from advisor.report import DoctorReport, build_report
 from advisor.rules import run_environment_rules
 from advisor.rules.base import Candidate, Context
@@ -105,12 +106,13 @@ def _default_dtype(spec: ModelSpec, transformers_version: str | None) -> str:
     return stored if stored in ("float32", "float16", "bfloat16") else "float32"
 
 
-def parse_config(data: dict[str, Any]) -> dict[str, Any]:
-    """Accept from_pretrained kwargs, or a whole `recommend --format json` output."""
+def parse_config(data: dict[str, Any], *, source: str = "the config") -> dict[str, Any]:
+    """Accept from_pretrained kwargs, or a whole `recommend --format json` output; never a code key (issue 15)."""
+    refuse_code_keys(data, source=source)
     if "from_pretrained" in data and isinstance(data["from_pretrained"], dict):
         data = data["from_pretrained"]
     known = {"dtype", "torch_dtype", "attn_implementation", "device_map", "max_memory", "quantization_config",
-             "load_in_8bit", "load_in_4bit", "low_cpu_mem_usage", "trust_remote_code"}
+             "load_in_8bit", "load_in_4bit", "low_cpu_mem_usage"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise UsageError(f"config has keys the advisor cannot check: {', '.join(unknown)}; "
@@ -160,8 +162,9 @@ def check(
     **target: Any,
 ) -> CheckResult:
     """Judge one configuration (from a kwargs JSON file and/or explicit options) against the target."""
+    config_path = None
     if isinstance(config, (str, Path)):
-        path = Path(config)
+        path = config_path = Path(config)
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -171,7 +174,7 @@ def check(
         if not isinstance(raw, dict):
             raise UsageError(f"config file {path} must hold a JSON object of from_pretrained kwargs")
         config = raw
-    data = parse_config(config or {})
+    data = parse_config(config or {}, source=f"config file {config_path}" if config_path else "the config")
     env = target_environment(**target)
     spec = _model(model, allow_download, trust_remote_code)
     knowledge = load_knowledge()

@@ -19,6 +19,7 @@ from advisor.isolation import Trial, run_child
 from advisor.memory import estimate_memory
 from advisor.model import ModelSpec
 from advisor.plan import PlanRequest, auto_class_name, make_plan
+from advisor.remote_code import refuse_code_keys
 from advisor.rules.base import Candidate
 
 __all__ = ["WORKLOADS", "Workload", "BenchRow", "BenchReport", "run_bench", "repredict"]
@@ -104,6 +105,8 @@ def run_bench(
     """
     if not model.has_weights or model.path is None:
         raise UsageError(f"{model.name} has no weights here: bench needs a local folder with a saved model")
+    for name, kwargs in (baselines or {}).items():
+        refuse_code_keys(kwargs, source=f"baseline {name!r}")  # issue 15: only the flag enables remote code
     base = request or PlanRequest()
     plans = {
         w.name: make_plan(model, env, base.model_copy(update={
@@ -135,7 +138,7 @@ def run_bench(
             continue  # failed in an earlier round: once is enough
         runs[i].append(run_child("advisor.bench_worker", {
             "path": model.path, "auto_class": auto_class_name(model), "from_pretrained": kwargs,
-            "generative": model.generative, "repeats": repeats,
+            "generative": model.generative, "repeats": repeats, "trust_remote_code": model.trust_remote_code,
             "workloads": {w.name: w.model_dump() for w in workloads},
         }, timeout))
     if progress:

@@ -13,6 +13,8 @@ import sys
 import time
 from typing import Any
 
+from advisor.lifeline import bind_to_parent
+
 
 def _sync(torch: Any) -> None:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -62,6 +64,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     import transformers
 
     from advisor.emit import to_kwargs
+    from advisor.remote_code import child_kwargs
 
     result: dict[str, Any] = {"ok": False, "error": None}
     if torch.cuda.is_available():
@@ -69,7 +72,9 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
         torch.cuda.reset_peak_memory_stats()
     auto = getattr(transformers, request["auto_class"])
     start = time.perf_counter()
-    model = auto.from_pretrained(request["path"], **to_kwargs(request["from_pretrained"])).eval()
+    # only the user's flag (a bool from the parent) may enable remote code (advisor/remote_code.py)
+    kwargs = child_kwargs(request["from_pretrained"], trust_remote_code=request.get("trust_remote_code") is True)
+    model = auto.from_pretrained(request["path"], **to_kwargs(kwargs)).eval()
     result["load_seconds"] = time.perf_counter() - start
     device = str(model.device)
     vocab = int(getattr(model.config.get_text_config(), "vocab_size", 1000))
@@ -112,6 +117,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
+    bind_to_parent()  # first: die with the advisor even if it is SIGKILLed (issue 15)
     request = json.loads(sys.stdin.read())
     if request.get("cpus"):  # before torch starts its threads, so they inherit it
         os.sched_setaffinity(0, request["cpus"])

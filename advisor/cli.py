@@ -14,10 +14,11 @@ from typing import Any, NoReturn
 
 from pydantic import BaseModel
 
-from advisor import api
+from advisor import api, interrupts
 from advisor.errors import AdvisorError, UsageError
 from advisor.fileio import check_output, is_stdout, write_output
 from advisor.render import OutputFormat, render
+from advisor.render.escape import terminal_safe
 
 __all__ = ["main"]
 
@@ -270,10 +271,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     try:
-        _preflight(args)
-        return func(args)
+        with interrupts.handled():  # SIGTERM/SIGHUP unwind like Ctrl-C: children killed, temp folders removed
+            _preflight(args)
+            return func(args)
+    except interrupts.Interrupted as exc:
+        sys.stderr.write(f"advisor: {exc}\n")
+        return exc.exit_code
     except AdvisorError as exc:
-        sys.stderr.write(f"advisor: error: {exc}\n")
+        sys.stderr.write(f"advisor: error: {terminal_safe(str(exc), keep_newlines=False)}\n")
         return exc.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("advisor: interrupted\n")

@@ -17,6 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from advisor.lifeline import PARENT_ENV
+
 __all__ = ["run_child", "Trial"]
 
 
@@ -50,6 +52,7 @@ def _child_env() -> dict[str, str]:
         env["PYTHONPATH"] = str(root) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     env.setdefault("HF_HUB_OFFLINE", "1")  # a local folder needs no network; never hang on one
+    env[PARENT_ENV] = str(os.getpid())  # the child dies with us, even on SIGKILL (advisor/lifeline.py)
     return env
 
 
@@ -89,7 +92,7 @@ def run_child(module: str, request: dict[str, Any], timeout: float) -> dict[str,
             pass
         proc.wait()
         return {"ok": False, "error": f"timed out after {timeout:g} s"}
-    except BaseException:
+    except BaseException:  # Ctrl-C, SIGTERM/SIGHUP (advisor/interrupts.py): the child's whole group goes with us
         _kill_group(proc)
         proc.wait()
         raise

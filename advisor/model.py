@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from advisor.errors import ModelResolutionError
 from advisor.knowledge import Knowledge, load_knowledge
+from advisor.remote_code import check_model_folder
 
 __all__ = ["ModelSpec", "resolve_model", "describe_config"]
 
@@ -144,11 +145,8 @@ def resolve_model(
             f"model {name!r} is not a local folder, not in the Hugging Face cache and not shipped "
             f"(shipped: {shipped_ids}); pass a local path, or --allow-download to fetch its config"
         )
-    if config.get("auto_map") and not trust_remote_code and not _native(str(config["model_type"]), knowledge):
-        raise ModelResolutionError(
-            f"{name} needs custom code from its repository (config.json has auto_map); "
-            "re-run with --trust-remote-code only if you trust that code"
-        )
+    check_model_folder(config, folder, name=name, trust_remote_code=trust_remote_code,
+                       native=_native(str(config["model_type"]), knowledge))  # advisor/remote_code.py: issue 15
     has_weights = folder is not None and any((folder / f).is_file() for f in WEIGHT_FILES)
     return describe_config(
         config,

@@ -13,7 +13,6 @@ import json
 import math
 import os
 import struct
-import tempfile
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -26,7 +25,9 @@ from advisor.facts import SCHEMA_VERSION, Environment
 from advisor.isolation import Trial, run_child
 from advisor.model import WEIGHT_FILES, ModelSpec
 from advisor.plan import auto_class_name
+from advisor.remote_code import child_kwargs, refuse_code_keys
 from advisor.rules.base import Candidate
+from advisor.rundir import temp_dir
 from advisor.smoke_worker import TOLERANCES, has_tokenizer
 
 WORKER = "advisor.smoke_worker"
@@ -252,6 +253,7 @@ def normalize_options(options: Iterable[OptionLike]) -> list[tuple[str, dict[str
                 label = _describe(kwargs)
         else:
             raise UsageError(f"cannot smoke-test {option!r}: expected a plan option or from_pretrained kwargs")
+        refuse_code_keys(kwargs, source=f"the from_pretrained kwargs of {label}")  # issue 15: only the flag
         try:
             json.dumps(kwargs)
         except (TypeError, ValueError):
@@ -260,9 +262,10 @@ def normalize_options(options: Iterable[OptionLike]) -> list[tuple[str, dict[str
     return trials
 
 
-def options_from_json(data: Any) -> list[dict[str, Any]]:
+def options_from_json(data: Any, *, source: str = "the --config file") -> list[dict[str, Any]]:
     """Options from a --config file: a plan (`chosen` + `alternatives`), a smoke report (`config`),
-    a list of options, one option, or bare from_pretrained kwargs."""
+    a list of options, one option, or bare from_pretrained kwargs. A code key anywhere is refused (issue 15)."""
+    refuse_code_keys(data, source=source)
     if isinstance(data, list):
         return [o for item in data for o in options_from_json(item)]
     if not isinstance(data, dict):
@@ -338,7 +341,7 @@ def run_smoke(
         "generate_tokens": generate_tokens,
     }
     attempts: list[Attempt] = []
-    with tempfile.TemporaryDirectory(prefix="advisor-smoke-") as tmp:
+    with temp_dir("smoke-") as tmp:  # inside this run's folder, swept by the next run after a SIGKILL
         reference_file: str | None = None
         reference = "not computed (comparison turned off); outputs were not compared"
         if compare:
@@ -379,9 +382,7 @@ def _load_here(model: ModelSpec, config: dict[str, Any]) -> tuple[Any, Any | Non
 
     from advisor.emit import to_kwargs
 
-    kwargs = to_kwargs(config)
-    if model.trust_remote_code:
-        kwargs["trust_remote_code"] = True
+    kwargs = to_kwargs(child_kwargs(config, trust_remote_code=model.trust_remote_code))
     loaded = getattr(transformers, auto_class_name(model)).from_pretrained(model.path, **kwargs)
     loaded.eval()
     tokenizer = None

@@ -19,7 +19,8 @@ def run_smoke_command(args: argparse.Namespace) -> SmokeReport:
     rejected: list[dict[str, str]] = []
     if args.config is not None:
         try:
-            options = options_from_json(json.loads(args.config.read_text(encoding="utf-8")))
+            options = options_from_json(json.loads(args.config.read_text(encoding="utf-8")),
+                                        source=f"config file {args.config}")
         except FileNotFoundError:
             raise UsageError(f"config file {args.config} does not exist") from None
         except json.JSONDecodeError as exc:

@@ -35,6 +35,8 @@ import sys
 import time
 from typing import Any
 
+from advisor.lifeline import bind_to_parent
+
 __all__ = [
     "TOLERANCES", "FAULT_ENV", "TOKENIZER_FILES", "CheckFailed", "has_tokenizer", "tolerance_key", "tolerance_for",
     "compare_outputs", "main",
@@ -160,7 +162,7 @@ def _build_inputs(request: dict[str, Any], model: Any, torch: Any) -> tuple[dict
         try:
             from transformers import AutoTokenizer
 
-            tokenizer = AutoTokenizer.from_pretrained(request["path"], trust_remote_code=bool(request["trust_remote_code"]))
+            tokenizer = AutoTokenizer.from_pretrained(request["path"], trust_remote_code=request["trust_remote_code"] is True)
         except Exception as exc:
             why = f"its tokenizer does not load: {type(exc).__name__}"
     if tokenizer is not None:
@@ -245,11 +247,11 @@ def _load(request: dict[str, Any], from_pretrained: dict[str, Any], torch: Any) 
     import transformers
 
     from advisor.emit import to_kwargs
+    from advisor.remote_code import child_kwargs
 
     cls = getattr(transformers, request["auto_class"])
-    kwargs = to_kwargs(from_pretrained)
-    if request["trust_remote_code"]:
-        kwargs["trust_remote_code"] = True
+    # only the user's flag, carried by the parent as a bool, may enable remote code (advisor/remote_code.py)
+    kwargs = to_kwargs(child_kwargs(from_pretrained, trust_remote_code=request["trust_remote_code"] is True))
     try:  # import the model's module now, so that load_seconds measures loading and not importing
         getattr(transformers, request.get("architecture") or "", None)
     except Exception:
@@ -398,6 +400,7 @@ def compare_outputs(
 
 def main() -> int:
     """Read the request, honour a forced fault, run the role, print exactly one JSON line."""
+    bind_to_parent()  # first: die with the advisor even if it is SIGKILLed (issue 15)
     result_fd = os.dup(1)
     os.dup2(2, 1)  # anything a library prints goes to stderr; stdout carries only the result line
     try:

@@ -11,6 +11,7 @@ from jinja2 import PackageLoader, StrictUndefined, select_autoescape
 from pydantic import BaseModel
 
 from advisor.render import text
+from advisor.render.escape import encodable, markup_safe
 
 __all__ = ["OutputFormat", "render", "to_json"]
 
@@ -30,6 +31,7 @@ _JINJA = Jinja(
     trim_blocks=True,
     lstrip_blocks=True,
     keep_trailing_newline=True,
+    finalize=markup_safe,  # every interpolated value HTML-escaped, Markdown included (render/escape.py)
 )
 
 
@@ -39,7 +41,11 @@ def to_json(obj: BaseModel | dict[str, Any]) -> str:
 
 
 def render(obj: BaseModel, fmt: OutputFormat, *, kind: str, color: bool = False) -> str:
-    """Render `obj` (a report of `kind`: doctor, recommend, check, matrix, smoke, probe) in `fmt`."""
+    """Render `obj` (a report of `kind`: doctor, recommend, check, matrix, smoke, probe) in `fmt`; always UTF-8-safe."""
+    return encodable(_render(obj, fmt, kind=kind, color=color))
+
+
+def _render(obj: BaseModel, fmt: OutputFormat, *, kind: str, color: bool) -> str:
     if fmt is OutputFormat.JSON:
         return to_json(obj)
     if fmt is OutputFormat.TEXT:

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from pydantic import BaseModel
+
+from advisor.render.escape import terminal_safe
 
 __all__ = ["render"]
 
 _MARK = {"ok": "ok", "info": "--", "warning": "!!", "problem": "XX", "warn": "!!", "fail": "XX"}
 _COLOR = {"ok": "32", "info": "2", "warning": "33", "problem": "31", "warn": "33", "fail": "31"}
+_STATUS_OF = {"ok": "ok", "--": "info", "!!": "warning", "XX": "problem"}
+_MARKS = re.compile(r"\[(ok|--|!!|XX)\]")  # colour goes on after escaping, so only these marks get ANSI codes
 
 
 def _mark(status: str, color: bool) -> str:
@@ -171,8 +176,10 @@ _RENDERERS = {
 
 
 def render(obj: BaseModel, *, kind: str, color: bool = False) -> str:
+    """The lines, then the one boundary: control characters from configs/snapshots escaped, then our own colour."""
     if kind in ("history", "fullmatrix"):
         from advisor.render import text_matrix
 
-        return "\n".join(getattr(text_matrix, f"{kind}_lines")(obj)) + "\n"
-    return "\n".join(_RENDERERS[kind](obj, color)) + "\n"
+        return terminal_safe("\n".join(getattr(text_matrix, f"{kind}_lines")(obj)) + "\n")
+    text = terminal_safe("\n".join(_RENDERERS[kind](obj, False)) + "\n")
+    return _MARKS.sub(lambda m: _mark(_STATUS_OF[m.group(1)], True), text) if color else text

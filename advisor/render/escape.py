@@ -1,0 +1,57 @@
+"""What a hostile config or snapshot cannot do to the reader: the output boundary of every renderer (issue 15).
+
+A model name, model_type or architecture comes from a stranger's config.json, and a snapshot field from a stranger's
+`--env` file. Raw, an ANSI/OSC sequence in one sets the terminal title or clears the screen, `<script>` or
+`<img onerror>` runs in most Markdown viewers, and a lone surrogate (valid in JSON `"\\ud800"`, or from a
+non-UTF-8 file name) makes `-o` die with UnicodeEncodeError. So:
+
+- `terminal_safe`: text output and error lines show control characters (C0 but newline and tab, DEL, C1, and the
+  bidirectional overrides of "Trojan Source") as `\\x1b`-style escapes, never raw;
+- `markup_safe`: the jinja `finalize` of the Markdown and HTML templates: no interpolated value can open an HTML
+  tag (HTML-escaped in HTML, `<` as `&lt;` in Markdown) or carry a control character, unless a template marked it
+  safe on purpose;
+- `encodable`: every rendered document gets lone surrogates as `\\udXXX` text, so it always encodes as UTF-8.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from jinja2 import pass_eval_context
+from jinja2.nodes import EvalContext
+from markupsafe import Markup, escape
+
+__all__ = ["encodable", "markup_safe", "terminal_safe"]
+
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_CONTROL_AND_NEWLINE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def terminal_safe(text: str, *, keep_newlines: bool = True) -> str:
+    """`text` with every control character shown as an escape; newlines (and tabs) kept unless told otherwise."""
+    return (_CONTROL if keep_newlines else _CONTROL_AND_NEWLINE).sub(_escaped, text)
+
+
+@pass_eval_context
+def markup_safe(eval_ctx: EvalContext, value: Any) -> Any:
+    """Jinja `finalize`: each `{{ value }}` terminal-safe, and unable to open an HTML tag.
+
+    HTML templates autoescape everything. In Markdown, raw HTML and autolinks can only start with `<` (CommonMark
+    6.6, 6.5; an entity never becomes a tag), so `<` alone becomes `&lt;`, which every viewer shows as `<`; `>=` in
+    a requirement stays readable in the raw file. Markup (marked safe by a template) passes as is.
+    """
+    if isinstance(value, Markup) or value is None or isinstance(value, (bool, int, float)):
+        return value
+    text = terminal_safe(str(value))
+    return escape(text) if eval_ctx.autoescape else text.replace("<", "&lt;")
+
+
+def encodable(text: str) -> str:
+    """`text` with lone surrogates as `\\udXXX` text: a report always encodes as UTF-8 (`doctor -o` never crashes)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
