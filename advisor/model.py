@@ -140,10 +140,10 @@ def resolve_model(
     else:
         looks_like_path = os.sep in name and not (name.count("/") == 1 and not name.startswith((".", "/", "~")))
         if looks_like_path:
-            raise ModelResolutionError(f"model path {name!r} does not exist")
+            raise ModelResolutionError(f"model path {printable(name)!r} does not exist")
         shipped_ids = ", ".join(m.hub_id for m in knowledge.models)
         raise ModelResolutionError(
-            f"model {name!r} is not a local folder, not in the Hugging Face cache and not shipped "
+            f"model {printable(name)!r} is not a local folder, not in the Hugging Face cache and not shipped "
             f"(shipped: {shipped_ids}); pass a local path, or --allow-download to fetch its config"
         )
     if config.get("auto_map") and not trust_remote_code and not _native(str(config["model_type"]), knowledge):
