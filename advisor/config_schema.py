@@ -14,19 +14,28 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from advisor.errors import UsageError
 from advisor.inputs import field_name
 
 __all__ = [
-    "validate_config",
+    "META_MAX_INT",
+    "META_MAX_LAYERS",
+    "META_MAX_PARAMS",
     "ModelShape",
     "check_shape",
     "meta_build_refusal",
-    "META_MAX_LAYERS",
-    "META_MAX_PARAMS",
-    "META_MAX_INT",
+    "validate_config",
 ]
 
 # Sane maxima: an order of magnitude or more above the largest published models (hidden 53k, 128 heads,
@@ -203,14 +212,15 @@ def check_shape(source: str, **figures: Any) -> ModelShape:
 
 # ------------------------------------------------------------------------- meta-device build limits
 
-META_MAX_LAYERS = 512  # NOTE (issue 15): 1,000,000 layers took over 300 s to build on the meta device
+META_MAX_LAYERS = 256  # NOTE (issue 15): 1,000,000 layers took over 300 s to build on the meta device
 META_MAX_PARAMS = 2 * 10**12  # 2T parameters by the closed form: past it, module construction alone takes long
 META_MAX_INT = 1 << 24  # any count above this (experts, positions, buckets) may make a module loop for minutes
 
 
 def _largest_int(config: dict[str, Any]) -> tuple[str, int] | None:
     best: tuple[str, int] | None = None
-    for level in (config, config.get("text_config") if isinstance(config.get("text_config"), dict) else {}):
+    text = config.get("text_config")
+    for level in (config, text if isinstance(text, dict) else {}):
         for key, value in level.items():
             if isinstance(value, int) and not isinstance(value, bool) and (best is None or value > best[1]):
                 best = (key, value)

@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = int(os.environ.get("ADVISOR_FUZZ_EXAMPLES", "2000"))  # 2,000 in CI (issue 15); lower by hand to iterate
@@ -92,6 +92,30 @@ _VALUES = st.recursive(_SCALARS, lambda inner: st.one_of(st.lists(inner, max_siz
 _PLACEHOLDER = "__fuzz_raw_token__"
 
 
+_STRINGS = st.one_of(st.text(max_size=12), st.sampled_from(
+    ["", "2.6.0", "5.24.0", "0.0", "1!2.0.post1.dev3", "not.a.version!", "v2", "2.x", "nvidia", "amd", "12.4",
+     "\x1b]0;title\x07", "A100-80GB", "float16", "flash_attention_2", "\ud800"]))
+
+
+def _same_kind(draw: st.DrawFn, old: Any) -> Any:
+    """A value of the same JSON type as `old`: keeps the document mostly valid, so deeper code is reached."""
+    if isinstance(old, bool):
+        return draw(st.booleans())
+    if isinstance(old, int):
+        return draw(_INTS)
+    if isinstance(old, float):
+        return draw(st.floats(allow_nan=False, allow_infinity=False))
+    if isinstance(old, str):
+        return draw(_STRINGS)
+    return draw(_VALUES)
+
+
+def _get(root: Any, path: tuple[Any, ...]) -> Any:
+    for part in path:
+        root = root[part]
+    return root
+
+
 def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
     if isinstance(node, dict):
         for key, value in node.items():
@@ -120,7 +144,7 @@ def _mutated(draw: st.DrawFn, seeds: list[dict[str, Any]], extra_keys: tuple[str
     raw_token: str | None = None
     for _ in range(draw(st.integers(1, 3))):
         paths = list(_paths(doc))
-        how = draw(st.sampled_from(["replace", "replace", "new-key", "delete", "raw"]))
+        how = draw(st.sampled_from(["same-kind", "same-kind", "same-kind", "replace", "new-key", "delete", "raw"]))
         if how == "new-key" or not paths:
             target = doc if draw(st.booleans()) or not isinstance(doc.get("text_config"), dict) else doc["text_config"]
             target[draw(st.sampled_from(extra_keys))] = draw(_VALUES)
@@ -131,12 +155,14 @@ def _mutated(draw: st.DrawFn, seeds: list[dict[str, Any]], extra_keys: tuple[str
         elif how == "raw" and raw_token is None:
             raw_token = draw(_RAW)
             _set(doc, path, _PLACEHOLDER)
+        elif how == "same-kind":
+            _set(doc, path, _same_kind(draw, _get(doc, path)))
         else:
             _set(doc, path, draw(_VALUES))
     text = json.dumps(doc)
     if raw_token is not None:
         text = text.replace(json.dumps(_PLACEHOLDER), raw_token, 1)
-    encoding = draw(st.sampled_from(["utf-8"] * 8 + ["utf-16", "utf-8-sig", "bad-byte", "truncate", "utf-32"]))
+    encoding = draw(st.sampled_from(["utf-8"] * 12 + ["utf-16", "utf-8-sig", "bad-byte", "truncate", "utf-32"]))
     if encoding == "bad-byte":
         data = text.encode("utf-8", "surrogatepass")
         at = draw(st.integers(0, len(data)))
@@ -149,6 +175,7 @@ def _mutated(draw: st.DrawFn, seeds: list[dict[str, Any]], extra_keys: tuple[str
 
 def _assert_clean(code: int, err: str, data: bytes) -> None:
     shown = data[:300]
+    event(f"exit {code}")  # `pytest --hypothesis-show-statistics` shows how many examples reached a plan
     assert code in (0, 1, 2), f"exit {code}: {err.strip()[:500]}\ninput: {shown!r}"
     assert "Traceback" not in err, f"traceback on stderr: {err[-800:]}\ninput: {shown!r}"
     errors = [line for line in err.splitlines() if line.startswith("advisor:")]
