@@ -166,7 +166,7 @@ class ModelShape(BaseModel):
     head_dim: Annotated[int, Field(ge=1, le=_HIDDEN_MAX)]
     head_dim_given: bool
     num_layers: Annotated[int, Field(ge=1, le=_LAYERS_MAX)]
-    vocab_size: Annotated[int, Field(ge=1, le=_VOCAB_MAX)]
+    vocab_size: Annotated[int, Field(ge=0, le=_VOCAB_MAX)]  # 0: none given (CANINE reads characters, no vocab)
     intermediate_size: Annotated[int, Field(ge=1, le=_FFN_MAX * 4)]
 
     @model_validator(mode="after")

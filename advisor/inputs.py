@@ -20,14 +20,14 @@ from typing import Any
 from advisor.errors import UsageError
 
 __all__ = [
-    "InputFileError",
     "CONFIG_MAX_BYTES",
-    "SNAPSHOT_MAX_BYTES",
     "MAX_DEPTH",
-    "read_json_file",
-    "path_kind",
+    "SNAPSHOT_MAX_BYTES",
+    "InputFileError",
     "field_name",
+    "path_kind",
     "printable",
+    "read_json_file",
 ]
 
 CONFIG_MAX_BYTES = 16 * 1024 * 1024
@@ -77,7 +77,7 @@ def _os_problem(exc: OSError) -> str:
     if exc.errno == errno.ELOOP:
         return "it is a symbolic link loop"
     if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-        return "no such file"
+        return "no such file: it does not exist"
     return exc.strerror or type(exc).__name__
 
 
@@ -189,7 +189,7 @@ def read_json_file(path: Path | str, *, what: str, limit: int = CONFIG_MAX_BYTES
     try:
         value = json.loads(text)  # NaN/Infinity parse to floats; _check_tree names their field
     except json.JSONDecodeError as exc:
-        raise InputFileError(what, shown, f"not valid JSON ({exc.msg} at line {exc.lineno}); fix or replace it") from None
+        raise InputFileError(what, shown, f"not JSON ({exc.msg} at line {exc.lineno}); fix or replace it") from None
     except ValueError:  # an integer literal longer than Python's int/str digit limit
         raise InputFileError(what, shown, "a number with thousands of digits; not a config") from None
     except RecursionError:

@@ -18,7 +18,7 @@ from advisor.errors import ModelResolutionError
 from advisor.inputs import CONFIG_MAX_BYTES, path_kind, printable, read_json_file
 from advisor.knowledge import Knowledge, load_knowledge
 
-__all__ = ["ModelSpec", "resolve_model", "describe_config"]
+__all__ = ["ModelSpec", "describe_config", "resolve_model"]
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 _GENERATIVE_SUFFIXES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration", "ForSpeechSeq2Seq")
@@ -118,7 +118,10 @@ def resolve_model(
 ) -> ModelSpec:
     """Find MODEL offline and describe it; raise ModelResolutionError with the fix when it cannot."""
     knowledge = knowledge or load_knowledge()
-    path = Path(name).expanduser()
+    try:
+        path = Path(name).expanduser()
+    except RuntimeError:  # `~user` for a user that does not exist
+        path = Path(name)
     source: Literal["folder", "config-file", "hf-cache", "shipped", "download"]
     folder: Path | None = None
     kind = path_kind(path)
