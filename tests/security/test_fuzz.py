@@ -7,7 +7,7 @@ each through the in-process CLI (`advisor.cli.main`). Every example must end wit
 with exactly one line on stderr; no traceback; and within a per-example deadline (SIGALRM), so a hang
 fails the test instead of stalling CI.
 
-The seeds from data/models keep every field but their layer count (set to 1 or 2), so that building the
+The seeds from data/models keep every field but their layer count (set to 2), so that building the
 model on the meta device stays cheap and 2,000 examples of each kind fit in CI.
 """
 
