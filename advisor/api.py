@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from advisor.emit import quantization_of
 from advisor.errors import UsageError
 from advisor.facts import SCHEMA_VERSION, Environment
 from advisor.findings import Finding, Severity
+from advisor.inputs import printable, read_json_file
 from advisor.knowledge import load_knowledge
 from advisor.knowledge.schema import AttentionSupportTable
 from advisor.memory import MemoryEstimate
@@ -165,14 +165,9 @@ def check(
     config_path = None
     if isinstance(config, (str, Path)):
         path = config_path = Path(config)
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise UsageError(f"config file {path} does not exist") from None
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"config file {path} is not JSON ({exc.msg} at line {exc.lineno})") from None
+        raw = read_json_file(path, what="config file")
         if not isinstance(raw, dict):
-            raise UsageError(f"config file {path} must hold a JSON object of from_pretrained kwargs")
+            raise UsageError(f"config file {printable(path)} must hold a JSON object of from_pretrained kwargs")
         config = raw
     data = parse_config(config or {}, source=f"config file {config_path}" if config_path else "the config")
     env = target_environment(**target)

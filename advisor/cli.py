@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 the check found problems, 2 bad input or usage.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -184,6 +185,17 @@ def _positive(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    """A timeout: a finite number of seconds above zero (nan, inf, 0 and negatives would never or always expire)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number of seconds above 0, e.g. 600")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="advisor", description="How to load a Hugging Face transformers model on your hardware, proven.")
     parser.add_argument("--version", action="version", version="inference-advisor 0.1.0")
@@ -243,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quantize", choices=("none", "8bit", "4bit"))
     p.add_argument("--all", action="store_true", help="try every viable candidate, side by side")
     p.add_argument("--generate", type=_positive, default=8, metavar="N", help="tokens to generate (default 8)")
-    p.add_argument("--timeout", type=float, default=600.0, metavar="S", help="seconds per attempt (default 600)")
+    p.add_argument("--timeout", type=_seconds, default=600.0, metavar="S", help="seconds per attempt (default 600)")
     _output_options(p, ("text", "json"))
     p.set_defaults(func=cmd_smoke)
 
@@ -262,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attn", metavar="IMPL", help="only candidates with this attn_implementation")
     p.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), help="only candidates in this dtype")
     p.add_argument("--quantize", choices=("none", "8bit", "4bit"), help="only this quantization")
-    p.add_argument("--timeout", type=float, default=600.0, metavar="S", help="seconds per candidate")
+    p.add_argument("--timeout", type=_seconds, default=600.0, metavar="S", help="seconds per candidate")
     p.add_argument("--plot", type=Path, metavar="FILE.png", help="also write a bar chart (needs matplotlib)")
     _output_options(p, ("text", "json", "markdown"))
     p.set_defaults(func=cmd_bench)

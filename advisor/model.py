@@ -7,18 +7,19 @@ the user passes `trust_remote_code`.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from advisor.config_schema import check_shape, meta_build_refusal, validate_config
 from advisor.errors import ModelResolutionError
+from advisor.inputs import CONFIG_MAX_BYTES, path_kind, printable, read_json_file
 from advisor.knowledge import Knowledge, load_knowledge
 from advisor.remote_code import check_model_folder
 
-__all__ = ["ModelSpec", "resolve_model", "describe_config"]
+__all__ = ["ModelSpec", "describe_config", "resolve_model"]
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 _GENERATIVE_SUFFIXES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration", "ForSpeechSeq2Seq")
@@ -38,6 +39,7 @@ class ModelSpec(BaseModel):
     param_count: int
     quantizable_param_count: int
     param_count_method: Literal["meta-device", "estimate"]
+    param_count_note: str | None = None
     num_layers: int
     num_attention_heads: int
     num_key_value_heads: int
@@ -55,7 +57,8 @@ class ModelSpec(BaseModel):
 
     @property
     def display(self) -> str:
-        return f"{self.name} ({self.architecture or self.model_type}, {self.param_count / 1e9:.2f}B params)"
+        note = f"; closed-form count: {self.param_count_note}" if self.param_count_note else ""
+        return f"{self.name} ({self.architecture or self.model_type}, {self.param_count / 1e9:.2f}B params{note})"
 
 
 def _hf_cache_dirs() -> list[Path]:
@@ -73,6 +76,8 @@ def _from_hf_cache(repo_id: str) -> Path | None:
     if repo_id.count("/") != 1:
         return None
     folder = "models--" + repo_id.replace("/", "--")
+    if len(folder) > 255:  # longer than any file name: Path.is_dir() would raise ENAMETOOLONG
+        return None
     for cache in _hf_cache_dirs():
         snapshots = cache / folder / "snapshots"
         if not snapshots.is_dir():
@@ -98,14 +103,10 @@ def _download(repo_id: str) -> Path:
 
 
 def _read_config(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ModelResolutionError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); fix or replace it") from None
-    except OSError as exc:
-        raise ModelResolutionError(f"cannot read {path}: {exc.strerror}") from None
+    data = read_json_file(path, what="config.json", limit=CONFIG_MAX_BYTES)
     if not isinstance(data, dict) or "model_type" not in data:
-        raise ModelResolutionError(f"{path} has no `model_type`: it is not a transformers config.json")
+        raise ModelResolutionError(f"{printable(path)} has no `model_type`: it is not a transformers config.json")
+    validate_config(data, f"config.json {printable(path)}")
     return data
 
 
@@ -118,14 +119,18 @@ def resolve_model(
 ) -> ModelSpec:
     """Find MODEL offline and describe it; raise ModelResolutionError with the fix when it cannot."""
     knowledge = knowledge or load_knowledge()
-    path = Path(name).expanduser()
+    try:
+        path = Path(name).expanduser()
+    except RuntimeError:  # `~user` for a user that does not exist
+        path = Path(name)
     source: Literal["folder", "config-file", "hf-cache", "shipped", "download"]
     folder: Path | None = None
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ModelResolutionError(f"{path} has no config.json: point MODEL at a saved transformers model folder")
+    kind = path_kind(path)
+    if kind == "dir":
+        if path_kind(path / "config.json") == "missing":
+            raise ModelResolutionError(f"{printable(path)} has no config.json: point MODEL at a saved transformers model folder")
         config, folder, source = _read_config(path / "config.json"), path, "folder"
-    elif path.is_file():
+    elif kind in ("file", "other"):  # "other" (a FIFO, a device) is refused by the reader with its reason
         config, source = _read_config(path), "config-file"
         folder = path.parent if path.name == "config.json" else None
     elif (cached := _from_hf_cache(name)) is not None:
@@ -139,10 +144,10 @@ def resolve_model(
     else:
         looks_like_path = os.sep in name and not (name.count("/") == 1 and not name.startswith((".", "/", "~")))
         if looks_like_path:
-            raise ModelResolutionError(f"model path {name!r} does not exist")
+            raise ModelResolutionError(f"model path {printable(name)!r} does not exist")
         shipped_ids = ", ".join(m.hub_id for m in knowledge.models)
         raise ModelResolutionError(
-            f"model {name!r} is not a local folder, not in the Hugging Face cache and not shipped "
+            f"model {printable(name)!r} is not a local folder, not in the Hugging Face cache and not shipped "
             f"(shipped: {shipped_ids}); pass a local path, or --allow-download to fetch its config"
         )
     check_model_folder(config, folder, name=name, trust_remote_code=trust_remote_code,
@@ -233,6 +238,8 @@ def describe_config(
     has_weights: bool = False,
     trust_remote_code: bool = False,
 ) -> ModelSpec:
+    label = f"config.json {printable(name)}" if name.endswith(".json") else f"config.json of {printable(name)}"
+    validate_config(config, label)
     c = _text_config(config)
     architectures = config.get("architectures") or []
     architecture = architectures[0] if architectures else None
@@ -247,10 +254,15 @@ def describe_config(
         layers = int(_first(c, "decoder_layers", "num_decoder_layers", default=layers) or layers)
     vocab = int(_first(c, "vocab_size", "n_vocab", default=0))
     intermediate = int(_first(c, "intermediate_size", "ffn_dim", "decoder_ffn_dim", "n_inner", "d_ff", "ffn_hidden_size", default=0) or 4 * hidden)
-    counted = _count_on_meta(config, architecture, trust_remote_code)
+    check_shape(label, hidden_size=hidden, num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=head_dim,
+                head_dim_given=_first(c, "head_dim", "d_kv") is not None, num_layers=layers, vocab_size=vocab,
+                intermediate_size=intermediate)
+    estimated = _estimate(c, layers, hidden, heads, kv_heads, head_dim, vocab)
+    note = meta_build_refusal(config, layers=layers, estimated_params=estimated[0])
+    counted = None if note is not None else _count_on_meta(config, architecture, trust_remote_code)
     method: Literal["meta-device", "estimate"] = "meta-device"
     if counted is None:
-        counted, method = _estimate(c, layers, hidden, heads, kv_heads, head_dim, vocab), "estimate"
+        counted, method = estimated, "estimate"
     dtype = _first(config, "dtype", "torch_dtype") or _first(c, "dtype", "torch_dtype")
     max_pos = _first(c, "max_position_embeddings", "n_positions", "max_target_positions", "n_ctx", "max_sequence_length")
     generative = bool(architecture and architecture.endswith(_GENERATIVE_SUFFIXES)) or (
@@ -266,6 +278,7 @@ def describe_config(
         param_count=int(counted[0]),
         quantizable_param_count=int(counted[1]),
         param_count_method=method,
+        param_count_note=note,
         num_layers=layers,
         num_attention_heads=heads,
         num_key_value_heads=kv_heads,

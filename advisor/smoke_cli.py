@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from advisor.errors import UsageError
+from advisor.inputs import read_json_file
 from advisor.model import resolve_model
 from advisor.plan import PlanRequest, make_plan
 from advisor.smoke import SmokeReport, options_from_json, plan_options, run_smoke
@@ -18,13 +18,8 @@ def run_smoke_command(args: argparse.Namespace) -> SmokeReport:
     model = resolve_model(args.model, allow_download=args.allow_download, trust_remote_code=args.trust_remote_code)
     rejected: list[dict[str, str]] = []
     if args.config is not None:
-        try:
-            options = options_from_json(json.loads(args.config.read_text(encoding="utf-8")),
-                                        source=f"config file {args.config}")
-        except FileNotFoundError:
-            raise UsageError(f"config file {args.config} does not exist") from None
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"config file {args.config} is not JSON ({exc.msg} at line {exc.lineno})") from None
+        options = options_from_json(read_json_file(args.config, what="config file"),
+                                    source=f"config file {args.config}")
     else:
         env = resolve_target(TargetSpec(cpu=args.cpu))
         request = PlanRequest(attn=args.attn, dtype=args.dtype or "auto", quantize=args.quantize or "auto")

@@ -7,7 +7,6 @@ this module turns them into one `Environment`, so rules never know where the fac
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,11 +27,13 @@ from advisor.facts import (
     known,
 )
 from advisor.fileio import write_output
+from advisor.inputs import SNAPSHOT_MAX_BYTES, InputFileError, field_name, printable, read_json_file
 from advisor.knowledge import Knowledge, load_knowledge
 from advisor.knowledge.schema import GpuRow
 from advisor.probe.host import probe_host
 from advisor.probe.packages import LIBRARIES, probe_libraries
 from advisor.probe.torch_info import sdpa_backends
+from advisor.snapshot_schema import snapshot_problem
 
 __all__ = ["TargetSpec", "resolve_target", "load_environment", "save_environment", "environment_for_gpus"]
 
@@ -54,27 +55,25 @@ class TargetSpec:
 
 def load_environment(path: Path) -> Environment:
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise EnvironmentFileError(str(path), "no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise EnvironmentFileError(str(path), str(getattr(exc, "strerror", None) or exc)) from None
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise EnvironmentFileError(str(path), f"not JSON ({exc.msg} at line {exc.lineno})") from None
+        raw = read_json_file(path, what="environment file", limit=SNAPSHOT_MAX_BYTES)
+    except InputFileError as exc:
+        raise EnvironmentFileError(exc.shown, exc.problem) from None
+    if isinstance(raw, dict) and "host" not in raw:
+        raw = raw.get("environment", raw)  # accept `doctor --format json` output too
     if not isinstance(raw, dict):
-        raise EnvironmentFileError(str(path), "not a snapshot object")
-    raw = raw.get("environment", raw) if "host" not in raw else raw  # accept `doctor --format json` output too
+        raise EnvironmentFileError(printable(path), "not a snapshot object")
     if raw.get("schema_version") != SCHEMA_VERSION:
         raise EnvironmentFileError(
-            str(path), f"schema_version {raw.get('schema_version')!r}, this advisor reads {SCHEMA_VERSION}"
+            printable(path), f"schema_version {raw.get('schema_version')!r}, this advisor reads {SCHEMA_VERSION}"
         )
+    problem = snapshot_problem(raw)
+    if problem is not None:
+        raise EnvironmentFileError(printable(path), problem)
     try:
         env = Environment.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise EnvironmentFileError(str(path), f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        raise EnvironmentFileError(printable(path), f"{field_name(first['loc'])}: {first['msg']}") from None
     return env
 
 
