@@ -17,7 +17,7 @@ from typing import Any
 from advisor.facts import ComputeCapability, Environment
 from advisor.knowledge import data_dir, version_matches
 
-__all__ = ["Method", "MethodStatus", "load_methods", "method_status", "fixes_for"]
+__all__ = ["Method", "MethodStatus", "load_methods", "method_status", "fixes_for", "doctor_rows"]
 
 
 @dataclass(frozen=True)
@@ -43,12 +43,13 @@ class MethodStatus:
     """What one method needs on this target and what is missing."""
 
     method: Method
-    missing: tuple[str, ...]  # "pip install 'torchao>=0.15.0'" style, one per unmet library
+    missing: tuple[str, ...]  # "torchao>=0.15.0 (not installed)" style, one per unmet library
     cc_ok: bool | None  # None: no GPU or no requirement
+    gpu_ok: bool = True  # False: the method runs only on a GPU and the target has none
 
     @property
     def ready(self) -> bool:
-        return not self.missing and self.cc_ok is not False
+        return not self.missing and self.cc_ok is not False and self.gpu_ok
 
     def needs(self) -> str:
         libs = ", ".join(f"{d}{s or ''}" for d, s in self.method.requires.items())
@@ -89,7 +90,8 @@ def method_status(env: Environment, method: Method, weakest_cc: ComputeCapabilit
         elif spec and not version_matches(lib.version, spec):
             missing.append(f"{dist}{spec} (installed {lib.version})")
     cc_ok = None if method.min_cc is None or weakest_cc is None else weakest_cc.as_tuple >= method.min_cc.as_tuple
-    return MethodStatus(method=method, missing=tuple(missing), cc_ok=cc_ok)
+    gpu_ok = bool(env.gpu_list) or "cpu" in method.device
+    return MethodStatus(method=method, missing=tuple(missing), cc_ok=cc_ok, gpu_ok=gpu_ok)
 
 
 def fixes_for(kind: str, model_type: str, env: Environment, weakest_cc: ComputeCapability | None) -> list[str]:
@@ -109,7 +111,7 @@ def fixes_for(kind: str, model_type: str, env: Environment, weakest_cc: ComputeC
         if kind not in ("linear-subclass", "fused-experts") and m.mode == "on-the-fly" and m.linear_rule == "exact":
             continue
         status = method_status(env, m, weakest_cc)
-        if status.cc_ok is False:
+        if status.cc_ok is False or not status.gpu_ok:
             continue
         picked.append(status)
     picked.sort(key=lambda s: (not s.ready, s.method.mode == "pre-quantized"))
@@ -122,3 +124,26 @@ def fixes_for(kind: str, model_type: str, env: Environment, weakest_cc: ComputeC
         does = what.get(kind, "replaces linear layers") if m.mode != "pre-quantized" else "a pre-quantized checkpoint"
         out.append(f"{m.config} ({state}{cc}; {does}: transformers {release} {m.rule_source})")
     return out
+
+
+def doctor_rows(env: Environment, weakest_cc: ComputeCapability | None) -> list[tuple[str, str, str, str]]:
+    """(name, status, value, fix) per method for doctor: what it needs here and what is missing.
+
+    `ok` when its libraries are installed and the GPU is new enough, `info` otherwise (none is required).
+    """
+    rows = []
+    for m in load_methods():
+        s = method_status(env, m, weakest_cc)
+        scope = f" (gpt-oss only)" if m.model_types else ""
+        if s.ready:
+            have = ", ".join(f"{d} {env.version_of(d)}" for d in m.requires)
+            rows.append((m.key, "ok", f"usable{scope}: {have}; {m.config}", ""))
+            continue
+        problems = list(s.missing)
+        if s.cc_ok is False:
+            problems.append(f"compute capability {weakest_cc} < {m.min_cc}")
+        if not s.gpu_ok:
+            problems.append("no GPU in this target")
+        fix = " && ".join(f"pip install '{p.split(' ')[0]}'" for p in s.missing) if s.missing else ""
+        rows.append((m.key, "info", f"not usable here{scope}: needs {s.needs()}; missing: {'; '.join(problems)}", fix))
+    return rows

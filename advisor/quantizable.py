@@ -144,8 +144,8 @@ def breakdown(model: Any) -> Breakdown:
             embedding += size
         elif isinstance(module, torch.nn.modules.conv._ConvNd):
             conv += size
-        else:
-            experts += sum(p.numel() for p in own if p.dim() >= 3)
+        elif "expert" in name.rsplit(".", 1)[-1].lower() or "expert" in type(module).__name__.lower():
+            experts += sum(p.numel() for p in own if p.dim() >= 3)  # gate_up_proj (E, 2I, H), down_proj (E, H, I)
     names = tuple(sorted(subclasses, key=lambda k: -subclasses[k]))
     return Breakdown(total=total, quantizable=quantizable, embedding=embedding, fused_experts=experts,
                      linear_subclass=subclass, conv=conv, skipped_linear=skipped, subclasses=names,
