@@ -17,7 +17,7 @@ from typing import Any
 from advisor.facts import ComputeCapability, Environment
 from advisor.knowledge import data_dir, version_matches
 
-__all__ = ["Method", "MethodStatus", "load_methods", "method_status", "fixes_for", "doctor_rows"]
+__all__ = ["Method", "MethodStatus", "doctor_rows", "fixes_for", "load_methods", "method_status"]
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ def doctor_rows(env: Environment, weakest_cc: ComputeCapability | None) -> list[
     rows = []
     for m in load_methods():
         s = method_status(env, m, weakest_cc)
-        scope = f" (gpt-oss only)" if m.model_types else ""
+        scope = " (gpt-oss only)" if m.model_types else ""
         if s.ready:
             have = ", ".join(f"{d} {env.version_of(d)}" for d in m.requires)
             rows.append((m.key, "ok", f"usable{scope}: {have}; {m.config}", ""))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["APPLIED_SHARE", "QuantizationCount", "count_quantized", "requested", "not_applied"]
+__all__ = ["APPLIED_SHARE", "QuantizationCount", "count_quantized", "not_applied", "requested"]
 
 # Below this share of the linear weights' parameters, the attempt failed: the weights did not shrink.
 APPLIED_SHARE = 0.6
@@ -49,7 +49,7 @@ def count_quantized(model: Any) -> QuantizationCount:
     try:
         from transformers.pytorch_utils import Conv1D
     except ImportError:  # pragma: no cover
-        Conv1D = nn.Linear  # noqa: N806
+        Conv1D = nn.Linear  # type: ignore[misc,assignment]
     seen: set[int] = set()
     linear = quantized = 0
     logical_all = logical_quantized = 0

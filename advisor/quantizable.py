@@ -26,12 +26,12 @@ __all__ = [
     "BNB_RULE",
     "LOW_SHARE",
     "REASONS",
-    "kind_of",
     "Breakdown",
     "ShareRow",
     "breakdown",
-    "share_table",
+    "kind_of",
     "share_row",
+    "share_table",
 ]
 
 # Where the rule lives in the release the shipped table was generated with.
@@ -118,7 +118,7 @@ def breakdown(model: Any) -> Breakdown:
     try:
         from transformers.pytorch_utils import Conv1D
     except ImportError:  # pragma: no cover - every supported release has it
-        Conv1D = ()  # type: ignore[assignment,misc]  # noqa: N806
+        Conv1D = ()  # type: ignore[assignment,misc]
     skips = _skip_patterns(model)
     convert = _matcher()
     counted: set[int] = set()
@@ -160,7 +160,7 @@ def _skip_patterns(model: Any) -> list[str]:
         from transformers.quantizers.base import HfQuantizer
 
         return list(HfQuantizer.get_modules_to_not_convert(model, None, keep))
-    except Exception:  # an older release or a model without output embeddings: the documented default
+    except Exception:  # noqa: BLE001 - an older release or a model without output embeddings: the default
         return ["lm_head", *keep]
 
 
