@@ -76,6 +76,15 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     kwargs = child_kwargs(request["from_pretrained"], trust_remote_code=request.get("trust_remote_code") is True)
     model = auto.from_pretrained(request["path"], **to_kwargs(kwargs)).eval()
     result["load_seconds"] = time.perf_counter() - start
+    if request["from_pretrained"].get("quantization_config"):  # proof that it took effect (issue 17)
+        from advisor.quant_proof import count_quantized, not_applied
+
+        result["quantization"] = count = count_quantized(model)
+        if (reason := not_applied(count)) is not None:
+            if torch.cuda.is_available() and torch.cuda.is_initialized():
+                result["peak_memory_bytes"] = int(torch.cuda.max_memory_allocated())
+            result["error"] = reason
+            return result
     device = str(model.device)
     vocab = int(getattr(model.config.get_text_config(), "vocab_size", 1000))
     repeats = int(request.get("repeats", 3))

@@ -54,6 +54,9 @@ class ModelSpec(BaseModel):
     sliding_window: int | None = None
     alibi: bool = False
     trust_remote_code: bool = False
+    # Why bitsandbytes would leave most weights unquantized (advisor.quantizable); None when it quantizes most.
+    quantizable_note: str | None = None
+    quantizable_release: str | None = None  # the transformers release whose replacement rule gave the count
 
     @property
     def display(self) -> str:
@@ -187,8 +190,11 @@ def _text_config(config: dict[str, Any]) -> dict[str, Any]:
     return {**config, **text} if isinstance(text, dict) else config
 
 
-def _count_on_meta(config: dict[str, Any], architecture: str | None, trust_remote_code: bool) -> tuple[int, int] | None:
-    """Exact parameter counts from the real model class built on the meta device (no memory, no weights)."""
+def _count_on_meta(
+    config: dict[str, Any], architecture: str | None, trust_remote_code: bool
+) -> tuple[int, int, str | None] | None:
+    """Exact counts from the real model class built on the meta device (no memory, no weights): all parameters,
+    those bitsandbytes would quantize in the installed transformers, and why most are not (when that is so)."""
     try:
         import torch
         import transformers
@@ -205,15 +211,11 @@ def _count_on_meta(config: dict[str, Any], architecture: str | None, trust_remot
                 model = cls(hf_config)
             else:
                 model = transformers.AutoModel.from_config(hf_config, trust_remote_code=trust_remote_code)
-        total = sum(p.numel() for p in model.parameters())
-        skip = {"lm_head", "output", "proj_out"}
-        quantizable = 0
-        for name, module in model.named_modules():
-            if name.split(".")[-1] in skip:
-                continue
-            if isinstance(module, torch.nn.Linear) or type(module).__name__ == "Conv1D":
-                quantizable += sum(p.numel() for p in module.parameters(recurse=False) if p.dim() == 2)
-        return total, quantizable
+        from advisor.quantizable import LOW_SHARE, breakdown
+
+        split = breakdown(model)
+        note = split.reason()[1] if split.non_embedding_share < LOW_SHARE else None
+        return sum(p.numel() for p in model.parameters()), split.quantizable, note
     except Exception:
         return None
 
@@ -227,6 +229,31 @@ def _estimate(c: dict[str, Any], layers: int, hidden: int, heads: int, kv_heads:
     per_layer = attn + mlp
     embeddings = vocab * hidden * (1 if _first(c, "tie_word_embeddings", default=True) else 2)
     return layers * per_layer + embeddings, layers * per_layer
+
+
+def _table_share(model_type: str, total: int, quantizable: int) -> tuple[int, int, str | None]:
+    """Without torch: where data/quantizable_share.json says bitsandbytes replaces little, apply its share."""
+    from advisor.quantizable import share_row
+
+    row = share_row(model_type)
+    if row is None or row.reason is None:
+        return total, quantizable, None
+    return total, min(quantizable, int(total * row.share)), row.reason
+
+
+def _release() -> str | None:
+    try:
+        import transformers
+
+        return str(transformers.__version__)
+    except ImportError:
+        return None
+
+
+def _table_release() -> str | None:
+    from advisor.quantizable import share_table
+
+    return share_table().get("transformers")
 
 
 def describe_config(
@@ -262,7 +289,7 @@ def describe_config(
     counted = None if note is not None else _count_on_meta(config, architecture, trust_remote_code)
     method: Literal["meta-device", "estimate"] = "meta-device"
     if counted is None:
-        counted, method = estimated, "estimate"
+        counted, method = _table_share(str(config["model_type"]), *estimated), "estimate"
     dtype = _first(config, "dtype", "torch_dtype") or _first(c, "dtype", "torch_dtype")
     max_pos = _first(c, "max_position_embeddings", "n_positions", "max_target_positions", "n_ctx", "max_sequence_length")
     generative = bool(architecture and architecture.endswith(_GENERATIVE_SUFFIXES)) or (
@@ -293,4 +320,6 @@ def describe_config(
         sliding_window=c.get("sliding_window") if isinstance(c.get("sliding_window"), int) else None,
         alibi=bool(c.get("alibi")) or config["model_type"] in ("bloom", "mpt"),
         trust_remote_code=trust_remote_code,
+        quantizable_note=counted[2],
+        quantizable_release=_release() if method == "meta-device" else _table_release(),
     )

@@ -19,7 +19,7 @@ from advisor.memory import GiB, MemoryEstimate, estimate_memory, max_memory_map
 from advisor.model import ModelSpec
 from advisor.rules import run_candidate_rules, run_environment_rules
 from advisor.rules.base import DTYPES, QUANTIZATIONS, Candidate, Context
-from advisor.rules.planning import memory_fit, support_unknown
+from advisor.rules.planning import memory_fit, memory_fix, support_unknown
 from advisor.support import attention_support
 
 __all__ = ["PlanRequest", "PlanOption", "Rejection", "Recommendation", "make_plan", "evaluate", "Evaluation"]
@@ -139,7 +139,7 @@ def _memory_finding(ctx: Context, c: Candidate, memory: MemoryEstimate) -> Findi
         f"activations {memory.activation_bytes / GiB:.1f}, overhead {memory.overhead_bytes / GiB:.1f}); "
         f"{where} has {memory.budget_bytes / GiB:.1f} GiB",
         detected=f"{memory.total_bytes / GiB:.1f} GiB needed", required=f"<= {memory.budget_bytes / GiB:.1f} GiB",
-        option=option,
+        option=option, fix=memory_fix(c, quantization_helps=ctx.model is None or ctx.model.quantizable_note is None),
     )
 
 

@@ -10,6 +10,7 @@ from advisor.facts import SCHEMA_VERSION, Environment, GpuInfo, TorchInfo, Unava
 from advisor.findings import Finding, Severity
 from advisor.memory import GiB
 from advisor.plan import Recommendation, torch_summary
+from advisor.quant_methods import doctor_rows
 
 __all__ = ["Item", "Section", "DoctorReport", "build_report"]
 
@@ -34,6 +35,13 @@ _PURPOSE = {
     "onnxruntime": "ONNX Runtime on the CPU",
     "onnxruntime-gpu": "ONNX Runtime with CUDA/TensorRT execution providers",
     "nvidia-ml-py": "reading GPUs through NVML without a CUDA context",
+    "torchao": "TorchAoConfig int8/int4 (replaces nn.Linear subclasses too)",
+    "hqq": "HqqConfig 1-8 bit",
+    "optimum-quanto": "QuantoConfig int8/int4/float8 weights",
+    "gptqmodel": "GPTQ and AWQ checkpoints",
+    "compressed-tensors": "compressed-tensors checkpoints (llm-compressor), MoE experts included",
+    "fbgemm-gpu": "FbgemmFp8Config (compute capability >= 9.0)",
+    "triton": "MXFP4 gpt-oss kernels (triton >= 3.4.0) and other Triton kernels",
 }
 _REQUIRED = {"torch", "transformers"}
 
@@ -167,6 +175,16 @@ def _libraries(env: Environment) -> Section:
     return Section(title="Kernels and libraries", items=items)
 
 
+def _quant_methods(env: Environment) -> Section:
+    """What each quantization method transformers loads would need here (data/quant_methods.json)."""
+    ccs = [cc for g in env.gpu_list if (cc := known(g.compute_capability)) is not None]
+    weakest = min(ccs, key=lambda cc: cc.as_tuple) if ccs else None
+    return Section(title="Quantization methods", items=[
+        Item(name=name, status=status, value=value, fix=fix)  # type: ignore[arg-type]
+        for name, status, value, fix in doctor_rows(env, weakest)
+    ])
+
+
 def _model(rec: Recommendation) -> list[Section]:
     m = rec.model
     compat = [
@@ -196,7 +214,7 @@ def build_report(
     env: Environment, findings: list[Finding], recommendation: Recommendation | None = None,
     smoke: dict[str, Any] | None = None,
 ) -> DoctorReport:
-    sections = [_host(env), _gpus(env), _dtypes(env), _sdpa(env), _libraries(env)]
+    sections = [_host(env), _gpus(env), _dtypes(env), _sdpa(env), _libraries(env), _quant_methods(env)]
     if findings:
         sections.append(Section(title="Findings", items=[
             Item(name=f.code, status=_STATUS[f.severity], value=f.message, fix=f.fix) for f in findings  # type: ignore[arg-type]

@@ -68,6 +68,7 @@ class Attempt(Trial):
     max_abs_diff: float | None = None
     max_abs_diff_tolerance: float | None = None
     device: str | None = None
+    quantization: dict[str, Any] | None = None  # advisor.quant_proof.count_quantized after a quantized load
 
 
 class SmokeReport(BaseModel):

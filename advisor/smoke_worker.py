@@ -326,6 +326,7 @@ def run_attempt(request: dict[str, Any], result: dict[str, Any]) -> None:
     result["stage"] = "load"
     model, result["load_seconds"] = _load(request, request["from_pretrained"], torch)
     device = result["device"] = _device_of(model)
+    _check_quantized(model, request["from_pretrained"], result, device, torch)
     first = str(model.device)  # the first parameter's device: where a device_map puts the embeddings
     result["stage"] = "input preparation"
     if reference is not None:
@@ -370,6 +371,19 @@ def run_attempt(request: dict[str, Any], result: dict[str, Any]) -> None:
     key = result["tolerance_key"] = tolerance_key(request["from_pretrained"], str(model.dtype).removeprefix("torch."))
     compare_outputs(output, reference, inputs, key, result)
     result["ok"] = True
+
+
+def _check_quantized(model: Any, from_pretrained: dict[str, Any], result: dict[str, Any], device: str, torch: Any) -> None:
+    """A quantized load whose linear weights stayed in float is a failed attempt (issue 17): prove it after load."""
+    from advisor.quant_proof import count_quantized, not_applied, requested
+
+    if not requested(from_pretrained):
+        return
+    result["quantization"] = count = count_quantized(model)
+    reason = not_applied(count)
+    if reason is not None:
+        _peak_memory(result, device, torch)
+        raise CheckFailed(reason)
 
 
 def compare_outputs(

@@ -109,6 +109,14 @@ LIBRARIES: tuple[LibrarySpec, ...] = (
     LibrarySpec("onnxruntime", "onnxruntime", _ONNXRUNTIME, needs_torch=False),
     LibrarySpec("onnxruntime-gpu", "onnxruntime", _ONNXRUNTIME, needs_torch=False),
     LibrarySpec("nvidia-ml-py", "pynvml"),
+    # Quantization backends transformers loads besides bitsandbytes (data/quant_methods.json); versions only.
+    LibrarySpec("torchao", "torchao"),
+    LibrarySpec("hqq", "hqq"),
+    LibrarySpec("optimum-quanto", "optimum.quanto"),
+    LibrarySpec("gptqmodel", "gptqmodel"),
+    LibrarySpec("compressed-tensors", "compressed_tensors"),
+    LibrarySpec("fbgemm-gpu", "fbgemm_gpu"),
+    LibrarySpec("triton", "triton"),
 )
 
 

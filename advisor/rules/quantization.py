@@ -131,3 +131,39 @@ def accelerate_needed(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
                 Severity.FAIL, row.message, detected=f"accelerate {lib.version}", required=f"accelerate{row.specifier}",
                 fix=row.fix, option=option,
             )
+
+
+@rule("QUANT007", "bitsandbytes would quantize little of this model", scope="candidate",
+      fix="a method that quantizes this architecture (see the message), or spread bf16 over more GPUs")
+def bnb_share(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
+    """transformers 5.x replaces only modules whose type is exactly `nn.Linear` (or `Conv1D`):
+    `isinstance(module, Conv1D) or type(module) is nn.Linear` in `integrations/bitsandbytes.py` (line 189 in 5.18.0
+    and 5.24.0; 4.57.6 line 167 took any `nn.Linear` subclass). A subclass such as falcon's `FalconLinear`, and the
+    fused 3-D expert parameters of the 5.x mixture-of-experts models, stay in the compute dtype without an error.
+    The share comes from the model class built on the meta device (`data/quantizable_share.json` without torch);
+    below 60% of the non-embedding weights the 8-bit / 4-bit candidate is rejected as not worth loading."""
+    model = ctx.model
+    if not _quantized(c) or model is None or model.quantizable_note is None:
+        return
+    tf = ctx.version("transformers")
+    if tf is not None and tf < Version("5.0"):
+        return  # 4.x: isinstance rule and per-expert nn.Linear modules (see the docstring)
+    assert c is not None
+    from advisor.memory import BYTES, GiB
+    from advisor.quant_methods import fixes_for
+    from advisor.quantizable import kind_of
+
+    share = model.quantizable_param_count / model.param_count if model.param_count else 0.0
+    left = (model.param_count - model.quantizable_param_count) * BYTES[c.dtype]
+    release = model.quantizable_release or (str(tf) if tf else "5.x")
+    fixes = fixes_for(kind_of(model.quantizable_note), model.model_type, ctx.env, ctx.weakest_cc)
+    more = "spread the unquantized model over more GPUs (device_map='auto')"
+    yield bnb_share.finding(
+        Severity.FAIL,
+        f"bitsandbytes would quantize only {share:.0%} of this model's weights in transformers {release}: "
+        f"{model.quantizable_note}; {left / GiB:.1f} GiB of its weights would stay in {c.dtype}",
+        detected=f"{model.quantizable_param_count / 1e9:.2f}B of {model.param_count / 1e9:.2f}B parameters in "
+                 "modules bitsandbytes replaces",
+        required="most weights in exact nn.Linear / Conv1D modules",
+        fix="; or ".join([*fixes[:3], more]), option=c.quantization,
+    )
