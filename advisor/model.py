@@ -249,7 +249,9 @@ def describe_config(
         layers = int(_first(c, "decoder_layers", "num_decoder_layers", default=layers) or layers)
     vocab = int(_first(c, "vocab_size", "n_vocab", default=0))
     intermediate = int(_first(c, "intermediate_size", "ffn_dim", "decoder_ffn_dim", "n_inner", "d_ff", "ffn_hidden_size", default=0) or 4 * hidden)
-    counted = _count_on_meta(config, architecture, trust_remote_code)
+    from advisor.model_analysis import cached_counts  # the counts without a meta build when known (issue 14)
+
+    counted = cached_counts(config, architecture, trust_remote_code, _count_on_meta)
     method: Literal["meta-device", "estimate"] = "meta-device"
     if counted is None:
         counted, method = _estimate(c, layers, hidden, heads, kv_heads, head_dim, vocab), "estimate"
