@@ -22,14 +22,18 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 __all__ = [
     "CACHE_DIR_ENV",
+    "cached",
+    "source_stamp",
     "NO_CACHE_ENV",
     "cache_dir",
     "content_hash",
@@ -124,7 +128,7 @@ def put(kind: str, content: Any, value: Any, *, transformers: str | None, extra:
         return
     key = _key(kind, content, transformers, extra)
     path = _path(key)
-    data = json.dumps({"key": key, "value": value}, sort_keys=True).encode("utf-8")
+    data = json.dumps({"key": key, "value": value}).encode("utf-8")  # key order of values kept
     for _ in range(2):  # a second try after clearing a file that blocks a folder of the path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -160,3 +164,34 @@ def _clear_blocking_file(folder: Path) -> None:
             return
         if parent == root or parent == parent.parent:
             return
+
+
+@lru_cache(maxsize=None)
+def source_stamp(fn: Callable[..., Any]) -> str:
+    """A short hash of `fn`'s source, so an edited function never serves answers of its old version."""
+    import inspect
+
+    try:
+        source = inspect.getsource(fn)
+    except (OSError, TypeError):  # no source (a frozen build): the name alone
+        source = ""
+    name = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', '')}"
+    return f"{name}:{hashlib.sha256(source.encode('utf-8')).hexdigest()[:16]}"
+
+
+def cached(kind: str, fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` through the cache, for a function whose answer depends only on JSON-able `args` and the
+    installed transformers (it may import transformers to compute it). None is never cached."""
+    tf = transformers_version()
+    extra = source_stamp(fn)
+    hit = get(kind, list(args), transformers=tf, extra=extra)
+    if hit is not None:
+        return hit  # type: ignore[no-any-return]
+    value = fn(*args)
+    try:
+        exact = value is not None and json.loads(json.dumps(value)) == value
+    except (TypeError, ValueError):
+        exact = False
+    if exact:  # only values that come back from JSON unchanged (no tuples, no objects)
+        put(kind, list(args), value, transformers=tf, extra=extra)
+    return value

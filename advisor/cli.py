@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 the check found problems, 2 bad input or usage.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -14,7 +15,7 @@ from typing import Any, NoReturn
 
 from pydantic import BaseModel
 
-from advisor import api
+from advisor import analysis_cache, api
 from advisor.errors import AdvisorError, UsageError
 from advisor.fileio import check_writable, write_atomic
 from advisor.render import OutputFormat, render
@@ -46,6 +47,8 @@ def _model_options(p: argparse.ArgumentParser, required: bool = True) -> None:
                    help="a local folder, a config.json, a hub id in the local HF cache, or a shipped model id")
     p.add_argument("--allow-download", action="store_true", help="fetch the model's config.json from the Hub if needed")
     p.add_argument("--trust-remote-code", action="store_true", help="allow models that need custom code (auto_map)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="neither read nor write the analysis cache (also: ADVISOR_NO_CACHE=1)")
 
 
 def _output_options(p: argparse.ArgumentParser, formats: Sequence[str], default: str = "text") -> None:
@@ -269,7 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     try:
         _preflight(args)
-        return func(args)
+        with analysis_cache.disabled() if getattr(args, "no_cache", False) else contextlib.nullcontext():
+            return func(args)
     except AdvisorError as exc:
         sys.stderr.write(f"advisor: error: {exc}\n")
         return exc.exit_code

@@ -9,8 +9,7 @@ So a shipped model, or a config seen before, is planned without importing torch 
 
 from __future__ import annotations
 
-import hashlib
-import inspect
+import copy
 import json
 from collections.abc import Callable
 from functools import lru_cache
@@ -47,11 +46,7 @@ def counting_version() -> str:
     """A stamp of the counting code: a changed `_count_on_meta` never serves counts made by the old one."""
     from advisor.model import _count_on_meta
 
-    try:
-        source = inspect.getsource(_count_on_meta)
-    except (OSError, TypeError):  # no source (a frozen build): fall back to the declared version alone
-        source = ""
-    return f"{COUNT_VERSION}:{hashlib.sha256(source.encode('utf-8')).hexdigest()[:16]}"
+    return f"{COUNT_VERSION}:{analysis_cache.source_stamp(_count_on_meta)}"
 
 
 @lru_cache(maxsize=1)
@@ -92,7 +87,8 @@ def cached_counts(
     found = _pair(analysis_cache.get("param-count", key, transformers=tf, extra=stamp))
     if found is not None:
         return found
-    counted = compute(config, architecture, trust_remote_code)
+    # NOTE: transformers' config classes rewrite nested dicts in place (rope_scaling), so the build gets a copy
+    counted = compute(copy.deepcopy(config), architecture, trust_remote_code)
     if counted is not None:
         analysis_cache.put("param-count", key, [int(counted[0]), int(counted[1])], transformers=tf, extra=stamp)
     return counted

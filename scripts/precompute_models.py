@@ -10,6 +10,7 @@ the installed transformers is the release recorded here. tests/unit/test_analysi
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from pathlib import Path
@@ -33,10 +34,11 @@ def build() -> dict[str, object]:
             config = dict(shipped.config)
             architectures = config.get("architectures") or []
             architecture = str(architectures[0]) if isinstance(architectures, list) and architectures else None
-            counted = _count_on_meta(config, architecture, False)
+            digest = analysis_cache.content_hash(count_key(config, architecture, False))
+            counted = _count_on_meta(copy.deepcopy(config), architecture, False)  # it may edit nested dicts
             if counted is None:
                 raise SystemExit(f"{shipped.hub_id}: the meta-device build failed; is transformers installed?")
-            counts[analysis_cache.content_hash(count_key(config, architecture, False))] = list(counted)
+            counts[digest] = list(counted)
             spec = describe_config(config, name=shipped.hub_id, source="shipped")
             flags = _read_installed(spec)
             if flags is not None:

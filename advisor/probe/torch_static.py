@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -56,15 +56,20 @@ def _package_dir() -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def _cudnn(cuda: str, package: Path) -> str | None:
+def _dist_version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _cudnn(cuda: str, package: Path, versions: Callable[[str], str | None]) -> str | None:
     """cuDNN's release: the pip wheel's version, else the major version of a bundled libcudnn.so.N."""
     major = cuda.split(".")[0]
     for dist in (f"nvidia-cudnn-cu{major}", "nvidia-cudnn"):
-        try:
-            parts = metadata.version(dist).split(".")
-            return ".".join(parts[:3])
-        except metadata.PackageNotFoundError:
-            continue
+        found = versions(dist)
+        if found:
+            return ".".join(found.split(".")[:3])
     for lib in (package / "lib", package.parent / "nvidia" / "cudnn" / "lib"):
         for path in sorted(lib.glob("libcudnn.so.*")) if lib.is_dir() else ():
             found = re.match(r"libcudnn\.so\.(\d+(?:\.\d+)*)$", path.name)
@@ -73,13 +78,15 @@ def _cudnn(cuda: str, package: Path) -> str | None:
     return None
 
 
-def read_torch_build() -> TorchBuild | Unavailable:
-    """The installed torch's version and build, or why it cannot be read."""
-    try:
-        raw = metadata.version("torch")
-    except metadata.PackageNotFoundError:
+def read_torch_build(
+    package: Path | None = None, versions: Callable[[str], str | None] = _dist_version
+) -> TorchBuild | Unavailable:
+    """The installed torch's version and build, or why it cannot be read (`package`: torch's folder,
+    None to find it)."""
+    raw = versions("torch")
+    if raw is None:
         return Unavailable(reason="torch is not installed: `pip install torch`")
-    package = _package_dir()
+    package = package or _package_dir()
     text = ""
     if package is not None:
         try:
@@ -94,7 +101,7 @@ def read_torch_build() -> TorchBuild | Unavailable:
     except InvalidVersion:
         return Unavailable(reason=f"torch reports an unreadable version {version!r}")
     cuda, hip = _field(text, "cuda"), _field(text, "hip")
-    cudnn = _cudnn(cuda, package) if cuda and package is not None else None
+    cudnn = _cudnn(cuda, package, versions) if cuda and package is not None else None
     return TorchBuild(version=version, cuda=cuda, hip=hip, cudnn=cudnn)
 
 
