@@ -23,7 +23,7 @@ from packaging.version import InvalidVersion, Version
 from advisor.facts import ComputeCapability, TorchInfo, Unavailable
 from advisor.probe.torch_info import sdpa_backends
 
-__all__ = ["TorchBuild", "read_torch_build", "static_torch_info", "visible_device_count"]
+__all__ = ["TorchBuild", "read_torch_build", "static_torch_info", "torch_package_dir", "visible_device_count"]
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def _field(text: str, name: str) -> str | None:
     return None
 
 
-def _package_dir() -> Path | None:
+def torch_package_dir() -> Path | None:
     try:
         spec = importlib.util.find_spec("torch")  # a top-level find_spec does not import the package
     except (ImportError, ValueError):
@@ -86,7 +86,7 @@ def read_torch_build(
     raw = versions("torch")
     if raw is None:
         return Unavailable(reason="torch is not installed: `pip install torch`")
-    package = package or _package_dir()
+    package = package or torch_package_dir()
     text = ""
     if package is not None:
         try:
@@ -120,15 +120,33 @@ def visible_device_count(nvml_count: int, environ: dict[str, str] | None = None)
     return min(count, nvml_count)
 
 
-def static_torch_info(build: TorchBuild, capabilities: Sequence[ComputeCapability], device_count: int) -> TorchInfo:
-    """TorchInfo for this build with NVML's GPUs (`device_count` of them visible), as a live torch reports it."""
+def _major(version: str | None) -> int | None:
+    try:
+        return int(str(version).split(".")[0])
+    except ValueError:
+        return None
+
+
+def static_torch_info(
+    build: TorchBuild, capabilities: Sequence[ComputeCapability], device_count: int, driver_cuda: str | None = None
+) -> TorchInfo:
+    """TorchInfo for this build with NVML's GPUs (`device_count` of them visible), as a live torch reports it.
+
+    `driver_cuda` is the CUDA release the driver supports (NVML): a driver of an older CUDA major than the
+    build's cannot run it, which is what `torch.cuda.is_available()` would find."""
     count = device_count if build.cuda else 0
+    available: bool | Unavailable = count > 0
+    have, need = _major(driver_cuda), _major(build.cuda)
+    if count and have is not None and need is not None and have < need:
+        available = Unavailable(reason=f"the NVIDIA driver supports CUDA {driver_cuda}, this torch is built for "
+                                       f"CUDA {build.cuda}: update the driver or install a torch for CUDA {have}")
+        count = 0
     return TorchInfo(
         version=build.version,
         cuda=build.cuda,
         hip=build.hip,
         cudnn=build.cudnn,
-        cuda_available=count > 0,
+        cuda_available=available,
         device_count=count,
         sdpa_backends=sdpa_backends(
             build.version, cuda=build.cuda, hip=build.hip, cudnn=build.cudnn,

@@ -100,6 +100,17 @@ def test_a_config_seen_before_is_not_counted_again(
     assert _plan(again) == _plan({"stdout": out}) and _plan(again)[0]["param_count_method"] == "meta-device"
 
 
+def test_a_second_doctor_reuses_the_live_torch_probe(tmp_path: Path) -> None:
+    first = _run(tmp_path, "doctor", "--format", "json")
+    assert "torch" in first["heavy"]  # the live probe imports torch once per install, driver and GPU set
+    second = _run(tmp_path, "doctor", "--format", "json")
+    assert second["heavy"] == []
+    facts = [json.loads(r["stdout"])["environment"] for r in (first, second)]
+    assert facts[0]["torch"] == facts[1]["torch"] and facts[0]["gpus"] == facts[1]["gpus"]
+    uncached = _run(tmp_path, "doctor", "--format", "json", "--no-cache")
+    assert "torch" in uncached["heavy"]
+
+
 # -- the shipped precomputation -----------------------------------------------------------------------
 
 
@@ -146,7 +157,8 @@ def test_the_installed_torch_build_read_from_files_matches_a_live_import() -> No
 
 def test_static_and_live_probes_agree_on_this_machine() -> None:
     pytest.importorskip("torch")
-    live = collect_environment(import_checks=False)
+    with analysis_cache.disabled():
+        live = collect_environment(import_checks=False)
     static = collect_environment(import_checks=False, import_torch=False)
     assert static.gpus == live.gpus
     assert isinstance(live.torch, TorchInfo) and isinstance(static.torch, TorchInfo)
