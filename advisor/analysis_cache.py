@@ -56,8 +56,10 @@ def cache_dir() -> Path:
     override = os.environ.get(CACHE_DIR_ENV)
     if override:
         return Path(override).expanduser()
-    from platformdirs import user_cache_dir
-
+    try:
+        from platformdirs import user_cache_dir
+    except ImportError:  # a core dependency, but a hand-made environment may lack it: the XDG default then
+        return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "inference-advisor"
     return Path(user_cache_dir("inference-advisor", appauthor=False))
 
 
