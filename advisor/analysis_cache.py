@@ -23,7 +23,7 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Iterator
-from functools import lru_cache
+from functools import lru_cache, cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,15 +32,15 @@ T = TypeVar("T")
 
 __all__ = [
     "CACHE_DIR_ENV",
-    "cached",
-    "source_stamp",
     "NO_CACHE_ENV",
     "cache_dir",
+    "cached",
     "content_hash",
     "disabled",
     "enabled",
     "get",
     "put",
+    "source_stamp",
     "transformers_version",
 ]
 
@@ -168,7 +168,7 @@ def _clear_blocking_file(folder: Path) -> None:
             return
 
 
-@lru_cache(maxsize=None)
+@cache
 def source_stamp(fn: Callable[..., Any]) -> str:
     """A short hash of `fn`'s source, so an edited function never serves answers of its old version."""
     import inspect

@@ -19,10 +19,10 @@ from advisor import analysis_cache
 
 __all__ = [
     "PRECOMPUTED_FILE",
+    "cached_attention_support",
+    "cached_counts",
     "count_key",
     "counting_version",
-    "cached_counts",
-    "cached_attention_support",
     "precomputed",
 ]
 

@@ -93,7 +93,8 @@ def main() -> None:
     root = args.root.resolve()
     config = _config(root)
     work = Path(tempfile.mkdtemp(prefix="advisor-cost-"))
-    base_env = {**os.environ, "PYTHONPATH": str(root)}
+    inherited = os.environ.get("PYTHONPATH")  # e.g. the wheels carried to the device machine (docs/gpu)
+    base_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), *([inherited] if inherited else [])])}
     base_env.pop("ADVISOR_NO_CACHE", None)
     seen_model = _model_folder(work, config, 1)
     seen_cache = work / "seen-cache"

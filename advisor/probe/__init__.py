@@ -120,8 +120,9 @@ def _live_torch(capabilities: list[ComputeCapability], nv: NvmlResult, *, cache:
         except ValueError:
             pass
     info = probe_torch(capabilities)
-    healthy = isinstance(info, TorchInfo) and not isinstance(info.cuda_available, Unavailable)
-    if healthy and not isinstance(info.flex_attention, Unavailable):
+    healthy = isinstance(info, TorchInfo) and not isinstance(info.cuda_available, Unavailable) and not isinstance(
+        info.flex_attention, Unavailable)
+    if healthy and isinstance(info, TorchInfo):
         analysis_cache.put("torch-probe", key, info.model_dump(mode="json"), transformers=None, extra=extra)
     return info
 

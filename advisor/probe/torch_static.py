@@ -72,9 +72,9 @@ def _cudnn(cuda: str, package: Path, versions: Callable[[str], str | None]) -> s
             return ".".join(found.split(".")[:3])
     for lib in (package / "lib", package.parent / "nvidia" / "cudnn" / "lib"):
         for path in sorted(lib.glob("libcudnn.so.*")) if lib.is_dir() else ():
-            found = re.match(r"libcudnn\.so\.(\d+(?:\.\d+)*)$", path.name)
-            if found:
-                return found.group(1) if "." in found.group(1) else f"{found.group(1)}.0"
+            match = re.match(r"libcudnn\.so\.(\d+(?:\.\d+)*)$", path.name)
+            if match:
+                return match.group(1) if "." in match.group(1) else f"{match.group(1)}.0"
     return None
 
 

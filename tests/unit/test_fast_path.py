@@ -37,7 +37,7 @@ def _run(cache: Path, *argv: str) -> dict[str, Any]:
     env = {**os.environ, analysis_cache.CACHE_DIR_ENV: str(cache)}
     env.pop(analysis_cache.NO_CACHE_ENV, None)
     done = subprocess.run([sys.executable, "-c", _WRAPPER, *argv], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, check=False)
     line = [x for x in done.stderr.splitlines() if x.startswith("IMPORTED ")]
     assert line, done.stderr[-2000:]
     result: dict[str, Any] = json.loads(line[-1].removeprefix("IMPORTED "))
