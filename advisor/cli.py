@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 the check found problems, 2 bad input or usage.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
@@ -15,7 +16,7 @@ from typing import Any, NoReturn
 
 from pydantic import BaseModel
 
-from advisor import api, interrupts
+from advisor import analysis_cache, api, interrupts
 from advisor.errors import AdvisorError, UsageError
 from advisor.fileio import check_output, is_stdout, write_output
 from advisor.render import OutputFormat, render
@@ -48,6 +49,8 @@ def _model_options(p: argparse.ArgumentParser, required: bool = True) -> None:
                    help="a local folder, a config.json, a hub id in the local HF cache, or a shipped model id")
     p.add_argument("--allow-download", action="store_true", help="fetch the model's config.json from the Hub if needed")
     p.add_argument("--trust-remote-code", action="store_true", help="allow models that need custom code (auto_map)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="neither read nor write the analysis cache (also: ADVISOR_NO_CACHE=1)")
 
 
 def _output_options(p: argparse.ArgumentParser, formats: Sequence[str], default: str = "text") -> None:
@@ -285,7 +288,8 @@ def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
     try:
         with interrupts.handled():  # SIGTERM/SIGHUP unwind like Ctrl-C: children killed, temp folders removed
             _preflight(args)
-            return func(args)
+            with analysis_cache.disabled() if getattr(args, "no_cache", False) else contextlib.nullcontext():
+                return func(args)
     except interrupts.Interrupted as exc:
         sys.stderr.write(f"advisor: {exc}\n")
         return exc.exit_code

@@ -286,7 +286,9 @@ def describe_config(
                 intermediate_size=intermediate)
     estimated = _estimate(c, layers, hidden, heads, kv_heads, head_dim, vocab)
     note = meta_build_refusal(config, layers=layers, estimated_params=estimated[0])
-    counted = None if note is not None else _count_on_meta(config, architecture, trust_remote_code)
+    from advisor.model_analysis import cached_counts  # the counts without a meta build when known (issue 14)
+
+    counted = None if note is not None else cached_counts(config, architecture, trust_remote_code, _count_on_meta)
     method: Literal["meta-device", "estimate"] = "meta-device"
     if counted is None:
         counted, method = _table_share(str(config["model_type"]), *estimated), "estimate"

@@ -28,6 +28,13 @@ def installed_transformers() -> str | None:
 
 
 def _from_installed(model: ModelSpec) -> dict[str, bool] | None:
+    """The installed classes' flags, served from the analysis cache when known (no transformers import)."""
+    from advisor.model_analysis import cached_attention_support
+
+    return cached_attention_support(model.model_type, model.architecture, lambda: _read_installed(model))
+
+
+def _read_installed(model: ModelSpec) -> dict[str, bool] | None:
     try:
         import transformers
         from transformers.models.auto import modeling_auto

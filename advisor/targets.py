@@ -50,6 +50,7 @@ class TargetSpec:
     assume: Sequence[str] = ()
     without: Sequence[str] = ()
     import_checks: bool = True
+    import_torch: bool = True  # False: read torch's build from its files (recommend, check; issue 14)
     env: Environment | None = field(default=None, compare=False)
 
 
@@ -212,5 +213,5 @@ def resolve_target(spec: TargetSpec, *, knowledge: Knowledge | None = None) -> E
     else:
         from advisor.probe import collect_environment
 
-        env = collect_environment(import_checks=spec.import_checks, knowledge=knowledge)
+        env = collect_environment(import_checks=spec.import_checks, knowledge=knowledge, import_torch=spec.import_torch)
     return _apply_overrides(env, spec.assume, spec.without)

@@ -94,3 +94,17 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Any:
         return code, out, err
 
     return run
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_analysis_cache(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Tests never read or write the user's analysis cache (issue 14): one private folder per session."""
+    import os
+
+    old = os.environ.get("ADVISOR_CACHE_DIR")
+    os.environ["ADVISOR_CACHE_DIR"] = str(tmp_path_factory.mktemp("analysis_cache"))
+    yield
+    if old is None:
+        os.environ.pop("ADVISOR_CACHE_DIR", None)
+    else:
+        os.environ["ADVISOR_CACHE_DIR"] = old
