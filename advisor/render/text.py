@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel
+
+from advisor.numbers import plural, size
 
 __all__ = ["render"]
 
@@ -19,7 +22,12 @@ def _mark(status: str, color: bool) -> str:
 
 
 def _gib(n: int | None) -> str:
-    return "?" if n is None else f"{n / 1024**3:.1f} GiB"
+    return size(n)
+
+
+def stored_dtype(m: Any) -> str:
+    """The checkpoint's dtype; a config without torch_dtype is a float32 checkpoint (transformers' default)."""
+    return (m.stored_dtype or "float32 (not declared)").removeprefix("torch.")
 
 
 def _doctor(r: Any, color: bool) -> list[str]:
@@ -42,21 +50,49 @@ def _option_line(option: Any) -> str:
     return f"{option.label:<45} {_gib(m.total_bytes):>10} of {_gib(m.budget_bytes)}"
 
 
-def _recommend(r: Any, color: bool) -> list[str]:
+TOP_REASONS = 5
+
+
+def _rejected(rejected: Sequence[Any], color: bool, verbose: bool, indent: str = "  ") -> list[str]:
+    """Rejections, most useful fix first: a count and the top reasons, or (verbose) all with every candidate."""
+    if not rejected:
+        return []
+    names = {label for rej in rejected for label in rej.labels}
+    total = len(names) or max(rej.candidates for rej in rejected)
+    shown = rejected if verbose else rejected[:TOP_REASONS]
+    head = f"Rejected: {plural(total, 'candidate')}, for {plural(len(rejected), 'reason')}"
+    if len(shown) < len(rejected):
+        head += f"; the top {len(shown)} (-v lists all)"
+    lines = [head + ":"]
+    for rej in shown:
+        lines.append(f"{indent}{_mark('fail', color)} {rej.label or rej.option} ({plural(rej.candidates, 'candidate')})")
+        lines.append(f"{indent}     {rej.rule} {rej.reason}")
+        lines.append(f"{indent}     fix: {rej.fix}")
+        if verbose and len(rej.labels) > 1:
+            lines += [f"{indent}       - {label}" for label in rej.labels]
+    return lines
+
+
+def _recommend(r: Any, color: bool, verbose: bool = False) -> list[str]:
     m = r.model
     lines = [
+        _mark("ok" if r.ok else "problem", color) + " " + r.verdict,
+        "",
         f"Model:  {m.display}",
         f"        {m.num_layers} layers, {m.num_attention_heads} heads ({m.num_key_value_heads} KV), head_dim {m.head_dim}, "
-        f"stored {m.stored_dtype or 'unknown'}, source: {m.source}",
+        f"stored {stored_dtype(m)}, source: {m.source}",
         f"Target: {r.target}; transformers {r.transformers or 'not installed'}; batch {r.batch}, seq_len {r.seq_len}",
-        "",
     ]
     if r.chosen is None:
-        lines.append(_mark("problem", color) + " No configuration can run this model on this target. Every reason:")
+        useful = [f for f in r.fixes if f.unblocks]
+        if useful:
+            lines += ["", "Fixes, by how many blocked candidates each one unblocks:"]
+            for i, f in enumerate(useful, 1):
+                lines.append(f"  {i}. {f.fix}  ({f.unblocks} unblocked; best {f.best}, {_gib(f.best_total_bytes)} "
+                             f"of {_gib(f.best_budget_bytes)})")
     else:
         mem = r.memory
         lines += [
-            _mark("ok", color) + f" Use: {r.chosen.label}",
             "",
             "from_pretrained kwargs:",
             *("    " + line for line in json.dumps(r.from_pretrained, indent=2).splitlines()),
@@ -76,16 +112,18 @@ def _recommend(r: Any, color: bool) -> list[str]:
             lines.append(f"  {_mark(f.severity.value, color)} {f.code} {f.message}")
             if f.fix and f.severity.value != "info":
                 lines.append(f"       fix: {f.fix}")
+    if r.passed_over:
+        lines += ["", "Ranked below the choice because of a warning:"]
+        for p in r.passed_over:
+            lines += [f"  {_mark('warn', color)} {p.label}: {p.rule} {p.reason}", f"       fix: {p.fix}"]
     if r.alternatives:
         lines += ["", "Alternatives (best first):"]
-        lines += [f"  {_option_line(o)}" for o in r.alternatives[:8]]
-        if len(r.alternatives) > 8:
-            lines.append(f"  ... and {len(r.alternatives) - 8} more (--format json lists all)")
+        limit = len(r.alternatives) if verbose else 8
+        lines += [f"  {_option_line(o)}" for o in r.alternatives[:limit]]
+        if len(r.alternatives) > limit:
+            lines.append(f"  ... and {len(r.alternatives) - limit} more (-v or --format json lists all)")
     if r.rejected:
-        lines += ["", "Rejected:"]
-        for rej in r.rejected:
-            lines.append(f"  {_mark('fail', color)} {rej.option:<18} {rej.rule} {rej.reason}")
-            lines.append(f"       fix: {rej.fix}")
+        lines += ["", *_rejected(r.rejected, color, verbose)]
     return lines
 
 
@@ -170,9 +208,11 @@ _RENDERERS = {
 }
 
 
-def render(obj: BaseModel, *, kind: str, color: bool = False) -> str:
+def render(obj: BaseModel, *, kind: str, color: bool = False, verbose: bool = False) -> str:
     if kind in ("history", "fullmatrix"):
         from advisor.render import text_matrix
 
         return "\n".join(getattr(text_matrix, f"{kind}_lines")(obj)) + "\n"
+    if kind in ("doctor", "recommend"):
+        return "\n".join(_RENDERERS[kind](obj, color, verbose=verbose)) + "\n"  # type: ignore[call-arg]
     return "\n".join(_RENDERERS[kind](obj, color)) + "\n"
