@@ -250,7 +250,8 @@ def _verdict(env: Environment, chosen: PlanOption | None, fixes: list[RankedFix]
     """The first line of the report: the answer, or why nothing fits and the single change that fixes it."""
     where = target_name(env)
     if chosen is not None:
-        return (f"Use {chosen.label} on {where}: {size(chosen.memory.total_bytes)} of "
+        on = "" if chosen.candidate.placement == "cpu" else f" on {where}"
+        return (f"Use {chosen.label}{on}: {size(chosen.memory.total_bytes)} of "
                 f"{size(chosen.memory.budget_bytes)}.")
     if blocking:
         f = blocking[0]

@@ -30,18 +30,42 @@ def stored_dtype(m: Any) -> str:
     return (m.stored_dtype or "float32 (not declared)").removeprefix("torch.")
 
 
-def _doctor(r: Any, color: bool) -> list[str]:
-    lines = [f"Inference Advisor doctor: {r.target}", ""]
+def _summary(r: Any) -> str:
+    if r.problems or r.warnings:
+        counts = ", ".join(x for x in (plural(r.problems, "problem") if r.problems else "",
+                                       plural(r.warnings, "warning") if r.warnings else "") if x)
+    else:
+        counts = "no problems or warnings"
+    return f"Result: {counts}" + ("" if r.ok else " (exit 1)")
+
+
+def _doctor(r: Any, color: bool, verbose: bool = False, heading: str = "doctor") -> list[str]:
+    """Like `flutter doctor`: a healthy section is one line; every other item shows, each warning with its fix."""
+    lines = [f"Inference Advisor {heading}: {r.target}", ""]
     for section in r.sections:
-        lines.append(section.title)
+        statuses = {i.status for i in section.items}
+        if not verbose and statuses == {"ok"} and section.title != "Recommendation":
+            names = ", ".join(i.name for i in section.items)
+            lines.append(f"{_mark('ok', color)} {section.title} ({plural(len(section.items), 'check')} passed: {names})")
+            continue
+        lines.append(f"{_mark(section.worst, color)} {section.title}")
+        rejected = [i for i in section.items if i.name.startswith("rejected ")]
+        hidden = 0 if verbose else max(0, len(rejected) - TOP_REASONS)
+        skip = {id(i) for i in rejected[len(rejected) - hidden:]} if hidden else set()
         for item in section.items:
-            lines.append(f"  {_mark(item.status, color)} {item.name}: {item.value}")
-            if item.fix and (item.status in ("warning", "problem") or item.name.startswith("rejected")):
-                lines.append(f"       fix: {item.fix}")
+            if id(item) in skip:
+                continue
+            lines.append(f"    {_mark(item.status, color)} {item.name}: {item.value}")
+            if item.fix and item.status != "ok":
+                lines.append(f"         fix: {item.fix}")
+        if hidden:
+            lines.append(f"    ... and {hidden} more rejected (-v lists all)")
+        lines.append("")
+    if lines[-1] != "":
         lines.append("")
     if r.recommendation is not None and r.recommendation.python:
         lines += ["Load it with:", *("    " + line for line in r.recommendation.python.rstrip().splitlines()), ""]
-    lines.append("Result: " + ("ok" if r.ok else "problems found (exit 1)"))
+    lines.append(_summary(r))
     return lines
 
 
@@ -135,7 +159,7 @@ def _check(r: Any, color: bool) -> list[str]:
         lines += [f"  {_mark('warn', color)} {f.code} {f.message}", f"       fix: {f.fix}"]
     if r.memory is not None:
         lines.append(f"  Memory: {_gib(r.memory.total_bytes)} of {_gib(r.memory.budget_bytes)}")
-    lines += ["", "Result: " + ("this configuration will work" if r.ok else f"{len(r.failures)} problem(s): it will not work")]
+    lines += ["", "Result: " + ("this configuration will work" if r.ok else f"{plural(len(r.failures), 'problem')}: it will not work")]
     return lines
 
 
@@ -194,7 +218,7 @@ def _bench(r: Any, color: bool) -> list[str]:
 def _probe(r: Any, color: bool) -> list[str]:
     from advisor.report import build_report
 
-    return _doctor(build_report(r, []), color)[:-1]
+    return _doctor(build_report(r, []), color, verbose=True, heading="probe")[:-2]
 
 
 _RENDERERS = {
