@@ -130,9 +130,19 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     elif args.full:
         from advisor.history_view import full_matrix
 
-        obj, kind = full_matrix(args.transformers), "fullmatrix"
+        from advisor.matrix_view import filter_model_types
+
+        full = full_matrix(args.transformers)
+        keep = set(filter_model_types([a.model_type for a in full.architectures], args.model_type))
+        obj, kind = full.model_copy(update={"architectures": [a for a in full.architectures if a.model_type in keep]}), "fullmatrix"
     else:
-        obj, kind = api.matrix(args.transformers, refresh=args.refresh), "matrix"
+        from advisor.matrix_view import matrix_view
+        from advisor.support import table_for
+
+        from advisor.knowledge import load_knowledge
+
+        table, where = table_for(args.transformers, load_knowledge(), refresh=args.refresh)
+        obj, kind = matrix_view(table, where, args.transformers, args.model_type), "matrix"
     _emit(args, obj, kind)
     return 0
 
@@ -248,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a past release (from the shipped history); a newer one than any stored is an error")
     p.add_argument("--history", metavar="MODEL_TYPE", help="first release supporting each implementation")
     p.add_argument("--refresh", action="store_true", help="read the installed transformers even if a table is shipped")
+    p.add_argument("--model-type", action="append", default=[], metavar="TYPE",
+                   help="only these architectures (exact or a pattern like 'llama*'; repeatable)")
     p.add_argument("--full", action="store_true",
                    help="architectures x implementations x GPU generations x dtypes, each cell with its reason")
     _output_options(p, ("text", "json", "markdown", "html"))

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from advisor.numbers import plural, size
+from advisor.numbers import diff, millis, plural, seconds, size
 
 __all__ = ["render"]
 
@@ -52,12 +52,17 @@ def _doctor(r: Any, color: bool, verbose: bool = False, heading: str = "doctor")
         rejected = [i for i in section.items if i.name.startswith("rejected ")]
         hidden = 0 if verbose else max(0, len(rejected) - TOP_REASONS)
         skip = {id(i) for i in rejected[len(rejected) - hidden:]} if hidden else set()
+        optional = [] if verbose else [i for i in section.items if i.status == "info" and i.value.startswith("missing")]
+        skip |= {id(i) for i in optional}
         for item in section.items:
             if id(item) in skip:
                 continue
             lines.append(f"    {_mark(item.status, color)} {item.name}: {item.value}")
             if item.fix and item.status != "ok":
                 lines.append(f"         fix: {item.fix}")
+        if optional:
+            lines.append(f"    {_mark('info', color)} not installed, nothing here needs them: "
+                         f"{', '.join(i.name for i in optional)} (-v says what each adds and how to install it)")
         if hidden:
             lines.append(f"    ... and {hidden} more rejected (-v lists all)")
         lines.append("")
@@ -164,8 +169,11 @@ def _check(r: Any, color: bool) -> list[str]:
 
 
 def _matrix(r: Any, color: bool) -> list[str]:
-    impls = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
-    lines = [f"Attention support declared by transformers {r.transformers} ({len(r.architectures)} architectures)", ""]
+    impls = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flash_attention_4", "flex_attention")
+    lines = [f"Attention support declared by transformers {r.transformers} ({plural(len(r.architectures), 'architecture')})"]
+    if getattr(r, "requested", None):
+        lines.append(f"Answered by {r.answered_by}")
+    lines.append("")
     header = f"{'model_type':<32} {'class':<40} " + " ".join(f"{i:<17}" for i in impls)
     lines += [header, "-" * len(header)]
     for row in r.architectures:
@@ -180,8 +188,8 @@ def _smoke(r: Any, color: bool) -> list[str]:
     for a in r.attempts:
         if a.ok:
             lines.append(
-                f"  {a.label:<45} {'yes':<4} {a.load_seconds or 0:>7.2f} {a.latency_ms or 0:>11.2f} "
-                f"{a.tokens_per_second or 0:>8.1f} {_gib(a.peak_memory_bytes):>10} {a.max_abs_diff if a.max_abs_diff is not None else '-':>10.3g}"
+                f"  {a.label:<45} {'yes':<4} {seconds(a.load_seconds):>7} {millis(a.latency_ms):>11} "
+                f"{a.tokens_per_second or 0:>8.1f} {_gib(a.peak_memory_bytes):>10} {diff(a.max_abs_diff):>10}"
             )
         else:
             lines.append(f"  {a.label:<45} {_mark('fail', color)} {a.error}")
@@ -208,6 +216,9 @@ def _bench(r: Any, color: bool) -> list[str]:
             f"  {row.label:<48} {row.prefill_tokens_per_second or 0:>13.0f} {row.decode_tokens_per_second or 0:>12.1f} "
             f"{row.ttft_ms or 0:>9.1f} {_gib(row.peak_memory_bytes):>9} {_gib(row.predicted_peak_bytes):>9}{mark}"
         )
+    if any(row.ok and (row.peak_memory_bytes is None or row.predicted_peak_bytes is None) for row in r.rows):
+        lines.append("  ? = not known: peak is not measured on the CPU; predicted is missing where the plan has no "
+                     "estimate for that candidate")
     regret = f"{r.regret:.3f}" if r.regret is not None else "n/a"
     lines += ["", f"Advisor's choice: {r.advisor_choice}; best: {r.best}; choice/best = {regret}"]
     if r.noise is not None:
