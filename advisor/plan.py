@@ -255,19 +255,19 @@ def _verdict(env: Environment, chosen: PlanOption | None, fixes: list[RankedFix]
                 f"{size(chosen.memory.budget_bytes)}.")
     if blocking:
         f = blocking[0]
-        return f"Nothing runs on {where}: {f.message}. Fix: {f.fix}."
+        return f"Nothing runs on {where}: {f.message} ({f.code}). Fix: {f.fix}."
     top = next((r for r in fixes if r.unblocks), None)
     if top is not None:
-        return (f"Nothing fits on {where}: {top.reason}. `{top.fix}` would unblock {top.unblocks} of "
+        return (f"Nothing fits on {where}: {top.reason} ({', '.join(top.rules)}). `{top.fix}` would unblock {top.unblocks} of "
                 f"{plural(total, 'candidate')}, best {top.best} at {size(top.best_total_bytes)} of {size(top.best_budget_bytes)}.")
-    smallest = min(failed, key=lambda e: e.memory.total_bytes, default=None)
+    smallest = min(failed, key=lambda e: (e.memory.total_bytes, len(e.failures)), default=None)
     if smallest is not None and any(f.code == "MEM001" for f in smallest.failures):
-        return (f"Nothing fits on {where}: the smallest candidate, {smallest.candidate.label()}, needs "
+        return (f"Nothing fits on {where} (MEM001): the smallest candidate, {smallest.candidate.label()}, needs "
                 f"{size(smallest.memory.total_bytes)} and the target has {size(smallest.memory.budget_bytes)}; "
                 f"use more or larger GPUs, or shorten --seq-len / --batch.")
     if smallest is not None:
         f = smallest.failures[0]
-        return f"Nothing runs on {where}: {f.message}. Fix: {f.fix}."
+        return f"Nothing runs on {where}: {f.message} ({f.code}). Fix: {f.fix}."
     return f"Nothing runs on {where}: no candidate matches the request."
 
 
