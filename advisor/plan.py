@@ -365,7 +365,8 @@ def make_plan(
             tokenizer=tokenizer, generative=model.generative,
         )
     findings = env_findings + (chosen.findings if chosen else [])
-    fixes = rank_fixes([(e.candidate, e.failures, e) for e in failed], lambda e: _rank(ctx, e), len(universe))
+    fixes = rank_fixes([(e.candidate, e.failures, e) for e in failed], lambda e: _rank(ctx, e), len(universe),
+                       _rank(ctx, viable[0]) if viable else None)
     if not ctx.support:
         findings.append(support_unknown.finding(
             Severity.WARN, f"{model.model_type} is not in {ctx.support_source}; only eager is certain"

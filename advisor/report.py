@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -102,11 +103,20 @@ def _gpu_value(gpu: GpuInfo, env: Environment) -> str:
     return f"{gpu.name}: {arch}, {_bytes(gpu.memory_total_bytes)}{free}"
 
 
+def _no_gpu(reason: str) -> str:
+    """One statement of why there is no GPU (the probe joins NVML's and torch's reasons, which overlap)."""
+    if "no GPU: " in reason:
+        main = reason.split("no GPU: ", 1)[1]
+        detail = re.search(r"\(([^)]*)\)", reason.split("no GPU: ", 1)[0])
+        return f"none: {main}" + (f" ({detail.group(1)})" if detail else "")
+    return reason if reason.lower().startswith(("no ", "none")) else f"none: {reason}"
+
+
 def _gpus(env: Environment) -> Section:
     items: list[Item] = []
     if isinstance(env.gpus, Unavailable) or not env.gpus:
         reason = env.gpus.reason if isinstance(env.gpus, Unavailable) else "none in this target"
-        items.append(Item(name="GPUs", status="info", value=reason if reason.lower().startswith(("no ", "none")) else f"none: {reason}"))
+        items.append(Item(name="GPUs", status="info", value=_no_gpu(reason)))
     else:
         for gpu in env.gpus:
             broken = any(isinstance(getattr(gpu, f), Unavailable) for f in ("compute_capability", "memory_total_bytes"))
@@ -168,13 +178,14 @@ def _plain(text: str) -> str:
 
 def _blocking(dist: str, rec: Recommendation | None) -> tuple[Status, str]:
     """How much a missing library costs this plan: a problem when installing it is the top fix of a plan with
-    no viable candidate, a warning when it alone would unblock candidates, else nothing."""
+    no viable candidate, a warning when it would unblock a better plan than the chosen one, else information."""
     if rec is None:
         return "info", ""
     for i, fix in enumerate(rec.fixes):
         if fix.installs == dist and fix.unblocks:
-            status: Status = "problem" if not rec.ok and i == 0 else "warning"
-            return status, f"; installing it unblocks {fix.unblocks} blocked candidates (best: {fix.best})"
+            status: Status = "problem" if not rec.ok and i == 0 else "warning" if fix.improves else "info"
+            better = "" if fix.improves else ", none better than the chosen plan"
+            return status, f"; installing it unblocks {plural(fix.unblocks, 'candidate')}{better} (best: {fix.best})"
     return "info", ""
 
 

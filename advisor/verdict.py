@@ -42,6 +42,7 @@ class RankedFix(BaseModel):
     best: str | None = None
     best_total_bytes: int | None = None
     best_budget_bytes: int | None = None
+    improves: bool = False  # its best candidate would rank above the current choice (always, when none is viable)
 
 
 def installs(fix: str) -> str | None:
@@ -52,6 +53,7 @@ def installs(fix: str) -> str | None:
 
 def rank_fixes(
     failed: Sequence[tuple[Candidate, list[Finding], Any]], rank: Callable[[Any], tuple[int, ...]], total: int,
+    chosen_rank: tuple[int, ...] | None = None,
 ) -> list[RankedFix]:
     """Fixes of the machine (install, upgrade), most candidates unblocked first.
 
@@ -79,6 +81,7 @@ def rank_fixes(
             best=best.candidate.label() if best is not None else None,
             best_total_bytes=best.memory.total_bytes if best is not None else None,
             best_budget_bytes=best.memory.budget_bytes if best is not None else None,
+            improves=best is not None and (chosen_rank is None or rank(best) < chosen_rank),
         ))
     return sorted(out, key=lambda r: (-r.unblocks, -r.blocks, r.fix))
 

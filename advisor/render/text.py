@@ -52,7 +52,8 @@ def _doctor(r: Any, color: bool, verbose: bool = False, heading: str = "doctor")
         rejected = [i for i in section.items if i.name.startswith("rejected ")]
         hidden = 0 if verbose else max(0, len(rejected) - TOP_REASONS)
         skip = {id(i) for i in rejected[len(rejected) - hidden:]} if hidden else set()
-        optional = [] if verbose else [i for i in section.items if i.status == "info" and i.value.startswith("missing")]
+        optional = [] if verbose else [i for i in section.items
+                                       if i.status == "info" and i.value.startswith("missing") and "unblocks" not in i.value]
         skip |= {id(i) for i in optional}
         for item in section.items:
             if id(item) in skip:
