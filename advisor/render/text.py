@@ -42,6 +42,9 @@ def _summary(r: Any) -> str:
 def _doctor(r: Any, color: bool, verbose: bool = False, heading: str = "doctor") -> list[str]:
     """Like `flutter doctor`: a healthy section is one line; every other item shows, each warning with its fix."""
     lines = [f"Inference Advisor {heading}: {r.target}", ""]
+    rec = r.recommendation
+    if rec is not None and rec.verdict:  # the answer first, as in `recommend`
+        lines += [_mark("ok" if rec.ok else "problem", color) + " " + rec.verdict, ""]
     for section in r.sections:
         statuses = {i.status for i in section.items}
         if not verbose and statuses == {"ok"} and section.title != "Recommendation":
@@ -56,7 +59,7 @@ def _doctor(r: Any, color: bool, verbose: bool = False, heading: str = "doctor")
                                        if i.status == "info" and i.value.startswith("missing") and "unblocks" not in i.value]
         skip |= {id(i) for i in optional}
         for item in section.items:
-            if id(item) in skip:
+            if id(item) in skip or (item.name == "verdict" and rec is not None):  # already the first line
                 continue
             lines.append(f"    {_mark(item.status, color)} {item.name}: {item.value}")
             if item.fix and item.status != "ok":

@@ -100,6 +100,7 @@ def test_doctor_missing_blocking_library_is_a_problem_with_its_fix(cli: Any) -> 
     assert data["problems"] == problems >= 1
     _, text, _ = cli("doctor", LLAMA3_8B, *T4_PLAIN)
     assert "[XX] bitsandbytes: missing" in text and "fix: pip install bitsandbytes" in text
+    assert text.splitlines()[2].startswith("[XX] Nothing fits on 1 x T4")  # the answer first, as in recommend
     assert f"Result: {plural(problems, 'problem')}" in text
     for section in data["sections"]:
         for item in section["items"]:
