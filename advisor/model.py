@@ -60,8 +60,10 @@ class ModelSpec(BaseModel):
 
     @property
     def display(self) -> str:
+        from advisor.numbers import params
+
         note = f"; closed-form count: {self.param_count_note}" if self.param_count_note else ""
-        return f"{self.name} ({self.architecture or self.model_type}, {self.param_count / 1e9:.2f}B params{note})"
+        return f"{self.name} ({self.architecture or self.model_type}, {params(self.param_count)} params{note})"
 
 
 def _hf_cache_dirs() -> list[Path]:
@@ -99,10 +101,14 @@ def _download(repo_id: str) -> Path:
         from huggingface_hub import hf_hub_download
     except ImportError:
         raise ModelResolutionError("--allow-download needs huggingface_hub: `pip install huggingface_hub`") from None
+    from advisor.hub_reach import check_hub_reachable
+
+    check_hub_reachable(repo_id)  # one bounded attempt instead of huggingface_hub's retries (issue 14)
     try:
         return Path(hf_hub_download(repo_id, "config.json")).parent
     except Exception as exc:
-        raise ModelResolutionError(f"could not download the config of {repo_id!r}: {type(exc).__name__}: {exc}") from None
+        detail = " ".join(str(exc).split())
+        raise ModelResolutionError(f"could not download the config of {repo_id!r}: {type(exc).__name__}: {detail}") from None
 
 
 def _read_config(path: Path) -> dict[str, Any]:

@@ -17,10 +17,12 @@ from advisor.findings import Finding, Severity
 from advisor.knowledge import Knowledge, load_knowledge, version_matches
 from advisor.memory import GiB, MemoryEstimate, estimate_memory, max_memory_map
 from advisor.model import ModelSpec
+from advisor.numbers import plural, size
 from advisor.rules import run_candidate_rules, run_environment_rules
 from advisor.rules.base import DTYPES, QUANTIZATIONS, Candidate, Context
 from advisor.rules.planning import memory_fit, memory_fix, support_unknown
 from advisor.support import attention_support
+from advisor.verdict import RankedFix, group_label, rank_fixes
 
 __all__ = ["PlanRequest", "PlanOption", "Rejection", "Recommendation", "make_plan", "evaluate", "Evaluation"]
 
@@ -57,6 +59,8 @@ class Rejection(BaseModel):
     reason: str
     fix: str
     candidates: int = 1
+    label: str = ""  # the whole candidates it covers, e.g. "eager|sdpa / float16 + bnb 8bit / 1 GPU"
+    labels: list[str] = Field(default_factory=list)
 
 
 class Recommendation(BaseModel):
@@ -82,6 +86,9 @@ class Recommendation(BaseModel):
     tokenizer: dict[str, Any]
     onnxruntime: dict[str, Any]
     python: str | None
+    verdict: str = ""  # the first line: the answer, or why nothing fits and the one change that fixes it
+    fixes: list[RankedFix] = Field(default_factory=list)  # machine changes, most blocked candidates unblocked first
+    passed_over: list[Rejection] = Field(default_factory=list)  # viable options a warning ranked below the choice
 
     def from_pretrained_kwargs(self) -> dict[str, Any]:
         """Kwargs ready for `AutoModel...from_pretrained(model, **kwargs)` (torch dtypes, BitsAndBytesConfig)."""
@@ -139,7 +146,8 @@ def _memory_finding(ctx: Context, c: Candidate, memory: MemoryEstimate) -> Findi
         f"activations {memory.activation_bytes / GiB:.1f}, overhead {memory.overhead_bytes / GiB:.1f}); "
         f"{where} has {memory.budget_bytes / GiB:.1f} GiB",
         detected=f"{memory.total_bytes / GiB:.1f} GiB needed", required=f"<= {memory.budget_bytes / GiB:.1f} GiB",
-        option=option, fix=memory_fix(c, quantization_helps=ctx.model is None or ctx.model.quantizable_note is None),
+        option=option, fix=memory_fix(c, gpu_count=len(ctx.gpus),
+                                      quantization_helps=ctx.model is None or ctx.model.quantizable_note is None),
     )
 
 
@@ -194,17 +202,73 @@ def _rank(ctx: Context, e: Evaluation) -> tuple[int, ...]:
     return (quant, placement, warnings, dtype_order.index(c.dtype), speed)
 
 
-def _rejections(failed: list[Evaluation]) -> list[Rejection]:
-    """One entry per (option, rule): the same reason repeated for every dtype would only be noise."""
-    merged: dict[tuple[str, str], Rejection] = {}
+def _rejections(failed: list[Evaluation], universe: list[Candidate], fixes: list[RankedFix]) -> list[Rejection]:
+    """One entry per distinct reason, naming every candidate it rejects; most useful fix first, then most common."""
+    groups: dict[tuple[str, str, str, str], list[Candidate]] = {}
     for e in failed:
         for f in e.failures:
-            key = (f.option or e.candidate.attn, f.code)
-            if key in merged:
-                merged[key] = merged[key].model_copy(update={"candidates": merged[key].candidates + 1})
-            else:
-                merged[key] = Rejection(option=key[0], rule=f.code, reason=f.message, fix=f.fix)
-    return list(merged.values())
+            groups.setdefault((f.option or e.candidate.attn, f.code, f.message, f.fix), []).append(e.candidate)
+    order = {r.fix: i for i, r in enumerate(fixes) if r.unblocks}
+    rows = [
+        Rejection(option=option, rule=code, reason=message, fix=fix, candidates=len(cands),
+                  label=group_label(cands, universe), labels=[c.label() for c in cands])
+        for (option, code, message, fix), cands in groups.items()
+    ]
+    return sorted(rows, key=lambda r: (order.get(r.fix, len(order)), -r.candidates, r.rule))
+
+
+def _passed_over(ctx: Context, viable: list[Evaluation], universe: list[Candidate]) -> list[Rejection]:
+    """The warnings that ranked an otherwise preferred option below the choice (why T5 gets float32 on a T4)."""
+    if not viable:
+        return []
+    first = _rank(ctx, viable[0])
+    groups: dict[tuple[str, str, str], list[Candidate]] = {}
+    for e in viable[1:]:
+        rank = _rank(ctx, e)
+        if rank[:2] + (0,) + rank[3:] < first:
+            for f in e.findings:
+                if f.severity is Severity.WARN:
+                    groups.setdefault((f.code, f.message, f.fix), []).append(e.candidate)
+    return [
+        Rejection(option=cands[0].label(), rule=code, reason=message, fix=fix, candidates=len(cands),
+                  label=group_label(cands, universe), labels=[c.label() for c in cands])
+        for (code, message, fix), cands in groups.items()
+    ]
+
+
+def _verdict(env: Environment, chosen: PlanOption | None, fixes: list[RankedFix], failed: list[Evaluation],
+             blocking: list[Finding], total: int) -> str:
+    """The first line of the report: the answer, or why nothing fits and the single change that fixes it."""
+    where = target_name(env)
+    if chosen is not None:
+        on = "" if chosen.candidate.placement == "cpu" else f" on {where}"
+        return (f"Use {chosen.label}{on}: {size(chosen.memory.total_bytes)} of "
+                f"{size(chosen.memory.budget_bytes)}.")
+    if blocking:
+        f = blocking[0]
+        return f"Nothing runs on {where}: {f.message} ({f.code}). Fix: {f.fix}."
+    top = next((r for r in fixes if r.unblocks), None)
+    if top is not None:
+        return (f"Nothing fits on {where}: {top.reason} ({', '.join(top.rules)}). `{top.fix}` would unblock {top.unblocks} of "
+                f"{plural(total, 'candidate')}, best {top.best} at {size(top.best_total_bytes)} of {size(top.best_budget_bytes)}.")
+    smallest = min(failed, key=lambda e: (e.memory.total_bytes, len(e.failures)), default=None)
+    if smallest is not None and any(f.code == "MEM001" for f in smallest.failures):
+        return (f"Nothing fits on {where} (MEM001): the smallest candidate, {smallest.candidate.label()}, needs "
+                f"{size(smallest.memory.total_bytes)} and the target has {size(smallest.memory.budget_bytes)}; "
+                f"use more or larger GPUs, or shorten --seq-len / --batch.")
+    if smallest is not None:
+        f = smallest.failures[0]
+        return f"Nothing runs on {where}: {f.message} ({f.code}). Fix: {f.fix}."
+    return f"Nothing runs on {where}: no candidate matches the request."
+
+
+def target_name(env: Environment) -> str:
+    """'1 x T4', '2 x A100-40GB' or 'the CPU': the hardware, for a headline."""
+    gpus = env.gpu_list
+    if not gpus:
+        return "the CPU"
+    names = list(dict.fromkeys(g.name for g in gpus))
+    return f"{len(gpus)} x {names[0]}" if len(names) == 1 else " + ".join(g.name for g in gpus)
 
 
 def _tokenizer_advice(model: ModelSpec) -> dict[str, Any]:
@@ -268,7 +332,8 @@ def make_plan(
                        prompt_len=request.prompt_len)
     env_findings = [f for f in run_environment_rules(ctx) if f.code not in request.ignore]
     blocking = [f for f in env_findings if f.severity is Severity.FAIL]
-    evaluations = [evaluate(ctx, c, request.ignore) for c in _candidates(ctx, request)]
+    universe = list(_candidates(ctx, request))
+    evaluations = [evaluate(ctx, c, request.ignore) for c in universe]
     viable = sorted((e for e in evaluations if e.viable and not blocking), key=lambda e: _rank(ctx, e))
     failed = [e for e in evaluations if not e.viable]
     tf_version = env.version_of("transformers")
@@ -291,6 +356,8 @@ def make_plan(
             tokenizer=tokenizer, generative=model.generative,
         )
     findings = env_findings + (chosen.findings if chosen else [])
+    fixes = rank_fixes([(e.candidate, e.failures, e) for e in failed], lambda e: _rank(ctx, e), len(universe),
+                       _rank(ctx, viable[0]) if viable else None)
     if not ctx.support:
         findings.append(support_unknown.finding(
             Severity.WARN, f"{model.model_type} is not in {ctx.support_source}; only eager is certain"
@@ -306,15 +373,19 @@ def make_plan(
         from_pretrained=chosen.from_pretrained if chosen else None,
         memory=chosen.memory if chosen else None,
         alternatives=options[1:],
-        rejected=_rejections(failed) + [
-            Rejection(option="environment", rule=f.code, reason=f.message, fix=f.fix) for f in blocking
-        ],
+        rejected=[
+            Rejection(option="environment", rule=f.code, reason=f.message, fix=f.fix, candidates=len(universe),
+                      label="every candidate") for f in blocking
+        ] + _rejections(failed, universe, fixes),
         findings=findings,
         attention_support=ctx.support,
         attention_support_source=ctx.support_source,
         tokenizer=tokenizer,
         onnxruntime=_onnxruntime_advice(ctx, model),
         python=python,
+        verdict=_verdict(env, chosen, fixes, failed, blocking, len(universe)),
+        fixes=fixes,
+        passed_over=_passed_over(ctx, viable, universe),
     )
 
 

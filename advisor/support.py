@@ -147,6 +147,9 @@ def table_for(
 
     history = load_history()
     wanted = wanted or history.releases[-1]
+    if _release_key(wanted) > _release_key(history.releases[-1]):  # never answer a future release with an old one
+        raise UsageError(f"transformers {wanted} is newer than any stored release (newest: {history.releases[-1]}); "
+                         "install it and run without --transformers, or name a stored release")
     try:
         at = history.support_at(wanted)
     except ValueError as exc:
