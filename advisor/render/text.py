@@ -60,7 +60,8 @@ def _doctor(r: Any, color: bool, verbose: bool = False, heading: str = "doctor")
         hidden = 0 if verbose else max(0, len(rejected) - TOP_REASONS)
         skip = {id(i) for i in rejected[len(rejected) - hidden:]} if hidden else set()
         optional = [] if verbose else [i for i in section.items
-                                       if i.status == "info" and i.value.startswith("missing") and "unblocks" not in i.value]
+                                       if i.status == "info" and i.value.startswith(("missing", "not usable here"))
+                                       and "unblocks" not in i.value]
         skip |= {id(i) for i in optional}
         for item in section.items:
             if id(item) in skip or (item.name == "verdict" and rec is not None):  # already the first line
@@ -69,7 +70,7 @@ def _doctor(r: Any, color: bool, verbose: bool = False, heading: str = "doctor")
             if item.fix and item.status != "ok":
                 lines.append(f"         fix: {item.fix}")
         if optional:
-            lines.append(f"    {_mark('info', color)} not installed, nothing here needs them: "
+            lines.append(f"    {_mark('info', color)} not available here, nothing here needs them: "
                          f"{', '.join(i.name for i in optional)} (-v says what each adds and how to install it)")
         if hidden:
             lines.append(f"    ... and {hidden} more rejected (-v lists all)")
