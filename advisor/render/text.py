@@ -45,8 +45,9 @@ def _summary(r: Any) -> str:
 
 def _doctor(r: Any, color: bool, verbose: bool = False, heading: str = "doctor") -> list[str]:
     """Like `flutter doctor`: a healthy section is one line; every other item shows, each warning with its fix."""
-    lines = [f"Inference Advisor {heading}: {r.target}", ""]
     rec = r.recommendation
+    subject = f"{rec.model.display}; {r.target}" if rec is not None else r.target
+    lines = [f"Inference Advisor {heading}: {subject}", ""]
     if rec is not None and rec.verdict:  # the answer first, as in `recommend`
         lines += [_mark("ok" if rec.ok else "problem", color) + " " + rec.verdict, ""]
     for section in r.sections:
