@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from advisor.errors import ModelResolutionError
 from advisor.knowledge import Knowledge, load_knowledge
@@ -51,6 +51,7 @@ class ModelSpec(BaseModel):
     sliding_window: int | None = None
     alibi: bool = False
     trust_remote_code: bool = False
+    config: dict[str, Any] = Field(default_factory=dict, exclude=True, repr=False)  # for advisor.estimate.simulate
 
     @property
     def display(self) -> str:
@@ -282,4 +283,5 @@ def describe_config(
         sliding_window=c.get("sliding_window") if isinstance(c.get("sliding_window"), int) else None,
         alibi=bool(c.get("alibi")) or config["model_type"] in ("bloom", "mpt"),
         trust_remote_code=trust_remote_code,
+        config=config,
     )

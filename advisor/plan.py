@@ -148,11 +148,16 @@ def evaluate(ctx: Context, c: Candidate, ignore: Sequence[str] = ()) -> Evaluati
     assert ctx.model is not None
     gpus = ctx.gpus[:1] if c.placement == "gpu" else ctx.gpus if c.placement == "multi-gpu" else ()
     host = known(ctx.env.host.ram_available_bytes) or known(ctx.env.host.ram_total_bytes)
+    findings = run_candidate_rules(ctx, c)
+    backends = ctx.torch.sdpa_backends if ctx.torch is not None else {}
     memory = estimate_memory(
         ctx.model, dtype=c.dtype, quantization=c.quantization, attn=c.attn,
         batch=ctx.batch, seq_len=ctx.seq_len, gpus=gpus, host_bytes=host, prompt_len=ctx.prompt_len,
+        # simulated only where memory can still decide: a candidate another rule rejects keeps the closed form
+        simulate=not any(f.severity is Severity.FAIL for f in findings),
+        padded=ctx.batch > 1,  # a batch of prompts is padded: SDPA then gets a mask
+        sdpa_backends=tuple(n for n, b in backends.items() if b.usable is True) if backends else None,
     )
-    findings = run_candidate_rules(ctx, c)
     mem = _memory_finding(ctx, c, memory)
     if mem is not None:
         findings.append(mem)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import json
 import time
+import warnings
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -234,7 +235,7 @@ def _simulate_layers(config_dict: dict[str, Any], architecture: str | None, laye
     from advisor.estimate.tracker import LiveBytes
 
     torch_dtype = getattr(torch, dtype)
-    fused = attn not in ("eager", "sdpa")
+    fused = attn == "fused"
     model = _build(config_dict, architecture, layers, torch_dtype, "sdpa" if fused else attn)
     weights = _weights(model, quantization)
     if quantization != "none":
@@ -296,8 +297,25 @@ def simulate(config: dict[str, Any], *, architecture: str | None, dtype: str, at
     real model class on meta tensors. `seq_len` is the final length (prompt + new tokens), `padded` whether the
     batch carries a padding mask, `device`/`capability`/`sdpa_backends` the target SDPA picks its kernel for."""
     target = {"device": device, "capability": list(capability), "usable": sorted(sdpa_backends)}
-    return _simulate_cached(json.dumps(config, sort_keys=True), architecture, dtype, attn, quantization, batch,
-                            prompt_len, max(seq_len or prompt_len, prompt_len), padded, json.dumps(target, sort_keys=True))
+    attn = attn if attn in ("eager", "sdpa") else "fused"  # flash-attn, flex: output + log-sum-exp, no scores
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _quiet(_simulate_cached, json.dumps(config, sort_keys=True), architecture, dtype, attn, quantization,
+                      batch, prompt_len, max(seq_len or prompt_len, prompt_len), padded,
+                      json.dumps(target, sort_keys=True))
+
+
+def _quiet(fn: Any, *args: Any) -> Any:
+    """Run without transformers' deprecation logging: the simulation passes the arguments generate() passes."""
+    import logging
+
+    logger = logging.getLogger("transformers")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        return fn(*args)
+    finally:
+        logger.setLevel(level)
 
 
 def simulate_config(path: str, **kwargs: Any) -> SimResult:
