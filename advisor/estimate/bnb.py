@@ -12,7 +12,8 @@ Transients during a forward (`bitsandbytes/autograd/_functions.py`):
 - 4-bit, more than one token (`MatMul4Bit`): `dequantize_4bit` writes the whole weight in the compute dtype
   (after dequantizing the nested absmax to float32), then an ordinary linear; one token goes through `gemv_4bit`,
   which only dequantizes the absmax.
-- 8-bit (`MatMul8bitLt`): the input cast to float16, its int8 copy `CA` and float32 row scales `SCA`; the int8
+- 8-bit (`MatMul8bitLt`): the input cast to float16, its int8 copy `CA` and float32 row scales `SCA`, and while
+  `int8_vectorwise_quant` looks for outliers, `A.abs()` (float16) and its boolean `>= threshold`; the int8
   matmul's int32 result, dequantized to float16, then cast back to the input's dtype. The outlier columns (input
   values above the 6.0 threshold) add `subA` and a dequantized `subB` slice: their count depends on the data, and
   is zero on the random-weight models of docs/benchmarks, so it is left out.
@@ -30,6 +31,7 @@ __all__ = ["quantized_linears", "quantized_weight_bytes", "install_quantized_for
 
 BLOCK_4BIT = 64
 BLOCK_NESTED = 256
+THRESHOLD = 6.0  # BitsAndBytesConfig.llm_int8_threshold default
 
 
 def quantized_weight_bytes(out_features: int, in_features: int, quantization: str, *, double_quant: bool = True) -> int:
@@ -86,9 +88,11 @@ def _forward_8bit(self: Any, x: torch.Tensor) -> torch.Tensor:
     out_f, in_f = _shape(self)
     rows = x.numel() // x.shape[-1]
     half = x if x.dtype == torch.float16 else x.to(torch.float16)
+    sca = torch.empty(rows, dtype=torch.float32, device=x.device)  # int8_vectorwise_quant: row_stats, out_row
     ca = torch.empty(rows, in_f, dtype=torch.int8, device=x.device)
-    sca = torch.empty(rows, dtype=torch.float32, device=x.device)
-    del half
+    magnitude = half.abs()
+    outliers = magnitude >= THRESHOLD  # `A.abs() >= threshold`, then outliers.any(dim=0)
+    del magnitude, outliers, half
     acc = torch.empty(rows, out_f, dtype=torch.int32, device=x.device)  # int8_linear_matmul
     out16 = torch.empty(rows, out_f, dtype=torch.float16, device=x.device)  # int8_mm_dequant
     del acc, ca, sca

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import _disable_current_modes
 
 __all__ = ["SdpaTarget", "choose_backend", "SdpaRouter"]
 
@@ -48,13 +49,15 @@ def choose_backend(target: SdpaTarget, q: torch.Tensor, k: torch.Tensor, v: torc
     if target.force:
         return target.force
     if target.device == "cpu":
-        def small(t: torch.Tensor) -> torch.Tensor:
-            return torch.empty((1, t.shape[-3], min(t.shape[-2], 2), t.shape[-1]), dtype=t.dtype)
-        qs, ks, vs = small(q), small(k), small(v)
-        ms = None if mask is None else torch.zeros((1, 1, qs.shape[-2], ks.shape[-2]), dtype=mask.dtype)
-        if q.stride(-1) != 1:
-            qs = qs.transpose(-1, -2).contiguous().transpose(-1, -2)
-        return _CPU_BACKENDS[int(torch._fused_sdp_choice(qs, ks, vs, ms, 0.0, is_causal, None, enable_gqa=enable_gqa))]
+        with _disable_current_modes():  # probe tensors, not the model's: the tracker must not see them
+            def small(t: torch.Tensor) -> torch.Tensor:
+                return torch.empty((1, t.shape[-3], min(t.shape[-2], 2), t.shape[-1]), dtype=t.dtype)
+            qs, ks, vs = small(q), small(k), small(v)
+            ms = None if mask is None else torch.zeros((1, 1, qs.shape[-2], ks.shape[-2]), dtype=mask.dtype)
+            if q.stride(-1) != 1:
+                qs = qs.transpose(-1, -2).contiguous().transpose(-1, -2)
+            choice = torch._fused_sdp_choice(qs, ks, vs, ms, 0.0, is_causal, enable_gqa=enable_gqa)
+        return _CPU_BACKENDS[int(choice)]
     dtype, cap = q.dtype, target.capability
     dims_equal = q.shape[-1] == k.shape[-1] == v.shape[-1]
     if ("flash" in target.usable and cap >= (8, 0) and dtype in (torch.float16, torch.bfloat16) and mask is None

@@ -28,7 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["SimResult", "simulate", "simulate_config", "cublas_workspace_bytes"]
+__all__ = ["SimResult", "simulate", "simulate_config", "cublas_workspace_bytes", "run_tracked"]
 
 
 class SimResult(BaseModel):
@@ -173,19 +173,25 @@ def _cache_bytes(cache: Any) -> int:
     return total
 
 
-def _run(model: Any, *, generative: bool, batch: int, prompt: int, seq_len: int, padded: bool,
-         tracker: Any, router: Any) -> tuple[int, int, int]:
+def run_tracked(model: Any, *, generative: bool, batch: int, prompt: int, seq_len: int, padded: bool,
+                tracker: Any, router: Any = None) -> tuple[int, int, int]:
     """Prefill then one decode step at the final cache length, as generate() runs them; (prefill peak, decode peak,
-    final cache bytes), peaks being live bytes above what existed before."""
+    final cache bytes), peaks being live bytes above what existed before. The model may be on meta (simulation,
+    with `router` picking SDPA kernels) or real (tests compare the two under the same tracker)."""
+    import contextlib
+
     import torch
 
-    meta = torch.device("meta")
+    meta = next(model.parameters()).device
+    router = router if router is not None else contextlib.nullcontext()
     encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
     accepts = set(__import__("inspect").signature(model.forward).parameters)
     with torch.no_grad(), router, tracker:  # not inference_mode: composite ops must decompose as on CUDA
         ids = torch.zeros((batch, prompt), dtype=torch.long, device=meta)
         # generate() passes a mask of ones without padding, which transformers drops (`_ignore_causal_mask_sdpa`)
         mask = torch.ones((batch, prompt), dtype=torch.long, device=meta) if padded else None
+        if mask is not None and not mask.is_meta:
+            mask[0, 0] = 0  # real padding, so transformers keeps the mask (on meta, `.all()` reads False)
         kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
         if not generative:
             model(**kwargs)
@@ -217,6 +223,8 @@ def _run(model: Any, *, generative: bool, batch: int, prompt: int, seq_len: int,
             step.update(input_ids=token, cache_position=torch.full((1,), position, dtype=torch.long, device=meta))
             if mask is not None:
                 step["attention_mask"] = torch.ones((batch, seq_len), dtype=torch.long, device=meta)
+                if not mask.is_meta:
+                    step["attention_mask"][0, 0] = 0
         if "logits_to_keep" in accepts:
             step["logits_to_keep"] = 1
         out = model(**step)
@@ -243,7 +251,7 @@ def _simulate_layers(config_dict: dict[str, Any], architecture: str | None, laye
     generative = bool(architecture and architecture.endswith(_GEN_SUFFIXES))
     tracker = LiveBytes(meta_scalars=True)
     router = SdpaRouter(SdpaTarget(**{**target, "force": "flash" if fused else None}))
-    pre, dec, kv = _run(model, generative=generative, batch=batch, prompt=prompt, seq_len=seq_len, padded=padded,
+    pre, dec, kv = run_tracked(model, generative=generative, batch=batch, prompt=prompt, seq_len=seq_len, padded=padded,
                         tracker=tracker, router=router)
     return weights, pre, dec, kv, router.used, tracker.ops
 
