@@ -218,6 +218,34 @@ def _tokenizer_advice(model: ModelSpec) -> dict[str, Any]:
     return {}
 
 
+# The head an `architectures` entry names -> the Auto class that loads it (when transformers cannot be asked).
+_HEAD_SUFFIXES = (
+    ("ForMaskedLM", "AutoModelForMaskedLM"), ("ForSequenceClassification", "AutoModelForSequenceClassification"),
+    ("ForTokenClassification", "AutoModelForTokenClassification"), ("ForQuestionAnswering", "AutoModelForQuestionAnswering"),
+    ("ForMultipleChoice", "AutoModelForMultipleChoice"), ("ForImageClassification", "AutoModelForImageClassification"),
+)
+
+
+def _auto_class_of(model: ModelSpec) -> str | None:
+    """The Auto class whose mapping resolves `model_type` to exactly the `architectures` class (issue 13: a
+    masked-LM checkpoint loaded with AutoModel lost its head, and its logits were never measured)."""
+    try:
+        import transformers
+        from transformers.models.auto import modeling_auto
+    except ImportError:
+        return None
+    for name in dir(modeling_auto):
+        if not (name.startswith("MODEL_FOR_") and name.endswith("_MAPPING_NAMES")) or name == "MODEL_MAPPING_NAMES":
+            continue
+        if getattr(modeling_auto, name).get(model.model_type) == model.architecture:
+            auto = next((a for a in dir(transformers) if a.startswith("AutoModelFor") and
+                         getattr(getattr(transformers, a, None), "_model_mapping", None) is not None and
+                         getattr(getattr(transformers, a)._model_mapping, "_model_mapping", None) is getattr(modeling_auto, name)), None)
+            if auto:
+                return auto
+    return None
+
+
 def auto_class_name(model: ModelSpec) -> str:
     arch = model.architecture or ""
     if arch.endswith(("ForCausalLM", "LMHeadModel")):
@@ -226,9 +254,12 @@ def auto_class_name(model: ModelSpec) -> str:
         return "AutoModelForSpeechSeq2Seq"
     if model.is_encoder_decoder:
         return "AutoModelForSeq2SeqLM"
-    if arch.endswith("ForSequenceClassification"):
-        return "AutoModelForSequenceClassification"
-    return "AutoModel"
+    for suffix, auto in _HEAD_SUFFIXES:
+        if arch.endswith(suffix):
+            return auto
+    if arch and not arch.endswith("Model"):  # another head: the Auto class that maps to it, if any
+        return _auto_class_of(model) or "AutoModel"
+    return "AutoModel"  # no head named
 
 
 def _onnxruntime_advice(ctx: Context, model: ModelSpec) -> dict[str, Any]:
