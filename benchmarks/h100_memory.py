@@ -4,8 +4,8 @@ Usage (GPU machine, repository root): python benchmarks/h100_memory.py OUT_DIR [
 Writes OUT_DIR/h100-memory-architectures.json (`"schema": "advisor-memory-run/1"`). Every model is built on the
 GPU from a config written here, with random weights (nothing is downloaded), in the load dtype, then per workload:
 torch.cuda.reset_peak_memory_stats(), generate() (decoders, encoder-decoders: greedy, 8 new tokens, a mask) or one
-forward (encoders), torch.cuda.max_memory_allocated(). Workloads: batch 1 with a long prompt, batch 16 with a
-short left-padded one. bitsandbytes 8-bit and 4-bit (NF4, double quantization, bf16 compute) run on two models,
+forward (encoders), torch.cuda.max_memory_allocated(). Workloads: batch 1 with a 4096-token prompt (512 for
+BERT, its position limit), batch 16 with a 128-token left-padded one. bitsandbytes 8-bit and 4-bit (NF4, double quantization, bf16 compute) run on two models,
 loaded with from_pretrained from a save in /tmp (bitsandbytes quantizes while loading).
 
 Layer counts are reduced where the per-layer peak does not change with depth (`layers` vs `full_layers` in each
@@ -39,7 +39,8 @@ MODELS: dict[str, tuple[str, str, dict[str, Any], int, int, tuple[str, ...]]] = 
     "gpt2": ("GPT2Config", "GPT2LMHeadModel", dict(
         n_embd=768, n_layer=12, n_head=12, n_positions=4200, vocab_size=50257), 12, 12, ("sdpa", "eager")),
     "gpt-bigcode-mqa": ("GPTBigCodeConfig", "GPTBigCodeForCausalLM", dict(
-        n_embd=2048, n_layer=24, n_head=16, multi_query=True, n_positions=8192, vocab_size=49152), 24, 6,
+        n_embd=2048, n_layer=24, n_head=16, multi_query=True, n_positions=8192, vocab_size=49152, bos_token_id=0,
+        eos_token_id=0), 24, 6,
         ("sdpa", "eager")),
     "falcon-7b-mqa": ("FalconConfig", "FalconForCausalLM", dict(
         hidden_size=4544, num_hidden_layers=32, num_attention_heads=71, multi_query=True, new_decoder_architecture=False,
@@ -167,7 +168,9 @@ def main() -> None:
                                             quantization_config=bnb, device_map="cuda:0").eval()
             saved = {k: v for k, v in config.to_dict().items() if k not in ("transformers_version", "_name_or_path")}
             vocab = int(config.get_text_config().vocab_size)
+            limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or LONG
             for w in WORKLOADS:
+                w = {**w, "prompt": min(w["prompt"], int(limit))}  # BERT: 512 positions
                 row = {**base, "config": saved, "batch": w["batch"], "prompt": w["prompt"], "padded": w["padded"],
                        "new_tokens": NEW_TOKENS if generative else 0, "task": "generate" if generative else "forward"}
                 try:
