@@ -138,3 +138,28 @@ def test_result_is_json_serialisable_and_cached() -> None:
     again = sim.simulate(config, architecture="LlamaForCausalLM", dtype="float16", attn="eager", prompt_len=32)
     assert first is again
     assert sim.SimResult.model_validate_json(first.model_dump_json()) == first
+
+
+def test_every_memory_figure_names_its_method() -> None:
+    from advisor.memory import estimate_memory
+    from advisor.model import resolve_model
+
+    llama = resolve_model("meta-llama/Llama-3.2-1B")
+    common = dict(dtype="bfloat16", quantization="none", attn="sdpa", batch=1, seq_len=256)
+    simulated = estimate_memory(llama, simulate=True, **common)  # type: ignore[arg-type]
+    assert simulated.method == "simulated"
+    assert estimate_memory(llama, **common).method == "estimated"  # type: ignore[arg-type]
+    without_config = llama.model_copy(update={"config": {}})  # as when torch/transformers cannot run the class
+    assert estimate_memory(without_config, simulate=True, **common).method == "estimated"  # type: ignore[arg-type]
+    assert simulated.model_dump(mode="json")["method"] == "simulated"
+
+
+def test_the_plan_loads_and_sizes_the_head_the_checkpoint_names() -> None:
+    from advisor.model import resolve_model
+    from advisor.plan import auto_class_name
+
+    bert = resolve_model("google-bert/bert-base-uncased")  # architectures: BertForMaskedLM
+    assert auto_class_name(bert) == "AutoModelForMaskedLM"
+    assert auto_class_name(bert.model_copy(update={"architecture": "BertModel"})) == "AutoModel"
+    assert auto_class_name(resolve_model("openai-community/gpt2")) == "AutoModelForCausalLM"
+    assert auto_class_name(resolve_model("google-t5/t5-base")) == "AutoModelForSeq2SeqLM"
