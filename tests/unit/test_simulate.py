@@ -163,3 +163,10 @@ def test_the_plan_loads_and_sizes_the_head_the_checkpoint_names() -> None:
     assert auto_class_name(bert.model_copy(update={"architecture": "BertModel"})) == "AutoModel"
     assert auto_class_name(resolve_model("openai-community/gpt2")) == "AutoModelForCausalLM"
     assert auto_class_name(resolve_model("google-t5/t5-base")) == "AutoModelForSeq2SeqLM"
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_fake_run_predicts_the_real_cpu_peak_of_an_encoder_decoder(tiny_t5: Path, attn: str) -> None:
+    """T5: the encoder once, the decoder from its start token, then a step with the self- and cross-attention cache."""
+    shape = dict(batch=2, prompt=24, seq_len=30, padded=True)
+    assert _fake(tiny_t5, attn, **shape) == _real(tiny_t5, attn, **shape)
