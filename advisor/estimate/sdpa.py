@@ -79,6 +79,14 @@ def _float_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor |
     return out.masked_fill_(mask.logical_not(), float("-inf"))
 
 
+_SOFTMAXES = (torch.nn.functional.softmax, torch.softmax, torch.Tensor.softmax)
+
+
+def _half_to_float(args: Any, kwargs: dict[str, Any]) -> bool:
+    x = args[0] if args else None
+    return isinstance(x, torch.Tensor) and x.dtype == torch.float16 and kwargs.get("dtype") == torch.float32
+
+
 class SdpaRouter(TorchFunctionMode):
     """Send every scaled_dot_product_attention call to the backend the target would run; `used` counts them."""
 
@@ -89,6 +97,11 @@ class SdpaRouter(TorchFunctionMode):
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
+        if func in _SOFTMAXES and self.target.device == "cuda" and _half_to_float(args, kwargs):
+            # SoftMax.cpp: on CUDA, fp16 in and fp32 out is one kernel (`_softmax(..., half_to_float=true)`);
+            # elsewhere, and for bf16, the input is first copied to fp32, as the meta run would do
+            dim = kwargs.get("dim", args[1] if len(args) > 1 else -1)
+            return torch.ops.aten._softmax(args[0], dim, True)
         if func is not torch.nn.functional.scaled_dot_product_attention:
             return func(*args, **kwargs)
         return self._sdpa(*args, **kwargs)

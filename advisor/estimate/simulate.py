@@ -315,15 +315,14 @@ def simulate(config: dict[str, Any], *, architecture: str | None, dtype: str, at
 
 def _quiet(fn: Any, *args: Any) -> Any:
     """Run without transformers' deprecation logging: the simulation passes the arguments generate() passes."""
-    import logging
+    from transformers.utils import logging as hf_logging
 
-    logger = logging.getLogger("transformers")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
     try:
         return fn(*args)
     finally:
-        logger.setLevel(level)
+        hf_logging.set_verbosity(level)
 
 
 def simulate_config(path: str, **kwargs: Any) -> SimResult:
