@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from advisor.config_schema import check_shape, meta_build_refusal, validate_config
 from advisor.errors import ModelResolutionError
@@ -57,6 +57,7 @@ class ModelSpec(BaseModel):
     # Why bitsandbytes would leave most weights unquantized (advisor.quantizable); None when it quantizes most.
     quantizable_note: str | None = None
     quantizable_release: str | None = None  # the transformers release whose replacement rule gave the count
+    config: dict[str, Any] = Field(default_factory=dict, exclude=True, repr=False)  # for advisor.estimate.simulate
 
     @property
     def display(self) -> str:
@@ -330,4 +331,5 @@ def describe_config(
         trust_remote_code=trust_remote_code,
         quantizable_note=counted[2],
         quantizable_release=_release() if method == "meta-device" else _table_release(),
+        config=config,
     )

@@ -156,11 +156,16 @@ def evaluate(ctx: Context, c: Candidate, ignore: Sequence[str] = ()) -> Evaluati
     assert ctx.model is not None
     gpus = ctx.gpus[:1] if c.placement == "gpu" else ctx.gpus if c.placement == "multi-gpu" else ()
     host = known(ctx.env.host.ram_available_bytes) or known(ctx.env.host.ram_total_bytes)
+    findings = run_candidate_rules(ctx, c)
+    backends = ctx.torch.sdpa_backends if ctx.torch is not None else {}
     memory = estimate_memory(
         ctx.model, dtype=c.dtype, quantization=c.quantization, attn=c.attn,
         batch=ctx.batch, seq_len=ctx.seq_len, gpus=gpus, host_bytes=host, prompt_len=ctx.prompt_len,
+        # simulated only where memory can still decide: a candidate another rule rejects keeps the closed form
+        simulate=not any(f.severity is Severity.FAIL for f in findings),
+        padded=ctx.batch > 1,  # a batch of prompts is padded: SDPA then gets a mask
+        sdpa_backends=tuple(n for n, b in backends.items() if b.usable is True) if backends else None,
     )
-    findings = run_candidate_rules(ctx, c)
     mem = _memory_finding(ctx, c, memory)
     if mem is not None:
         findings.append(mem)
@@ -277,6 +282,34 @@ def _tokenizer_advice(model: ModelSpec) -> dict[str, Any]:
     return {}
 
 
+# The head an `architectures` entry names -> the Auto class that loads it (when transformers cannot be asked).
+_HEAD_SUFFIXES = (
+    ("ForMaskedLM", "AutoModelForMaskedLM"), ("ForSequenceClassification", "AutoModelForSequenceClassification"),
+    ("ForTokenClassification", "AutoModelForTokenClassification"), ("ForQuestionAnswering", "AutoModelForQuestionAnswering"),
+    ("ForMultipleChoice", "AutoModelForMultipleChoice"), ("ForImageClassification", "AutoModelForImageClassification"),
+)
+
+
+def _auto_class_of(model: ModelSpec) -> str | None:
+    """The Auto class whose mapping resolves `model_type` to exactly the `architectures` class (issue 13: a
+    masked-LM checkpoint loaded with AutoModel lost its head, and its logits were never measured)."""
+    try:
+        import transformers
+        from transformers.models.auto import modeling_auto
+    except ImportError:
+        return None
+    for name in dir(modeling_auto):
+        if not (name.startswith("MODEL_FOR_") and name.endswith("_MAPPING_NAMES")) or name == "MODEL_MAPPING_NAMES":
+            continue
+        if getattr(modeling_auto, name).get(model.model_type) == model.architecture:
+            auto = next((a for a in dir(transformers) if a.startswith("AutoModelFor") and
+                         getattr(getattr(transformers, a, None), "_model_mapping", None) is not None and
+                         getattr(getattr(transformers, a)._model_mapping, "_model_mapping", None) is getattr(modeling_auto, name)), None)
+            if auto:
+                return auto
+    return None
+
+
 def auto_class_name(model: ModelSpec) -> str:
     arch = model.architecture or ""
     if arch.endswith(("ForCausalLM", "LMHeadModel")):
@@ -285,9 +318,12 @@ def auto_class_name(model: ModelSpec) -> str:
         return "AutoModelForSpeechSeq2Seq"
     if model.is_encoder_decoder:
         return "AutoModelForSeq2SeqLM"
-    if arch.endswith("ForSequenceClassification"):
-        return "AutoModelForSequenceClassification"
-    return "AutoModel"
+    for suffix, auto in _HEAD_SUFFIXES:
+        if arch.endswith(suffix):
+            return auto
+    if arch and not arch.endswith("Model"):  # another head: the Auto class that maps to it, if any
+        return _auto_class_of(model) or "AutoModel"
+    return "AutoModel"  # no head named
 
 
 def _onnxruntime_advice(ctx: Context, model: ModelSpec) -> dict[str, Any]:

@@ -138,7 +138,7 @@ def _recommend(r: Any, color: bool, verbose: bool = False) -> list[str]:
             "",
             f"Memory: weights {_gib(mem.weights_bytes)} + KV cache {_gib(mem.kv_cache_bytes)} + activations "
             f"{_gib(mem.activation_bytes)} + overhead {_gib(mem.overhead_bytes)} = {_gib(mem.total_bytes)} "
-            f"of {_gib(mem.budget_bytes)} available",
+            f"of {_gib(mem.budget_bytes)} available ({mem.method})",
         ]
         if r.tokenizer:
             lines.append("Tokenizer: " + ", ".join(f"{k}={v!r}" for k, v in r.tokenizer.items()))
@@ -173,7 +173,7 @@ def _check(r: Any, color: bool) -> list[str]:
     for f in r.warnings:
         lines += [f"  {_mark('warn', color)} {f.code} {f.message}", f"       fix: {f.fix}"]
     if r.memory is not None:
-        lines.append(f"  Memory: {_gib(r.memory.total_bytes)} of {_gib(r.memory.budget_bytes)}")
+        lines.append(f"  Memory: {_gib(r.memory.total_bytes)} of {_gib(r.memory.budget_bytes)} ({r.memory.method})")
     lines += ["", "Result: " + ("this configuration will work" if r.ok else f"{plural(len(r.failures), 'problem')}: it will not work")]
     return lines
 
