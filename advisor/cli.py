@@ -52,6 +52,8 @@ def _model_options(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--trust-remote-code", action="store_true", help="allow models that need custom code (auto_map)")
     p.add_argument("--no-cache", action="store_true",
                    help="neither read nor write the analysis cache (also: ADVISOR_NO_CACHE=1)")
+    p.add_argument("--simulate", action="store_true",
+                   help="simulate memory on fake tensors even for a shipped or cached model (imports torch; cached after)")
 
 
 def _output_options(p: argparse.ArgumentParser, formats: Sequence[str], default: str = "text") -> None:
@@ -327,7 +329,13 @@ def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
     try:
         with interrupts.handled():  # SIGTERM/SIGHUP unwind like Ctrl-C: children killed, temp folders removed
             _preflight(args)
-            with analysis_cache.disabled() if getattr(args, "no_cache", False) else contextlib.nullcontext():
+            with contextlib.ExitStack() as stack:
+                if getattr(args, "no_cache", False):
+                    stack.enter_context(analysis_cache.disabled())
+                if getattr(args, "simulate", False):
+                    from advisor.estimate.adapter import always_simulate
+
+                    stack.enter_context(always_simulate())
                 return func(args)
     except interrupts.Interrupted as exc:
         sys.stderr.write(f"advisor: {exc}\n")
