@@ -12,7 +12,6 @@ from typing import Any
 from jinja2 import Environment as Jinja
 from jinja2 import PackageLoader, StrictUndefined
 
-from advisor import analysis_cache
 from advisor.knowledge import version_matches
 from advisor.rules.base import Candidate
 
@@ -73,7 +72,7 @@ def from_pretrained_json(
         kwargs["device_map"] = "auto"
         kwargs["max_memory"] = {str(k): v for k, v in (max_memory or {}).items()}
     if candidate.quantization != "none":
-        kwargs["quantization_config"] = analysis_cache.cached("bnb-config", bnb_config, candidate.quantization, candidate.dtype)
+        kwargs["quantization_config"] = bnb_config(candidate.quantization, candidate.dtype)
     return kwargs
 
 

@@ -160,8 +160,10 @@ def resolve_model(
             f"model {printable(name)!r} is not a local folder, not in the Hugging Face cache and not shipped "
             f"(shipped: {shipped_ids}); pass a local path, or --allow-download to fetch its config"
         )
+    # `native` only matters for an auto_map; asking transformers costs an import the fast path avoids (issue 14)
+    native = not config.get("auto_map") or _native(str(config["model_type"]), knowledge)
     check_model_folder(config, folder, name=name, trust_remote_code=trust_remote_code,
-                       native=_native(str(config["model_type"]), knowledge))  # advisor/remote_code.py: issue 15
+                       native=native)  # advisor/remote_code.py: issue 15
     has_weights = folder is not None and any((folder / f).is_file() for f in WEIGHT_FILES)
     return describe_config(
         config,
@@ -249,12 +251,9 @@ def _table_share(model_type: str, total: int, quantizable: int) -> tuple[int, in
 
 
 def _release() -> str | None:
-    try:
-        import transformers
+    from advisor.analysis_cache import transformers_version
 
-        return str(transformers.__version__)
-    except ImportError:
-        return None
+    return transformers_version()  # from its metadata: no import on the fast path (issue 14)
 
 
 def _table_release() -> str | None:

@@ -71,10 +71,11 @@ def test_shipped_models_are_planned_without_torch_or_transformers(tmp_path: Path
     assert result["heavy"] == [], f"{' '.join(argv)} imported {result['heavy']}"
 
 
-def test_a_quantized_plan_seen_before_imports_nothing_heavy(tmp_path: Path) -> None:
+def test_a_quantized_plan_imports_nothing_heavy(tmp_path: Path) -> None:
+    """The quantization_config is the minimal mapping emit.bnb_config writes (issue 14 item 8): no transformers."""
     argv = ("recommend", "meta-llama/Meta-Llama-3-8B", "--env", str(ENVS / "t4_bnb_fa2.json"), "--format", "json")
-    first = _run(tmp_path, *argv)  # validates the BitsAndBytesConfig against the installed transformers once
-    assert "transformers" in first["heavy"]  # the wrapper sees a real import: the checks here can fail
+    first = _run(tmp_path, *argv)
+    assert first["heavy"] == []
     second = _run(tmp_path, *argv)
     assert second["heavy"] == []
     assert _plan(second) == _plan(first) and "quantization_config" in _plan(second)[1]
@@ -139,7 +140,7 @@ def test_precomputed_counts_and_flags_match_a_fresh_computation(hub_id: str) -> 
     architecture = (config.get("architectures") or [None])[0]
     row = precomputed()["models"][shipped.hub_id]
     fresh = _count_on_meta(copy.deepcopy(config), architecture, False)
-    assert [row["param_count"], row["quantizable_param_count"]] == list(fresh or ())
+    assert [row["param_count"], row["quantizable_param_count"]] == list(fresh or ())[:2]
     if precomputed()["transformers"] == analysis_cache.transformers_version():
         assert row["attention_support"] == _read_installed(describe_config(config, name=hub_id, source="shipped"))
 
