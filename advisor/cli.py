@@ -137,6 +137,18 @@ def _check_suite(args: argparse.Namespace) -> int:
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
+    if args.models or args.env or args.gpu:
+        from advisor.fleet import build_fleet
+        from advisor.render.fleet_text import fleet_text
+
+        if args.history or args.full or args.transformers:
+            raise UsageError("the fleet view (MODEL..., --env, --gpu) does not combine with --history/--full/--transformers")
+        fleet = build_fleet(args.models, args.env, args.gpu, batch=args.batch, seq_len=args.seq_len)
+        if args.format == "text":
+            _write(args, fleet_text(fleet))
+        else:
+            _emit(args, fleet, "fleet")
+        return 0
     if args.history and args.full:
         raise UsageError("--history and --full are different views; use one")
     obj: BaseModel
@@ -260,6 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--refresh", action="store_true", help="read the installed transformers even if a table is shipped")
     p.add_argument("--full", action="store_true",
                    help="architectures x implementations x GPU generations x dtypes, each cell with its reason")
+    p.add_argument("models", nargs="*", metavar="MODEL", help="fleet view: which of these models runs on which machine")
+    p.add_argument("--env", action="append", type=Path, default=[], metavar="FILE",
+                   help="fleet view: a machine snapshot from `advisor probe -o` (repeatable)")
+    p.add_argument("--gpu", action="append", default=[], metavar="NAME", help="fleet view: a GPU from the table (repeatable)")
+    p.add_argument("--batch", type=_positive, default=1, help="fleet view: batch size")
+    p.add_argument("--seq-len", type=_positive, default=None, help="fleet view: sequence length")
     _output_options(p, ("text", "json", "markdown", "html"))
     p.set_defaults(func=cmd_matrix)
 
