@@ -68,7 +68,7 @@ class FromPretrained(BaseModel):
     quantization_config: dict[str, Any] | None = Field(None, description="BitsAndBytesConfig fields as a mapping")
     load_in_8bit: bool | None = Field(None, description="transformers < 5 shorthand for 8-bit bitsandbytes")
     load_in_4bit: bool | None = Field(None, description="transformers < 5 shorthand for 4-bit bitsandbytes")
-    low_cpu_mem_usage: bool | None = None
+    low_cpu_mem_usage: bool | None = Field(None, description="accepted; does not change the verdict")
 
     @field_validator("dtype", "torch_dtype", mode="before")
     @classmethod
@@ -136,7 +136,7 @@ class Workload(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    batch: int = Field(1, ge=1)
+    batch: int = Field(1, ge=1, description="sequences served at once")
     seq_len: int | None = Field(None, ge=1, description="default: min(4096, the model's max positions)")
 
 
@@ -145,9 +145,9 @@ class Manifest(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    models: list[ModelEntry] = Field(min_length=1)
-    targets: list[TargetEntry] = Field(min_length=1)
-    workload: Workload = Field(default_factory=Workload)  # type: ignore[arg-type]
+    models: list[ModelEntry] = Field(min_length=1, description="models to ship (entries or bare names)")
+    targets: list[TargetEntry] = Field(min_length=1, description="machines to ship to (entries, GPU names or .json paths)")
+    workload: Workload = Field(default_factory=Workload, description="batch and seq_len every pair is checked under")  # type: ignore[arg-type]
 
 
 class LoadedManifest(BaseModel):
