@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from advisor.facts import SCHEMA_VERSION, Environment
 
-__all__ = ["FleetMachine", "FleetCell", "Fleet", "build_fleet"]
+__all__ = ["Fleet", "FleetCell", "FleetMachine", "build_fleet"]
 
 
 class FleetMachine(BaseModel):

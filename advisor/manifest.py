@@ -24,15 +24,15 @@ from advisor.findings import Finding, Severity
 from advisor.memory import MemoryEstimate
 
 __all__ = [
+    "CheckSuite",
+    "FromPretrained",
+    "LoadedManifest",
     "Manifest",
+    "ManifestError",
     "ModelEntry",
+    "PairResult",
     "TargetEntry",
     "Workload",
-    "FromPretrained",
-    "ManifestError",
-    "LoadedManifest",
-    "PairResult",
-    "CheckSuite",
     "load_manifest",
     "run_manifest",
     "suite_from_check",
@@ -147,7 +147,7 @@ class Manifest(BaseModel):
 
     models: list[ModelEntry] = Field(min_length=1, description="models to ship (entries or bare names)")
     targets: list[TargetEntry] = Field(min_length=1, description="machines to ship to (entries, GPU names or .json paths)")
-    workload: Workload = Field(default_factory=Workload, description="batch and seq_len every pair is checked under")  # type: ignore[arg-type]
+    workload: Workload = Field(default_factory=Workload, description="batch and seq_len every pair is checked under")
 
 
 class LoadedManifest(BaseModel):
@@ -339,7 +339,7 @@ class CheckSuite(BaseModel):
     schema_version: int = SCHEMA_VERSION
     ok: bool
     manifest: str | None = None
-    workload: Workload = Field(default_factory=Workload)  # type: ignore[arg-type]
+    workload: Workload = Field(default_factory=Workload)
     pairs: list[PairResult]
 
 
@@ -415,7 +415,7 @@ def run_manifest(loaded: LoadedManifest, *, trust_remote_code: bool = False,
                 pair = _recommend_pair(entry.model, label, plan)
             else:
                 kwargs = entry.from_pretrained.kwargs()
-                result = _resolve(loaded, ("models", i, "from_pretrained"), lambda kw=kwargs: check(  # type: ignore[misc]
+                result = _resolve(loaded, ("models", i, "from_pretrained"), lambda kw=kwargs, spec=spec, env=env: check(  # type: ignore[misc]
                     spec, config=kw, batch=m.workload.batch, seq_len=m.workload.seq_len, env=env))
                 pair = PairResult(model=entry.model, target=label, mode="check", ok=result.ok, config=result.label,
                                   from_pretrained=kwargs, failures=result.failures, warnings=result.warnings,

@@ -28,7 +28,7 @@ from advisor.plan import auto_class_name
 from advisor.smoke import validate_checkpoint
 from advisor.smoke_worker import TOLERANCES
 
-__all__ = ["OnnxSmokeReport", "OnnxPin", "optimum_onnx_pin", "check_onnx_environment", "run_onnx_smoke"]
+__all__ = ["OnnxPin", "OnnxSmokeReport", "check_onnx_environment", "optimum_onnx_pin", "run_onnx_smoke"]
 
 WORKER = "advisor.onnx_worker"
 
@@ -173,7 +173,7 @@ def run_onnx_smoke(model: ModelSpec, *, timeout: float = 600, batch: int = 2, se
     """Check the versions, then export, load, run and compare in a child; the report says what happened."""
     validate_checkpoint(model)
     task, ort_class = task_for(model)
-    pin, versions = check_onnx_environment()
+    _, versions = check_onnx_environment()
     atol, rtol = TOLERANCES["float32"]
     with tempfile.TemporaryDirectory(prefix="advisor-onnx-") as tmp:
         request: dict[str, Any] = {

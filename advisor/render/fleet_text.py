@@ -8,8 +8,8 @@ __all__ = ["fleet_text"]
 
 
 def fleet_text(fleet: Fleet) -> str:
-    lines = [f"Fleet: {len(fleet.models)} model(s) x {len(fleet.machines)} machine(s); batch {fleet.batch}, "
-             f"seq_len {fleet.seq_len or 'model default'}", ""]
+    lines = [(f"Fleet: {len(fleet.models)} model(s) x {len(fleet.machines)} machine(s); batch {fleet.batch}, "
+              f"seq_len {fleet.seq_len or 'model default'}"), ""]
     width = max(len(m.name) for m in fleet.machines)
     for model, row in zip(fleet.models, fleet.cells):
         lines.append(model)

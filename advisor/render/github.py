@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from advisor.manifest import CheckSuite, PairResult
 
-__all__ = ["escape_data", "escape_property", "annotations", "step_summary"]
+__all__ = ["annotation_lines", "escape_data", "escape_property", "step_summary"]
 
 
 def escape_data(text: str) -> str:
@@ -30,7 +30,7 @@ def _props(suite: CheckSuite, pair: PairResult) -> dict[str, str | int | None]:
     return {"file": suite.manifest, "line": pair.line if suite.manifest else None, "title": pair.name}
 
 
-def annotations(suite: CheckSuite) -> str:
+def annotation_lines(suite: CheckSuite) -> str:
     """One ::error per failing rule of each pair and one ::warning per warning; then a one-line total."""
     lines = []
     for pair in suite.pairs:

@@ -11,8 +11,8 @@ SUITE_FORMATS = ("text", "json", "markdown", "junit", "github")
 
 def _text(suite: CheckSuite) -> str:
     seq = suite.workload.seq_len or "model default"
-    lines = [f"Manifest: {suite.manifest}" if suite.manifest else "Check", f"Workload: batch {suite.workload.batch}, "
-             f"seq_len {seq}", ""]
+    lines = [f"Manifest: {suite.manifest}" if suite.manifest else "Check",
+             f"Workload: batch {suite.workload.batch}, seq_len {seq}", ""]
     for p in suite.pairs:
         lines.append(f"[{'ok' if p.ok else 'XX'}] {p.name}: {p.config or 'no viable configuration'}")
         for f in p.failures:
@@ -41,7 +41,7 @@ def render_suite(suite: CheckSuite, fmt: str) -> str:
 
         return render_junit(suite)
     if fmt == "github":
-        from advisor.render.github import annotations
+        from advisor.render.github import annotation_lines
 
-        return annotations(suite)
+        return annotation_lines(suite)
     raise AssertionError(f"unhandled format {fmt}")

@@ -39,7 +39,7 @@ def _git(repo: Path, *args: str) -> None:
 def _try_repo(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PRE_COMMIT_HOME": str(CACHE / "pre-commit"), "PRE_COMMIT_COLOR": "never"}
     env.pop("PYTHONPATH", None)
-    return subprocess.run([sys.executable, "-m", "pre_commit", "try-repo", str(ROOT), HOOK, *args], cwd=repo,
+    return subprocess.run([sys.executable, "-m", "pre_commit", "try-repo", str(ROOT), HOOK, *args], check=False, cwd=repo,
                           env=env, capture_output=True, text=True, timeout=1200)
 
 
