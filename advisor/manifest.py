@@ -296,7 +296,11 @@ def load_manifest(path: Path) -> LoadedManifest:
     try:
         manifest = Manifest.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
+        errors = exc.errors()
+        first = errors[0]
+        # A string where kwargs or "recommend" belong: the literal's message says what was meant.
+        first = next((e for e in errors if e["type"] == "literal_error" and isinstance(e.get("input"), str)
+                      and e["loc"][:3] == first["loc"][:3]), first)
         loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and ("[" in p or p in ("FromPretrained",
                                                                                               "function-after"))))
         msg = first["msg"].removeprefix("Value error, ")

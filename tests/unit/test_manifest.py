@@ -131,9 +131,11 @@ def test_relative_model_folder_is_relative_to_the_manifest(folder: Path, cli: An
         (GOOD_YAML.replace("models:\n", "models: []\nx:\n"), 1, "models", "at least 1"),
         (GOOD_YAML + "  batch: 3\n", 16, "workload.batch", "duplicate key"),
         ("models: [gpt2\n", 2, "", "not valid YAML"),
+        (GOOD_YAML.replace("from_pretrained: recommend", "from_pretrained: recomend"), 3,
+         "models[0].from_pretrained", "Input should be 'recommend'"),
     ],
     ids=["batch-0", "bad-dtype", "unknown-kwarg", "two-target-kinds", "unknown-top-level", "empty-models",
-         "duplicate-key", "syntax"],
+         "duplicate-key", "syntax", "typo-recommend"],
 )
 def test_bad_yaml_names_file_line_and_field(folder: Path, text: str, line: int, field: str, problem: str) -> None:
     path = _write(folder, "deploy.yaml", text)
