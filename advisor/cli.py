@@ -81,7 +81,10 @@ def _target(args: argparse.Namespace) -> dict[str, Any]:
 def _emit(args: argparse.Namespace, obj: Any, kind: str) -> None:
     fmt = OutputFormat(args.format)
     color = is_stdout(args.output) and sys.stdout.isatty() and "NO_COLOR" not in os.environ and fmt is OutputFormat.TEXT
-    text = render(obj, fmt, kind=kind, color=color, verbose=getattr(args, "verbose", False))
+    _write(args, render(obj, fmt, kind=kind, color=color, verbose=getattr(args, "verbose", False)))
+
+
+def _write(args: argparse.Namespace, text: str) -> None:
     if args.output is not None:
         write_output(args.output, text, force=args.force)
     else:
@@ -121,6 +124,10 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    if args.manifest is not None or args.format in ("markdown", "junit", "github"):
+        return _check_suite(args)
+    if args.model is None:
+        raise UsageError("give MODEL, or --manifest FILE with models and targets")
     result = api.check(args.model, config=args.config, attn=args.attn, dtype=args.dtype, quantize=args.quantize,
                        batch=args.batch, seq_len=args.seq_len, allow_download=args.allow_download,
                        trust_remote_code=args.trust_remote_code, **_target(args))
@@ -128,7 +135,35 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _check_suite(args: argparse.Namespace) -> int:
+    """Manifest and CI formats; with --format github the table also goes to $GITHUB_STEP_SUMMARY."""
+    from advisor.check_cli import check_suite
+    from advisor.render.suite import render_suite
+
+    suite = check_suite(args)
+    _write(args, render_suite(suite, args.format))
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if args.format == "github" and summary:
+        from advisor.render.github import step_summary
+
+        with open(summary, "a", encoding="utf-8") as handle:
+            handle.write(step_summary(suite))
+    return 0 if suite.ok else 1
+
+
 def cmd_matrix(args: argparse.Namespace) -> int:
+    if args.models or args.env or args.gpu:
+        from advisor.fleet import build_fleet
+        from advisor.render.fleet_text import fleet_text
+
+        if args.history or args.full or args.transformers:
+            raise UsageError("the fleet view (MODEL..., --env, --gpu) does not combine with --history/--full/--transformers")
+        fleet = build_fleet(args.models, args.env, args.gpu, batch=args.batch, seq_len=args.seq_len)
+        if args.format == "text":
+            _write(args, fleet_text(fleet))
+        else:
+            _emit(args, fleet, "fleet")
+        return 0
     if args.history and args.full:
         raise UsageError("--history and --full are different views; use one")
     obj: BaseModel
@@ -164,6 +199,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_smoke(args: argparse.Namespace) -> int:
+    if args.runtime == "onnxruntime":
+        from advisor.onnx_smoke import run_onnx_smoke_command
+        from advisor.render.onnx import onnx_text
+
+        onnx = run_onnx_smoke_command(args)
+        _write(args, onnx_text(onnx) if args.format == "text" else onnx.model_dump_json(indent=2) + "\n")
+        return onnx.exit_code
     from advisor.smoke_cli import run_smoke_command
 
     report = run_smoke_command(args)
@@ -259,7 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_recommend)
 
     p = sub.add_parser("check", help="will this configuration work on that target? (exit 0 yes, 1 no)")
-    _model_options(p)
+    _model_options(p, required=False)
+    p.add_argument("--manifest", type=Path, metavar="FILE",
+                   help="check every model x target pair of a YAML/TOML manifest (docs/manifest.md)")
     _target_options(p)
     p.add_argument("--config", type=Path, metavar="FILE.json", help="from_pretrained kwargs as JSON (or recommend's JSON)")
     p.add_argument("--attn", metavar="IMPL", help="attn_implementation (eager, sdpa, flash_attention_2, ...)")
@@ -270,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=_positive, default=1, help="sequences per forward pass, for the KV cache (default 1)")
     p.add_argument("--seq-len", type=_positive, default=None,
                    help="tokens per sequence, prompt plus output (default: min(4096, max positions))")
-    _output_options(p, ("text", "json"))
+    _output_options(p, ("text", "json", "markdown", "junit", "github"))
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("matrix", help="which attention implementations each architecture supports")
@@ -282,6 +326,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only these architectures (exact or a pattern like 'llama*'; repeatable)")
     p.add_argument("--full", action="store_true",
                    help="architectures x implementations x GPU generations x dtypes, each cell with its reason")
+    p.add_argument("models", nargs="*", metavar="MODEL", help="fleet view: which of these models runs on which machine")
+    p.add_argument("--env", action="append", type=Path, default=[], metavar="FILE",
+                   help="fleet view: a machine snapshot from `advisor probe -o` (repeatable)")
+    p.add_argument("--gpu", action="append", default=[], metavar="NAME", help="fleet view: a GPU from the table (repeatable)")
+    p.add_argument("--batch", type=_positive, default=1, help="fleet view: batch size")
+    p.add_argument("--seq-len", type=_positive, default=None, help="fleet view: sequence length")
     _output_options(p, ("text", "json", "markdown", "html"))
     p.set_defaults(func=cmd_matrix)
 
@@ -293,6 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), help="only candidates in this dtype")
     p.add_argument("--quantize", choices=("none", "8bit", "4bit"), help="only this quantization")
     p.add_argument("--all", action="store_true", help="try every viable candidate, side by side")
+    p.add_argument("--runtime", choices=("transformers", "onnxruntime"), default="transformers",
+                   help="onnxruntime: export with optimum-onnx, run with ORTModelFor..., compare with PyTorch fp32")
     p.add_argument("--generate", type=_positive, default=8, metavar="N", help="tokens to generate (default 8)")
     p.add_argument("--timeout", type=_seconds, default=600.0, metavar="S", help="seconds per attempt (default 600)")
     _output_options(p, ("text", "json"))
