@@ -2,7 +2,7 @@
 # Issue 13 on the device machine, in one call (about 5-8 minutes on one H100):
 #   bash benchmarks/h100_memory.sh            -> $OUT/h100-memory-architectures.json (+ the log)
 # Needs bitsandbytes (and pydantic, unused here) carried in .whl/ (see docs/gpu/README.md). Then, on any machine:
-#   python benchmarks/memory_table.py docs/benchmarks/*.json docs/benchmarks/h100-memory-architectures.json
+#   python benchmarks/memory_table.py docs/benchmarks/*.json docs/benchmarks/memory/h100-memory-architectures.json
 set -uo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
