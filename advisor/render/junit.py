@@ -1,8 +1,8 @@
 """JUnit XML for a check suite: one <testcase> per model x target pair, so CI systems list each pair.
 
 A failing pair carries one <failure> whose `type` is its first rule code and whose text lists every
-failing rule with its fix. The layout follows the Ant/Jenkins JUnit schema (tests validate against
-Jenkins' junit-10.xsd).
+failing rule with its fix. The layout is the Ant/Surefire JUnit format CI systems read (tests validate it
+against tests/fixtures/junit.xsd).
 """
 
 from __future__ import annotations

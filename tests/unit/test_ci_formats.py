@@ -15,7 +15,7 @@ from advisor.render.github import escape_data, escape_property
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 ENVS = FIXTURES / "envs"
-XSD = FIXTURES / "junit-10.xsd"  # Jenkins xunit-plugin's JUnit schema; source URL in the file
+XSD = FIXTURES / "junit.xsd"  # the JUnit XML format CI systems read, written for this project (see its header)
 
 # GitHub's workflow-command syntax: ::COMMAND key=value,key=value::MESSAGE
 # (docs.github.com/en/actions/reference/workflow-commands-for-github-actions). Escapes, as in
