@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from advisor.errors import DataTableError, UnknownGpuError
 from advisor.facts import ComputeCapability, DtypeSupport
+from advisor.knowledge.releases import ReleaseConstraints, load_release_constraints, release_constraint_rows
 from advisor.knowledge.schema import (
     AttentionRequirement,
     AttentionRequirementTable,
@@ -130,11 +131,21 @@ class Knowledge:
         ]
 
     # -- libraries ---------------------------------------------------------------
+    @cached_property
+    def releases(self) -> ReleaseConstraints:
+        """Facts read from each transformers release (data/release_constraints.json)."""
+        return load_release_constraints(self.root / "release_constraints.json")
+
+    @cached_property
+    def version_constraints(self) -> tuple[VersionConstraint, ...]:
+        """The hand-checked rows of libraries.json plus the per-release minimums generated from transformers."""
+        return (*self.libraries.rows, *release_constraint_rows(self.releases))
+
     def constraints_for(self, library: str, versions: dict[str, str | None]) -> list[VersionConstraint]:
         """Constraints on `library` that apply given the other libraries' versions."""
         return [
             row
-            for row in self.libraries.rows
+            for row in self.version_constraints
             if row.library == library
             and (row.when_library is None or version_matches(versions.get(row.when_library), row.when_specifier))
         ]
