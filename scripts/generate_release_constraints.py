@@ -406,6 +406,29 @@ def dtype_kwarg(r: Release) -> Fact:
     return fact("torch_dtype", MODELING_UTILS, _kwarg_pop(fn, "torch_dtype"))
 
 
+def dtype_default(r: Release) -> Fact:
+    """What from_pretrained loads with no dtype: "auto" (the checkpoint's dtype, v5) or "float32" (torch's default)."""
+    fn = _from_pretrained(r)
+    assert fn is not None
+    for node in ast.walk(fn):
+        if (
+            isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == "dtype" for t in node.targets)
+            and _str_const(node.value) == "auto"
+        ):
+            return fact("auto", MODELING_UTILS, node.lineno)
+    return fact("float32", MODELING_UTILS, _kwarg_pop(fn, "torch_dtype"))
+
+
+def right_padding(r: Release) -> Fact:
+    """What generate() does with right-padded batches of a decoder-only model: "warns" (the line), else null."""
+    path = "transformers/generation/utils.py"
+    for number, line in enumerate((r.text(path) or "").splitlines(), start=1):
+        if "right-padding was detected" in line:
+            return fact("warns", path, number)
+    return fact(None, path, None)
+
+
 EXTRACTORS: dict[str, Callable[[Release], Fact]] = {
     "torch_floor": torch_floor,
     "torch_requirement": torch_requirement,
@@ -423,6 +446,8 @@ EXTRACTORS: dict[str, Callable[[Release], Fact]] = {
     "hub_kernel_pattern": hub_kernel_pattern,
     "load_in_kwargs": load_in_kwargs,
     "dtype_kwarg": dtype_kwarg,
+    "dtype_default": dtype_default,
+    "right_padding": right_padding,
 }
 
 

@@ -31,7 +31,7 @@ _FILE = "release_constraints.json"
 FACTS = (
     "torch_floor", "torch_requirement", "sdpa_torch_min", "flex_torch_min", "flash_attn_min", "flash_cc_gates",
     "flash_devices", "kernels_window", "kernel_fallback", "accelerate_min", "bitsandbytes_min", "attn_names",
-    "paged_prefix", "hub_kernel_pattern", "load_in_kwargs", "dtype_kwarg",
+    "paged_prefix", "hub_kernel_pattern", "load_in_kwargs", "dtype_kwarg", "dtype_default", "right_padding",
 )
 
 
@@ -112,7 +112,15 @@ class ReleaseConstraints(BaseModel):
 
     def first_accepting(self, impl: str) -> FactRun | None:
         """The first stored release whose modeling_utils accepts `impl` as an attn_implementation."""
-        return self.first_where("attn_names", lambda names: impl in (names or []))
+        for release in self.releases:
+            accepted, run = self.accepts(impl, release)
+            if accepted and run is not None:
+                return run.model_copy(update={"first": release, "release": release}) if run.first != release else run
+        return None
+
+    def is_attn_name(self, name: str) -> bool:
+        """Whether some stored release accepts `name` (a plain name, `paged|<name>` or a Hub kernel)."""
+        return any(self.accepts(name, release)[0] for release in self.releases[::-1])
 
     def accepts(self, name: str, version: str | None) -> tuple[bool, FactRun | None]:
         """Whether that release accepts `name` as attn_implementation: a registered name, `paged|<name>` where
