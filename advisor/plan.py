@@ -245,7 +245,8 @@ def _onnxruntime_advice(ctx: Context, model: ModelSpec) -> dict[str, Any]:
             break
     if not (env.library("onnxruntime").installed or env.library("onnxruntime-gpu").installed):
         reasons.append("onnxruntime / onnxruntime-gpu is not installed")
-    gpu_providers = [p for p in providers if p in ("CUDAExecutionProvider", "TensorrtExecutionProvider", "ROCMExecutionProvider")]
+    gpu_providers = [p for p in providers if p in ("CUDAExecutionProvider", "TensorrtExecutionProvider", "ROCMExecutionProvider",
+                                                  "MIGraphXExecutionProvider")]
     if ctx.gpus and not gpu_providers and providers:
         reasons.append(f"onnxruntime has no GPU execution provider (available: {', '.join(providers)}); install onnxruntime-gpu")
     provider = gpu_providers[0] if gpu_providers else "CPUExecutionProvider"

@@ -7,7 +7,7 @@ Llama (save_pretrained, no download), loads it with attn_implementation="flex_at
 unpadded and left-padded batches (forward and a 4-token generate, float32 and bfloat16), each in a fresh child
 process (a fresh Inductor cache is not forced: the first case pays the compile), and records what happened.
 
-    python benchmarks/flex_cpu_compile.py -o docs/knowledge/flex_cpu_<torch>.json
+    python benchmarks/flex_cpu_compile.py -o data/flex_cpu/torch-<torch version>.json   (rule ATTN014 reads these)
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def main() -> int:
         "torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version(),
         "machine": platform.machine(), "processor": platform.processor() or platform.machine(),
         "compiles": all(r["compiles"] for r in results), "runs": results,
-        "command": "python benchmarks/flex_cpu_compile.py",
+        "command": f"python benchmarks/flex_cpu_compile.py -o {args.output}",
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")

@@ -353,3 +353,44 @@ def flex_compile(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
             Severity.INFO, "flex_attention compiles kernels on first call; expect a slow first token",
             detected="flex_attention", required="", option=c.attn,
         )
+
+
+def _flex_cpu_evidence(ctx: Context) -> dict[str, dict[str, object]]:
+    """torch version -> the record benchmarks/flex_cpu_compile.py wrote into data/flex_cpu/ on a real CPU."""
+    import json
+
+    records: dict[str, dict[str, object]] = {}
+    for path in sorted((ctx.knowledge.root / "flex_cpu").glob("torch-*.json")):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        record["file"] = f"data/flex_cpu/{path.name}"
+        records[str(Version(str(record["torch"]).split("+")[0]))] = record
+    return records
+
+
+@rule("ATTN014", "flex_attention on the CPU is not shown to compile", scope="candidate",
+      fix='on the CPU use attn_implementation="sdpa"')
+def flex_cpu(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
+    """On the CPU, flex_attention is compiled by Inductor into C++. With torch 2.13 a padded batch compiles for a
+    forward pass but generate() fails with 'CppCompileError: C++ compile error' (reproduced by
+    benchmarks/flex_cpu_compile.py on a tiny Llama, data/flex_cpu/torch-2.13.0.json). The advisor offers flex on the
+    CPU only for a torch release with a record showing every case compiled."""
+    if c is None or c.placement != "cpu" or _impl(ctx, c) != "flex_attention":
+        return
+    torch = ctx.version("torch")
+    if torch is None:
+        return
+    record = _flex_cpu_evidence(ctx).get(str(torch))
+    if record is not None and record.get("compiles") is True:
+        return
+    if record is None:
+        message = f"flex_attention has not been shown to compile on the CPU with torch {torch} (no record in data/flex_cpu/)"
+    else:
+        failed = [r for r in record.get("runs", []) if not r.get("compiles")]  # type: ignore[union-attr]
+        first = failed[0] if failed else {}
+        message = (
+            f"flex_attention fails to compile on the CPU with torch {torch}: {first.get('dtype')} "
+            f"{'padded ' if first.get('padded') else ''}{first.get('mode')} raised {first.get('error')} "
+            f"({record['file']})"
+        )
+    yield flex_cpu.finding(Severity.FAIL, message, detected=f"torch {torch}, CPU", required="a torch shown to compile it",
+                           option=c.attn)
