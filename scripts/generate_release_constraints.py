@@ -255,6 +255,7 @@ def flash_cc_gates(r: Release) -> Fact:
         return fact(gates, FA_UTILS, line)
     gates = {}
     first_line: int | None = None
+    function_line: int | None = None
     for version in (2, 3, 4):
         fn = _function(r, MODELING_UTILS, f"_flash_attn_{version}_can_dispatch") or _function(
             r, MODELING_UTILS, f"_check_and_enable_flash_attn_{version}"
@@ -262,6 +263,7 @@ def flash_cc_gates(r: Release) -> Fact:
         if fn is None:
             continue
         gates[f"flash_attention_{version}"] = None
+        function_line = function_line or fn.lineno  # no gate found: cite the check that has none
         for node in ast.walk(fn):
             text = ast.unparse(node) if isinstance(node, ast.Compare) else ""
             if "get_device_capability" in text or re.match(r"^major\s*<", text):
@@ -271,7 +273,7 @@ def flash_cc_gates(r: Release) -> Fact:
                     first_line = first_line or node.lineno
     if not gates:
         return fact(None, MODELING_UTILS, None)
-    return fact(gates, MODELING_UTILS, first_line)
+    return fact(gates, MODELING_UTILS, first_line or function_line)
 
 
 def flash_devices(r: Release) -> Fact:
