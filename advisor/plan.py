@@ -236,7 +236,8 @@ def _onnxruntime_advice(ctx: Context, model: ModelSpec) -> dict[str, Any]:
     else:
         for row in ctx.knowledge.constraints_for("transformers", ctx.versions()):
             if row.when_library == "optimum-onnx" and not version_matches(env.version_of("transformers"), row.specifier):
-                reasons.append(row.message + f"; installed transformers is {env.version_of('transformers')}")
+                reasons.append(row.message + f"; installed transformers is {env.version_of('transformers')}"
+                               + ("" if row.verified else " (unverified)"))
     providers: list[str] = []
     for dist in ("onnxruntime-gpu", "onnxruntime"):
         found = env.library(dist).details.get("providers")

@@ -337,8 +337,11 @@ def sdpa_backend(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     if ctx.model is not None and ctx.model.head_dim > 256:
         reasons.append(f"head_dim {ctx.model.head_dim} > 256")
     if reasons:
+        req = _requirement(ctx, c)
+        unverified = " (unverified: these backend limits are not checked against sdp_utils.cpp per torch release)" if (
+            req is not None and not req.verified) else ""
         yield sdpa_backend.finding(
-            Severity.INFO, "SDPA runs its memory-efficient/math kernel: " + "; ".join(reasons),
+            Severity.INFO, "SDPA runs its memory-efficient/math kernel: " + "; ".join(reasons) + unverified,
             detected="; ".join(reasons), required="fp16/bf16, CC >= 8.0, head_dim <= 256", option=c.attn,
         )
 
