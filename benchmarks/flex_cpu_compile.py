@@ -74,7 +74,7 @@ def main() -> int:
             started = time.time()
             try:
                 proc = subprocess.run([sys.executable, "-c", CHILD, tmp, "1" if padded else "0", dtype, mode],
-                                      capture_output=True, cwd=tmp,
+                                      capture_output=True, cwd=tmp, check=False,
                                       text=True, timeout=args.timeout)
                 ok = proc.returncode == 0 and "OK" in proc.stdout
                 tail = (proc.stdout + proc.stderr).strip().splitlines()

@@ -41,7 +41,7 @@ def _same(a: str, b: str) -> bool:
 
 def _installed_knows(model_type: str) -> bool | None:
     try:
-        from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+        from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES  # type: ignore[attr-defined]
     except ImportError:
         return None
     return model_type in CONFIG_MAPPING_NAMES

@@ -285,7 +285,8 @@ def attn_torch(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     if c is None or fact is None or tv is None:
         return
     run = ctx.knowledge.releases.at(fact, ctx.env.version_of("transformers"))
-    minimum = run.value if run is not None else _requirement(ctx, c).min_torch  # type: ignore[union-attr]
+    req = _requirement(ctx, c)
+    minimum = run.value if run is not None else (req.min_torch if req is not None else None)
     where = f" ({run.cite()})" if run is not None else ""
     if minimum and tv < Version(minimum):
         yield attn_torch.finding(
@@ -388,8 +389,9 @@ def flex_cpu(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     if record is None:
         message = f"flex_attention has not been shown to compile on the CPU with torch {torch} (no record in data/flex_cpu/)"
     else:
-        failed = [r for r in record.get("runs", []) if not r.get("compiles")]  # type: ignore[union-attr]
-        first = failed[0] if failed else {}
+        runs: list[dict[str, object]] = list(record.get("runs", []))  # type: ignore[call-overload]
+        failed = [r for r in runs if not r.get("compiles")]
+        first: dict[str, object] = failed[0] if failed else {}
         message = (
             f"flex_attention fails to compile on the CPU with torch {torch}: {first.get('dtype')} "
             f"{'padded ' if first.get('padded') else ''}{first.get('mode')} raised {first.get('error')} "

@@ -56,7 +56,7 @@ def removed_kwargs(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     if "torch_dtype" in kwargs and spelling.value == "dtype":
         yield removed_kwargs.finding(
             Severity.WARN, f"torch_dtype= is deprecated in transformers {target}; use dtype= ({spelling.cite()})",
-            detected="torch_dtype=", required="dtype=", fix=f"rename torch_dtype= to dtype=",
+            detected="torch_dtype=", required="dtype=", fix="rename torch_dtype= to dtype=",
         )
     elif "dtype" in kwargs and "torch_dtype" not in kwargs and spelling.value == "torch_dtype":
         yield removed_kwargs.finding(
