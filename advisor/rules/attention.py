@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from packaging.version import Version
+from packaging.version import InvalidVersion, Version
 
 from advisor.facts import ComputeCapability
 from advisor.findings import Finding, Severity
@@ -265,9 +265,21 @@ def attn_transformers(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
         return
     releases = ctx.knowledge.releases
     accepted, run = releases.accepts(c.attn, target)
+    first = releases.first_accepting(c.attn)
+    if run is None and first is not None and _impl(ctx, c) != "eager":  # older than every stored release
+        try:
+            older = Version(target) < Version(first.first)
+        except InvalidVersion:
+            older = False
+        if older:
+            yield attn_transformers.finding(
+                Severity.FAIL, f"{c.attn} needs transformers >= {first.first} ({first.cite(c.attn)})",
+                detected=f"transformers {target}", required=f">= {first.first}",
+                fix=f"pip install -U 'transformers>={first.first}'", option=c.attn,
+            )
+        return
     if accepted or run is None:
         return
-    first = releases.first_accepting(c.attn)
     need = f">= {first.first}" if first is not None else "a release that accepts it"
     fix = f"pip install -U 'transformers>={first.first}'" if first is not None else "upgrade transformers"
     yield attn_transformers.finding(
