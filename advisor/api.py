@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -140,8 +141,9 @@ def _config_candidate(config: dict[str, Any], ctx: Context, spec: ModelSpec, att
     if attn is None:
         attn = "sdpa" if ctx.support.get("sdpa", True) else "eager"
     known_impls = ctx.knowledge.attention_impls
-    if attn not in known_impls:
-        raise UsageError(f"unknown attention implementation {attn!r}; choose one of {', '.join(known_impls)}")
+    if attn not in known_impls and not ctx.knowledge.releases.is_attn_name(attn):
+        raise UsageError(f"unknown attention implementation {attn!r}; choose one of {', '.join(known_impls)}, "
+                         "paged|<one of them>, or a Hub kernel org/repo[:function]")
     device_map = config.get("device_map")
     if device_map == "cpu" or (device_map is None and not ctx.gpus):
         placement = "cpu"
@@ -177,7 +179,7 @@ def check(
     env = target_environment(**{"import_torch": False, **target})
     spec = _model(model, allow_download, trust_remote_code)
     knowledge = load_knowledge()
-    ctx = make_context(spec, env, knowledge, batch=batch, seq_len=seq_len)
+    ctx = replace(make_context(spec, env, knowledge, batch=batch, seq_len=seq_len), from_pretrained=data)
     candidate = _config_candidate(data, ctx, spec, attn, dtype, quantize)
     evaluation = evaluate(ctx, candidate)
     findings = run_environment_rules(ctx) + evaluation.findings

@@ -336,7 +336,8 @@ def _onnxruntime_advice(ctx: Context, model: ModelSpec) -> dict[str, Any]:
     else:
         for row in ctx.knowledge.constraints_for("transformers", ctx.versions()):
             if row.when_library == "optimum-onnx" and not version_matches(env.version_of("transformers"), row.specifier):
-                reasons.append(row.message + f"; installed transformers is {env.version_of('transformers')}")
+                reasons.append(row.message + f"; installed transformers is {env.version_of('transformers')}"
+                               + ("" if row.verified else " (unverified)"))
     providers: list[str] = []
     for dist in ("onnxruntime-gpu", "onnxruntime"):
         found = env.library(dist).details.get("providers")
@@ -345,7 +346,8 @@ def _onnxruntime_advice(ctx: Context, model: ModelSpec) -> dict[str, Any]:
             break
     if not (env.library("onnxruntime").installed or env.library("onnxruntime-gpu").installed):
         reasons.append("onnxruntime / onnxruntime-gpu is not installed")
-    gpu_providers = [p for p in providers if p in ("CUDAExecutionProvider", "TensorrtExecutionProvider", "ROCMExecutionProvider")]
+    gpu_providers = [p for p in providers if p in ("CUDAExecutionProvider", "TensorrtExecutionProvider", "ROCMExecutionProvider",
+                                                  "MIGraphXExecutionProvider")]
     if ctx.gpus and not gpu_providers and providers:
         reasons.append(f"onnxruntime has no GPU execution provider (available: {', '.join(providers)}); install onnxruntime-gpu")
     provider = gpu_providers[0] if gpu_providers else "CPUExecutionProvider"

@@ -29,7 +29,7 @@ _PURPOSE = {
     "huggingface-hub": "model downloads and the local cache",
     "flash-attn": "attn_implementation='flash_attention_2' (NVIDIA Ampere or newer, AMD MI200/MI300)",
     "flash-attn-3": "attn_implementation='flash_attention_3' (Hopper)",
-    "flash-attn-4": "attn_implementation='flash_attention_4' (Hopper/Blackwell, transformers >= 5.5)",
+    "flash-attn-4": "attn_implementation='flash_attention_4' (Hopper/Blackwell, transformers >= 5.4)",
     "kernels": "Hub kernels: transformers' fallback when flash-attn is not installed",
     "bitsandbytes": "8-bit and 4-bit quantization (BitsAndBytesConfig)",
     "optimum": "Optimum tooling (BetterTransformer was removed in optimum 2.0)",

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from advisor.errors import DataTableError, UnknownGpuError
 from advisor.facts import ComputeCapability, DtypeSupport
+from advisor.knowledge.releases import ReleaseConstraints, load_release_constraints, release_constraint_rows
 from advisor.knowledge.schema import (
     AttentionRequirement,
     AttentionRequirementTable,
@@ -118,7 +119,22 @@ class Knowledge:
 
     # -- attention ------------------------------------------------------------
     def attention_requirement(self, impl: str) -> AttentionRequirement | None:
-        return next((row for row in self.attention.rows if row.impl == impl), None)
+        base = self.impl_of(impl)[0]
+        return next((row for row in self.attention.rows if row.impl == base), None)
+
+    def impl_of(self, name: str) -> tuple[str, bool]:
+        """(implementation, through a Hub kernel): `paged|sdpa` -> ("sdpa", False); a Hub kernel that some release
+        uses as a flash fallback (`kernels-community/flash-attn2`) -> ("flash_attention_2", True); another
+        `org/repo` -> (name, True); anything else unchanged."""
+        name = name.removeprefix("paged|")
+        if "/" not in name:
+            return name, False
+        repo = name.split(":", 1)[0].split("@", 1)[0]
+        for run in self.releases.facts["kernel_fallback"]:
+            for impl, repos in (run.value or {}).items():
+                if repo in repos.values():
+                    return impl, True
+        return name, True
 
     @cached_property
     def attention_impls(self) -> tuple[str, ...]:
@@ -130,11 +146,21 @@ class Knowledge:
         ]
 
     # -- libraries ---------------------------------------------------------------
+    @cached_property
+    def releases(self) -> ReleaseConstraints:
+        """Facts read from each transformers release (data/release_constraints.json)."""
+        return load_release_constraints(self.root / "release_constraints.json")
+
+    @cached_property
+    def version_constraints(self) -> tuple[VersionConstraint, ...]:
+        """The hand-checked rows of libraries.json plus the per-release minimums generated from transformers."""
+        return (*self.libraries.rows, *release_constraint_rows(self.releases))
+
     def constraints_for(self, library: str, versions: dict[str, str | None]) -> list[VersionConstraint]:
         """Constraints on `library` that apply given the other libraries' versions."""
         return [
             row
-            for row in self.libraries.rows
+            for row in self.version_constraints
             if row.library == library
             and (row.when_library is None or version_matches(versions.get(row.when_library), row.when_specifier))
         ]
@@ -152,6 +178,25 @@ class Knowledge:
         return tuple(_load(path, ShippedModel) for path in sorted((self.root / "models").glob("*.json")))
 
 
+def _with_release_facts(table: AttentionRequirementTable, root: Path) -> AttentionRequirementTable:
+    """Fill each implementation's first transformers release and torch minimum from the generated release facts.
+
+    NOTE: these are version-dependent, so attention_impls.json leaves them null (issue 11); the values here are
+    the earliest ones, for display; the rules ask the release facts about the target's own release."""
+    rc = load_release_constraints(root / "release_constraints.json")
+    torch_fact = {"sdpa": "sdpa_torch_min", "flex_attention": "flex_torch_min"}
+    rows = []
+    for row in table.rows:
+        first = rc.first_accepting(row.impl)
+        update: dict[str, object] = {}
+        if first is not None and row.impl != "eager":
+            update["min_transformers"] = first.first
+        if row.impl in torch_fact and (run := rc.first_where(torch_fact[row.impl], bool)) is not None:
+            update["min_torch"] = run.value
+        rows.append(row.model_copy(update=update))
+    return table.model_copy(update={"rows": rows})
+
+
 @lru_cache(maxsize=4)
 def load_knowledge(root: Path | None = None) -> Knowledge:
     """Load and validate every table once per process."""
@@ -165,6 +210,6 @@ def load_knowledge(root: Path | None = None) -> Knowledge:
         root=root,
         gpus=gpus,
         capabilities=_load(root / "capabilities.json", CapabilityTable),
-        attention=_load(root / "attention_impls.json", AttentionRequirementTable),
+        attention=_with_release_facts(_load(root / "attention_impls.json", AttentionRequirementTable), root),
         libraries=_load(root / "libraries.json", LibraryTable),
     )

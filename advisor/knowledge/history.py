@@ -360,8 +360,13 @@ def supported_since(model_type: str, impl: str, after: str, history: AttentionHi
     from packaging.version import InvalidVersion, Version
 
     history = history or load_history()
-    # flash_attention_4 rides on the FA2/`_supports_flash_attn` flag from transformers 5.5 on
-    minimum = Version("5.5") if impl == "flash_attention_4" else Version("0")
+    # flash_attention_4 rides on the FA2/`_supports_flash_attn` flag from the first release accepting it (5.4.0)
+    minimum = Version("0")
+    if impl == "flash_attention_4":
+        from advisor.knowledge.releases import load_release_constraints
+
+        first = load_release_constraints().first_accepting(impl)
+        minimum = Version(first.first) if first is not None else Version("5.4")
     try:
         row = history.row(model_type)
         floor = Version(after)

@@ -107,6 +107,8 @@ class AttentionRequirement(_Row):
     speed_rank: int = Field(description="Lower is faster when all else is equal.")
     notes: str = ""
     source: str = Field(min_length=8)
+    covers: str = Field("", description="The versions of the kernel/library the source was checked at.")
+    verified: bool = Field(True, description="False: not checked at the primary source; findings say 'unverified'.")
 
 
 class AttentionRequirementTable(_Table):
@@ -144,6 +146,8 @@ class VersionConstraint(_Row):
     message: str
     fix: str
     source: str = Field(min_length=8)
+    covers: str = Field("", description="The versions the source was checked at.")
+    verified: bool = Field(True, description="False: not checked at the primary source; findings say 'unverified'.")
 
 
 class LibraryTable(_Table):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from packaging.version import Version
+from packaging.version import InvalidVersion, Version
 
 from advisor.facts import ComputeCapability
 from advisor.findings import Finding, Severity
@@ -18,21 +18,35 @@ def _requirement(ctx: Context, c: Candidate | None):  # type: ignore[no-untyped-
     return ctx.knowledge.attention_requirement(c.attn) if c is not None else None
 
 
+def _impl(ctx: Context, c: Candidate) -> str:
+    """The implementation behind the name: `paged|sdpa` is sdpa; `kernels-community/flash-attn2` is FA2's kernel."""
+    return ctx.knowledge.impl_of(c.attn)[0]
+
+
+def _package(ctx: Context, c: Candidate) -> str | None:
+    """The flash distribution this name needs (None for Hub kernels, which need `kernels` instead)."""
+    impl, hub = ctx.knowledge.impl_of(c.attn)
+    return None if hub else FLASH_PACKAGES.get(impl)
+
+
 @rule("ATTN001", "architecture does not implement this attention", scope="candidate",
       fix='use attn_implementation="sdpa" (or "eager"), or upgrade transformers if a newer release adds support')
 def arch_support(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     """transformers refuses an attn_implementation the model class does not declare
     (`_supports_sdpa`, `_supports_flash_attn`, `_supports_flex_attn`) with a ValueError at load time."""
-    if c is None or ctx.model is None or c.attn == "eager":
+    if c is None or ctx.model is None or _impl(ctx, c) == "eager":
         return
-    if ctx.support and not ctx.support.get(c.attn, False):
+    impl = _impl(ctx, c)
+    if impl not in ctx.knowledge.attention_impls:
+        return  # an unknown Hub kernel: transformers only checks it when loading it
+    if ctx.support and not ctx.support.get(impl, False):
         cls = ctx.model.architecture or ctx.model.model_type
         fix = None
         installed = ctx.env.version_of("transformers")
         if installed is not None:
             from advisor.knowledge.history import supported_since
 
-            newer = supported_since(ctx.model.model_type, c.attn, installed)
+            newer = supported_since(ctx.model.model_type, impl, installed)
             if newer is not None:
                 fix = f"upgrade transformers to >= {newer} to get {c.attn} for {ctx.model.model_type} (pip install -U 'transformers>={newer}')"
         yield arch_support.finding(
@@ -50,20 +64,32 @@ def arch_support(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
 def flash_package(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     """transformers needs the flash-attn distribution (FA2) or flash-attn-3 (FA3) to be installed; without it,
     it falls back to a Hub kernel only when the `kernels` package is installed in its accepted version window."""
-    if c is None or c.attn not in FLASH_PACKAGES:
+    if c is not None and ctx.knowledge.impl_of(c.attn)[1]:
+        kernels = ctx.env.library("kernels")
+        if not kernels.usable:
+            yield flash_package.finding(
+                Severity.FAIL, f"the Hub kernel {c.attn} is loaded through the `kernels` package, which is not installed",
+                detected="kernels: not installed", required="kernels installed (in the window this transformers uses)",
+                fix="pip install kernels (see LIB004 for the versions this transformers accepts)", option=c.attn,
+            )
         return
-    dist = FLASH_PACKAGES[c.attn]
+    dist = _package(ctx, c) if c is not None else None
+    if c is None or dist is None:
+        return
     lib = ctx.env.library(dist)
     if lib.installed:
         return
     kernels = ctx.env.library("kernels")
     window = ctx.knowledge.constraints_for("kernels", ctx.versions())
     kernels_ok = kernels.usable and all(version_matches(kernels.version, w.specifier) for w in window)
-    if kernels_ok and c.attn == "flash_attention_2":
+    fallback = ctx.knowledge.releases.at("kernel_fallback", ctx.env.version_of("transformers"))
+    repos = (fallback.value or {}).get(_impl(ctx, c)) if fallback is not None else None
+    if kernels_ok and repos and fallback is not None:
+        repo = repos["rocm" if ctx.rocm else "cuda"]
         yield flash_package.finding(
             Severity.WARN,
-            f"{dist} is not installed; transformers will load the Hub kernel kernels-community/flash-attn2 "
-            "through `kernels` (needs network access on first use)",
+            f"{dist} is not installed; transformers will load the Hub kernel {repo} through `kernels` "
+            f"(needs network access on first use; {fallback.cite()})",
             detected=f"kernels {kernels.version}",
             required=f"{dist} installed, or a cached Hub kernel",
             option=c.attn,
@@ -90,9 +116,10 @@ def flash_package(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
 def flash_broken(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     """transformers only checks package metadata; a wheel built for another torch fails at first use with
     `undefined symbol` errors. The probe imports the native extension in a child process to find out."""
-    if c is None or c.attn not in FLASH_PACKAGES:
+    dist = _package(ctx, c) if c is not None else None
+    if c is None or dist is None:
         return
-    lib = ctx.env.library(FLASH_PACKAGES[c.attn])
+    lib = ctx.env.library(dist)
     if lib.installed and lib.importable is False:
         hint = " (C++ ABI or torch version mismatch)" if "undefined symbol" in (lib.error or "") else ""
         yield flash_broken.finding(
@@ -108,7 +135,7 @@ def flash_broken(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
       fix="pip install -U flash-attn --no-build-isolation")
 def flash_version(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     """transformers refuses flash_attention_2 below its minimum flash-attn version (2.3.3 in v5, 2.1.0 in v4)."""
-    if c is None or c.attn != "flash_attention_2":
+    if c is None or _package(ctx, c) != "flash-attn":
         return
     lib = ctx.env.library("flash-attn")
     if not lib.installed:
@@ -126,7 +153,9 @@ def flash_version(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
 def attn_hardware(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     """FlashAttention-2 needs compute capability >= 8.0 (Ampere); on a T4 or V100 the kernel raises
     'FlashAttention only supports Ampere GPUs or newer.' at the first forward pass, after a successful load.
-    FlashAttention-3 targets Hopper (9.x). Neither runs on the CPU."""
+    FlashAttention-3 needs 8.0 in its kernel, and transformers adds its own gate per release (CC >= 9 in 4.53-5.3,
+    >= 8 from 5.4; FA4 >= 9). flex_attention compiles with Triton on GPUs, which refuses CC < 7.0. None of the
+    flash kernels runs on the CPU."""
     req = _requirement(ctx, c)
     if c is None or req is None:
         return
@@ -144,7 +173,7 @@ def attn_hardware(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
             yield attn_hardware.finding(
                 Severity.FAIL, f"{c.attn} has no ROCm build", detected="AMD GPU", required="NVIDIA GPU", option=c.attn,
             )
-        elif c.attn == "flash_attention_2":
+        elif _impl(ctx, c) == "flash_attention_2":
             for gpu in ctx.gpus:
                 rows = [r for r in ctx.knowledge.capabilities.amd if r.gfx_arch == gpu.gfx_arch]
                 if gpu.gfx_arch and rows and not rows[0].flash_attention_2:
@@ -155,6 +184,19 @@ def attn_hardware(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
         return
     cc = ctx.weakest_cc
     if cc is None:
+        return
+    gates = ctx.knowledge.releases.at("flash_cc_gates", ctx.env.version_of("transformers"))
+    gate = (gates.value or {}).get(_impl(ctx, c)) if gates is not None else None
+    if gates is not None and isinstance(gate, int) and cc.major < gate:
+        gpu_name = next((g.name for g in ctx.gpus if g.compute_capability == cc), "this GPU")
+        yield attn_hardware.finding(
+            Severity.FAIL,
+            f"transformers {ctx.env.version_of('transformers')} refuses {c.attn} below compute capability {gate}.0; "
+            f"{gpu_name} has {cc} ({gates.cite()})",
+            detected=f"compute capability {cc}",
+            required=f">= {gate}.0",
+            option=c.attn,
+        )
         return
     low = ComputeCapability.parse(req.min_compute_capability) if req.min_compute_capability else None
     high = ComputeCapability.parse(req.max_compute_capability) if req.max_compute_capability else None
@@ -216,38 +258,60 @@ def attn_head_dim(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
 @rule("ATTN008", "attention implementation newer than this transformers", scope="candidate",
       fix="upgrade transformers")
 def attn_transformers(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
-    """Each implementation arrived in a given release: sdpa and flash_attention_2 in 4.36, flex_attention in 4.48,
-    flash_attention_3 in 4.53. Older releases reject the name."""
-    req = _requirement(ctx, c)
-    tf = ctx.version("transformers")
-    if c is None or req is None or req.min_transformers is None or tf is None:
+    """Each release accepts its own set of names (read from its modeling_utils.py): sdpa and flash_attention_2 by
+    4.36, flex_attention from 4.47, flash_attention_3 from 4.53, flash_attention_4 from 5.4, the `paged|` prefix from
+    5.0, and Hub kernels (`org/repo[:function]`) from 4.52. Older releases reject the name with a ValueError."""
+    target = ctx.env.version_of("transformers")
+    if c is None or target is None:
         return
-    if tf < Version(req.min_transformers):
-        yield attn_transformers.finding(
-            Severity.FAIL, f"{c.attn} needs transformers >= {req.min_transformers}",
-            detected=f"transformers {tf}", required=f">= {req.min_transformers}",
-            fix=f"pip install -U 'transformers>={req.min_transformers}'", option=c.attn,
-        )
+    releases = ctx.knowledge.releases
+    accepted, run = releases.accepts(c.attn, target)
+    first = releases.first_accepting(c.attn)
+    if run is None and first is not None and _impl(ctx, c) != "eager":  # older than every stored release
+        try:
+            older = Version(target) < Version(first.first)
+        except InvalidVersion:
+            older = False
+        if older:
+            yield attn_transformers.finding(
+                Severity.FAIL, f"{c.attn} needs transformers >= {first.first} ({first.cite(c.attn)})",
+                detected=f"transformers {target}", required=f">= {first.first}",
+                fix=f"pip install -U 'transformers>={first.first}'", option=c.attn,
+            )
+        return
+    if accepted or run is None:
+        return
+    need = f">= {first.first}" if first is not None else "a release that accepts it"
+    fix = f"pip install -U 'transformers>={first.first}'" if first is not None else "upgrade transformers"
+    yield attn_transformers.finding(
+        Severity.FAIL, f"transformers {target} does not accept attn_implementation={c.attn!r} ({run.cite(c.attn)})",
+        detected=f"transformers {target}", required=need, fix=fix, option=c.attn,
+    )
 
 
 @rule("ATTN009", "attention implementation needs a newer torch", scope="candidate", fix="upgrade torch")
 def attn_torch(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
-    """transformers uses SDPA only with torch >= 2.1.1, and flex_attention needs torch >= 2.5."""
-    req = _requirement(ctx, c)
+    """Each transformers release sets its own torch minimum for SDPA (2.1.1 in 4.36) and flex_attention (2.5.0 from
+    4.47), read from its `is_torch_sdpa_available` / `is_torch_flex_attn_available` (data/release_constraints.json)."""
+    fact = {"sdpa": "sdpa_torch_min", "flex_attention": "flex_torch_min"}.get(_impl(ctx, c)) if c is not None else None
     tv = ctx.version("torch")
-    if c is None or req is None or req.min_torch is None or tv is None:
+    if c is None or fact is None or tv is None:
         return
-    if tv < Version(req.min_torch):
+    run = ctx.knowledge.releases.at(fact, ctx.env.version_of("transformers"))
+    req = _requirement(ctx, c)
+    minimum = run.value if run is not None else (req.min_torch if req is not None else None)
+    where = f" ({run.cite()})" if run is not None else ""
+    if minimum and tv < Version(minimum):
         yield attn_torch.finding(
-            Severity.FAIL, f"{c.attn} needs torch >= {req.min_torch}", detected=f"torch {tv}",
-            required=f">= {req.min_torch}", fix=f"pip install -U 'torch>={req.min_torch}'", option=c.attn,
+            Severity.FAIL, f"{c.attn} needs torch >= {minimum}{where}", detected=f"torch {tv}",
+            required=f">= {minimum}", fix=f"pip install -U 'torch>={minimum}'", option=c.attn,
         )
 
 
 @rule("ATTN010", "FlashAttention-3 rejects ALiBi", scope="candidate", fix='use attn_implementation="sdpa"')
 def fa3_alibi(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     """FlashAttention-3 has no ALiBi support; transformers 4.57 raises for ALiBi models (BLOOM, MPT)."""
-    if c is not None and c.attn == "flash_attention_3" and ctx.model is not None and ctx.model.alibi:
+    if c is not None and _impl(ctx, c) == "flash_attention_3" and ctx.model is not None and ctx.model.alibi:
         yield fa3_alibi.finding(
             Severity.FAIL, f"{ctx.model.model_type} uses ALiBi, which FlashAttention-3 does not support",
             detected="alibi", required="rotary or learned positions", option=c.attn,
@@ -257,13 +321,16 @@ def fa3_alibi(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
 @rule("ATTN011", "batched generation needs left padding", scope="candidate",
       fix='tokenizer = AutoTokenizer.from_pretrained(model, padding_side="left")')
 def left_padding(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
-    """Decoder-only models generate from the last position: batched prompts must be left-padded, and
-    FlashAttention-2 in particular rejects right padding during generation."""
+    """Decoder-only models generate from the last position: batched prompts must be left-padded. transformers
+    does not reject right padding: generate() warns ('right-padding was detected', generation/utils.py) and the
+    output is wrong; with FlashAttention's unpadded kernels the mistake is easy to miss."""
     if c is None or ctx.model is None or ctx.batch <= 1 or not ctx.model.generative or ctx.model.is_encoder_decoder:
         return
-    if c.attn.startswith("flash_attention"):
+    if _impl(ctx, c).startswith("flash_attention"):
+        run = ctx.knowledge.releases.at("right_padding", ctx.env.version_of("transformers"))
+        said = f"; transformers only warns on right padding ({run.cite()})" if run is not None and run.value else ""
         yield left_padding.finding(
-            Severity.INFO, f"with {c.attn} and batch {ctx.batch}, pad prompts on the left",
+            Severity.INFO, f"with {c.attn} and batch {ctx.batch}, pad prompts on the left{said}",
             detected=f"batch {ctx.batch}", required='padding_side="left"', option=c.attn,
         )
 
@@ -273,7 +340,7 @@ def left_padding(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
 def sdpa_backend(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     """torch's SDPA flash kernel needs fp16/bf16, compute capability >= 8.0 and head_dim <= 256, and takes no
     attention mask; otherwise SDPA runs the memory-efficient kernel (or math), which is slower but correct."""
-    if c is None or c.attn != "sdpa" or c.placement == "cpu" or ctx.torch is None:
+    if c is None or _impl(ctx, c) != "sdpa" or c.placement == "cpu" or ctx.torch is None:
         return
     flash = ctx.torch.sdpa_backends.get("flash")
     reasons = []
@@ -284,8 +351,11 @@ def sdpa_backend(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     if ctx.model is not None and ctx.model.head_dim > 256:
         reasons.append(f"head_dim {ctx.model.head_dim} > 256")
     if reasons:
+        req = _requirement(ctx, c)
+        unverified = " (unverified: these backend limits are not checked against sdp_utils.cpp per torch release)" if (
+            req is not None and not req.verified) else ""
         yield sdpa_backend.finding(
-            Severity.INFO, "SDPA runs its memory-efficient/math kernel: " + "; ".join(reasons),
+            Severity.INFO, "SDPA runs its memory-efficient/math kernel: " + "; ".join(reasons) + unverified,
             detected="; ".join(reasons), required="fp16/bf16, CC >= 8.0, head_dim <= 256", option=c.attn,
         )
 
@@ -295,8 +365,50 @@ def sdpa_backend(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
 def flex_compile(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     """flex_attention is built by torch.compile: the first call compiles kernels (seconds to minutes) and each
     new shape may recompile."""
-    if c is not None and c.attn == "flex_attention":
+    if c is not None and _impl(ctx, c) == "flex_attention":
         yield flex_compile.finding(
             Severity.INFO, "flex_attention compiles kernels on first call; expect a slow first token",
             detected="flex_attention", required="", option=c.attn,
         )
+
+
+def _flex_cpu_evidence(ctx: Context) -> dict[str, dict[str, object]]:
+    """torch version -> the record benchmarks/flex_cpu_compile.py wrote into data/flex_cpu/ on a real CPU."""
+    import json
+
+    records: dict[str, dict[str, object]] = {}
+    for path in sorted((ctx.knowledge.root / "flex_cpu").glob("torch-*.json")):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        record["file"] = f"data/flex_cpu/{path.name}"
+        records[str(Version(str(record["torch"]).split("+")[0]))] = record
+    return records
+
+
+@rule("ATTN014", "flex_attention on the CPU is not shown to compile", scope="candidate",
+      fix='on the CPU use attn_implementation="sdpa"')
+def flex_cpu(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
+    """On the CPU, flex_attention is compiled by Inductor into C++. With torch 2.13 a padded batch compiles for a
+    forward pass but generate() fails with 'CppCompileError: C++ compile error' (reproduced by
+    benchmarks/flex_cpu_compile.py on a tiny Llama, data/flex_cpu/torch-2.13.0.json). The advisor offers flex on the
+    CPU only for a torch release with a record showing every case compiled."""
+    if c is None or c.placement != "cpu" or _impl(ctx, c) != "flex_attention":
+        return
+    torch = ctx.version("torch")
+    if torch is None:
+        return
+    record = _flex_cpu_evidence(ctx).get(str(torch))
+    if record is not None and record.get("compiles") is True:
+        return
+    if record is None:
+        message = f"flex_attention has not been shown to compile on the CPU with torch {torch} (no record in data/flex_cpu/)"
+    else:
+        runs: list[dict[str, object]] = list(record.get("runs", []))  # type: ignore[call-overload]
+        failed = [r for r in runs if not r.get("compiles")]
+        first: dict[str, object] = failed[0] if failed else {}
+        message = (
+            f"flex_attention fails to compile on the CPU with torch {torch}: {first.get('dtype')} "
+            f"{'padded ' if first.get('padded') else ''}{first.get('mode')} raised {first.get('error')} "
+            f"({record['file']})"
+        )
+    yield flex_cpu.finding(Severity.FAIL, message, detected=f"torch {torch}, CPU", required="a torch shown to compile it",
+                           option=c.attn)

@@ -58,6 +58,7 @@ class Context:
     batch: int = 1
     seq_len: int = 1024
     prompt_len: int | None = None
+    from_pretrained: dict[str, object] = field(default_factory=dict)  # the kwargs `check --config` was given
 
     @property
     def gpus(self) -> tuple[GpuInfo, ...]:

@@ -38,12 +38,20 @@ def bf16_native(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
 
 
 @rule("DTYPE002", "half precision on the CPU", scope="candidate",
-      fix='on the CPU load in float32 (the default), or bfloat16 only on CPUs with AMX/AVX512-BF16')
+      fix='on the CPU pass dtype="float32" explicitly (transformers 5 keeps the checkpoint\'s dtype, often bfloat16, '
+          'when none is given), or bfloat16 only on CPUs with AMX/AVX512-BF16')
 def cpu_half(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
-    """Most CPUs have no fp16 arithmetic and emulate bf16; half precision halves memory but is usually slower."""
+    """Most CPUs have no fp16 arithmetic and emulate bf16; half precision halves memory but is usually slower.
+    float32 is not what you get by default in transformers 5: from_pretrained then uses dtype="auto", the
+    checkpoint's own dtype (4.x loaded float32)."""
     if c is not None and c.placement == "cpu" and c.dtype != "float32":
+        run = ctx.knowledge.releases.at("dtype_default", ctx.env.version_of("transformers"))
+        default = ""
+        if run is not None:
+            default = ("; with no dtype, this transformers keeps the checkpoint's dtype" if run.value == "auto"
+                       else "; with no dtype, this transformers loads float32") + f" ({run.cite()})"
         yield cpu_half.finding(
-            Severity.WARN, f"{c.dtype} on the CPU is usually slower than float32", detected=c.dtype,
+            Severity.WARN, f"{c.dtype} on the CPU is usually slower than float32{default}", detected=c.dtype,
             required="float32 for speed on most CPUs", option=c.dtype,
         )
 
