@@ -167,11 +167,11 @@ def test_counts_are_computed_once_then_served_from_the_cache(cache: Path) -> Non
 def test_counts_cached_under_another_transformers_release_are_not_served(cache: Path) -> None:
     pytest.importorskip("transformers")
     key = count_key(TINY, "LlamaForCausalLM", False)
-    analysis_cache.put("param-count", key, [7, 7], transformers="0.0.1", extra=counting_version())
-    analysis_cache.put("param-count", key, [9, 9], transformers=analysis_cache.transformers_version(), extra="old")
+    analysis_cache.put("param-count", key, [7, 7, None], transformers="0.0.1", extra=counting_version())
+    analysis_cache.put("param-count", key, [9, 9, None], transformers=analysis_cache.transformers_version(), extra="old")
     count = _Recorder()
     counted = cached_counts(TINY, "LlamaForCausalLM", False, count)
-    assert count.calls == 1 and counted not in ((7, 7), (9, 9))
-    analysis_cache.put("param-count", key, [5, 4], transformers=analysis_cache.transformers_version(),
+    assert count.calls == 1 and counted not in ((7, 7, None), (9, 9, None))
+    analysis_cache.put("param-count", key, [5, 4, None], transformers=analysis_cache.transformers_version(),
                        extra=counting_version())
-    assert cached_counts(TINY, "LlamaForCausalLM", False, count) == (5, 4) and count.calls == 1
+    assert cached_counts(TINY, "LlamaForCausalLM", False, count) == (5, 4, None) and count.calls == 1
