@@ -35,6 +35,7 @@ def target_environment(
     assume: Sequence[str] = (),
     without: Sequence[str] = (),
     import_checks: bool = True,
+    kernel_runs: bool = True,
 ) -> Environment:
     """This machine, or the one described by `env` / `gpu` / `cpu`, with `assume`/`without` applied."""
     gpus = [gpu] if isinstance(gpu, str) else list(gpu or ())
@@ -46,6 +47,7 @@ def target_environment(
         assume=tuple(assume),
         without=tuple(without),
         import_checks=import_checks,
+        kernel_runs=kernel_runs,
     )
     return resolve_target(spec)
 

@@ -21,6 +21,8 @@ __all__ = [
     "TorchInfo",
     "LibraryInfo",
     "HostInfo",
+    "KernelCase",
+    "KernelRun",
     "Environment",
     "known",
 ]
@@ -179,6 +181,29 @@ class DriverInfo(_Frozen):
     nvml: str = ""
 
 
+class KernelCase(_Frozen):
+    """One tiny call of a kernel on the real device: its dtype, head_dim, and whether it ran."""
+
+    dtype: str
+    head_dim: int | None = None
+    runs: bool
+    error: str | None = None
+
+
+class KernelRun(_Frozen):
+    """Whether a kernel really runs here, beyond importing: a tiny call per dtype and head_dim, in a child.
+
+    `runs` is True when every case ran, False when one failed (a wheel without a kernel image for this GPU,
+    a crash or hang on first use), Unavailable when nothing was run, with the reason (no GPU, skipped).
+    """
+
+    kernel: str
+    runs: bool | Unavailable
+    error: str | None = None
+    device: str | None = None
+    cases: tuple[KernelCase, ...] = ()
+
+
 class Environment(_Frozen):
     """One machine, probed or described: the single input of every rule."""
 
@@ -191,6 +216,7 @@ class Environment(_Frozen):
     driver: DriverInfo = Field(default_factory=DriverInfo)
     torch: TorchInfo | Unavailable
     libraries: dict[str, LibraryInfo] = Field(default_factory=dict)
+    kernel_runs: dict[str, KernelRun] = Field(default_factory=dict)
 
     @property
     def gpu_list(self) -> tuple[GpuInfo, ...]:
@@ -202,6 +228,11 @@ class Environment(_Frozen):
         if found is not None:
             return found
         return LibraryInfo(distribution=distribution, import_name=distribution.replace("-", "_"), installed=False)
+
+    def kernel_runs_ok(self, kernel: str) -> bool | None:
+        """True/False when the kernel was run here, None when that is unknown (not run, no entry)."""
+        found = self.kernel_runs.get(kernel)
+        return None if found is None or isinstance(found.runs, Unavailable) else found.runs
 
     def version_of(self, distribution: str) -> str | None:
         lib = self.library(distribution)

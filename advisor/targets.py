@@ -49,6 +49,7 @@ class TargetSpec:
     assume: Sequence[str] = ()
     without: Sequence[str] = ()
     import_checks: bool = True
+    kernel_runs: bool = True
     env: Environment | None = field(default=None, compare=False)
 
 
@@ -213,5 +214,5 @@ def resolve_target(spec: TargetSpec, *, knowledge: Knowledge | None = None) -> E
     else:
         from advisor.probe import collect_environment
 
-        env = collect_environment(import_checks=spec.import_checks, knowledge=knowledge)
+        env = collect_environment(import_checks=spec.import_checks, knowledge=knowledge, kernel_runs=spec.kernel_runs)
     return _apply_overrides(env, spec.assume, spec.without)

@@ -6,9 +6,10 @@ import datetime as _dt
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from advisor.facts import ComputeCapability, Environment, GpuInfo, Unavailable, known
+from advisor.facts import ComputeCapability, Environment, GpuInfo, KernelRun, LibraryInfo, TorchInfo, Unavailable, known
 from advisor.knowledge import Knowledge, load_knowledge
 from advisor.probe.host import probe_host
+from advisor.probe.kernels import device_dtypes, kernel_specs, not_run, run_kernels
 from advisor.probe.nvml import NvmlGpu, probe_nvml
 from advisor.probe.packages import probe_libraries
 from advisor.probe.torch_info import probe_torch
@@ -66,8 +67,31 @@ def _gpus_from_torch(knowledge: Knowledge) -> tuple[GpuInfo, ...] | Unavailable:
         return Unavailable(reason=f"torch could not list GPUs: {type(exc).__name__}: {exc}")
 
 
+def probe_kernel_runs(
+    gpus: tuple[GpuInfo, ...] | Unavailable,
+    torch_info: TorchInfo | Unavailable,
+    libraries: dict[str, LibraryInfo],
+    *,
+    enabled: bool = True,
+) -> dict[str, KernelRun]:
+    """Run each installed kernel once on GPU 0, or say for every one of them why nothing ran."""
+    specs = kernel_specs(libraries)
+    if not enabled:
+        return not_run(specs, "kernel runs skipped (--no-kernel-runs)")
+    if isinstance(torch_info, Unavailable):
+        return not_run(specs, f"nothing was run: torch is unavailable ({torch_info.reason})")
+    if torch_info.cuda_available is not True or isinstance(gpus, Unavailable) or not gpus:
+        why = gpus.reason if isinstance(gpus, Unavailable) else "torch.cuda.is_available() is False"
+        return not_run(specs, f"nothing was run: no GPU for torch {torch_info.version} ({why})")
+    return run_kernels(specs, device="cuda:0", dtypes=device_dtypes(gpus[0].dtypes))
+
+
 def collect_environment(
-    *, nvml: Any | None = None, import_checks: bool = True, knowledge: Knowledge | None = None
+    *,
+    nvml: Any | None = None,
+    import_checks: bool = True,
+    knowledge: Knowledge | None = None,
+    kernel_runs: bool = True,
 ) -> Environment:
     """Probe host, GPUs, torch and libraries. Never raises for a missing or broken component."""
     knowledge = knowledge or load_knowledge()
@@ -85,6 +109,7 @@ def collect_environment(
     capabilities = [cc for g in (() if isinstance(gpus, Unavailable) else gpus) if (cc := known(g.compute_capability))]
     torch_info = probe_torch(capabilities)
     pool.shutdown(wait=True)
+    libs = libraries.result()
     return Environment(
         source="probe",
         description="probed on this machine",
@@ -93,5 +118,6 @@ def collect_environment(
         gpus=gpus,
         driver=nv.driver,
         torch=torch_info,
-        libraries=libraries.result(),
+        libraries=libs,
+        kernel_runs=probe_kernel_runs(gpus, torch_info, libs, enabled=kernel_runs and import_checks),
     )
