@@ -234,6 +234,20 @@ class Environment(_Frozen):
         found = self.kernel_runs.get(kernel)
         return None if found is None or isinstance(found.runs, Unavailable) else found.runs
 
+    def kernel_failure(self, kernel: str, dtype: str | None = None) -> str | None:
+        """Why `kernel` failed its tiny run here (for `dtype` when that case was run), or None if it ran or was
+        never run: rules prefer this over `importable`, which a wheel without this GPU's kernels passes."""
+        found = self.kernel_runs.get(kernel)
+        if found is None or found.runs is not False:
+            return None
+        cases = [case for case in found.cases if dtype is None or case.dtype == dtype]
+        if found.cases and dtype is not None and all(case.runs for case in cases):
+            return None  # it failed in another dtype only
+        failed = next((case for case in cases if not case.runs), None)
+        where = f" ({failed.dtype}, head_dim {failed.head_dim})" if failed and failed.head_dim else (
+            f" ({failed.dtype})" if failed else "")
+        return f"{(failed.error if failed else None) or found.error or 'failed'}{where}"
+
     def version_of(self, distribution: str) -> str | None:
         lib = self.library(distribution)
         return lib.version if lib.installed else None
