@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import multiprocessing
 import os
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -69,12 +70,12 @@ def decide(model_type: str, class_name: str) -> dict[str, bool | str]:
 
     transformers.logging.set_verbosity_error()
     warnings.filterwarnings("ignore")
-    cls = getattr(transformers, class_name)
     out: dict[str, bool | str] = {}
     with contextlib.redirect_stdout(io.StringIO()):
         for impl in BUILT:
-            config = AutoConfig.for_model(model_type)
             try:
+                cls = getattr(transformers, class_name)
+                config = AutoConfig.for_model(model_type)
                 with torch.device("meta"):
                     model = cls._from_config(config, attn_implementation=impl)
             except ValueError as exc:
@@ -101,7 +102,8 @@ def decide_all(rows: list[tuple[str, str]], workers: int | None = None) -> dict[
     workers = workers or max(1, min(4, os.cpu_count() or 1))
     chunks = [rows[i::workers] for i in range(workers)]
     result: dict[str, dict[str, bool | str]] = {}
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # spawn: fresh interpreters, not forks of a pytest process that already holds threads and torch state
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         for part in pool.map(_decide_many, chunks):
             result.update(part)
     return result
