@@ -13,17 +13,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "SCHEMA_VERSION",
-    "Unavailable",
     "ComputeCapability",
     "DtypeSupport",
+    "Environment",
     "GpuInfo",
-    "SdpaBackend",
-    "TorchInfo",
-    "LibraryInfo",
     "HostInfo",
     "KernelCase",
     "KernelRun",
-    "Environment",
+    "LibraryInfo",
+    "SdpaBackend",
+    "TorchInfo",
+    "Unavailable",
     "known",
 ]
 

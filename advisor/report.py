@@ -11,7 +11,7 @@ from advisor.findings import Finding, Severity
 from advisor.memory import GiB
 from advisor.plan import Recommendation, torch_summary
 
-__all__ = ["Item", "Section", "DoctorReport", "build_report"]
+__all__ = ["DoctorReport", "Item", "Section", "build_report"]
 
 Status = Literal["ok", "info", "warning", "problem"]
 _STATUS = {Severity.OK: "ok", Severity.INFO: "info", Severity.WARN: "warning", Severity.FAIL: "problem"}

@@ -106,12 +106,22 @@ def composite_support(cls: type, model_type: str, transformers_version: str) -> 
             model = cls._from_config(config, attn_implementation="eager")  # type: ignore[attr-defined]
     except Exception:  # an optional dependency, a config that needs arguments: the class flags stand
         return None
-    support = class_support(cls, transformers_version)
+    support = _redirected(cls, class_support(cls, transformers_version))
     receiving = _receiving_configs(model.config)
     for module in model.modules():
         if isinstance(module, PreTrainedModel) and module is not model and id(module.config) in receiving:
-            sub = class_support(type(module), transformers_version)
+            sub = _redirected(type(module), class_support(type(module), transformers_version))
             support = {impl: ok and sub[impl] for impl, ok in support.items()}
+    return support
+
+
+def _redirected(cls: type, support: dict[str, bool]) -> dict[str, bool]:
+    """A class's `_compatible_flash_implementations` (5.x) turns any flash request into its first entry; an entry
+    without "flash" in its name (minimax_m3_vl's Hub kernel "MiniMaxAI/msa") skips every flash check, so the
+    request is accepted whatever `_supports_flash_attn` says (`_check_and_adjust_attn_implementation`)."""
+    compatible = getattr(cls, "_compatible_flash_implementations", None)
+    if isinstance(compatible, (list, tuple)) and compatible and "flash" not in str(compatible[0]):
+        return {**support, "flash_attention_2": True, "flash_attention_3": True}
     return support
 
 

@@ -6,7 +6,16 @@ import datetime as _dt
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from advisor.facts import ComputeCapability, Environment, GpuInfo, KernelRun, LibraryInfo, TorchInfo, Unavailable, known
+from advisor.facts import (
+    ComputeCapability,
+    Environment,
+    GpuInfo,
+    KernelRun,
+    LibraryInfo,
+    TorchInfo,
+    Unavailable,
+    known,
+)
 from advisor.knowledge import Knowledge, load_knowledge
 from advisor.probe.host import probe_host
 from advisor.probe.kernels import device_dtypes, kernel_specs, not_run, run_kernels

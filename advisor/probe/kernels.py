@@ -17,7 +17,7 @@ from typing import Any
 
 from advisor.facts import DtypeSupport, KernelCase, KernelRun, LibraryInfo, Unavailable
 
-__all__ = ["KernelSpec", "HEAD_DIMS", "kernel_specs", "run_kernels", "not_run"]
+__all__ = ["HEAD_DIMS", "KernelSpec", "kernel_specs", "not_run", "run_kernels"]
 
 HEAD_DIMS = (64, 128)
 WORKER = "advisor.probe.kernel_worker"

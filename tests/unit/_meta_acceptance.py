@@ -12,8 +12,10 @@ self._supports_flash_attn: raise ValueError(...)`), so the first sub-model that 
 before the others are checked. For those two, the model as built for sdpa (else flex, else eager) is
 taken, and the same
 `_check_and_adjust_attn_implementation` runs on each PreTrainedModel in the built tree whose config
-received the request: a ValueError is the architecture refusing, an ImportError naming the package is the
-architecture accepting (only the missing package is left). A model type whose default config cannot be
+received the request: a ValueError is the architecture refusing, an ImportError naming the flash package
+(or `kernels`, for a class that redirects flash requests to a Hub kernel) is the architecture accepting:
+only the missing package is left. A ValueError that is not "does not support" (hrm_text refuses flash only
+with `prefix_lm=True`) depends on the config, not the architecture, and stays undecided. A model type whose default config cannot be
 built (missing optional package, required arguments) is undecided, and so is every cell of it.
 """
 
@@ -58,7 +60,9 @@ def _flash_decision(model: Any, config: Any, impl: str) -> bool | str:
                 return False
             return f"ValueError: {exc}"[:200]
         except ImportError as exc:
-            if "flash" not in str(exc).lower():
+            # the flash package, or `kernels` for a Hub kernel the class redirects flash requests to
+            # (`_compatible_flash_implementations`): the architecture accepted, only a package is missing
+            if "flash" not in str(exc).lower() and "`kernels`" not in str(exc):
                 return f"ImportError: {exc}"[:200]
     return True
 

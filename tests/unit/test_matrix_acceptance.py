@@ -16,11 +16,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import _meta_acceptance as oracle_module  # tests/unit is on sys.path (rootdir-relative, no package)
 import pytest
 
 from advisor.support import installed_transformers
-
-import _meta_acceptance as oracle_module  # tests/unit is on sys.path (rootdir-relative, no package)
 
 IMPLS = oracle_module.BUILT + oracle_module.FLASH
 
@@ -29,10 +28,10 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="session")
 def matrix() -> dict[str, Any]:
-    from advisor.cli import main
-
     import contextlib
     import io
+
+    from advisor.cli import main
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
