@@ -22,8 +22,14 @@ __all__ = ["HEAD_DIMS", "KernelSpec", "kernel_specs", "not_run", "run_kernels"]
 HEAD_DIMS = (64, 128)
 WORKER = "advisor.probe.kernel_worker"
 _SDPA = ("sdpa_flash", "sdpa_efficient", "sdpa_cudnn", "sdpa_math")
-# Hub kernels transformers falls back to (FLASH_ATTN_KERNEL_FALLBACK, 5.24); only a cached one is run.
-HUB_KERNELS = ("kernels-community/flash-attn2", "kernels-community/flash-attn3")
+# Hub kernels transformers falls back to (FLASH_ATTN_KERNEL_FALLBACK in modeling_flash_attention_utils.py, 5.24:
+# FA2, FA3, FA4 on CUDA; aiter on ROCm); only one already in the local Hub cache is run.
+HUB_KERNELS = (
+    "kernels-community/flash-attn2",
+    "kernels-community/vllm-flash-attn3",
+    "kernels-community/flash-attn4",
+    "kernels-community/aiter-flash-attn",
+)
 
 
 @dataclass(frozen=True)
