@@ -37,6 +37,7 @@ def target_environment(
     without: Sequence[str] = (),
     import_checks: bool = True,
     import_torch: bool = True,
+    kernel_runs: bool = True,
 ) -> Environment:
     """This machine, or the one described by `env` / `gpu` / `cpu`, with `assume`/`without` applied.
 
@@ -51,6 +52,7 @@ def target_environment(
         without=tuple(without),
         import_checks=import_checks,
         import_torch=import_torch,
+        kernel_runs=kernel_runs,
     )
     return resolve_target(spec)
 

@@ -98,7 +98,9 @@ def _preflight(args: argparse.Namespace) -> None:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    env = api.target_environment(import_checks=not args.no_import_check, **_target(args))
+    env = api.target_environment(
+        import_checks=not args.no_import_check, kernel_runs=not args.no_kernel_runs, **_target(args)
+    )
     fmt = "json" if args.format == "json" else "text"
     args.format = fmt
     _emit(args, env, "probe")
@@ -275,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     _target_options(p)
     _output_options(p, ("json", "text"), default="text")
     p.add_argument("--no-import-check", action="store_true", help="skip importing native extensions in child processes")
+    p.add_argument("--no-kernel-runs", action="store_true", help="skip the tiny GPU call per installed kernel")
     p.set_defaults(func=cmd_probe)
 
     p = sub.add_parser("doctor", help="a report on the machine and, with MODEL, how to load it")

@@ -13,15 +13,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "SCHEMA_VERSION",
-    "Unavailable",
     "ComputeCapability",
     "DtypeSupport",
+    "Environment",
     "GpuInfo",
+    "HostInfo",
+    "KernelCase",
+    "KernelRun",
+    "LibraryInfo",
     "SdpaBackend",
     "TorchInfo",
-    "LibraryInfo",
-    "HostInfo",
-    "Environment",
+    "Unavailable",
     "known",
 ]
 
@@ -180,6 +182,29 @@ class DriverInfo(_Frozen):
     nvml: str = ""
 
 
+class KernelCase(_Frozen):
+    """One tiny call of a kernel on the real device: its dtype, head_dim, and whether it ran."""
+
+    dtype: str
+    head_dim: int | None = None
+    runs: bool
+    error: str | None = None
+
+
+class KernelRun(_Frozen):
+    """Whether a kernel really runs here, beyond importing: a tiny call per dtype and head_dim, in a child.
+
+    `runs` is True when every case ran, False when one failed (a wheel without a kernel image for this GPU,
+    a crash or hang on first use), Unavailable when nothing was run, with the reason (no GPU, skipped).
+    """
+
+    kernel: str
+    runs: bool | Unavailable
+    error: str | None = None
+    device: str | None = None
+    cases: tuple[KernelCase, ...] = ()
+
+
 class Environment(_Frozen):
     """One machine, probed or described: the single input of every rule."""
 
@@ -192,6 +217,7 @@ class Environment(_Frozen):
     driver: DriverInfo = Field(default_factory=DriverInfo)
     torch: TorchInfo | Unavailable
     libraries: dict[str, LibraryInfo] = Field(default_factory=dict)
+    kernel_runs: dict[str, KernelRun] = Field(default_factory=dict)
 
     @property
     def gpu_list(self) -> tuple[GpuInfo, ...]:
@@ -203,6 +229,25 @@ class Environment(_Frozen):
         if found is not None:
             return found
         return LibraryInfo(distribution=distribution, import_name=distribution.replace("-", "_"), installed=False)
+
+    def kernel_runs_ok(self, kernel: str) -> bool | None:
+        """True/False when the kernel was run here, None when that is unknown (not run, no entry)."""
+        found = self.kernel_runs.get(kernel)
+        return None if found is None or isinstance(found.runs, Unavailable) else found.runs
+
+    def kernel_failure(self, kernel: str, dtype: str | None = None) -> str | None:
+        """Why `kernel` failed its tiny run here (for `dtype` when that case was run), or None if it ran or was
+        never run: rules prefer this over `importable`, which a wheel without this GPU's kernels passes."""
+        found = self.kernel_runs.get(kernel)
+        if found is None or found.runs is not False:
+            return None
+        cases = [case for case in found.cases if dtype is None or case.dtype == dtype]
+        if found.cases and dtype is not None and all(case.runs for case in cases):
+            return None  # it failed in another dtype only
+        failed = next((case for case in cases if not case.runs), None)
+        where = f" ({failed.dtype}, head_dim {failed.head_dim})" if failed and failed.head_dim else (
+            f" ({failed.dtype})" if failed else "")
+        return f"{(failed.error if failed else None) or found.error or 'failed'}{where}"
 
     def version_of(self, distribution: str) -> str | None:
         lib = self.library(distribution)

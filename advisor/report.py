@@ -14,7 +14,7 @@ from advisor.numbers import diff, millis, plural, seconds, size
 from advisor.plan import Recommendation, torch_summary
 from advisor.quant_methods import doctor_rows
 
-__all__ = ["Item", "Section", "DoctorReport", "build_report"]
+__all__ = ["DoctorReport", "Item", "Section", "build_report"]
 
 Status = Literal["ok", "info", "warning", "problem"]
 _STATUS = {Severity.OK: "ok", Severity.INFO: "info", Severity.WARN: "warning", Severity.FAIL: "problem"}
@@ -197,6 +197,25 @@ def _blocking(dist: str, rec: Recommendation | None) -> tuple[Status, str]:
     return "info", ""
 
 
+def _kernel_runs(env: Environment) -> Section:
+    """One tiny call per installed kernel on the GPU (advisor/probe/kernels.py): ran, failed (why), or not run."""
+    reasons = {str(run.runs) for run in env.kernel_runs.values() if not isinstance(run.runs, bool)}
+    if len(reasons) == 1 and all(not isinstance(run.runs, bool) for run in env.kernel_runs.values()):
+        return Section(title="Kernel runs", items=[Item(name=", ".join(env.kernel_runs), status="info", value=reasons.pop())])
+    items = []
+    for name, run in env.kernel_runs.items():
+        if run.runs is True:
+            tried = ", ".join(sorted({c.dtype for c in run.cases}))
+            dims = sorted({c.head_dim for c in run.cases if c.head_dim is not None})
+            where = f"{tried}; head_dim {', '.join(map(str, dims))}" if dims else tried
+            items.append(Item(name=name, status="ok", value=f"runs ({where})"))
+        elif run.runs is False:
+            items.append(Item(name=name, status="problem", value=f"fails: {env.kernel_failure(name)}"))
+        else:
+            items.append(Item(name=name, status="info", value=str(run.runs)))
+    return Section(title="Kernel runs", items=items)
+
+
 def _libraries(env: Environment, rec: Recommendation | None = None) -> Section:
     items = []
     for dist, lib in env.libraries.items():
@@ -270,6 +289,8 @@ def build_report(
     smoke: dict[str, Any] | None = None,
 ) -> DoctorReport:
     sections = [_host(env), _gpus(env), _dtypes(env), _sdpa(env), _libraries(env, recommendation), _quant_methods(env)]
+    if env.kernel_runs:
+        sections.append(_kernel_runs(env))
     if findings:
         sections.append(Section(title="Findings", items=[
             Item(name=f.code, status=_STATUS[f.severity], value=f.message, fix=f.fix) for f in findings  # type: ignore[arg-type]

@@ -90,7 +90,7 @@ def _declared(model: ModelSpec, env: Environment, knowledge: Knowledge) -> tuple
     if here is not None and (target is None or _key(target) == _key(here)):
         found = _from_installed(model)
         if found is not None:
-            return found, f"transformers {here} (installed)"
+            return _with_sub_models(found, model, knowledge, here), f"transformers {here} (installed)"
     history = _from_history(model, target)
     if history is not None:
         return history
@@ -102,6 +102,19 @@ def _declared(model: ModelSpec, env: Environment, knowledge: Knowledge) -> tuple
                 return support, f"the shipped table for transformers {table.transformers}"
         return {}, f"the shipped table for transformers {table.transformers}"
     return {}, "no attention-support table"
+
+
+def _with_sub_models(found: dict[str, bool], model: ModelSpec, knowledge: Knowledge, here: str) -> dict[str, bool]:
+    """The class's own flags, and-ed with the shipped table of this very release: that table also counts the
+    sub-models that receive the request (rt_detr's backbone, vibevoice's tokenizers), which one class cannot."""
+    table = nearest_table(knowledge, here)
+    if table is None or _key(table.transformers) != _key(here):
+        return found
+    row = next((r for r in table.architectures if r.model_type == model.model_type), None)
+    if row is None:
+        return found
+    shipped = row.model_dump(exclude={"model_type", "class_name"})
+    return {impl: ok and bool(shipped.get(impl, True)) for impl, ok in found.items()}
 
 
 def _from_history(model: ModelSpec, target: str | None) -> tuple[dict[str, bool], str] | None:

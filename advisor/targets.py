@@ -51,6 +51,7 @@ class TargetSpec:
     without: Sequence[str] = ()
     import_checks: bool = True
     import_torch: bool = True  # False: read torch's build from its files (recommend, check; issue 14)
+    kernel_runs: bool = True
     env: Environment | None = field(default=None, compare=False)
 
 
@@ -222,5 +223,6 @@ def resolve_target(spec: TargetSpec, *, knowledge: Knowledge | None = None) -> E
     else:
         from advisor.probe import collect_environment
 
-        env = collect_environment(import_checks=spec.import_checks, knowledge=knowledge, import_torch=spec.import_torch)
+        env = collect_environment(import_checks=spec.import_checks, knowledge=knowledge, import_torch=spec.import_torch,
+                                  kernel_runs=spec.kernel_runs)
     return _apply_overrides(env, spec.assume, spec.without)

@@ -15,7 +15,7 @@ import json
 import sys
 from typing import Any
 
-__all__ = ["class_support", "read_attention_support"]
+__all__ = ["class_support", "composite_support", "read_attention_support"]
 
 
 def _flag(cls: type, *names: str) -> bool:
@@ -70,6 +70,59 @@ def class_support(cls: type, transformers_version: str) -> dict[str, bool]:
         "flash_attention_3": fa3,
         "flex_attention": version >= (4, 48) and _flag(cls, "_supports_flex_attn"),
     }
+
+
+def _receiving_configs(config: Any) -> set[int]:
+    """The config and every sub-config that `config._attn_implementation = ...` forwards the request to."""
+    found: set[int] = set()
+    todo = [config]
+    while todo:
+        current = todo.pop()
+        found.add(id(current))
+        for key in getattr(current, "sub_configs", None) or {}:
+            sub = getattr(current, key, None)
+            if sub is not None and hasattr(sub, "sub_configs"):
+                todo.append(sub)
+    return found
+
+
+def composite_support(cls: type, model_type: str, transformers_version: str) -> dict[str, bool] | None:
+    """What `from_pretrained` accepts for a model whose sub-models decide too (5.x), or None if unknown.
+
+    In transformers 5 the request is forwarded to every sub-config, and each sub-model's `__init__` runs
+    `_check_and_adjust_attn_implementation` on its own class: a composite (rt_detr's backbone, vibevoice's
+    tokenizers, minimax_m3_vl's vision tower) refuses what any of its receiving sub-models lacks. So the model
+    is built once with eager on the meta device from its default config, and every PreTrainedModel in it whose
+    config receives the request adds its flags. None when the default config cannot be built here.
+    """
+    if _version_tuple(transformers_version) < (5, 0):
+        return None  # 4.x forwarded the request differently; its history rows keep the class flags
+    try:
+        import torch
+        from transformers import AutoConfig, PreTrainedModel
+
+        config = AutoConfig.for_model(model_type)
+        with torch.device("meta"):
+            model = cls._from_config(config, attn_implementation="eager")  # type: ignore[attr-defined]
+    except Exception:  # an optional dependency, a config that needs arguments: the class flags stand
+        return None
+    support = _redirected(cls, class_support(cls, transformers_version))
+    receiving = _receiving_configs(model.config)
+    for module in model.modules():
+        if isinstance(module, PreTrainedModel) and module is not model and id(module.config) in receiving:
+            sub = _redirected(type(module), class_support(type(module), transformers_version))
+            support = {impl: ok and sub[impl] for impl, ok in support.items()}
+    return support
+
+
+def _redirected(cls: type, support: dict[str, bool]) -> dict[str, bool]:
+    """A class's `_compatible_flash_implementations` (5.x) turns any flash request into its first entry; an entry
+    without "flash" in its name (minimax_m3_vl's Hub kernel "MiniMaxAI/msa") skips every flash check, so the
+    request is accepted whatever `_supports_flash_attn` says (`_check_and_adjust_attn_implementation`)."""
+    compatible = getattr(cls, "_compatible_flash_implementations", None)
+    if isinstance(compatible, (list, tuple)) and compatible and "flash" not in str(compatible[0]):
+        return {**support, "flash_attention_2": True, "flash_attention_3": True}
+    return support
 
 
 # Head mappings read, in this order, for model types that have no base-model entry: composites such as
@@ -134,7 +187,8 @@ def read_attention_support() -> dict[str, Any]:
             except Exception:
                 skipped.append(f"{model_type}: {type(exc).__name__}: {exc}".splitlines()[0][:200])
                 continue
-        rows.append({"model_type": model_type, "class": class_name, **class_support(cls, version)})
+        support = composite_support(cls, model_type, version) or class_support(cls, version)
+        rows.append({"model_type": model_type, "class": class_name, **support})
     return {
         "schema_version": 1,
         "description": "Attention implementations each model type's class (its base model, else its first "
@@ -143,7 +197,8 @@ def read_attention_support() -> dict[str, Any]:
         "generated_by": "python -m advisor.knowledge.introspect",
         "source": f"transformers {version}: models.auto.modeling_auto.MODEL_MAPPING_NAMES (else the first "
         "head mapping that names the model type) and each class's "
-        "_supports_sdpa / _supports_flash_attn(_2/_3) / _supports_flex_attn flags",
+        "_supports_sdpa / _supports_flash_attn(_2/_3) / _supports_flex_attn flags; from 5.0 also the flags of "
+        "every sub-model that receives the request (built once on the meta device from the default config)",
         "architectures": rows,
         "skipped": skipped,
     }

@@ -8,9 +8,19 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from advisor import analysis_cache
-from advisor.facts import ComputeCapability, Environment, GpuInfo, TorchInfo, Unavailable, known
+from advisor.facts import (
+    ComputeCapability,
+    Environment,
+    GpuInfo,
+    KernelRun,
+    LibraryInfo,
+    TorchInfo,
+    Unavailable,
+    known,
+)
 from advisor.knowledge import Knowledge, load_knowledge
 from advisor.probe.host import probe_host
+from advisor.probe.kernels import device_dtypes, kernel_specs, not_run, run_kernels
 from advisor.probe.nvml import NvmlGpu, NvmlResult, probe_nvml
 from advisor.probe.packages import probe_libraries
 from advisor.probe.torch_info import probe_torch
@@ -127,9 +137,28 @@ def _live_torch(capabilities: list[ComputeCapability], nv: NvmlResult, *, cache:
     return info
 
 
+def probe_kernel_runs(
+    gpus: tuple[GpuInfo, ...] | Unavailable,
+    torch_info: TorchInfo | Unavailable,
+    libraries: dict[str, LibraryInfo],
+    *,
+    enabled: bool = True,
+) -> dict[str, KernelRun]:
+    """Run each installed kernel once on GPU 0, or say for every one of them why nothing ran."""
+    specs = kernel_specs(libraries)
+    if not enabled:
+        return not_run(specs, "kernel runs skipped (--no-kernel-runs)")
+    if isinstance(torch_info, Unavailable):
+        return not_run(specs, f"nothing was run: torch is unavailable ({torch_info.reason})")
+    if torch_info.cuda_available is not True or isinstance(gpus, Unavailable) or not gpus:
+        why = gpus.reason if isinstance(gpus, Unavailable) else "torch.cuda.is_available() is False"
+        return not_run(specs, f"nothing was run: no GPU for torch {torch_info.version} ({why})")
+    return run_kernels(specs, device="cuda:0", dtypes=device_dtypes(gpus[0].dtypes))
+
+
 def collect_environment(
     *, nvml: Any | None = None, import_checks: bool = True, knowledge: Knowledge | None = None,
-    import_torch: bool = True,
+    import_torch: bool = True, kernel_runs: bool = True,
 ) -> Environment:
     """Probe host, GPUs, torch and libraries. Never raises for a missing or broken component.
 
@@ -159,6 +188,7 @@ def collect_environment(
     else:
         torch_info = _live_torch(capabilities, nv, cache=nvml is None)
     pool.shutdown(wait=True)
+    libs = libraries.result()
     return Environment(
         source="probe",
         description="probed on this machine",
@@ -167,5 +197,6 @@ def collect_environment(
         gpus=gpus,
         driver=nv.driver,
         torch=torch_info,
-        libraries=libraries.result(),
+        libraries=libs,
+        kernel_runs=probe_kernel_runs(gpus, torch_info, libs, enabled=kernel_runs and import_checks and import_torch),
     )

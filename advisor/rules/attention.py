@@ -120,7 +120,16 @@ def flash_broken(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     if c is None or dist is None:
         return
     lib = ctx.env.library(dist)
-    if lib.installed and lib.importable is False:
+    failure = ctx.env.kernel_failure(c.attn, c.dtype) if lib.installed else None
+    if failure is not None:  # it was run on this GPU: that outranks the import check
+        yield flash_broken.finding(
+            Severity.FAIL,
+            f"{lib.distribution} {lib.version} imports but its kernel does not run on this GPU: {failure}",
+            detected=f"{lib.distribution} {lib.version}: a tiny attention call fails",
+            required="a build whose kernel runs on this GPU",
+            option=c.attn,
+        )
+    elif lib.installed and lib.importable is False:
         hint = " (C++ ABI or torch version mismatch)" if "undefined symbol" in (lib.error or "") else ""
         yield flash_broken.finding(
             Severity.FAIL,
@@ -344,7 +353,10 @@ def sdpa_backend(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
         return
     flash = ctx.torch.sdpa_backends.get("flash")
     reasons = []
-    if flash is not None and flash.usable is not True:
+    ran = ctx.env.kernel_runs_ok("sdpa_flash")
+    if ran is False:  # run on this GPU: outranks torch's own availability flag
+        reasons.append(f"its flash kernel failed a test call: {ctx.env.kernel_failure('sdpa_flash', c.dtype)}")
+    elif flash is not None and flash.usable is not True and ran is None:
         reasons.append(flash.reason)
     if c.dtype == "float32":
         reasons.append("float32 inputs")
@@ -365,7 +377,13 @@ def sdpa_backend(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
 def flex_compile(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     """flex_attention is built by torch.compile: the first call compiles kernels (seconds to minutes) and each
     new shape may recompile."""
-    if c is not None and _impl(ctx, c) == "flex_attention":
+    failure = ctx.env.kernel_failure("flex_attention", c.dtype) if c is not None and c.placement != "cpu" else None
+    if c is not None and _impl(ctx, c) == "flex_attention" and failure is not None:
+        yield flex_compile.finding(  # the probe compiled and ran it on this GPU, and that failed
+            Severity.FAIL, f"flex_attention failed to compile or run on this GPU: {failure}",
+            detected="flex_attention: a tiny compiled call fails", required="the compiled kernel runs", option=c.attn,
+        )
+    elif c is not None and _impl(ctx, c) == "flex_attention":
         yield flex_compile.finding(
             Severity.INFO, "flex_attention compiles kernels on first call; expect a slow first token",
             detected="flex_attention", required="", option=c.attn,

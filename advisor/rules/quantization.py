@@ -33,7 +33,15 @@ def bnb_broken(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     """`import bitsandbytes` succeeds even without its compiled library (a mock stands in and fails at the first
     quantized matmul), so the probe loads the native library in a child process."""
     lib = ctx.env.library("bitsandbytes")
-    if _quantized(c) and lib.installed and lib.importable is False:
+    kernel = "bitsandbytes_int8" if c is not None and c.quantization == "8bit" else "bitsandbytes_nf4"
+    failure = ctx.env.kernel_failure(kernel, c.dtype) if _quantized(c) and lib.installed else None
+    if failure is not None:  # a real matmul on this GPU failed: outranks the library load
+        assert c is not None
+        yield bnb_broken.finding(
+            Severity.FAIL, f"bitsandbytes {lib.version} loads but its {c.quantization} matmul fails here: {failure}",
+            detected=f"{kernel}: a tiny matmul fails", required="the matmul runs", option=c.quantization,
+        )
+    elif _quantized(c) and lib.installed and lib.importable is False:
         assert c is not None
         yield bnb_broken.finding(
             Severity.FAIL, f"bitsandbytes {lib.version} is installed but its native library does not load: {lib.error}",
