@@ -63,6 +63,15 @@ def model_type_known(model_type: str, target: str | None) -> ModelTypeKnowledge:
     if version is None:
         return ModelTypeKnowledge(None, "no transformers version to check against", first)
     if here is not None and _same(version, here):
+        # NOTE: the stored history answers "yes" without importing transformers, so a known model plans on the
+        # fast path (issue 14); only a type the history lacks is confirmed against the installed release
+        try:
+            stored = history.support_at(version)
+        except ValueError:
+            stored = None
+        if stored is not None and _same(stored.release, here) and (
+                model_type in stored.architectures or model_type in stored.unreadable):
+            return ModelTypeKnowledge(True, f"transformers {stored.release} (data/attention_history.json)", first)
         known = _installed_knows(model_type)
         if known is not None:
             return ModelTypeKnowledge(known, f"transformers {here} (installed) CONFIG_MAPPING_NAMES", first)
