@@ -71,7 +71,10 @@ def _cached_hub_kernels() -> list[str]:
 
 def kernel_specs(libraries: dict[str, LibraryInfo], hub_kernels: Sequence[str] | None = None) -> list[KernelSpec]:
     """The kernels installed here: SDPA and flex always (torch), the rest when their package is installed."""
-    specs = [KernelSpec(kind) for kind in _SDPA] + [KernelSpec("flex_attention")]
+    # torch's flash and cuDNN SDPA kernels take only fp16/bf16 (sdp_utils.cpp, check_tensor_dtype): an fp32 call
+    # there is "No available kernel" by design, not a broken kernel (seen on the H100)
+    specs = [KernelSpec(kind, half_only=kind in ("sdpa_flash", "sdpa_cudnn")) for kind in _SDPA]
+    specs.append(KernelSpec("flex_attention"))
     flash = {"causal": True}
     if libraries.get("flash-attn") and libraries["flash-attn"].installed:
         specs.append(KernelSpec("flash_attention_2", "flash_attn", "flash_attn_func", "bshd", True, flash))
