@@ -122,17 +122,22 @@ def test_item_non_finite_size(token: str, field: str, guarded_cli: Any, tmp_path
     assert f"field {field}" in line and "finite" in line, line
 
 
-@pytest.mark.parametrize("value", ["4096", [4096], {"value": 4096}, 4096.5, True, 1e30])
-@pytest.mark.parametrize("field", ["hidden_size", "num_hidden_layers", "vocab_size", "num_key_value_heads",
-                                   "text_config.hidden_size", "text_config.num_attention_heads"])
-def test_item_wrong_type_where_an_int_belongs(value: Any, field: str, guarded_cli: Any, tmp_path: Path) -> None:
-    """Item: a string, list or object where an int belongs (in the top level or in text_config)."""
+def _with_field(field: str, value: Any) -> dict[str, Any]:
+    """TINY with `field` set to `value`, at the top level or (`text_config.NAME`) in text_config."""
     config: dict[str, Any] = dict(TINY)
     if field.startswith("text_config."):
         config["text_config"] = {field.split(".")[1]: value}
     else:
         config[field] = value
-    model = _folder(tmp_path, config)
+    return config
+
+
+@pytest.mark.parametrize("value", ["4096", [4096], {"value": 4096}, 4096.5, True, 1e30])
+@pytest.mark.parametrize("field", ["hidden_size", "num_hidden_layers", "vocab_size", "num_key_value_heads",
+                                   "text_config.hidden_size", "text_config.num_attention_heads"])
+def test_item_wrong_type_where_an_int_belongs(value: Any, field: str, guarded_cli: Any, tmp_path: Path) -> None:
+    """Item: a string, list or object where an int belongs (in the top level or in text_config)."""
+    model = _folder(tmp_path, _with_field(field, value))
     code, _, err = guarded_cli("check", str(model), "--env", str(ENV))
     line = _one_error_line(err)
     assert code == 2 and str(model / "config.json") in line
@@ -315,12 +320,7 @@ def test_item_nonsense_sizes_refused_before_any_plan(field: str, value: Any, com
                                                      tmp_path: Path) -> None:
     """Item: negative or zero hidden_size, heads, layers or vocab; heads of 1e30; a negative
     max_position_embeddings (a negative seq_len). Refused with exit 2 before any plan."""
-    config: dict[str, Any] = dict(TINY)
-    if field.startswith("text_config."):
-        config["text_config"] = {field.split(".")[1]: value}
-    else:
-        config[field] = value
-    model = _folder(tmp_path, config)
+    model = _folder(tmp_path, _with_field(field, value))
     code, out, err = guarded_cli(command, str(model), "--env", str(ENV))
     line = _one_error_line(err)
     assert code == 2 and out == ""
