@@ -17,6 +17,7 @@ from advisor.findings import Finding, Severity
 from advisor.knowledge import Knowledge, load_knowledge, version_matches
 from advisor.memory import GiB, MemoryEstimate, estimate_memory, max_memory_map
 from advisor.model import ModelSpec
+from advisor.ranking import RankingAdvice, rerank
 from advisor.rules import run_candidate_rules, run_environment_rules
 from advisor.rules.base import DTYPES, QUANTIZATIONS, Candidate, Context
 from advisor.rules.planning import memory_fit, memory_fix, support_unknown
@@ -37,6 +38,8 @@ class PlanRequest(BaseModel):
     seq_len: int | None = Field(None, ge=1)
     prompt_len: int | None = Field(None, ge=1)  # the longest single prefill; default seq_len
     ignore: tuple[str, ...] = ()
+    prefer: Literal["speed", "quality", "memory"] = "quality"  # issue 12: advisor/ranking.py, docs/prefer.md
+    measurements: bool = True  # use the measurement store and the shipped measurements (issue 12)
 
 
 class PlanOption(BaseModel):
@@ -82,6 +85,7 @@ class Recommendation(BaseModel):
     tokenizer: dict[str, Any]
     onnxruntime: dict[str, Any]
     python: str | None
+    ranking: RankingAdvice | None = None  #: prefer and measurements (issue 12)
 
     def from_pretrained_kwargs(self) -> dict[str, Any]:
         """Kwargs ready for `AutoModel...from_pretrained(model, **kwargs)` (torch dtypes, BitsAndBytesConfig)."""
@@ -282,6 +286,9 @@ def make_plan(
         )
         for e in viable
     ]
+    # issue 12: the one point where measurements and --prefer re-rank (advisor/ranking.py)
+    options, ranking = rerank(options, model, env, prefer=request.prefer, batch=request.batch,
+                              measurements=request.measurements)
     chosen = options[0] if options else None
     tokenizer = _tokenizer_advice(model)
     python = None
@@ -315,6 +322,7 @@ def make_plan(
         tokenizer=tokenizer,
         onnxruntime=_onnxruntime_advice(ctx, model),
         python=python,
+        ranking=ranking,
     )
 
 
