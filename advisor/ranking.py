@@ -216,3 +216,20 @@ def _tradeoffs(ranked: Sequence[PlanOption], evidence: dict[str, Measurement], w
                 rel, basis = 1.0, "the choice"
         out.append(Tradeoff(label=option.label, relative_throughput=rel, basis=basis, fidelity=_fidelity(option)))
     return out
+
+
+def measured_notes(model: ModelSpec, env: Environment, candidate: Any, *, batch: int = 1) -> list[str]:
+    """For `check`: what was measured about this configuration and its siblings (other attention only)."""
+    workload = workload_for(batch)
+    evidence, notes, where = _evidence(model, env, workload, use_store=True)
+    label = candidate.label()
+    if label not in evidence:
+        return notes + [f"unmeasured: {label} has no measurement for {versions_of(env).gpu}, {workload}"]
+    mine = evidence[label]
+    siblings = [m for lab, m in evidence.items() if lab != label and lab.split(" / ", 1)[1] == label.split(" / ", 1)[1]]
+    best = max(siblings, key=lambda m: m.value, default=None)
+    if best is not None and mine.value > 0 and best.value / mine.value > 1 + max(mine.spread or 0, best.spread or 0, _MIN_GAIN):
+        attn = best.key.candidate.split(" / ", 1)[0]
+        return notes + [f"measured {where} on {best.measured_at}: {attn} {best.value / mine.value:.1f}x faster than "
+                        f"{candidate.attn} ({workload})"]
+    return notes + [f"measured {where} on {mine.measured_at}: {candidate.attn} is the fastest measured ({workload})"]

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from advisor.render.escape import terminal_safe
+from advisor.render.text_measured import ranking_lines, tune_lines
 
 __all__ = ["render"]
 
@@ -38,6 +39,8 @@ def _doctor(r: Any, color: bool) -> list[str]:
         lines.append("")
     if r.recommendation is not None and r.recommendation.python:
         lines += ["Load it with:", *("    " + line for line in r.recommendation.python.rstrip().splitlines()), ""]
+    if r.recommendation is not None:
+        lines += ranking_lines(r.recommendation.ranking)[1:] + [""]
     lines.append("Result: " + ("ok" if r.ok else "problems found (exit 1)"))
     return lines
 
@@ -91,6 +94,7 @@ def _recommend(r: Any, color: bool) -> list[str]:
         for rej in r.rejected:
             lines.append(f"  {_mark('fail', color)} {rej.option:<18} {rej.rule} {rej.reason}")
             lines.append(f"       fix: {rej.fix}")
+    lines += ranking_lines(getattr(r, "ranking", None))
     return lines
 
 
@@ -102,6 +106,7 @@ def _check(r: Any, color: bool) -> list[str]:
         lines += [f"  {_mark('warn', color)} {f.code} {f.message}", f"       fix: {f.fix}"]
     if r.memory is not None:
         lines.append(f"  Memory: {_gib(r.memory.total_bytes)} of {_gib(r.memory.budget_bytes)}")
+    lines += [f"  Measurements: {note}" for note in getattr(r, "measurements", [])]
     lines += ["", "Result: " + ("this configuration will work" if r.ok else f"{len(r.failures)} problem(s): it will not work")]
     return lines
 
@@ -172,6 +177,7 @@ _RENDERERS = {
     "smoke": _smoke,
     "probe": _probe,
     "bench": _bench,
+    "tune": lambda r, color: tune_lines(r),
 }
 
 
