@@ -140,9 +140,12 @@ def measure(names: list[str], env: Any, tmp: Path, start: float, layers_for: dic
     return rows
 
 
-def depth_check(env: Any, tmp: Path, start: float, log: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Full depth against TRUNCATED layers: does the sdpa/eager order (and its ratio) survive?"""
+def depth_check(env: Any, tmp: Path, start: float, log: list[dict[str, Any]]
+                ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Full depth against TRUNCATED layers: does the sdpa/eager order (and its ratio) survive? Also returns the
+    full-depth rows, which are shipped rows like any other."""
     checks = []
+    shipped = []
     for name in DEPTH_MODELS:
         spec = _spec(name, tmp)
         full = measure([name], env, tmp, start, {}, log)
@@ -160,8 +163,8 @@ def depth_check(env: Any, tmp: Path, start: float, log: list[dict[str, Any]]) ->
                            "truncated": order(cut), "layers": [spec.num_layers, TRUNCATED],
                            "sdpa_over_eager": [ratio(full), ratio(cut)],
                            "same_ranking": bool(order(full)) and order(full) == order(cut)})
-        checks[-1]["rows"] = full  # the full-depth rows are shipped rows too
-    return checks
+        shipped += full
+    return checks, shipped
 
 
 def tune_7b(out: Path) -> dict[str, Any]:
@@ -228,6 +231,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--part", type=int, choices=(1, 2))
     parser.add_argument("--merge", nargs=2, metavar=("OUT_DIR", "TARGET"))
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check the plumbing on any machine: gpt2 at 1 layer, tiny workloads, no tune/fidelity")
     parser.add_argument("out", nargs="?", type=Path)
     args = parser.parse_args()
     if args.merge:
@@ -244,17 +249,21 @@ def main() -> None:
     log: list[dict[str, Any]] = []
     result: dict[str, Any] = {"run": RUN, "command": f"python benchmarks/h100_measure.py --part {args.part} $OUT",
                               "workloads": {"prefill": PREFILL, "batch": BATCH}, "rows": [], "depth_checks": []}
+    if args.dry_run:
+        PREFILL.update(prompt=16)
+        BATCH.update(batch=2, prompt=8, new_tokens=3)
+        DEPTH_MODELS[:] = ["openai-community/gpt2"]
+        PART1[:] = ["openai-community/gpt2", "synthetic/mixtral-4x1b"]
+        PART2[:] = []
     if args.part == 1:
-        checks = depth_check(env, tmp, start, log)
-        for check in checks:
-            result["rows"] += check.pop("rows")
-        result["depth_checks"] = checks
+        result["depth_checks"], result["rows"] = depth_check(env, tmp, start, log)
         # dedupe: the depth models' full-depth rows are already in; measure the rest of part 1
         result["rows"] += measure([n for n in PART1 if n not in DEPTH_MODELS], env, tmp, start, {}, log)
     else:
         result["rows"] += measure(PART2, env, tmp, start, {}, log)
-        result["tune"] = tune_7b(out)
-        result["fidelity"] = fidelity(out)
+        if not args.dry_run:
+            result["tune"] = tune_7b(out)
+            result["fidelity"] = fidelity(out)
     result["log"] = log
     result["elapsed_seconds"] = time.perf_counter() - start
     (out / f"h100-measure-part{args.part}.json").write_text(json.dumps(result, indent=1, default=str))
