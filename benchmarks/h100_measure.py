@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
+import tempfile
 import sys
 import time
 from datetime import datetime, timezone
@@ -185,7 +186,7 @@ def fidelity(out: Path) -> list[dict[str, Any]]:
     from advisor.smoke_fidelity import compare
 
     rows = []
-    folder = out.parent / "fidelity-model"
+    folder = Path(tempfile.mkdtemp(prefix="fidelity-model-"))
     for name in ("meta-llama/Llama-3.2-1B",):
         config = _config(name)
         model_type = config.pop("model_type")

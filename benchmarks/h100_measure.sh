@@ -11,5 +11,5 @@ OUT=${OUT:-/tmp/out}
 export ADVISOR_CACHE_DIR=$OUT/cache   # tune's store lands in the output, not in the device's home
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader
 timeout 540 python3 benchmarks/h100_measure.py --part "$1" "$OUT" 2>&1 | tee "$OUT/h100-measure-part$1.log"
-rm -rf "$OUT/configs" "$OUT/fidelity-model"
+rm -rf "$OUT/configs" /tmp/fidelity-model-*
 ls -la "$OUT"
