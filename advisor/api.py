@@ -79,7 +79,7 @@ def recommend(
     env = target_environment(**target)
     spec = _model(model, allow_download, trust_remote_code)
     request = PlanRequest(dtype=dtype, quantize=quantize, batch=batch, seq_len=seq_len, attn=attn,  # type: ignore[arg-type]
-                          ignore=tuple(c.upper() for c in ignore), prefer=prefer,  # type: ignore[arg-type]
+                          ignore=tuple(c.upper() for c in ignore), prefer=prefer,
                           measurements=measurements)
     return make_plan(spec, env, request)
 
@@ -208,7 +208,7 @@ def doctor(
     recommendation = None
     if model is not None:
         spec = _model(model, allow_download, trust_remote_code)
-        recommendation = make_plan(spec, env, PlanRequest(prefer=prefer, measurements=measurements),  # type: ignore[arg-type]
+        recommendation = make_plan(spec, env, PlanRequest(prefer=prefer, measurements=measurements),
                                    knowledge=knowledge)
         findings = [f for f in recommendation.findings if f.code.startswith(("LIB", "PLAN"))]
     else:

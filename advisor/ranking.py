@@ -21,7 +21,6 @@ from pydantic import BaseModel, ConfigDict
 from advisor.knowledge.measurements import (
     Measurement,
     MeasurementStore,
-    Versions,
     pick,
     shape_signature,
     shipped_measurements,
@@ -34,7 +33,7 @@ if TYPE_CHECKING:
     from advisor.model import ModelSpec
     from advisor.plan import PlanOption
 
-__all__ = ["PREFERENCES", "Prefer", "Tradeoff", "RankingAdvice", "rerank", "workload_for"]
+__all__ = ["PREFERENCES", "Prefer", "RankingAdvice", "Tradeoff", "rerank", "workload_for"]
 
 Prefer = Literal["speed", "quality", "memory"]
 PREFERENCES: tuple[str, ...] = ("speed", "quality", "memory")
@@ -134,9 +133,9 @@ def _evidence(model: ModelSpec, env: Environment, workload: str, use_store: bool
     rows, relation = pick(named, versions.model_copy(update={"gpu": wanted}))
     if rows:
         m = rows[0]
-        return ({r.key.candidate: r for r in rows}, notes,
-                f"on {m.key.gpu} ({relation}; shipped run {m.run}, torch {m.key.torch}, "
-                f"transformers {m.key.transformers})")
+        where = (f"on {m.key.gpu} ({relation}; shipped run {m.run}, torch {m.key.torch}, "
+                 f"transformers {m.key.transformers})")
+        return {r.key.candidate: r for r in rows}, notes, where
     return {}, notes, ""
 
 
@@ -169,8 +168,8 @@ def rerank(options: Sequence[PlanOption], model: ModelSpec, env: Environment, *,
             if best is not first and ratio > 1 + noise:
                 ranked.remove(best)
                 ranked.insert(0, best)
-                notes.insert(0, f"measured {where} on {date}: {best.candidate.attn} {ratio:.1f}x faster than "
-                                f"{first.candidate.attn} ({workload}); {best.candidate.attn} chosen")
+                notes.insert(0, (f"measured {where} on {date}: {best.candidate.attn} {ratio:.1f}x faster than "
+                                 f"{first.candidate.attn} ({workload}); {best.candidate.attn} chosen"))
             else:
                 notes.insert(0, f"measured {where} on {date}: {first.candidate.attn} is the fastest measured "
                                 f"within {100 * noise:.0f}% noise ({workload})")
@@ -230,6 +229,6 @@ def measured_notes(model: ModelSpec, env: Environment, candidate: Any, *, batch:
     best = max(siblings, key=lambda m: m.value, default=None)
     if best is not None and mine.value > 0 and best.value / mine.value > 1 + max(mine.spread or 0, best.spread or 0, _MIN_GAIN):
         attn = best.key.candidate.split(" / ", 1)[0]
-        return notes + [f"measured {where} on {best.measured_at}: {attn} {best.value / mine.value:.1f}x faster than "
-                        f"{candidate.attn} ({workload})"]
+        return [*notes, (f"measured {where} on {best.measured_at}: {attn} {best.value / mine.value:.1f}x faster "
+                         f"than {candidate.attn} ({workload})")]
     return notes + [f"measured {where} on {mine.measured_at}: {candidate.attn} is the fastest measured ({workload})"]

@@ -269,7 +269,7 @@ def _shipped_files(root: Path | None) -> list[Path]:
 def _load_shipped(path: Path) -> dict[str, object]:
     data = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: not a JSON object")
+        raise TypeError(f"{path}: not a JSON object")
     return data
 
 

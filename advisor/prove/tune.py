@@ -152,11 +152,10 @@ def run_tune(model: ModelSpec, env: Environment, config: dict[str, Any] | None, 
     failed: list[TuneMiss] = []
     for option in runnable:
         spent = time.perf_counter() - start
-        if timed or failed:
-            if spent + slowest > budget:
-                skipped.append(TuneMiss(label=option.label, reason=f"budget: {spent:.0f} s spent, the slowest "
-                                                                    f"candidate took {slowest:.0f} s"))
-                continue
+        if (timed or failed) and spent + slowest > budget:
+            skipped.append(TuneMiss(label=option.label, reason=f"budget: {spent:.0f} s spent, the slowest "
+                                                                f"candidate took {slowest:.0f} s"))
+            continue
         begin = time.perf_counter()
         request: dict[str, Any] = {
             "path": model.path, "auto_class": auto_class_name(model), "from_pretrained": option.from_pretrained,

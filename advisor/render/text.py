@@ -163,6 +163,10 @@ def _bench(r: Any, color: bool) -> list[str]:
     return lines
 
 
+def _tune(r: Any, color: bool) -> list[str]:
+    return tune_lines(r)
+
+
 def _probe(r: Any, color: bool) -> list[str]:
     from advisor.report import build_report
 
@@ -177,7 +181,7 @@ _RENDERERS = {
     "smoke": _smoke,
     "probe": _probe,
     "bench": _bench,
-    "tune": lambda r, color: tune_lines(r),
+    "tune": _tune,
 }
 
 

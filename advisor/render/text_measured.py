@@ -26,8 +26,8 @@ def ranking_lines(advice: Any) -> list[str]:
 def tune_lines(r: Any) -> list[str]:
     """Ranking with spread, the static choice beside the measured winner, and what the budget skipped."""
     lines = [f"Tune: {r.model} on {r.device}",
-             f"Workload {r.workload}: metric {r.metric}; {r.weights}; layers {r.layers_run} of {r.layers_total}"
-             f"{'' if r.layers_run == r.layers_total else ' (truncated: ' + r.depth_note + ')'}",
+             (f"Workload {r.workload}: metric {r.metric}; {r.weights}; layers {r.layers_run} of {r.layers_total}"
+              f"{'' if r.layers_run == r.layers_total else ' (truncated: ' + r.depth_note + ')'}"),
              f"Budget {r.budget_seconds:g} s, used {r.elapsed_seconds:.1f} s", ""]
     lines.append(f"  {'#':>2} {'configuration':<45} {'tok/s':>10} {'spread':>7} {'vs best':>8}")
     for i, row in enumerate(r.ranking, 1):

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from advisor.api import target_environment
 from advisor.knowledge.measurements import (
     STORE_NAME,
     Measurement,
@@ -27,7 +28,6 @@ from advisor.knowledge.measurements import (
     versions_of,
 )
 from advisor.model import resolve_model
-from advisor.api import target_environment
 from advisor.targets import load_environment
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,7 +75,7 @@ def test_matching_measurement_reorders_attention_and_says_so(cache: Path, cli: A
 def test_no_measurements_turns_the_store_off(cache: Path, cli: Any) -> None:
     versions = versions_of(target_environment(gpu="H100-80GB"))
     MeasurementStore().record(_rows(versions, {"sdpa / bfloat16 / 1 GPU": 1.0, "eager / bfloat16 / 1 GPU": 2.0}))
-    code, out, _ = cli("recommend", MODEL, *GPU, "--no-measurements", "--format", "json")
+    _, out, _ = cli("recommend", MODEL, *GPU, "--no-measurements", "--format", "json")
     plan = json.loads(out)
     assert plan["chosen"]["label"] == "sdpa / bfloat16 / 1 GPU"
     assert plan["ranking"]["measurements"] == "off"

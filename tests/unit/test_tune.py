@@ -44,6 +44,11 @@ def test_tune_times_within_budget_skips_the_rest_and_records(tmp_path: Path) -> 
     rows = store.rows(gpu="CPU", compute_capability="none", model_type="llama", shape="h64-a4-kv2-d16-l2")
     assert [r.key.candidate for r in rows] == [report.winner] and rows[0].run == report.run
     assert versions_of(env).gpu == "CPU"
+    from advisor.render import OutputFormat, render
+
+    text = render(report, OutputFormat.TEXT, kind="tune")
+    assert "<- static choice" in text and "skipped: budget" in text and "measured winner" in text
+    assert json.loads(render(report, OutputFormat.JSON, kind="tune"))["winner"] == report.winner
 
 
 def test_tune_cli_refuses_checkpoint_without_weights(cli: Any, tmp_path: Path) -> None:
