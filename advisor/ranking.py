@@ -220,6 +220,8 @@ def _tradeoffs(ranked: Sequence[PlanOption], evidence: dict[str, Measurement], w
 def measured_notes(model: ModelSpec, env: Environment, candidate: Any, *, batch: int = 1) -> list[str]:
     """For `check`: what was measured about this configuration and its siblings (other attention only)."""
     workload = workload_for(batch)
+    if versions_of(env).gpu == "CPU":
+        return []  # measurements are per GPU; a CPU plan has none to say
     evidence, notes, where = _evidence(model, env, workload, use_store=True)
     label = candidate.label()
     if label not in evidence:
