@@ -35,8 +35,11 @@ def target_environment(
     assume: Sequence[str] = (),
     without: Sequence[str] = (),
     import_checks: bool = True,
+    import_torch: bool = True,
 ) -> Environment:
-    """This machine, or the one described by `env` / `gpu` / `cpu`, with `assume`/`without` applied."""
+    """This machine, or the one described by `env` / `gpu` / `cpu`, with `assume`/`without` applied.
+
+    `import_torch=False` probes this machine without importing torch (recommend and check stay fast)."""
     gpus = [gpu] if isinstance(gpu, str) else list(gpu or ())
     spec = TargetSpec(
         env_file=Path(env) if isinstance(env, (str, Path)) else None,
@@ -46,6 +49,7 @@ def target_environment(
         assume=tuple(assume),
         without=tuple(without),
         import_checks=import_checks,
+        import_torch=import_torch,
     )
     return resolve_target(spec)
 
@@ -76,7 +80,7 @@ def recommend(
     **target: Any,
 ) -> Recommendation:
     """Plan how to load `model` on the target; `plan.from_pretrained_kwargs()` is ready for from_pretrained."""
-    env = target_environment(**target)
+    env = target_environment(**{"import_torch": False, **target})
     spec = _model(model, allow_download, trust_remote_code)
     request = PlanRequest(dtype=dtype, quantize=quantize, batch=batch, seq_len=seq_len, attn=attn,  # type: ignore[arg-type]
                           ignore=tuple(c.upper() for c in ignore), prefer=prefer,
@@ -175,7 +179,7 @@ def check(
             raise UsageError(f"config file {printable(path)} must hold a JSON object of from_pretrained kwargs")
         config = raw
     data = parse_config(config or {}, source=f"config file {config_path}" if config_path else "the config")
-    env = target_environment(**target)
+    env = target_environment(**{"import_torch": False, **target})
     spec = _model(model, allow_download, trust_remote_code)
     knowledge = load_knowledge()
     ctx = make_context(spec, env, knowledge, batch=batch, seq_len=seq_len)

@@ -186,7 +186,8 @@ def _spread(values: list[float]) -> float | None:
     return (max(values) - min(values)) / max(values) if len(values) > 1 and max(values) > 0 else None
 
 
-def repredict(report: BenchReport, model: ModelSpec, gpus: tuple[GpuInfo, ...]) -> list[tuple[BenchRow, int]]:
+def repredict(report: BenchReport, model: ModelSpec, gpus: tuple[GpuInfo, ...], *,
+              simulate: bool = False) -> list[tuple[BenchRow, int]]:
     """Each measured candidate with the peak the current estimator predicts, so an estimator change can be checked
     against committed GPU measurements without another GPU run."""
     w = report.workload
@@ -198,7 +199,7 @@ def repredict(report: BenchReport, model: ModelSpec, gpus: tuple[GpuInfo, ...]) 
         estimate = estimate_memory(
             model, dtype=kwargs.get("dtype") or kwargs["torch_dtype"], quantization=quantization_of(kwargs),
             attn=kwargs["attn_implementation"], batch=w.batch, seq_len=w.prompt + w.new_tokens, prompt_len=w.prompt,
-            gpus=gpus,
+            gpus=gpus, simulate=simulate, padded=w.mixed,
         )
         out.append((row, estimate.peak_allocated_bytes))
     return out

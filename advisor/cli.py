@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 the check found problems, 2 bad input or usage.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
@@ -15,7 +16,7 @@ from typing import Any, NoReturn
 
 from pydantic import BaseModel
 
-from advisor import api, interrupts
+from advisor import analysis_cache, api, interrupts
 from advisor.errors import AdvisorError, UsageError
 from advisor.fileio import check_output, is_stdout, write_output
 from advisor.render import OutputFormat, render
@@ -37,7 +38,7 @@ def _target_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--env", type=Path, metavar="FILE", help="a snapshot from `advisor probe -o FILE`")
     g.add_argument("--gpu", action="append", default=[], metavar="NAME",
                    help="a GPU from the shipped table; repeat for several cards (--gpu A100-80GB --gpu A100-80GB)")
-    g.add_argument("--cpu", action="store_true", help="a machine with no GPU")
+    g.add_argument("--cpu", action="store_true", help="a machine with no GPU, with this machine's libraries")
     g.add_argument("--assume", action="append", default=[], metavar="DIST==VERSION",
                    help="treat DIST as installed and working at VERSION (repeatable)")
     g.add_argument("--without", action="append", default=[], metavar="DIST", help="treat DIST as absent (repeatable)")
@@ -46,8 +47,13 @@ def _target_options(p: argparse.ArgumentParser) -> None:
 def _model_options(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("model", nargs=None if required else "?", metavar="MODEL",
                    help="a local folder, a config.json, a hub id in the local HF cache, or a shipped model id")
-    p.add_argument("--allow-download", action="store_true", help="fetch the model's config.json from the Hub if needed")
+    p.add_argument("--allow-download", action="store_true",
+                   help="fetch the model's config.json from the Hub if needed (fails at once when offline)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow models that need custom code (auto_map)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="neither read nor write the analysis cache (also: ADVISOR_NO_CACHE=1)")
+    p.add_argument("--simulate", action="store_true",
+                   help="simulate memory on fake tensors even for a shipped or cached model (imports torch; cached after)")
 
 
 def _output_options(p: argparse.ArgumentParser, formats: Sequence[str], default: str = "text") -> None:
@@ -55,6 +61,11 @@ def _output_options(p: argparse.ArgumentParser, formats: Sequence[str], default:
     p.add_argument("-o", "--output", type=Path, metavar="FILE",
                    help="write to FILE instead of stdout (- is stdout; see docs/security.md, 'What -o writes')")
     p.add_argument("--force", action="store_true", help="replace an output file even if it is read-only")
+
+
+def _verbose_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="list every rejected candidate and every check (default: a count and the top reasons)")
 
 
 def _target(args: argparse.Namespace) -> dict[str, Any]:
@@ -70,7 +81,10 @@ def _target(args: argparse.Namespace) -> dict[str, Any]:
 def _emit(args: argparse.Namespace, obj: Any, kind: str) -> None:
     fmt = OutputFormat(args.format)
     color = is_stdout(args.output) and sys.stdout.isatty() and "NO_COLOR" not in os.environ and fmt is OutputFormat.TEXT
-    text = render(obj, fmt, kind=kind, color=color)
+    _write(args, render(obj, fmt, kind=kind, color=color, verbose=getattr(args, "verbose", False)))
+
+
+def _write(args: argparse.Namespace, text: str) -> None:
     if args.output is not None:
         write_output(args.output, text, force=args.force)
     else:
@@ -104,14 +118,18 @@ def cmd_recommend(args: argparse.Namespace) -> int:
                          ignore=args.ignore, allow_download=args.allow_download,
                          trust_remote_code=args.trust_remote_code, prefer=args.prefer,
                          measurements=not args.no_measurements, **_target(args))
-    if args.format == "python" and not plan.ok:
-        args.format = "text"
-        sys.stderr.write("advisor: no viable configuration, so no Python snippet; the reasons follow\n")
+    if args.format == "python" and not plan.ok:  # stdout (or -o) only ever receives Python
+        sys.stderr.write(f"advisor: no Python to write: {plan.verdict}\n")
+        return 1
     _emit(args, plan, "recommend")
     return 0 if plan.ok else 1
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    if args.manifest is not None or args.format in ("markdown", "junit", "github"):
+        return _check_suite(args)
+    if args.model is None:
+        raise UsageError("give MODEL, or --manifest FILE with models and targets")
     result = api.check(args.model, config=args.config, attn=args.attn, dtype=args.dtype, quantize=args.quantize,
                        batch=args.batch, seq_len=args.seq_len, allow_download=args.allow_download,
                        trust_remote_code=args.trust_remote_code, measurements=not args.no_measurements,
@@ -120,7 +138,35 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _check_suite(args: argparse.Namespace) -> int:
+    """Manifest and CI formats; with --format github the table also goes to $GITHUB_STEP_SUMMARY."""
+    from advisor.check_cli import check_suite
+    from advisor.render.suite import render_suite
+
+    suite = check_suite(args)
+    _write(args, render_suite(suite, args.format))
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if args.format == "github" and summary:
+        from advisor.render.github import step_summary
+
+        with open(summary, "a", encoding="utf-8") as handle:
+            handle.write(step_summary(suite))
+    return 0 if suite.ok else 1
+
+
 def cmd_matrix(args: argparse.Namespace) -> int:
+    if args.models or args.env or args.gpu:
+        from advisor.fleet import build_fleet
+        from advisor.render.fleet_text import fleet_text
+
+        if args.history or args.full or args.transformers:
+            raise UsageError("the fleet view (MODEL..., --env, --gpu) does not combine with --history/--full/--transformers")
+        fleet = build_fleet(args.models, args.env, args.gpu, batch=args.batch, seq_len=args.seq_len)
+        if args.format == "text":
+            _write(args, fleet_text(fleet))
+        else:
+            _emit(args, fleet, "fleet")
+        return 0
     if args.history and args.full:
         raise UsageError("--history and --full are different views; use one")
     obj: BaseModel
@@ -131,14 +177,38 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     elif args.full:
         from advisor.history_view import full_matrix
 
-        obj, kind = full_matrix(args.transformers), "fullmatrix"
+        from advisor.matrix_view import filter_model_types
+
+        full = full_matrix(args.transformers)
+        keep = set(filter_model_types([a.model_type for a in full.architectures], args.model_type))
+        obj, kind = full.model_copy(update={"architectures": [a for a in full.architectures if a.model_type in keep]}), "fullmatrix"
     else:
-        obj, kind = api.matrix(args.transformers, refresh=args.refresh), "matrix"
+        from advisor.matrix_view import matrix_view
+        from advisor.support import table_for
+
+        from advisor.knowledge import load_knowledge
+
+        table, where = table_for(args.transformers, load_knowledge(), refresh=args.refresh)
+        obj, kind = matrix_view(table, where, args.transformers, args.model_type), "matrix"
     _emit(args, obj, kind)
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from advisor.explain import explain
+
+    sys.stdout.write(explain(args.code))
+    return 0
+
+
 def cmd_smoke(args: argparse.Namespace) -> int:
+    if args.runtime == "onnxruntime":
+        from advisor.onnx_smoke import run_onnx_smoke_command
+        from advisor.render.onnx import onnx_text
+
+        onnx = run_onnx_smoke_command(args)
+        _write(args, onnx_text(onnx) if args.format == "text" else onnx.model_dump_json(indent=2) + "\n")
+        return onnx.exit_code
     from advisor.smoke_cli import run_smoke_command
 
     report = run_smoke_command(args)
@@ -231,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(p, required=False)
     _target_options(p)
     _output_options(p, ("text", "json", "markdown", "html"))
+    _verbose_option(p)
     p.add_argument("--smoke", action="store_true", help="also load and run the model with the plan (needs weights)")
     _measurement_options(p)
     p.set_defaults(func=cmd_doctor)
@@ -238,34 +309,52 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("recommend", help="the from_pretrained configuration to use, and why not the others")
     _model_options(p)
     _target_options(p)
-    p.add_argument("--dtype", choices=("auto", "float32", "float16", "bfloat16"), default="auto")
-    p.add_argument("--quantize", choices=("auto", "none", "8bit", "4bit"), default="auto")
-    p.add_argument("--batch", type=_positive, default=1)
-    p.add_argument("--seq-len", type=_positive, default=None, help="default: min(4096, max positions)")
+    p.add_argument("--dtype", choices=("auto", "float32", "float16", "bfloat16"), default="auto",
+                   help="only plans in this dtype (default auto: the planner picks)")
+    p.add_argument("--quantize", choices=("auto", "none", "8bit", "4bit"), default="auto",
+                   help="only plans with this bitsandbytes quantization (default auto: the planner picks)")
+    p.add_argument("--batch", type=_positive, default=1, help="sequences per forward pass, for the KV cache (default 1)")
+    p.add_argument("--seq-len", type=_positive, default=None,
+                   help="tokens per sequence, prompt plus output (default: min(4096, max positions))")
     p.add_argument("--ignore", action="append", default=[], metavar="CODE", help="ignore a rule by code (repeatable)")
     _output_options(p, ("text", "json", "python"))
     _measurement_options(p)
+    _verbose_option(p)
     p.set_defaults(func=cmd_recommend)
 
     p = sub.add_parser("check", help="will this configuration work on that target? (exit 0 yes, 1 no)")
-    _model_options(p)
+    _model_options(p, required=False)
+    p.add_argument("--manifest", type=Path, metavar="FILE",
+                   help="check every model x target pair of a YAML/TOML manifest (docs/manifest.md)")
     _target_options(p)
     p.add_argument("--config", type=Path, metavar="FILE.json", help="from_pretrained kwargs as JSON (or recommend's JSON)")
-    p.add_argument("--attn", metavar="IMPL", help="attn_implementation")
-    p.add_argument("--dtype", choices=("auto", "float32", "float16", "bfloat16"))
-    p.add_argument("--quantize", choices=("none", "8bit", "4bit"))
-    p.add_argument("--batch", type=_positive, default=1)
-    p.add_argument("--seq-len", type=_positive, default=None)
-    _output_options(p, ("text", "json"))
+    p.add_argument("--attn", metavar="IMPL", help="attn_implementation (eager, sdpa, flash_attention_2, ...)")
+    p.add_argument("--dtype", choices=("auto", "float32", "float16", "bfloat16"),
+                   help="the dtype to check (default: the config's, else what from_pretrained would pick)")
+    p.add_argument("--quantize", choices=("none", "8bit", "4bit"),
+                   help="bitsandbytes quantization to check (default: the config's, else none)")
+    p.add_argument("--batch", type=_positive, default=1, help="sequences per forward pass, for the KV cache (default 1)")
+    p.add_argument("--seq-len", type=_positive, default=None,
+                   help="tokens per sequence, prompt plus output (default: min(4096, max positions))")
+    _output_options(p, ("text", "json", "markdown", "junit", "github"))
     _measurement_options(p, prefer=False)
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("matrix", help="which attention implementations each architecture supports")
-    p.add_argument("--transformers", metavar="VERSION", help="a past release (from the shipped history)")
+    p.add_argument("--transformers", metavar="VERSION",
+                   help="a past release (from the shipped history); a newer one than any stored is an error")
     p.add_argument("--history", metavar="MODEL_TYPE", help="first release supporting each implementation")
     p.add_argument("--refresh", action="store_true", help="read the installed transformers even if a table is shipped")
+    p.add_argument("--model-type", action="append", default=[], metavar="TYPE",
+                   help="only these architectures (exact or a pattern like 'llama*'; repeatable)")
     p.add_argument("--full", action="store_true",
                    help="architectures x implementations x GPU generations x dtypes, each cell with its reason")
+    p.add_argument("models", nargs="*", metavar="MODEL", help="fleet view: which of these models runs on which machine")
+    p.add_argument("--env", action="append", type=Path, default=[], metavar="FILE",
+                   help="fleet view: a machine snapshot from `advisor probe -o` (repeatable)")
+    p.add_argument("--gpu", action="append", default=[], metavar="NAME", help="fleet view: a GPU from the table (repeatable)")
+    p.add_argument("--batch", type=_positive, default=1, help="fleet view: batch size")
+    p.add_argument("--seq-len", type=_positive, default=None, help="fleet view: sequence length")
     _output_options(p, ("text", "json", "markdown", "html"))
     p.set_defaults(func=cmd_matrix)
 
@@ -273,10 +362,12 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(p)
     p.add_argument("--cpu", action="store_true", help="test on the CPU even if a GPU is present")
     p.add_argument("--config", type=Path, metavar="FILE.json", help="test this from_pretrained config only")
-    p.add_argument("--attn", metavar="IMPL")
-    p.add_argument("--dtype", choices=("float32", "float16", "bfloat16"))
-    p.add_argument("--quantize", choices=("none", "8bit", "4bit"))
+    p.add_argument("--attn", metavar="IMPL", help="only candidates with this attn_implementation")
+    p.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), help="only candidates in this dtype")
+    p.add_argument("--quantize", choices=("none", "8bit", "4bit"), help="only this quantization")
     p.add_argument("--all", action="store_true", help="try every viable candidate, side by side")
+    p.add_argument("--runtime", choices=("transformers", "onnxruntime"), default="transformers",
+                   help="onnxruntime: export with optimum-onnx, run with ORTModelFor..., compare with PyTorch fp32")
     p.add_argument("--generate", type=_positive, default=8, metavar="N", help="tokens to generate (default 8)")
     p.add_argument("--timeout", type=_seconds, default=600.0, metavar="S", help="seconds per attempt (default 600)")
     _output_options(p, ("text", "json"))
@@ -285,11 +376,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="time every viable candidate here; mark the advisor's choice and the best")
     _model_options(p)
     p.add_argument("--cpu", action="store_true", help="benchmark on the CPU even if a GPU is present")
-    p.add_argument("--workload", choices=("decode", "prefill", "batch"), default="decode")
-    p.add_argument("--batch", type=_positive, default=None)
-    p.add_argument("--seq-len", type=_positive, default=None, help="prompt length")
-    p.add_argument("--new-tokens", type=_positive, default=None)
-    p.add_argument("--repeats", type=_positive, default=3)
+    p.add_argument("--workload", choices=("decode", "prefill", "batch"), default="decode",
+                   help="decode: batch-1 generation; prefill: one long prompt; batch: padded batch (default decode)")
+    p.add_argument("--batch", type=_positive, default=None, help="sequences per batch (default: the workload's)")
+    p.add_argument("--seq-len", type=_positive, default=None, help="prompt length (default: the workload's)")
+    p.add_argument("--new-tokens", type=_positive, default=None, help="tokens to generate (default: the workload's)")
+    p.add_argument("--repeats", type=_positive, default=3, help="timed repeats per candidate, median kept (default 3)")
     p.add_argument("--rounds", type=_positive, default=1, metavar="N",
                    help="run every candidate in N processes, round-robin, and keep each one's best (default 1)")
     p.add_argument("--control", action="store_true",
@@ -311,6 +403,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", action="store_true", help="load the model's own weights instead of random ones")
     _output_options(p, ("text", "json"))
     p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser("explain", help="what a rule code (ATTN005, MEM001, ...) checks, why, and the fix")
+    p.add_argument("code", metavar="CODE", help="a rule code from a report, e.g. ATTN005")
+    p.set_defaults(func=cmd_explain)
     return parser
 
 
@@ -318,7 +414,14 @@ def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
     try:
         with interrupts.handled():  # SIGTERM/SIGHUP unwind like Ctrl-C: children killed, temp folders removed
             _preflight(args)
-            return func(args)
+            with contextlib.ExitStack() as stack:
+                if getattr(args, "no_cache", False):
+                    stack.enter_context(analysis_cache.disabled())
+                if getattr(args, "simulate", False):
+                    from advisor.estimate.adapter import always_simulate
+
+                    stack.enter_context(always_simulate())
+                return func(args)
     except interrupts.Interrupted as exc:
         sys.stderr.write(f"advisor: {exc}\n")
         return exc.exit_code

@@ -17,6 +17,7 @@ __all__ = [
     "ModelResolutionError",
     "NoViablePlanError",
     "SmokeTestError",
+    "OnnxEnvironmentError",
 ]
 
 
@@ -72,3 +73,11 @@ class NoViablePlanError(AdvisorError):
 
 class SmokeTestError(AdvisorError):
     """The smoke test could not even start (bad checkpoint, no weights)."""
+
+
+class OnnxEnvironmentError(AdvisorError):
+    """The installed libraries cannot run the ONNX Runtime path (e.g. transformers outside optimum-onnx's pin).
+
+    Exit 1, not 2: the command was right, this environment is what fails the check."""
+
+    exit_code = 1

@@ -171,6 +171,7 @@ class HostInfo(_Frozen):
     cpu_count: int | Unavailable
     ram_total_bytes: int | Unavailable
     ram_available_bytes: int | Unavailable
+    hostname: str | None = None  # names a snapshot's origin in reports (`snapshot FILE (created DATE on HOST)`)
 
 
 class DriverInfo(_Frozen):

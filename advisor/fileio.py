@@ -38,7 +38,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -52,10 +51,8 @@ __all__ = [
     "Destination",
     "Kind",
     "check_output",
-    "check_writable",
     "is_stdout",
     "resolve_output",
-    "write_atomic",
     "write_output",
 ]
 
@@ -427,13 +424,3 @@ def _replace(dest: Destination, data: bytes) -> None:
                 _unlink_quietly(window.temp)
                 window.temp = None
             raise
-
-
-def check_writable(path: Path) -> None:
-    """Old name of `check_output` (kept for callers not yet moved)."""
-    check_output(path)
-
-
-def write_atomic(path: Path, content: str | bytes) -> None:
-    """Old name of `write_output` (kept for callers not yet moved)."""
-    write_output(path, content)

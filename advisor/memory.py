@@ -6,6 +6,8 @@ against measured peaks by `benchmarks/memory_table.py`.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict
 
 from advisor.facts import GpuInfo
@@ -38,6 +40,8 @@ class MemoryEstimate(BaseModel):
     fits: bool
     devices: int = 1
     largest_layer_bytes: int = 0
+    # simulated: the model's class run on meta tensors (advisor.estimate.simulate); estimated: the closed form here
+    method: Literal["simulated", "estimated"] = "estimated"
 
     @property
     def peak_allocated_bytes(self) -> int:
@@ -113,16 +117,29 @@ def estimate_memory(
     gpus: tuple[GpuInfo, ...] = (),
     host_bytes: int | None = None,
     prompt_len: int | None = None,
+    simulate: bool = False,
+    sdpa_backends: tuple[str, ...] | None = None,
+    padded: bool = False,
 ) -> MemoryEstimate:
     """Estimate for running on `gpus` together (or the host RAM when `gpus` is empty).
 
     The KV cache holds `seq_len` tokens; activations are those of a prefill of `prompt_len` (default: all of
-    `seq_len` in one forward, the worst case).
+    `seq_len` in one forward, the worst case). With `simulate`, weights, KV cache and activations come from
+    running the model's class on meta tensors where torch and transformers are installed (`method` says which).
     """
-    weights = weight_bytes(model, dtype, quantization)
-    kv = kv_cache_bytes(model, dtype, batch, seq_len)
     prefill = min(prompt_len or seq_len, seq_len)
-    act = activation_bytes(model, dtype, attn, batch, prefill, gpu=bool(gpus), quantization=quantization)
+    sim = None
+    if simulate:
+        from advisor.estimate.adapter import simulated
+
+        sim = simulated(model, dtype=dtype, quantization=quantization, attn=attn, batch=batch, prompt_len=prefill,
+                        seq_len=seq_len, gpus=gpus[:1], sdpa_backends=sdpa_backends, padded=padded)
+    if sim is not None:
+        weights, kv, act = sim.weights_bytes, sim.kv_cache_bytes, sim.activation_bytes + sim.workspace_bytes
+    else:
+        weights = weight_bytes(model, dtype, quantization)
+        kv = kv_cache_bytes(model, dtype, batch, seq_len)
+        act = activation_bytes(model, dtype, attn, batch, prefill, gpu=bool(gpus), quantization=quantization)
     layers = max(model.num_layers, 1)
     largest_layer = int(weights / layers) if len(gpus) > 1 else 0
     if gpus:
@@ -143,6 +160,7 @@ def estimate_memory(
         fits=budget > 0 and total <= budget,
         devices=max(len(gpus), 1),
         largest_layer_bytes=largest_layer,
+        method="simulated" if sim is not None else "estimated",
     )
 
 

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from advisor.config_schema import check_shape, meta_build_refusal, validate_config
 from advisor.errors import ModelResolutionError
@@ -57,11 +57,14 @@ class ModelSpec(BaseModel):
     # Why bitsandbytes would leave most weights unquantized (advisor.quantizable); None when it quantizes most.
     quantizable_note: str | None = None
     quantizable_release: str | None = None  # the transformers release whose replacement rule gave the count
+    config: dict[str, Any] = Field(default_factory=dict, exclude=True, repr=False)  # for advisor.estimate.simulate
 
     @property
     def display(self) -> str:
+        from advisor.numbers import params
+
         note = f"; closed-form count: {self.param_count_note}" if self.param_count_note else ""
-        return f"{self.name} ({self.architecture or self.model_type}, {self.param_count / 1e9:.2f}B params{note})"
+        return f"{self.name} ({self.architecture or self.model_type}, {params(self.param_count)} params{note})"
 
 
 def _hf_cache_dirs() -> list[Path]:
@@ -99,10 +102,14 @@ def _download(repo_id: str) -> Path:
         from huggingface_hub import hf_hub_download
     except ImportError:
         raise ModelResolutionError("--allow-download needs huggingface_hub: `pip install huggingface_hub`") from None
+    from advisor.hub_reach import check_hub_reachable
+
+    check_hub_reachable(repo_id)  # one bounded attempt instead of huggingface_hub's retries (issue 14)
     try:
         return Path(hf_hub_download(repo_id, "config.json")).parent
     except Exception as exc:
-        raise ModelResolutionError(f"could not download the config of {repo_id!r}: {type(exc).__name__}: {exc}") from None
+        detail = " ".join(str(exc).split())
+        raise ModelResolutionError(f"could not download the config of {repo_id!r}: {type(exc).__name__}: {detail}") from None
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -153,8 +160,10 @@ def resolve_model(
             f"model {printable(name)!r} is not a local folder, not in the Hugging Face cache and not shipped "
             f"(shipped: {shipped_ids}); pass a local path, or --allow-download to fetch its config"
         )
+    # `native` only matters for an auto_map; asking transformers costs an import the fast path avoids (issue 14)
+    native = not config.get("auto_map") or _native(str(config["model_type"]), knowledge)
     check_model_folder(config, folder, name=name, trust_remote_code=trust_remote_code,
-                       native=_native(str(config["model_type"]), knowledge))  # advisor/remote_code.py: issue 15
+                       native=native)  # advisor/remote_code.py: issue 15
     has_weights = folder is not None and any((folder / f).is_file() for f in WEIGHT_FILES)
     return describe_config(
         config,
@@ -242,12 +251,9 @@ def _table_share(model_type: str, total: int, quantizable: int) -> tuple[int, in
 
 
 def _release() -> str | None:
-    try:
-        import transformers
+    from advisor.analysis_cache import transformers_version
 
-        return str(transformers.__version__)
-    except ImportError:
-        return None
+    return transformers_version()  # from its metadata: no import on the fast path (issue 14)
 
 
 def _table_release() -> str | None:
@@ -286,7 +292,9 @@ def describe_config(
                 intermediate_size=intermediate)
     estimated = _estimate(c, layers, hidden, heads, kv_heads, head_dim, vocab)
     note = meta_build_refusal(config, layers=layers, estimated_params=estimated[0])
-    counted = None if note is not None else _count_on_meta(config, architecture, trust_remote_code)
+    from advisor.model_analysis import cached_counts  # the counts without a meta build when known (issue 14)
+
+    counted = None if note is not None else cached_counts(config, architecture, trust_remote_code, _count_on_meta)
     method: Literal["meta-device", "estimate"] = "meta-device"
     if counted is None:
         counted, method = _table_share(str(config["model_type"]), *estimated), "estimate"
@@ -322,4 +330,5 @@ def describe_config(
         trust_remote_code=trust_remote_code,
         quantizable_note=counted[2],
         quantizable_release=_release() if method == "meta-device" else _table_release(),
+        config=config,
     )

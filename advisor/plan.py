@@ -18,10 +18,12 @@ from advisor.knowledge import Knowledge, load_knowledge, version_matches
 from advisor.memory import GiB, MemoryEstimate, estimate_memory, max_memory_map
 from advisor.model import ModelSpec
 from advisor.ranking import RankingAdvice, rerank
+from advisor.numbers import plural, size
 from advisor.rules import run_candidate_rules, run_environment_rules
 from advisor.rules.base import DTYPES, QUANTIZATIONS, Candidate, Context
 from advisor.rules.planning import memory_fit, memory_fix, support_unknown
 from advisor.support import attention_support
+from advisor.verdict import RankedFix, group_label, rank_fixes
 
 __all__ = ["PlanRequest", "PlanOption", "Rejection", "Recommendation", "make_plan", "evaluate", "Evaluation"]
 
@@ -60,6 +62,8 @@ class Rejection(BaseModel):
     reason: str
     fix: str
     candidates: int = 1
+    label: str = ""  # the whole candidates it covers, e.g. "eager|sdpa / float16 + bnb 8bit / 1 GPU"
+    labels: list[str] = Field(default_factory=list)
 
 
 class Recommendation(BaseModel):
@@ -86,6 +90,9 @@ class Recommendation(BaseModel):
     onnxruntime: dict[str, Any]
     python: str | None
     ranking: RankingAdvice | None = None  #: prefer and measurements (issue 12)
+    verdict: str = ""  # the first line: the answer, or why nothing fits and the one change that fixes it
+    fixes: list[RankedFix] = Field(default_factory=list)  # machine changes, most blocked candidates unblocked first
+    passed_over: list[Rejection] = Field(default_factory=list)  # viable options a warning ranked below the choice
 
     def from_pretrained_kwargs(self) -> dict[str, Any]:
         """Kwargs ready for `AutoModel...from_pretrained(model, **kwargs)` (torch dtypes, BitsAndBytesConfig)."""
@@ -143,7 +150,8 @@ def _memory_finding(ctx: Context, c: Candidate, memory: MemoryEstimate) -> Findi
         f"activations {memory.activation_bytes / GiB:.1f}, overhead {memory.overhead_bytes / GiB:.1f}); "
         f"{where} has {memory.budget_bytes / GiB:.1f} GiB",
         detected=f"{memory.total_bytes / GiB:.1f} GiB needed", required=f"<= {memory.budget_bytes / GiB:.1f} GiB",
-        option=option, fix=memory_fix(c, quantization_helps=ctx.model is None or ctx.model.quantizable_note is None),
+        option=option, fix=memory_fix(c, gpu_count=len(ctx.gpus),
+                                      quantization_helps=ctx.model is None or ctx.model.quantizable_note is None),
     )
 
 
@@ -152,11 +160,16 @@ def evaluate(ctx: Context, c: Candidate, ignore: Sequence[str] = ()) -> Evaluati
     assert ctx.model is not None
     gpus = ctx.gpus[:1] if c.placement == "gpu" else ctx.gpus if c.placement == "multi-gpu" else ()
     host = known(ctx.env.host.ram_available_bytes) or known(ctx.env.host.ram_total_bytes)
+    findings = run_candidate_rules(ctx, c)
+    backends = ctx.torch.sdpa_backends if ctx.torch is not None else {}
     memory = estimate_memory(
         ctx.model, dtype=c.dtype, quantization=c.quantization, attn=c.attn,
         batch=ctx.batch, seq_len=ctx.seq_len, gpus=gpus, host_bytes=host, prompt_len=ctx.prompt_len,
+        # simulated only where memory can still decide: a candidate another rule rejects keeps the closed form
+        simulate=not any(f.severity is Severity.FAIL for f in findings),
+        padded=ctx.batch > 1,  # a batch of prompts is padded: SDPA then gets a mask
+        sdpa_backends=tuple(n for n, b in backends.items() if b.usable is True) if backends else None,
     )
-    findings = run_candidate_rules(ctx, c)
     mem = _memory_finding(ctx, c, memory)
     if mem is not None:
         findings.append(mem)
@@ -198,23 +211,107 @@ def _rank(ctx: Context, e: Evaluation) -> tuple[int, ...]:
     return (quant, placement, warnings, dtype_order.index(c.dtype), speed)
 
 
-def _rejections(failed: list[Evaluation]) -> list[Rejection]:
-    """One entry per (option, rule): the same reason repeated for every dtype would only be noise."""
-    merged: dict[tuple[str, str], Rejection] = {}
+def _rejections(failed: list[Evaluation], universe: list[Candidate], fixes: list[RankedFix]) -> list[Rejection]:
+    """One entry per distinct reason, naming every candidate it rejects; most useful fix first, then most common."""
+    groups: dict[tuple[str, str, str, str], list[Candidate]] = {}
     for e in failed:
         for f in e.failures:
-            key = (f.option or e.candidate.attn, f.code)
-            if key in merged:
-                merged[key] = merged[key].model_copy(update={"candidates": merged[key].candidates + 1})
-            else:
-                merged[key] = Rejection(option=key[0], rule=f.code, reason=f.message, fix=f.fix)
-    return list(merged.values())
+            groups.setdefault((f.option or e.candidate.attn, f.code, f.message, f.fix), []).append(e.candidate)
+    order = {r.fix: i for i, r in enumerate(fixes) if r.unblocks}
+    rows = [
+        Rejection(option=option, rule=code, reason=message, fix=fix, candidates=len(cands),
+                  label=group_label(cands, universe), labels=[c.label() for c in cands])
+        for (option, code, message, fix), cands in groups.items()
+    ]
+    return sorted(rows, key=lambda r: (order.get(r.fix, len(order)), -r.candidates, r.rule))
+
+
+def _passed_over(ctx: Context, viable: list[Evaluation], universe: list[Candidate]) -> list[Rejection]:
+    """The warnings that ranked an otherwise preferred option below the choice (why T5 gets float32 on a T4)."""
+    if not viable:
+        return []
+    first = _rank(ctx, viable[0])
+    groups: dict[tuple[str, str, str], list[Candidate]] = {}
+    for e in viable[1:]:
+        rank = _rank(ctx, e)
+        if rank[:2] + (0,) + rank[3:] < first:
+            for f in e.findings:
+                if f.severity is Severity.WARN:
+                    groups.setdefault((f.code, f.message, f.fix), []).append(e.candidate)
+    return [
+        Rejection(option=cands[0].label(), rule=code, reason=message, fix=fix, candidates=len(cands),
+                  label=group_label(cands, universe), labels=[c.label() for c in cands])
+        for (code, message, fix), cands in groups.items()
+    ]
+
+
+def _verdict(env: Environment, chosen: PlanOption | None, fixes: list[RankedFix], failed: list[Evaluation],
+             blocking: list[Finding], total: int) -> str:
+    """The first line of the report: the answer, or why nothing fits and the single change that fixes it."""
+    where = target_name(env)
+    if chosen is not None:
+        on = "" if chosen.candidate.placement == "cpu" else f" on {where}"
+        return (f"Use {chosen.label}{on}: {size(chosen.memory.total_bytes)} of "
+                f"{size(chosen.memory.budget_bytes)}.")
+    if blocking:
+        f = blocking[0]
+        return f"Nothing runs on {where}: {f.message} ({f.code}). Fix: {f.fix}."
+    top = next((r for r in fixes if r.unblocks), None)
+    if top is not None:
+        return (f"Nothing fits on {where}: {top.reason} ({', '.join(top.rules)}). `{top.fix}` would unblock {top.unblocks} of "
+                f"{plural(total, 'candidate')}, best {top.best} at {size(top.best_total_bytes)} of {size(top.best_budget_bytes)}.")
+    smallest = min(failed, key=lambda e: (e.memory.total_bytes, len(e.failures)), default=None)
+    if smallest is not None and any(f.code == "MEM001" for f in smallest.failures):
+        return (f"Nothing fits on {where} (MEM001): the smallest candidate, {smallest.candidate.label()}, needs "
+                f"{size(smallest.memory.total_bytes)} and the target has {size(smallest.memory.budget_bytes)}; "
+                f"use more or larger GPUs, or shorten --seq-len / --batch.")
+    if smallest is not None:
+        f = smallest.failures[0]
+        return f"Nothing runs on {where}: {f.message} ({f.code}). Fix: {f.fix}."
+    return f"Nothing runs on {where}: no candidate matches the request."
+
+
+def target_name(env: Environment) -> str:
+    """'1 x T4', '2 x A100-40GB' or 'the CPU': the hardware, for a headline."""
+    gpus = env.gpu_list
+    if not gpus:
+        return "the CPU"
+    names = list(dict.fromkeys(g.name for g in gpus))
+    return f"{len(gpus)} x {names[0]}" if len(names) == 1 else " + ".join(g.name for g in gpus)
 
 
 def _tokenizer_advice(model: ModelSpec) -> dict[str, Any]:
     if model.generative and not model.is_encoder_decoder:
         return {"padding_side": "left"}
     return {}
+
+
+# The head an `architectures` entry names -> the Auto class that loads it (when transformers cannot be asked).
+_HEAD_SUFFIXES = (
+    ("ForMaskedLM", "AutoModelForMaskedLM"), ("ForSequenceClassification", "AutoModelForSequenceClassification"),
+    ("ForTokenClassification", "AutoModelForTokenClassification"), ("ForQuestionAnswering", "AutoModelForQuestionAnswering"),
+    ("ForMultipleChoice", "AutoModelForMultipleChoice"), ("ForImageClassification", "AutoModelForImageClassification"),
+)
+
+
+def _auto_class_of(model: ModelSpec) -> str | None:
+    """The Auto class whose mapping resolves `model_type` to exactly the `architectures` class (issue 13: a
+    masked-LM checkpoint loaded with AutoModel lost its head, and its logits were never measured)."""
+    try:
+        import transformers
+        from transformers.models.auto import modeling_auto
+    except ImportError:
+        return None
+    for name in dir(modeling_auto):
+        if not (name.startswith("MODEL_FOR_") and name.endswith("_MAPPING_NAMES")) or name == "MODEL_MAPPING_NAMES":
+            continue
+        if getattr(modeling_auto, name).get(model.model_type) == model.architecture:
+            auto = next((a for a in dir(transformers) if a.startswith("AutoModelFor") and
+                         getattr(getattr(transformers, a, None), "_model_mapping", None) is not None and
+                         getattr(getattr(transformers, a)._model_mapping, "_model_mapping", None) is getattr(modeling_auto, name)), None)
+            if auto:
+                return auto
+    return None
 
 
 def auto_class_name(model: ModelSpec) -> str:
@@ -225,9 +322,12 @@ def auto_class_name(model: ModelSpec) -> str:
         return "AutoModelForSpeechSeq2Seq"
     if model.is_encoder_decoder:
         return "AutoModelForSeq2SeqLM"
-    if arch.endswith("ForSequenceClassification"):
-        return "AutoModelForSequenceClassification"
-    return "AutoModel"
+    for suffix, auto in _HEAD_SUFFIXES:
+        if arch.endswith(suffix):
+            return auto
+    if arch and not arch.endswith("Model"):  # another head: the Auto class that maps to it, if any
+        return _auto_class_of(model) or "AutoModel"
+    return "AutoModel"  # no head named
 
 
 def _onnxruntime_advice(ctx: Context, model: ModelSpec) -> dict[str, Any]:
@@ -272,7 +372,8 @@ def make_plan(
                        prompt_len=request.prompt_len)
     env_findings = [f for f in run_environment_rules(ctx) if f.code not in request.ignore]
     blocking = [f for f in env_findings if f.severity is Severity.FAIL]
-    evaluations = [evaluate(ctx, c, request.ignore) for c in _candidates(ctx, request)]
+    universe = list(_candidates(ctx, request))
+    evaluations = [evaluate(ctx, c, request.ignore) for c in universe]
     viable = sorted((e for e in evaluations if e.viable and not blocking), key=lambda e: _rank(ctx, e))
     failed = [e for e in evaluations if not e.viable]
     tf_version = env.version_of("transformers")
@@ -298,6 +399,8 @@ def make_plan(
             tokenizer=tokenizer, generative=model.generative,
         )
     findings = env_findings + (chosen.findings if chosen else [])
+    fixes = rank_fixes([(e.candidate, e.failures, e) for e in failed], lambda e: _rank(ctx, e), len(universe),
+                       _rank(ctx, viable[0]) if viable else None)
     if not ctx.support:
         findings.append(support_unknown.finding(
             Severity.WARN, f"{model.model_type} is not in {ctx.support_source}; only eager is certain"
@@ -313,9 +416,10 @@ def make_plan(
         from_pretrained=chosen.from_pretrained if chosen else None,
         memory=chosen.memory if chosen else None,
         alternatives=options[1:],
-        rejected=_rejections(failed) + [
-            Rejection(option="environment", rule=f.code, reason=f.message, fix=f.fix) for f in blocking
-        ],
+        rejected=[
+            Rejection(option="environment", rule=f.code, reason=f.message, fix=f.fix, candidates=len(universe),
+                      label="every candidate") for f in blocking
+        ] + _rejections(failed, universe, fixes),
         findings=findings,
         attention_support=ctx.support,
         attention_support_source=ctx.support_source,
@@ -323,6 +427,9 @@ def make_plan(
         onnxruntime=_onnxruntime_advice(ctx, model),
         python=python,
         ranking=ranking,
+        verdict=_verdict(env, chosen, fixes, failed, blocking, len(universe)),
+        fixes=fixes,
+        passed_over=_passed_over(ctx, viable, universe),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -9,6 +10,7 @@ from pydantic import BaseModel, ConfigDict
 from advisor.facts import SCHEMA_VERSION, Environment, GpuInfo, TorchInfo, Unavailable, known
 from advisor.findings import Finding, Severity
 from advisor.memory import GiB
+from advisor.numbers import diff, millis, plural, seconds, size
 from advisor.plan import Recommendation, torch_summary
 from advisor.quant_methods import doctor_rows
 
@@ -44,6 +46,12 @@ _PURPOSE = {
     "triton": "MXFP4 gpt-oss kernels (triton >= 3.4.0) and other Triton kernels",
 }
 _REQUIRED = {"torch", "transformers"}
+_INSTALL = {"flash-attn": "pip install flash-attn --no-build-isolation", "torch": "pip install torch (the build for your CUDA or ROCm)"}
+# Probe notes written for kernel developers, said for people (they also appear in saved snapshots).
+_PLAIN = {
+    "no GQA on ROCm": "on AMD ROCm it cannot run grouped-query attention (fewer key/value heads than query heads)",
+    "O(L^2) memory": "memory grows with the square of the sequence length",
+}
 
 
 class Item(BaseModel):
@@ -78,6 +86,8 @@ class DoctorReport(BaseModel):
     findings: list[Finding]
     recommendation: Recommendation | None = None
     smoke: dict[str, Any] | None = None
+    problems: int = 0
+    warnings: int = 0
 
 
 def _bytes(value: int | Unavailable | None) -> str:
@@ -101,23 +111,40 @@ def _gpu_value(gpu: GpuInfo, env: Environment) -> str:
     return f"{gpu.name}: {arch}, {_bytes(gpu.memory_total_bytes)}{free}"
 
 
+def _no_gpu(reason: str) -> str:
+    """One statement of why there is no GPU (the probe joins NVML's and torch's reasons, which overlap)."""
+    if "no GPU: " in reason:
+        main = reason.split("no GPU: ", 1)[1]
+        detail = re.search(r"\(([^)]*)\)", reason.split("no GPU: ", 1)[0])
+        return f"none: {main}" + (f" ({detail.group(1)})" if detail else "")
+    return reason if reason.lower().startswith(("no ", "none")) else f"none: {reason}"
+
+
 def _gpus(env: Environment) -> Section:
     items: list[Item] = []
     if isinstance(env.gpus, Unavailable) or not env.gpus:
         reason = env.gpus.reason if isinstance(env.gpus, Unavailable) else "none in this target"
-        items.append(Item(name="GPUs", status="info", value=f"none: {reason}"))
+        items.append(Item(name="GPUs", status="info", value=_no_gpu(reason)))
     else:
         for gpu in env.gpus:
             broken = any(isinstance(getattr(gpu, f), Unavailable) for f in ("compute_capability", "memory_total_bytes"))
             items.append(Item(name=f"GPU {gpu.index}", status="warning" if broken else "ok", value=_gpu_value(gpu, env),
                               fix="check nvidia-smi" if broken else ""))
             if gpu.mig_mode is True:
-                items.append(Item(name=f"GPU {gpu.index} MIG", status="warning", value="MIG enabled"))
+                items.append(Item(name=f"GPU {gpu.index} MIG", status="warning", value="MIG enabled",
+                                  fix="plan against the MIG instance's memory: run `advisor probe` inside the instance"))
     if env.driver.driver_version:
         items.append(Item(name="Driver", status="ok",
                           value=f"{env.driver.driver_version} (CUDA driver API {env.driver.cuda_driver_version})"))
-    items.append(Item(name="torch", status="ok" if isinstance(env.torch, TorchInfo) else "problem",
-                      value=torch_summary(env), fix="" if isinstance(env.torch, TorchInfo) else "pip install torch"))
+    torch = env.torch
+    if isinstance(torch, TorchInfo) and torch.assumed:
+        here = env.version_of("torch")
+        build = "CUDA" if torch.cuda else "ROCm" if torch.hip else "CPU"
+        items.append(Item(name="torch", status="info", value=f"torch {torch.version} assumed with {build} for this target"
+                          + (f" (installed here: {here})" if here and here != torch.version else "")))
+    else:
+        items.append(Item(name="torch", status="ok" if isinstance(torch, TorchInfo) else "problem",
+                          value=torch_summary(env), fix="" if isinstance(torch, TorchInfo) else "pip install torch"))
     return Section(title="GPUs", items=items)
 
 
@@ -127,11 +154,11 @@ def _dtypes(env: Environment) -> Section:
     for gpu in env.gpu_list:
         d = gpu.dtypes
         if isinstance(d, Unavailable):
-            items.append(Item(name=gpu.name, status="warning", value=str(d)))
+            items.append(Item(name=gpu.name, status="warning", value=str(d),
+                              fix="run `advisor probe` on the machine itself to read the GPU's dtypes"))
             continue
         value = "  ".join(f"{n} {'yes' if getattr(d, n) else 'no'}" for n in names)
-        items.append(Item(name=f"GPU {gpu.index} {gpu.name}", status="ok", value=value,
-                          fix="" if d.bf16 else "no native bf16: load in float16"))
+        items.append(Item(name=f"GPU {gpu.index} {gpu.name}", status="ok", value=value))
     if not items:
         items.append(Item(name="CPU", status="info", value="fp32 (bf16/fp16 run, usually slower than fp32)"))
     return Section(title="dtype support (native)", items=items)
@@ -142,7 +169,7 @@ def _sdpa(env: Environment) -> Section:
         return Section(title="SDPA backends", items=[Item(name="SDPA", status="problem", value=str(env.torch))])
     items = [
         Item(name=name, status="ok" if backend.usable is True else "info",
-             value=("usable: " if backend.usable is True else "not usable: ") + backend.reason)
+             value=("usable: " if backend.usable is True else "not usable: ") + _plain(backend.reason))
         for name, backend in env.torch.sdpa_backends.items()
     ]
     flex = env.torch.flex_attention
@@ -151,16 +178,39 @@ def _sdpa(env: Environment) -> Section:
     return Section(title="SDPA backends", items=items)
 
 
-def _libraries(env: Environment) -> Section:
+def _plain(text: str) -> str:
+    for jargon, plain in _PLAIN.items():
+        text = text.replace(jargon, plain)
+    return text
+
+
+def _blocking(dist: str, rec: Recommendation | None) -> tuple[Status, str]:
+    """How much a missing library costs this plan: a problem when installing it is the top fix of a plan with
+    no viable candidate, a warning when it would unblock a better plan than the chosen one, else information."""
+    if rec is None:
+        return "info", ""
+    for i, fix in enumerate(rec.fixes):
+        if fix.installs == dist and fix.unblocks:
+            status: Status = "problem" if not rec.ok and i == 0 else "warning" if fix.improves else "info"
+            better = "" if fix.improves else ", none better than the chosen plan"
+            return status, f"; installing it unblocks {plural(fix.unblocks, 'candidate')}{better} (best: {fix.best})"
+    return "info", ""
+
+
+def _libraries(env: Environment, rec: Recommendation | None = None) -> Section:
     items = []
     for dist, lib in env.libraries.items():
         if not lib.installed:
             required = dist in _REQUIRED
-            items.append(Item(name=dist, status="problem" if required else "info",
-                              value=f"missing: {_PURPOSE.get(dist, '')}", fix=f"pip install {dist}" if required else ""))
+            status, cost = ("problem", "") if required else _blocking(dist, rec)
+            items.append(Item(name=dist, status=status, value=f"missing: {_PURPOSE.get(dist, '')}{cost}".rstrip(": "),
+                              fix=_INSTALL.get(dist, f"pip install {dist}")))
             continue
-        value = f"{lib.version}" + (" (assumed)" if lib.assumed else "")
-        status: Status = "ok"
+        if lib.assumed:
+            items.append(Item(name=dist, status="ok", value=f"{lib.version} (assumed with --assume; not checked here)"))
+            continue
+        value = f"{lib.version}"
+        status = "ok"
         if lib.importable is False:
             status, value = "problem", f"{value}: installed but does not load: {lib.error}"
         elif isinstance(lib.importable, Unavailable):
@@ -187,26 +237,31 @@ def _quant_methods(env: Environment) -> Section:
 
 def _model(rec: Recommendation) -> list[Section]:
     m = rec.model
+    stored = (m.stored_dtype or "float32 (not declared)").removeprefix("torch.")
     compat = [
         Item(name="model", status="ok", value=f"{m.display}, {m.num_layers} layers, {m.num_attention_heads} heads "
-             f"({m.num_key_value_heads} KV), head_dim {m.head_dim}, stored {m.stored_dtype or 'unknown'}"),
+             f"({m.num_key_value_heads} KV), head_dim {m.head_dim}, stored {stored}"),
     ]
     for impl, supported in rec.attention_support.items():
         compat.append(Item(name=impl, status="ok" if supported else "info",
                            value=("declared" if supported else "not declared") + f" by {rec.attention_support_source}"))
-    plan: list[Item] = []
+    plan: list[Item] = [Item(name="verdict", status="ok" if rec.ok else "problem", value=rec.verdict,
+                             fix="" if rec.ok or not rec.fixes or not rec.fixes[0].unblocks else rec.fixes[0].fix)]
     if rec.chosen is not None and rec.memory is not None:
         plan.append(Item(name="use", status="ok", value=rec.chosen.label))
         plan.append(Item(name="from_pretrained", status="ok",
                          value=", ".join(f"{k}={v!r}" for k, v in (rec.from_pretrained or {}).items() if k != "quantization_config")
                          + (" + BitsAndBytesConfig" if rec.from_pretrained and "quantization_config" in rec.from_pretrained else "")))
         plan.append(Item(name="memory", status="ok",
-                         value=f"{rec.memory.total_bytes / GiB:.1f} GiB of {rec.memory.budget_bytes / GiB:.1f} GiB"))
-    else:
-        plan.append(Item(name="use", status="problem", value="no configuration can run this model here",
-                         fix="see the rejected options below"))
+                         value=f"{size(rec.memory.total_bytes)} of {size(rec.memory.budget_bytes)}"))
+        for f in rec.chosen.findings:  # the chosen plan's own notes (DTYPE003 on an fp16 plan), as in the JSON
+            plan.append(Item(name=f.code, status=_STATUS[f.severity], value=f.message,  # type: ignore[arg-type]
+                             fix=f.fix if f.severity in (Severity.WARN, Severity.FAIL) else ""))
+        for p in rec.passed_over:
+            plan.append(Item(name=f"ranked below: {p.label}", status="info", value=f"[{p.rule}] {p.reason}", fix=p.fix))
     for rej in rec.rejected:
-        plan.append(Item(name=f"rejected {rej.option}", status="info", value=f"[{rej.rule}] {rej.reason}", fix=rej.fix))
+        plan.append(Item(name=f"rejected {rej.label or rej.option}", status="info",
+                         value=f"[{rej.rule}] {rej.reason} ({plural(rej.candidates, 'candidate')})", fix=rej.fix))
     return [Section(title="Model compatibility", items=compat), Section(title="Recommendation", items=plan)]
 
 
@@ -214,7 +269,7 @@ def build_report(
     env: Environment, findings: list[Finding], recommendation: Recommendation | None = None,
     smoke: dict[str, Any] | None = None,
 ) -> DoctorReport:
-    sections = [_host(env), _gpus(env), _dtypes(env), _sdpa(env), _libraries(env), _quant_methods(env)]
+    sections = [_host(env), _gpus(env), _dtypes(env), _sdpa(env), _libraries(env, recommendation), _quant_methods(env)]
     if findings:
         sections.append(Section(title="Findings", items=[
             Item(name=f.code, status=_STATUS[f.severity], value=f.message, fix=f.fix) for f in findings  # type: ignore[arg-type]
@@ -224,11 +279,14 @@ def build_report(
     if smoke is not None:
         sections.append(Section(title="Smoke test", items=[
             Item(name=a.get("label", "attempt"), status="ok" if a.get("ok") else "problem",
-                 value=(f"load {a.get('load_seconds')} s, latency {a.get('latency_ms')} ms, "
-                        f"max |diff| {a.get('max_abs_diff')}") if a.get("ok") else str(a.get("error")))
+                 value=(f"load {seconds(a.get('load_seconds'))} s, latency {millis(a.get('latency_ms'))} ms, "
+                        f"max |diff| {diff(a.get('max_abs_diff'))}") if a.get("ok") else str(a.get("error")),
+                 fix="" if a.get("ok") else "see the error; the next candidate is tried automatically")
             for a in smoke.get("attempts", [])
         ]))
-    problems = any(i.status == "problem" for s in sections for i in s.items)
+    problems = sum(i.status == "problem" for s in sections for i in s.items)
+    warnings = sum(i.status == "warning" for s in sections for i in s.items)
     ok = not problems and (recommendation is None or recommendation.ok) and (smoke is None or bool(smoke.get("ok")))
     return DoctorReport(ok=ok, target=env.description or env.source, environment=env, sections=sections,
-                        findings=findings, recommendation=recommendation, smoke=smoke)
+                        findings=findings, recommendation=recommendation, smoke=smoke, problems=problems,
+                        warnings=warnings)

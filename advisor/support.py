@@ -28,6 +28,13 @@ def installed_transformers() -> str | None:
 
 
 def _from_installed(model: ModelSpec) -> dict[str, bool] | None:
+    """The installed classes' flags, served from the analysis cache when known (no transformers import)."""
+    from advisor.model_analysis import cached_attention_support
+
+    return cached_attention_support(model.model_type, model.architecture, lambda: _read_installed(model))
+
+
+def _read_installed(model: ModelSpec) -> dict[str, bool] | None:
     try:
         import transformers
         from transformers.models.auto import modeling_auto
@@ -140,6 +147,9 @@ def table_for(
 
     history = load_history()
     wanted = wanted or history.releases[-1]
+    if _release_key(wanted) > _release_key(history.releases[-1]):  # never answer a future release with an old one
+        raise UsageError(f"transformers {wanted} is newer than any stored release (newest: {history.releases[-1]}); "
+                         "install it and run without --transformers, or name a stored release")
     try:
         at = history.support_at(wanted)
     except ValueError as exc:

@@ -50,6 +50,7 @@ class TargetSpec:
     assume: Sequence[str] = ()
     without: Sequence[str] = ()
     import_checks: bool = True
+    import_torch: bool = True  # False: read torch's build from its files (recommend, check; issue 14)
     env: Environment | None = field(default=None, compare=False)
 
 
@@ -75,6 +76,14 @@ def load_environment(path: Path) -> Environment:
         first = exc.errors()[0]
         raise EnvironmentFileError(printable(path), f"{field_name(first['loc'])}: {first['msg']}") from None
     return env
+
+
+def snapshot_label(path: Path, env: Environment) -> str:
+    """'snapshot FILE (created DATE on HOST)': a target read from a file never claims "probed on this machine"."""
+    when = (env.created_at or "")[:10] or "an unknown date"
+    host = getattr(env.host, "hostname", None)
+    extra = "" if env.description in ("", "probed on this machine") else f"; {env.description}"
+    return f"snapshot {path.name} (created {when}{' on ' + host if host else ''}{extra})"
 
 
 def save_environment(env: Environment, path: Path) -> None:
@@ -129,10 +138,10 @@ def environment_for_gpus(
     gpus = tuple(_gpu_from_row(i, knowledge.gpu(name), knowledge) for i, name in enumerate(names))
     torch_lib = libraries.get("torch")
     torch_version = torch_lib.version if torch_lib is not None and torch_lib.installed else None
-    label = " + ".join(g.name for g in gpus) if gpus else "CPU only"
+    label = " + ".join(g.name for g in gpus) + " (from the GPU table)" if gpus else "a CPU-only machine"
     return Environment(
         source="synthetic",
-        description=f"{label} (from the GPU table), with this machine's libraries",
+        description=f"{label}, with this machine's libraries",
         created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         host=probe_host(),
         gpus=gpus,
@@ -207,10 +216,11 @@ def resolve_target(spec: TargetSpec, *, knowledge: Knowledge | None = None) -> E
         env = spec.env
     elif spec.env_file is not None:
         env = load_environment(spec.env_file)
+        env = env.model_copy(update={"description": snapshot_label(spec.env_file, env)})
     elif spec.gpus or spec.cpu:
         env = environment_for_gpus(list(spec.gpus), libraries=probe_libraries(import_checks=False), knowledge=knowledge)
     else:
         from advisor.probe import collect_environment
 
-        env = collect_environment(import_checks=spec.import_checks, knowledge=knowledge)
+        env = collect_environment(import_checks=spec.import_checks, knowledge=knowledge, import_torch=spec.import_torch)
     return _apply_overrides(env, spec.assume, spec.without)

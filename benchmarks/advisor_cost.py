@@ -1,45 +1,151 @@
-"""Wall time of `advisor doctor` (no model) against `python -m torch.utils.collect_env`, cold processes.
+"""Wall time of the advisor's commands against `python -m torch.utils.collect_env`, cold processes (issue 14).
 
-Usage: python benchmarks/advisor_cost.py [--repeats 3] [--json OUT]
-Each command runs in a fresh interpreter; the median of the repeats is reported with the ratio.
+Usage: python benchmarks/advisor_cost.py [--repeats 3] [--json OUT] [--root DIR]
+Every command runs in a fresh interpreter; repeats go round-robin over the commands so a load change on
+the machine hits them alike; the median of the repeats is reported with its ratio to collect_env.
+`--root DIR` times another checkout of the advisor (e.g. the code before issue 14) with the same commands.
+
+Each command gets its own analysis cache ($ADVISOR_CACHE_DIR):
+- "empty cache": a fresh, empty folder for every run (what a first run on this machine costs);
+- "seen before": one untimed run first fills it, then every timed run reads it.
+The "new config" is the shipped Llama-3-8B config with one field changed per run (a config never seen, so
+counted on the meta device), written to a model folder. Targets (issue 14): recommend/check on a shipped
+model or a config seen before <= 0.3x, the first run on a new config <= 1.0x, doctor without a model <= 0.5x.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import os
+import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from importlib import metadata
 from pathlib import Path
 
-COMMANDS = {
-    "advisor doctor": [sys.executable, "-m", "advisor", "doctor", "--format", "json"],
-    "advisor recommend (shipped Llama-3-8B)": [sys.executable, "-m", "advisor", "recommend", "meta-llama/Meta-Llama-3-8B", "--format", "json"],
-    "torch.utils.collect_env": [sys.executable, "-m", "torch.utils.collect_env"],
+HERE = Path(__file__).resolve().parents[1]
+SHIPPED = "meta-llama/Meta-Llama-3-8B"
+COLLECT_ENV = "torch.utils.collect_env"
+
+# name -> (advisor argv, cache mode, target ratio or None)
+COMMANDS: dict[str, tuple[list[str], str, float | None]] = {
+    "recommend shipped Llama-3-8B (empty cache)": (["recommend", SHIPPED, "--format", "json"], "empty", 0.3),
+    "check shipped Llama-3-8B (empty cache)": (["check", SHIPPED, "--dtype", "bfloat16", "--format", "json"], "empty", 0.3),
+    "recommend config seen before": (["recommend", "{seen}", "--format", "json"], "seen", 0.3),
+    "check config seen before": (["check", "{seen}", "--dtype", "bfloat16", "--format", "json"], "seen", 0.3),
+    "recommend new config (first run)": (["recommend", "{new}", "--format", "json"], "empty", 1.0),
+    "doctor, no model (seen before)": (["doctor", "--format", "json"], "seen", 0.5),
+    "doctor, no model (empty cache)": (["doctor", "--format", "json"], "empty", None),
 }
 
 
-def timed(cmd: list[str]) -> float:
+def _config(root: Path) -> dict[str, object]:
+    for base in (root / "data" / "models", root / "advisor" / "data" / "models"):
+        path = base / "meta-llama--Meta-Llama-3-8B.json"
+        if path.is_file():
+            return dict(json.loads(path.read_text())["config"])
+    raise SystemExit(f"no shipped Llama-3-8B config under {root}")
+
+
+def _model_folder(parent: Path, config: dict[str, object], salt: int) -> Path:
+    """A model folder (config.json only) whose content no cache has seen: the vocabulary grows by `salt`."""
+    folder = Path(tempfile.mkdtemp(prefix="model-", dir=parent))
+    (folder / "config.json").write_text(json.dumps({**config, "vocab_size": int(config["vocab_size"]) + salt}))  # type: ignore[call-overload]
+    return folder
+
+
+def _timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
     start = time.perf_counter()
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-    return time.perf_counter() - start
+    done = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
+    elapsed = time.perf_counter() - start
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr[-500:]}")
+    return elapsed
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _gpu_names() -> list[str]:
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=30, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line.strip() for line in out.splitlines() if line.strip()]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--root", type=Path, default=HERE, help="the advisor checkout to time (default: this one)")
     args = parser.parse_args()
-    results = {name: [timed(cmd) for _ in range(args.repeats)] for name, cmd in COMMANDS.items()}
-    medians = {name: statistics.median(times) for name, times in results.items()}
-    base = medians["torch.utils.collect_env"]
+    root = args.root.resolve()
+    config = _config(root)
+    work = Path(tempfile.mkdtemp(prefix="advisor-cost-"))
+    inherited = os.environ.get("PYTHONPATH")  # e.g. the wheels carried to the device machine (docs/gpu)
+    base_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), *([inherited] if inherited else [])])}
+    base_env.pop("ADVISOR_NO_CACHE", None)
+    seen_model = _model_folder(work, config, 1)
+    seen_cache = work / "seen-cache"
+    salt = 1000
+
+    def argv_for(name: str) -> list[str]:
+        nonlocal salt
+        salt += 1
+        fill = {"{seen}": str(seen_model), "{new}": str(_model_folder(work, config, salt))}
+        return [sys.executable, "-m", "advisor", *(fill.get(a, a) for a in COMMANDS[name][0])]
+
+    def env_for(mode: str) -> dict[str, str]:
+        cache = seen_cache if mode == "seen" else Path(tempfile.mkdtemp(prefix="cache-", dir=work))
+        return {**base_env, "ADVISOR_CACHE_DIR": str(cache)}
+
+    for name, (_, mode, _) in COMMANDS.items():  # fill the "seen before" cache: untimed
+        if mode == "seen":
+            _timed(argv_for(name), root, env_for(mode))
+    runs: dict[str, list[float]] = {name: [] for name in [COLLECT_ENV, *COMMANDS]}
+    for _ in range(args.repeats):
+        runs[COLLECT_ENV].append(_timed([sys.executable, "-m", COLLECT_ENV], root, base_env))
+        for name, (_, mode, _) in COMMANDS.items():
+            runs[name].append(_timed(argv_for(name), root, env_for(mode)))
+    medians = {name: statistics.median(times) for name, times in runs.items()}
+    base = medians[COLLECT_ENV]
+    ratios = {name: median / base for name, median in medians.items()}
+    targets = {
+        name: {"ratio": round(ratios[name], 3), "at_most": target, "met": ratios[name] <= target}
+        for name, (_, _, target) in COMMANDS.items() if target is not None
+    }
     for name, median in medians.items():
-        print(f"{name:<42} median {median:6.2f} s  ratio to collect_env {median / base:5.2f}  runs {results[name]}")
+        target = COMMANDS[name][2] if name in COMMANDS else None
+        verdict = "" if target is None else f"  target <= {target}: {'met' if ratios[name] <= target else 'NOT met'}"
+        print(f"{name:<46} median {median:6.2f} s  ratio {ratios[name]:5.2f}{verdict}  runs "
+              f"{[round(t, 2) for t in runs[name]]}")
+    result = {
+        "what": "advisor commands vs python -m torch.utils.collect_env, cold processes, median of repeats",
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "root": str(root),
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "gpus": _gpu_names(), "load_average_at_end": list(os.getloadavg()),
+                    "torch": _version("torch"), "transformers": _version("transformers")},
+        "repeats": args.repeats,
+        "runs_s": runs,
+        "median_s": medians,
+        "ratio_to_collect_env": ratios,
+        "targets": targets,
+    }
     if args.json:
-        args.json.write_text(json.dumps({"runs": results, "median_s": medians,
-                                         "ratio_to_collect_env": {k: v / base for k, v in medians.items()}}, indent=1))
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,49 +1,99 @@
-"""Predicted against measured peak memory, from committed benchmark JSON and the current estimator.
+"""Predicted against measured peak memory, from committed GPU runs and the current predictors.
 
-Usage: python benchmarks/memory_table.py docs/benchmarks/*-*.json
-The measured peaks are torch.cuda.max_memory_allocated() from the H100 runs; the predictions are recomputed with
-advisor.memory as it is now, so a change to the estimator shows up here without another GPU run. Each file's
-model is the shipped config named by its file-name prefix (see MODELS in regret_memory.py).
+Usage: python benchmarks/memory_table.py [--method simulated|estimated] FILE.json...
+Two shapes of file are read:
+- `advisor bench` reports (docs/benchmarks/<slug>-*.json): the model is the shipped config named by the file-name
+  prefix (MODELS in regret_memory.py), loaded with the class those runs loaded (LOADED: before issue 13 the bench
+  loaded BERT with AutoModel, i.e. without its masked-LM head);
+- `benchmarks/h100_memory.py` runs (`"schema": "advisor-memory-run/1"`): each row carries its own config, class
+  and workload.
+The measured peaks are torch.cuda.max_memory_allocated(); the predictions are recomputed now, so a change to the
+simulator (or the closed form) shows up here without another GPU run. Prints a Markdown table and the worst error.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from regret_memory import MODELS, slug_of  # noqa: E402
 
 from advisor.bench import BenchReport, repredict  # noqa: E402
-from advisor.model import resolve_model  # noqa: E402
+from advisor.memory import estimate_memory  # noqa: E402
+from advisor.model import describe_config, resolve_model  # noqa: E402
 from advisor.targets import load_environment  # noqa: E402
 
 GPU = load_environment(ROOT / "docs" / "examples" / "h100-probe.json").gpu_list
+LOADED = {"bert-base": "BertModel"}  # the class `advisor bench` loaded in those runs (AutoModel)
+RUN_SCHEMA = "advisor-memory-run/1"
 
 
-def main(paths: list[str]) -> None:
+def _bench_rows(path: Path, simulate: bool) -> list[tuple[str, str, str, int, int, str]]:
+    slug = slug_of(path)
+    report = BenchReport.model_validate_json(path.read_text())
+    model = resolve_model(MODELS[slug])
+    if slug in LOADED:
+        model = model.model_copy(update={"architecture": LOADED[slug], "generative": False})
+    out = []
+    for row, predicted in repredict(report, model, GPU[:1], simulate=simulate):
+        out.append((slug, report.workload.name, row.label, row.peak_memory_bytes or 1, predicted, ""))
+    return out
+
+
+def _run_rows(data: dict[str, Any], simulate: bool) -> list[tuple[str, str, str, int, int, str]]:
+    out = []
+    for row in data["rows"]:
+        if not row.get("ok") or not row.get("peak_memory_bytes"):
+            continue
+        config = {**row["config"], "architectures": [row["architecture"]]}
+        model = describe_config(config, name=row["name"], source="config-file")
+        seq = row["prompt"] + max(row["new_tokens"], 0)
+        estimate = estimate_memory(
+            model, dtype=row["dtype"], quantization=row["quantization"], attn=row["attn"], batch=row["batch"],
+            seq_len=seq, prompt_len=row["prompt"], gpus=GPU[:1], simulate=simulate, padded=row["padded"],
+        )
+        label = f"{row['attn']} / {row['dtype']}" + (f" + bnb {row['quantization']}" if row["quantization"] != "none" else "")
+        workload = f"b{row['batch']} x {row['prompt']}" + (f" +{row['new_tokens']}" if row["new_tokens"] else "")
+        out.append((row["name"], workload, label, row["peak_memory_bytes"], estimate.peak_allocated_bytes,
+                    estimate.method))
+    return out
+
+
+def main(argv: list[str]) -> float:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("files", nargs="+", type=Path)
+    parser.add_argument("--method", choices=("simulated", "estimated"), default="simulated")
+    args = parser.parse_args(argv)
+    simulate = args.method == "simulated"
+    stack = contextlib.ExitStack()
     print("| model | workload | configuration | measured GiB | predicted GiB | error |")
     print("|---|---|---|---|---|---|")
-    worst = 0.0
-    lines: list[tuple[int, str, str, str]] = []
-    seen: set[tuple[str, str, str]] = set()  # the advisor's choice is measured in several files: list it once
-    for path in paths:
-        slug = slug_of(Path(path))
-        report = BenchReport.model_validate_json(Path(path).read_text())
-        for row, predicted in repredict(report, resolve_model(MODELS[slug]), GPU[:1]):
-            if (slug, report.workload.name, row.label) in seen:
-                continue
-            seen.add((slug, report.workload.name, row.label))
-            measured = row.peak_memory_bytes or 1
+    worst, count, seen = 0.0, 0, set()
+    if simulate:  # the benchmark simulates every row, also where the planner's fast path would not (issue 14)
+        from advisor.estimate.adapter import always_simulate
+
+        stack.enter_context(always_simulate())
+    for path in args.files:
+        data = json.loads(path.read_text())
+        rows = _run_rows(data, simulate) if data.get("schema") == RUN_SCHEMA else _bench_rows(path, simulate)
+        for name, workload, label, measured, predicted, _ in rows:
+            if (name, workload, label) in seen:
+                continue  # the advisor's choice is measured in several bench files: list it once
+            seen.add((name, workload, label))
             error = (predicted - measured) / measured
-            worst = max(worst, abs(error))
-            lines.append((list(MODELS).index(slug), report.workload.name, row.label,
-                          f"| {slug} | {report.workload.name} | {row.label} | {measured / 2**30:.2f} "
-                          f"| {predicted / 2**30:.2f} | {100 * error:+.1f}% |"))
-    print("\n".join(line[-1] for line in sorted(lines)))
-    print(f"\n{len(lines)} configurations; largest absolute error: {100 * worst:.1f}%")
+            worst, count = max(worst, abs(error)), count + 1
+            print(f"| {name} | {workload} | {label} | {measured / 2**30:.2f} | {predicted / 2**30:.2f} "
+                  f"| {100 * error:+.1f}% |", flush=True)
+    print(f"\n{count} configurations ({args.method}); largest absolute error: {100 * worst:.1f}%")
+    return worst
 
 
 if __name__ == "__main__":

@@ -80,6 +80,33 @@ def tiny_t5(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _save(tmp_path_factory.mktemp("tiny_t5"), model, None)
 
 
+_TINY_FAMILIES = {
+    # name: (config class, model class, config kwargs); 2 layers, vocab 1000
+    "gpt2": ("GPT2Config", "GPT2LMHeadModel", {"n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 256}),
+    "bert_mlm": ("BertConfig", "BertForMaskedLM", {"hidden_size": 64, "intermediate_size": 128,
+                                                   "num_hidden_layers": 2, "num_attention_heads": 4}),
+    "mqa": ("GPTBigCodeConfig", "GPTBigCodeForCausalLM", {"n_embd": 64, "n_layer": 2, "n_head": 4,
+                                                         "multi_query": True, "n_positions": 256}),
+    "bloom": ("BloomConfig", "BloomForCausalLM", {"hidden_size": 64, "n_layer": 2, "n_head": 4}),
+    "mistral": ("MistralConfig", "MistralForCausalLM", {"hidden_size": 64, "intermediate_size": 128,
+                                                       "num_hidden_layers": 2, "num_attention_heads": 4,
+                                                       "num_key_value_heads": 1, "sliding_window": 16}),
+}
+
+
+@pytest.fixture(scope="session", params=sorted(_TINY_FAMILIES))
+def tiny_family(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny random models of other families (GPT-2, a BERT masked-LM head, multi-query attention, ALiBi, a sliding
+    window), saved without a tokenizer: the memory simulator is checked against each one's real forward."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config_cls, model_cls, kwargs = _TINY_FAMILIES[request.param]
+    config = getattr(transformers, config_cls)(vocab_size=1000, pad_token_id=0, **kwargs)
+    model = getattr(transformers, model_cls)(config)
+    return _save(tmp_path_factory.mktemp(f"tiny_{request.param}"), model, None)
+
+
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str]) -> Any:
     """Run `advisor ARGV...` in-process: returns (exit code, stdout, stderr); usage errors included."""
@@ -94,3 +121,17 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Any:
         return code, out, err
 
     return run
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_analysis_cache(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Tests never read or write the user's analysis cache (issue 14): one private folder per session."""
+    import os
+
+    old = os.environ.get("ADVISOR_CACHE_DIR")
+    os.environ["ADVISOR_CACHE_DIR"] = str(tmp_path_factory.mktemp("analysis_cache"))
+    yield
+    if old is None:
+        os.environ.pop("ADVISOR_CACHE_DIR", None)
+    else:
+        os.environ["ADVISOR_CACHE_DIR"] = old

@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import datetime as _dt
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from advisor.facts import ComputeCapability, Environment, GpuInfo, Unavailable, known
+from advisor import analysis_cache
+from advisor.facts import ComputeCapability, Environment, GpuInfo, TorchInfo, Unavailable, known
 from advisor.knowledge import Knowledge, load_knowledge
 from advisor.probe.host import probe_host
-from advisor.probe.nvml import NvmlGpu, probe_nvml
+from advisor.probe.nvml import NvmlGpu, NvmlResult, probe_nvml
 from advisor.probe.packages import probe_libraries
 from advisor.probe.torch_info import probe_torch
+from advisor.probe.torch_static import (
+    TorchBuild,
+    read_torch_build,
+    static_torch_info,
+    torch_package_dir,
+    visible_device_count,
+)
 
 __all__ = ["collect_environment"]
+
+_NO_GPU = "no GPU: NVML found no NVIDIA driver and torch sees no CUDA/ROCm device"
 
 
 def _gpu_from_nvml(gpu: NvmlGpu, knowledge: Knowledge) -> GpuInfo:
@@ -38,7 +49,7 @@ def _gpus_from_torch(knowledge: Knowledge) -> tuple[GpuInfo, ...] | Unavailable:
         import torch
 
         if not torch.cuda.is_available():
-            return Unavailable(reason="no GPU: NVML found no NVIDIA driver and torch sees no CUDA/ROCm device")
+            return Unavailable(reason=_NO_GPU)
         gpus = []
         for index in range(torch.cuda.device_count()):
             props = torch.cuda.get_device_properties(index)
@@ -66,24 +77,87 @@ def _gpus_from_torch(knowledge: Knowledge) -> tuple[GpuInfo, ...] | Unavailable:
         return Unavailable(reason=f"torch could not list GPUs: {type(exc).__name__}: {exc}")
 
 
+def _static_torch(nv: NvmlResult, nvml: Any | None) -> tuple[TorchBuild, int] | None:
+    """torch's build and visible GPU count without importing torch, where the files and NVML suffice:
+    a CPU build, or a CUDA build whose GPUs NVML lists. ROCm, or CUDA without NVML, needs torch itself."""
+    build = read_torch_build()
+    if isinstance(build, Unavailable) or build.hip is not None:
+        return None
+    if build.cuda is None:
+        return build, 0
+    if isinstance(nv.gpus, Unavailable):
+        return None
+    return build, visible_device_count(len(nv.gpus), None if nvml is None else {})
+
+
+def _torch_install_stamp() -> dict[str, Any] | None:
+    """What identifies this torch install: its version file's text and the times its files were written."""
+    build = read_torch_build()
+    folder = torch_package_dir()
+    if isinstance(build, Unavailable) or folder is None:
+        return None
+    try:
+        marks = [(p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in (folder / "version.py", folder / "__init__.py", folder / "lib")]
+    except OSError:
+        return None
+    return {"build": [build.version, build.cuda, build.hip, build.cudnn], "files": marks, "path": str(folder)}
+
+
+def _live_torch(capabilities: list[ComputeCapability], nv: NvmlResult, *, cache: bool) -> TorchInfo | Unavailable:
+    """`probe_torch` (imports torch, seconds), remembered in the analysis cache for this torch install, driver,
+    GPU set and CUDA_VISIBLE_DEVICES: a second `doctor` need not import torch (issue 14). Failures are not kept."""
+    stamp = _torch_install_stamp() if cache else None
+    if stamp is None:
+        return probe_torch(capabilities)
+    gpus = [] if isinstance(nv.gpus, Unavailable) else [[str(g.uuid), str(g.compute_capability)] for g in nv.gpus]
+    key = {"torch": stamp, "capabilities": [str(cc) for cc in capabilities], "gpus": gpus,
+           "driver": nv.driver.model_dump(mode="json"), "visible": os.environ.get("CUDA_VISIBLE_DEVICES")}
+    extra = analysis_cache.source_stamp(probe_torch)
+    hit = analysis_cache.get("torch-probe", key, transformers=None, extra=extra)
+    if isinstance(hit, dict):
+        try:
+            return TorchInfo.model_validate(hit)
+        except ValueError:
+            pass
+    info = probe_torch(capabilities)
+    healthy = isinstance(info, TorchInfo) and not isinstance(info.cuda_available, Unavailable) and not isinstance(
+        info.flex_attention, Unavailable)
+    if healthy and isinstance(info, TorchInfo):
+        analysis_cache.put("torch-probe", key, info.model_dump(mode="json"), transformers=None, extra=extra)
+    return info
+
+
 def collect_environment(
-    *, nvml: Any | None = None, import_checks: bool = True, knowledge: Knowledge | None = None
+    *, nvml: Any | None = None, import_checks: bool = True, knowledge: Knowledge | None = None,
+    import_torch: bool = True,
 ) -> Environment:
-    """Probe host, GPUs, torch and libraries. Never raises for a missing or broken component."""
+    """Probe host, GPUs, torch and libraries. Never raises for a missing or broken component.
+
+    `import_torch=False` (recommend, check) reads torch's build from its files instead of importing it,
+    where that is enough to know the answer (see `probe.torch_static`)."""
     knowledge = knowledge or load_knowledge()
     # the import checks are child processes: start them first so they overlap our own torch import
     pool = ThreadPoolExecutor(max_workers=1)
     libraries = pool.submit(probe_libraries, import_checks=import_checks)
     nv = probe_nvml(nvml)
+    static = None if import_torch else _static_torch(nv, nvml)
     gpus: tuple[GpuInfo, ...] | Unavailable
-    if isinstance(nv.gpus, Unavailable):
+    build = read_torch_build()
+    cpu_build = isinstance(build, TorchBuild) and build.cuda is None and build.hip is None
+    if isinstance(nv.gpus, Unavailable) and (static is not None or cpu_build):  # a CPU build sees no GPU either
+        gpus = nv.gpus if nvml is not None else Unavailable(reason=f"{nv.gpus.reason}; {_NO_GPU}")
+    elif isinstance(nv.gpus, Unavailable):
         gpus = _gpus_from_torch(knowledge) if nvml is None else nv.gpus
         if isinstance(gpus, Unavailable) and nvml is None:
             gpus = Unavailable(reason=f"{nv.gpus.reason}; {gpus.reason}")
     else:
         gpus = tuple(_gpu_from_nvml(g, knowledge) for g in nv.gpus)
     capabilities = [cc for g in (() if isinstance(gpus, Unavailable) else gpus) if (cc := known(g.compute_capability))]
-    torch_info = probe_torch(capabilities)
+    if static is not None:
+        driver_cuda = nv.driver.cuda_driver_version if isinstance(nv.driver.cuda_driver_version, str) else None
+        torch_info: TorchInfo | Unavailable = static_torch_info(static[0], capabilities, static[1], driver_cuda)
+    else:
+        torch_info = _live_torch(capabilities, nv, cache=nvml is None)
     pool.shutdown(wait=True)
     return Environment(
         source="probe",

@@ -41,4 +41,5 @@ def probe_host(proc: Path = Path("/proc")) -> HostInfo:
         cpu_count=cpus if cpus else Unavailable(reason="os.cpu_count() returned None"),
         ram_total_bytes=_meminfo("MemTotal", proc),
         ram_available_bytes=_meminfo("MemAvailable", proc),
+        hostname=platform.node() or None,
     )

@@ -40,16 +40,16 @@ def to_json(obj: BaseModel | dict[str, Any]) -> str:
     return json.dumps(data, indent=2) + "\n"
 
 
-def render(obj: BaseModel, fmt: OutputFormat, *, kind: str, color: bool = False) -> str:
+def render(obj: BaseModel, fmt: OutputFormat, *, kind: str, color: bool = False, verbose: bool = False) -> str:
     """Render `obj` (a report of `kind`: doctor, recommend, check, matrix, smoke, probe) in `fmt`; always UTF-8-safe."""
-    return encodable(_render(obj, fmt, kind=kind, color=color))
+    return encodable(_render(obj, fmt, kind=kind, color=color, verbose=verbose))
 
 
-def _render(obj: BaseModel, fmt: OutputFormat, *, kind: str, color: bool) -> str:
+def _render(obj: BaseModel, fmt: OutputFormat, *, kind: str, color: bool, verbose: bool) -> str:
     if fmt is OutputFormat.JSON:
         return to_json(obj)
     if fmt is OutputFormat.TEXT:
-        return text.render(obj, kind=kind, color=color)
+        return text.render(obj, kind=kind, color=color, verbose=verbose)
     if fmt is OutputFormat.MARKDOWN:
         return _JINJA.get_template(f"{kind}.md.j2").render(r=obj)
     if fmt is OutputFormat.HTML:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel
 
+from advisor.numbers import diff, millis, plural, seconds, size
 from advisor.render.escape import terminal_safe
 from advisor.render.text_measured import ranking_lines, tune_lines
 
@@ -25,23 +27,63 @@ def _mark(status: str, color: bool) -> str:
 
 
 def _gib(n: int | None) -> str:
-    return "?" if n is None else f"{n / 1024**3:.1f} GiB"
+    return size(n)
 
 
-def _doctor(r: Any, color: bool) -> list[str]:
-    lines = [f"Inference Advisor doctor: {r.target}", ""]
+def stored_dtype(m: Any) -> str:
+    """The checkpoint's dtype; a config without torch_dtype is a float32 checkpoint (transformers' default)."""
+    return (m.stored_dtype or "float32 (not declared)").removeprefix("torch.")
+
+
+def _summary(r: Any) -> str:
+    if r.problems or r.warnings:
+        counts = ", ".join(x for x in (plural(r.problems, "problem") if r.problems else "",
+                                       plural(r.warnings, "warning") if r.warnings else "") if x)
+    else:
+        counts = "no problems or warnings"
+    return f"Result: {counts}" + ("" if r.ok else " (exit 1)")
+
+
+def _doctor(r: Any, color: bool, verbose: bool = False, heading: str = "doctor") -> list[str]:
+    """Like `flutter doctor`: a healthy section is one line; every other item shows, each warning with its fix."""
+    rec = r.recommendation
+    subject = f"{rec.model.display}; {r.target}" if rec is not None else r.target
+    lines = [f"Inference Advisor {heading}: {subject}", ""]
+    if rec is not None and rec.verdict:  # the answer first, as in `recommend`
+        lines += [_mark("ok" if rec.ok else "problem", color) + " " + rec.verdict, ""]
     for section in r.sections:
-        lines.append(section.title)
+        statuses = {i.status for i in section.items}
+        if not verbose and statuses == {"ok"} and section.title != "Recommendation":
+            names = ", ".join(i.name for i in section.items)
+            lines.append(f"{_mark('ok', color)} {section.title} ({plural(len(section.items), 'check')} passed: {names})")
+            continue
+        lines.append(f"{_mark(section.worst, color)} {section.title}")
+        rejected = [i for i in section.items if i.name.startswith("rejected ")]
+        hidden = 0 if verbose else max(0, len(rejected) - TOP_REASONS)
+        skip = {id(i) for i in rejected[len(rejected) - hidden:]} if hidden else set()
+        optional = [] if verbose else [i for i in section.items
+                                       if i.status == "info" and i.value.startswith(("missing", "not usable here"))
+                                       and "unblocks" not in i.value]
+        skip |= {id(i) for i in optional}
         for item in section.items:
-            lines.append(f"  {_mark(item.status, color)} {item.name}: {item.value}")
-            if item.fix and (item.status in ("warning", "problem") or item.name.startswith("rejected")):
-                lines.append(f"       fix: {item.fix}")
+            if id(item) in skip or (item.name == "verdict" and rec is not None):  # already the first line
+                continue
+            lines.append(f"    {_mark(item.status, color)} {item.name}: {item.value}")
+            if item.fix and item.status != "ok":
+                lines.append(f"         fix: {item.fix}")
+        if optional:
+            lines.append(f"    {_mark('info', color)} not available here, nothing here needs them: "
+                         f"{', '.join(i.name for i in optional)} (-v says what each adds and how to install it)")
+        if hidden:
+            lines.append(f"    ... and {hidden} more rejected (-v lists all)")
+        lines.append("")
+    if lines[-1] != "":
         lines.append("")
     if r.recommendation is not None and r.recommendation.python:
         lines += ["Load it with:", *("    " + line for line in r.recommendation.python.rstrip().splitlines()), ""]
     if r.recommendation is not None:
         lines += ranking_lines(r.recommendation.ranking)[1:] + [""]
-    lines.append("Result: " + ("ok" if r.ok else "problems found (exit 1)"))
+    lines.append(_summary(r))
     return lines
 
 
@@ -50,28 +92,56 @@ def _option_line(option: Any) -> str:
     return f"{option.label:<45} {_gib(m.total_bytes):>10} of {_gib(m.budget_bytes)}"
 
 
-def _recommend(r: Any, color: bool) -> list[str]:
+TOP_REASONS = 5
+
+
+def _rejected(rejected: Sequence[Any], color: bool, verbose: bool, indent: str = "  ") -> list[str]:
+    """Rejections, most useful fix first: a count and the top reasons, or (verbose) all with every candidate."""
+    if not rejected:
+        return []
+    names = {label for rej in rejected for label in rej.labels}
+    total = len(names) or max(rej.candidates for rej in rejected)
+    shown = rejected if verbose else rejected[:TOP_REASONS]
+    head = f"Rejected: {plural(total, 'candidate')}, for {plural(len(rejected), 'reason')}"
+    if len(shown) < len(rejected):
+        head += f"; the top {len(shown)} (-v lists all)"
+    lines = [head + ":"]
+    for rej in shown:
+        lines.append(f"{indent}{_mark('fail', color)} {rej.label or rej.option} ({plural(rej.candidates, 'candidate')})")
+        lines.append(f"{indent}     {rej.rule} {rej.reason}")
+        lines.append(f"{indent}     fix: {rej.fix}")
+        if verbose and len(rej.labels) > 1:
+            lines += [f"{indent}       - {label}" for label in rej.labels]
+    return lines
+
+
+def _recommend(r: Any, color: bool, verbose: bool = False) -> list[str]:
     m = r.model
     lines = [
+        _mark("ok" if r.ok else "problem", color) + " " + r.verdict,
+        "",
         f"Model:  {m.display}",
         f"        {m.num_layers} layers, {m.num_attention_heads} heads ({m.num_key_value_heads} KV), head_dim {m.head_dim}, "
-        f"stored {m.stored_dtype or 'unknown'}, source: {m.source}",
+        f"stored {stored_dtype(m)}, source: {m.source}",
         f"Target: {r.target}; transformers {r.transformers or 'not installed'}; batch {r.batch}, seq_len {r.seq_len}",
-        "",
     ]
     if r.chosen is None:
-        lines.append(_mark("problem", color) + " No configuration can run this model on this target. Every reason:")
+        useful = [f for f in r.fixes if f.unblocks]
+        if useful:
+            lines += ["", "Fixes, by how many blocked candidates each one unblocks:"]
+            for i, f in enumerate(useful, 1):
+                lines.append(f"  {i}. {f.fix}  ({f.unblocks} unblocked; best {f.best}, {_gib(f.best_total_bytes)} "
+                             f"of {_gib(f.best_budget_bytes)})")
     else:
         mem = r.memory
         lines += [
-            _mark("ok", color) + f" Use: {r.chosen.label}",
             "",
             "from_pretrained kwargs:",
             *("    " + line for line in json.dumps(r.from_pretrained, indent=2).splitlines()),
             "",
             f"Memory: weights {_gib(mem.weights_bytes)} + KV cache {_gib(mem.kv_cache_bytes)} + activations "
             f"{_gib(mem.activation_bytes)} + overhead {_gib(mem.overhead_bytes)} = {_gib(mem.total_bytes)} "
-            f"of {_gib(mem.budget_bytes)} available",
+            f"of {_gib(mem.budget_bytes)} available ({mem.method})",
         ]
         if r.tokenizer:
             lines.append("Tokenizer: " + ", ".join(f"{k}={v!r}" for k, v in r.tokenizer.items()))
@@ -84,16 +154,18 @@ def _recommend(r: Any, color: bool) -> list[str]:
             lines.append(f"  {_mark(f.severity.value, color)} {f.code} {f.message}")
             if f.fix and f.severity.value != "info":
                 lines.append(f"       fix: {f.fix}")
+    if r.passed_over:
+        lines += ["", "Ranked below the choice because of a warning:"]
+        for p in r.passed_over:
+            lines += [f"  {_mark('warn', color)} {p.label}: {p.rule} {p.reason}", f"       fix: {p.fix}"]
     if r.alternatives:
         lines += ["", "Alternatives (best first):"]
-        lines += [f"  {_option_line(o)}" for o in r.alternatives[:8]]
-        if len(r.alternatives) > 8:
-            lines.append(f"  ... and {len(r.alternatives) - 8} more (--format json lists all)")
+        limit = len(r.alternatives) if verbose else 8
+        lines += [f"  {_option_line(o)}" for o in r.alternatives[:limit]]
+        if len(r.alternatives) > limit:
+            lines.append(f"  ... and {len(r.alternatives) - limit} more (-v or --format json lists all)")
     if r.rejected:
-        lines += ["", "Rejected:"]
-        for rej in r.rejected:
-            lines.append(f"  {_mark('fail', color)} {rej.option:<18} {rej.rule} {rej.reason}")
-            lines.append(f"       fix: {rej.fix}")
+        lines += ["", *_rejected(r.rejected, color, verbose)]
     lines += ranking_lines(getattr(r, "ranking", None))
     return lines
 
@@ -105,15 +177,18 @@ def _check(r: Any, color: bool) -> list[str]:
     for f in r.warnings:
         lines += [f"  {_mark('warn', color)} {f.code} {f.message}", f"       fix: {f.fix}"]
     if r.memory is not None:
-        lines.append(f"  Memory: {_gib(r.memory.total_bytes)} of {_gib(r.memory.budget_bytes)}")
+        lines.append(f"  Memory: {_gib(r.memory.total_bytes)} of {_gib(r.memory.budget_bytes)} ({r.memory.method})")
     lines += [f"  Measurements: {note}" for note in getattr(r, "measurements", [])]
-    lines += ["", "Result: " + ("this configuration will work" if r.ok else f"{len(r.failures)} problem(s): it will not work")]
+    lines += ["", "Result: " + ("this configuration will work" if r.ok else f"{plural(len(r.failures), 'problem')}: it will not work")]
     return lines
 
 
 def _matrix(r: Any, color: bool) -> list[str]:
-    impls = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
-    lines = [f"Attention support declared by transformers {r.transformers} ({len(r.architectures)} architectures)", ""]
+    impls = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flash_attention_4", "flex_attention")
+    lines = [f"Attention support declared by transformers {r.transformers} ({plural(len(r.architectures), 'architecture')})"]
+    if getattr(r, "requested", None):
+        lines.append(f"Answered by {r.answered_by}")
+    lines.append("")
     header = f"{'model_type':<32} {'class':<40} " + " ".join(f"{i:<17}" for i in impls)
     lines += [header, "-" * len(header)]
     for row in r.architectures:
@@ -128,8 +203,8 @@ def _smoke(r: Any, color: bool) -> list[str]:
     for a in r.attempts:
         if a.ok:
             lines.append(
-                f"  {a.label:<45} {'yes':<4} {a.load_seconds or 0:>7.2f} {a.latency_ms or 0:>11.2f} "
-                f"{a.tokens_per_second or 0:>8.1f} {_gib(a.peak_memory_bytes):>10} {a.max_abs_diff if a.max_abs_diff is not None else '-':>10.3g}"
+                f"  {a.label:<45} {'yes':<4} {seconds(a.load_seconds):>7} {millis(a.latency_ms):>11} "
+                f"{a.tokens_per_second or 0:>8.1f} {_gib(a.peak_memory_bytes):>10} {diff(a.max_abs_diff):>10}"
             )
         else:
             lines.append(f"  {a.label:<45} {_mark('fail', color)} {a.error}")
@@ -156,6 +231,9 @@ def _bench(r: Any, color: bool) -> list[str]:
             f"  {row.label:<48} {row.prefill_tokens_per_second or 0:>13.0f} {row.decode_tokens_per_second or 0:>12.1f} "
             f"{row.ttft_ms or 0:>9.1f} {_gib(row.peak_memory_bytes):>9} {_gib(row.predicted_peak_bytes):>9}{mark}"
         )
+    if any(row.ok and (row.peak_memory_bytes is None or row.predicted_peak_bytes is None) for row in r.rows):
+        lines.append("  ? = not known: peak is not measured on the CPU; predicted is missing where the plan has no "
+                     "estimate for that candidate")
     regret = f"{r.regret:.3f}" if r.regret is not None else "n/a"
     lines += ["", f"Advisor's choice: {r.advisor_choice}; best: {r.best}; choice/best = {regret}"]
     if r.noise is not None:
@@ -170,7 +248,7 @@ def _tune(r: Any, color: bool) -> list[str]:
 def _probe(r: Any, color: bool) -> list[str]:
     from advisor.report import build_report
 
-    return _doctor(build_report(r, []), color)[:-1]
+    return _doctor(build_report(r, []), color, verbose=True, heading="probe")[:-2]
 
 
 _RENDERERS = {
@@ -185,11 +263,15 @@ _RENDERERS = {
 }
 
 
-def render(obj: BaseModel, *, kind: str, color: bool = False) -> str:
+def render(obj: BaseModel, *, kind: str, color: bool = False, verbose: bool = False) -> str:
     """The lines, then the one boundary: control characters from configs/snapshots escaped, then our own colour."""
     if kind in ("history", "fullmatrix"):
         from advisor.render import text_matrix
 
         return terminal_safe("\n".join(getattr(text_matrix, f"{kind}_lines")(obj)) + "\n")
-    text = terminal_safe("\n".join(_RENDERERS[kind](obj, False)) + "\n")
+    if kind in ("doctor", "recommend"):
+        lines = _RENDERERS[kind](obj, False, verbose=verbose)  # type: ignore[call-arg]
+    else:
+        lines = _RENDERERS[kind](obj, False)
+    text = terminal_safe("\n".join(lines) + "\n")
     return _MARKS.sub(lambda m: _mark(_STATUS_OF[m.group(1)], True), text) if color else text

@@ -134,6 +134,7 @@ def attn_hardware(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
         yield attn_hardware.finding(
             Severity.FAIL, f"{c.attn} needs a GPU; this target has none", detected="CPU only",
             required="a CUDA GPU", option=c.attn,
+            fix='on the CPU use attn_implementation="sdpa" (or "eager"); this kernel needs an NVIDIA GPU',
         )
         return
     if c.placement == "cpu":

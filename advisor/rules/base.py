@@ -9,6 +9,7 @@ from typing import Literal
 from packaging.version import Version
 from pydantic import BaseModel, ConfigDict
 
+from advisor.explain import docs_url
 from advisor.facts import ComputeCapability, Environment, GpuInfo, TorchInfo, known
 from advisor.findings import Finding, Severity
 from advisor.knowledge import Knowledge
@@ -122,7 +123,7 @@ class Rule:
             required=required,
             fix=self.fix if fix is None else fix,
             option=option,
-            docs_url=DOCS + self.code.lower(),
+            docs_url=docs_url(self.code),
         )
 
 

@@ -11,16 +11,22 @@ from advisor.findings import Finding
 from advisor.rules.base import Candidate, Context, rule
 
 
-def memory_fix(c: Candidate, quantization_helps: bool = True) -> str:
-    """MEM001's fix for this candidate: never suggest the quantization it already has (issue 17)."""
-    tail = "spread over more GPUs, or shorten --seq-len / --batch"
+def memory_fix(c: Candidate, *, gpu_count: int, quantization_helps: bool = True) -> str:
+    """MEM001's fix for this candidate: only what would change its verdict, so an 8-bit or 4-bit plan is never
+    told to quantize, and a model bitsandbytes barely shrinks is never told to try it (issues 14 and 17)."""
+    remedies = []
     if not quantization_helps:
-        return f"bitsandbytes barely shrinks this model (QUANT007 names what does); {tail}"
-    if c.quantization == "none":
-        return f"quantize (8-bit or 4-bit), {tail}"
-    if c.quantization == "8bit":
-        return f"quantize to 4-bit (load_in_4bit), {tail}"
-    return f"{tail}, or choose a smaller model (4-bit is the smallest bitsandbytes format)"
+        remedies.append("bitsandbytes barely shrinks this model (QUANT007 names what does)")
+    elif c.quantization == "none":
+        remedies.append("quantize (8-bit or 4-bit)")
+    elif c.quantization == "8bit":
+        remedies.append("quantize to 4-bit (load_in_4bit)")
+    if c.placement == "gpu" and gpu_count > 1:
+        remedies.append('spread over all GPUs (device_map="auto")')
+    elif c.placement != "cpu":
+        remedies.append("use more GPUs or a larger one")
+    remedies.append("shorten --seq-len / --batch")
+    return ", ".join(remedies[:-1]) + " or " + remedies[-1]
 
 
 @rule("MEM001", "does not fit in memory", scope="plan",

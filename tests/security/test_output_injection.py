@@ -2,7 +2,9 @@
 
 ANSI/OSC sequences must show as escapes in text output, `<script>` / `<img onerror>` must not reach Markdown or
 HTML raw, and a lone surrogate must not crash `doctor -o`. The values travel the real way: a config.json written
-to a folder (model name from `architectures`, `model_type`) and an `--env` snapshot (GPU name, CPU, description).
+to a folder whose name is hostile (the model's name in every report), and an `--env` snapshot (GPU name, CPU,
+description). Hostile `architectures` / `model_type` values themselves are refused before any report (exit 2, an
+escaped one-line error), so they can never reach one.
 """
 
 from __future__ import annotations
@@ -23,10 +25,10 @@ HTML = "<script>alert(1)</script><img src=x onerror=alert(2)>"
 OUR_COLOURS = re.compile(r"\x1b\[(32|2|33|31|0)m")
 
 
-def _model(tmp_path: Path, architecture: str, **extra: Any) -> Path:
-    """A config-only llama folder whose architecture name is hostile (it is shown as the model's class)."""
-    folder = tmp_path / "model"
-    folder.mkdir(exist_ok=True)
+def _model(tmp_path: Path, name: str = "model", architecture: str = "LlamaForCausalLM", **extra: Any) -> Path:
+    """A config-only llama folder; a hostile `name` is the model's name in every report (a `/` in it nests)."""
+    folder = tmp_path / name
+    folder.mkdir(parents=True, exist_ok=True)
     config = {"model_type": "llama", "architectures": [architecture], "hidden_size": 64, "intermediate_size": 128,
               "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 1000,
               "max_position_embeddings": 256, **extra}
@@ -52,17 +54,20 @@ def _no_raw_control(text: str) -> None:
 
 @pytest.mark.parametrize(("command", "shows_name"), [("recommend", True), ("doctor", True), ("check", False)])
 def test_ansi_from_a_config_is_escaped_in_text_output(cli: Any, tmp_path: Path, command: str, shows_name: bool) -> None:
-    folder = _model(tmp_path, f"Llama{ANSI}ForCausalLM")
+    folder = _model(tmp_path, f"model{ANSI}")
     code, out, err = cli(command, str(folder), "--gpu", "T4")
     assert code in (0, 1), err
     _no_raw_control(out + err)
     assert ("\\x1b]0;pwned\\x07" in out) is shows_name  # shown as an escape, so the reader sees the attempt
 
 
-def test_ansi_in_a_model_type_never_reaches_the_terminal(cli: Any, tmp_path: Path) -> None:
-    folder = _model(tmp_path, "LlamaForCausalLM", model_type=f"llama{ANSI}")
+@pytest.mark.parametrize("field", ["model_type", "architectures"])
+def test_ansi_in_a_model_type_never_reaches_the_terminal(cli: Any, tmp_path: Path, field: str) -> None:
+    folder = _model(tmp_path, **({"model_type": f"llama{ANSI}"} if field == "model_type"
+                                 else {"architecture": f"Llama{ANSI}ForCausalLM"}))
     for command in ("recommend", "doctor"):
-        _, out, err = cli(command, str(folder), "--cpu")
+        code, out, err = cli(command, str(folder), "--cpu")
+        assert code == 2 and out == "" and err.count("\n") == 1 and field in err
         _no_raw_control(out + err)
 
 
@@ -79,7 +84,7 @@ def test_colour_is_only_ours(tmp_path: Path) -> None:
     """With colour on, the only escape sequences left are the status marks' own SGR codes."""
     from advisor import api
 
-    report = api.doctor(str(_model(tmp_path, f"Llama{ANSI}ForCausalLM")), env=_snapshot(tmp_path, ANSI))
+    report = api.doctor(str(_model(tmp_path, f"model{ANSI}")), env=_snapshot(tmp_path, ANSI))
     text = render(report, OutputFormat.TEXT, kind="doctor", color=True)
     assert OUR_COLOURS.search(text)  # colour still works
     _no_raw_control(OUR_COLOURS.sub("", text))
@@ -94,7 +99,7 @@ def test_control_characters_in_an_error_line_are_escaped(cli: Any, tmp_path: Pat
 
 @pytest.mark.parametrize("fmt", ["markdown", "html"])
 def test_html_from_a_config_or_snapshot_does_not_reach_a_report_raw(cli: Any, tmp_path: Path, fmt: str) -> None:
-    folder = _model(tmp_path, f"Llama{HTML}ForCausalLM")
+    folder = _model(tmp_path, f"model{HTML}")
     env = _snapshot(tmp_path, HTML)
     code, out, err = cli("doctor", str(folder), "--env", str(env), "--format", fmt)
     assert code in (0, 1), err
@@ -113,13 +118,13 @@ def test_markdown_escaping_keeps_requirements_readable() -> None:
 
 @pytest.mark.parametrize("fmt", ["markdown", "html", "json", "text"])
 def test_a_lone_surrogate_does_not_crash_doctor_output(cli: Any, tmp_path: Path, fmt: str) -> None:
-    folder = _model(tmp_path, "Llama\ud800ForCausalLM")
+    folder = _model(tmp_path, "model\udcff")  # a file name that is not UTF-8: byte 0xff (surrogateescape)
     env = _snapshot(tmp_path, "\udfff")
     target = tmp_path / f"report.{fmt}"
     code, out, err = cli("doctor", str(folder), "--env", str(env), "--format", fmt, "-o", str(target))
     assert code in (0, 1), err
     written = target.read_bytes().decode("utf-8")  # it encodes, so it decodes
-    assert "ud800" in written and "udfff" in written  # shown as escapes, not dropped
+    assert "udcff" in written and "udfff" in written  # shown as escapes, not dropped
     code, out, err = cli("doctor", str(folder), "--env", str(env), "--format", fmt)
     out.encode("utf-8")  # stdout gets an encodable text too
 

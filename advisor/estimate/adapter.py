@@ -1,0 +1,91 @@
+"""The simulated figures for a planner candidate, or None where simulation cannot run (no torch, or the class
+fails on meta tensors), so advisor.memory falls back to its closed form.
+
+Results are kept in the analysis cache, keyed by every input and by the simulator's own source (issues 13, 14).
+A plan whose model needed no import of transformers (a shipped model, a config seen before) does not import it
+just to simulate: it uses a cached simulation or the closed form, labelled `estimated`, unless simulation is asked
+for (`always_simulate()`, the CLI's --simulate). A new config imports transformers anyway to count its
+parameters, so it is simulated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import hashlib
+import logging
+import sys
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from advisor.estimate.simulate import SimResult
+    from advisor.facts import GpuInfo
+    from advisor.model import ModelSpec
+
+__all__ = ["always_simulate", "simulated"]
+
+_log = logging.getLogger(__name__)
+_FORCED: contextvars.ContextVar[bool] = contextvars.ContextVar("advisor_always_simulate", default=False)
+
+
+@contextlib.contextmanager
+def always_simulate() -> Iterator[None]:
+    """Simulate even where that means importing torch and transformers (the CLI's --simulate)."""
+    token = _FORCED.set(True)
+    try:
+        yield
+    finally:
+        _FORCED.reset(token)
+
+
+@cache
+def _simulator_stamp() -> str:
+    """A hash of the simulator's sources: an edited simulator never serves its old answers."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def simulated(model: ModelSpec, *, dtype: str, quantization: str, attn: str, batch: int, prompt_len: int,
+              seq_len: int, gpus: tuple[GpuInfo, ...] = (), sdpa_backends: tuple[str, ...] | None = None,
+              padded: bool = False) -> SimResult | None:
+    """Simulate `model` for one candidate on the first of `gpus` (or the CPU)."""
+    if not model.config or model.trust_remote_code:
+        return None
+    capability: tuple[int, int] = (0, 0)
+    if gpus:
+        cc = gpus[0].compute_capability
+        major, minor = getattr(cc, "major", None), getattr(cc, "minor", None)
+        capability = (int(major), int(minor)) if major is not None and minor is not None else (8, 0)
+    inputs = dict(
+        architecture=model.architecture, dtype=dtype, attn=attn, quantization=quantization, batch=batch,
+        prompt_len=prompt_len, seq_len=seq_len, padded=padded, device="cuda" if gpus else "cpu", capability=capability,
+        sdpa_backends=tuple(sdpa_backends) if sdpa_backends is not None else ("flash", "efficient", "math"),
+    )
+    from advisor import analysis_cache
+
+    key = {"config": model.config, **inputs}
+    tf = analysis_cache.transformers_version()
+    hit = analysis_cache.get("memory-sim", key, transformers=tf, extra=_simulator_stamp())
+    if hit is not None:
+        from advisor.estimate.simulate import SimResult
+
+        try:
+            return SimResult.model_validate(hit)
+        except ValueError:
+            pass  # an entry of another shape: simulate again and overwrite it
+    if not _FORCED.get() and "transformers" not in sys.modules:
+        return None  # the fast path stays free of torch and transformers (issue 14): closed form, labelled
+    try:
+        from advisor.estimate.simulate import simulate
+
+        result = simulate(dict(model.config), **inputs)  # type: ignore[arg-type]
+    except Exception as exc:  # noqa: BLE001 - a class that cannot run on meta tensors keeps the closed form
+        _log.debug("simulation of %s failed: %s: %s", model.name, type(exc).__name__, exc)
+        return None
+    analysis_cache.put("memory-sim", key, result.model_dump(mode="json"), transformers=tf, extra=_simulator_stamp())
+    return result

@@ -1,0 +1,334 @@
+"""Simulated execution: run the model's own class on meta tensors and read the peak of live bytes.
+
+The closed form in advisor.memory was fitted to Llama-like decoders and missed other families by up to 58%
+(issue 13): a masked-LM head's logits over every token, multi-query caches, ALiBi biases, GPT-2's attention.
+Here the exact class (the head `architectures` names), `attn_implementation`, dtype, batch and lengths run on
+meta tensors under `LiveBytes`, so every tensor the real forward allocates is counted, with no data:
+
+1. prefill: the prompt through the model with a fresh cache, as `generate()` runs it (`logits_to_keep=1`, then
+   the last logits copied to float32);
+2. one decode step with the cache at its final length (prompt + new tokens - 1), which is the largest step:
+   the cache's `torch.cat` holds the old and the new copy of one layer at once.
+
+Encoders (no generation) run one forward over the prompt. SDPA goes to the kernel torch would run on the target
+(advisor.estimate.sdpa); bitsandbytes layers get their own buffers (advisor.estimate.bnb).
+
+Fast: a decoder whose layers repeat with period p (1, or the `layer_types` pattern) runs with 2p and 3p layers and
+extrapolates linearly, which is exact: at the peak every layer's cache is alive and only the last layer's
+transients, so peak(n) = a + n * per-layer (tests/unit/test_simulate.py checks it against a full run).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+import warnings
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = ["SimResult", "simulate", "simulate_config", "cublas_workspace_bytes", "run_tracked"]
+
+
+class SimResult(BaseModel):
+    """JSON-serialisable outcome of one simulation (a pure function of its arguments, so it can be cached by key)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    weights_bytes: int
+    activation_bytes: int  # the peak of live bytes over prefill and decode, less the cache alive at that peak
+    kv_cache_bytes: int  # the cache at its final length
+    workspace_bytes: int  # cuBLAS workspace, allocated through torch's allocator at the first matmul (CUDA)
+    peak_bytes: int  # weights + workspace + the peak of live bytes: what torch.cuda.max_memory_allocated() reports
+    prefill_peak_bytes: int
+    decode_peak_bytes: int
+    sdpa_backends: dict[str, int]
+    layers_simulated: tuple[int, ...]
+    layers: int
+    ops: int
+    seconds: float
+
+
+_GEN_SUFFIXES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
+
+
+def cublas_workspace_bytes(capability: tuple[int, ...]) -> int:
+    """torch's default cuBLAS workspace per handle (aten/src/ATen/cuda/CublasHandlePool.cpp,
+    `getChosenWorkspaceSize`): ":4096:8" (32 MiB) on sm90+, ":4096:2:16:8" (8 MiB + 128 KiB) before."""
+    return 4096 * 1024 * 8 if tuple(capability) >= (9, 0) else 4096 * 1024 * 2 + 16 * 1024 * 8
+
+
+def _text_cfg(config: Any) -> Any:
+    try:
+        return config.get_text_config(decoder=True)
+    except TypeError:
+        return config.get_text_config()
+
+
+def _layer_key(cfg: Any) -> str | None:
+    for key in ("num_hidden_layers", "n_layer", "num_layers"):
+        if isinstance(getattr(cfg, key, None), int):
+            return key
+    return None
+
+
+def _period(cfg: Any) -> int | None:
+    """The repeat length of the layer pattern, or None when layers differ in ways the pattern does not say."""
+    if any(getattr(cfg, k, None) not in (None, [], 0, 1) for k in ("mlp_only_layers", "first_k_dense_replace",
+                                                                    "moe_layer_freq")):
+        return None
+    if getattr(cfg, "decoder_sparse_step", 1) not in (None, 1):
+        return None
+    types = getattr(cfg, "layer_types", None)
+    if not types:
+        return 1
+    for p in range(1, len(types) + 1):
+        if len(types) % p == 0 and types == types[:p] * (len(types) // p):
+            return p
+    return None
+
+
+def _build(config_dict: dict[str, Any], architecture: str | None, layers: int | None, dtype: Any, attn: str) -> Any:
+    import torch
+    import transformers
+    from transformers import AutoConfig
+
+    cfg_dict = {k: v for k, v in config_dict.items() if k not in ("transformers_version", "_name_or_path")}
+    config = AutoConfig.for_model(cfg_dict.pop("model_type"), **cfg_dict)
+    if layers is not None:
+        text = _text_cfg(config)
+        setattr(text, _layer_key(text) or "num_hidden_layers", layers)
+        if getattr(text, "layer_types", None):
+            text.layer_types = list(text.layer_types)[:layers]
+    config._attn_implementation = attn
+    for sub in ("text_config", "vision_config", "audio_config", "encoder", "decoder"):
+        if getattr(config, sub, None) is not None and hasattr(getattr(config, sub), "_attn_implementation"):
+            getattr(config, sub)._attn_implementation = attn
+    cls = getattr(transformers, architecture) if architecture else transformers.AutoModel
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:  # transformers 4.x
+        from transformers.modeling_utils import no_init_weights
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # as from_pretrained(dtype=...) builds it
+    try:
+        with torch.device("meta"), no_init_weights():
+            model = cls._from_config(config, dtype=dtype)
+    finally:
+        torch.set_default_dtype(previous)
+    model.tie_weights()  # init_weights, which ties them, is what no_init_weights skips
+    return model.eval()
+
+
+def _weights(model: Any, quantization: str) -> int:
+    """Parameters in the load dtype, or bitsandbytes' layout for the modules it quantizes; tied weights once."""
+    from advisor.estimate.bnb import quantized_linears, quantized_weight_bytes, _shape
+
+    seen: set[int] = set()
+    quantized = {id(m.weight) for m in quantized_linears(model).values()} if quantization != "none" else set()
+    total = 0
+    for module in (quantized_linears(model).values() if quantization != "none" else ()):
+        total += quantized_weight_bytes(*_shape(module), quantization)
+    for p in model.parameters():
+        if id(p) in seen or id(p) in quantized:
+            continue
+        seen.add(id(p))
+        total += p.numel() * p.element_size()
+    return total
+
+
+def _cache_layers(cache: Any) -> list[Any]:
+    inner = getattr(cache, "self_attention_cache", cache)
+    return list(getattr(inner, "layers", []))
+
+
+def _grow_cache(cache: Any, length: int) -> None:
+    """Replace every self-attention cache layer by one holding `length` tokens (a sliding layer keeps its window)."""
+    import torch
+
+    for layer in _cache_layers(cache):
+        keys = getattr(layer, "keys", None)
+        if not isinstance(keys, torch.Tensor) or keys.dim() != 4:
+            continue
+        window = getattr(layer, "sliding_window", None)
+        keep = min(length, window - 1) if isinstance(window, int) and window > 0 else length
+        for name in ("keys", "values"):
+            old = getattr(layer, name)
+            setattr(layer, name, torch.empty((*old.shape[:2], keep, old.shape[3]), dtype=old.dtype, device=old.device))
+        if hasattr(layer, "cumulative_length"):
+            layer.cumulative_length = length
+
+
+def _cache_bytes(cache: Any) -> int:
+    import torch
+
+    total = 0
+    for inner in (getattr(cache, "self_attention_cache", cache), getattr(cache, "cross_attention_cache", None)):
+        for layer in list(getattr(inner, "layers", []) if inner is not None else []):
+            for name in ("keys", "values"):
+                t = getattr(layer, name, None)
+                if isinstance(t, torch.Tensor):
+                    total += t.numel() * t.element_size()
+    return total
+
+
+def run_tracked(model: Any, *, generative: bool, batch: int, prompt: int, seq_len: int, padded: bool,
+                tracker: Any, router: Any = None) -> tuple[int, int, int]:
+    """Prefill then one decode step at the final cache length, as generate() runs them; (prefill peak, decode peak,
+    final cache bytes), peaks being live bytes above what existed before. The model may be on meta (simulation,
+    with `router` picking SDPA kernels) or real (tests compare the two under the same tracker)."""
+    import contextlib
+
+    import torch
+
+    meta = next(model.parameters()).device
+    router = router if router is not None else contextlib.nullcontext()
+    encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
+    accepts = set(__import__("inspect").signature(model.forward).parameters)
+    with torch.no_grad(), router, tracker:  # not inference_mode: composite ops must decompose as on CUDA
+        ids = torch.zeros((batch, prompt), dtype=torch.long, device=meta)
+        # generate() passes a mask of ones without padding, which transformers drops (`_ignore_causal_mask_sdpa`)
+        mask = torch.ones((batch, prompt), dtype=torch.long, device=meta) if padded else None
+        if mask is not None and not mask.is_meta:
+            mask[0, 0] = 0  # real padding, so transformers keeps the mask (on meta, `.all()` reads False)
+        kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
+        if not generative:
+            model(**kwargs)
+            return tracker.peak, 0, 0
+        kwargs["use_cache"] = True
+        if "logits_to_keep" in accepts:
+            kwargs["logits_to_keep"] = 1
+        if encoder_decoder:  # generate(): the encoder once, then the decoder from its start token
+            kwargs["decoder_input_ids"] = torch.zeros((batch, 1), dtype=torch.long, device=meta)
+        out = model(**kwargs)
+        last = out.logits[:, -1].to(copy=True, dtype=torch.float32)
+        cache = out.past_key_values
+        encoder_out = getattr(out, "encoder_last_hidden_state", None)
+        del out, kwargs
+        prefill_peak = tracker.peak
+        done = prompt if not encoder_decoder else 1
+        if seq_len - 1 > done:
+            _grow_cache(cache, seq_len - 1 if not encoder_decoder else seq_len - prompt - 1)
+        position = seq_len - 1 if not encoder_decoder else max(seq_len - prompt - 1, 1)
+        tracker.reset_peak()
+        step: dict[str, Any] = {"past_key_values": cache, "use_cache": True}
+        token = torch.zeros((batch, 1), dtype=torch.long, device=meta)
+        if encoder_decoder:
+            from transformers.modeling_outputs import BaseModelOutput
+
+            step.update(decoder_input_ids=token, encoder_outputs=BaseModelOutput(last_hidden_state=encoder_out),
+                        attention_mask=mask)
+        else:
+            step.update(input_ids=token, cache_position=torch.full((1,), position, dtype=torch.long, device=meta))
+            if mask is not None:
+                step["attention_mask"] = torch.ones((batch, seq_len), dtype=torch.long, device=meta)
+                if not mask.is_meta:
+                    step["attention_mask"][0, 0] = 0
+        if "logits_to_keep" in accepts:
+            step["logits_to_keep"] = 1
+        out = model(**step)
+        last2 = out.logits[:, -1].to(copy=True, dtype=torch.float32)
+        del last, last2
+        return prefill_peak, tracker.peak, _cache_bytes(out.past_key_values)
+
+
+def _simulate_layers(config_dict: dict[str, Any], architecture: str | None, layers: int | None, *, dtype: str,
+                     attn: str, quantization: str, batch: int, prompt: int, seq_len: int, padded: bool,
+                     target: Any) -> tuple[int, int, int, int, dict[str, int], int]:
+    import torch
+
+    from advisor.estimate.bnb import install_quantized_forward
+    from advisor.estimate.sdpa import SdpaRouter, SdpaTarget
+    from advisor.estimate.tracker import LiveBytes
+
+    torch_dtype = getattr(torch, dtype)
+    fused = attn == "fused"
+    model = _build(config_dict, architecture, layers, torch_dtype, "sdpa" if fused else attn)
+    weights = _weights(model, quantization)
+    if quantization != "none":
+        install_quantized_forward(model, quantization)
+    generative = bool(architecture and architecture.endswith(_GEN_SUFFIXES))
+    tracker = LiveBytes(meta_scalars=True)
+    router = SdpaRouter(SdpaTarget(**{**target, "force": "flash" if fused else None}))
+    pre, dec, kv = run_tracked(model, generative=generative, batch=batch, prompt=prompt, seq_len=seq_len, padded=padded,
+                        tracker=tracker, router=router)
+    return weights, pre, dec, kv, router.used, tracker.ops
+
+
+@functools.lru_cache(maxsize=256)
+def _simulate_cached(config_json: str, architecture: str | None, dtype: str, attn: str, quantization: str,
+                     batch: int, prompt: int, seq_len: int, padded: bool, target_json: str) -> SimResult:
+    import transformers
+
+    start = time.perf_counter()
+    config_dict = json.loads(config_json)
+    target = json.loads(target_json)
+    target["usable"] = frozenset(target.get("usable", ("flash", "efficient", "math")))
+    target["capability"] = tuple(target.get("capability", (0, 0)))
+    from transformers import AutoConfig
+
+    probe = {k: v for k, v in config_dict.items() if k not in ("transformers_version", "_name_or_path")}
+    text = _text_cfg(AutoConfig.for_model(probe.pop("model_type"), **probe))
+    del transformers
+    key = _layer_key(text)
+    n = int(getattr(text, key)) if key else 0
+    period = _period(text) if not text.is_encoder_decoder else None
+    args = dict(dtype=dtype, attn=attn, quantization=quantization, batch=batch, prompt=prompt, seq_len=seq_len,
+                padded=padded, target=target)
+    if period and n > 3 * period and n % period == 0:
+        # from 2p and 3p layers: with a single repeat the first layer's transients can overlap the embedding's
+        a = _simulate_layers(config_dict, architecture, 2 * period, **args)
+        b = _simulate_layers(config_dict, architecture, 3 * period, **args)
+        k = n // period - 2
+        w, pre, dec, kv = (x + k * (y - x) for x, y in zip(a[:4], b[:4]))
+        used = {name: (b[4][name] - count) * (n // period) for name, count in a[4].items()}
+        ops, simulated = a[5] + b[5], (2 * period, 3 * period)
+    else:
+        w, pre, dec, kv, used, ops = _simulate_layers(config_dict, architecture, None, **args)
+        simulated = (n,)
+    peak = max(pre, dec)
+    workspace = cublas_workspace_bytes(tuple(target["capability"])) if target["device"] == "cuda" else 0
+    return SimResult(
+        weights_bytes=w, activation_bytes=peak - kv, kv_cache_bytes=kv, workspace_bytes=workspace,
+        peak_bytes=w + workspace + peak,
+        prefill_peak_bytes=pre, decode_peak_bytes=dec, sdpa_backends=used, layers_simulated=simulated, layers=n,
+        ops=ops, seconds=round(time.perf_counter() - start, 3),
+    )
+
+
+def simulate(config: dict[str, Any], *, architecture: str | None, dtype: str, attn: str, quantization: str = "none",
+             batch: int = 1, prompt_len: int, seq_len: int | None = None, padded: bool = False,
+             device: str = "cuda", capability: tuple[int, int] = (9, 0),
+             sdpa_backends: tuple[str, ...] = ("flash", "efficient", "math")) -> SimResult:
+    """Peak memory of `generate()` (or one forward of an encoder) for this exact configuration, from a run of the
+    real model class on meta tensors. `seq_len` is the final length (prompt + new tokens), `padded` whether the
+    batch carries a padding mask, `device`/`capability`/`sdpa_backends` the target SDPA picks its kernel for."""
+    target = {"device": device, "capability": list(capability), "usable": sorted(sdpa_backends)}
+    attn = attn if attn in ("eager", "sdpa") else "fused"  # flash-attn, flex: output + log-sum-exp, no scores
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _quiet(_simulate_cached, json.dumps(config, sort_keys=True), architecture, dtype, attn, quantization,
+                      batch, prompt_len, max(seq_len or prompt_len, prompt_len), padded,
+                      json.dumps(target, sort_keys=True))
+
+
+def _quiet(fn: Any, *args: Any) -> Any:
+    """Run without transformers' deprecation logging: the simulation passes the arguments generate() passes."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        return fn(*args)
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def simulate_config(path: str, **kwargs: Any) -> SimResult:
+    """`simulate` for a saved model folder or config.json."""
+    from pathlib import Path
+
+    file = Path(path) / "config.json" if Path(path).is_dir() else Path(path)
+    config = json.loads(file.read_text())
+    return simulate(config, architecture=(config.get("architectures") or [None])[0], **kwargs)

@@ -1,0 +1,122 @@
+"""Answers about a model that need transformers to compute, served without it when already known.
+
+Two answers: the exact parameter counts (a meta-device build, `model._count_on_meta`) and the attention
+implementations the model's class declares (`support._from_installed`). Each is looked up first in
+`data/model_analysis.json` (precomputed for the shipped models by `scripts/precompute_models.py`), then
+in the user's analysis cache (`advisor.analysis_cache`), and only then computed, and the result cached.
+So a shipped model, or a config seen before, is planned without importing torch or transformers.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+from advisor import analysis_cache
+
+__all__ = [
+    "PRECOMPUTED_FILE",
+    "cached_attention_support",
+    "cached_counts",
+    "count_key",
+    "counting_version",
+    "precomputed",
+]
+
+PRECOMPUTED_FILE = "model_analysis.json"
+# NOTE: bump when `_count_on_meta` changes what it counts in a way its source text does not show (issue 14).
+COUNT_VERSION = 1
+_IGNORED_KEYS = ("transformers_version", "_name_or_path")
+
+
+def count_key(config: dict[str, Any], architecture: str | None, trust_remote_code: bool) -> dict[str, Any]:
+    """What a parameter count depends on: the config minus its bookkeeping fields, the class, and consent."""
+    return {
+        "config": {k: v for k, v in config.items() if k not in _IGNORED_KEYS},
+        "architecture": architecture,
+        "trust_remote_code": trust_remote_code,
+    }
+
+
+@lru_cache(maxsize=1)
+def counting_version() -> str:
+    """A stamp of the counting code: a changed `_count_on_meta` never serves counts made by the old one."""
+    from advisor.model import _count_on_meta
+
+    return f"{COUNT_VERSION}:{analysis_cache.source_stamp(_count_on_meta)}"
+
+
+@lru_cache(maxsize=1)
+def precomputed() -> dict[str, Any]:
+    """The shipped precomputation, or an empty one when the file is missing or unreadable."""
+    from advisor.errors import DataTableError
+    from advisor.knowledge import data_dir
+
+    try:
+        raw = json.loads((data_dir() / PRECOMPUTED_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError, DataTableError):
+        return {}
+    return raw if isinstance(raw, dict) else {}
+
+
+def _counts(value: Any) -> tuple[int, int, str | None] | None:
+    """(total, quantizable, note on what bitsandbytes leaves unquantized) from a stored JSON list."""
+    if (isinstance(value, list) and len(value) == 3 and all(isinstance(v, int) for v in value[:2])
+            and (value[2] is None or isinstance(value[2], str))):
+        return int(value[0]), int(value[1]), value[2]
+    return None
+
+
+def cached_counts(
+    config: dict[str, Any],
+    architecture: str | None,
+    trust_remote_code: bool,
+    compute: Callable[[dict[str, Any], str | None, bool], tuple[int, int, str | None] | None],
+) -> tuple[int, int, str | None] | None:
+    """(total, quantizable, note) parameters: shipped table, then the user cache, then `compute` (cached after)."""
+    key = count_key(config, architecture, trust_remote_code)
+    digest = analysis_cache.content_hash(key)
+    stamp = counting_version()
+    shipped = precomputed()
+    if shipped.get("counting_version") == stamp:
+        found = _counts(shipped.get("parameter_counts", {}).get(digest))
+        if found is not None:
+            return found
+    tf = analysis_cache.transformers_version()
+    found = _counts(analysis_cache.get("param-count", key, transformers=tf, extra=stamp))
+    if found is not None:
+        return found
+    # NOTE: transformers' config classes rewrite nested dicts in place (rope_scaling), so the build gets a copy
+    counted = compute(copy.deepcopy(config), architecture, trust_remote_code)
+    if counted is not None:
+        analysis_cache.put("param-count", key, [int(counted[0]), int(counted[1]), counted[2]], transformers=tf, extra=stamp)
+    return counted
+
+
+def _support(value: Any) -> dict[str, bool] | None:
+    if isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, bool) for k, v in value.items()):
+        return dict(value)
+    return None
+
+
+def cached_attention_support(
+    model_type: str, architecture: str | None, compute: Callable[[], dict[str, bool] | None]
+) -> dict[str, bool] | None:
+    """The installed transformers' answer for this class: shipped (same release), cache, then `compute`."""
+    tf = analysis_cache.transformers_version()
+    key = {"model_type": model_type, "architecture": architecture}
+    shipped = precomputed()
+    if tf is not None and shipped.get("transformers") == tf:
+        found = _support(shipped.get("attention_support", {}).get(analysis_cache.content_hash(key)))
+        if found is not None:
+            return found
+    found = _support(analysis_cache.get("attention-support", key, transformers=tf))
+    if found is not None:
+        return found
+    support = compute()
+    if support is not None:  # "class not found" is not cached: a repaired install must be asked again
+        analysis_cache.put("attention-support", key, support, transformers=tf)
+    return support

@@ -1,0 +1,198 @@
+"""Measured peak memory of generate() / forward for many architectures, for `benchmarks/memory_table.py`.
+
+Usage (GPU machine, repository root): python benchmarks/h100_memory.py OUT_DIR [--only NAME ...] [--skip-quantized]
+Writes OUT_DIR/h100-memory-architectures.json (`"schema": "advisor-memory-run/1"`). Every model is built on the
+GPU from a config written here, with random weights (nothing is downloaded), in the load dtype, then per workload:
+torch.cuda.reset_peak_memory_stats(), generate() (decoders, encoder-decoders: greedy, 8 new tokens, a mask) or one
+forward (encoders), torch.cuda.max_memory_allocated(). Workloads: batch 1 with a 4096-token prompt (512 for
+BERT, its position limit), batch 16 with a 128-token left-padded one. bitsandbytes 8-bit and 4-bit (NF4, double quantization, bf16 compute) run on two models,
+loaded with from_pretrained from a save in /tmp (bitsandbytes quantizes while loading).
+
+Layer counts are reduced where the per-layer peak does not change with depth (`layers` vs `full_layers` in each
+row): every layer of these models is the same, or repeats with the config's layer pattern (the reduced count is a
+multiple of it), so the reduced model's peak is the full model's less (full - reduced) x (one layer's weights +
+its cache). The memory table predicts the reduced model that was measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+SCHEMA = "advisor-memory-run/1"
+NEW_TOKENS = 8
+LONG, SHORT = 4096, 128
+
+# name: (config class, model class, config kwargs, full layer count, layers kept, attention implementations)
+MODELS: dict[str, tuple[str, str, dict[str, Any], int, int, tuple[str, ...]]] = {
+    "bert-base-mlm": ("BertConfig", "BertForMaskedLM", dict(
+        hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, vocab_size=30522,
+        max_position_embeddings=512), 12, 12, ("sdpa", "eager")),
+    "t5-base": ("T5Config", "T5ForConditionalGeneration", dict(
+        d_model=768, d_ff=3072, d_kv=64, num_layers=12, num_decoder_layers=12, num_heads=12, vocab_size=32128,
+        decoder_start_token_id=0, pad_token_id=0, eos_token_id=1), 12, 12, ("sdpa", "eager")),
+    "gpt2": ("GPT2Config", "GPT2LMHeadModel", dict(
+        n_embd=768, n_layer=12, n_head=12, n_positions=4200, vocab_size=50257), 12, 12, ("sdpa", "eager")),
+    "gpt-bigcode-mqa": ("GPTBigCodeConfig", "GPTBigCodeForCausalLM", dict(
+        n_embd=2048, n_layer=24, n_head=16, multi_query=True, n_positions=8192, vocab_size=49152, bos_token_id=0,
+        eos_token_id=0), 24, 6,
+        ("sdpa", "eager")),
+    "falcon-7b-mqa": ("FalconConfig", "FalconForCausalLM", dict(
+        hidden_size=4544, num_hidden_layers=32, num_attention_heads=71, multi_query=True, new_decoder_architecture=False,
+        parallel_attn=True, bias=False, vocab_size=65024, alibi=False), 32, 4, ("sdpa",)),
+    "bloom-560m-alibi": ("BloomConfig", "BloomForCausalLM", dict(
+        hidden_size=1024, n_layer=24, n_head=16, vocab_size=250880), 24, 6, ("eager",)),
+    "mistral-7b-sliding": ("MistralConfig", "MistralForCausalLM", dict(
+        hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+        num_key_value_heads=8, vocab_size=32000, sliding_window=1024, max_position_embeddings=32768), 32, 4,
+        ("sdpa", "eager")),
+    "gemma-7b-hd256": ("GemmaConfig", "GemmaForCausalLM", dict(
+        hidden_size=3072, intermediate_size=24576, num_hidden_layers=28, num_attention_heads=16,
+        num_key_value_heads=16, head_dim=256, vocab_size=256000), 28, 4, ("sdpa",)),
+    "qwen3-hd512": ("Qwen3Config", "Qwen3ForCausalLM", dict(
+        hidden_size=2048, intermediate_size=6144, num_hidden_layers=28, num_attention_heads=8, num_key_value_heads=2,
+        head_dim=512, vocab_size=151936, max_position_embeddings=32768), 28, 4, ("sdpa",)),
+    "qwen2-moe": ("Qwen2MoeConfig", "Qwen2MoeForCausalLM", dict(
+        hidden_size=1024, intermediate_size=2816, moe_intermediate_size=704, shared_expert_intermediate_size=2816,
+        num_hidden_layers=24, num_attention_heads=16, num_key_value_heads=16, num_experts=16, num_experts_per_tok=4,
+        vocab_size=151936, max_position_embeddings=32768), 24, 4, ("sdpa",)),
+    "gemma3-text-vlm-tower": ("Gemma3TextConfig", "Gemma3ForCausalLM", dict(
+        hidden_size=2560, intermediate_size=10240, num_hidden_layers=34, num_attention_heads=8, num_key_value_heads=4,
+        head_dim=256, vocab_size=262208, sliding_window=1024, max_position_embeddings=32768), 34, 6, ("sdpa",)),
+    "opt-350m": ("OPTConfig", "OPTForCausalLM", dict(
+        hidden_size=1024, ffn_dim=4096, num_hidden_layers=24, num_attention_heads=16, word_embed_proj_dim=512,
+        vocab_size=50272, max_position_embeddings=4200, do_layer_norm_before=False), 24, 6, ("sdpa",)),
+    "pythia-1b-neox": ("GPTNeoXConfig", "GPTNeoXForCausalLM", dict(
+        hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=8, rotary_pct=0.25,
+        vocab_size=50304, max_position_embeddings=4200), 16, 4, ("sdpa",)),
+    "phi3-mini": ("Phi3Config", "Phi3ForCausalLM", dict(
+        hidden_size=3072, intermediate_size=8192, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32,
+        vocab_size=32064, max_position_embeddings=4200, pad_token_id=0), 32, 4, ("sdpa",)),
+}
+QUANTIZED = ("mistral-7b-sliding", "gpt-bigcode-mqa")
+WORKLOADS = ({"batch": 1, "prompt": LONG, "padded": False}, {"batch": 16, "prompt": SHORT, "padded": True})
+
+
+def _config(transformers: Any, name: str) -> tuple[Any, Any]:
+    config_cls, model_cls, kwargs, _full, layers, _ = MODELS[name]
+    kwargs = dict(kwargs)
+    for key in ("num_hidden_layers", "n_layer"):
+        if key in kwargs:
+            kwargs[key] = layers
+    if name == "t5-base":
+        kwargs["num_layers"] = kwargs["num_decoder_layers"] = layers
+    config = getattr(transformers, config_cls)(**kwargs)
+    return config, getattr(transformers, model_cls)
+
+
+def _inputs(torch: Any, batch: int, prompt: int, padded: bool, vocab: int) -> tuple[Any, Any]:
+    ids = torch.randint(3, vocab - 1, (batch, prompt), device="cuda", generator=torch.Generator("cuda").manual_seed(0))
+    mask = torch.ones_like(ids)
+    if padded:  # prompt lengths from 1/8 to all of it, left-padded (as advisor bench's mixed batch)
+        for row in range(batch):
+            keep = max(1, prompt // 8 + (prompt - prompt // 8) * row // max(batch - 1, 1))
+            mask[row, : prompt - keep] = 0
+    return ids, mask
+
+
+def _measure(torch: Any, model: Any, generative: bool, batch: int, prompt: int, padded: bool, vocab: int) -> int:
+    ids, mask = _inputs(torch, batch, prompt, padded, vocab)
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    with torch.inference_mode():
+        if generative:
+            model.generate(ids, attention_mask=mask, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS,
+                           do_sample=False, num_beams=1, pad_token_id=0)
+        else:
+            model(input_ids=ids, attention_mask=mask if padded else None)
+    torch.cuda.synchronize()
+    return int(torch.cuda.max_memory_allocated())
+
+
+def _free(torch: Any) -> None:
+    gc.collect()
+    torch.cuda.empty_cache()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--only", nargs="*", default=None)
+    parser.add_argument("--skip-quantized", action="store_true")
+    args = parser.parse_args()
+    import torch
+    import transformers
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    result = {"schema": SCHEMA, "device": torch.cuda.get_device_name(0),
+              "capability": list(torch.cuda.get_device_capability(0)), "torch": torch.__version__,
+              "transformers": transformers.__version__, "new_tokens": NEW_TOKENS, "rows": rows}
+    out_file = args.out / "h100-memory-architectures.json"
+    torch.matmul(torch.ones(8, 8, device="cuda"), torch.ones(8, 8, device="cuda"))  # the cuBLAS workspace, once
+    start = time.perf_counter()
+    plan: list[tuple[str, str, str]] = [(n, a, "none") for n in MODELS for a in MODELS[n][5]]
+    if not args.skip_quantized:
+        plan += [(n, "sdpa", q) for n in QUANTIZED for q in ("8bit", "4bit")]
+    for name, attn, quant in plan:
+        if args.only and name not in args.only:
+            continue
+        config, cls = _config(transformers, name)
+        generative = not cls.__name__.endswith("ForMaskedLM")
+        base = {"name": name, "architecture": cls.__name__, "dtype": "bfloat16", "attn": attn, "quantization": quant,
+                "layers": MODELS[name][4], "full_layers": MODELS[name][3]}
+        model = None
+        try:
+            config._attn_implementation = attn
+            if quant == "none":
+                torch.set_default_dtype(torch.bfloat16)
+                try:
+                    with torch.device("cuda"):
+                        model = cls._from_config(config, dtype=torch.bfloat16).eval()
+                finally:
+                    torch.set_default_dtype(torch.float32)
+            else:
+                folder = Path("/tmp") / f"h100-memory-{name}"
+                if not (folder / "config.json").exists():
+                    torch.manual_seed(0)
+                    cls._from_config(config, dtype=torch.bfloat16).save_pretrained(folder)
+                bnb = transformers.BitsAndBytesConfig(
+                    load_in_8bit=quant == "8bit", load_in_4bit=quant == "4bit", bnb_4bit_quant_type="nf4",
+                    bnb_4bit_use_double_quant=quant == "4bit", bnb_4bit_compute_dtype=torch.bfloat16)
+                model = cls.from_pretrained(folder, dtype=torch.bfloat16, attn_implementation=attn,
+                                            quantization_config=bnb, device_map="cuda:0").eval()
+            saved = {k: v for k, v in config.to_dict().items() if k not in ("transformers_version", "_name_or_path")}
+            vocab = int(config.get_text_config().vocab_size)
+            limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or LONG
+            for w in WORKLOADS:
+                w = {**w, "prompt": min(w["prompt"], int(limit))}  # BERT: 512 positions
+                row = {**base, "config": saved, "batch": w["batch"], "prompt": w["prompt"], "padded": w["padded"],
+                       "new_tokens": NEW_TOKENS if generative else 0, "task": "generate" if generative else "forward"}
+                try:
+                    row["peak_memory_bytes"] = _measure(torch, model, generative, w["batch"], w["prompt"], w["padded"],
+                                                        vocab)
+                    row["ok"] = True
+                except Exception as exc:  # noqa: BLE001 - one failed workload is a row, not the run
+                    row.update(ok=False, error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+                rows.append(row)
+                print(json.dumps({k: row.get(k) for k in ("name", "attn", "quantization", "batch", "prompt", "ok",
+                                                          "peak_memory_bytes", "error")}), flush=True)
+                _free(torch)
+        except Exception as exc:  # noqa: BLE001
+            rows.append({**base, "ok": False, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
+                         "config": {}, "batch": 0, "prompt": 0, "padded": False, "new_tokens": 0, "task": ""})
+            print(json.dumps(rows[-1]), flush=True)
+        del model
+        _free(torch)
+        result["seconds"] = round(time.perf_counter() - start, 1)
+        out_file.write_text(json.dumps(result, indent=1))  # after every model: a timeout keeps what was measured
+    print(f"done in {time.perf_counter() - start:.0f} s -> {out_file}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
