@@ -44,6 +44,7 @@ EXTRA: dict[str, dict[str, Any]] = {
         "model_type": "gpt_bigcode", "architectures": ["GPTBigCodeForCausalLM"], "n_embd": 2048, "n_head": 16,
         "n_layer": 24, "n_positions": 2048, "n_inner": 8192, "multi_query": True, "vocab_size": 49280,
         "activation_function": "gelu_pytorch_tanh", "layer_norm_epsilon": 1e-5, "scale_attn_weights": True,
+        "bos_token_id": 49152, "eos_token_id": 49152,
     },
     "synthetic/mixtral-4x1b": {
         "model_type": "mixtral", "architectures": ["MixtralForCausalLM"], "hidden_size": 1024,
