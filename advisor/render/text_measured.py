@@ -9,8 +9,8 @@ __all__ = ["ranking_lines", "tune_lines"]
 
 def ranking_lines(advice: Any) -> list[str]:
     """Measurement notes, then each option's expected throughput relative to the choice and its fidelity."""
-    if advice is None:
-        return []
+    if advice is None or not (advice.notes or advice.tradeoffs):
+        return []  # nothing fits: nothing to rank
     lines = ["", f"Ranking (--prefer {advice.prefer}; measurements: {advice.measurements}):"]
     lines += [f"  {note}" for note in advice.notes]
     if advice.tradeoffs:
