@@ -78,13 +78,16 @@ def recommend(
     ignore: Sequence[str] = (),
     allow_download: bool = False,
     trust_remote_code: bool = False,
+    prefer: str = "quality",
+    measurements: bool = True,
     **target: Any,
 ) -> Recommendation:
     """Plan how to load `model` on the target; `plan.from_pretrained_kwargs()` is ready for from_pretrained."""
     env = target_environment(**{"import_torch": False, **target})
     spec = _model(model, allow_download, trust_remote_code)
     request = PlanRequest(dtype=dtype, quantize=quantize, batch=batch, seq_len=seq_len, attn=attn,  # type: ignore[arg-type]
-                          ignore=tuple(c.upper() for c in ignore))
+                          ignore=tuple(c.upper() for c in ignore), prefer=prefer,
+                          measurements=measurements)
     return make_plan(spec, env, request)
 
 
@@ -101,6 +104,7 @@ class CheckResult(BaseModel):
     failures: list[Finding]
     warnings: list[Finding]
     memory: MemoryEstimate | None
+    measurements: list[str] = []  # issue 12: what was measured on this GPU about this configuration
 
 
 def _default_dtype(spec: ModelSpec, transformers_version: str | None) -> str:
@@ -167,6 +171,7 @@ def check(
     seq_len: int | None = None,
     allow_download: bool = False,
     trust_remote_code: bool = False,
+    measurements: bool = True,
     **target: Any,
 ) -> CheckResult:
     """Judge one configuration (from a kwargs JSON file and/or explicit options) against the target."""
@@ -187,8 +192,12 @@ def check(
     findings = run_environment_rules(ctx) + evaluation.findings
     failures = [f for f in findings if f.severity is Severity.FAIL]
     warnings = [f for f in findings if f.severity is Severity.WARN]
+    from advisor.ranking import measured_notes
+
+    notes = measured_notes(spec, env, candidate, batch=batch) if measurements else []
     return CheckResult(ok=not failures, label=candidate.label(), target=env.description or env.source,
-                       candidate=candidate, failures=failures, warnings=warnings, memory=evaluation.memory)
+                       candidate=candidate, failures=failures, warnings=warnings, memory=evaluation.memory,
+                       measurements=notes)
 
 
 def doctor(
@@ -197,6 +206,8 @@ def doctor(
     smoke: bool = False,
     allow_download: bool = False,
     trust_remote_code: bool = False,
+    prefer: str = "quality",
+    measurements: bool = True,
     **target: Any,
 ) -> DoctorReport:
     """The full report: machine, libraries, and (with a model) its compatibility and recommendation."""
@@ -205,7 +216,8 @@ def doctor(
     recommendation = None
     if model is not None:
         spec = _model(model, allow_download, trust_remote_code)
-        recommendation = make_plan(spec, env, PlanRequest(), knowledge=knowledge)
+        recommendation = make_plan(spec, env, PlanRequest(prefer=prefer, measurements=measurements),
+                                   knowledge=knowledge)
         findings = [f for f in recommendation.findings if f.code.startswith(("LIB", "PLAN"))]
     else:
         findings = run_environment_rules(Context(env=env, knowledge=knowledge))

@@ -46,7 +46,7 @@ def _warm(torch: Any, fn: Any, seconds: float = 1.0) -> None:
             return
 
 
-def _timed(torch: Any, fn: Any, repeats: int, budget: float = 8.0) -> float:
+def _timed(torch: Any, fn: Any, repeats: int, budget: float = 8.0, samples: list[float] | None = None) -> float:
     """Median of `repeats` runs; past `budget` seconds a slow configuration stops at three (as timeit's autorange
     bounds its effort), so an 8-bit decode does not take the time the fast, noisy candidates need."""
     times: list[float] = []
@@ -56,6 +56,8 @@ def _timed(torch: Any, fn: Any, repeats: int, budget: float = 8.0) -> float:
         fn()
         _sync(torch)
         times.append(time.perf_counter() - start)
+    if samples is not None:  # issue 12: tune reports the spread between repeats
+        samples.extend(times)
     return statistics.median(times)
 
 
@@ -74,7 +76,13 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
     # only the user's flag (a bool from the parent) may enable remote code (advisor/remote_code.py)
     kwargs = child_kwargs(request["from_pretrained"], trust_remote_code=request.get("trust_remote_code") is True)
-    model = auto.from_pretrained(request["path"], **to_kwargs(kwargs)).eval()
+    if request.get("random_config") is not None:  # issue 12: `advisor tune` times random weights built on the device
+        from advisor.prove.random_model import build_random
+
+        model = build_random(torch, transformers, auto, request["random_config"], to_kwargs(kwargs),
+                             request.get("layers")).eval()
+    else:
+        model = auto.from_pretrained(request["path"], **to_kwargs(kwargs)).eval()
     result["load_seconds"] = time.perf_counter() - start
     if request["from_pretrained"].get("quantization_config"):  # proof that it took effect (issue 17)
         from advisor.quant_proof import count_quantized, not_applied
@@ -105,14 +113,18 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
                 _warm(torch, first)
                 _warm(torch, full)
                 ttft = _timed(torch, first, repeats)
-                total = _timed(torch, full, repeats)
+                times: list[float] = []
+                total = _timed(torch, full, repeats, samples=times)
+                out["repeat_spread"] = (max(times) - min(times)) / max(times)
                 out["ttft_ms"] = ttft * 1000
                 out["prefill_tokens_per_second"] = tokens / ttft
                 out["decode_tokens_per_second"] = ids.shape[0] * (new - 1) / max(total - ttft, 1e-9)
             else:
                 forward = lambda: model(input_ids=ids, attention_mask=mask)  # noqa: E731
                 _warm(torch, forward)
-                seconds = _timed(torch, forward, repeats)
+                times = []
+                seconds = _timed(torch, forward, repeats, samples=times)
+                out["repeat_spread"] = (max(times) - min(times)) / max(times)
                 out["ttft_ms"] = seconds * 1000
                 out["prefill_tokens_per_second"] = tokens / seconds
         if on_gpu:

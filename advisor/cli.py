@@ -109,7 +109,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     report = api.doctor(args.model, smoke=args.smoke, allow_download=args.allow_download,
-                        trust_remote_code=args.trust_remote_code, **_target(args))
+                        trust_remote_code=args.trust_remote_code, prefer=args.prefer,
+                        measurements=not args.no_measurements, **_target(args))
     _emit(args, report, "doctor")
     return 0 if report.ok else 1
 
@@ -117,7 +118,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_recommend(args: argparse.Namespace) -> int:
     plan = api.recommend(args.model, dtype=args.dtype, quantize=args.quantize, batch=args.batch, seq_len=args.seq_len,
                          ignore=args.ignore, allow_download=args.allow_download,
-                         trust_remote_code=args.trust_remote_code, **_target(args))
+                         trust_remote_code=args.trust_remote_code, prefer=args.prefer,
+                         measurements=not args.no_measurements, **_target(args))
     if args.format == "python" and not plan.ok:  # stdout (or -o) only ever receives Python
         sys.stderr.write(f"advisor: no Python to write: {plan.verdict}\n")
         return 1
@@ -132,7 +134,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise UsageError("give MODEL, or --manifest FILE with models and targets")
     result = api.check(args.model, config=args.config, attn=args.attn, dtype=args.dtype, quantize=args.quantize,
                        batch=args.batch, seq_len=args.seq_len, allow_download=args.allow_download,
-                       trust_remote_code=args.trust_remote_code, **_target(args))
+                       trust_remote_code=args.trust_remote_code, measurements=not args.no_measurements,
+                       **_target(args))
     _emit(args, result, "check")
     return 0 if result.ok else 1
 
@@ -247,6 +250,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from advisor.prove.tune import run_tune_command
+
+    report = run_tune_command(args)
+    _emit(args, report, "tune")
+    return 0 if report.ok else 1
+
+
+def _measurement_options(p: argparse.ArgumentParser, prefer: bool = True) -> None:
+    """Issue 12: the measurement store and the preference that ranks quantization and dtype."""
+    if prefer:
+        p.add_argument("--prefer", choices=("speed", "quality", "memory"), default="quality",
+                       help="rank quantization and dtype for this (default: quality; see docs/prefer.md)")
+    p.add_argument("--no-measurements", action="store_true",
+                   help="ignore measurements (the local store of `advisor tune` and the shipped ones)")
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -286,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     _output_options(p, ("text", "json", "markdown", "html"))
     _verbose_option(p)
     p.add_argument("--smoke", action="store_true", help="also load and run the model with the plan (needs weights)")
+    _measurement_options(p)
     p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("recommend", help="the from_pretrained configuration to use, and why not the others")
@@ -300,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tokens per sequence, prompt plus output (default: min(4096, max positions))")
     p.add_argument("--ignore", action="append", default=[], metavar="CODE", help="ignore a rule by code (repeatable)")
     _output_options(p, ("text", "json", "python"))
+    _measurement_options(p)
     _verbose_option(p)
     p.set_defaults(func=cmd_recommend)
 
@@ -318,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-len", type=_positive, default=None,
                    help="tokens per sequence, prompt plus output (default: min(4096, max positions))")
     _output_options(p, ("text", "json", "markdown", "junit", "github"))
+    _measurement_options(p, prefer=False)
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("matrix", help="which attention implementations each architecture supports")
@@ -373,6 +396,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", type=Path, metavar="FILE.png", help="also write a bar chart (needs matplotlib)")
     _output_options(p, ("text", "json", "markdown"))
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("tune", help="time every viable candidate on this GPU (random weights) and store the ranking")
+    _model_options(p)
+    p.add_argument("--workload", choices=("decode", "prefill", "batch"), default="prefill")
+    p.add_argument("--budget-seconds", type=_seconds, default=60.0, metavar="N",
+                   help="stop starting candidates past N seconds (default 60)")
+    p.add_argument("--no-measurements", action="store_true", help="do not record the results in the store")
+    p.add_argument("--checkpoint", action="store_true", help="load the model's own weights instead of random ones")
+    _output_options(p, ("text", "json"))
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("explain", help="what a rule code (ATTN005, MEM001, ...) checks, why, and the fix")
     p.add_argument("code", metavar="CODE", help="a rule code from a report, e.g. ATTN005")

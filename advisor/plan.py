@@ -17,6 +17,7 @@ from advisor.findings import Finding, Severity
 from advisor.knowledge import Knowledge, load_knowledge, version_matches
 from advisor.memory import GiB, MemoryEstimate, estimate_memory, max_memory_map
 from advisor.model import ModelSpec
+from advisor.ranking import RankingAdvice, rerank
 from advisor.numbers import plural, size
 from advisor.rules import run_candidate_rules, run_environment_rules
 from advisor.rules.base import DTYPES, QUANTIZATIONS, Candidate, Context
@@ -39,6 +40,8 @@ class PlanRequest(BaseModel):
     seq_len: int | None = Field(None, ge=1)
     prompt_len: int | None = Field(None, ge=1)  # the longest single prefill; default seq_len
     ignore: tuple[str, ...] = ()
+    prefer: Literal["speed", "quality", "memory"] = "quality"  # issue 12: advisor/ranking.py, docs/prefer.md
+    measurements: bool = True  # use the measurement store and the shipped measurements (issue 12)
 
 
 class PlanOption(BaseModel):
@@ -86,6 +89,7 @@ class Recommendation(BaseModel):
     tokenizer: dict[str, Any]
     onnxruntime: dict[str, Any]
     python: str | None
+    ranking: RankingAdvice | None = None  #: prefer and measurements (issue 12)
     verdict: str = ""  # the first line: the answer, or why nothing fits and the one change that fixes it
     fixes: list[RankedFix] = Field(default_factory=list)  # machine changes, most blocked candidates unblocked first
     passed_over: list[Rejection] = Field(default_factory=list)  # viable options a warning ranked below the choice
@@ -385,6 +389,9 @@ def make_plan(
         )
         for e in viable
     ]
+    # issue 12: the one point where measurements and --prefer re-rank (advisor/ranking.py)
+    options, ranking = rerank(options, model, env, prefer=request.prefer, batch=request.batch,
+                              measurements=request.measurements)
     chosen = options[0] if options else None
     tokenizer = _tokenizer_advice(model)
     python = None
@@ -421,6 +428,7 @@ def make_plan(
         tokenizer=tokenizer,
         onnxruntime=_onnxruntime_advice(ctx, model),
         python=python,
+        ranking=ranking,
         verdict=_verdict(env, chosen, fixes, failed, blocking, len(universe)),
         fixes=fixes,
         passed_over=_passed_over(ctx, viable, universe),

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from advisor.numbers import diff, millis, plural, seconds, size
 from advisor.render.escape import terminal_safe
+from advisor.render.text_measured import ranking_lines, tune_lines
 
 __all__ = ["render"]
 
@@ -80,6 +81,8 @@ def _doctor(r: Any, color: bool, verbose: bool = False, heading: str = "doctor")
         lines.append("")
     if r.recommendation is not None and r.recommendation.python:
         lines += ["Load it with:", *("    " + line for line in r.recommendation.python.rstrip().splitlines()), ""]
+    if r.recommendation is not None:
+        lines += ranking_lines(r.recommendation.ranking)[1:] + [""]
     lines.append(_summary(r))
     return lines
 
@@ -163,6 +166,7 @@ def _recommend(r: Any, color: bool, verbose: bool = False) -> list[str]:
             lines.append(f"  ... and {len(r.alternatives) - limit} more (-v or --format json lists all)")
     if r.rejected:
         lines += ["", *_rejected(r.rejected, color, verbose)]
+    lines += ranking_lines(getattr(r, "ranking", None))
     return lines
 
 
@@ -174,6 +178,7 @@ def _check(r: Any, color: bool) -> list[str]:
         lines += [f"  {_mark('warn', color)} {f.code} {f.message}", f"       fix: {f.fix}"]
     if r.memory is not None:
         lines.append(f"  Memory: {_gib(r.memory.total_bytes)} of {_gib(r.memory.budget_bytes)} ({r.memory.method})")
+    lines += [f"  Measurements: {note}" for note in getattr(r, "measurements", [])]
     lines += ["", "Result: " + ("this configuration will work" if r.ok else f"{plural(len(r.failures), 'problem')}: it will not work")]
     return lines
 
@@ -236,6 +241,10 @@ def _bench(r: Any, color: bool) -> list[str]:
     return lines
 
 
+def _tune(r: Any, color: bool) -> list[str]:
+    return tune_lines(r)
+
+
 def _probe(r: Any, color: bool) -> list[str]:
     from advisor.report import build_report
 
@@ -250,6 +259,7 @@ _RENDERERS = {
     "smoke": _smoke,
     "probe": _probe,
     "bench": _bench,
+    "tune": _tune,
 }
 
 

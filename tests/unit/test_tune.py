@@ -1,0 +1,58 @@
+"""Issue 12: `advisor tune` on the CPU with a tiny random-weight Llama: one real child, the budget, the store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from advisor.api import target_environment
+from advisor.knowledge.measurements import STORE_NAME, MeasurementStore, versions_of
+from advisor.model import resolve_model
+from advisor.prove.random_model import truncate
+from advisor.prove.tune import model_config_dict, run_tune
+
+CONFIG = {"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+          "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 1000, "max_position_embeddings": 256,
+          "architectures": ["LlamaForCausalLM"]}
+
+
+def test_truncate_sets_every_depth_key() -> None:
+    t5 = {"model_type": "t5", "num_layers": 12, "num_decoder_layers": 12, "d_model": 8}
+    assert truncate(t5, 4) == {"model_type": "t5", "num_layers": 4, "num_decoder_layers": 4, "d_model": 8}
+    assert truncate(t5, None) == t5
+
+
+@pytest.mark.slow  # a label, as elsewhere: one real child (about 30 s of imports on a busy box)
+def test_tune_times_within_budget_skips_the_rest_and_records(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(CONFIG))
+    model = resolve_model(str(path))
+    assert model_config_dict(model, str(path))["hidden_size"] == 64
+    env = target_environment(cpu=True)
+    store = MeasurementStore(tmp_path / STORE_NAME)
+    report = run_tune(model, env, model_config_dict(model, str(path)), workload="decode", budget=1.0, store=store)
+    assert report.ok and len(report.ranking) == 1, report.failed
+    assert report.ranking[0].label == report.static_choice == report.winner
+    assert report.static_ratio == 1.0
+    assert report.skipped and all("budget" in s.reason for s in report.skipped if s.reason)
+    assert report.layers_run == report.layers_total == 2 and report.depth_note == "full depth"
+    assert report.ranking[0].spread is not None
+    rows = store.rows(gpu="CPU", compute_capability="none", model_type="llama", shape="h64-a4-kv2-d16-l2")
+    assert [r.key.candidate for r in rows] == [report.winner] and rows[0].run == report.run
+    assert versions_of(env).gpu == "CPU"
+    from advisor.render import OutputFormat, render
+
+    text = render(report, OutputFormat.TEXT, kind="tune")
+    assert "<- static choice" in text and "skipped: budget" in text and "measured winner" in text
+    assert json.loads(render(report, OutputFormat.JSON, kind="tune"))["winner"] == report.winner
+
+
+def test_tune_cli_refuses_checkpoint_without_weights(cli: Any, tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(CONFIG))
+    code, _, err = cli("tune", str(path), "--checkpoint")
+    assert code == 2 and "no weights" in err and "\n" == err[-1] and err.count("\n") == 1
