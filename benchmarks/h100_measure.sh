@@ -8,8 +8,8 @@ set -uo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 OUT=${OUT:-/tmp/out}
-export ADVISOR_CACHE_DIR=$OUT/cache   # tune's store lands in the output, not in the device's home
+export ADVISOR_CACHE_DIR=/tmp/advisor-cache   # the store and analysis cache stay on the device (OUT returns few files)
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader
-timeout 540 python3 benchmarks/h100_measure.py --part "$1" "$OUT" 2>&1 | tee "$OUT/h100-measure-part$1.log"
+timeout ${LIMIT:-500} python3 benchmarks/h100_measure.py --part "$1" "$OUT" 2>&1 | tee "$OUT/h100-measure-part$1.log"
 rm -rf "$OUT/configs" /tmp/fidelity-model-*
 ls -la "$OUT"
