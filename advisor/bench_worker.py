@@ -35,6 +35,22 @@ def _inputs(torch: Any, spec: dict[str, Any], vocab: int, device: str) -> tuple[
     return ids.to(device), mask.to(device)
 
 
+def _model_inputs(torch: Any, model: Any, ids: Any, mask: Any) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """Forward kwargs, generate() kwargs and the prompt token count for this model's modality: an encoder-decoder
+    forward needs decoder ids; a speech model (whisper) reads log-mel features, not token ids."""
+    config = model.config
+    batch = ids.shape[0]
+    start = getattr(config, "decoder_start_token_id", None)
+    decoder = ({"decoder_input_ids": torch.full((batch, 1), int(start or 0), dtype=torch.long, device=ids.device)}
+               if getattr(config, "is_encoder_decoder", False) else {})
+    if getattr(model, "main_input_name", "input_ids") == "input_features":
+        frames = 2 * int(getattr(config, "max_source_positions", 1500))
+        gen = torch.Generator().manual_seed(0)
+        features = torch.randn(batch, int(config.num_mel_bins), frames, generator=gen).to(ids.device, model.dtype)
+        return {"input_features": features, **decoder}, {"input_features": features}, batch * frames // 2
+    return {"input_ids": ids, "attention_mask": mask, **decoder}, {"inputs": ids, "attention_mask": mask}, int(mask.sum())
+
+
 def _warm(torch: Any, fn: Any, seconds: float = 1.0) -> None:
     """Run `fn` for at least `seconds`, not once: kernel selection, allocator growth and clock ramp-up all land
     here rather than in the timed runs (and flex_attention compiles)."""
@@ -99,7 +115,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     workloads: dict[str, Any] = {}
     for name, spec in request["workloads"].items():
         ids, mask = _inputs(torch, spec, vocab, device)
-        tokens = int(mask.sum())
+        forward_kwargs, generate_kwargs, tokens = _model_inputs(torch, model, ids, mask)
         new = int(spec.get("new_tokens", 0))
         out: dict[str, Any] = {}
         on_gpu = torch.cuda.is_available() and torch.cuda.is_initialized()
@@ -107,9 +123,9 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
             torch.cuda.reset_peak_memory_stats()
         with torch.inference_mode():
             if request["generative"] and new > 1:
-                common = {"attention_mask": mask, "do_sample": False, "num_beams": 1, "pad_token_id": 0}
-                first = lambda: model.generate(ids, max_new_tokens=1, min_new_tokens=1, **common)  # noqa: E731
-                full = lambda: model.generate(ids, max_new_tokens=new, min_new_tokens=new, **common)  # noqa: E731
+                common = {**generate_kwargs, "do_sample": False, "num_beams": 1, "pad_token_id": 0}
+                first = lambda: model.generate(max_new_tokens=1, min_new_tokens=1, **common)  # noqa: E731
+                full = lambda: model.generate(max_new_tokens=new, min_new_tokens=new, **common)  # noqa: E731
                 _warm(torch, first)
                 _warm(torch, full)
                 ttft = _timed(torch, first, repeats)
@@ -120,7 +136,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
                 out["prefill_tokens_per_second"] = tokens / ttft
                 out["decode_tokens_per_second"] = ids.shape[0] * (new - 1) / max(total - ttft, 1e-9)
             else:
-                forward = lambda: model(input_ids=ids, attention_mask=mask)  # noqa: E731
+                forward = lambda: model(**forward_kwargs)  # noqa: E731
                 _warm(torch, forward)
                 times = []
                 seconds = _timed(torch, forward, repeats, samples=times)

@@ -269,6 +269,11 @@ def main() -> None:
             result["tune"] = tune_7b(out)
             result["fidelity"] = fidelity(out)
         result["rows"] += measure(PART2, env, tmp, start, {}, log)
+        if not args.dry_run:  # T5 failed in part 1 (the worker passed no decoder ids); its depth check runs here
+            DEPTH_MODELS[:] = ["google-t5/t5-base"]
+            checks, full = depth_check(env, tmp, start, log)
+            result["depth_checks"] += checks
+            result["rows"] += full
     result["log"] = log
     result["elapsed_seconds"] = time.perf_counter() - start
     (out / f"h100-measure-part{args.part}.json").write_text(json.dumps(result, indent=1, default=str))
