@@ -59,6 +59,8 @@ PART1 = ["meta-llama/Llama-2-7b-hf", "mistralai/Mistral-7B-v0.1", "google-t5/t5-
 PART2 = ["meta-llama/Meta-Llama-3-8B", "meta-llama/Llama-3.2-1B", "google-bert/bert-base-uncased",
          "distilbert/distilbert-base-uncased-finetuned-sst-2-english", "openai-community/gpt2",
          "openai/whisper-small", "bigcode/gpt_bigcode-santacoder", "synthetic/mixtral-4x1b"]
+PART3 = ["google-bert/bert-base-uncased", "distilbert/distilbert-base-uncased-finetuned-sst-2-english",
+         "openai-community/gpt2"]
 DEPTH_MODELS = ["meta-llama/Llama-2-7b-hf", "mistralai/Mistral-7B-v0.1", "google-t5/t5-base"]
 TUNE_MODEL = "meta-llama/Llama-2-7b-hf"
 
@@ -94,7 +96,15 @@ def _labels(spec: Any, env: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _time(spec: Any, config: dict[str, Any], kwargs: dict[str, Any], layers: int | None) -> dict[str, Any]:
+def _workloads(positions: int | None) -> dict[str, dict[str, Any]]:
+    """The two workloads, prompts cut to the model's learned positions (BERT 512, GPT-2 1,024)."""
+    cap = positions or 1 << 30
+    return {"prefill": {**PREFILL, "prompt": min(PREFILL["prompt"], cap)},
+            "batch": {**BATCH, "prompt": min(BATCH["prompt"], cap - BATCH["new_tokens"])}}
+
+
+def _time(spec: Any, config: dict[str, Any], kwargs: dict[str, Any], layers: int | None,
+          positions: int | None = None) -> dict[str, Any]:
     from advisor.isolation import run_child
     from advisor.plan import auto_class_name
 
@@ -102,7 +112,7 @@ def _time(spec: Any, config: dict[str, Any], kwargs: dict[str, Any], layers: int
     result = run_child("advisor.bench_worker", {
         "path": None, "auto_class": auto_class_name(spec), "from_pretrained": kwargs, "generative": spec.generative,
         "repeats": 5, "trust_remote_code": False, "random_config": config, "layers": layers,
-        "workloads": {"prefill": PREFILL, "batch": BATCH},
+        "workloads": _workloads(positions),
     }, 240)
     result["wall_seconds"] = time.perf_counter() - begin
     return result
@@ -126,7 +136,7 @@ def measure(names: list[str], env: Any, tmp: Path, start: float, layers_for: dic
             if time.perf_counter() - start > DEADLINE:
                 log.append({"model": name, "candidate": label, "skipped": "part deadline"})
                 continue
-            result = _time(spec, config, kwargs, layers)
+            result = _time(spec, config, kwargs, layers, spec.max_positions)
             log.append({"model": name, "candidate": label, "layers": layers, **result})
             print(f"{name:<60} {label:<28} {result.get('ok')} {result.get('wall_seconds'):.1f}s "
                   f"{result.get('error') or ''}", flush=True)
@@ -134,12 +144,14 @@ def measure(names: list[str], env: Any, tmp: Path, start: float, layers_for: dic
                 metric = _metric(wl, spec.generative)
                 if not measured.get(metric):
                     continue
+                prompt = _workloads(spec.max_positions)[wl]["prompt"]
                 rows.append({
                     "key": {**versions, "model_type": spec.model_type, "shape": shape_signature(spec), "workload": wl,
                             "candidate": label},
                     "metric": metric, "value": measured[metric], "spread": measured.get("repeat_spread"),
                     "measured_at": datetime.now(timezone.utc).date().isoformat(), "run": RUN, "layers": layers,
-                    "model": name,
+                    "model": name, **({"prompt": prompt} if prompt != (PREFILL if wl == "prefill" else BATCH)["prompt"]
+                                      else {}),
                 })
     return rows
 
@@ -178,6 +190,12 @@ def tune_7b(out: Path) -> dict[str, Any]:
                            "-o", str(out / "tune-llama-2-7b.json")], capture_output=True, text=True, timeout=200,
                           check=False)
     (out / "tune-llama-2-7b.log").write_text(proc.stdout + proc.stderr)
+    report = out / "tune-llama-2-7b.json"
+    if report.is_file():
+        data = json.loads(report.read_text())
+        print("tune:", proc.returncode, json.dumps({k: data.get(k) for k in ("elapsed_seconds", "ranking", "failed",
+                                                                            "skipped", "static_choice", "winner")}),
+              flush=True)
     return {"command": f"advisor tune {TUNE_MODEL}", "exit": proc.returncode,
             "wall_seconds": time.perf_counter() - begin, "stderr": proc.stderr[-2000:]}
 
@@ -234,7 +252,7 @@ RUN = ""
 def main() -> None:
     global RUN
     parser = argparse.ArgumentParser()
-    parser.add_argument("--part", type=int, choices=(1, 2))
+    parser.add_argument("--part", type=int, choices=(1, 2, 3))
     parser.add_argument("--merge", nargs=2, metavar=("OUT_DIR", "TARGET"))
     parser.add_argument("--dry-run", action="store_true",
                         help="check the plumbing on any machine: gpt2 at 1 layer, tiny workloads, no tune/fidelity")
@@ -260,7 +278,11 @@ def main() -> None:
         DEPTH_MODELS[:] = ["openai-community/gpt2"]
         PART1[:] = ["openai-community/gpt2", "synthetic/mixtral-4x1b"]
         PART2[:] = []
-    if args.part == 1:
+    if args.part == 3:  # re-run: models that failed at 2,048 tokens (positions), and tune on the console
+        result["rows"] += measure(PART3, env, tmp, start, {}, log)
+        if not args.dry_run:
+            result["tune"] = tune_7b(out)
+    elif args.part == 1:
         result["depth_checks"], result["rows"] = depth_check(env, tmp, start, log)
         # dedupe: the depth models' full-depth rows are already in; measure the rest of part 1
         result["rows"] += measure([n for n in PART1 if n not in DEPTH_MODELS], env, tmp, start, {}, log)

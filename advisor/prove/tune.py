@@ -175,6 +175,8 @@ def run_tune(model: ModelSpec, env: Environment, config: dict[str, Any] | None, 
         else:
             failed.append(TuneMiss(label=option.label, error=result.get("error") or "no measurement"))
     elapsed = time.perf_counter() - start
+    if not options:  # say why there was nothing to time, not an empty table
+        failed.append(TuneMiss(label="(no viable candidate)", error=plan.verdict or "the planner found no option"))
     timed.sort(key=lambda r: r.value, reverse=True)
     static = plan.chosen.label if plan.chosen else None
     winner = timed[0].label if timed else None
