@@ -48,6 +48,15 @@ WORKLOADS = {
 }
 
 
+def workload_for(name: str, max_positions: int | None) -> Workload:
+    """A default workload cut to the model's positions: the 4,096-token prefill of a 4,096-position model is
+    4,094 tokens plus its 2 new ones, not a SEQ001 rejection of every candidate."""
+    base = WORKLOADS[name]
+    if max_positions is None or base.prompt + base.new_tokens <= max_positions:
+        return base
+    return base.model_copy(update={"prompt": max(1, max_positions - base.new_tokens)})
+
+
 class BenchRow(Trial):
     prefill_tokens_per_second: float | None = None
     decode_tokens_per_second: float | None = None

@@ -56,3 +56,16 @@ def test_tune_cli_refuses_checkpoint_without_weights(cli: Any, tmp_path: Path) -
     path.write_text(json.dumps(CONFIG))
     code, _, err = cli("tune", str(path), "--checkpoint")
     assert code == 2 and "no weights" in err and "\n" == err[-1] and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(("name", "prompt"), [("meta-llama/Llama-2-7b-hf", 4094), ("openai-community/gpt2", 1022),
+                                             ("meta-llama/Meta-Llama-3-8B", 4096)])
+def test_default_prefill_fits_the_positions(name: str, prompt: int) -> None:
+    """On the H100, tune's 4,096-token prefill of Llama-2-7B (4,096 positions, +2 new tokens) was SEQ001 for every
+    candidate: the default workload is cut to the model's positions, never past them."""
+    from advisor.bench import workload_for
+    from advisor.model import resolve_model
+
+    spec = resolve_model(name)
+    w = workload_for("prefill", spec.max_positions)
+    assert w.prompt == prompt and w.prompt + w.new_tokens <= (spec.max_positions or 1 << 30)
