@@ -69,6 +69,8 @@ class Attempt(Trial):
     max_abs_diff_tolerance: float | None = None
     cosine: float | None = None  # issue 12: mean cosine similarity of the outputs against the fp32 reference
     top1_agreement: float | None = None  # issue 12: share of positions whose argmax matches the reference
+    dequantized_cosine: float | None = None  # quantized: against its own weights dequantized (what is judged)
+    dequantized_top1_agreement: float | None = None
     device: str | None = None
     quantization: dict[str, Any] | None = None  # advisor.quant_proof.count_quantized after a quantized load
 

@@ -10,15 +10,23 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["FIDELITY", "compare", "judge"]
+__all__ = ["FIDELITY", "KERNEL", "compare", "judge"]
 
 # key -> (minimum mean cosine similarity, minimum top-1 agreement); docs/smoke-fidelity.md says where each comes from
 FIDELITY: dict[str, tuple[float, float]] = {
     "float32": (0.9999, 0.99),
     "float16": (0.999, 0.90),
     "bfloat16": (0.999, 0.85),
-    "8bit": (0.99, 0.70),  # provisional until benchmarks/h100_measure.py --part 2 records int8 on the H100
-    "4bit": (0.95, 0.50),  # provisional until benchmarks/h100_measure.py --part 2 records NF4 on the H100
+}
+
+# A quantized attempt is judged against its own weights, dequantized (transformers' `model.dequantize()`), run in
+# the same dtype: that asks "does this configuration compute what its weights say", which holds for random and
+# trained weights alike. The distance to the fp32 reference is quantization error: it is reported, not judged,
+# because random weights exaggerate it (NF4 on a random 16-layer Llama: top-1 agreement 0.07 against fp32 on the
+# H100) while trained weights do not. Measured: docs/smoke-fidelity.md.
+KERNEL: dict[str, tuple[float, float]] = {
+    "8bit": (0.999, 0.90),  # LLM.int8 also quantizes the activations: that error remains
+    "4bit": (0.9999, 0.98),  # NF4 dequantizes to the compute dtype: the same arithmetic
 }
 
 
@@ -37,12 +45,14 @@ def compare(reference: Any, output: Any) -> dict[str, float]:
             "top1_agreement": float(top1.mean())}
 
 
-def judge(key: str, metrics: dict[str, float]) -> str | None:
-    """Why the output fails its key's thresholds, or None when it passes."""
-    min_cos, min_top1 = FIDELITY.get(key, FIDELITY["float32"])
+def judge(key: str, metrics: dict[str, float], *, dequantized: bool = False) -> str | None:
+    """Why the output fails its key's thresholds, or None when it passes; `dequantized`: against the attempt's own
+    weights dequantized (quantized keys), else against the fp32 reference."""
+    min_cos, min_top1 = (KERNEL if dequantized else FIDELITY).get(key, FIDELITY["float32"])
     problems = []
     if metrics["cosine"] < min_cos:
         problems.append(f"cosine similarity {metrics['cosine']:.4f} < {min_cos}")
     if metrics["top1_agreement"] < min_top1:
         problems.append(f"top-1 agreement {metrics['top1_agreement']:.3f} < {min_top1}")
-    return f"output differs from the fp32 eager reference ({key}): " + ", ".join(problems) if problems else None
+    against = "its own weights dequantized" if dequantized else "the fp32 eager reference"
+    return f"output differs from {against} ({key}): " + ", ".join(problems) if problems else None

@@ -369,7 +369,12 @@ def run_attempt(request: dict[str, Any], result: dict[str, Any]) -> None:
     _peak_memory(result, device, torch)
     result["stage"] = "comparison"
     key = result["tolerance_key"] = tolerance_key(request["from_pretrained"], str(model.dtype).removeprefix("torch."))
-    compare_outputs(output, reference, inputs, key, result)
+    dequantized = None
+    if key in ("8bit", "4bit") and hasattr(model, "dequantize"):  # the quantized weights, dequantized (issue 12)
+        result["stage"] = "dequantized comparison"
+        model.dequantize()
+        dequantized = _forward(model, live, torch)
+    compare_outputs(output, reference, inputs, key, result, dequantized=dequantized)
     result["ok"] = True
 
 
@@ -387,7 +392,8 @@ def _check_quantized(model: Any, from_pretrained: dict[str, Any], result: dict[s
 
 
 def compare_outputs(
-    output: Any, reference: dict[str, Any] | None, inputs: dict[str, Any], key: str, result: dict[str, Any]
+    output: Any, reference: dict[str, Any] | None, inputs: dict[str, Any], key: str, result: dict[str, Any],
+    dequantized: Any = None,
 ) -> None:
     """Max |output - reference| over the non-padded positions, in float32, against the key's tolerance.
 
@@ -414,6 +420,12 @@ def compare_outputs(
 
     metrics = compare(want, got)
     result["cosine"], result["top1_agreement"] = metrics["cosine"], metrics["top1_agreement"]
+    if dequantized is not None:  # quantized: judged against its own weights; the fp32 figures are its error
+        own = compare(_valid_positions(dequantized.float().cpu(), inputs), got)
+        result["dequantized_cosine"], result["dequantized_top1_agreement"] = own["cosine"], own["top1_agreement"]
+        if (reason := judge(key, own, dequantized=True)) is not None:
+            raise CheckFailed(f"{reason}; against fp32: cosine {metrics['cosine']:.4f}, max |diff| {diff:.3g}")
+        return
     if (reason := judge(key, metrics)) is not None:
         raise CheckFailed(f"{reason}; max |diff| {diff:.3g} (max-|diff| tolerance {tol:.3g})")
 

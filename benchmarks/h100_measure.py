@@ -237,7 +237,12 @@ def fidelity(out: Path) -> list[dict[str, Any]]:
                 m = transformers.AutoModelForCausalLM.from_pretrained(folder, device_map="cuda", **kwargs).eval()
                 with torch.inference_mode():
                     got = m(input_ids=ids).logits.float()
-                rows.append({"model": name, "weights": "random", "option": label, **compare(ref, got)})
+                row = {"model": name, "weights": "random", "option": label, **compare(ref, got)}
+                if "quantization_config" in kwargs:  # what the smoke test judges: against its own weights
+                    m.dequantize()
+                    with torch.inference_mode():
+                        row["against_dequantized"] = compare(m(input_ids=ids).logits.float(), got)
+                rows.append(row)
                 del m
                 torch.cuda.empty_cache()
             except Exception as exc:  # noqa: BLE001 - a failed option is a row of the result
@@ -252,7 +257,7 @@ RUN = ""
 def main() -> None:
     global RUN
     parser = argparse.ArgumentParser()
-    parser.add_argument("--part", type=int, choices=(1, 2, 3))
+    parser.add_argument("--part", type=int, choices=(1, 2, 3, 4))
     parser.add_argument("--merge", nargs=2, metavar=("OUT_DIR", "TARGET"))
     parser.add_argument("--dry-run", action="store_true",
                         help="check the plumbing on any machine: gpt2 at 1 layer, tiny workloads, no tune/fidelity")
@@ -278,7 +283,9 @@ def main() -> None:
         DEPTH_MODELS[:] = ["openai-community/gpt2"]
         PART1[:] = ["openai-community/gpt2", "synthetic/mixtral-4x1b"]
         PART2[:] = []
-    if args.part == 3:  # re-run: models that failed at 2,048 tokens (positions), and tune on the console
+    if args.part == 4:  # the smoke fidelity figures alone
+        result["fidelity"] = fidelity(out)
+    elif args.part == 3:  # re-run: models that failed at 2,048 tokens (positions), and tune on the console
         result["rows"] += measure(PART3, env, tmp, start, {}, log)
         if not args.dry_run:
             result["tune"] = tune_7b(out)
@@ -311,8 +318,9 @@ def merge(folder: Path, target: Path) -> None:
         "description": "Measured by benchmarks/h100_measure.py (two parts) on one H100; random weights on the device.",
         "runs": [{"run": p["run"], "command": p["command"], "elapsed_seconds": p["elapsed_seconds"],
                   "workloads": p["workloads"]} for p in parts],
-        "rows": [{k: v for k, v in r.items() if k != "model"} for r in rows],
-        "models": sorted({f"{r['model']} ({r['key']['model_type']})" for r in rows}),
+        "rows": [{k: v for k, v in r.items() if k not in ("model", "prompt")} for r in rows],
+        "prompts_cut_to_positions": {f"{r['model']} {r['key']['workload']}": r["prompt"] for r in rows if "prompt" in r},
+        "models": dict(sorted({f"{r['key']['model_type']} {r['key']['shape']}": r["model"] for r in rows}.items())),
         "depth_checks": [c for p in parts for c in p.get("depth_checks", [])],
     }
     target.write_text(json.dumps(data, indent=1) + "\n")

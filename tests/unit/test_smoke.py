@@ -226,3 +226,26 @@ def test_fidelity_is_scale_free() -> None:
     assert small["top1_agreement"] == large["top1_agreement"]
     assert judge("bfloat16", small) is None
     assert judge("float32", compare(base, -base)) is not None
+
+
+def test_quantized_attempt_is_judged_against_its_own_weights() -> None:
+    """NF4 on random weights lands far from fp32 (top-1 0.07 on the H100) though it computes exactly what its
+    weights say: a quantized attempt passes or fails against its weights dequantized, and the fp32 figures stay
+    in the result as its quantization error (issue 12)."""
+    import torch
+
+    from advisor.smoke_worker import CheckFailed, compare_outputs
+
+    reference = torch.randn(2, 6, 50, generator=torch.Generator().manual_seed(0))
+    inputs = {"attention_mask": torch.ones(2, 6, dtype=torch.long)}
+    saved = {"output": reference, "max_abs": float(reference.abs().max())}
+    quantized = reference + 1.5 * torch.randn(2, 6, 50, generator=torch.Generator().manual_seed(1))
+    with pytest.raises(CheckFailed, match="the fp32 eager reference"):  # judged against fp32 it would fail
+        compare_outputs(quantized, saved, inputs, "float32", {})
+    result: dict[str, Any] = {}
+    compare_outputs(quantized, saved, inputs, "4bit", result, dequantized=quantized.clone())
+    assert result["dequantized_cosine"] == pytest.approx(1.0) and result["cosine"] < 0.8
+    broken = quantized.clone()
+    broken[:, 3:] = -broken[:, 3:]  # a kernel that gets half the positions wrong
+    with pytest.raises(CheckFailed, match=r"its own weights dequantized \(4bit\).*against fp32: cosine"):
+        compare_outputs(broken, saved, inputs, "4bit", {}, dequantized=quantized)
