@@ -25,8 +25,12 @@ FIDELITY: dict[str, tuple[float, float]] = {
 # because random weights exaggerate it (NF4 on a random 16-layer Llama: top-1 agreement 0.07 against fp32 on the
 # H100) while trained weights do not. Measured: docs/smoke-fidelity.md.
 KERNEL: dict[str, tuple[float, float]] = {
-    "8bit": (0.999, 0.90),  # LLM.int8 also quantizes the activations: that error remains
-    "4bit": (0.9999, 0.98),  # NF4 dequantizes to the compute dtype: the same arithmetic
+    # LLM.int8 also quantizes the activations, so that error remains: H100, random Llama-3.2-1B, cosine
+    # 0.9948-0.9966 and top-1 0.79 against its dequantized weights
+    "8bit": (0.98, 0.60),
+    # NF4 computes in bf16 with the weights dequantized: bf16 noise from another kernel order remains (H100: cosine
+    # 0.99957, top-1 0.875; bf16 against fp32 itself: 0.99953, 0.918)
+    "4bit": (0.999, 0.80),
 }
 
 
