@@ -14,10 +14,12 @@ def ranking_lines(advice: Any) -> list[str]:
     lines = ["", f"Ranking (--prefer {advice.prefer}; measurements: {advice.measurements}):"]
     lines += [f"  {note}" for note in advice.notes]
     if advice.tradeoffs:
-        lines.append(f"  {'option':<45} {'throughput vs choice':>20}  fidelity; basis")
-        for t in advice.tradeoffs[:10]:
+        shown = advice.tradeoffs[:10]
+        width = max(len("option"), *(len(t.label) for t in shown))
+        lines.append(f"  {'option':<{width}}  {'throughput vs choice':>20}  fidelity; basis")
+        for t in shown:
             rel = f"{t.relative_throughput:.2f}x" if t.relative_throughput is not None else "unmeasured"
-            lines.append(f"  {t.label:<45} {rel:>20}  {t.fidelity}; {t.basis}")
+            lines.append(f"  {t.label:<{width}}  {rel:>20}  {t.fidelity}; {t.basis}")
         if len(advice.tradeoffs) > 10:
             lines.append(f"  ... and {len(advice.tradeoffs) - 10} more (--format json lists all)")
     return lines
