@@ -19,6 +19,23 @@ def _release(version: str) -> Version:
     return Version(Version(version).base_version)
 
 
+def _span(backend: str, torch_version: str, default: tuple[int, int, int, int]) -> tuple[
+        ComputeCapability, ComputeCapability, str]:
+    """The compute-capability range torch `torch_version` builds this SDPA kernel for, as its own wheel states it
+    (data/sdpa_backends.json: 'only supports gpu architectures in the range [sm80, sm120]' in torch 2.7.0), and
+    the citation; `default` when the table has no value."""
+    from advisor.knowledge import data_dir
+    from advisor.knowledge.sdpa import sdpa_limit, sm_range
+
+    limit = sdpa_limit(data_dir(), backend, "cuda_cc_range", torch_version)
+    span = sm_range(limit) if limit is not None else None
+    if span is None or limit is None:
+        low, high = (ComputeCapability(major=default[0], minor=default[1]),
+                     ComputeCapability(major=default[2], minor=default[3]))
+        return low, high, "unverified"
+    return span[0], span[1], limit.cite()
+
+
 def sdpa_backends(
     torch_version: str,
     *,
@@ -45,21 +62,28 @@ def sdpa_backends(
             result[name] = SdpaBackend(usable=False, reason="no GPU visible")
         return _order(result)
     low = min(capabilities, key=lambda cc: cc.as_tuple)
-    max_flash = (12, 1) if _release(torch_version) >= Version("2.7") else (9, 0)
+    flash_low, max_flash, flash_source = _span("flash", torch_version, (8, 0, 12, 1))
+    eff_low = _span("mem_efficient", torch_version, (5, 0, 12, 1))[0]
+    cudnn_low = _span("cudnn", torch_version, (8, 0, 12, 1))[0]
     if not flash_built:
         result["flash"] = SdpaBackend(usable=False, reason="this torch build has no flash-attention kernel")
     elif hip is not None:
         result["flash"] = SdpaBackend(usable=True, reason="ROCm: AOTriton flash kernel")
-    elif low < (8, 0):
-        result["flash"] = SdpaBackend(usable=False, reason=f"needs compute capability >= 8.0, this GPU has {low}")
+    elif low < flash_low:
+        result["flash"] = SdpaBackend(
+            usable=False, reason=f"needs compute capability >= {flash_low}, this GPU has {low}")
     elif low > max_flash:
         result["flash"] = SdpaBackend(
-            usable=False, reason=f"torch {torch_version} builds flash SDPA only up to sm{max_flash[0]}{max_flash[1]}"
+            usable=False, reason=f"torch {torch_version} builds flash SDPA only up to sm{max_flash.major}{max_flash.minor}"
+                                 f" ({flash_source})"
         )
     else:
-        result["flash"] = SdpaBackend(usable=True, reason="fp16/bf16, head_dim <= 256, no attention mask")
-    if low < (5, 0) and hip is None:
-        result["efficient"] = SdpaBackend(usable=False, reason=f"needs compute capability >= 5.0, this GPU has {low}")
+        unverified = f" (its sm range is unverified for torch {torch_version})" if flash_source.startswith(
+            "unverified") else ""
+        result["flash"] = SdpaBackend(usable=True, reason="fp16/bf16, head_dim <= 256, no attention mask" + unverified)
+    if low < eff_low and hip is None:
+        result["efficient"] = SdpaBackend(
+            usable=False, reason=f"needs compute capability >= {eff_low}, this GPU has {low}")
     else:
         result["efficient"] = SdpaBackend(usable=True, reason="any mask; fp32 too; no GQA on ROCm")
     if hip is not None:
@@ -68,8 +92,9 @@ def sdpa_backends(
         result["cudnn"] = SdpaBackend(usable=False, reason=f"torch {torch_version} < 2.5 has no cuDNN SDPA backend")
     elif cudnn is None or Version(cudnn) < Version("9.0"):
         result["cudnn"] = SdpaBackend(usable=False, reason=f"needs cuDNN >= 9.0, found {cudnn or 'none'}")
-    elif low < (8, 0):
-        result["cudnn"] = SdpaBackend(usable=False, reason=f"needs compute capability >= 8.0, this GPU has {low}")
+    elif low < cudnn_low:
+        result["cudnn"] = SdpaBackend(
+            usable=False, reason=f"needs compute capability >= {cudnn_low}, this GPU has {low}")
     else:
         result["cudnn"] = SdpaBackend(usable=True, reason="fp16/bf16, head_dim <= 128 (256 on sm90+ with new cuDNN)")
     for name, on in enabled.items():

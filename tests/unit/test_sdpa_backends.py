@@ -1,0 +1,99 @@
+"""torch's SDPA backend limits per release, read from each release's own wheel (issue 11).
+
+Source: every torch wheel from 2.5.0 to 2.14.1 (`pip download --no-deps torch==X`, Linux x86_64), read by
+scripts/check_sdpa_constraints.py: the TORCH_WARN text compiled into torch/lib/libtorch_cuda.so from
+aten/src/ATen/native/transformers/cuda/sdp_utils.cpp (e.g. "Flash attention only supports gpu architectures in the
+range [sm80, sm90]" in 2.5.0 and 2.6.0, "[sm80, sm120]" in 2.7.0, "[sm80, sm121]" in 2.11.0) and
+torch/include/ATen/native/transformers/sdp_utils_cpp.h (`check_for_attn_mask`). The rows' `checked` lists hold
+what was found; the wheels are not needed to run these tests.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from advisor.facts import ComputeCapability
+from advisor.knowledge import data_dir
+from advisor.knowledge.sdpa import sdpa_limit, sm_range
+from advisor.probe.torch_info import sdpa_backends
+
+CHECKED = ("2.5.0", "2.6.0", "2.7.0", "2.8.0", "2.9.0", "2.10.0", "2.11.0", "2.12.0", "2.13.0", "2.14.0", "2.14.1")
+ENVS = Path(__file__).resolve().parents[1] / "fixtures" / "envs"
+
+
+def test_every_row_was_checked_in_every_release_wheel() -> None:
+    rows = json.loads((data_dir() / "sdpa_backends.json").read_text())["rows"]
+    assert {(r["backend"], r["constraint"]) for r in rows} >= {
+        ("flash", "cuda_cc_range"), ("flash", "max_head_dim"), ("flash", "no_attn_mask"), ("flash", "dtypes"),
+        ("mem_efficient", "cuda_cc_range"), ("mem_efficient", "dtypes"), ("cudnn", "cuda_cc_range")}
+    for row in rows:
+        assert row["source"].startswith("pytorch/pytorch@001f694a aten/src/ATen/native/transformers/cuda/sdp_utils.cpp")
+        checked = {c["torch"]: c for c in row["checked"]}
+        assert tuple(checked) == CHECKED, row["constraint"]
+        for release, result in checked.items():
+            assert result["holds"] and len(result["commit"]) == 40 and result["found"], (row["constraint"], release)
+
+
+@pytest.mark.parametrize(("torch", "low", "high"), [
+    ("2.5.0", "8.0", "9.0"), ("2.6.0", "8.0", "9.0"), ("2.7.0", "8.0", "12.0"), ("2.11.0", "8.0", "12.1"),
+    ("2.14.1", "8.0", "12.1"), ("2.11.0+cu130", "8.0", "12.1"), ("2.7.1", "8.0", "12.0"),
+])
+def test_flash_range_per_release(torch: str, low: str, high: str) -> None:
+    limit = sdpa_limit(data_dir(), "flash", "cuda_cc_range", torch)
+    assert limit is not None and limit.verified
+    assert sm_range(limit) == (ComputeCapability.parse(low), ComputeCapability.parse(high))
+    assert limit.cite().startswith(f"torch {torch.split('+')[0][:3]}") and "libtorch_cuda.so" in limit.cite()
+
+
+def test_a_release_not_checked_is_unverified() -> None:
+    limit = sdpa_limit(data_dir(), "flash", "cuda_cc_range", "2.4.1")
+    assert limit is not None and not limit.verified and limit.cite().startswith("unverified")
+
+
+def _backends(torch: str, cc: str) -> dict[str, Any]:
+    return sdpa_backends(torch, cuda="12.8", hip=None, cudnn="9.10.2", capabilities=[ComputeCapability.parse(cc)])
+
+
+def test_blackwell_flash_sdpa_by_release() -> None:
+    """RTX 5090 (sm120): torch 2.6 builds flash SDPA up to sm90 only; 2.7 includes sm120; GB10 (sm121) waits for
+    a release whose range reaches sm121."""
+    old = _backends("2.6.0", "12.0")["flash"]
+    assert old.usable is False and "up to sm90" in old.reason and "torch 2.6.0 libtorch_cuda.so" in old.reason
+    assert _backends("2.7.0", "12.0")["flash"].usable is True
+    assert _backends("2.7.0", "12.1")["flash"].usable is False
+    assert _backends("2.11.0", "12.1")["flash"].usable is True
+    assert "unverified" in _backends("2.4.1", "12.0")["flash"].reason  # 2.4 not checked: the newest range, said so
+
+
+def _env(tmp_path: Path, torch: str) -> Path:
+    env = json.loads((ENVS / "a100_80gb_fa2_bnb.json").read_text())
+    env["torch"]["version"] = torch
+    env["libraries"]["torch"]["version"] = torch
+    path = tmp_path / f"a100_torch{torch}.json"
+    path.write_text(json.dumps(env))
+    return path
+
+
+def _attn012(env: Path, **request: Any) -> str | None:
+    from advisor.model import resolve_model
+    from advisor.plan import PlanRequest, make_plan
+    from advisor.targets import load_environment
+
+    rec = make_plan(resolve_model("meta-llama/Llama-3.2-1B"), load_environment(env),
+                    PlanRequest(attn="sdpa", dtype="bfloat16", quantize="none", **request))
+    assert rec.chosen is not None
+    return next((f.message for f in rec.chosen.findings if f.code == "ATTN012"), None)
+
+
+def test_attn012_a_padded_batch_cites_the_release(tmp_path: Path) -> None:
+    """sdp_utils_cpp.h check_for_attn_mask: 'Flash Attention does not support non-null attn_mask.'"""
+    assert _attn012(_env(tmp_path, "2.6.0")) is None  # batch 1: transformers passes no mask
+    message = _attn012(_env(tmp_path, "2.6.0"), batch=4)
+    assert message is not None and "attention mask" in message and "torch 2.6.0 libtorch_cuda.so" in message
+    assert "unverified" not in message
+    message = _attn012(_env(tmp_path, "2.15.0"), batch=4)  # newer than any wheel checked
+    assert message is not None and "unverified for torch 2.15.0" in message
