@@ -8,7 +8,8 @@ which every wheel ships. For each release this script downloads the Linux x86_64
 (`pip download --no-deps torch==X`, about 0.5-0.9 GB, kept in --cache), reads those two files straight from the
 zip, and checks each row's `evidence`: a `string` must occur in libtorch_cuda.so's read-only data (the TORCH_WARN
 text the check prints, e.g. "Flash attention only supports gpu architectures in the range [sm80, sm121]"), a
-`header` pattern must occur in sdp_utils_cpp.h (its 1-based line is reported). With --write the per-release
+`header` pattern must occur in sdp_utils_cpp.h (its 1-based line is reported), an `extract` pattern's groups
+become the release's `value`, and a `present` string's presence (1) or absence (0) does. With --write the per-release
 results replace each row's `checked` list. Nothing is installed or imported.
 """
 
@@ -56,8 +57,8 @@ def read_release(path: Path) -> tuple[str, bytes, list[str]]:
     with zipfile.ZipFile(path) as z:
         version_py = z.read("torch/version.py").decode()
         commit = re.search(r"git_version = '([0-9a-f]{40})'", version_py)
-        return (commit.group(1) if commit else "", z.read(LIBRARY),
-                z.read(HEADER).decode(errors="replace").splitlines())
+        header = z.read(HEADER).decode(errors="replace").splitlines() if HEADER in z.namelist() else []
+        return commit.group(1) if commit else "", z.read(LIBRARY), header
 
 
 def check(row: dict[str, object], release: str, commit: str, library: bytes, header: list[str]) -> dict[str, object]:
@@ -73,6 +74,9 @@ def check(row: dict[str, object], release: str, commit: str, library: bytes, hea
                 found.append(f"{LIBRARY}: {match.group(0).decode()!r}")
             else:
                 missing.append(f"{LIBRARY}: /{item['extract']}/")
+        elif "present" in item:  # a switch some releases have: the value says whether this one does
+            value = [int(item["present"].encode() in library)]
+            found.append(f"{LIBRARY}: {item['present']!r} {'present' if value[0] else 'absent'}")
         elif "string" in item:
             (found if item["string"].encode() in library else missing).append(f"{LIBRARY}: {item['string']!r}")
         else:

@@ -36,6 +36,20 @@ def _span(backend: str, torch_version: str, default: tuple[int, int, int, int]) 
     return span[0], span[1], limit.cite()
 
 
+def _cudnn_opt_in(torch_version: str) -> str | None:
+    """Why cuDNN SDPA does not run by default in this release, or None: torch 2.3 and 2.4 run it only with
+    TORCH_CUDNN_SDPA_ENABLED=1 (the switch is in their libtorch_cuda.so, gone from 2.5; data/sdpa_backends.json)."""
+    from advisor.knowledge import data_dir
+    from advisor.knowledge.sdpa import sdpa_limit
+
+    if _release(torch_version) < Version("2.3"):
+        return f"torch {torch_version} < 2.3 has no cuDNN SDPA backend (unverified: no older wheel was checked)"
+    limit = sdpa_limit(data_dir(), "cudnn", "opt_in_env", torch_version)
+    if limit is not None and limit.value == [1]:
+        return f"torch {torch_version} runs cuDNN SDPA only with TORCH_CUDNN_SDPA_ENABLED=1 ({limit.cite()})"
+    return None
+
+
 def sdpa_backends(
     torch_version: str,
     *,
@@ -88,8 +102,8 @@ def sdpa_backends(
         result["efficient"] = SdpaBackend(usable=True, reason="any mask; fp32 too; no GQA on ROCm")
     if hip is not None:
         result["cudnn"] = SdpaBackend(usable=False, reason="cuDNN attention is CUDA-only")
-    elif _release(torch_version) < Version("2.5"):
-        result["cudnn"] = SdpaBackend(usable=False, reason=f"torch {torch_version} < 2.5 has no cuDNN SDPA backend")
+    elif _cudnn_opt_in(torch_version) is not None:
+        result["cudnn"] = SdpaBackend(usable=False, reason=str(_cudnn_opt_in(torch_version)))
     elif cudnn is None or Version(cudnn) < Version("9.0"):
         result["cudnn"] = SdpaBackend(usable=False, reason=f"needs cuDNN >= 9.0, found {cudnn or 'none'}")
     elif low < cudnn_low:
