@@ -182,6 +182,13 @@ def attn_hardware(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
             yield attn_hardware.finding(
                 Severity.FAIL, f"{c.attn} has no ROCm build", detected="AMD GPU", required="NVIDIA GPU", option=c.attn,
             )
+        elif (limit := _package_limit(ctx, c, "rocm")) is not None and limit[1].rocm is False:
+            yield attn_hardware.finding(  # WARN: AMD's ROCm/flash-attention fork installs as flash-attn too
+                Severity.WARN, f"upstream {req.package} {limit[0]} has no ROCm build ({limit[1].source}); only AMD's "
+                               "ROCm/flash-attention fork runs here",
+                detected=f"{req.package} {limit[0]} on AMD GPU", required=f"{req.package}{_negate(limit[1].specifier)}",
+                option=c.attn, fix=f"pip install -U '{req.package}{_negate(limit[1].specifier)}', or use sdpa",
+            )
         elif _impl(ctx, c) == "flash_attention_2":
             for gpu in ctx.gpus:
                 rows = [r for r in ctx.knowledge.capabilities.amd if r.gfx_arch == gpu.gfx_arch]
@@ -227,6 +234,39 @@ def attn_hardware(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
             required=f"{high.major}.x",
             option=c.attn,
         )
+    else:
+        limit = _package_limit(ctx, c, "max_compute_capability")
+        if limit is not None:
+            version, row = limit
+            top = ComputeCapability.parse(str(row.max_compute_capability))
+            if cc.major > top.major:
+                yield attn_hardware.finding(
+                    Severity.FAIL,
+                    f"{req.package} {version} accepts compute capability up to {top.major}.x only; {gpu_name} has "
+                    f"{cc} ({row.source})",
+                    detected=f"{req.package} {version}, compute capability {cc}",
+                    required=f"{req.package}{_negate(row.specifier)}", option=c.attn,
+                    fix=f"pip install -U '{req.package}{_negate(row.specifier)}', or use sdpa",
+                )
+
+
+def _negate(specifier: str) -> str:
+    """'<2.7.3' -> '>=2.7.3': the releases a package limit does not hold for."""
+    return ">=" + specifier[1:] if specifier.startswith("<") and not specifier.startswith("<=") else f" outside {specifier}"
+
+
+def _package_limit(ctx: Context, c: Candidate, field: str):  # type: ignore[no-untyped-def]
+    """(installed version, limit row) when the installed kernel package is a release a `field` limit holds for."""
+    req = _requirement(ctx, c)
+    if req is None or not req.package or _package(ctx, c) is None:
+        return None
+    lib = ctx.env.library(req.package)
+    if not lib.installed or not lib.version:
+        return None
+    for row in req.package_limits:
+        if getattr(row, field) is not None and version_matches(lib.version, row.specifier):
+            return lib.version, row
+    return None
 
 
 @rule("ATTN006", "attention kernel does not support this dtype", scope="candidate",

@@ -110,3 +110,29 @@ def test_attn012_a_padded_batch_cites_the_release(tmp_path: Path) -> None:
     assert "unverified" not in message
     message = _attn012(_env(tmp_path, "2.15.0"), batch=4)  # newer than any wheel checked
     assert message is not None and "unverified for torch 2.15.0" in message
+
+
+# --- flash-attn's own limits per release (data/attention_impls.json package_limits) ---
+
+def _attn_findings(cli: Any, gpu: str, flash_attn: str) -> list[dict[str, Any]]:
+    _, out, _ = cli("check", "meta-llama/Llama-3.2-1B", "--gpu", gpu, "--attn", "flash_attention_2", "--dtype",
+                    "bfloat16", "--assume", f"flash-attn=={flash_attn}", "--format", "json")
+    result = json.loads(out)
+    return [f for f in result["failures"] + result["warnings"] if f["code"] == "ATTN005"]
+
+
+def test_flash_attn_before_2_7_3_refuses_blackwell(cli: Any) -> None:
+    """Dao-AILab/flash-attention v2.7.2 csrc/flash_attn/flash_api.cpp:370 `TORCH_CHECK(is_sm90 || is_sm8x, ...)`;
+    v2.7.3 :367 `bool is_sm8x_min = cc_major >= 8;`."""
+    old = _attn_findings(cli, "RTX-5090", "2.6.3")
+    assert old and old[0]["severity"] == "fail" and "up to 9.x" in old[0]["message"]
+    assert "flash_api.cpp:370" in old[0]["message"] and ">=2.7.3" in old[0]["fix"]
+    assert _attn_findings(cli, "RTX-5090", "2.7.3") == []
+    assert _attn_findings(cli, "H100", "2.6.3") == []
+
+
+def test_flash_attn_rocm_build_from_2_6_2(cli: Any) -> None:
+    """csrc/flash_attn_ck first appears in the v2.6.2 tree (absent at v2.6.1)."""
+    old = _attn_findings(cli, "MI300X", "2.5.9")
+    assert old and old[0]["severity"] == "warn" and "no ROCm build" in old[0]["message"]
+    assert _attn_findings(cli, "MI300X", "2.6.2") == []
