@@ -25,7 +25,7 @@ def mismatches(table: dict[str, object], clone: Path) -> list[str]:
             key = (source["tag"], source["file"])
             if key not in cache:
                 shown = subprocess.run(["git", "-C", str(clone), "show", f"{key[0]}:{key[1]}"],
-                                       capture_output=True, text=True)
+                                       capture_output=True, text=True, check=False)
                 cache[key] = shown.stdout.splitlines() if shown.returncode == 0 else []
             lines = cache[key]
             quote = source["quote"].split("... ", 1)[-1].strip()

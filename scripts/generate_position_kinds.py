@@ -21,14 +21,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from advisor.fileio import write_output  # noqa: E402
+from advisor.fileio import write_output
 
 # The config fields transformers sizes a text position table with (vision models size theirs from the image).
 _POSITION_FIELDS = r"(?:max_position_embeddings|n_positions|max_target_positions|max_source_positions|n_ctx)"
-_SUBCLASS = re.compile(r"^class (\w+)\((?:nn|torch\.nn)\.Embedding\)", re.M)
+_SUBCLASS = re.compile(r"^class (\w+)\((?:nn|torch\.nn)\.Embedding\)", re.MULTILINE)
 _KINDS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("rotary", re.compile(r"RotaryEmbedding\(|apply_rotary_pos_emb|rotary_emb")),
-    ("alibi", re.compile(r"alibi", re.I)),
+    ("alibi", re.compile(r"alibi", re.IGNORECASE)),
     ("relative", re.compile(r"relative_attention_bias|relative_attention_num_buckets")),
     # A sinusoidal table that is an nn.Module (XGLM, M2M100, Speech2Text) recomputes itself for a longer input;
     # one that subclasses nn.Embedding (Marian) is a fixed table and is caught as learned above.

@@ -43,7 +43,8 @@ def position_kind(model_type: str, config: dict[str, Any], root: Path) -> Positi
     """The kind for this model: its type's row, else its text model's row, else its config's keys."""
     table = _table(root)
     release = table.get("transformers")
-    text = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
+    found = config.get("text_config")
+    text: dict[str, Any] = found if isinstance(found, dict) else {}
     for key in (model_type, text.get("model_type")):
         row = table["rows"].get(key) if isinstance(key, str) else None
         if row is not None:

@@ -9,6 +9,7 @@ from packaging.version import InvalidVersion, Version
 from advisor.facts import ComputeCapability
 from advisor.findings import Finding, Severity
 from advisor.knowledge import version_matches
+from advisor.knowledge.schema import PackageLimit
 from advisor.rules.base import Candidate, Context, rule
 
 FLASH_PACKAGES = {"flash_attention_2": "flash-attn", "flash_attention_3": "flash-attn-3", "flash_attention_4": "flash-attn-4"}
@@ -255,7 +256,7 @@ def _negate(specifier: str) -> str:
     return ">=" + specifier[1:] if specifier.startswith("<") and not specifier.startswith("<=") else f" outside {specifier}"
 
 
-def _package_limit(ctx: Context, c: Candidate, field: str):  # type: ignore[no-untyped-def]
+def _package_limit(ctx: Context, c: Candidate, field: str) -> tuple[str, PackageLimit] | None:
     """(installed version, limit row) when the installed kernel package is a release a `field` limit holds for."""
     req = _requirement(ctx, c)
     if req is None or not req.package or _package(ctx, c) is None:
@@ -393,13 +394,13 @@ def sdpa_backend(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     from each release's own wheel (data/sdpa_backends.json)."""
     if c is None or _impl(ctx, c) != "sdpa" or c.placement == "cpu" or ctx.torch is None:
         return
-    from advisor.knowledge.sdpa import sdpa_limit
+    from advisor.knowledge.sdpa import SdpaLimit, sdpa_limit
 
     torch = ctx.version("torch")
     root = ctx.knowledge.root
     flash = ctx.torch.sdpa_backends.get("flash")
     reasons: list[str] = []
-    used = []
+    used: list[SdpaLimit] = []
     ran = ctx.env.kernel_runs_ok("sdpa_flash")
     if ran is False:  # run on this GPU: outranks torch's own availability flag
         reasons.append(f"its flash kernel failed a test call: {ctx.env.kernel_failure('sdpa_flash', c.dtype)}")
