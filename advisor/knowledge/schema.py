@@ -89,6 +89,16 @@ class CapabilityTable(_Table):
     amd: list[AmdCapabilityRow]
 
 
+class PackageLimit(_Row):
+    """A limit of the kernel package that holds only for some of its releases (e.g. flash-attn < 2.7.3 accepts
+    sm8x and sm90 only), with the release's own source line."""
+
+    specifier: str = Field(description="PEP 440 specifier of the package releases this limit holds for.")
+    max_compute_capability: str | None = None
+    rocm: bool | None = None
+    source: str = Field(min_length=8)
+
+
 class AttentionRequirement(_Row):
     """What an attention implementation needs from the hardware and software."""
 
@@ -109,6 +119,7 @@ class AttentionRequirement(_Row):
     source: str = Field(min_length=8)
     covers: str = Field("", description="The versions of the kernel/library the source was checked at.")
     verified: bool = Field(True, description="False: not checked at the primary source; findings say 'unverified'.")
+    package_limits: list[PackageLimit] = Field(default_factory=list)
 
 
 class AttentionRequirementTable(_Table):

@@ -52,9 +52,15 @@ print(json.dumps({"module": cute.__file__}))
 _BITSANDBYTES = """
 # `import bitsandbytes` succeeds even without its native library (a mock stands in), and it imports torch,
 # which costs seconds. Load the very library bitsandbytes would pick for this torch, without importing either.
-import ctypes, importlib.util, os, re
+# How it picks changed between releases; each branch below follows a row of data/bitsandbytes.json
+# (bitsandbytes/cextension.py and cuda_specs.py at the tags cited there).
+import ctypes, importlib.metadata, importlib.util, os, platform, re
 from pathlib import Path
 bnb_dir = Path(importlib.util.find_spec("bitsandbytes").submodule_search_locations[0])
+try:
+    release = tuple(int(x) for x in re.findall(r"\\d+", importlib.metadata.version("bitsandbytes"))[:2])
+except Exception:
+    release = (9999, 0)
 torch_spec = importlib.util.find_spec("torch")
 version_py = Path(torch_spec.submodule_search_locations[0]) / "version.py" if torch_spec else None
 text = version_py.read_text() if version_py and version_py.is_file() else ""
@@ -64,22 +70,58 @@ def field(name):
         if key.split(":")[0].strip() == name and value.strip() not in ("", "None"):
             return value.strip().strip(chr(39) + chr(34))
     return None
-cuda, hip = field("cuda"), field("hip")
-if hip:
-    backend, tag = "ROCm", "rocm" + (os.environ.get("BNB_ROCM_VERSION") or "".join(hip.split(".")[:2]))
-elif cuda:
-    backend, tag = "CUDA", "cuda" + (os.environ.get("BNB_CUDA_VERSION") or cuda.replace(".", ""))
-else:
-    backend, tag = "CPU", "cpu"
-lib = bnb_dir / f"libbitsandbytes_{tag}.so"
+suffix = {"Darwin": ".dylib", "Windows": ".dll"}.get(platform.system(), ".so")  # lib_suffix
+def compact(version):  # lib_version_string: major*10+minor in 0.46-0.49, else <major><minor>
+    major, minor = (int(x) for x in re.findall(r"\\d+", version)[:2])
+    return str(major * 10 + minor) if (0, 46) <= release < (0, 50) else f"{major}{minor}"
+def split(digits, hip):  # how 0.50 reads a library's version back (_split_cuda_version)
+    return (int(digits[:1]), int(digits[1:])) if hip else (int(digits[:2]), int(digits[2:]))
+cuda, hip, xpu = field("cuda"), field("hip"), field("xpu")
 available = sorted(p.name for p in bnb_dir.glob("libbitsandbytes_*"))
-details = {"backend": backend, "library": lib.name, "available": available}
-if not lib.is_file():
+names, why = [], None
+if xpu and release >= (0, 48):  # xpu: official from 0.48; a oneAPI-versioned library first from 0.50
+    backend = "XPU"
+    names = ([f"libbitsandbytes_xpu{xpu[:4]}{suffix}"] if release >= (0, 50) else []) + [f"libbitsandbytes_xpu{suffix}"]
+elif hip and release < (0, 46):  # lib_prefixes: CUDA libraries only before 0.46
+    backend, why = "ROCm", f"bitsandbytes {'.'.join(map(str, release))} has no ROCm library (ROCm from 0.46)"
+elif hip or cuda:
+    backend, prefix, runtime = ("ROCm", "rocm", hip) if hip else ("CUDA", "cuda", cuda)
+    override = os.environ.get("BNB_ROCM_VERSION") if hip and release >= (0, 50) else (
+        None if hip else os.environ.get("BNB_CUDA_VERSION"))  # rocm_override_env
+    exact = f"libbitsandbytes_{prefix}{override or compact(runtime)}{suffix}"
+    names = [exact]
+    if not override and release >= (0, 50) and not (bnb_dir / exact).is_file():  # lib_fallback: same major
+        want = tuple(int(x) for x in re.findall(r"\\d+", runtime)[:2])
+        packaged = {}
+        for name in available:
+            found = re.search(prefix + r"(\\d+)", name)
+            if found and name.endswith(suffix):
+                try:
+                    packaged[split(found.group(1), bool(hip))] = name
+                except ValueError:
+                    pass
+        lower = [v for v in packaged if v[0] == want[0] and v < want]
+        higher = [v for v in packaged if v[0] == want[0] and v > want]
+        if lower or higher:
+            names = [packaged[max(lower) if lower else min(higher)]]
+else:
+    backend, names = "CPU", [f"libbitsandbytes_cpu{suffix}"]
+lib = next((bnb_dir / n for n in names if (bnb_dir / n).is_file()), bnb_dir / names[0] if names else None)
+details = {"backend": backend, "library": lib.name if lib else "", "available": available,
+           "bitsandbytes": ".".join(map(str, release))}
+if lib is None or not lib.is_file():
     details["native_library"] = "missing"
     print(json.dumps(details))
-    print(f"{lib.name} is not in this bitsandbytes build (torch wants {backend} {cuda or hip or ''})", file=sys.stderr)
+    print(why or f"{lib.name} is not in this bitsandbytes build (torch wants {backend} {cuda or hip or xpu or ''})",
+          file=sys.stderr)
     sys.exit(3)
-ctypes.CDLL(str(lib))
+try:
+    ctypes.CDLL(str(lib))
+except OSError as exc:
+    details["native_library"] = "unloadable"
+    print(json.dumps(details))
+    print(f"{lib.name} does not load: {exc}", file=sys.stderr)
+    sys.exit(1)
 details["native_library"] = "loaded"
 print(json.dumps(details))
 """

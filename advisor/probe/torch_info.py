@@ -19,6 +19,37 @@ def _release(version: str) -> Version:
     return Version(Version(version).base_version)
 
 
+def _span(backend: str, torch_version: str, default: tuple[int, int, int, int]) -> tuple[
+        ComputeCapability, ComputeCapability, str]:
+    """The compute-capability range torch `torch_version` builds this SDPA kernel for, as its own wheel states it
+    (data/sdpa_backends.json: 'only supports gpu architectures in the range [sm80, sm120]' in torch 2.7.0), and
+    the citation; `default` when the table has no value."""
+    from advisor.knowledge import data_dir
+    from advisor.knowledge.sdpa import sdpa_limit, sm_range
+
+    limit = sdpa_limit(data_dir(), backend, "cuda_cc_range", torch_version)
+    span = sm_range(limit) if limit is not None else None
+    if span is None or limit is None:
+        low, high = (ComputeCapability(major=default[0], minor=default[1]),
+                     ComputeCapability(major=default[2], minor=default[3]))
+        return low, high, "unverified"
+    return span[0], span[1], limit.cite()
+
+
+def _cudnn_opt_in(torch_version: str) -> str | None:
+    """Why cuDNN SDPA does not run by default in this release, or None: torch 2.3 and 2.4 run it only with
+    TORCH_CUDNN_SDPA_ENABLED=1 (the switch is in their libtorch_cuda.so, gone from 2.5; data/sdpa_backends.json)."""
+    from advisor.knowledge import data_dir
+    from advisor.knowledge.sdpa import sdpa_limit
+
+    if _release(torch_version) < Version("2.3"):
+        return f"torch {torch_version} < 2.3 has no cuDNN SDPA backend (unverified: no older wheel was checked)"
+    limit = sdpa_limit(data_dir(), "cudnn", "opt_in_env", torch_version)
+    if limit is not None and limit.value == [1]:
+        return f"torch {torch_version} runs cuDNN SDPA only with TORCH_CUDNN_SDPA_ENABLED=1 ({limit.cite()})"
+    return None
+
+
 def sdpa_backends(
     torch_version: str,
     *,
@@ -45,31 +76,39 @@ def sdpa_backends(
             result[name] = SdpaBackend(usable=False, reason="no GPU visible")
         return _order(result)
     low = min(capabilities, key=lambda cc: cc.as_tuple)
-    max_flash = (12, 1) if _release(torch_version) >= Version("2.7") else (9, 0)
+    flash_low, max_flash, flash_source = _span("flash", torch_version, (8, 0, 12, 1))
+    eff_low = _span("mem_efficient", torch_version, (5, 0, 12, 1))[0]
+    cudnn_low = _span("cudnn", torch_version, (8, 0, 12, 1))[0]
     if not flash_built:
         result["flash"] = SdpaBackend(usable=False, reason="this torch build has no flash-attention kernel")
     elif hip is not None:
         result["flash"] = SdpaBackend(usable=True, reason="ROCm: AOTriton flash kernel")
-    elif low < (8, 0):
-        result["flash"] = SdpaBackend(usable=False, reason=f"needs compute capability >= 8.0, this GPU has {low}")
+    elif low < flash_low:
+        result["flash"] = SdpaBackend(
+            usable=False, reason=f"needs compute capability >= {flash_low}, this GPU has {low}")
     elif low > max_flash:
         result["flash"] = SdpaBackend(
-            usable=False, reason=f"torch {torch_version} builds flash SDPA only up to sm{max_flash[0]}{max_flash[1]}"
+            usable=False, reason=f"torch {torch_version} builds flash SDPA only up to sm{max_flash.major}{max_flash.minor}"
+                                 f" ({flash_source})"
         )
     else:
-        result["flash"] = SdpaBackend(usable=True, reason="fp16/bf16, head_dim <= 256, no attention mask")
-    if low < (5, 0) and hip is None:
-        result["efficient"] = SdpaBackend(usable=False, reason=f"needs compute capability >= 5.0, this GPU has {low}")
+        unverified = f" (its sm range is unverified for torch {torch_version})" if flash_source.startswith(
+            "unverified") else ""
+        result["flash"] = SdpaBackend(usable=True, reason="fp16/bf16, head_dim <= 256, no attention mask" + unverified)
+    if low < eff_low and hip is None:
+        result["efficient"] = SdpaBackend(
+            usable=False, reason=f"needs compute capability >= {eff_low}, this GPU has {low}")
     else:
         result["efficient"] = SdpaBackend(usable=True, reason="any mask; fp32 too; no GQA on ROCm")
     if hip is not None:
         result["cudnn"] = SdpaBackend(usable=False, reason="cuDNN attention is CUDA-only")
-    elif _release(torch_version) < Version("2.5"):
-        result["cudnn"] = SdpaBackend(usable=False, reason=f"torch {torch_version} < 2.5 has no cuDNN SDPA backend")
+    elif _cudnn_opt_in(torch_version) is not None:
+        result["cudnn"] = SdpaBackend(usable=False, reason=str(_cudnn_opt_in(torch_version)))
     elif cudnn is None or Version(cudnn) < Version("9.0"):
         result["cudnn"] = SdpaBackend(usable=False, reason=f"needs cuDNN >= 9.0, found {cudnn or 'none'}")
-    elif low < (8, 0):
-        result["cudnn"] = SdpaBackend(usable=False, reason=f"needs compute capability >= 8.0, this GPU has {low}")
+    elif low < cudnn_low:
+        result["cudnn"] = SdpaBackend(
+            usable=False, reason=f"needs compute capability >= {cudnn_low}, this GPU has {low}")
     else:
         result["cudnn"] = SdpaBackend(usable=True, reason="fp16/bf16, head_dim <= 128 (256 on sm90+ with new cuDNN)")
     for name, on in enabled.items():

@@ -9,6 +9,7 @@ from packaging.version import InvalidVersion, Version
 from advisor.facts import ComputeCapability
 from advisor.findings import Finding, Severity
 from advisor.knowledge import version_matches
+from advisor.knowledge.schema import PackageLimit
 from advisor.rules.base import Candidate, Context, rule
 
 FLASH_PACKAGES = {"flash_attention_2": "flash-attn", "flash_attention_3": "flash-attn-3", "flash_attention_4": "flash-attn-4"}
@@ -182,6 +183,13 @@ def attn_hardware(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
             yield attn_hardware.finding(
                 Severity.FAIL, f"{c.attn} has no ROCm build", detected="AMD GPU", required="NVIDIA GPU", option=c.attn,
             )
+        elif (limit := _package_limit(ctx, c, "rocm")) is not None and limit[1].rocm is False:
+            yield attn_hardware.finding(  # WARN: AMD's ROCm/flash-attention fork installs as flash-attn too
+                Severity.WARN, f"upstream {req.package} {limit[0]} has no ROCm build ({limit[1].source}); only AMD's "
+                               "ROCm/flash-attention fork runs here",
+                detected=f"{req.package} {limit[0]} on AMD GPU", required=f"{req.package}{_negate(limit[1].specifier)}",
+                option=c.attn, fix=f"pip install -U '{req.package}{_negate(limit[1].specifier)}', or use sdpa",
+            )
         elif _impl(ctx, c) == "flash_attention_2":
             for gpu in ctx.gpus:
                 rows = [r for r in ctx.knowledge.capabilities.amd if r.gfx_arch == gpu.gfx_arch]
@@ -227,6 +235,39 @@ def attn_hardware(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
             required=f"{high.major}.x",
             option=c.attn,
         )
+    else:
+        limit = _package_limit(ctx, c, "max_compute_capability")
+        if limit is not None:
+            version, row = limit
+            top = ComputeCapability.parse(str(row.max_compute_capability))
+            if cc.major > top.major:
+                yield attn_hardware.finding(
+                    Severity.FAIL,
+                    f"{req.package} {version} accepts compute capability up to {top.major}.x only; {gpu_name} has "
+                    f"{cc} ({row.source})",
+                    detected=f"{req.package} {version}, compute capability {cc}",
+                    required=f"{req.package}{_negate(row.specifier)}", option=c.attn,
+                    fix=f"pip install -U '{req.package}{_negate(row.specifier)}', or use sdpa",
+                )
+
+
+def _negate(specifier: str) -> str:
+    """'<2.7.3' -> '>=2.7.3': the releases a package limit does not hold for."""
+    return ">=" + specifier[1:] if specifier.startswith("<") and not specifier.startswith("<=") else f" outside {specifier}"
+
+
+def _package_limit(ctx: Context, c: Candidate, field: str) -> tuple[str, PackageLimit] | None:
+    """(installed version, limit row) when the installed kernel package is a release a `field` limit holds for."""
+    req = _requirement(ctx, c)
+    if req is None or not req.package or _package(ctx, c) is None:
+        return None
+    lib = ctx.env.library(req.package)
+    if not lib.installed or not lib.version:
+        return None
+    for row in req.package_limits:
+        if getattr(row, field) is not None and version_matches(lib.version, row.specifier):
+            return lib.version, row
+    return None
 
 
 @rule("ATTN006", "attention kernel does not support this dtype", scope="candidate",
@@ -347,28 +388,42 @@ def left_padding(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
 @rule("ATTN012", "SDPA will not use its flash kernel here", scope="candidate",
       fix="nothing to do: SDPA falls back to the memory-efficient or math kernel automatically")
 def sdpa_backend(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
-    """torch's SDPA flash kernel needs fp16/bf16, compute capability >= 8.0 and head_dim <= 256, and takes no
-    attention mask; otherwise SDPA runs the memory-efficient kernel (or math), which is slower but correct."""
+    """torch's SDPA flash kernel needs fp16/bf16, a GPU in its compute-capability range (sm80-sm90 in torch 2.5
+    and 2.6, up to sm120 in 2.7), head_dim <= 256, and no attention mask (a padded batch passes one); otherwise SDPA runs
+    the memory-efficient kernel (or math), which is slower but correct. The limits per torch release are read
+    from each release's own wheel (data/sdpa_backends.json)."""
     if c is None or _impl(ctx, c) != "sdpa" or c.placement == "cpu" or ctx.torch is None:
         return
+    from advisor.knowledge.sdpa import SdpaLimit, sdpa_limit
+
+    torch = ctx.version("torch")
+    root = ctx.knowledge.root
     flash = ctx.torch.sdpa_backends.get("flash")
-    reasons = []
+    reasons: list[str] = []
+    used: list[SdpaLimit] = []
     ran = ctx.env.kernel_runs_ok("sdpa_flash")
     if ran is False:  # run on this GPU: outranks torch's own availability flag
         reasons.append(f"its flash kernel failed a test call: {ctx.env.kernel_failure('sdpa_flash', c.dtype)}")
     elif flash is not None and flash.usable is not True and ran is None:
-        reasons.append(flash.reason)
-    if c.dtype == "float32":
-        reasons.append("float32 inputs")
-    if ctx.model is not None and ctx.model.head_dim > 256:
-        reasons.append(f"head_dim {ctx.model.head_dim} > 256")
+        reasons.append(flash.reason)  # the compute-capability range per torch release (advisor.probe.torch_info)
+    if c.dtype == "float32":  # the dtype lists are arrays in sdp_utils.cpp, not text in the binary: read at main
+        reasons.append("float32 inputs (the flash kernel takes fp16/bf16: sdp_utils.cpp check_dtypes_low_precision)")
+    head = sdpa_limit(root, "flash", "max_head_dim", str(torch) if torch else None)
+    if ctx.model is not None and head is not None and ctx.model.head_dim > int(head.value):
+        reasons.append(f"head_dim {ctx.model.head_dim} > {head.value} ({head.cite()})")
+        used.append(head)
+    mask = sdpa_limit(root, "flash", "no_attn_mask", str(torch) if torch else None)
+    if ctx.batch > 1 and mask is not None and mask.value:
+        reasons.append(f"a padded batch of {ctx.batch} passes an attention mask, which the flash kernel does not take "
+                       f"({mask.cite()})")
+        used.append(mask)
     if reasons:
-        req = _requirement(ctx, c)
-        unverified = " (unverified: these backend limits are not checked against sdp_utils.cpp per torch release)" if (
-            req is not None and not req.verified) else ""
+        unverified = f" (unverified for torch {torch}: no wheel of that release was checked)" if any(
+            not u.verified for u in used) else ""
         yield sdpa_backend.finding(
             Severity.INFO, "SDPA runs its memory-efficient/math kernel: " + "; ".join(reasons) + unverified,
-            detected="; ".join(reasons), required="fp16/bf16, CC >= 8.0, head_dim <= 256", option=c.attn,
+            detected="; ".join(reasons), required="fp16/bf16, CC in the flash range, head_dim <= 256, no mask",
+            option=c.attn,
         )
 
 

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from packaging.version import Version
 
+from advisor.facts import ComputeCapability
 from advisor.findings import Finding, Severity
 from advisor.knowledge import version_matches
 from advisor.rules.base import Candidate, Context, rule
@@ -69,18 +70,24 @@ def bnb_version(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
 @rule("QUANT004", "bitsandbytes on this device", scope="candidate",
       fix="quantize on a CUDA GPU, or keep the model unquantized on the CPU")
 def bnb_device(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
-    """bitsandbytes' CPU backend is official only from 0.48; it is far slower than a GPU. On NVIDIA,
-    bitsandbytes >= 0.48 needs compute capability >= 6.0 (5.0 before). ROCm wheels are preview before 0.50."""
+    """Which devices a bitsandbytes release supports is its own fact, read at its tags (data/bitsandbytes.json):
+    the CPU backend is official from 0.48 (and far slower than a GPU); ROCm libraries are loaded from 0.46, a
+    preview until 0.50; on NVIDIA, compute capability >= 5.0 for 0.45-0.47 and >= 6.0 from 0.48."""
     if not _quantized(c):
         return
     assert c is not None
+    from advisor.knowledge.bitsandbytes import bnb_fact
+
     lib = ctx.env.library("bitsandbytes")
-    version = Version(lib.version) if lib.installed and lib.version else None
+    version = lib.version if lib.installed and lib.version else None
+    named = f"bitsandbytes {version}" if version else "bitsandbytes"
     if c.placement == "cpu":
-        if version is not None and version < Version("0.48"):
+        row = bnb_fact(ctx.knowledge.root, "cpu", version)
+        if row is not None and row.value == "none":
             yield bnb_device.finding(
-                Severity.FAIL, f"bitsandbytes {version} has no supported CPU backend (official from 0.48)",
-                detected=f"bitsandbytes {version} on CPU", required=">= 0.48 for CPU", option=c.quantization,
+                Severity.FAIL, f"{named} has no CPU backend in its release: {row.note} ({row.cite()})",
+                detected=f"{named} on CPU", required="bitsandbytes >= 0.48 for CPU", fix="pip install -U bitsandbytes",
+                option=c.quantization,
             )
         else:
             yield bnb_device.finding(
@@ -89,33 +96,51 @@ def bnb_device(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
             )
         return
     if ctx.rocm:
-        if version is not None and version < Version("0.50"):
+        row = bnb_fact(ctx.knowledge.root, "rocm", version)
+        if row is not None and row.value == "none":
             yield bnb_device.finding(
-                Severity.WARN, f"bitsandbytes {version} ROCm support is a preview (official from 0.50)",
-                detected=f"bitsandbytes {version} on ROCm", required=">= 0.50", option=c.quantization,
+                Severity.FAIL, f"{named} has no ROCm library: {row.note} ({row.cite()})",
+                detected=f"{named} on ROCm", required="bitsandbytes >= 0.46 (official from 0.50)",
+                fix="pip install -U bitsandbytes", option=c.quantization,
+            )
+        elif row is not None and row.value == "preview":
+            yield bnb_device.finding(
+                Severity.WARN, f"{named} ROCm support is a preview (official from 0.50; {row.cite()})",
+                detected=f"{named} on ROCm", required=">= 0.50", option=c.quantization,
             )
         return
     cc = ctx.weakest_cc
-    minimum = (6, 0) if version is None or version >= Version("0.48") else (5, 0)
-    if cc is not None and cc < minimum:
+    row = bnb_fact(ctx.knowledge.root, "cuda_min_cc", version)
+    if cc is None or row is None:
+        return
+    minimum = ComputeCapability.parse(row.value)
+    if cc < minimum:
         yield bnb_device.finding(
-            Severity.FAIL, f"bitsandbytes {version or ''} needs compute capability >= {minimum[0]}.{minimum[1]}; this GPU has {cc}",
-            detected=f"compute capability {cc}", required=f">= {minimum[0]}.{minimum[1]}", option=c.quantization,
+            Severity.FAIL, f"{named} needs compute capability >= {minimum}; this GPU has {cc} ({row.cite()})",
+            detected=f"compute capability {cc}", required=f">= {minimum}", option=c.quantization,
         )
 
 
 @rule("QUANT005", "LLM.int8 without int8 tensor cores", scope="candidate",
       fix="use 4-bit NF4 on this GPU, or a GPU with compute capability >= 7.5")
 def int8_slow(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
-    """LLM.int8 uses int8 tensor cores from compute capability 7.5; below it (V100, P100) bitsandbytes warns
-    'Only slow 8-bit matmul is supported for your GPU' and casts weights for every matmul."""
+    """LLM.int8 uses int8 tensor cores from compute capability 7.5 (bitsandbytes' `has_imma`); below it (V100,
+    P100) bitsandbytes warns 'Only slow 8-bit matmul is supported for your GPU' and casts weights for every
+    matmul (data/bitsandbytes.json int8_fast_cc)."""
     if c is None or c.quantization != "8bit" or c.placement == "cpu" or ctx.rocm:
         return
+    from advisor.knowledge.bitsandbytes import bnb_fact
+
+    lib = ctx.env.library("bitsandbytes")
+    row = bnb_fact(ctx.knowledge.root, "int8_fast_cc", lib.version if lib.installed else None)
     cc = ctx.weakest_cc
-    if cc is not None and cc < (7, 5):
+    if cc is None or row is None:
+        return
+    minimum = ComputeCapability.parse(row.value)
+    if cc < minimum:
         yield int8_slow.finding(
-            Severity.WARN, f"LLM.int8 on compute capability {cc} runs the slow 8-bit path",
-            detected=f"compute capability {cc}", required=">= 7.5 for int8 tensor cores", option=c.quantization,
+            Severity.WARN, f"LLM.int8 on compute capability {cc} runs the slow 8-bit path ({row.cite()})",
+            detected=f"compute capability {cc}", required=f">= {minimum} for int8 tensor cores", option=c.quantization,
         )
 
 

@@ -97,17 +97,38 @@ def unknown_model_type(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
 @rule("SEQ001", "sequence longer than the model's positions", scope="environment",
       fix="lower --seq-len to the model's max_position_embeddings, or use a long-context variant of the model")
 def seq_len_positions(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
-    """A model has `max_position_embeddings` positions (GPT-2: 1,024). Learned position tables index out of range
-    past it; rotary models were not trained there and degrade. Planning memory for a longer sequence would
-    promise what the model cannot do."""
+    """A model has `max_position_embeddings` positions (GPT-2: 1,024). Where they are a learned table
+    (`nn.Embedding(config.max_position_embeddings, ...)`: GPT-2, OPT, BERT, BART, Whisper) a longer sequence raises
+    `IndexError: index out of range in self`. Rotary, ALiBi, relative and self-extending sinusoidal positions are
+    computed, so the model runs past them but was not trained there and degrades (rope_scaling extends rotary
+    models). The kind per model type is read from its modeling file (data/position_kinds.json); an unknown kind is
+    treated as a learned table."""
     model = ctx.model
     if model is None or not model.max_positions or ctx.seq_len <= model.max_positions:
         return
+    from advisor.knowledge.positions import position_kind
+
+    found = position_kind(model.model_type, model.config, ctx.knowledge.root)
+    over = (f"sequence length {ctx.seq_len:,} exceeds {model.name}'s {model.max_positions:,} positions "
+            "(max_position_embeddings)")
+    if found.computed:
+        rope = ("; set rope_scaling (rope_parameters in transformers 5.x, e.g. "
+                f'{{"rope_type": "yarn", "factor": {-(-ctx.seq_len // model.max_positions)}.0}}) to extend it'
+                if found.kind == "rotary" else "")
+        yield seq_len_positions.finding(
+            Severity.WARN,
+            f"{over}: its {found.kind} positions ({found.source}) run past them, but quality degrades beyond the "
+            f"trained length{rope}",
+            detected=f"seq_len {ctx.seq_len:,}, {found.kind} positions", required=f"<= {model.max_positions:,}",
+            fix=f"use --seq-len {model.max_positions} or less, a long-context variant of the model"
+                + (", or rope_scaling" if found.kind == "rotary" else ""),
+        )
+        return
+    why = ("a learned position table raises IndexError past its last row" if found.kind == "learned" else
+           "its position encoding is unknown, so it is treated as a learned table that raises IndexError")
     yield seq_len_positions.finding(
-        Severity.FAIL,
-        f"sequence length {ctx.seq_len:,} exceeds {model.name}'s {model.max_positions:,} positions "
-        "(max_position_embeddings)",
-        detected=f"seq_len {ctx.seq_len:,}", required=f"<= {model.max_positions:,}",
+        Severity.FAIL, f"{over}: {why} ({found.source})",
+        detected=f"seq_len {ctx.seq_len:,}, {found.kind} positions", required=f"<= {model.max_positions:,}",
         fix=f"use --seq-len {model.max_positions} or less, or a long-context variant of the model",
     )
 

@@ -60,7 +60,8 @@ def test_well_known_parameter_counts() -> None:
 
 
 def test_schema_versions() -> None:
-    for name in ("gpus.json", "capabilities.json", "attention_impls.json", "libraries.json", "model_notes.json"):
+    for name in ("gpus.json", "capabilities.json", "attention_impls.json", "libraries.json", "model_notes.json",
+                 "bitsandbytes.json", "position_kinds.json"):
         assert json.loads((data_dir() / name).read_text())["schema_version"] == 1
 
 
