@@ -17,7 +17,7 @@ from advisor.facts import Environment, KernelCase, KernelRun, TorchInfo, Unavail
 from advisor.model import resolve_model
 from advisor.plan import PlanRequest, make_plan
 from advisor.probe import probe_kernel_runs
-from advisor.probe.kernels import KernelSpec, kernel_specs, run_kernels
+from advisor.probe.kernels import KernelSpec, kernel_specs, run_batch, run_kernels
 from advisor.probe.packages import probe_libraries
 from advisor.targets import load_environment
 
@@ -157,3 +157,37 @@ def test_a_bitsandbytes_matmul_that_fails_rejects_that_quantization() -> None:
     rec = make_plan(resolve_model("meta-llama/Llama-2-7b-hf"), broken, PlanRequest())
     assert any(r.rule == "QUANT002" and "8bit matmul fails" in r.reason for r in rec.rejected)
     assert rec.from_pretrained is None or rec.from_pretrained.get("quantization_config", {}).get("load_in_8bit") is not True
+
+
+# -- one child for all kernels (issue 14), isolation kept for the ones that fail -----------------------
+
+
+def test_kernels_that_run_share_one_child() -> None:
+    """One torch import for every kernel: both SDPA backends come back from the same process."""
+    specs = [KernelSpec("sdpa_math"), KernelSpec("sdpa_efficient")]
+    batch = run_batch(specs, device="cpu", dtypes=["float32"])
+    assert set(batch) == {"sdpa_math", "sdpa_efficient"}
+    assert batch["sdpa_math"]["ok"] is True, batch["sdpa_math"]
+    assert batch["sdpa_math"]["pid"] == batch["sdpa_efficient"]["pid"]
+
+
+@pytest.mark.slow
+def test_a_crash_in_the_shared_child_costs_only_that_kernel(fake_kernels: None) -> None:
+    specs = [_fake("works"), _fake("segfault"), KernelSpec("fake_after", "fake_kernels", "works", "bshd", False,
+                                                           {"causal": True})]
+    batch = run_batch(specs, device="cpu", dtypes=["float32"], timeout=20)
+    assert batch["fake_works"]["ok"] is True
+    assert batch["fake_segfault"]["ok"] is False and "SIGSEGV" in batch["fake_segfault"]["error"]
+    assert "fake_after" not in batch  # never reached: it runs in a child of its own
+    runs = run_kernels(specs, device="cpu", dtypes=["float32"], timeout=20)
+    assert [runs[s.kind].runs for s in specs] == [True, False, True]
+    assert "SIGSEGV" in (runs["fake_segfault"].error or "")
+
+
+def test_a_failed_kernel_stops_the_shared_child(fake_kernels: None) -> None:
+    """A failed call may leave the CUDA context unusable: the kernels after it are run alone, not in that child."""
+    specs = [_fake("no_image"), _fake("works")]
+    batch = run_batch(specs, device="cpu", dtypes=["float32"], timeout=20)
+    assert set(batch) == {"fake_no_image"} and batch["fake_no_image"]["ok"] is False
+    runs = run_kernels(specs, device="cpu", dtypes=["float32"], timeout=20)
+    assert runs["fake_works"].runs is True and runs["fake_no_image"].runs is False
