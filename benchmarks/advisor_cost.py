@@ -10,7 +10,8 @@ Each command gets its own analysis cache ($ADVISOR_CACHE_DIR):
 - "seen before": one untimed run first fills it, then every timed run reads it.
 The "new config" is the shipped Llama-3-8B config with one field changed per run (a config never seen, so
 counted on the meta device), written to a model folder. Targets (issue 14): recommend/check on a shipped
-model or a config seen before <= 0.3x, the first run on a new config <= 1.0x, doctor without a model <= 0.5x.
+model or a config seen before <= 0.3x, the first run on a new config <= 1.0x, doctor without a model <= 0.5x
+(on a fresh cache and seen before).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ COMMANDS: dict[str, tuple[list[str], str, float | None]] = {
     "check config seen before": (["check", "{seen}", "--dtype", "bfloat16", "--format", "json"], "seen", 0.3),
     "recommend new config (first run)": (["recommend", "{new}", "--format", "json"], "empty", 1.0),
     "doctor, no model (seen before)": (["doctor", "--format", "json"], "seen", 0.5),
-    "doctor, no model (empty cache)": (["doctor", "--format", "json"], "empty", None),
+    "doctor, no model (empty cache)": (["doctor", "--format", "json"], "empty", 0.5),
 }
 
 
@@ -90,6 +91,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--root", type=Path, default=HERE, help="the advisor checkout to time (default: this one)")
     args = parser.parse_args()
+    load_at_start = list(os.getloadavg())
     root = args.root.resolve()
     config = _config(root)
     work = Path(tempfile.mkdtemp(prefix="advisor-cost-"))
@@ -135,7 +137,8 @@ def main() -> None:
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "root": str(root),
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "gpus": _gpu_names(), "load_average_at_end": list(os.getloadavg()),
+                    "gpus": _gpu_names(), "load_average_at_start": load_at_start,
+                    "load_average_at_end": list(os.getloadavg()),
                     "torch": _version("torch"), "transformers": _version("transformers")},
         "repeats": args.repeats,
         "runs_s": runs,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from advisor import analysis_cache
@@ -143,8 +143,10 @@ def probe_kernel_runs(
     libraries: dict[str, LibraryInfo],
     *,
     enabled: bool = True,
+    early: Future[dict[str, KernelRun]] | None = None,
 ) -> dict[str, KernelRun]:
-    """Run each installed kernel once on GPU 0, or say for every one of them why nothing ran."""
+    """Run each installed kernel once on GPU 0, or say for every one of them why nothing ran. `early`: runs
+    started before torch was probed, used only where the probe confirms the GPU (missing kernels run now)."""
     specs = kernel_specs(libraries)
     if not enabled:
         return not_run(specs, "kernel runs skipped (--no-kernel-runs)")
@@ -153,7 +155,10 @@ def probe_kernel_runs(
     if torch_info.cuda_available is not True or isinstance(gpus, Unavailable) or not gpus:
         why = gpus.reason if isinstance(gpus, Unavailable) else "torch.cuda.is_available() is False"
         return not_run(specs, f"nothing was run: no GPU for torch {torch_info.version} ({why})")
-    return run_kernels(specs, device="cuda:0", dtypes=device_dtypes(gpus[0].dtypes))
+    started = early.result() if early is not None else {}
+    missing = [s for s in specs if s.kind not in started]
+    ran = run_kernels(missing, device="cuda:0", dtypes=device_dtypes(gpus[0].dtypes)) if missing else {}
+    return {s.kind: started[s.kind] if s.kind in started else ran[s.kind] for s in specs}
 
 
 def collect_environment(
@@ -167,6 +172,7 @@ def collect_environment(
     knowledge = knowledge or load_knowledge()
     # the import checks are child processes: start them first so they overlap our own torch import
     pool = ThreadPoolExecutor(max_workers=1)
+    pool_kernels = ThreadPoolExecutor(max_workers=1)
     libraries = pool.submit(probe_libraries, import_checks=import_checks)
     nv = probe_nvml(nvml)
     static = None if import_torch else _static_torch(nv, nvml)
@@ -182,6 +188,13 @@ def collect_environment(
     else:
         gpus = tuple(_gpu_from_nvml(g, knowledge) for g in nv.gpus)
     capabilities = [cc for g in (() if isinstance(gpus, Unavailable) else gpus) if (cc := known(g.compute_capability))]
+    early = None
+    if kernel_runs and import_checks and import_torch and nvml is None and isinstance(gpus, tuple) and gpus and (
+            isinstance(build, TorchBuild) and build.cuda is not None):
+        # NVML lists GPUs and torch is a CUDA build: start the kernel child now, beside our own torch import
+        # (issue 14); it is used only if that import confirms CUDA works. The specs need only package metadata.
+        early = pool_kernels.submit(run_kernels, kernel_specs(probe_libraries(import_checks=False)), device="cuda:0",
+                                    dtypes=device_dtypes(gpus[0].dtypes))
     if static is not None:
         driver_cuda = nv.driver.cuda_driver_version if isinstance(nv.driver.cuda_driver_version, str) else None
         torch_info: TorchInfo | Unavailable = static_torch_info(static[0], capabilities, static[1], driver_cuda)
@@ -189,6 +202,9 @@ def collect_environment(
         torch_info = _live_torch(capabilities, nv, cache=nvml is None)
     pool.shutdown(wait=True)
     libs = libraries.result()
+    enabled = kernel_runs and import_checks and import_torch
+    runs = probe_kernel_runs(gpus, torch_info, libs, enabled=enabled, early=early)
+    pool_kernels.shutdown(wait=True)
     return Environment(
         source="probe",
         description="probed on this machine",
@@ -198,5 +214,5 @@ def collect_environment(
         driver=nv.driver,
         torch=torch_info,
         libraries=libs,
-        kernel_runs=probe_kernel_runs(gpus, torch_info, libs, enabled=kernel_runs and import_checks and import_torch),
+        kernel_runs=runs,
     )
