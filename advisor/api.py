@@ -187,8 +187,11 @@ def check(
             raise UsageError(f"config file {printable(path)} must hold a JSON object of from_pretrained kwargs")
         config = raw
     data = parse_config(config or {}, source=f"config file {config_path}" if config_path else "the config")
+    from advisor.overlap import in_background  # the model is described beside the probe (issue 14)
+
+    pending = in_background(_model, model, allow_download, trust_remote_code)
     env = target_environment(**{"import_torch": False, **target})
-    spec = _model(model, allow_download, trust_remote_code)
+    spec = pending.result()
     knowledge = load_knowledge()
     ctx = replace(make_context(spec, env, knowledge, batch=batch, seq_len=seq_len), from_pretrained=data)
     candidate = _config_candidate(data, ctx, spec, attn, dtype, quantize)
