@@ -116,39 +116,44 @@ def main() -> None:
         if mode == "seen":
             _timed(argv_for(name), root, env_for(mode))
     runs: dict[str, list[float]] = {name: [] for name in [COLLECT_ENV, *COMMANDS]}
-    for _ in range(args.repeats):
+
+    def summarise(final: bool) -> None:
+        """Medians so far; written after every round, so a run cut short still leaves its rounds."""
+        medians = {name: statistics.median(times) for name, times in runs.items()}
+        base = medians[COLLECT_ENV]
+        ratios = {name: median / base for name, median in medians.items()}
+        targets = {
+            name: {"ratio": round(ratios[name], 3), "at_most": target, "met": ratios[name] <= target}
+            for name, (_, _, target) in COMMANDS.items() if target is not None
+        }
+        for name, median in (medians.items() if final else ()):
+            target = COMMANDS[name][2] if name in COMMANDS else None
+            verdict = "" if target is None else f"  target <= {target}: {'met' if ratios[name] <= target else 'NOT met'}"
+            print(f"{name:<46} median {median:6.2f} s  ratio {ratios[name]:5.2f}{verdict}  runs "
+                  f"{[round(t, 2) for t in runs[name]]}")
+        result = {
+            "what": "advisor commands vs python -m torch.utils.collect_env, cold processes, median of repeats",
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "root": str(root),
+            "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                        "gpus": _gpu_names(), "load_average_at_start": load_at_start,
+                        "load_average_at_end": list(os.getloadavg()),
+                        "torch": _version("torch"), "transformers": _version("transformers")},
+            "repeats": len(runs[COLLECT_ENV]),
+            "runs_s": runs,
+            "median_s": medians,
+            "ratio_to_collect_env": ratios,
+            "targets": targets,
+        }
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(result, indent=1) + "\n")
+
+    for done in range(1, args.repeats + 1):
         runs[COLLECT_ENV].append(_timed([sys.executable, "-m", COLLECT_ENV], root, base_env))
         for name, (_, mode, _) in COMMANDS.items():
             runs[name].append(_timed(argv_for(name), root, env_for(mode)))
-    medians = {name: statistics.median(times) for name, times in runs.items()}
-    base = medians[COLLECT_ENV]
-    ratios = {name: median / base for name, median in medians.items()}
-    targets = {
-        name: {"ratio": round(ratios[name], 3), "at_most": target, "met": ratios[name] <= target}
-        for name, (_, _, target) in COMMANDS.items() if target is not None
-    }
-    for name, median in medians.items():
-        target = COMMANDS[name][2] if name in COMMANDS else None
-        verdict = "" if target is None else f"  target <= {target}: {'met' if ratios[name] <= target else 'NOT met'}"
-        print(f"{name:<46} median {median:6.2f} s  ratio {ratios[name]:5.2f}{verdict}  runs "
-              f"{[round(t, 2) for t in runs[name]]}")
-    result = {
-        "what": "advisor commands vs python -m torch.utils.collect_env, cold processes, median of repeats",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "root": str(root),
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "gpus": _gpu_names(), "load_average_at_start": load_at_start,
-                    "load_average_at_end": list(os.getloadavg()),
-                    "torch": _version("torch"), "transformers": _version("transformers")},
-        "repeats": args.repeats,
-        "runs_s": runs,
-        "median_s": medians,
-        "ratio_to_collect_env": ratios,
-        "targets": targets,
-    }
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+        summarise(final=done == args.repeats)
 
 
 if __name__ == "__main__":
