@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import datetime as _dt
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -137,6 +138,42 @@ def _live_torch(capabilities: list[ComputeCapability], nv: NvmlResult, *, cache:
     return info
 
 
+def _cached_kernel_runs(specs: list[Any], nv: NvmlResult, dtypes: list[str], device: str = "cuda:0") -> dict[str, KernelRun]:
+    """`run_kernels` on GPU 0, remembered in the analysis cache for this torch install, driver, GPU set,
+    CUDA_VISIBLE_DEVICES and these exact kernel requests (their packages' versions included): a second
+    `doctor` on an unchanged install need not start a child (issue 14). Only a result where every kernel ran
+    is kept, so a failure (perhaps transient: another process filled the GPU) is tried again next time."""
+    stamp = _torch_install_stamp()
+    if stamp is None or isinstance(nv.gpus, Unavailable):
+        return run_kernels(specs, device=device, dtypes=dtypes)
+    from importlib import metadata
+
+    def version(dist: str) -> str | None:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+    packages = {d: version(d) for d in ("flash-attn", "flash-attn-3", "flash-attn-4", "kernels", "bitsandbytes", "triton")}
+    key = {"torch": stamp, "gpus": [[str(g.uuid), str(g.compute_capability)] for g in nv.gpus],
+           "driver": nv.driver.model_dump(mode="json"), "visible": os.environ.get("CUDA_VISIBLE_DEVICES"),
+           "requests": [s.request(device, dtypes) for s in specs], "packages": packages}
+    from advisor.probe import kernel_worker
+
+    extra = analysis_cache.source_stamp(run_kernels) + analysis_cache.source_stamp(kernel_worker.run)
+    hit = analysis_cache.get("kernel-runs", key, transformers=None, extra=extra)
+    if isinstance(hit, dict):
+        try:
+            return {kind: KernelRun.model_validate(run) for kind, run in hit.items()}
+        except ValueError:
+            pass
+    runs = run_kernels(specs, device=device, dtypes=dtypes)
+    if runs and all(run.runs is True for run in runs.values()):
+        analysis_cache.put("kernel-runs", key, {k: r.model_dump(mode="json") for k, r in runs.items()},
+                           transformers=None, extra=extra)
+    return runs
+
+
 def probe_kernel_runs(
     gpus: tuple[GpuInfo, ...] | Unavailable,
     torch_info: TorchInfo | Unavailable,
@@ -193,8 +230,8 @@ def collect_environment(
             isinstance(build, TorchBuild) and build.cuda is not None):
         # NVML lists GPUs and torch is a CUDA build: start the kernel child now, beside our own torch import
         # (issue 14); it is used only if that import confirms CUDA works. The specs need only package metadata.
-        early = pool_kernels.submit(run_kernels, kernel_specs(probe_libraries(import_checks=False)), device="cuda:0",
-                                    dtypes=device_dtypes(gpus[0].dtypes))
+        early = pool_kernels.submit(contextvars.copy_context().run, _cached_kernel_runs,  # keeps --no-cache
+                                    kernel_specs(probe_libraries(import_checks=False)), nv, device_dtypes(gpus[0].dtypes))
     if static is not None:
         driver_cuda = nv.driver.cuda_driver_version if isinstance(nv.driver.cuda_driver_version, str) else None
         torch_info: TorchInfo | Unavailable = static_torch_info(static[0], capabilities, static[1], driver_cuda)

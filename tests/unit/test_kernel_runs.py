@@ -191,3 +191,29 @@ def test_a_failed_kernel_stops_the_shared_child(fake_kernels: None) -> None:
     assert set(batch) == {"fake_no_image"} and batch["fake_no_image"]["ok"] is False
     runs = run_kernels(specs, device="cpu", dtypes=["float32"], timeout=20)
     assert runs["fake_works"].runs is True and runs["fake_no_image"].runs is False
+
+
+def _nvml_with_one_gpu() -> object:
+    from advisor.facts import ComputeCapability, DriverInfo
+    from advisor.probe.nvml import NvmlGpu, NvmlResult
+
+    gpu = NvmlGpu(index=0, name="H100", uuid="GPU-test", compute_capability=ComputeCapability(major=9, minor=0),
+                  memory_total_bytes=80 << 30, memory_free_bytes=80 << 30, mig_mode=False)
+    return NvmlResult(gpus=(gpu,), driver=DriverInfo())
+
+
+def test_kernel_runs_that_all_ran_are_reused_and_failures_are_not(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second doctor on an unchanged install reuses the runs (issue 14); a failed run is tried again."""
+    from advisor import analysis_cache
+    from advisor.probe import _cached_kernel_runs
+
+    monkeypatch.setenv(analysis_cache.CACHE_DIR_ENV, str(tmp_path))
+    nv = _nvml_with_one_gpu()
+    first = _cached_kernel_runs([KernelSpec("sdpa_math")], nv, ["float32"], device="cpu")  # type: ignore[arg-type]
+    assert first["sdpa_math"].runs is True
+    entries = list((tmp_path / "v1" / "kernel-runs").glob("*.json"))
+    assert len(entries) == 1
+    assert _cached_kernel_runs([KernelSpec("sdpa_math")], nv, ["float32"], device="cpu") == first  # type: ignore[arg-type]
+    failed = _cached_kernel_runs([KernelSpec("sdpa_cudnn")], nv, ["float32"], device="cpu")  # type: ignore[arg-type]
+    assert failed["sdpa_cudnn"].runs is False
+    assert len(list((tmp_path / "v1" / "kernel-runs").glob("*.json"))) == 1  # the failure was not kept
