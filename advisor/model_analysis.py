@@ -23,8 +23,8 @@ __all__ = [
     "cached_attention_support",
     "cached_counts",
     "count_key",
-    "counts_and_origin",
     "counting_version",
+    "counts_and_origin",
     "precomputed",
     "stored_releases",
 ]

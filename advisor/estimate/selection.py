@@ -66,4 +66,4 @@ def evaluate_selected(
         if best in tried:
             break
         simulate(best)
-    return results  # type: ignore[return-value]
+    return results
