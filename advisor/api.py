@@ -83,8 +83,12 @@ def recommend(
     **target: Any,
 ) -> Recommendation:
     """Plan how to load `model` on the target; `plan.from_pretrained_kwargs()` is ready for from_pretrained."""
+    # issue 14: a new config's meta-device count (importing transformers) overlaps the probe's waits on its children
+    from advisor.overlap import in_background
+
+    pending = in_background(_model, model, allow_download, trust_remote_code)
     env = target_environment(**{"import_torch": False, **target})
-    spec = _model(model, allow_download, trust_remote_code)
+    spec = pending.result()
     request = PlanRequest(dtype=dtype, quantize=quantize, batch=batch, seq_len=seq_len, attn=attn,  # type: ignore[arg-type]
                           ignore=tuple(c.upper() for c in ignore), prefer=prefer,
                           measurements=measurements)
@@ -183,8 +187,11 @@ def check(
             raise UsageError(f"config file {printable(path)} must hold a JSON object of from_pretrained kwargs")
         config = raw
     data = parse_config(config or {}, source=f"config file {config_path}" if config_path else "the config")
+    from advisor.overlap import in_background  # the model is described beside the probe (issue 14)
+
+    pending = in_background(_model, model, allow_download, trust_remote_code)
     env = target_environment(**{"import_torch": False, **target})
-    spec = _model(model, allow_download, trust_remote_code)
+    spec = pending.result()
     knowledge = load_knowledge()
     ctx = replace(make_context(spec, env, knowledge, batch=batch, seq_len=seq_len), from_pretrained=data)
     candidate = _config_candidate(data, ctx, spec, attn, dtype, quantize)

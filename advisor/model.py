@@ -58,6 +58,9 @@ class ModelSpec(BaseModel):
     quantizable_note: str | None = None
     quantizable_release: str | None = None  # the transformers release whose replacement rule gave the count
     config: dict[str, Any] = Field(default_factory=dict, exclude=True, repr=False)  # for advisor.estimate.simulate
+    # True when describing this model counted it on the meta device (imported transformers): only then, or with
+    # --simulate, is memory simulated without a cached result (advisor.estimate.adapter, issue 14)
+    analysed_now: bool = Field(default=False, exclude=True, repr=False)
 
     @property
     def display(self) -> str:
@@ -292,9 +295,10 @@ def describe_config(
                 intermediate_size=intermediate)
     estimated = _estimate(c, layers, hidden, heads, kv_heads, head_dim, vocab)
     note = meta_build_refusal(config, layers=layers, estimated_params=estimated[0])
-    from advisor.model_analysis import cached_counts  # the counts without a meta build when known (issue 14)
+    from advisor.model_analysis import counts_and_origin  # the counts without a meta build when known (issue 14)
 
-    counted = None if note is not None else cached_counts(config, architecture, trust_remote_code, _count_on_meta)
+    counted, analysed_now = (None, False) if note is not None else counts_and_origin(
+        config, architecture, trust_remote_code, _count_on_meta)
     method: Literal["meta-device", "estimate"] = "meta-device"
     if counted is None:
         counted, method = _table_share(str(config["model_type"]), *estimated), "estimate"
@@ -331,4 +335,5 @@ def describe_config(
         quantizable_note=counted[2],
         quantizable_release=_release() if method == "meta-device" else _table_release(),
         config=config,
+        analysed_now=analysed_now,
     )

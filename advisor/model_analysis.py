@@ -2,8 +2,9 @@
 
 Two answers: the exact parameter counts (a meta-device build, `model._count_on_meta`) and the attention
 implementations the model's class declares (`support._from_installed`). Each is looked up first in
-`data/model_analysis.json` (precomputed for the shipped models by `scripts/precompute_models.py`), then
-in the user's analysis cache (`advisor.analysis_cache`), and only then computed, and the result cached.
+`data/model_analysis.json` (precomputed for the shipped models under several transformers releases by
+`scripts/precompute_models.py`, each distinct value stored once with the releases it holds for), then in
+the user's analysis cache (`advisor.analysis_cache`), and only then computed, and the result cached.
 So a shipped model, or a config seen before, is planned without importing torch or transformers.
 """
 
@@ -23,13 +24,16 @@ __all__ = [
     "cached_counts",
     "count_key",
     "counting_version",
+    "counts_and_origin",
     "precomputed",
+    "stored_releases",
 ]
 
 PRECOMPUTED_FILE = "model_analysis.json"
 # NOTE: bump when `_count_on_meta` changes what it counts in a way its source text does not show (issue 14).
 COUNT_VERSION = 1
 _IGNORED_KEYS = ("transformers_version", "_name_or_path")
+Counts = tuple[int, int, str | None]
 
 
 def count_key(config: dict[str, Any], architecture: str | None, trust_remote_code: bool) -> dict[str, Any]:
@@ -62,6 +66,49 @@ def precomputed() -> dict[str, Any]:
     return raw if isinstance(raw, dict) else {}
 
 
+def _version_key(release: str) -> tuple[int, ...]:
+    """'5.17.0' -> (5, 17, 0), for ordering releases; an unreadable one sorts first."""
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return Version(release).release
+    except InvalidVersion:
+        return (0,)
+
+
+def _release_value(entries: Any, release: str | None, *, nearest: bool) -> Any | None:
+    """From `[{"releases": [...], "value": ...}, ...]` (values deduplicated across releases), the value stored for
+    `release`; with `nearest`, else the one of the stored release closest below it (else the oldest above)."""
+    if not isinstance(entries, list):
+        return None
+    rows = [(r, e.get("value")) for e in entries if isinstance(e, dict) and isinstance(e.get("releases"), list)
+            for r in e["releases"] if isinstance(r, str)]
+    for stored, value in rows:
+        if stored == release:
+            return value
+    if not nearest or not rows:
+        return None
+    want = _version_key(release or "0")
+    below = [row for row in rows if _version_key(row[0]) <= want]
+    pick = max(below, key=lambda row: _version_key(row[0])) if below else min(rows, key=lambda row: _version_key(row[0]))
+    return pick[1]
+
+
+def _shipped_counts(digest: str, stamp: str, release: str | None) -> Counts | None:
+    """The precomputed counts for this release, or those of the nearest stored release (parameter counts
+    rarely change between releases; a model never shipped is counted, never guessed)."""
+    shipped = precomputed()
+    if shipped.get("counting_version") != stamp:
+        return None
+    return _counts(_release_value(shipped.get("parameter_counts", {}).get(digest), release, nearest=True))
+
+
+def stored_releases() -> list[str]:
+    """The transformers releases data/model_analysis.json holds answers for."""
+    releases = precomputed().get("releases")
+    return [r for r in releases if isinstance(r, str)] if isinstance(releases, list) else []
+
+
 def _counts(value: Any) -> tuple[int, int, str | None] | None:
     """(total, quantizable, note on what bitsandbytes leaves unquantized) from a stored JSON list."""
     if (isinstance(value, list) and len(value) == 3 and all(isinstance(v, int) for v in value[:2])
@@ -74,26 +121,35 @@ def cached_counts(
     config: dict[str, Any],
     architecture: str | None,
     trust_remote_code: bool,
-    compute: Callable[[dict[str, Any], str | None, bool], tuple[int, int, str | None] | None],
-) -> tuple[int, int, str | None] | None:
+    compute: Callable[[dict[str, Any], str | None, bool], Counts | None],
+) -> Counts | None:
     """(total, quantizable, note) parameters: shipped table, then the user cache, then `compute` (cached after)."""
+    return counts_and_origin(config, architecture, trust_remote_code, compute)[0]
+
+
+def counts_and_origin(
+    config: dict[str, Any],
+    architecture: str | None,
+    trust_remote_code: bool,
+    compute: Callable[[dict[str, Any], str | None, bool], Counts | None],
+) -> tuple[Counts | None, bool]:
+    """The counts, and whether `compute` had to run for them (it imports transformers): the memory estimate
+    simulates only a model whose analysis paid that import anyway (advisor.estimate.adapter, issue 14)."""
     key = count_key(config, architecture, trust_remote_code)
     digest = analysis_cache.content_hash(key)
     stamp = counting_version()
-    shipped = precomputed()
-    if shipped.get("counting_version") == stamp:
-        found = _counts(shipped.get("parameter_counts", {}).get(digest))
-        if found is not None:
-            return found
     tf = analysis_cache.transformers_version()
+    found = _shipped_counts(digest, stamp, tf)
+    if found is not None:
+        return found, False
     found = _counts(analysis_cache.get("param-count", key, transformers=tf, extra=stamp))
     if found is not None:
-        return found
+        return found, False
     # NOTE: transformers' config classes rewrite nested dicts in place (rope_scaling), so the build gets a copy
     counted = compute(copy.deepcopy(config), architecture, trust_remote_code)
     if counted is not None:
         analysis_cache.put("param-count", key, [int(counted[0]), int(counted[1]), counted[2]], transformers=tf, extra=stamp)
-    return counted
+    return counted, True
 
 
 def _support(value: Any) -> dict[str, bool] | None:
@@ -108,9 +164,9 @@ def cached_attention_support(
     """The installed transformers' answer for this class: shipped (same release), cache, then `compute`."""
     tf = analysis_cache.transformers_version()
     key = {"model_type": model_type, "architecture": architecture}
-    shipped = precomputed()
-    if tf is not None and shipped.get("transformers") == tf:
-        found = _support(shipped.get("attention_support", {}).get(analysis_cache.content_hash(key)))
+    if tf is not None:  # the flags of exactly this release: a class may gain or lose one in any release
+        found = _support(_release_value(precomputed().get("attention_support", {}).get(analysis_cache.content_hash(key)),
+                                        tf, nearest=False))
         if found is not None:
             return found
     found = _support(analysis_cache.get("attention-support", key, transformers=tf))

@@ -16,6 +16,7 @@ from advisor.facts import SCHEMA_VERSION, Environment, TorchInfo, known
 from advisor.findings import Finding, Severity
 from advisor.knowledge import Knowledge, load_knowledge, version_matches
 from advisor.memory import GiB, MemoryEstimate, estimate_memory, max_memory_map
+from advisor.estimate.selection import evaluate_selected
 from advisor.model import ModelSpec
 from advisor.ranking import RankingAdvice, rerank
 from advisor.numbers import plural, size
@@ -155,8 +156,8 @@ def _memory_finding(ctx: Context, c: Candidate, memory: MemoryEstimate) -> Findi
     )
 
 
-def evaluate(ctx: Context, c: Candidate, ignore: Sequence[str] = ()) -> Evaluation:
-    """All rule findings plus the memory verdict for one candidate."""
+def evaluate(ctx: Context, c: Candidate, ignore: Sequence[str] = (), *, simulate: bool = True) -> Evaluation:
+    """All rule findings plus the memory verdict for one candidate (`simulate=False`: closed form only)."""
     assert ctx.model is not None
     gpus = ctx.gpus[:1] if c.placement == "gpu" else ctx.gpus if c.placement == "multi-gpu" else ()
     host = known(ctx.env.host.ram_available_bytes) or known(ctx.env.host.ram_total_bytes)
@@ -166,7 +167,7 @@ def evaluate(ctx: Context, c: Candidate, ignore: Sequence[str] = ()) -> Evaluati
         ctx.model, dtype=c.dtype, quantization=c.quantization, attn=c.attn,
         batch=ctx.batch, seq_len=ctx.seq_len, gpus=gpus, host_bytes=host, prompt_len=ctx.prompt_len,
         # simulated only where memory can still decide: a candidate another rule rejects keeps the closed form
-        simulate=not any(f.severity is Severity.FAIL for f in findings),
+        simulate=simulate and not any(f.severity is Severity.FAIL for f in findings),
         padded=ctx.batch > 1,  # a batch of prompts is padded: SDPA then gets a mask
         sdpa_backends=tuple(n for n, b in backends.items() if b.usable is True) if backends else None,
     )
@@ -375,7 +376,9 @@ def make_plan(
     env_findings = [f for f in run_environment_rules(ctx) if f.code not in request.ignore]
     blocking = [f for f in env_findings if f.severity is Severity.FAIL]
     universe = list(_candidates(ctx, request))
-    evaluations = [evaluate(ctx, c, request.ignore) for c in universe]
+    # issue 14: closed form for all, simulated only where it can change the answer (advisor/estimate/selection.py)
+    evaluations = evaluate_selected(universe, lambda c, sim: evaluate(ctx, c, request.ignore, simulate=sim),
+                                    lambda e: _rank(ctx, e))
     viable = sorted((e for e in evaluations if e.viable and not blocking), key=lambda e: _rank(ctx, e))
     failed = [e for e in evaluations if not e.viable]
     tf_version = env.version_of("transformers")

@@ -10,7 +10,8 @@ Each command gets its own analysis cache ($ADVISOR_CACHE_DIR):
 - "seen before": one untimed run first fills it, then every timed run reads it.
 The "new config" is the shipped Llama-3-8B config with one field changed per run (a config never seen, so
 counted on the meta device), written to a model folder. Targets (issue 14): recommend/check on a shipped
-model or a config seen before <= 0.3x, the first run on a new config <= 1.0x, doctor without a model <= 0.5x.
+model or a config seen before <= 0.3x, the first run on a new config <= 1.0x, doctor without a model <= 0.5x
+(on a fresh cache and seen before).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ COMMANDS: dict[str, tuple[list[str], str, float | None]] = {
     "check config seen before": (["check", "{seen}", "--dtype", "bfloat16", "--format", "json"], "seen", 0.3),
     "recommend new config (first run)": (["recommend", "{new}", "--format", "json"], "empty", 1.0),
     "doctor, no model (seen before)": (["doctor", "--format", "json"], "seen", 0.5),
-    "doctor, no model (empty cache)": (["doctor", "--format", "json"], "empty", None),
+    "doctor, no model (empty cache)": (["doctor", "--format", "json"], "empty", 0.5),
 }
 
 
@@ -90,6 +91,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--root", type=Path, default=HERE, help="the advisor checkout to time (default: this one)")
     args = parser.parse_args()
+    load_at_start = list(os.getloadavg())
     root = args.root.resolve()
     config = _config(root)
     work = Path(tempfile.mkdtemp(prefix="advisor-cost-"))
@@ -114,38 +116,44 @@ def main() -> None:
         if mode == "seen":
             _timed(argv_for(name), root, env_for(mode))
     runs: dict[str, list[float]] = {name: [] for name in [COLLECT_ENV, *COMMANDS]}
-    for _ in range(args.repeats):
+
+    def summarise(final: bool) -> None:
+        """Medians so far; written after every round, so a run cut short still leaves its rounds."""
+        medians = {name: statistics.median(times) for name, times in runs.items()}
+        base = medians[COLLECT_ENV]
+        ratios = {name: median / base for name, median in medians.items()}
+        targets = {
+            name: {"ratio": round(ratios[name], 3), "at_most": target, "met": ratios[name] <= target}
+            for name, (_, _, target) in COMMANDS.items() if target is not None
+        }
+        for name, median in (medians.items() if final else ()):
+            target = COMMANDS[name][2] if name in COMMANDS else None
+            verdict = "" if target is None else f"  target <= {target}: {'met' if ratios[name] <= target else 'NOT met'}"
+            print(f"{name:<46} median {median:6.2f} s  ratio {ratios[name]:5.2f}{verdict}  runs "
+                  f"{[round(t, 2) for t in runs[name]]}")
+        result = {
+            "what": "advisor commands vs python -m torch.utils.collect_env, cold processes, median of repeats",
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "root": str(root),
+            "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                        "gpus": _gpu_names(), "load_average_at_start": load_at_start,
+                        "load_average_at_end": list(os.getloadavg()),
+                        "torch": _version("torch"), "transformers": _version("transformers")},
+            "repeats": len(runs[COLLECT_ENV]),
+            "runs_s": runs,
+            "median_s": medians,
+            "ratio_to_collect_env": ratios,
+            "targets": targets,
+        }
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(result, indent=1) + "\n")
+
+    for done in range(1, args.repeats + 1):
         runs[COLLECT_ENV].append(_timed([sys.executable, "-m", COLLECT_ENV], root, base_env))
         for name, (_, mode, _) in COMMANDS.items():
             runs[name].append(_timed(argv_for(name), root, env_for(mode)))
-    medians = {name: statistics.median(times) for name, times in runs.items()}
-    base = medians[COLLECT_ENV]
-    ratios = {name: median / base for name, median in medians.items()}
-    targets = {
-        name: {"ratio": round(ratios[name], 3), "at_most": target, "met": ratios[name] <= target}
-        for name, (_, _, target) in COMMANDS.items() if target is not None
-    }
-    for name, median in medians.items():
-        target = COMMANDS[name][2] if name in COMMANDS else None
-        verdict = "" if target is None else f"  target <= {target}: {'met' if ratios[name] <= target else 'NOT met'}"
-        print(f"{name:<46} median {median:6.2f} s  ratio {ratios[name]:5.2f}{verdict}  runs "
-              f"{[round(t, 2) for t in runs[name]]}")
-    result = {
-        "what": "advisor commands vs python -m torch.utils.collect_env, cold processes, median of repeats",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "root": str(root),
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "gpus": _gpu_names(), "load_average_at_end": list(os.getloadavg()),
-                    "torch": _version("torch"), "transformers": _version("transformers")},
-        "repeats": args.repeats,
-        "runs_s": runs,
-        "median_s": medians,
-        "ratio_to_collect_env": ratios,
-        "targets": targets,
-    }
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+        summarise(final=done == args.repeats)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ Results are kept in the analysis cache, keyed by every input and by the simulato
 A plan whose model needed no import of transformers (a shipped model, a config seen before) does not import it
 just to simulate: it uses a cached simulation or the closed form, labelled `estimated`, unless simulation is asked
 for (`always_simulate()`, the CLI's --simulate). A new config imports transformers anyway to count its
-parameters, so it is simulated.
+parameters (`ModelSpec.analysed_now`), so it is simulated. The choice depends on those inputs and the cache only
+(`may_simulate`), never on `sys.modules`. Which candidates are simulated at all is `advisor.estimate.selection`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import contextlib
 import contextvars
 import hashlib
 import logging
-import sys
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from advisor.facts import GpuInfo
     from advisor.model import ModelSpec
 
-__all__ = ["always_simulate", "simulated"]
+__all__ = ["always_simulate", "may_simulate", "simulated"]
 
 _log = logging.getLogger(__name__)
 _FORCED: contextvars.ContextVar[bool] = contextvars.ContextVar("advisor_always_simulate", default=False)
@@ -48,6 +48,13 @@ def _simulator_stamp() -> str:
     for path in sorted(Path(__file__).parent.glob("*.py")):
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def may_simulate(model: ModelSpec) -> bool:
+    """Whether a simulation missing from the cache is run: with --simulate, or where describing the model
+    counted it on the meta device (transformers is then imported anyway). Explicit inputs only, never what the
+    process happens to have imported, so one command gives one answer whatever ran before it."""
+    return _FORCED.get() or model.analysed_now
 
 
 def simulated(model: ModelSpec, *, dtype: str, quantization: str, attn: str, batch: int, prompt_len: int,
@@ -78,7 +85,7 @@ def simulated(model: ModelSpec, *, dtype: str, quantization: str, attn: str, bat
             return SimResult.model_validate(hit)
         except ValueError:
             pass  # an entry of another shape: simulate again and overwrite it
-    if not _FORCED.get() and "transformers" not in sys.modules:
+    if not may_simulate(model):
         return None  # the fast path stays free of torch and transformers (issue 14): closed form, labelled
     try:
         from advisor.estimate.simulate import simulate

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextvars
 import datetime as _dt
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from advisor import analysis_cache
@@ -137,14 +138,52 @@ def _live_torch(capabilities: list[ComputeCapability], nv: NvmlResult, *, cache:
     return info
 
 
+def _cached_kernel_runs(specs: list[Any], nv: NvmlResult, dtypes: list[str], device: str = "cuda:0") -> dict[str, KernelRun]:
+    """`run_kernels` on GPU 0, remembered in the analysis cache for this torch install, driver, GPU set,
+    CUDA_VISIBLE_DEVICES and these exact kernel requests (their packages' versions included): a second
+    `doctor` on an unchanged install need not start a child (issue 14). Only a result where every kernel ran
+    is kept, so a failure (perhaps transient: another process filled the GPU) is tried again next time."""
+    stamp = _torch_install_stamp()
+    if stamp is None or isinstance(nv.gpus, Unavailable):
+        return run_kernels(specs, device=device, dtypes=dtypes)
+    from importlib import metadata
+
+    def version(dist: str) -> str | None:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+    packages = {d: version(d) for d in ("flash-attn", "flash-attn-3", "flash-attn-4", "kernels", "bitsandbytes", "triton")}
+    key = {"torch": stamp, "gpus": [[str(g.uuid), str(g.compute_capability)] for g in nv.gpus],
+           "driver": nv.driver.model_dump(mode="json"), "visible": os.environ.get("CUDA_VISIBLE_DEVICES"),
+           "requests": [s.request(device, dtypes) for s in specs], "packages": packages}
+    from advisor.probe import kernel_worker
+
+    extra = analysis_cache.source_stamp(run_kernels) + analysis_cache.source_stamp(kernel_worker.run)
+    hit = analysis_cache.get("kernel-runs", key, transformers=None, extra=extra)
+    if isinstance(hit, dict):
+        try:
+            return {kind: KernelRun.model_validate(run) for kind, run in hit.items()}
+        except ValueError:
+            pass
+    runs = run_kernels(specs, device=device, dtypes=dtypes)
+    if runs and all(run.runs is True for run in runs.values()):
+        analysis_cache.put("kernel-runs", key, {k: r.model_dump(mode="json") for k, r in runs.items()},
+                           transformers=None, extra=extra)
+    return runs
+
+
 def probe_kernel_runs(
     gpus: tuple[GpuInfo, ...] | Unavailable,
     torch_info: TorchInfo | Unavailable,
     libraries: dict[str, LibraryInfo],
     *,
     enabled: bool = True,
+    early: Future[dict[str, KernelRun]] | None = None,
 ) -> dict[str, KernelRun]:
-    """Run each installed kernel once on GPU 0, or say for every one of them why nothing ran."""
+    """Run each installed kernel once on GPU 0, or say for every one of them why nothing ran. `early`: runs
+    started before torch was probed, used only where the probe confirms the GPU (missing kernels run now)."""
     specs = kernel_specs(libraries)
     if not enabled:
         return not_run(specs, "kernel runs skipped (--no-kernel-runs)")
@@ -153,7 +192,10 @@ def probe_kernel_runs(
     if torch_info.cuda_available is not True or isinstance(gpus, Unavailable) or not gpus:
         why = gpus.reason if isinstance(gpus, Unavailable) else "torch.cuda.is_available() is False"
         return not_run(specs, f"nothing was run: no GPU for torch {torch_info.version} ({why})")
-    return run_kernels(specs, device="cuda:0", dtypes=device_dtypes(gpus[0].dtypes))
+    started = early.result() if early is not None else {}
+    missing = [s for s in specs if s.kind not in started]
+    ran = run_kernels(missing, device="cuda:0", dtypes=device_dtypes(gpus[0].dtypes)) if missing else {}
+    return {s.kind: started[s.kind] if s.kind in started else ran[s.kind] for s in specs}
 
 
 def collect_environment(
@@ -167,6 +209,7 @@ def collect_environment(
     knowledge = knowledge or load_knowledge()
     # the import checks are child processes: start them first so they overlap our own torch import
     pool = ThreadPoolExecutor(max_workers=1)
+    pool_kernels = ThreadPoolExecutor(max_workers=1)
     libraries = pool.submit(probe_libraries, import_checks=import_checks)
     nv = probe_nvml(nvml)
     static = None if import_torch else _static_torch(nv, nvml)
@@ -182,6 +225,13 @@ def collect_environment(
     else:
         gpus = tuple(_gpu_from_nvml(g, knowledge) for g in nv.gpus)
     capabilities = [cc for g in (() if isinstance(gpus, Unavailable) else gpus) if (cc := known(g.compute_capability))]
+    early = None
+    if kernel_runs and import_checks and import_torch and nvml is None and isinstance(gpus, tuple) and gpus and (
+            isinstance(build, TorchBuild) and build.cuda is not None):
+        # NVML lists GPUs and torch is a CUDA build: start the kernel child now, beside our own torch import
+        # (issue 14); it is used only if that import confirms CUDA works. The specs need only package metadata.
+        early = pool_kernels.submit(contextvars.copy_context().run, _cached_kernel_runs,  # keeps --no-cache
+                                    kernel_specs(probe_libraries(import_checks=False)), nv, device_dtypes(gpus[0].dtypes))
     if static is not None:
         driver_cuda = nv.driver.cuda_driver_version if isinstance(nv.driver.cuda_driver_version, str) else None
         torch_info: TorchInfo | Unavailable = static_torch_info(static[0], capabilities, static[1], driver_cuda)
@@ -189,6 +239,9 @@ def collect_environment(
         torch_info = _live_torch(capabilities, nv, cache=nvml is None)
     pool.shutdown(wait=True)
     libs = libraries.result()
+    enabled = kernel_runs and import_checks and import_torch
+    runs = probe_kernel_runs(gpus, torch_info, libs, enabled=enabled, early=early)
+    pool_kernels.shutdown(wait=True)
     return Environment(
         source="probe",
         description="probed on this machine",
@@ -198,5 +251,5 @@ def collect_environment(
         driver=nv.driver,
         torch=torch_info,
         libraries=libs,
-        kernel_runs=probe_kernel_runs(gpus, torch_info, libs, enabled=kernel_runs and import_checks and import_torch),
+        kernel_runs=runs,
     )

@@ -1,7 +1,9 @@
 """Child process: run one kernel's tiny calls on the device and print one JSON line.
 
-Started by advisor/probe/kernels.py through advisor/isolation.run_child, one child per kernel, so a kernel
-that segfaults, hangs or poisons the CUDA context takes only its own entry down. The request names the kernel
+Started by advisor/probe/kernels.py: first all kernels in one child (`{"batch": [...]}`, one torch import and
+CUDA context for all, issue 14), then, through advisor/isolation.run_child, one child per kernel for whatever
+the batch did not finish, so a kernel that segfaults, hangs or poisons the CUDA context takes only its own
+entry down. The request names the kernel
 `kind` and, for a Python-level kernel (flash-attn, a Hub kernel, a test's fake), the module and function.
 """
 
@@ -128,11 +130,32 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     return {"ok": not failed, "error": failed[0]["error"] if failed else None, "cases": cases}
 
 
+def run_batch(requests: list[dict[str, Any]]) -> None:
+    """Several kernels in this one process (one torch import, one CUDA context), one JSON line each as it
+    finishes, after a `{"start": kind}` line, so the parent knows which kernel a crash or hang took down.
+    Stops after the first kernel that fails: a failed call can leave the CUDA context unusable, and the
+    parent runs the remaining kernels in children of their own."""
+    import os
+
+    for request in requests:
+        _emit({"start": request["kind"]})
+        result = run(request)
+        _emit({**result, "kernel": request["kind"], "pid": os.getpid()})
+        if not result["ok"]:
+            return
+
+
+def _emit(line: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(line) + "\n")
+    sys.stdout.flush()
+
+
 def main() -> None:
     request = json.loads(sys.stdin.read())
-    result = run(request)
-    sys.stdout.write(json.dumps(result) + "\n")
-    sys.stdout.flush()
+    if "batch" in request:
+        run_batch(list(request["batch"]))
+        return
+    _emit(run(request))
 
 
 if __name__ == "__main__":

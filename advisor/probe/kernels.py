@@ -4,8 +4,10 @@ An import proves little: a flash-attn wheel built without this GPU's architectur
 the first call with "no kernel image is available for execution on the device"; a Triton too old for the
 card compiles nothing. So each attention kernel (every SDPA backend, flex_attention, flash-attn 2/3/4, a
 cached Hub kernel) runs one causal call per dtype the GPU supports and head_dim 64 and 128, and
-bitsandbytes runs one int8 and one NF4 matmul. One child per kernel (advisor/isolation.run_child), so a
-segfault or hang takes down only that kernel's entry. The results are `Environment.kernel_runs`.
+bitsandbytes runs one int8 and one NF4 matmul. All run in one child first (one torch import); whatever that
+child did not finish (a kernel failed, crashed or hung) runs again in a child of its own
+(advisor/isolation.run_child), so a segfault or hang takes down only that kernel's entry. The results are
+`Environment.kernel_runs`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 from advisor.facts import DtypeSupport, KernelCase, KernelRun, LibraryInfo, Unavailable
 
-__all__ = ["HEAD_DIMS", "KernelSpec", "kernel_specs", "not_run", "run_kernels"]
+__all__ = ["HEAD_DIMS", "KernelSpec", "kernel_specs", "not_run", "run_batch", "run_kernels"]
 
 HEAD_DIMS = (64, 128)
 WORKER = "advisor.probe.kernel_worker"
@@ -108,7 +110,83 @@ def not_run(specs: Sequence[KernelSpec], reason: str) -> dict[str, KernelRun]:
 def _run_one(
     spec: KernelSpec, device: str, dtypes: Sequence[str], timeout: float, child: Callable[..., dict[str, Any]]
 ) -> KernelRun:
-    result = child(WORKER, spec.request(device, dtypes), timeout)
+    return _to_run(spec, device, child(WORKER, spec.request(device, dtypes), timeout))
+
+
+def run_batch(
+    specs: Sequence[KernelSpec], *, device: str, dtypes: Sequence[str], timeout: float = 120.0
+) -> dict[str, dict[str, Any]]:
+    """All `specs` in one child, in order: the worker's result per kernel it finished (each with the child's
+    `pid`), and for the kernel it was running when it crashed or hung, that crash or timeout as its result.
+    Kernels after a failure get no entry: the caller runs them alone. A hang costs `timeout`, as alone."""
+    import json
+    import queue
+    import subprocess
+    import sys
+    import threading
+
+    from advisor.isolation import _child_env, _kill_group, _last_line, _signal_text
+
+    proc = subprocess.Popen([sys.executable, "-m", WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=_child_env(), start_new_session=True)
+    lines: queue.Queue[str | None] = queue.Queue()
+    errors: list[bytes] = []
+
+    def read_out() -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            lines.put(raw.decode("utf-8", "replace"))
+        lines.put(None)
+
+    def read_err() -> None:
+        assert proc.stderr is not None
+        errors.append(proc.stderr.read())
+
+    readers = [threading.Thread(target=read_out, daemon=True), threading.Thread(target=read_err, daemon=True)]
+    for reader in readers:
+        reader.start()
+    results: dict[str, dict[str, Any]] = {}
+    running: str | None = None
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps({"batch": [s.request(device, dtypes) for s in specs]}).encode())
+        proc.stdin.close()
+        while True:
+            try:
+                line = lines.get(timeout=timeout)
+            except queue.Empty:
+                _kill_group(proc)
+                if running is not None:
+                    results[running] = {"ok": False, "error": f"timed out after {timeout:g} s"}
+                break
+            if line is None:  # the child is gone
+                break
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue  # a kernel's own print
+            if not isinstance(message, dict):
+                continue
+            if "start" in message:
+                running = str(message["start"])
+            elif "kernel" in message and "ok" in message:
+                results[str(message["kernel"])] = message
+                running = None
+    except BaseException:  # Ctrl-C, SIGTERM/SIGHUP (advisor/interrupts.py): the child's whole group goes with us
+        _kill_group(proc)
+        proc.wait()
+        raise
+    code = proc.wait()
+    for reader in readers:
+        reader.join(timeout=10)
+    if running is not None and running not in results:  # it died inside this kernel
+        last = _last_line(b"".join(errors))
+        error = _signal_text(code) if code < 0 else f"exited with status {code} without a result"
+        results[running] = {"ok": False, "error": f"{error}; last output: {last}" if last else error}
+    return results
+
+
+def _to_run(spec: KernelSpec, device: str, result: dict[str, Any]) -> KernelRun:
     cases = tuple(
         KernelCase(dtype=c["dtype"], head_dim=c.get("head_dim"), runs=bool(c["runs"]), error=c.get("error"))
         for c in result.get("cases") or ()
@@ -128,11 +206,20 @@ def run_kernels(
     child: Callable[..., dict[str, Any]] | None = None,
     workers: int = 4,
 ) -> dict[str, KernelRun]:
-    """Run each spec in its own child on `device`, a few at a time; a crash or hang is that kernel's result."""
+    """All kernels in one child first (`run_batch`: one torch import and CUDA context instead of one per kernel,
+    issue 14), then each kernel the batch did not finish in its own child, a few at a time; a crash or hang is
+    that kernel's result. A given `child` (tests) runs every kernel alone through it."""
+    done: dict[str, KernelRun] = {}
     if child is None:
         from advisor.isolation import run_child
 
         child = run_child
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(specs)))) as pool:
-        runs = list(pool.map(lambda s: _run_one(s, device, dtypes, timeout, child), specs))
-    return {run.kernel: run for run in runs}
+        if len(specs) > 1:
+            batch = run_batch(specs, device=device, dtypes=dtypes, timeout=timeout)
+            done = {s.kind: _to_run(s, device, batch[s.kind]) for s in specs if s.kind in batch}
+    rest = [s for s in specs if s.kind not in done]
+    if rest:
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(rest)))) as pool:
+            for run in pool.map(lambda s: _run_one(s, device, dtypes, timeout, child), rest):
+                done[run.kernel] = run
+    return {s.kind: done[s.kind] for s in specs}

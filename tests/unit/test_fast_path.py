@@ -15,7 +15,7 @@ import pytest
 
 from advisor import analysis_cache
 from advisor.facts import ComputeCapability, TorchInfo, Unavailable
-from advisor.model_analysis import count_key, counting_version, precomputed
+from advisor.model_analysis import _release_value, count_key, counting_version, precomputed, stored_releases
 from advisor.probe import collect_environment
 from advisor.probe.torch_static import TorchBuild, read_torch_build, static_torch_info, visible_device_count
 
@@ -46,8 +46,8 @@ def _run(cache: Path, *argv: str) -> dict[str, Any]:
 
 
 def _warm_if_other_release(cache: Path, *argv: str) -> None:
-    """The shipped attention flags are for the release that made them; another release asks its classes once."""
-    if precomputed().get("transformers") != analysis_cache.transformers_version():
+    """The shipped attention flags are for the releases that made them; another release asks its classes once."""
+    if analysis_cache.transformers_version() not in stored_releases():
         _run(cache, *argv)
 
 
@@ -139,10 +139,49 @@ def test_precomputed_counts_and_flags_match_a_fresh_computation(hub_id: str) -> 
     config = dict(shipped.config)
     architecture = (config.get("architectures") or [None])[0]
     row = precomputed()["models"][shipped.hub_id]
+    release = analysis_cache.transformers_version()
     fresh = _count_on_meta(copy.deepcopy(config), architecture, False)
-    assert [row["param_count"], row["quantizable_param_count"]] == list(fresh or ())[:2]
-    if precomputed()["transformers"] == analysis_cache.transformers_version():
-        assert row["attention_support"] == _read_installed(describe_config(config, name=hub_id, source="shipped"))
+    stored = _release_value(precomputed()["parameter_counts"][row["count_key"]], release, nearest=True)
+    assert stored[:2] == list(fresh or ())[:2]
+    if release in stored_releases():
+        flags = _release_value(precomputed()["attention_support"][row["support_key"]], release, nearest=False)
+        assert flags == _read_installed(describe_config(config, name=hub_id, source="shipped"))
+
+
+def _pretend_release(folder: Path, release: str) -> Path:
+    """A dist-info that makes package metadata report `release` as the installed transformers (data, not code:
+    nothing imports from it; a process that did import transformers would get the real one and fail the test)."""
+    info = folder / f"transformers-{release}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: transformers\nVersion: {release}\n")
+    return folder
+
+
+def test_the_precomputation_holds_several_releases_including_the_gpu_box() -> None:
+    releases = stored_releases()
+    assert {"5.17.0", "5.24.0"} <= set(releases) and len(releases) >= 5
+    table = precomputed()
+    for hub_id, row in table["models"].items():
+        for release in releases:
+            assert _release_value(table["parameter_counts"][row["count_key"]], release, nearest=False), (hub_id, release)
+            if row["support_key"] is not None:
+                assert _release_value(table["attention_support"][row["support_key"]], release, nearest=False), (
+                    hub_id, release)
+
+
+@pytest.mark.parametrize("release", stored_releases())
+def test_each_stored_release_plans_a_shipped_model_without_transformers(tmp_path: Path, release: str) -> None:
+    fake = _pretend_release(tmp_path / "site", release)
+    env = {**os.environ, analysis_cache.CACHE_DIR_ENV: str(tmp_path / "cache"),
+           "PYTHONPATH": os.pathsep.join([str(fake), os.environ.get("PYTHONPATH", "")])}
+    env.pop(analysis_cache.NO_CACHE_ENV, None)
+    argv = ("recommend", "meta-llama/Meta-Llama-3-8B", "--cpu", "--format", "json")
+    done = subprocess.run([sys.executable, "-c", _WRAPPER, *argv], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+    result = json.loads([x for x in done.stderr.splitlines() if x.startswith("IMPORTED ")][-1].removeprefix("IMPORTED "))
+    assert result["heavy"] == [], f"transformers {release}: imported {result['heavy']}"
+    report = json.loads(done.stdout)
+    assert report["transformers"] == release and report["chosen"]["memory"]["method"] == "estimated"
 
 
 # -- torch's build without importing it ---------------------------------------------------------------

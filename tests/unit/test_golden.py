@@ -33,7 +33,9 @@ def normalise(text: str) -> str:
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_golden_output(cli: Any, name: str) -> None:
+def test_golden_output(cli: Any, name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # its own empty analysis cache: a simulation another test cached must not change the figures (issue 14)
+    monkeypatch.setenv("ADVISOR_CACHE_DIR", str(tmp_path / "cache"))
     code, out, err = cli(*CASES[name])
     assert err == "" and code == (1 if "nothing-fits" in name else 0)
     got = normalise(out)

@@ -17,7 +17,7 @@ from advisor.facts import Environment, KernelCase, KernelRun, TorchInfo, Unavail
 from advisor.model import resolve_model
 from advisor.plan import PlanRequest, make_plan
 from advisor.probe import probe_kernel_runs
-from advisor.probe.kernels import KernelSpec, kernel_specs, run_kernels
+from advisor.probe.kernels import KernelSpec, kernel_specs, run_batch, run_kernels
 from advisor.probe.packages import probe_libraries
 from advisor.targets import load_environment
 
@@ -157,3 +157,63 @@ def test_a_bitsandbytes_matmul_that_fails_rejects_that_quantization() -> None:
     rec = make_plan(resolve_model("meta-llama/Llama-2-7b-hf"), broken, PlanRequest())
     assert any(r.rule == "QUANT002" and "8bit matmul fails" in r.reason for r in rec.rejected)
     assert rec.from_pretrained is None or rec.from_pretrained.get("quantization_config", {}).get("load_in_8bit") is not True
+
+
+# -- one child for all kernels (issue 14), isolation kept for the ones that fail -----------------------
+
+
+def test_kernels_that_run_share_one_child() -> None:
+    """One torch import for every kernel: both SDPA backends come back from the same process."""
+    specs = [KernelSpec("sdpa_math"), KernelSpec("sdpa_efficient")]
+    batch = run_batch(specs, device="cpu", dtypes=["float32"])
+    assert set(batch) == {"sdpa_math", "sdpa_efficient"}
+    assert batch["sdpa_math"]["ok"] is True, batch["sdpa_math"]
+    assert batch["sdpa_math"]["pid"] == batch["sdpa_efficient"]["pid"]
+
+
+@pytest.mark.slow
+def test_a_crash_in_the_shared_child_costs_only_that_kernel(fake_kernels: None) -> None:
+    specs = [_fake("works"), _fake("segfault"), KernelSpec("fake_after", "fake_kernels", "works", "bshd", False,
+                                                           {"causal": True})]
+    batch = run_batch(specs, device="cpu", dtypes=["float32"], timeout=20)
+    assert batch["fake_works"]["ok"] is True
+    assert batch["fake_segfault"]["ok"] is False and "SIGSEGV" in batch["fake_segfault"]["error"]
+    assert "fake_after" not in batch  # never reached: it runs in a child of its own
+    runs = run_kernels(specs, device="cpu", dtypes=["float32"], timeout=20)
+    assert [runs[s.kind].runs for s in specs] == [True, False, True]
+    assert "SIGSEGV" in (runs["fake_segfault"].error or "")
+
+
+def test_a_failed_kernel_stops_the_shared_child(fake_kernels: None) -> None:
+    """A failed call may leave the CUDA context unusable: the kernels after it are run alone, not in that child."""
+    specs = [_fake("no_image"), _fake("works")]
+    batch = run_batch(specs, device="cpu", dtypes=["float32"], timeout=20)
+    assert set(batch) == {"fake_no_image"} and batch["fake_no_image"]["ok"] is False
+    runs = run_kernels(specs, device="cpu", dtypes=["float32"], timeout=20)
+    assert runs["fake_works"].runs is True and runs["fake_no_image"].runs is False
+
+
+def _nvml_with_one_gpu() -> object:
+    from advisor.facts import ComputeCapability, DriverInfo
+    from advisor.probe.nvml import NvmlGpu, NvmlResult
+
+    gpu = NvmlGpu(index=0, name="H100", uuid="GPU-test", compute_capability=ComputeCapability(major=9, minor=0),
+                  memory_total_bytes=80 << 30, memory_free_bytes=80 << 30, mig_mode=False)
+    return NvmlResult(gpus=(gpu,), driver=DriverInfo())
+
+
+def test_kernel_runs_that_all_ran_are_reused_and_failures_are_not(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second doctor on an unchanged install reuses the runs (issue 14); a failed run is tried again."""
+    from advisor import analysis_cache
+    from advisor.probe import _cached_kernel_runs
+
+    monkeypatch.setenv(analysis_cache.CACHE_DIR_ENV, str(tmp_path))
+    nv = _nvml_with_one_gpu()
+    first = _cached_kernel_runs([KernelSpec("sdpa_math")], nv, ["float32"], device="cpu")  # type: ignore[arg-type]
+    assert first["sdpa_math"].runs is True
+    entries = list((tmp_path / "v1" / "kernel-runs").glob("*.json"))
+    assert len(entries) == 1
+    assert _cached_kernel_runs([KernelSpec("sdpa_math")], nv, ["float32"], device="cpu") == first  # type: ignore[arg-type]
+    failed = _cached_kernel_runs([KernelSpec("sdpa_cudnn")], nv, ["float32"], device="cpu")  # type: ignore[arg-type]
+    assert failed["sdpa_cudnn"].runs is False
+    assert len(list((tmp_path / "v1" / "kernel-runs").glob("*.json"))) == 1  # the failure was not kept
