@@ -24,6 +24,7 @@ import functools
 import json
 import time
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -243,7 +244,7 @@ def run_tracked(model: Any, *, generative: bool, batch: int, prompt: int, seq_le
 
 def _simulate_layers(config_dict: dict[str, Any], architecture: str | None, layers: int | None, *, dtype: str,
                      attn: str, quantization: str, batch: int, prompt: int, seq_len: int, padded: bool,
-                     target: Any) -> tuple[int, int, int, int, dict[str, int], int]:
+                     target: Any, outliers: str = "{}") -> tuple[int, int, int, int, dict[str, int], int]:
     import torch
 
     from advisor.estimate.bnb import install_quantized_forward
@@ -255,7 +256,7 @@ def _simulate_layers(config_dict: dict[str, Any], architecture: str | None, laye
     model = _build(config_dict, architecture, layers, torch_dtype, "sdpa" if fused else attn)
     weights = _weights(model, quantization)
     if quantization != "none":
-        install_quantized_forward(model, quantization)
+        install_quantized_forward(model, quantization, _outlier_lookup(json.loads(outliers)))
     generative = bool(architecture and architecture.endswith(_GEN_SUFFIXES))
     tracker = LiveBytes(meta_scalars=True)
     router = SdpaRouter(SdpaTarget(**{**target, "force": "flash" if fused else None}))
@@ -266,7 +267,8 @@ def _simulate_layers(config_dict: dict[str, Any], architecture: str | None, laye
 
 @functools.lru_cache(maxsize=256)
 def _simulate_cached(config_json: str, architecture: str | None, dtype: str, attn: str, quantization: str,
-                     batch: int, prompt: int, seq_len: int, padded: bool, target_json: str) -> SimResult:
+                     batch: int, prompt: int, seq_len: int, padded: bool, target_json: str,
+                     outliers_json: str = "{}") -> SimResult:
     import transformers
 
     start = time.perf_counter()
@@ -283,7 +285,7 @@ def _simulate_cached(config_json: str, architecture: str | None, dtype: str, att
     n = int(getattr(text, key)) if key else 0
     period = _period(text) if not text.is_encoder_decoder else None
     args = dict(dtype=dtype, attn=attn, quantization=quantization, batch=batch, prompt=prompt, seq_len=seq_len,
-                padded=padded, target=target)
+                padded=padded, target=target, outliers=outliers_json)
     if period and n > 3 * period and n % period == 0:
         # from 2p and 3p layers: with a single repeat the first layer's transients can overlap the embedding's
         a = _simulate_layers(config_dict, architecture, 2 * period, **args)
@@ -308,17 +310,35 @@ def _simulate_cached(config_json: str, architecture: str | None, dtype: str, att
 def simulate(config: dict[str, Any], *, architecture: str | None, dtype: str, attn: str, quantization: str = "none",
              batch: int = 1, prompt_len: int, seq_len: int | None = None, padded: bool = False,
              device: str = "cuda", capability: tuple[int, int] = (9, 0),
-             sdpa_backends: tuple[str, ...] = ("flash", "efficient", "math")) -> SimResult:
+             sdpa_backends: tuple[str, ...] = ("flash", "efficient", "math"),
+             int8_outliers: Mapping[str, Mapping[int, int]] | None = None) -> SimResult:
     """Peak memory of `generate()` (or one forward of an encoder) for this exact configuration, from a run of the
     real model class on meta tensors. `seq_len` is the final length (prompt + new tokens), `padded` whether the
-    batch carries a padding mask, `device`/`capability`/`sdpa_backends` the target SDPA picks its kernel for."""
+    batch carries a padding mask, `device`/`capability`/`sdpa_backends` the target SDPA picks its kernel for.
+
+    `int8_outliers` is data the meta run cannot see: for bitsandbytes 8-bit, the number of input columns holding a
+    value of magnitude >= 6.0 (LLM.int8's outliers, computed in higher precision), by module name and by the
+    matmul's rows (tokens x batch): {"model.layers.0.mlp.down_proj": {4096: 14336, 1: 40}}. None: no outlier
+    columns, the case of trained checkpoints, whose outliers sit in a handful of feature dimensions (Dettmers et
+    al. 2022, LLM.int8(), section 4) and cost next to nothing. Random-init checkpoints differ: a SwiGLU
+    down-projection input of hidden size 4096 exceeds 6.0 in every column of a long prompt (measured on the
+    H100, benchmarks/h100_memory.py records the counts per module)."""
     target = {"device": device, "capability": list(capability), "usable": sorted(sdpa_backends)}
     attn = attn if attn in ("eager", "sdpa") else "fused"  # flash-attn, flex: output + log-sum-exp, no scores
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return _quiet(_simulate_cached, json.dumps(config, sort_keys=True), architecture, dtype, attn, quantization,
                       batch, prompt_len, max(seq_len or prompt_len, prompt_len), padded,
-                      json.dumps(target, sort_keys=True))
+                      json.dumps(target, sort_keys=True),
+                      json.dumps({k: {str(r): int(n) for r, n in v.items()} for k, v in (int8_outliers or {}).items()},
+                                 sort_keys=True))
+
+
+def _outlier_lookup(table: dict[str, dict[str, int]]) -> Any:
+    """(name, rows, in_features) -> outlier columns of that call, from `simulate`'s `int8_outliers` table."""
+    if not table:
+        return None
+    return lambda name, rows, in_features: min(int(table.get(name, {}).get(str(rows), 0)), in_features)
 
 
 def _quiet(fn: Any, *args: Any) -> Any:
