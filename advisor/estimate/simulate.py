@@ -199,8 +199,8 @@ def run_tracked(model: Any, *, generative: bool, batch: int, prompt: int, seq_le
         ids = torch.zeros((batch, prompt), dtype=torch.long, device=meta)
         # generate() passes a mask of ones without padding, which transformers drops (`_ignore_causal_mask_sdpa`)
         mask = torch.ones((batch, prompt), dtype=torch.long, device=meta) if padded else None
-        if mask is not None and not mask.is_meta:
-            mask[0, 0] = 0  # real padding, so transformers keeps the mask (on meta, `.all()` reads False)
+        if mask is not None:
+            mask[0, 0] = 0  # real padding, so transformers keeps the mask (on meta: values unknown from here on)
         kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
         if not generative:
             model(**kwargs)
@@ -232,8 +232,7 @@ def run_tracked(model: Any, *, generative: bool, batch: int, prompt: int, seq_le
             step.update(input_ids=token, cache_position=torch.full((1,), position, dtype=torch.long, device=meta))
             if mask is not None:
                 step["attention_mask"] = torch.ones((batch, seq_len), dtype=torch.long, device=meta)
-                if not mask.is_meta:
-                    step["attention_mask"][0, 0] = 0
+                step["attention_mask"][0, 0] = 0
         if "logits_to_keep" in accepts:
             step["logits_to_keep"] = 1
         out = model(**step)
