@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["quantized_linears", "quantized_weight_bytes", "install_quantized_forward"]
+__all__ = ["quantized_linears", "quantized_weight_bytes", "install_quantized_forward", "quantized_forward"]
 
 BLOCK_4BIT = 64
 BLOCK_NESTED = 256
@@ -133,9 +133,14 @@ def install_quantized_forward(model: torch.nn.Module, quantization: str,
     `outliers(name, rows, in_features)` is the number of input columns with a value of magnitude >= 6.0 for the
     8-bit modules (LLM.int8's mixed-precision decomposition); none by default."""
     modules = quantized_linears(model)
-    forward = _forward_8bit if quantization == "8bit" else _forward_4bit
     for name, module in modules.items():
-        module.forward = types.MethodType(forward, module)  # type: ignore[method-assign]
-        count = outliers or (lambda _n, _r, _i: 0)
-        module._advisor_outliers = functools.partial(count, name)  # type: ignore[assignment]
+        quantized_forward(module, quantization, functools.partial(outliers, name) if outliers else None)
     return modules
+
+
+def quantized_forward(module: torch.nn.Module, quantization: str,
+                      outliers: Callable[[int, int], int] | None = None) -> None:
+    """Give one linear module bitsandbytes' forward; `outliers(rows, in_features)` as in install_quantized_forward."""
+    forward = _forward_8bit if quantization == "8bit" else _forward_4bit
+    module.forward = types.MethodType(forward, module)  # type: ignore[method-assign]
+    module._advisor_outliers = outliers or (lambda _rows, _in: 0)  # type: ignore[assignment]
