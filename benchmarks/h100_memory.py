@@ -138,6 +138,8 @@ def _config(transformers: Any, name: str) -> tuple[Any, Any]:
     return config, getattr(transformers, model_cls)
 
 
+# (model, batch): record the allocator's history and keep the allocations alive at the peak (their stacks)
+DIAGNOSE = {("qwen2-moe", 16), ("qwen2-moe", 1)}
 PROMPT_LIMIT = {"roberta-base-cls": 512}  # RoBERTa's positions start after the padding index: 514 - 2
 
 
@@ -187,6 +189,30 @@ def _measure(torch: Any, model: Any, generative: bool, batch: int, prompt: int, 
             model(input_ids=ids, attention_mask=mask if padded else None)
     torch.cuda.synchronize()
     return int(torch.cuda.max_memory_allocated())
+
+
+def _peak_allocations(torch: Any, snapshot: dict[str, Any], top: int = 25) -> list[dict[str, Any]]:
+    """Replay the allocator trace of `torch.cuda.memory._snapshot()` and return the blocks alive at the highest
+    point, largest first, with the Python frames that allocated them (the live set behind max_memory_allocated)."""
+    live: dict[int, dict[str, Any]] = {}
+    total = best = 0
+    best_set: list[dict[str, Any]] = []
+    for trace in snapshot.get("device_traces", []):
+        for event in trace:
+            action, addr, size = event.get("action"), event.get("addr"), int(event.get("size", 0))
+            if action == "alloc":
+                live[addr] = event
+                total += size
+                if total > best:
+                    best, best_set = total, list(live.values())
+            elif action in ("free_requested", "free") and addr in live:
+                total -= int(live.pop(addr).get("size", 0))
+    rows = []
+    for event in sorted(best_set, key=lambda e: -int(e.get("size", 0)))[:top]:
+        frames = [f"{f.get('filename', '').rsplit('/', 1)[-1]}:{f.get('line')}:{f.get('name')}"
+                  for f in event.get("frames", []) if f.get("filename", "").endswith(".py")][:8]
+        rows.append({"bytes": int(event.get("size", 0)), "frames": frames})
+    return rows
 
 
 def _free(torch: Any) -> None:
@@ -258,8 +284,15 @@ def main() -> None:
                 row = {**base, "config": saved, "batch": w["batch"], "prompt": w["prompt"], "padded": w["padded"],
                        "new_tokens": NEW_TOKENS if generative else 0, "task": "generate" if generative else "forward"}
                 try:
+                    row["baseline_bytes"] = int(torch.cuda.memory_allocated())  # what the workload starts from
+                    trace = (name, w["batch"]) in DIAGNOSE
+                    if trace:
+                        torch.cuda.memory._record_memory_history(max_entries=200000)
                     row["peak_memory_bytes"] = _measure(torch, model, generative, w["batch"], w["prompt"], w["padded"],
                                                         vocab)
+                    if trace:
+                        row["live_at_peak"] = _peak_allocations(torch, torch.cuda.memory._snapshot())
+                        torch.cuda.memory._record_memory_history(enabled=None)
                     row["ok"] = True
                     if quant == "8bit":  # data the simulation needs as input (advisor.estimate.bnb)
                         row["int8_outlier_columns"] = {k: dict(v) for k, v in sorted(outliers.items())}

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["quantized_linears", "quantized_weight_bytes", "install_quantized_forward", "quantized_forward"]
+__all__ = ["install_quantized_forward", "quantized_forward", "quantized_linears", "quantized_weight_bytes"]
 
 BLOCK_4BIT = 64
 BLOCK_NESTED = 256
