@@ -1,7 +1,12 @@
 """Measured peak memory of generate() / forward for many architectures, for `benchmarks/memory_table.py`.
 
 Usage (GPU machine, repository root): python benchmarks/h100_memory.py OUT_DIR [--only NAME ...] [--skip-quantized]
-Writes OUT_DIR/h100-memory-architectures.json (`"schema": "advisor-memory-run/1"`). Every model is built on the
+[--set followup --name h100-memory-followup.json]
+Writes OUT_DIR/h100-memory-architectures.json (`"schema": "advisor-memory-run/1"`), or the file `--name` gives.
+`--set followup` (issue 13's follow-up) re-measures the rows the first run missed and adds out-of-sample ones; its
+8-bit rows record each module's LLM.int8 outlier columns (`int8_outlier_columns`, read from bitsandbytes'
+`state.idx` after every call), every row the bytes allocated when it starts (`baseline_bytes`), and the rows in
+DIAGNOSE the allocations alive at the peak with their Python frames (`live_at_peak`). Every model is built on the
 GPU from a config written here, with random weights (nothing is downloaded), in the load dtype, then per workload:
 torch.cuda.reset_peak_memory_stats(), generate() (decoders, encoder-decoders: greedy, 8 new tokens, a mask) or one
 forward (encoders), torch.cuda.max_memory_allocated(). Workloads: batch 1 with a 4096-token prompt (512 for
@@ -120,7 +125,7 @@ SETS: dict[str, list[tuple[str, str, str]]] = {
         ("pythia-1b-neox", "sdpa", "none"),
         ("phi2", "sdpa", "none"), ("phi2", "sdpa", "8bit"), ("phi2", "sdpa", "4bit"),
         ("stablelm-2-1.6b", "sdpa", "none"), ("stablelm-2-1.6b", "eager", "none"),
-        ("olmoe-1b-7b", "sdpa", "none"), ("olmoe-1b-7b", "sdpa", "8bit"),
+        ("olmoe-1b-7b", "sdpa", "none"), ("stablelm-2-1.6b", "sdpa", "8bit"),
     ],
 }
 WORKLOADS = ({"batch": 1, "prompt": LONG, "padded": False}, {"batch": 16, "prompt": SHORT, "padded": True})
