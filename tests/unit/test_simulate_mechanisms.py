@@ -193,3 +193,21 @@ def test_fake_run_matches_a_real_forward_of_a_model_that_builds_its_own_mask(tin
 def test_fake_run_matches_a_real_forward_of_falcon_multi_query(tiny_falcon_mqa: Path) -> None:
     fake, real = _real_and_fake(tiny_falcon_mqa, batch=2, prompt=24, seq_len=30, padded=False)
     assert fake == real
+
+
+# --- generate() decodes MoE experts with batched_mm on a GPU ----------------------------------------------------
+
+def test_moe_decode_step_gathers_expert_weights_on_a_gpu_target() -> None:
+    """generate() wraps decoding in `_optimize_model_for_decode`, which switches grouped_mm experts to batched_mm on
+    any non-CPU device; batched_mm copies each selected expert's weights per token (gate_up and down)."""
+    config = transformers.Qwen2MoeConfig(hidden_size=64, intermediate_size=128, moe_intermediate_size=32,
+                                         shared_expert_intermediate_size=128, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=4, num_experts=8,
+                                         num_experts_per_tok=2, vocab_size=1000).to_dict()
+    batch, rows = 4, 4 * 2
+    gathered = rows * (2 * 32 * 64 + 64 * 32) * 2  # bf16 gate_up and down slices of the selected experts
+    args = dict(dtype="bfloat16", attn="sdpa", quantization="none", batch=batch, prompt=16, seq_len=20, padded=False)
+    gpu = sim._simulate_layers(config, "Qwen2MoeForCausalLM", None, **args,
+                               target={"device": "cuda", "capability": (9, 0), "usable": frozenset({"flash", "math"})})
+    cpu = sim._simulate_layers(config, "Qwen2MoeForCausalLM", None, **args, target=CPU)
+    assert cpu[2] < gathered <= gpu[2]
