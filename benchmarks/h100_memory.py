@@ -1,7 +1,12 @@
 """Measured peak memory of generate() / forward for many architectures, for `benchmarks/memory_table.py`.
 
 Usage (GPU machine, repository root): python benchmarks/h100_memory.py OUT_DIR [--only NAME ...] [--skip-quantized]
-Writes OUT_DIR/h100-memory-architectures.json (`"schema": "advisor-memory-run/1"`). Every model is built on the
+[--set followup --name h100-memory-followup.json]
+Writes OUT_DIR/h100-memory-architectures.json (`"schema": "advisor-memory-run/1"`), or the file `--name` gives.
+`--set followup` (issue 13's follow-up) re-measures the rows the first run missed and adds out-of-sample ones; its
+8-bit rows record each module's LLM.int8 outlier columns (`int8_outlier_columns`, read from bitsandbytes'
+`state.idx` after every call), every row the bytes allocated when it starts (`baseline_bytes`), and the rows in
+DIAGNOSE the allocations alive at the peak with their Python frames (`live_at_peak`). Every model is built on the
 GPU from a config written here, with random weights (nothing is downloaded), in the load dtype, then per workload:
 torch.cuda.reset_peak_memory_stats(), generate() (decoders, encoder-decoders: greedy, 8 new tokens, a mask) or one
 forward (encoders), torch.cuda.max_memory_allocated(). Workloads: batch 1 with a 4096-token prompt (512 for
@@ -73,8 +78,56 @@ MODELS: dict[str, tuple[str, str, dict[str, Any], int, int, tuple[str, ...]]] = 
     "phi3-mini": ("Phi3Config", "Phi3ForCausalLM", dict(
         hidden_size=3072, intermediate_size=8192, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32,
         vocab_size=32064, max_position_embeddings=4200, pad_token_id=0), 32, 4, ("sdpa",)),
+    # issue 13 follow-up: out-of-sample architectures (not used while fixing the simulator) and Llama-3.2-1B for int8
+    "bart-base": ("BartConfig", "BartForConditionalGeneration", dict(
+        d_model=768, encoder_layers=6, decoder_layers=6, encoder_attention_heads=12, decoder_attention_heads=12,
+        encoder_ffn_dim=3072, decoder_ffn_dim=3072, vocab_size=50265, max_position_embeddings=1024,
+        decoder_start_token_id=2, pad_token_id=1, bos_token_id=0, eos_token_id=2, forced_eos_token_id=2), 6, 6,
+        ("sdpa", "eager")),
+    "roberta-base-cls": ("RobertaConfig", "RobertaForSequenceClassification", dict(
+        hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, vocab_size=50265,
+        max_position_embeddings=514, type_vocab_size=1, pad_token_id=1, num_labels=3), 12, 12, ("sdpa", "eager")),
+    "phi2": ("PhiConfig", "PhiForCausalLM", dict(
+        hidden_size=2560, intermediate_size=10240, num_hidden_layers=32, num_attention_heads=32,
+        num_key_value_heads=32, partial_rotary_factor=0.4, vocab_size=51200, max_position_embeddings=4200), 32, 4,
+        ("sdpa",)),
+    "stablelm-2-1.6b": ("StableLmConfig", "StableLmForCausalLM", dict(
+        hidden_size=2048, intermediate_size=5632, num_hidden_layers=24, num_attention_heads=32,
+        num_key_value_heads=32, partial_rotary_factor=0.25, vocab_size=100352, max_position_embeddings=4200,
+        use_qkv_bias=True), 24, 4, ("sdpa", "eager")),
+    "olmoe-1b-7b": ("OlmoeConfig", "OlmoeForCausalLM", dict(
+        hidden_size=2048, intermediate_size=1024, num_hidden_layers=16, num_attention_heads=16,
+        num_key_value_heads=16, num_experts=64, num_experts_per_tok=8, vocab_size=50304,
+        max_position_embeddings=4200), 16, 4, ("sdpa",)),
+    "llama-3.2-1b": ("LlamaConfig", "LlamaForCausalLM", dict(
+        hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8,
+        head_dim=64, vocab_size=128256, max_position_embeddings=131072, rope_theta=500000.0,
+        tie_word_embeddings=True), 16, 16, ()),
 }
 QUANTIZED = ("mistral-7b-sliding", "gpt-bigcode-mqa")
+# extra workloads for some models (besides WORKLOADS)
+EXTRA_WORKLOADS: dict[str, tuple[dict[str, Any], ...]] = {
+    "pythia-1b-neox": ({"batch": 16, "prompt": 512, "padded": True},),
+}
+# `--set followup`: the rows issue 13's first H100 run missed (re-measured, with int8 outlier columns recorded) and
+# out-of-sample rows (architectures, heads and shapes the simulator was not fixed against)
+SETS: dict[str, list[tuple[str, str, str]]] = {
+    "followup": [
+        ("t5-base", "sdpa", "none"), ("t5-base", "eager", "none"),
+        ("falcon-7b-mqa", "sdpa", "none"),
+        ("qwen2-moe", "sdpa", "none"),
+        ("gpt-bigcode-mqa", "sdpa", "none"), ("gpt-bigcode-mqa", "eager", "none"),
+        ("gpt-bigcode-mqa", "sdpa", "8bit"), ("gpt-bigcode-mqa", "sdpa", "4bit"),
+        ("mistral-7b-sliding", "sdpa", "8bit"), ("llama-3.2-1b", "sdpa", "8bit"),
+        # out of sample
+        ("bart-base", "sdpa", "none"), ("bart-base", "eager", "none"),
+        ("roberta-base-cls", "sdpa", "none"), ("roberta-base-cls", "eager", "none"),
+        ("pythia-1b-neox", "sdpa", "none"),
+        ("phi2", "sdpa", "none"), ("phi2", "sdpa", "8bit"), ("phi2", "sdpa", "4bit"),
+        ("stablelm-2-1.6b", "sdpa", "none"), ("stablelm-2-1.6b", "eager", "none"),
+        ("olmoe-1b-7b", "sdpa", "none"), ("stablelm-2-1.6b", "sdpa", "8bit"),
+    ],
+}
 WORKLOADS = ({"batch": 1, "prompt": LONG, "padded": False}, {"batch": 16, "prompt": SHORT, "padded": True})
 
 
@@ -88,6 +141,35 @@ def _config(transformers: Any, name: str) -> tuple[Any, Any]:
         kwargs["num_layers"] = kwargs["num_decoder_layers"] = layers
     config = getattr(transformers, config_cls)(**kwargs)
     return config, getattr(transformers, model_cls)
+
+
+# (model, batch): record the allocator's history and keep the allocations alive at the peak (their stacks)
+DIAGNOSE = {("olmoe-1b-7b", 16)}  # the new MoE (Qwen2-MoE's batch-16 miss was traced and fixed)
+PROMPT_LIMIT = {"roberta-base-cls": 512}  # RoBERTa's positions start after the padding index: 514 - 2
+
+
+def _outlier_recorder(model: Any) -> tuple[dict[str, dict[str, int]], list[Any]]:
+    """Per 8-bit module and per matmul row count (tokens x batch), the most LLM.int8 outlier columns one call had:
+    bitsandbytes keeps the last call's `outlier_cols` in `state.idx` (MatMul8bitLt.forward). Reading its length is
+    host-side metadata, so the hooks allocate nothing on the GPU."""
+    import bitsandbytes as bnb
+
+    seen: dict[str, dict[str, int]] = {}
+    handles = []
+    for name, module in model.named_modules():
+        if not isinstance(module, bnb.nn.Linear8bitLt):
+            continue
+
+        def hook(mod: Any, inputs: Any, _out: Any, name: str = name) -> None:
+            x = inputs[0]
+            rows = str(x.numel() // x.shape[-1])
+            idx = getattr(mod.state, "idx", None)
+            count = int(idx.numel()) if idx is not None else 0
+            per = seen.setdefault(name, {})
+            per[rows] = max(per.get(rows, 0), count)
+
+        handles.append(module.register_forward_hook(hook))
+    return seen, handles
 
 
 def _inputs(torch: Any, batch: int, prompt: int, padded: bool, vocab: int) -> tuple[Any, Any]:
@@ -114,6 +196,30 @@ def _measure(torch: Any, model: Any, generative: bool, batch: int, prompt: int, 
     return int(torch.cuda.max_memory_allocated())
 
 
+def _peak_allocations(torch: Any, snapshot: dict[str, Any], top: int = 25) -> list[dict[str, Any]]:
+    """Replay the allocator trace of `torch.cuda.memory._snapshot()` and return the blocks alive at the highest
+    point, largest first, with the Python frames that allocated them (the live set behind max_memory_allocated)."""
+    live: dict[int, dict[str, Any]] = {}
+    total = best = 0
+    best_set: list[dict[str, Any]] = []
+    for trace in snapshot.get("device_traces", []):
+        for event in trace:
+            action, addr, size = event.get("action"), event.get("addr"), int(event.get("size", 0))
+            if action == "alloc":
+                live[addr] = event
+                total += size
+                if total > best:
+                    best, best_set = total, list(live.values())
+            elif action in ("free_requested", "free") and addr in live:
+                total -= int(live.pop(addr).get("size", 0))
+    rows = []
+    for event in sorted(best_set, key=lambda e: -int(e.get("size", 0)))[:top]:
+        frames = [f"{f.get('filename', '').rsplit('/', 1)[-1]}:{f.get('line')}:{f.get('name')}"
+                  for f in event.get("frames", []) if f.get("filename", "").endswith(".py")][:8]
+        rows.append({"bytes": int(event.get("size", 0)), "frames": frames})
+    return rows
+
+
 def _free(torch: Any) -> None:
     gc.collect()
     torch.cuda.empty_cache()
@@ -124,6 +230,9 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--only", nargs="*", default=None)
     parser.add_argument("--skip-quantized", action="store_true")
+    parser.add_argument("--set", choices=sorted(SETS), default=None,
+                        help="run this list of (model, attention, quantization) instead of every model")
+    parser.add_argument("--name", default="h100-memory-architectures.json", help="file name written in OUT")
     args = parser.parse_args()
     import torch
     import transformers
@@ -133,20 +242,23 @@ def main() -> None:
     result = {"schema": SCHEMA, "device": torch.cuda.get_device_name(0),
               "capability": list(torch.cuda.get_device_capability(0)), "torch": torch.__version__,
               "transformers": transformers.__version__, "new_tokens": NEW_TOKENS, "rows": rows}
-    out_file = args.out / "h100-memory-architectures.json"
+    out_file = args.out / args.name
     torch.matmul(torch.ones(8, 8, device="cuda"), torch.ones(8, 8, device="cuda"))  # the cuBLAS workspace, once
     start = time.perf_counter()
     plan: list[tuple[str, str, str]] = [(n, a, "none") for n in MODELS for a in MODELS[n][5]]
     if not args.skip_quantized:
         plan += [(n, "sdpa", q) for n in QUANTIZED for q in ("8bit", "4bit")]
+    if args.set:
+        plan = list(SETS[args.set])
     for name, attn, quant in plan:
         if args.only and name not in args.only:
             continue
         config, cls = _config(transformers, name)
-        generative = not cls.__name__.endswith("ForMaskedLM")
+        generative = cls.__name__.endswith(("ForCausalLM", "LMHeadModel", "ForConditionalGeneration"))
         base = {"name": name, "architecture": cls.__name__, "dtype": "bfloat16", "attn": attn, "quantization": quant,
                 "layers": MODELS[name][4], "full_layers": MODELS[name][3]}
         model = None
+        hooks: list[Any] = []
         try:
             config._attn_implementation = attn
             if quant == "none":
@@ -169,14 +281,26 @@ def main() -> None:
             saved = {k: v for k, v in config.to_dict().items() if k not in ("transformers_version", "_name_or_path")}
             vocab = int(config.get_text_config().vocab_size)
             limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or LONG
-            for w in WORKLOADS:
+            limit = PROMPT_LIMIT.get(name, limit)
+            outliers, hooks = _outlier_recorder(model) if quant == "8bit" else ({}, [])
+            for w in WORKLOADS + EXTRA_WORKLOADS.get(name, ()):
+                outliers.clear()
                 w = {**w, "prompt": min(w["prompt"], int(limit))}  # BERT: 512 positions
                 row = {**base, "config": saved, "batch": w["batch"], "prompt": w["prompt"], "padded": w["padded"],
                        "new_tokens": NEW_TOKENS if generative else 0, "task": "generate" if generative else "forward"}
                 try:
+                    row["baseline_bytes"] = int(torch.cuda.memory_allocated())  # what the workload starts from
+                    trace = (name, w["batch"]) in DIAGNOSE
+                    if trace:
+                        torch.cuda.memory._record_memory_history(max_entries=200000)
                     row["peak_memory_bytes"] = _measure(torch, model, generative, w["batch"], w["prompt"], w["padded"],
                                                         vocab)
+                    if trace:
+                        row["live_at_peak"] = _peak_allocations(torch, torch.cuda.memory._snapshot())
+                        torch.cuda.memory._record_memory_history(enabled=None)
                     row["ok"] = True
+                    if quant == "8bit":  # data the simulation needs as input (advisor.estimate.bnb)
+                        row["int8_outlier_columns"] = {k: dict(v) for k, v in sorted(outliers.items())}
                 except Exception as exc:  # noqa: BLE001 - one failed workload is a row, not the run
                     row.update(ok=False, error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
                 rows.append(row)
@@ -187,6 +311,8 @@ def main() -> None:
             rows.append({**base, "ok": False, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
                          "config": {}, "batch": 0, "prompt": 0, "padded": False, "new_tokens": 0, "task": ""})
             print(json.dumps(rows[-1]), flush=True)
+        for handle in hooks:
+            handle.remove()
         del model
         _free(torch)
         result["seconds"] = round(time.perf_counter() - start, 1)

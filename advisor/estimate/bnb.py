@@ -21,13 +21,15 @@ Transients during a forward (`bitsandbytes/autograd/_functions.py`):
 
 from __future__ import annotations
 
+import functools
 import math
 import types
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
-__all__ = ["quantized_linears", "quantized_weight_bytes", "install_quantized_forward"]
+__all__ = ["install_quantized_forward", "quantized_forward", "quantized_linears", "quantized_weight_bytes"]
 
 BLOCK_4BIT = 64
 BLOCK_NESTED = 256
@@ -85,28 +87,60 @@ def _forward_4bit(self: Any, x: torch.Tensor) -> torch.Tensor:
 
 
 def _forward_8bit(self: Any, x: torch.Tensor) -> torch.Tensor:
+    """`Linear8bitLt.forward` -> `MatMul8bitLt.forward` (bitsandbytes 0.50.2 autograd/_functions.py), its CUDA
+    kernels (backends/cuda/ops.py) and the default `int8_mixed_scaled_mm` / `int8_scaled_mm` /
+    `int8_vectorwise_dequant` (backends/default/ops.py, _ops.py), allocation for allocation, in their order."""
     out_f, in_f = _shape(self)
     rows = x.numel() // x.shape[-1]
+    n_out = int(self._advisor_outliers(rows, in_f))
+    dev = x.device
+    # `F.int8_vectorwise_quant(A.to(torch.float16), threshold=state.threshold)`: the fp16 copy is an argument,
+    # alive until the call returns (`.to` of a tensor already fp16 is the tensor itself)
     half = x if x.dtype == torch.float16 else x.to(torch.float16)
-    sca = torch.empty(rows, dtype=torch.float32, device=x.device)  # int8_vectorwise_quant: row_stats, out_row
-    ca = torch.empty(rows, in_f, dtype=torch.int8, device=x.device)
-    magnitude = half.abs()
-    outliers = magnitude >= THRESHOLD  # `A.abs() >= threshold`, then outliers.any(dim=0)
-    del magnitude, outliers, half
-    acc = torch.empty(rows, out_f, dtype=torch.int32, device=x.device)  # int8_linear_matmul
-    out16 = torch.empty(rows, out_f, dtype=torch.float16, device=x.device)  # int8_mm_dequant
-    del acc, ca, sca
+    sca = torch.empty(rows, dtype=torch.float32, device=dev)  # row_stats
+    ca = torch.empty(rows, in_f, dtype=torch.int8, device=dev)  # out_row
+    outliers = half.abs() >= THRESHOLD  # `outliers = A.abs() >= threshold`: the abs is freed, the mask is not
+    cols = torch.empty(n_out, dtype=torch.int64, device=dev)  # argwhere(outliers.any(dim=0))
+    del outliers, half
+    sub_a = sub_b = None
+    if n_out:
+        # int8_mixed_scaled_mm: `subA = A[:, outlier_cols].contiguous()`, then
+        # `int8_vectorwise_dequant(CB[:, outlier_cols].contiguous(), SCB).to(A.dtype).t()`, where the dequant is
+        # `A * stats.view(-1, 1) * 7.874e-3`: the int8 slice and two float32 products alive at once
+        sub_a = torch.empty(rows, n_out, dtype=x.dtype, device=dev)
+        cb = torch.empty(out_f, n_out, dtype=torch.int8, device=dev)
+        scaled = torch.empty(out_f, n_out, dtype=torch.float32, device=dev)
+        dequant = torch.empty(out_f, n_out, dtype=torch.float32, device=dev)
+        del scaled, cb
+        sub_b = dequant.to(x.dtype) if x.dtype != torch.float32 else dequant
+        del dequant
+    acc = torch.empty(rows, out_f, dtype=torch.int32, device=dev)  # int8_linear_matmul
+    out16 = torch.empty(rows, out_f, dtype=torch.float16, device=dev)  # int8_mm_dequant: fp16 only
     if self.bias is not None:
         out16.add_(self.bias)
-    out = out16.to(x.dtype)
-    del out16
+    out = out16.to(x.dtype)  # `return out.to(dtype)` while the int32 result is still referenced by the caller
+    del out16, acc, cols
+    if n_out:
+        out = out.addmm(sub_a, sub_b.t())  # `output = output.addmm(subA, subB)`: a new tensor
+    del sub_a, sub_b, ca, sca  # MatMul8bitLt.forward's locals, released when it returns
     return out.view(*x.shape[:-1], out_f)
 
 
-def install_quantized_forward(model: torch.nn.Module, quantization: str) -> dict[str, torch.nn.Module]:
-    """Give each module bitsandbytes would quantize the memory behaviour of its bitsandbytes forward."""
+def install_quantized_forward(model: torch.nn.Module, quantization: str,
+                              outliers: Callable[[str, int, int], int] | None = None) -> dict[str, torch.nn.Module]:
+    """Give each module bitsandbytes would quantize the memory behaviour of its bitsandbytes forward.
+
+    `outliers(name, rows, in_features)` is the number of input columns with a value of magnitude >= 6.0 for the
+    8-bit modules (LLM.int8's mixed-precision decomposition); none by default."""
     modules = quantized_linears(model)
-    forward = _forward_8bit if quantization == "8bit" else _forward_4bit
-    for module in modules.values():
-        module.forward = types.MethodType(forward, module)  # type: ignore[method-assign]
+    for name, module in modules.items():
+        quantized_forward(module, quantization, functools.partial(outliers, name) if outliers else None)
     return modules
+
+
+def quantized_forward(module: torch.nn.Module, quantization: str,
+                      outliers: Callable[[int, int], int] | None = None) -> None:
+    """Give one linear module bitsandbytes' forward; `outliers(rows, in_features)` as in install_quantized_forward."""
+    forward = _forward_8bit if quantization == "8bit" else _forward_4bit
+    module.forward = types.MethodType(forward, module)  # type: ignore[method-assign]
+    module._advisor_outliers = outliers or (lambda _rows, _in: 0)  # type: ignore[assignment]

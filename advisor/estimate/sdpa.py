@@ -7,12 +7,21 @@ torch picks it on the target and calls that backend's own op (whose meta kernel 
 
 - CPU: torch's own chooser, `torch._fused_sdp_choice`, on small CPU tensors of the same dtype, head dims, head
   counts, mask presence and flags (aten/src/ATen/native/transformers/sdp_utils_cpp.cpp: flash or math).
-- CUDA: the order flash, memory-efficient, math (cuDNN comes after math and so never by default;
-  aten/src/ATen/native/transformers/cuda/sdp_utils.cpp `priority_order`), with each kernel's gates from the
-  same file: flash needs sm80+, fp16/bf16, no mask, equal head dims <= 256 and, when causal, a square
-  score matrix; memory-efficient needs sm50+ (bf16: sm80+), no grouped-query heads (`enable_gqa` with fewer
-  KV heads), and pads a mask whose last dim is not a multiple of 16 (`preprocess_mask`, attention.cpp).
-- A boolean mask becomes a float mask first (`convert_boolean_attn_mask`, attention.cpp).
+- CUDA: the order flash, memory-efficient, math (aten/src/ATen/native/transformers/cuda/sdp_utils.cpp
+  `priority_order`, `select_sdp_backend`), with each kernel's gates from that file and sdp_utils_cpp.h:
+  flash needs sm80+, fp16/bf16, no mask, equal head dims <= 256 and, when causal, a square score matrix;
+  memory-efficient needs sm50+ (bf16: sm80+), equal q/k head dims aligned to the GEMM (8 for fp16/bf16, 4 for
+  fp32 on sm80+), storage offsets aligned likewise (`check_data_ptr_alignment_mem_efficient`), no grouped-query
+  heads. Both need (`check_batch_size_and_num_heads_dense`) the same batch and, without `enable_gqa`, the same
+  number of heads in q, k and v: a multi-query model that passes K/V with one head and no `enable_gqa` (Falcon in
+  transformers 5.17) runs the math kernel; and (`check_last_dim_stride_equals_1_dense`) the last dimension of q,
+  k, v *and of the mask* at stride 1: T5's relative-position bias is a permuted view (stride = heads), so with
+  transformers 5.17, which passes it as is (`create_position_bias_mask`), T5 runs the math kernel on CUDA; 5.24
+  makes it contiguous first. (On CPU the mask stride is not checked: torch's own CPU chooser decides.) Measured on
+  the H100 (torch 2.11): Falcon-7B b1 x 2048 and T5-base b1 x 4096 peaks match the math kernel within 1%.
+- A boolean mask becomes a float mask first (`convert_boolean_attn_mask`, attention.cpp); the memory-efficient
+  kernel then gets `preprocess_mask`: a mask whose strides are not multiples of 8 (or last stride not 1) is
+  padded by `8 - (S % 8)` columns (a copy) and sliced back, then expanded to (B, H, L, S) as a view.
 """
 
 from __future__ import annotations
@@ -39,10 +48,6 @@ class SdpaTarget:
     force: str | None = None  # "flash": a fused kernel of the same footprint (flash-attn, flex) replaces SDPA
 
 
-def _gqa(q: torch.Tensor, k: torch.Tensor, enable_gqa: bool) -> bool:
-    return enable_gqa and q.shape[-3] != k.shape[-3]
-
-
 def choose_backend(target: SdpaTarget, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
                    is_causal: bool, enable_gqa: bool) -> str:
     """The backend torch would dispatch these inputs to on `target`."""
@@ -58,17 +63,63 @@ def choose_backend(target: SdpaTarget, q: torch.Tensor, k: torch.Tensor, v: torc
                 qs = qs.transpose(-1, -2).contiguous().transpose(-1, -2)
             choice = torch._fused_sdp_choice(qs, ks, vs, ms, 0.0, is_causal, enable_gqa=enable_gqa)
         return _CPU_BACKENDS[int(choice)]
-    dtype, cap = q.dtype, target.capability
-    dims_equal = q.shape[-1] == k.shape[-1] == v.shape[-1]
-    if ("flash" in target.usable and cap >= (8, 0) and dtype in (torch.float16, torch.bfloat16) and mask is None
-            and dims_equal and q.shape[-1] <= 256 and not (is_causal and q.shape[-2] != k.shape[-2])):
+    if "flash" in target.usable and _flash_ok(target, q, k, v, mask, is_causal, enable_gqa):
         return "flash"
-    align = 16 // q.element_size()
-    if ("efficient" in target.usable and cap >= (5, 0) and (dtype != torch.bfloat16 or cap >= (8, 0))
-            and dtype in (torch.float16, torch.bfloat16, torch.float32) and not _gqa(q, k, enable_gqa)
-            and q.shape[-1] == k.shape[-1] and q.shape[-1] % align == 0 and v.shape[-1] % align == 0):
+    if "efficient" in target.usable and _efficient_ok(target, q, k, v, mask, enable_gqa):
         return "efficient"
     return "math"
+
+
+def _dense_ok(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, enable_gqa: bool,
+              *, gqa: bool, ignore_singleton: bool) -> bool:
+    """The dense-input gates both fused CUDA kernels share (sdp_utils_cpp.h): same batch; the same number of heads
+    unless `enable_gqa` on a kernel that supports it (then K and V alike, dividing Q's); no empty sequence; the last
+    dimension of q, k, v and the mask at stride 1 (`check_last_dim_stride_equals_1_dense`)."""
+    if not (q.shape[0] == k.shape[0] == v.shape[0]) or 0 in (q.shape[-2], k.shape[-2]):
+        return False
+    hq, hk, hv = q.shape[-3], k.shape[-3], v.shape[-3]
+    if enable_gqa and gqa:
+        if hk != hv or hq % hk:
+            return False
+    elif not hq == hk == hv:
+        return False  # broadcast K/V heads (multi-query without enable_gqa): "require the same num_heads"
+    strides_ok = all(t.stride(-1) == 1 for t in (q, k, v)) or (ignore_singleton and q.shape[-1] == 1)
+    return strides_ok and (mask is None or mask.stride(-1) == 1)
+
+
+def _flash_ok(target: SdpaTarget, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+              is_causal: bool, enable_gqa: bool) -> bool:
+    """`can_use_flash_attention` (sdp_utils.cpp)."""
+    return (target.capability >= (8, 0) and q.dtype in (torch.float16, torch.bfloat16) and mask is None
+            and q.shape[-1] == k.shape[-1] == v.shape[-1] <= 256
+            and not (is_causal and q.shape[-2] != k.shape[-2])
+            and _dense_ok(q, k, v, mask, enable_gqa, gqa=True, ignore_singleton=True))
+
+
+def _efficient_ok(target: SdpaTarget, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+                  enable_gqa: bool) -> bool:
+    """`can_use_mem_efficient_attention` (sdp_utils.cpp): no grouped-query support in this kernel."""
+    cap, dtype = target.capability, q.dtype
+    if cap < (5, 0) or dtype not in (torch.float16, torch.bfloat16, torch.float32):
+        return False
+    if dtype == torch.bfloat16 and cap < (8, 0):
+        return False
+    align = _gemm_alignment(cap, dtype)  # `minimum_gemm_alignment`
+    if q.shape[-1] != k.shape[-1] or q.shape[-1] % align or v.shape[-1] % align:
+        return False
+    if cap >= (8, 0) and any(t.storage_offset() % align for t in (q, k, v)):
+        return False  # `check_data_ptr_alignment_mem_efficient`: storage offset * element size, in bytes
+    return _dense_ok(q, k, v, mask, enable_gqa, gqa=False, ignore_singleton=False)
+
+
+def _gemm_alignment(capability: tuple[int, int], dtype: torch.dtype) -> int:
+    """`minimum_gemm_alignment` (sdp_utils.cpp): 4 on sm80+, raised to 128 bits / element with tensor cores
+    (sm80+, or sm70+ for fp16/bf16)."""
+    half = dtype in (torch.float16, torch.bfloat16)
+    align = 4 if capability >= (8, 0) else 1
+    if capability >= (8, 0) or (capability >= (7, 0) and half):
+        align = max(align, 128 // (16 if half else 32))
+    return align
 
 
 def _float_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
@@ -77,6 +128,14 @@ def _float_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor |
         return mask
     out = torch.zeros_like(mask, dtype=dtype)
     return out.masked_fill_(mask.logical_not(), float("-inf"))
+
+
+def _preprocess_mask(mask: torch.Tensor) -> torch.Tensor:
+    """`preprocess_mask` (attention.cpp): `aligned_tensor<8>` or `pad_bias<8>`, a padded copy sliced back."""
+    if mask.stride(-1) == 1 and all(mask.stride(i) % 8 == 0 for i in range(mask.dim() - 1)):
+        return mask
+    width = mask.shape[-1]
+    return torch.nn.functional.pad(mask, (0, 8 - width % 8))[..., :width]
 
 
 _SOFTMAXES = (torch.nn.functional.softmax, torch.softmax, torch.Tensor.softmax)
@@ -124,10 +183,7 @@ class SdpaRouter(TorchFunctionMode):
             return out[..., : out.shape[-1] - pad] if pad else out
         if backend == "efficient":
             if mask is not None:
-                mask = mask.expand(q.shape[0], q.shape[-3], q.shape[-2], k.shape[-2])
-                pad = (-mask.shape[-1]) % 16
-                if pad:  # pad_bias: aligned storage for the kernel, then a view of the original width
-                    mask = torch.nn.functional.pad(mask, (0, pad))[..., : k.shape[-2]]
+                mask = _preprocess_mask(mask).expand(q.shape[0], q.shape[-3], q.shape[-2], k.shape[-2])
             return aten._scaled_dot_product_efficient_attention(q, k, v, mask, False, dropout_p, is_causal,
                                                                 scale=scale)[0]
         return _math(q, k, v, mask, is_causal, scale, enable_gqa)

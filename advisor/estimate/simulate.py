@@ -24,6 +24,7 @@ import functools
 import json
 import time
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -122,7 +123,11 @@ def _build(config_dict: dict[str, Any], architecture: str | None, layers: int | 
 
 
 def _weights(model: Any, quantization: str) -> int:
-    """Parameters in the load dtype, or bitsandbytes' layout for the modules it quantizes; tied weights once."""
+    """Parameters in the load dtype, or bitsandbytes' layout for the modules it quantizes; tied weights once; and
+    the buffers, which load onto the device too: GPT-BigCode keeps an n_positions² boolean causal mask
+    (`GPTBigCodeModel.__init__`, `self.bias = nn.Buffer(torch.tril(torch.ones((max_positions, max_positions),
+    dtype=torch.bool)), persistent=False)` in transformers 5.17 models/gpt_bigcode/modeling_gpt_bigcode.py),
+    64 MiB at 8,192 positions: the -6% to -14% of every GPT-BigCode row measured on the H100."""
     from advisor.estimate.bnb import quantized_linears, quantized_weight_bytes, _shape
 
     seen: set[int] = set()
@@ -135,6 +140,10 @@ def _weights(model: Any, quantization: str) -> int:
             continue
         seen.add(id(p))
         total += p.numel() * p.element_size()
+    for b in model.buffers():
+        if id(b) not in seen:
+            seen.add(id(b))
+            total += b.numel() * b.element_size()
     return total
 
 
@@ -174,10 +183,11 @@ def _cache_bytes(cache: Any) -> int:
 
 
 def run_tracked(model: Any, *, generative: bool, batch: int, prompt: int, seq_len: int, padded: bool,
-                tracker: Any, router: Any = None) -> tuple[int, int, int]:
+                tracker: Any, router: Any = None, device: str | None = None) -> tuple[int, int, int]:
     """Prefill then one decode step at the final cache length, as generate() runs them; (prefill peak, decode peak,
     final cache bytes), peaks being live bytes above what existed before. The model may be on meta (simulation,
-    with `router` picking SDPA kernels) or real (tests compare the two under the same tracker)."""
+    with `router` picking SDPA kernels) or real (tests compare the two under the same tracker). `device` is the
+    target's device type (default: the model's)."""
     import contextlib
 
     import torch
@@ -190,8 +200,8 @@ def run_tracked(model: Any, *, generative: bool, batch: int, prompt: int, seq_le
         ids = torch.zeros((batch, prompt), dtype=torch.long, device=meta)
         # generate() passes a mask of ones without padding, which transformers drops (`_ignore_causal_mask_sdpa`)
         mask = torch.ones((batch, prompt), dtype=torch.long, device=meta) if padded else None
-        if mask is not None and not mask.is_meta:
-            mask[0, 0] = 0  # real padding, so transformers keeps the mask (on meta, `.all()` reads False)
+        if mask is not None:
+            mask[0, 0] = 0  # real padding, so transformers keeps the mask (on meta: values unknown from here on)
         kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
         if not generative:
             model(**kwargs)
@@ -223,19 +233,33 @@ def run_tracked(model: Any, *, generative: bool, batch: int, prompt: int, seq_le
             step.update(input_ids=token, cache_position=torch.full((1,), position, dtype=torch.long, device=meta))
             if mask is not None:
                 step["attention_mask"] = torch.ones((batch, seq_len), dtype=torch.long, device=meta)
-                if not mask.is_meta:
-                    step["attention_mask"][0, 0] = 0
+                step["attention_mask"][0, 0] = 0
         if "logits_to_keep" in accepts:
             step["logits_to_keep"] = 1
-        out = model(**step)
+        with _decode_context(model, device or meta.type):
+            out = model(**step)
         last2 = out.logits[:, -1].to(copy=True, dtype=torch.float32)
         del last, last2
         return prefill_peak, tracker.peak, _cache_bytes(out.past_key_values)
 
 
+def _decode_context(model: Any, device: str) -> Any:
+    """What generate() wraps its decoding loop in: `_optimize_model_for_decode` (transformers 5.17 and 5.24,
+    generation/utils.py) switches MoE experts from `grouped_mm` to `batched_mm` on every device but the CPU, and
+    batched_mm gathers each selected expert's weights per token (`self.gate_up_proj[expert_ids]`): 264 MiB for
+    Qwen2-MoE's decode step at batch 16, the -15% of that row on the H100. The meta model's own device is "meta",
+    so the switch is applied only for a non-CPU target."""
+    import contextlib
+
+    optimize = getattr(model, "_optimize_model_for_decode", None)
+    if optimize is None or device == "cpu":
+        return contextlib.nullcontext()
+    return optimize()
+
+
 def _simulate_layers(config_dict: dict[str, Any], architecture: str | None, layers: int | None, *, dtype: str,
                      attn: str, quantization: str, batch: int, prompt: int, seq_len: int, padded: bool,
-                     target: Any) -> tuple[int, int, int, int, dict[str, int], int]:
+                     target: Any, outliers: str = "{}") -> tuple[int, int, int, int, dict[str, int], int]:
     import torch
 
     from advisor.estimate.bnb import install_quantized_forward
@@ -247,18 +271,19 @@ def _simulate_layers(config_dict: dict[str, Any], architecture: str | None, laye
     model = _build(config_dict, architecture, layers, torch_dtype, "sdpa" if fused else attn)
     weights = _weights(model, quantization)
     if quantization != "none":
-        install_quantized_forward(model, quantization)
+        install_quantized_forward(model, quantization, _outlier_lookup(json.loads(outliers)))
     generative = bool(architecture and architecture.endswith(_GEN_SUFFIXES))
     tracker = LiveBytes(meta_scalars=True)
     router = SdpaRouter(SdpaTarget(**{**target, "force": "flash" if fused else None}))
     pre, dec, kv = run_tracked(model, generative=generative, batch=batch, prompt=prompt, seq_len=seq_len, padded=padded,
-                        tracker=tracker, router=router)
+                               tracker=tracker, router=router, device=target["device"])
     return weights, pre, dec, kv, router.used, tracker.ops
 
 
 @functools.lru_cache(maxsize=256)
 def _simulate_cached(config_json: str, architecture: str | None, dtype: str, attn: str, quantization: str,
-                     batch: int, prompt: int, seq_len: int, padded: bool, target_json: str) -> SimResult:
+                     batch: int, prompt: int, seq_len: int, padded: bool, target_json: str,
+                     outliers_json: str = "{}") -> SimResult:
     import transformers
 
     start = time.perf_counter()
@@ -275,7 +300,7 @@ def _simulate_cached(config_json: str, architecture: str | None, dtype: str, att
     n = int(getattr(text, key)) if key else 0
     period = _period(text) if not text.is_encoder_decoder else None
     args = dict(dtype=dtype, attn=attn, quantization=quantization, batch=batch, prompt=prompt, seq_len=seq_len,
-                padded=padded, target=target)
+                padded=padded, target=target, outliers=outliers_json)
     if period and n > 3 * period and n % period == 0:
         # from 2p and 3p layers: with a single repeat the first layer's transients can overlap the embedding's
         a = _simulate_layers(config_dict, architecture, 2 * period, **args)
@@ -300,17 +325,35 @@ def _simulate_cached(config_json: str, architecture: str | None, dtype: str, att
 def simulate(config: dict[str, Any], *, architecture: str | None, dtype: str, attn: str, quantization: str = "none",
              batch: int = 1, prompt_len: int, seq_len: int | None = None, padded: bool = False,
              device: str = "cuda", capability: tuple[int, int] = (9, 0),
-             sdpa_backends: tuple[str, ...] = ("flash", "efficient", "math")) -> SimResult:
+             sdpa_backends: tuple[str, ...] = ("flash", "efficient", "math"),
+             int8_outliers: Mapping[str, Mapping[int, int]] | None = None) -> SimResult:
     """Peak memory of `generate()` (or one forward of an encoder) for this exact configuration, from a run of the
     real model class on meta tensors. `seq_len` is the final length (prompt + new tokens), `padded` whether the
-    batch carries a padding mask, `device`/`capability`/`sdpa_backends` the target SDPA picks its kernel for."""
+    batch carries a padding mask, `device`/`capability`/`sdpa_backends` the target SDPA picks its kernel for.
+
+    `int8_outliers` is data the meta run cannot see: for bitsandbytes 8-bit, the number of input columns holding a
+    value of magnitude >= 6.0 (LLM.int8's outliers, computed in higher precision), by module name and by the
+    matmul's rows (tokens x batch): {"model.layers.0.mlp.down_proj": {4096: 14336, 1: 40}}. None: no outlier
+    columns, the case of trained checkpoints, whose outliers sit in a handful of feature dimensions (Dettmers et
+    al. 2022, LLM.int8(), section 4) and cost next to nothing. Random-init checkpoints differ: a SwiGLU
+    down-projection input of hidden size 4096 exceeds 6.0 in every column of a long prompt (measured on the
+    H100, benchmarks/h100_memory.py records the counts per module)."""
     target = {"device": device, "capability": list(capability), "usable": sorted(sdpa_backends)}
     attn = attn if attn in ("eager", "sdpa") else "fused"  # flash-attn, flex: output + log-sum-exp, no scores
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return _quiet(_simulate_cached, json.dumps(config, sort_keys=True), architecture, dtype, attn, quantization,
                       batch, prompt_len, max(seq_len or prompt_len, prompt_len), padded,
-                      json.dumps(target, sort_keys=True))
+                      json.dumps(target, sort_keys=True),
+                      json.dumps({k: {str(r): int(n) for r, n in v.items()} for k, v in (int8_outliers or {}).items()},
+                                 sort_keys=True))
+
+
+def _outlier_lookup(table: dict[str, dict[str, int]]) -> Any:
+    """(name, rows, in_features) -> outlier columns of that call, from `simulate`'s `int8_outliers` table."""
+    if not table:
+        return None
+    return lambda name, rows, in_features: min(int(table.get(name, {}).get(str(rows), 0)), in_features)
 
 
 def _quiet(fn: Any, *args: Any) -> Any:
