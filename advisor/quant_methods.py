@@ -133,7 +133,7 @@ def ready_quantizations(env: Environment, weakest_cc: ComputeCapability | None, 
     return out
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=64)
 def validate_line(quantizer: str) -> tuple[str, int] | None:
     """(release, line) of `def validate_environment` in the installed transformers' `quantizer` file, read as text
     (importing a quantizer module pulls in its library); None when transformers or the file is not here."""

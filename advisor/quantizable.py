@@ -269,10 +269,12 @@ def _skip_patterns(model: Any) -> list[str]:
         from transformers.quantizers.base import HfQuantizer
 
         return list(HfQuantizer.get_modules_to_not_convert(model, None, keep))
-    except Exception:  # noqa: BLE001 - an older release: its module-level function (4.x integrations)
+    except Exception:  # noqa: BLE001, S110 - an older release: its module-level function (4.x integrations)
         pass
     try:
-        from transformers.integrations.bitsandbytes import get_keys_to_not_convert
+        from transformers.integrations.bitsandbytes import (  # type: ignore[attr-defined]  # 4.x only
+            get_keys_to_not_convert,
+        )
 
         return [*get_keys_to_not_convert(model), *keep]
     except Exception:  # noqa: BLE001 - a model without output embeddings: the default
@@ -386,7 +388,7 @@ def share_row(model_type: str, release: str | None = None) -> ShareRow | None:
     releases = list(table.get("releases", []))
     release = release or default_release()
     runs = table.get("model_types", {}).get(model_type)
-    if release not in releases or not isinstance(runs, list):
+    if release is None or release not in releases or not isinstance(runs, list):
         return None
     row = value_at(runs, release, releases)
     if not isinstance(row, list):

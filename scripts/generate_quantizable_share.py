@@ -26,7 +26,7 @@ Shares are of parameter elements (all in one dtype on the meta device, so they a
     python scripts/generate_quantizable_share.py --only mixtral falcon --output /tmp/q.json
 
 Per-release readings are cached in `.dev/quantizable_share/` (a rerun only reads what is missing); releases
-already in the output file and not named again are kept from it.
+already in the output file are kept from it, the installed one included (`--refresh` re-reads).
 """
 
 from __future__ import annotations
@@ -267,7 +267,8 @@ def main() -> int:
     parser.add_argument("--releases", nargs="*", default=[], help="other releases to install and read")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
-    parser.add_argument("--refresh", action="store_true", help="re-read releases already cached")
+    parser.add_argument("--refresh", action="store_true",
+                        help="re-read releases already cached or already in the output file")
     parser.add_argument("--keep-envs", action="store_true", help="keep the install directories (under the temp dir)")
     parser.add_argument("--emit-release", type=Path, help=argparse.SUPPRESS)  # child mode: one reading as JSON
     args = parser.parse_args()
@@ -285,7 +286,8 @@ def main() -> int:
         stored = json.loads(args.output.read_text(encoding="utf-8"))
         if stored.get("schema_version") == 2:
             readings.update(explode(stored))
-    readings[transformers.__version__] = read_installed(args.only, args.jobs)
+    if args.only or args.refresh or transformers.__version__ not in readings:  # else kept from the output file
+        readings[transformers.__version__] = read_installed(args.only, args.jobs)
     for release in sorted(set(args.releases) - {transformers.__version__}, key=Version):
         readings[release] = read_release(release, cache=args.cache_dir, jobs=args.jobs, refresh=args.refresh,
                                          keep_env=args.keep_envs, only=args.only)

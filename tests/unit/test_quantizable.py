@@ -10,6 +10,7 @@ The rule is transformers 5.24.0 `integrations/bitsandbytes.py` line 189:
 from __future__ import annotations
 
 import inspect
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -199,7 +200,7 @@ def test_table_is_valid_json_with_sources() -> None:
         assert rule["file"] == "transformers/integrations/bitsandbytes.py" and rule["line"] > 0, release
         assert rule["mode"] == ("exact" if "type(module) is nn.Linear" in rule["text"] else "isinstance")
     for runs in raw["model_types"].values():  # run-length: a run never repeats the one before it
-        assert all(a[1] != b[1] for a, b in zip(runs, runs[1:]))
+        assert all(a[1] != b[1] for a, b in itertools.pairwise(runs))
         assert [r[0] for r in runs] == sorted((r[0] for r in runs), key=Version)
 
 
@@ -244,7 +245,7 @@ def test_identical_rows_are_stored_once() -> None:
     for key in ("model_types", "classes", "not_built"):
         for model_type, runs in share_table()[key].items():
             values = [value_at(runs, r, releases) for r in releases]
-            assert len(runs) == 1 + sum(a != b for a, b in zip(values, values[1:])), (key, model_type)
+            assert len(runs) == 1 + sum(a != b for a, b in itertools.pairwise(values)), (key, model_type)
     assert len(share_table()["model_types"]["gpt2"]) == 1  # same share in every stored release
 
 
@@ -266,3 +267,30 @@ def test_at_release_applies_the_target_release_share() -> None:
     assert four.quantizable_param_count == int(spec.param_count * row.share)
     assert at_release(spec, "5.17.0").quantizable_param_count == 0  # same row as the installed release: exact count
     assert at_release(spec, "4.20.0") == spec  # not covered: unchanged (QUANT007 says so)
+
+
+def test_generator_fold_and_unfold_are_inverse() -> None:
+    """scripts/generate_quantizable_share.py keeps releases it does not re-read by unfolding the stored table."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "generate_quantizable_share.py"
+    spec = importlib.util.spec_from_file_location("generate_quantizable_share", path)
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    rule = {"mode": "exact", "file": "transformers/integrations/bitsandbytes.py", "line": 1, "text": "x", "skips": []}
+    row = [0.5, 0.5, 10, "fused-experts", "the experts are fused 3-D parameters, not nn.Linear modules"]
+    readings = {
+        "4.57.6": {"release": "4.57.6", "rule": {**rule, "mode": "isinstance"}, "rows": {"a": [1.0, 1.0, 10, None, None]},
+                   "classes": {"a": "A"}, "not_built": {"b": "config: boom"}},
+        "5.17.0": {"release": "5.17.0", "rule": rule, "rows": {"a": row, "b": row}, "classes": {"a": "A", "b": "B"},
+                   "not_built": {}},
+        "5.24.0": {"release": "5.24.0", "rule": rule, "rows": {"a": row, "b": row}, "classes": {"a": "A", "b": "B"},
+                   "not_built": {}},
+    }
+    table = script.merge(readings)
+    assert table["releases"] == ["4.57.6", "5.17.0", "5.24.0"]
+    assert table["model_types"]["a"] == [["4.57.6", [1.0, 1.0, 10, None, None]], ["5.17.0", row]]
+    assert table["model_types"]["b"] == [["4.57.6", None], ["5.17.0", row]]
+    assert table["classes"]["a"] == [["4.57.6", "A"]]  # unchanged: one run
+    assert script.explode(json.loads(script._compact(table))) == readings
