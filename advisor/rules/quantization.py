@@ -153,7 +153,7 @@ def bnb_share(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     the model class built on the meta device for the installed release, `data/quantizable_share.json` (generated
     per release, each with its own rule's file and line) for another; below 60% of the non-embedding weights
     the 8-bit / 4-bit candidate is rejected as not worth loading. A target release the table does not cover is
-    said, with the releases it does."""
+    a warning, with the releases it does."""
     model = ctx.model
     if not _quantized(c) or model is None:
         return
@@ -170,7 +170,7 @@ def bnb_share(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
         said = (f"; under transformers {release} it would quantize little: {model.quantizable_note}"
                 if model.quantizable_note else "")
         yield bnb_share.finding(
-            Severity.INFO,
+            Severity.WARN,
             f"which weights bitsandbytes quantizes is not tabulated for transformers {target} (the table covers "
             f"{span}); the weight figure uses transformers {release}'s replacement rule{said}",
             detected=f"transformers {target}", required="a release in data/quantizable_share.json",
