@@ -316,7 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=("auto", "float32", "float16", "bfloat16"), default="auto",
                    help="only plans in this dtype (default auto: the planner picks)")
     p.add_argument("--quantize", choices=("auto", "none", "8bit", "4bit", *METHOD_QUANTIZATIONS), default="auto",
-                   help="only plans with this bitsandbytes quantization (default auto: the planner picks)")
+                   help="only plans with this quantization: bitsandbytes 8bit/4bit or another method where it can run "
+                        "(docs/quantization.md; default auto: the planner picks)")
     p.add_argument("--batch", type=_positive, default=1, help="sequences per forward pass, for the KV cache (default 1)")
     p.add_argument("--seq-len", type=_positive, default=None,
                    help="tokens per sequence, prompt plus output (default: min(4096, max positions))")
@@ -336,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=("auto", "float32", "float16", "bfloat16"),
                    help="the dtype to check (default: the config's, else what from_pretrained would pick)")
     p.add_argument("--quantize", choices=("none", "8bit", "4bit", *METHOD_QUANTIZATIONS),
-                   help="bitsandbytes quantization to check (default: the config's, else none)")
+                   help="quantization to check: bitsandbytes 8bit/4bit or another method (default: the config's, else none)")
     p.add_argument("--batch", type=_positive, default=1, help="sequences per forward pass, for the KV cache (default 1)")
     p.add_argument("--seq-len", type=_positive, default=None,
                    help="tokens per sequence, prompt plus output (default: min(4096, max positions))")
