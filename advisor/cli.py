@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from advisor import analysis_cache, api, interrupts
 from advisor.errors import AdvisorError, UsageError
 from advisor.fileio import check_output, is_stdout, write_output
+from advisor.quant_methods import METHOD_QUANTIZATIONS
 from advisor.render import OutputFormat, render
 from advisor.render.escape import terminal_safe
 
@@ -314,8 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     _target_options(p)
     p.add_argument("--dtype", choices=("auto", "float32", "float16", "bfloat16"), default="auto",
                    help="only plans in this dtype (default auto: the planner picks)")
-    p.add_argument("--quantize", choices=("auto", "none", "8bit", "4bit"), default="auto",
-                   help="only plans with this bitsandbytes quantization (default auto: the planner picks)")
+    p.add_argument("--quantize", choices=("auto", "none", "8bit", "4bit", *METHOD_QUANTIZATIONS), default="auto",
+                   help="only plans with this quantization: bitsandbytes 8bit/4bit or another method where it can run "
+                        "(docs/quantization.md; default auto: the planner picks)")
     p.add_argument("--batch", type=_positive, default=1, help="sequences per forward pass, for the KV cache (default 1)")
     p.add_argument("--seq-len", type=_positive, default=None,
                    help="tokens per sequence, prompt plus output (default: min(4096, max positions))")
@@ -334,8 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attn", metavar="IMPL", help="attn_implementation (eager, sdpa, flash_attention_2, ...)")
     p.add_argument("--dtype", choices=("auto", "float32", "float16", "bfloat16"),
                    help="the dtype to check (default: the config's, else what from_pretrained would pick)")
-    p.add_argument("--quantize", choices=("none", "8bit", "4bit"),
-                   help="bitsandbytes quantization to check (default: the config's, else none)")
+    p.add_argument("--quantize", choices=("none", "8bit", "4bit", *METHOD_QUANTIZATIONS),
+                   help="quantization to check: bitsandbytes 8bit/4bit or another method (default: the config's, else none)")
     p.add_argument("--batch", type=_positive, default=1, help="sequences per forward pass, for the KV cache (default 1)")
     p.add_argument("--seq-len", type=_positive, default=None,
                    help="tokens per sequence, prompt plus output (default: min(4096, max positions))")
@@ -367,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, metavar="FILE.json", help="test this from_pretrained config only")
     p.add_argument("--attn", metavar="IMPL", help="only candidates with this attn_implementation")
     p.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), help="only candidates in this dtype")
-    p.add_argument("--quantize", choices=("none", "8bit", "4bit"), help="only this quantization")
+    p.add_argument("--quantize", choices=("none", "8bit", "4bit", *METHOD_QUANTIZATIONS), help="only this quantization")
     p.add_argument("--all", action="store_true", help="try every viable candidate, side by side")
     p.add_argument("--runtime", choices=("transformers", "onnxruntime"), default="transformers",
                    help="onnxruntime: export with optimum-onnx, run with ORTModelFor..., compare with PyTorch fp32")
@@ -391,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the advisor's choice again at the end, to show the run-to-run noise")
     p.add_argument("--attn", metavar="IMPL", help="only candidates with this attn_implementation")
     p.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), help="only candidates in this dtype")
-    p.add_argument("--quantize", choices=("none", "8bit", "4bit"), help="only this quantization")
+    p.add_argument("--quantize", choices=("none", "8bit", "4bit", *METHOD_QUANTIZATIONS), help="only this quantization")
     p.add_argument("--timeout", type=_seconds, default=600.0, metavar="S", help="seconds per candidate")
     p.add_argument("--plot", type=Path, metavar="FILE.png", help="also write a bar chart (needs matplotlib)")
     _output_options(p, ("text", "json", "markdown"))

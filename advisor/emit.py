@@ -30,6 +30,15 @@ def quantization_of(kwargs: Mapping[str, Any]) -> str:
     top-level `load_in_*` flags of transformers before 5.0."""
     qc = kwargs.get("quantization_config")
     flags: Mapping[str, Any] = qc if isinstance(qc, Mapping) else {}
+    method = str(flags.get("quant_method", ""))
+    if method and method != "bitsandbytes":  # another method planned under its candidate key (issue 17)
+        from advisor.quant_methods import load_methods
+
+        for m in load_methods():
+            c = m.candidate
+            if c is not None and c.quantization_config["quant_method"] == method and all(
+                    flags.get(k, v) == v for k, v in c.quantization_config.items()):
+                return c.key
     if flags.get("load_in_8bit") or kwargs.get("load_in_8bit"):
         return "8bit"
     if flags.get("load_in_4bit") or kwargs.get("load_in_4bit"):
@@ -71,8 +80,14 @@ def from_pretrained_json(
     elif candidate.placement == "multi-gpu":
         kwargs["device_map"] = "auto"
         kwargs["max_memory"] = {str(k): v for k, v in (max_memory or {}).items()}
-    if candidate.quantization != "none":
+    if candidate.quantization in ("8bit", "4bit"):
         kwargs["quantization_config"] = bnb_config(candidate.quantization, candidate.dtype)
+    elif candidate.quantization != "none":
+        from advisor.quant_methods import method_for
+
+        method = method_for(candidate.quantization)
+        assert method is not None and method.candidate is not None, candidate.quantization
+        kwargs["quantization_config"] = dict(method.candidate.quantization_config)
     return kwargs
 
 
@@ -86,10 +101,15 @@ def to_kwargs(json_kwargs: dict[str, Any]) -> dict[str, Any]:
             kwargs[key] = getattr(torch, kwargs[key])
     if "max_memory" in kwargs:
         kwargs["max_memory"] = {(int(k) if str(k).isdigit() else k): v for k, v in kwargs["max_memory"].items()}
-    if isinstance(kwargs.get("quantization_config"), dict):
+    qc = kwargs.get("quantization_config")
+    if isinstance(qc, dict) and qc.get("quant_method", "bitsandbytes") != "bitsandbytes":
+        from transformers.quantizers.auto import AutoQuantizationConfig  # quanto, hqq, fp8 ... (issue 17)
+
+        kwargs["quantization_config"] = AutoQuantizationConfig.from_dict(dict(qc))
+    elif isinstance(qc, dict):
         from transformers import BitsAndBytesConfig
 
-        config = {k: v for k, v in kwargs["quantization_config"].items() if k != "quant_method" and not k.startswith("_")}
+        config = {k: v for k, v in qc.items() if k != "quant_method" and not k.startswith("_")}
         kwargs["quantization_config"] = BitsAndBytesConfig(**config)
     return kwargs
 
@@ -108,6 +128,13 @@ def python_snippet(
     """A runnable script that loads the model exactly as planned."""
     bnb = kwargs.get("quantization_config")
     bnb_args = {}
+    method = ""
+    if bnb and bnb.get("quant_method", "bitsandbytes") != "bitsandbytes":
+        from advisor.quant_methods import load_methods
+
+        method = next((m.candidate.python for m in load_methods()
+                       if m.candidate and m.candidate.quantization_config == bnb), "")
+        bnb = None
     if bnb:
         keep = ("load_in_8bit", "load_in_4bit", "bnb_4bit_quant_type", "bnb_4bit_use_double_quant", "bnb_4bit_compute_dtype")
         bnb_args = {k: bnb[k] for k in keep if k in bnb and (bnb[k] or k.startswith("load_in") and bnb[k])}
@@ -116,6 +143,7 @@ def python_snippet(
         auto_class=auto_class,
         kwargs={k: v for k, v in kwargs.items() if k != "quantization_config"},
         bnb=bnb_args,
+        method=method,
         tokenizer=tokenizer,
         generative=generative,
     )

@@ -50,6 +50,14 @@ class MemoryEstimate(BaseModel):
 
 
 def weight_bytes(model: ModelSpec, dtype: str, quantization: str) -> int:
+    if quantization not in ("none", "8bit", "4bit"):  # another method (issue 17): its own share and bits
+        from advisor.quant_methods import method_for, quantizable_by
+
+        method = method_for(quantization)
+        if method is not None and method.candidate is not None:
+            q = quantizable_by(model, method)
+            per = BYTES_8BIT if method.candidate.bits == 8 else BYTES_4BIT
+            return int(q * per + (model.param_count - q) * BYTES[dtype])
     other = model.param_count - model.quantizable_param_count
     if quantization == "8bit":
         return int(model.quantizable_param_count * BYTES_8BIT + other * BYTES[dtype])
@@ -129,7 +137,12 @@ def estimate_memory(
     """
     prefill = min(prompt_len or seq_len, seq_len)
     sim = None
-    if simulate:
+    if simulate and quantization in ("8bit", "4bit") and model.quantizable_release is not None:
+        from advisor.analysis_cache import transformers_version
+
+        # the simulation applies the installed release's rule: another target release keeps the closed form
+        simulate = model.quantizable_release == transformers_version()
+    if simulate and quantization in ("none", "8bit", "4bit"):  # the simulation knows bitsandbytes' layout only
         from advisor.estimate.adapter import simulated
 
         sim = simulated(model, dtype=dtype, quantization=quantization, attn=attn, batch=batch, prompt_len=prefill,

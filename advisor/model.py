@@ -260,9 +260,9 @@ def _release() -> str | None:
 
 
 def _table_release() -> str | None:
-    from advisor.quantizable import share_table
+    from advisor.quantizable import default_release
 
-    return share_table().get("transformers")
+    return default_release()  # the installed release where the table covers it, else its newest
 
 
 def describe_config(

@@ -35,7 +35,7 @@ class PlanRequest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
-    quantize: Literal["auto", "none", "8bit", "4bit"] = "auto"
+    quantize: Literal["auto", "none", "8bit", "4bit", "quanto-int8", "hqq-4bit", "fp8", "fbgemm-fp8"] = "auto"
     attn: str | None = None
     batch: int = Field(1, ge=1)
     seq_len: int | None = Field(None, ge=1)
@@ -130,6 +130,9 @@ def make_context(
     prompt_len: int | None = None,
 ) -> Context:
     support, source = attention_support(model, env, knowledge)
+    from advisor.quantizable import at_release  # issue 17: the target release's bitsandbytes share
+
+    model = at_release(model, env.version_of("transformers"))
     return Context(
         env=env, knowledge=knowledge, model=model, support=support, support_source=source,
         batch=batch, seq_len=default_seq_len(model, seq_len), prompt_len=prompt_len,
@@ -145,7 +148,7 @@ def _memory_finding(ctx: Context, c: Candidate, memory: MemoryEstimate) -> Findi
     option = c.quantization if c.quantization != "none" else c.dtype
     return memory_fit.finding(
         Severity.FAIL,
-        f"{c.dtype}{'' if c.quantization == 'none' else ' + bnb ' + c.quantization} needs "
+        f"{c.dtype}{'' if c.quantization == 'none' else ' + ' + c.label().split(' + ')[1].split(' / ')[0]} needs "
         f"{memory.total_bytes / GiB:.1f} GiB "
         f"(weights {memory.weights_bytes / GiB:.1f}, KV cache {memory.kv_cache_bytes / GiB:.1f}, "
         f"activations {memory.activation_bytes / GiB:.1f}, overhead {memory.overhead_bytes / GiB:.1f}); "
@@ -190,8 +193,13 @@ def _candidates(ctx: Context, request: PlanRequest) -> Iterable[Candidate]:
         placements = ["gpu", "multi-gpu"] if len(ctx.gpus) > 1 else ["gpu"]
         if not has_gpu:
             placements = ["gpu"]  # keep the GPU plan so LIB003 explains why it cannot run
+    from advisor.quant_methods import ready_quantizations  # issue 17: other methods, only where a rule lets them run
+
+    # bitsandbytes stays the default; another method joins where bitsandbytes leaves most weights alone
+    wanted = request.quantize == "auto" and ctx.model is not None and ctx.model.quantizable_note is not None
     for placement in placements:
-        for quant in quants:
+        more = ready_quantizations(ctx.env, ctx.weakest_cc, placement) if wanted else []
+        for quant in quants + more:
             for dtype in dtypes:
                 if quant != "none" and dtype == "float32":
                     continue  # bitsandbytes with float32 compute is slow and pointless
@@ -201,7 +209,7 @@ def _candidates(ctx: Context, request: PlanRequest) -> Iterable[Candidate]:
 
 def _rank(ctx: Context, e: Evaluation) -> tuple[int, ...]:
     c = e.candidate
-    quant = QUANTIZATIONS.index(c.quantization)
+    quant = QUANTIZATIONS.index(c.quantization) if c.quantization in QUANTIZATIONS else len(QUANTIZATIONS)
     placement = {"gpu": 0, "multi-gpu": 1, "cpu": 2}[c.placement]
     warnings = sum(1 for f in e.findings if f.severity is Severity.WARN)
     dtype_order = ("float32", "bfloat16", "float16") if c.placement == "cpu" else ("bfloat16", "float16", "float32")

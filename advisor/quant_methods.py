@@ -5,6 +5,11 @@ the QUANT007 rule builds its fix from the methods that really quantize what bits
 `nn.Linear` subclass is replaced by the methods whose rule is `isinstance` (torchao, HQQ, quanto), fused 3-D
 experts only by those that say so in their source (fine-grained FP8, compressed-tensors, MXFP4 for gpt-oss).
 No import here: the environment snapshot says what is installed.
+
+A third reader is the planner: a method whose row has a `candidate` block (quanto int8, HQQ 4-bit, fine-grained
+FP8, FBGEMM FP8: on-the-fly methods whose config is a plain mapping) becomes a plan candidate on a target where
+`method_status` says it is ready, and QUANT008 judges it there. torchao is left out: its 5.x config holds a
+torchao object (`Int8WeightOnlyConfig()`), not a mapping the plan JSON can carry.
 """
 
 from __future__ import annotations
@@ -12,12 +17,42 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from advisor.facts import ComputeCapability, Environment
 from advisor.knowledge import data_dir, version_matches
 
-__all__ = ["Method", "MethodStatus", "doctor_rows", "fixes_for", "load_methods", "method_status"]
+if TYPE_CHECKING:
+    from advisor.model import ModelSpec
+
+__all__ = [
+    "METHOD_QUANTIZATIONS",
+    "Method",
+    "MethodCandidate",
+    "MethodStatus",
+    "doctor_rows",
+    "fixes_for",
+    "handles",
+    "load_methods",
+    "method_for",
+    "method_status",
+    "quantizable_by",
+    "ready_quantizations",
+    "validate_line",
+]
+
+# The candidate keys of data/quant_methods.json, in the planner's order (a test keeps them equal to the table's).
+METHOD_QUANTIZATIONS = ("hqq-4bit", "quanto-int8", "fp8", "fbgemm-fp8")
+
+
+@dataclass(frozen=True)
+class MethodCandidate:
+    """How a method is planned: its `Candidate.quantization` key, weight bits and from_pretrained config."""
+
+    key: str
+    bits: int
+    quantization_config: dict[str, Any]
+    python: str
 
 
 @dataclass(frozen=True)
@@ -36,6 +71,8 @@ class Method:
     model_types: tuple[str, ...] | None
     source: str  # where the requirements are read from
     rule_source: str  # the line that decides which modules it replaces
+    quantizer: str = ""  # quantizers/quantizer_*.py: its validate_environment states the requirements
+    candidate: MethodCandidate | None = None
 
 
 @dataclass(frozen=True)
@@ -70,9 +107,52 @@ def load_methods() -> tuple[Method, ...]:
         Method(key=r["key"], name=r["name"], config=r["config"], mode=r["mode"], requires=dict(r["requires"]),
                device=r["device"], min_cc=_cc(r["min_cc"]), linear_rule=r["linear_rule"],
                fused_experts=r["fused_experts"], model_types=tuple(r["model_types"]) if r["model_types"] else None,
-               source=r["source"], rule_source=r["rule_source"])
+               source=r["source"], rule_source=r["rule_source"], quantizer=r["quantizer"],
+               candidate=MethodCandidate(**r["candidate"]) if r["candidate"] else None)
         for r in rows
     )
+
+
+def method_for(quantization: str) -> Method | None:
+    """The method planned under a `Candidate.quantization` key (None for none / bnb 8bit / 4bit)."""
+    return next((m for m in load_methods() if m.candidate and m.candidate.key == quantization), None)
+
+
+def ready_quantizations(env: Environment, weakest_cc: ComputeCapability | None, placement: str) -> list[str]:
+    """The method candidates a rule lets run on this target: libraries installed at the version transformers
+    wants, compute capability met, and a GPU where the method needs one (`placement` "cpu" needs "cpu" in the
+    method's device)."""
+    out = []
+    for m in load_methods():
+        if m.candidate is None:
+            continue
+        s = method_status(env, m, weakest_cc)
+        if not s.ready or (placement == "cpu" and "cpu" not in m.device):
+            continue
+        out.append(m.candidate.key)
+    return out
+
+
+@lru_cache(maxsize=64)
+def validate_line(quantizer: str) -> tuple[str, int] | None:
+    """(release, line) of `def validate_environment` in the installed transformers' `quantizer` file, read as text
+    (importing a quantizer module pulls in its library); None when transformers or the file is not here."""
+    from importlib import metadata, util
+    from pathlib import Path
+
+    try:
+        spec = util.find_spec("transformers")
+        release = metadata.version("transformers")
+    except (ImportError, ValueError, metadata.PackageNotFoundError):
+        return None
+    if spec is None or spec.origin is None:
+        return None
+    try:
+        lines = (Path(spec.origin).parent / quantizer).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    number = next((i for i, line in enumerate(lines, 1) if line.strip().startswith("def validate_environment(")), None)
+    return (release, number) if number else None
 
 
 def table_release() -> str:
@@ -135,9 +215,13 @@ def doctor_rows(env: Environment, weakest_cc: ComputeCapability | None) -> list[
     for m in load_methods():
         s = method_status(env, m, weakest_cc)
         scope = " (gpt-oss only)" if m.model_types else ""
+        read = validate_line(m.quantizer) if m.quantizer else None
+        cite = f" [transformers {read[0]} {m.quantizer}:{read[1]} validate_environment]" if read else \
+            f" [transformers {table_release()} {m.source.split(' ')[0]}]"
         if s.ready:
             have = ", ".join(f"{d} {env.version_of(d)}" for d in m.requires)
-            rows.append((m.key, "ok", f"usable{scope}: {have}; {m.config}", ""))
+            planned = f"; planned as --quantize {m.candidate.key}" if m.candidate else ""
+            rows.append((m.key, "ok", f"usable{scope}: {have}; {m.config}{planned}{cite}", ""))
             continue
         problems = list(s.missing)
         if s.cc_ok is False:
@@ -145,5 +229,28 @@ def doctor_rows(env: Environment, weakest_cc: ComputeCapability | None) -> list[
         if not s.gpu_ok:
             problems.append("no GPU in this target")
         fix = " && ".join(f"pip install '{p.split(' ')[0]}'" for p in s.missing) if s.missing else ""
-        rows.append((m.key, "info", f"not usable here{scope}: needs {s.needs()}; missing: {'; '.join(problems)}", fix))
+        rows.append((m.key, "info", f"not usable here{scope}: needs {s.needs()}; missing: {'; '.join(problems)}{cite}",
+                     fix))
     return rows
+
+
+def handles(method: Method, kind: str | None) -> bool:
+    """Whether `method` quantizes what bitsandbytes leaves alone in a model of this reason `kind`."""
+    if kind == "linear-subclass":
+        return method.linear_rule == "isinstance" or method.mode == "pre-quantized"
+    if kind == "fused-experts":
+        return method.fused_experts is True
+    return kind is None
+
+
+def quantizable_by(model: ModelSpec, method: Method) -> int:
+    """Parameters `method` stores in its format: what bitsandbytes replaces, or, where the method also takes what
+    bitsandbytes leaves (an nn.Linear subclass for an isinstance rule, fused experts for FP8), every weight but
+    the input and output embeddings (`vocab_size x hidden_size` each: the methods skip `lm_head` too)."""
+    from advisor.quantizable import kind_of
+
+    kind = kind_of(model.quantizable_note) if model.quantizable_note else None
+    if kind is None or not handles(method, kind):
+        return model.quantizable_param_count
+    embeddings = 2 * model.vocab_size * model.hidden_size
+    return max(model.quantizable_param_count, model.param_count - embeddings)

@@ -9,29 +9,48 @@ embeddings, tied weights and the last parameter's module; `quantizers/base.py` l
 `llm_int8_skip_modules` and `model._keep_in_fp32_modules` (`quantizers/quantizer_bnb_8bit.py` lines 125-127,
 `quantizer_bnb_4bit.py` lines 121-123), matched by `should_convert_module` (`quantizers/quantizers_utils.py` line 26).
 
+The rule changed across releases: 4.x and 5.0-5.4 test `isinstance(module, (nn.Linear, Conv1D))` (any subclass
+is replaced; 4.57.6 line 167, 5.4.0 line 184), 5.5 onwards `type(module) is nn.Linear`. `read_rule` reads which
+one a release has from its own `integrations/bitsandbytes.py` (text only: importing it needs bitsandbytes), with
+the file and line, and `breakdown` applies it.
+
 `breakdown(model)` runs on a model built on the meta device (no memory) and splits its parameters into what is
 replaced and why the rest is not. The skip list comes from the installed transformers' own functions, so it
-follows the release; the type test is copied from the line above (it cannot be called without bitsandbytes),
-and `tests/unit/test_quantizable.py` fails when that line changes.
+follows the release; the type test follows `read_rule` of the installed release, and
+`tests/unit/test_quantizable.py` fails when the cited lines change.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from advisor.model import ModelSpec
 
 __all__ = [
     "BNB_RULE",
     "LOW_SHARE",
     "REASONS",
     "Breakdown",
+    "ReplacementRule",
     "ShareRow",
+    "at_release",
     "breakdown",
+    "covered_release",
+    "default_release",
+    "installed_rule",
     "kind_of",
+    "read_rule",
+    "rule_at",
     "share_row",
     "share_table",
+    "table_releases",
+    "value_at",
 ]
 
 # Where the rule lives in the release the shipped table was generated with.
@@ -50,6 +69,88 @@ BNB_RULE: dict[str, Any] = {
 }
 # Below this share of the non-embedding weights, 8-bit/4-bit loading saves too little to be worth it (issue 17).
 LOW_SHARE = 0.6
+
+# The replacement test in `integrations/bitsandbytes.py`, by kind: "exact" (5.5+) takes only `nn.Linear` itself,
+# "isinstance" (4.x, 5.0-5.4) any subclass. Matched on the stripped source line.
+_RULE_PATTERNS = (
+    ("exact", re.compile(r"\btype\(module\) is nn\.Linear\b")),
+    ("isinstance", re.compile(r"isinstance\(module, \(nn\.Linear, Conv1D\)\)|isinstance\(module, nn\.Linear\) or")),
+)
+# Where each release defines its skip list (`name` found in `file`; the first file that has it is cited).
+_SKIP_SOURCES = (
+    ("get_keys_to_not_convert", ("quantizers/base.py", "integrations/bitsandbytes.py")),
+    ("get_modules_to_not_convert", ("quantizers/base.py",)),
+    ("should_convert_module", ("quantizers/quantizers_utils.py",)),
+)
+
+
+@dataclass(frozen=True)
+class ReplacementRule:
+    """Which modules one transformers release's bitsandbytes integration replaces, and where that is written."""
+
+    release: str
+    mode: str  # "exact" (type(module) is nn.Linear) | "isinstance" (nn.Linear and its subclasses)
+    file: str
+    line: int
+    text: str
+    skips: tuple[tuple[str, int, str], ...] = ()  # (file, line, text) of the skip-list functions
+
+    def cite(self) -> str:
+        return f"transformers {self.release} {self.file}:{self.line}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {"mode": self.mode, "file": self.file, "line": self.line, "text": self.text,
+                "skips": [{"file": f, "line": n, "text": t} for f, n, t in self.skips]}
+
+
+def read_rule(root: Path, release: str) -> ReplacementRule:
+    """The replacement rule of the transformers package at `root` (its `transformers/` folder), read as text.
+
+    Raises ValueError when no known form of the test is found: a new release changed it and must be re-read.
+    """
+    path = root / "integrations" / "bitsandbytes.py"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    found: tuple[str, int, str] | None = None
+    for number, line in enumerate(lines, start=1):
+        for mode, pattern in _RULE_PATTERNS:
+            if pattern.search(line):
+                found = (mode, number, line.strip())
+                break
+        if found:
+            break
+    if found is None:
+        raise ValueError(f"transformers {release}: no known replacement test in {path}: re-read the rule")
+    skips: list[tuple[str, int, str]] = []
+    for name, files in _SKIP_SOURCES:
+        for rel in files:
+            target = root / rel
+            if not target.exists():
+                continue
+            hit = next(((n, t.strip()) for n, t in enumerate(target.read_text(encoding="utf-8").splitlines(), 1)
+                        if re.match(rf"\s*def {name}\(", t)), None)
+            if hit:
+                skips.append((f"transformers/{rel}", *hit))
+                break
+    return ReplacementRule(release=release, mode=found[0], file="transformers/integrations/bitsandbytes.py",
+                           line=found[1], text=found[2], skips=tuple(skips))
+
+
+@lru_cache(maxsize=1)
+def installed_rule() -> ReplacementRule | None:
+    """The installed transformers' rule (found without importing it), or None without transformers."""
+    from importlib import metadata, util
+
+    try:
+        spec = util.find_spec("transformers")
+        release = metadata.version("transformers")
+    except (ImportError, ValueError, metadata.PackageNotFoundError):
+        return None
+    if spec is None or spec.origin is None:
+        return None
+    try:
+        return read_rule(Path(spec.origin).parent, release)
+    except (OSError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -110,10 +211,18 @@ def kind_of(reason: str) -> str:
     return "other"
 
 
-def breakdown(model: Any) -> Breakdown:
-    """Split `model`'s parameters by the installed transformers' bitsandbytes replacement rule (see module doc)."""
+def breakdown(model: Any, mode: str | None = None) -> Breakdown:
+    """Split `model`'s parameters by a bitsandbytes replacement rule (see module doc).
+
+    `mode` is `ReplacementRule.mode`; None reads the installed release's rule (exact type when unreadable).
+    """
     import torch
     from torch import nn
+
+    if mode is None:
+        rule = installed_rule()
+        mode = rule.mode if rule is not None else "exact"
+    subclass_ok = mode == "isinstance"
 
     try:
         from transformers.pytorch_utils import Conv1D
@@ -131,7 +240,7 @@ def breakdown(model: Any) -> Breakdown:
         size = sum(p.numel() for p in own)
         weight = sum(p.numel() for p in own if p.dim() == 2)
         total += size
-        if isinstance(module, Conv1D) or type(module) is nn.Linear:
+        if isinstance(module, Conv1D) or type(module) is nn.Linear or (subclass_ok and isinstance(module, nn.Linear)):
             if convert(name, skips):
                 quantizable += weight
             else:
@@ -160,7 +269,15 @@ def _skip_patterns(model: Any) -> list[str]:
         from transformers.quantizers.base import HfQuantizer
 
         return list(HfQuantizer.get_modules_to_not_convert(model, None, keep))
-    except Exception:  # noqa: BLE001 - an older release or a model without output embeddings: the default
+    except Exception:  # noqa: BLE001, S110 - an older release: its module-level function (4.x integrations)
+        pass
+    try:
+        from transformers.integrations.bitsandbytes import (  # type: ignore[attr-defined]  # 4.x only
+            get_keys_to_not_convert,
+        )
+
+        return [*get_keys_to_not_convert(model), *keep]
+    except Exception:  # noqa: BLE001 - a model without output embeddings: the default
         return ["lm_head", *keep]
 
 
@@ -170,12 +287,20 @@ def _matcher() -> Any:
 
         return should_convert_module
     except ImportError:
-        return lambda name, patterns: not any(name == p or name.endswith("." + p) for p in patterns or [])
+        return _convert_4x
+
+
+def _convert_4x(name: str, patterns: list[str] | None) -> bool:
+    """4.x `_replace_with_bnb_linear`: skipped when the child's own name is listed, or a listed key is the full
+    name or a dotted prefix-part of it (4.57.6 `integrations/bitsandbytes.py` lines 167-171)."""
+    keys = patterns or []
+    leaf = name.rsplit(".", 1)[-1]
+    return leaf not in keys and not any(key + "." in name or key == name for key in keys)
 
 
 @dataclass(frozen=True)
 class ShareRow:
-    """One model type of the generated table (data/quantizable_share.json)."""
+    """One model type at one release of the generated table (data/quantizable_share.json)."""
 
     model_type: str
     share: float
@@ -183,6 +308,7 @@ class ShareRow:
     params: int
     reason: str | None
     kind: str | None
+    release: str = ""
 
 
 @lru_cache(maxsize=1)
@@ -194,14 +320,102 @@ def share_table() -> dict[str, Any]:
     try:
         return dict(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, json.JSONDecodeError):
-        return {"model_types": {}}
+        return {"releases": [], "model_types": {}}
 
 
-def share_row(model_type: str) -> ShareRow | None:
-    """The table's row for `model_type`, or None when the installed release did not build it."""
-    row = share_table().get("model_types", {}).get(model_type)
+def table_releases() -> list[str]:
+    """The transformers releases the table covers, oldest first."""
+    return list(share_table().get("releases", []))
+
+
+def covered_release(version: str | None) -> tuple[str, str] | None:
+    """(stored release, "exact" | "same_minor") standing for `version`, or None when the table does not cover it.
+
+    As in the attention history, a patch stands for its minor's stored patch; unlike it, an older stored minor
+    does not stand for a newer one: the replacement rule changed within 5.x (5.4 -> 5.5), so a minor that was
+    not read is reported as not covered.
+    """
+    from packaging.version import InvalidVersion, Version
+
+    if not version:
+        return None
+    try:
+        wanted = Version(version)
+    except InvalidVersion:
+        return None
+    stored = table_releases()
+    if version in stored:
+        return version, "exact"
+    same = [r for r in stored if (Version(r).major, Version(r).minor) == (wanted.major, wanted.minor)]
+    return (same[-1], "same_minor") if same else None
+
+
+def default_release() -> str | None:
+    """The release a caller without a target means: the installed one where covered, else the newest stored."""
+    from advisor.analysis_cache import transformers_version
+
+    covered = covered_release(transformers_version())
+    if covered is not None:
+        return covered[0]
+    stored = table_releases()
+    return stored[-1] if stored else None
+
+
+def value_at(runs: list[list[Any]], release: str, releases: list[str]) -> Any:
+    """The value of a run-length list `[[first_release, value], ...]` at `release` (None before the first run)."""
+    index = releases.index(release)
+    value = None
+    for first, item in runs:
+        if releases.index(first) > index:
+            break
+        value = item
+    return value
+
+
+def rule_at(release: str) -> ReplacementRule | None:
+    """The stored replacement rule of a covered release, with its file and line."""
+    raw = share_table().get("rules", {}).get(release)
+    if not isinstance(raw, dict):
+        return None
+    return ReplacementRule(release=release, mode=raw["mode"], file=raw["file"], line=raw["line"], text=raw["text"],
+                           skips=tuple((k["file"], k["line"], k["text"]) for k in raw.get("skips", [])))
+
+
+def share_row(model_type: str, release: str | None = None) -> ShareRow | None:
+    """The row for `model_type` at a covered `release` (default: `default_release()`), or None when that release
+    did not build it or is not covered."""
+    table = share_table()
+    releases = list(table.get("releases", []))
+    release = release or default_release()
+    runs = table.get("model_types", {}).get(model_type)
+    if release is None or release not in releases or not isinstance(runs, list):
+        return None
+    row = value_at(runs, release, releases)
     if not isinstance(row, list):
         return None
     share, non_emb, params, kind, reason = row
     return ShareRow(model_type=model_type, share=share, non_embedding_share=non_emb, params=params,
-                    reason=reason, kind=kind)
+                    reason=reason, kind=kind, release=release)
+
+
+def at_release(model: ModelSpec, version: str | None) -> ModelSpec:
+    """`model` with its quantizable count for the target's transformers `version` (issue 17).
+
+    The count of `model` follows the release it was made with (the installed one, or the table's). For another
+    target release the table's row at that release decides: where it equals the row at the counted release the
+    exact count stands; where it differs (the rule or the classes changed) the table's share of all weights is
+    applied. A release the table does not cover keeps the count as it is (QUANT007 says so).
+    """
+    covered = covered_release(version)
+    if covered is None or covered[0] == model.quantizable_release:
+        return model
+    release = covered[0]
+    target = share_row(model.model_type, release)
+    if target is None:
+        return model
+    counted = share_row(model.model_type, model.quantizable_release) if model.quantizable_release else None
+    same = counted is not None and (counted.share, counted.reason) == (target.share, target.reason)
+    quantizable = model.quantizable_param_count if same else int(model.param_count * target.share)
+    note = model.quantizable_note if same else target.reason
+    return model.model_copy(update={"quantizable_param_count": quantizable, "quantizable_note": note,
+                                    "quantizable_release": release})

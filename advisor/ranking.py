@@ -93,8 +93,8 @@ def _fidelity(option: PlanOption) -> str:
     c = option.candidate
     table = _quant_table()
     if c.quantization != "none":
-        row = next(r for r in table["rows"] if r["quantization"] == c.quantization)
-        return str(row["short"])
+        row = next((r for r in table["rows"] if r["quantization"] == c.quantization), None)
+        return str(row["short"]) if row else f"{c.quantization}: logit error not measured"  # another method
     return str(table["dtype_short"].get(c.dtype, ""))
 
 
@@ -148,7 +148,9 @@ def rerank(options: Sequence[PlanOption], model: ModelSpec, env: Environment, *,
            batch: int = 1, measurements: bool = True) -> tuple[list[PlanOption], RankingAdvice]:
     """The options in their new order, and the advice that explains it."""
     order = _QUANT_ORDER[prefer]
-    ranked = sorted(options, key=lambda o: order.index(o.candidate.quantization))  # stable: keeps the rest
+    # stable: keeps the rest; another method (issue 17) ranks after bitsandbytes whatever --prefer says
+    ranked = sorted(options, key=lambda o: order.index(o.candidate.quantization)
+                    if o.candidate.quantization in order else len(order))
     workload = workload_for(batch)
     notes: list[str] = []
     evidence: dict[str, Measurement] = {}

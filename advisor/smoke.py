@@ -233,6 +233,10 @@ def _describe(kwargs: Mapping[str, Any]) -> str:
     bits = ""
     if isinstance(quant, Mapping):
         bits = " + bnb 4bit" if quant.get("load_in_4bit") else " + bnb 8bit" if quant.get("load_in_8bit") else ""
+        if not bits and quant.get("quant_method"):
+            from advisor.emit import quantization_of
+
+            bits = f" + {quantization_of(kwargs)}"
     where = kwargs.get("device_map") or "CPU"
     return f"{attn} / {dtype}{bits} / {where}"
 

@@ -1,24 +1,32 @@
 #!/usr/bin/env python
-"""Build `data/quantizable_share.json`: per model type, the share of weights bitsandbytes really quantizes.
+"""Build `data/quantizable_share.json`: per model type and release, the share of weights bitsandbytes quantizes.
 
-Why this exists (issue 17): transformers 5.x replaces only modules whose type is exactly `nn.Linear` (or
+Why this exists (issue 17): transformers 5.5+ replaces only modules whose type is exactly `nn.Linear` (or
 `Conv1D`), so 8-bit / 4-bit loading leaves a subclass such as `FalconLinear` and the fused 3-D experts of the
-5.x mixture-of-experts models in bf16, silently. The advisor's weight estimate needs the real share for
-configs it cannot build (no torch on the planning machine), and the QUANT007 rule names the reason.
+5.x mixture-of-experts models in bf16, silently. 4.x and 5.0-5.4 took any `nn.Linear` subclass (`isinstance`),
+and 4.x built experts from per-expert `nn.Linear` modules, so the answer depends on the target's release. The
+advisor's weight estimate needs the share for configs it cannot build, and QUANT007 names the reason.
 
-How: every model type of the installed transformers (`CONFIG_MAPPING_NAMES`) is built from its default config
-on the meta device (no memory) with its most representative head class, and `advisor.quantizable.breakdown`
-applies the replacement rule of that release (see `BNB_RULE` there for the file and line). Types that cannot
-be built from a default config are listed under `not_built` with the error, so the table accounts for every
-model type. Row layout (compact, one line per type):
-`[share of all weights, share of non-embedding weights, parameters, reason kind, reason]`; the reason is set only
-below `LOW_SHARE` of the non-embedding weights. Shares are of parameter elements (all in one dtype on the meta
-device, so they are byte shares too).
+How: every model type of a release (`CONFIG_MAPPING_NAMES`) is built from its default config on the meta device
+(no memory) with its most representative head class, and `advisor.quantizable.breakdown` applies that release's
+replacement rule, read from the release's own `integrations/bitsandbytes.py` by `advisor.quantizable.read_rule`
+(file and line per release under `rules`). A release other than the installed one is installed into a
+throwaway directory (`pip install --target <tmp>/advisor-quantizable-share/tf-X transformers==X`, its own dependencies, never torch) and
+read by this script in a child process with `PYTHONPATH=/tmp/tf-X:<repo>`, under this interpreter's torch.
+Types that cannot be built from a default config are listed under `not_built` with the error.
 
-    python scripts/generate_quantizable_share.py [--jobs 2] [--only mixtral falcon] [--output FILE]
+Layout (compact): `releases` in order; `model_types[type]` is a run-length list `[[first_release, row], ...]`
+(a row stands until the next run; null where the type is absent or not built), each row
+`[share of all weights, share of non-embedding weights, parameters, reason kind, reason]`, the reason set only
+below `LOW_SHARE` of the non-embedding weights. `classes` and `not_built` are run-length lists the same way.
+Shares are of parameter elements (all in one dtype on the meta device, so they are byte shares too).
 
-Only the installed release is read: other releases (data/attention_history.json covers 4.36-5.24) would need
-torch-importing model builds in throwaway installs per release, which is not done yet.
+    python scripts/generate_quantizable_share.py                          # the installed release (kept: others)
+    python scripts/generate_quantizable_share.py --releases 5.17.0 4.57.6 # install and read these too
+    python scripts/generate_quantizable_share.py --only mixtral falcon --output /tmp/q.json
+
+Per-release readings are cached in `.dev/quantizable_share/` (a rerun only reads what is missing); releases
+already in the output file are kept from it, the installed one included (`--refresh` re-reads).
 """
 
 from __future__ import annotations
@@ -26,15 +34,23 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
+import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
 from typing import Any
 
+from packaging.version import Version
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DEFAULT_OUTPUT = REPO / "data" / "quantizable_share.json"
+DEFAULT_CACHE = REPO / ".dev" / "quantizable_share"
+WHEELS = Path("/work/cache/tf-wheels")  # used as --find-links when it exists; PyPI otherwise
 
 # Head classes in order of preference: the class a user would load for inference.
 _MAPPINGS = (
@@ -103,11 +119,140 @@ def read_one(model_type: str) -> tuple[str, dict[str, Any]]:
     return model_type, {"error": "; ".join(errors) or "no model class"}
 
 
+def read_installed(types: list[str] | None, jobs: int) -> dict[str, Any]:
+    """One release's reading: the installed transformers, every model type (or `types`)."""
+    import transformers
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    from advisor.quantizable import installed_rule
+
+    rule = installed_rule()
+    if rule is None or rule.release != transformers.__version__:
+        raise SystemExit(f"cannot read the replacement rule of transformers {transformers.__version__}")
+    results: dict[str, dict[str, Any]] = {}
+    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs) as pool:
+        for model_type, result in pool.map(read_one, sorted(types or CONFIG_MAPPING_NAMES), chunksize=8):
+            results[model_type] = result
+    return {
+        "release": transformers.__version__,
+        "rule": rule.as_json(),
+        "rows": {t: r["row"] for t, r in sorted(results.items()) if "row" in r},
+        "classes": {t: r["class"] for t, r in sorted(results.items()) if "row" in r},
+        "not_built": {t: r["error"] for t, r in sorted(results.items()) if "error" in r},
+    }
+
+
+def _install(release: str, target: Path) -> str | None:
+    """`pip install --target` one release with its own dependencies; an error message or None."""
+    marker = target / ".installed-by-generate-quantizable-share"
+    if marker.exists():
+        return None
+    shutil.rmtree(target, ignore_errors=True)
+    args = [sys.executable, "-m", "pip", "--disable-pip-version-check", "install", "--quiet", "--target", str(target)]
+    if WHEELS.is_dir():
+        args += ["--find-links", str(WHEELS)]
+    proc = subprocess.run([*args, f"transformers=={release}"], check=False, capture_output=True, text=True,
+                          timeout=1800)
+    if proc.returncode != 0:
+        return f"pip install transformers=={release} failed: {proc.stderr.strip()[-500:]}"
+    marker.touch()
+    return None
+
+
+def read_release(release: str, *, cache: Path, jobs: int, refresh: bool, keep_env: bool,
+                 only: list[str] | None = None) -> dict[str, Any]:
+    """Install `release` into a throwaway directory and read it in a child process (cached per release)."""
+    cached = cache / f"{release}.json"
+    if cached.exists() and not refresh:
+        print(f"{release}: cached", file=sys.stderr)
+        return dict(json.loads(cached.read_text()))
+    target = Path(tempfile.gettempdir()) / "advisor-quantizable-share" / f"tf-{release}"
+    started = time.time()
+    error = _install(release, target)
+    if error:
+        raise SystemExit(error)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "HF_", "TRANSFORMERS_"))}
+    env.update(PYTHONPATH=os.pathsep.join([str(target), str(REPO)]), PYTHONNOUSERSITE="1", HF_HUB_OFFLINE="1",
+               TRANSFORMERS_OFFLINE="1", TRANSFORMERS_VERBOSITY="error", PYTHONWARNINGS="ignore")
+    out = cache / f"{release}.partial.json"
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as cwd:  # nothing in the cwd may shadow the target's packages
+        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--emit-release", str(out),
+                               "--jobs", str(jobs), *(["--only", *only] if only else [])], check=False, capture_output=True, text=True, env=env, cwd=cwd,
+                              timeout=3600)
+    if proc.returncode != 0 or not out.exists():
+        raise SystemExit(f"reading transformers {release} failed: {proc.stderr.strip()[-800:]}")
+    result = dict(json.loads(out.read_text()))
+    if result["release"] != release:
+        raise SystemExit(f"read transformers {result['release']} instead of {release}")
+    out.replace(cached)
+    if not keep_env:
+        shutil.rmtree(target, ignore_errors=True)
+    print(f"{release}: {len(result['rows'])} built, {len(result['not_built'])} not built, rule "
+          f"{result['rule']['mode']} at line {result['rule']['line']} ({time.time() - started:.0f} s)", file=sys.stderr)
+    return result
+
+
+def _runs(values: list[Any], releases: list[str]) -> list[list[Any]]:
+    """[[first_release, value], ...] at each change of `values` along `releases` (identical rows deduped)."""
+    runs: list[list[Any]] = []
+    for release, value in zip(releases, values):
+        if not runs or runs[-1][1] != value:
+            runs.append([release, value])
+    return runs
+
+
+def merge(readings: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Fold per-release readings into the compact table (see the module doc)."""
+    from advisor.quantizable import LOW_SHARE
+
+    releases = sorted(readings, key=Version)
+    types = sorted({t for r in readings.values() for key in ("rows", "not_built") for t in r[key]})
+
+    def folded(key: str) -> dict[str, Any]:
+        out = {}
+        for t in types:
+            runs = _runs([readings[r][key].get(t) for r in releases], releases)
+            if any(value is not None for _, value in runs):
+                out[t] = runs
+        return out
+
+    return {
+        "schema_version": 2,
+        "description": "Per model type and transformers release: the share of weights transformers' bitsandbytes "
+                       "integration replaces (8-bit and 4-bit alike), built from the default config on the meta "
+                       "device under that release's own replacement rule (`rules`, file and line per release).",
+        "generated_by": "scripts/generate_quantizable_share.py",
+        "releases": releases,
+        "low_share": LOW_SHARE,
+        "row_fields": ["share", "non_embedding_share", "params", "reason_kind", "reason"],
+        "rules": {r: readings[r]["rule"] for r in releases},
+        "model_types": folded("rows"),
+        "classes": folded("classes"),
+        "not_built": folded("not_built"),
+    }
+
+
+def explode(table: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The per-release readings a stored table was folded from (the inverse of `merge`)."""
+    from advisor.quantizable import value_at
+
+    releases = list(table.get("releases", []))
+    out: dict[str, dict[str, Any]] = {}
+    for release in releases:
+        reading: dict[str, Any] = {"release": release, "rule": table["rules"][release]}
+        for key in ("model_types", "classes", "not_built"):
+            values = {t: value_at(runs, release, releases) for t, runs in table.get(key, {}).items()}
+            reading["rows" if key == "model_types" else key] = {t: v for t, v in values.items() if v is not None}
+        out[release] = reading
+    return out
+
+
 def _compact(table: dict[str, Any]) -> str:
     """JSON with one line per top-level scalar and per row of the dict-valued keys: compact, readable diffs."""
     parts = []
     for key, value in table.items():
-        if isinstance(value, dict) and key != "rule":
+        if isinstance(value, dict):
             inner = ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in value.items())
             parts.append(f" {json.dumps(key)}: {{\n{inner}\n }}" if value else f" {json.dumps(key)}: {{}}")
         else:
@@ -118,43 +263,42 @@ def _compact(table: dict[str, Any]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--only", nargs="*")
+    parser.add_argument("--only", nargs="*", help="these model types only (the installed release; for a quick look)")
+    parser.add_argument("--releases", nargs="*", default=[], help="other releases to install and read")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
+    parser.add_argument("--refresh", action="store_true",
+                        help="re-read releases already cached or already in the output file")
+    parser.add_argument("--keep-envs", action="store_true", help="keep the install directories (under the temp dir)")
+    parser.add_argument("--emit-release", type=Path, help=argparse.SUPPRESS)  # child mode: one reading as JSON
     args = parser.parse_args()
 
+    if args.emit_release:
+        args.emit_release.write_text(json.dumps(read_installed(args.only, args.jobs)), encoding="utf-8")
+        return 0
     import transformers
-    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
-    from advisor.quantizable import BNB_RULE, LOW_SHARE
-
-    if transformers.__version__ != BNB_RULE["transformers"]:
-        print(f"warning: BNB_RULE cites transformers {BNB_RULE['transformers']}, installed is "
-              f"{transformers.__version__}: check the rule's line first", file=sys.stderr)
-    types = sorted(args.only or CONFIG_MAPPING_NAMES)
     started = time.time()
-    results: dict[str, dict[str, Any]] = {}
-    with concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        for model_type, result in pool.map(read_one, types, chunksize=8):
-            results[model_type] = result
-    rows = {t: r["row"] for t, r in sorted(results.items()) if "row" in r}
-    classes = {t: r["class"] for t, r in sorted(results.items()) if "row" in r}
-    table = {
-        "schema_version": 1,
-        "description": "Per model type: the share of weights transformers' bitsandbytes integration replaces "
-                       "(8-bit and 4-bit alike), built from the default config on the meta device.",
-        "generated_by": "scripts/generate_quantizable_share.py",
-        "transformers": transformers.__version__,
-        "rule": BNB_RULE,
-        "low_share": LOW_SHARE,
-        "row_fields": ["share", "non_embedding_share", "params", "reason_kind", "reason"],
-        "model_types": rows,
-        "classes": classes,
-        "not_built": {t: r["error"] for t, r in sorted(results.items()) if "error" in r},
-    }
+    readings: dict[str, dict[str, Any]] = {}
+    if args.only:  # a quick look: nothing cached, nothing kept from the output file
+        args.cache_dir = Path(tempfile.mkdtemp(prefix="quantizable-share-"))
+    elif args.output.exists():
+        stored = json.loads(args.output.read_text(encoding="utf-8"))
+        if stored.get("schema_version") == 2:
+            readings.update(explode(stored))
+    if args.only or args.refresh or transformers.__version__ not in readings:  # else kept from the output file
+        readings[transformers.__version__] = read_installed(args.only, args.jobs)
+    for release in sorted(set(args.releases) - {transformers.__version__}, key=Version):
+        readings[release] = read_release(release, cache=args.cache_dir, jobs=args.jobs, refresh=args.refresh,
+                                         keep_env=args.keep_envs, only=args.only)
+    table = merge(readings)
     args.output.write_text(_compact(table), encoding="utf-8")
-    low = sum(1 for r in rows.values() if r[3])
-    print(f"wrote {args.output}: {len(rows)} built, {low} below {LOW_SHARE:.0%} of non-embedding weights, "
-          f"{len(table['not_built'])} not built, {time.time() - started:.0f} s", file=sys.stderr)
+    for release in table["releases"]:
+        rows = readings[release]["rows"]
+        low = sum(1 for r in rows.values() if r[3])
+        print(f"{release}: {len(rows)} built, {low} below {table['low_share']:.0%} of non-embedding weights, "
+              f"{len(readings[release]['not_built'])} not built", file=sys.stderr)
+    print(f"wrote {args.output} ({args.output.stat().st_size} bytes), {time.time() - started:.0f} s", file=sys.stderr)
     return 0
 
 

@@ -37,11 +37,13 @@ class Candidate(BaseModel):
 
     attn: str
     dtype: Literal["bfloat16", "float16", "float32"]
-    quantization: Literal["none", "8bit", "4bit"] = "none"
+    # none / bitsandbytes 8bit, 4bit / another method where ready (advisor.quant_methods.METHOD_QUANTIZATIONS)
+    quantization: Literal["none", "8bit", "4bit", "quanto-int8", "hqq-4bit", "fp8", "fbgemm-fp8"] = "none"
     placement: Literal["gpu", "multi-gpu", "cpu"] = "gpu"
 
     def label(self) -> str:
-        quant = "" if self.quantization == "none" else f" + bnb {self.quantization}"
+        quant = "" if self.quantization == "none" else f" + bnb {self.quantization}" \
+            if self.quantization in ("8bit", "4bit") else f" + {self.quantization}"
         where = {"gpu": "1 GPU", "multi-gpu": "all GPUs", "cpu": "CPU"}[self.placement]
         return f"{self.attn} / {self.dtype}{quant} / {where}"
 

@@ -1,4 +1,4 @@
-"""QUANT rules: can bitsandbytes 8-bit / 4-bit loading work on this target?"""
+"""QUANT rules: can bitsandbytes 8-bit / 4-bit loading, or another quantization method, work on this target?"""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from advisor.rules.base import Candidate, Context, rule
 
 
 def _quantized(c: Candidate | None) -> bool:
-    return c is not None and c.quantization != "none"
+    """A bitsandbytes candidate (the other methods are judged by QUANT008)."""
+    return c is not None and c.quantization in ("8bit", "4bit")
 
 
 @rule("QUANT001", "bitsandbytes missing", scope="candidate", fix="pip install -U bitsandbytes")
@@ -169,26 +170,44 @@ def accelerate_needed(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
 @rule("QUANT007", "bitsandbytes would quantize little of this model", scope="candidate",
       fix="a method that quantizes this architecture (see the message), or spread bf16 over more GPUs")
 def bnb_share(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
-    """transformers 5.x replaces only modules whose type is exactly `nn.Linear` (or `Conv1D`):
-    `isinstance(module, Conv1D) or type(module) is nn.Linear` in `integrations/bitsandbytes.py` (line 189 in 5.18.0
-    and 5.24.0; 4.57.6 line 167 took any `nn.Linear` subclass). A subclass such as falcon's `FalconLinear`, and the
-    fused 3-D expert parameters of the 5.x mixture-of-experts models, stay in the compute dtype without an error.
-    The share comes from the model class built on the meta device (`data/quantizable_share.json` without torch);
-    below 60% of the non-embedding weights the 8-bit / 4-bit candidate is rejected as not worth loading."""
+    """transformers 5.5+ replaces only modules whose type is exactly `nn.Linear` (or `Conv1D`):
+    `isinstance(module, Conv1D) or type(module) is nn.Linear` in `integrations/bitsandbytes.py` (line 184 in 5.5.4,
+    189 from 5.10); 4.x and 5.0-5.4 took any `nn.Linear` subclass (`isinstance`, 4.57.6 line 167, 5.4.0 line 184).
+    A subclass such as falcon's `FalconLinear` (5.5+), and the fused 3-D expert parameters of the 5.x
+    mixture-of-experts models, stay in the compute dtype without an error. The share is the target release's:
+    the model class built on the meta device for the installed release, `data/quantizable_share.json` (generated
+    per release, each with its own rule's file and line) for another; below 60% of the non-embedding weights
+    the 8-bit / 4-bit candidate is rejected as not worth loading. A target release the table does not cover is
+    a warning, with the releases it does."""
     model = ctx.model
-    if not _quantized(c) or model is None or model.quantizable_note is None:
+    if not _quantized(c) or model is None:
         return
-    tf = ctx.version("transformers")
-    if tf is not None and tf < Version("5.0"):
-        return  # 4.x: isinstance rule and per-expert nn.Linear modules (see the docstring)
     assert c is not None
     from advisor.memory import BYTES, GiB
     from advisor.quant_methods import fixes_for
-    from advisor.quantizable import kind_of
+    from advisor.quantizable import covered_release, kind_of, rule_at, table_releases
 
+    target = ctx.env.version_of("transformers")
+    release = model.quantizable_release or target or "?"
+    if target is not None and covered_release(target) is None:
+        stored = table_releases()
+        span = f"{stored[0]} to {stored[-1]} ({len(stored)} releases)" if stored else "no release"
+        said = (f"; under transformers {release} it would quantize little: {model.quantizable_note}"
+                if model.quantizable_note else "")
+        yield bnb_share.finding(
+            Severity.WARN,
+            f"which weights bitsandbytes quantizes is not tabulated for transformers {target} (the table covers "
+            f"{span}); the weight figure uses transformers {release}'s replacement rule{said}",
+            detected=f"transformers {target}", required="a release in data/quantizable_share.json",
+            fix=f"python scripts/generate_quantizable_share.py --releases {target}", option=c.quantization,
+        )
+        return
+    if model.quantizable_note is None:
+        return
     share = model.quantizable_param_count / model.param_count if model.param_count else 0.0
     left = (model.param_count - model.quantizable_param_count) * BYTES[c.dtype]
-    release = model.quantizable_release or (str(tf) if tf else "5.x")
+    rule = rule_at(release)
+    where = f" ({rule.file.removeprefix('transformers/')}:{rule.line}: `{rule.text}`)" if rule else ""
     fixes = fixes_for(kind_of(model.quantizable_note), model.model_type, ctx.env, ctx.weakest_cc)
     more = "spread the unquantized model over more GPUs (device_map='auto')"
     yield bnb_share.finding(
@@ -196,7 +215,50 @@ def bnb_share(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
         f"bitsandbytes would quantize only {share:.0%} of this model's weights in transformers {release}: "
         f"{model.quantizable_note}; {left / GiB:.1f} GiB of its weights would stay in {c.dtype}",
         detected=f"{model.quantizable_param_count / 1e9:.2f}B of {model.param_count / 1e9:.2f}B parameters in "
-                 "modules bitsandbytes replaces",
+                 f"modules bitsandbytes replaces{where}",
         required="most weights in exact nn.Linear / Conv1D modules",
         fix="; or ".join([*fixes[:3], more]), option=c.quantization,
     )
+
+
+@rule("QUANT008", "quantization method cannot run here or would quantize little", scope="candidate",
+      fix="install what the method needs (see the message), or pick another method (`advisor doctor` lists them)")
+def method_usable(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
+    """A method other than bitsandbytes (quanto, HQQ, fine-grained FP8, FBGEMM FP8) is planned only where its
+    libraries are installed at the version transformers' `validate_environment` asks for, the compute capability
+    is met and a GPU is there when it needs one (data/quant_methods.json, each fact with its transformers file
+    and line). It fails too when the model's weights are in modules the method does not replace: an `nn.Linear`
+    subclass for an exact-type rule (FP8), fused 3-D experts for a per-linear method (quanto, HQQ)."""
+    if c is None or c.quantization in ("none", "8bit", "4bit"):
+        return
+    from advisor.quant_methods import fixes_for, handles, method_for, method_status, table_release
+    from advisor.quantizable import kind_of
+
+    method = method_for(c.quantization)
+    if method is None:
+        return
+    status = method_status(ctx.env, method, ctx.weakest_cc)
+    problems = list(status.missing)
+    if status.cc_ok is False:
+        problems.append(f"compute capability {ctx.weakest_cc} < {method.min_cc}")
+    if not status.gpu_ok or (c.placement == "cpu" and "cpu" not in method.device):
+        problems.append(f"it runs on {method.device}")
+    src = f"transformers {table_release()} {method.source.split(' ')[0]}"
+    if problems:
+        fix = " && ".join(f"pip install '{p.split(' ')[0]}'" for p in status.missing) or "a target it runs on"
+        yield method_usable.finding(
+            Severity.FAIL, f"{method.name} cannot run here: {'; '.join(problems)} ({src})",
+            detected="; ".join(problems), required=status.needs(), fix=fix, option=c.quantization,
+        )
+        return
+    model = ctx.model
+    kind = kind_of(model.quantizable_note) if model is not None and model.quantizable_note else None
+    if kind is not None and not handles(method, kind):
+        assert model is not None
+        better = fixes_for(kind, model.model_type, ctx.env, ctx.weakest_cc)
+        yield method_usable.finding(
+            Severity.FAIL, f"{method.name} would quantize little of this model: {model.quantizable_note if model else ''}"
+                           f" ({method.rule_source} in transformers {table_release()})",
+            detected=kind, required="a method that replaces these modules", option=c.quantization,
+            fix="; or ".join([*better[:2], "spread the unquantized model over more GPUs (device_map='auto')"]),
+        )

@@ -63,7 +63,7 @@ def test_check_falcon_8bit_gives_quant007_with_the_figure_and_sourced_fixes(cli:
 
 def test_recommend_mixtral_on_h100_rejects_4bit_with_quant007_and_an_fp8_fix() -> None:
     rec = make_plan(resolve_model("mistralai/Mixtral-8x7B-v0.1"), load_environment(ENVS / "h100_fa2_fa3_bnb.json"))
-    assert not rec.ok
+    assert rec.chosen is not None and rec.chosen.candidate.quantization == "fp8"  # the fix, planned (QUANT008)
     quant = [r for r in rec.rejected if r.rule == "QUANT007"]
     assert {r.option for r in quant} == {"8bit", "4bit"}
     four = next(r for r in quant if r.option == "4bit")
@@ -92,11 +92,56 @@ def test_a_4bit_candidate_never_gets_quantize_as_its_memory_fix() -> None:
 
 
 def test_transformers_4_targets_get_no_quant007(cli: Any) -> None:
-    """4.57.6 `integrations/bitsandbytes.py` line 167 took any nn.Linear subclass."""
+    """4.57.6 `integrations/bitsandbytes.py` line 167 took any nn.Linear subclass: the table's 4.57.6 row says so."""
     _code, out, _ = cli("check", "tiiuae/falcon-7b", "--quantize", "8bit", "--dtype", "bfloat16",
                         "--env", str(ENVS / "a100_80gb_fa2_bnb.json"), "--assume", "transformers==4.57.6")
     assert "Configuration:" in out
     assert "QUANT007" not in out
+
+
+def test_quant007_reads_the_assumed_release_and_cites_its_line(cli: Any) -> None:
+    """5.17.0 (the H100 box's release) has the exact-type test at integrations/bitsandbytes.py:189 too."""
+    code, out, _ = cli("check", "tiiuae/falcon-7b", "--quantize", "8bit", "--dtype", "bfloat16",
+                       "--env", str(ENVS / "a100_80gb_fa2_bnb.json"), "--assume", "transformers==5.17.0",
+                       "--format", "json")
+    assert code == 1
+    finding = next(f for f in json.loads(out)["failures"] if f["code"] == "QUANT007")
+    assert "only 0% of this model's weights in transformers 5.17.0" in finding["message"]
+    assert "integrations/bitsandbytes.py:189: `if isinstance(module, Conv1D) or type(module) is nn.Linear:`" in \
+        finding["detected"]
+
+
+def test_the_weight_figure_follows_the_target_release() -> None:
+    """falcon 8-bit: all weights stay bf16 under 5.24 (FalconLinear skipped), mostly int8 under 4.57.6."""
+    from advisor.knowledge import load_knowledge
+    from advisor.plan import evaluate, make_context
+    from advisor.rules.base import Candidate
+    from advisor.targets import TargetSpec, resolve_target
+
+    model = resolve_model("tiiuae/falcon-7b")
+    c = Candidate(attn="sdpa", dtype="bfloat16", quantization="8bit")
+    weights = {}
+    for release in ("4.57.6", transformers.__version__):
+        env = resolve_target(TargetSpec(env_file=ENVS / "a100_80gb_fa2_bnb.json", assume=(f"transformers=={release}",)))
+        weights[release] = evaluate(make_context(model, env, load_knowledge()), c, ()).memory.weights_bytes / 2**30
+    assert weights[transformers.__version__] > 12.5  # 6.92B x 2 bytes
+    assert weights["4.57.6"] < 8.0  # 6.9B x ~1 byte, the embeddings in bf16
+
+
+def test_an_uncovered_release_is_said(cli: Any) -> None:
+    from advisor.knowledge.history import load_history
+    from advisor.quantizable import covered_release, table_releases
+
+    release = next(r for r in load_history().releases if covered_release(r) is None and r.startswith("5."))
+    _code, out, _ = cli("check", "tiiuae/falcon-7b", "--quantize", "8bit", "--dtype", "bfloat16",
+                        "--env", str(ENVS / "a100_80gb_fa2_bnb.json"), "--assume", f"transformers=={release}",
+                        "--format", "json")
+    finding = next(f for f in json.loads(out)["warnings"] if f["code"] == "QUANT007")
+    assert finding["severity"] == "warn"
+    stored = table_releases()
+    assert (f"not tabulated for transformers {release} (the table covers {stored[0]} to {stored[-1]}"
+            in finding["message"])
+    assert finding["fix"] == f"python scripts/generate_quantizable_share.py --releases {release}"
 
 
 def test_fixes_skip_methods_missing_a_gpu_and_order_installed_first() -> None:

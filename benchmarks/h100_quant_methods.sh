@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Issue 17 item 4 on one H100: do the methods other than bitsandbytes take effect where bitsandbytes does not?
+# (one call, about 4-7 minutes)
+#  1. a falcon-7b-shaped model (random weights, 4 of 32 layers) smoke-tested with `--quantize quanto-int8`:
+#     quanto replaces any nn.Linear (integrations/quanto.py), so FalconLinear becomes QLinear (bitsandbytes: 0 of 9);
+#  2. a Mixtral-8x7B-shaped model (2 of 32 layers) with `--quantize fp8` (fine-grained FP8 turns `.experts` into
+#     FP8Experts, integrations/finegrained_fp8.py): expected to pass with the experts counted as quantized;
+#  3. `advisor recommend` for the shipped Mixtral-8x7B config on this GPU: expected to choose `+ fp8` (one H100).
+# Needs .whl/ with pydantic, optimum-quanto and ninja wheels (docs/gpu/README.md lists the pydantic ones; add
+# `optimum-quanto==0.2.7 ninja`). Writes into $OUT.
+set -uo pipefail
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 PATH=/tmp/site/bin:$PATH
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, torch.cuda.get_device_name(0))
+try:
+    import optimum.quanto, importlib.metadata as m; print('optimum-quanto', m.version('optimum-quanto'))
+except Exception as e: print('optimum-quanto missing:', e)" 2>&1 | tee "$OUT/versions.txt"
+
+python3 benchmarks/make_model.py /tmp/falcon7b-4l tiiuae/falcon-7b --layers 4 2>&1 | tail -1
+python3 benchmarks/make_model.py /tmp/mixtral-2l mistralai/Mixtral-8x7B-v0.1 --layers 2 2>&1 | tail -1
+
+timeout 200 python3 -m advisor smoke /tmp/falcon7b-4l --quantize quanto-int8 --dtype bfloat16 --attn sdpa --timeout 150 --format json -o "$OUT/smoke-falcon7b-4l-quanto.json"; echo "smoke falcon quanto exit $? (0 expected)"
+timeout 200 python3 -m advisor smoke /tmp/mixtral-2l --quantize fp8 --dtype bfloat16 --attn sdpa --timeout 150 --format json -o "$OUT/smoke-mixtral-2l-fp8.json"; echo "smoke mixtral fp8 exit $? (0 expected)"
+python3 - <<'PY'
+import json, os
+out = os.environ.get("OUT", "/tmp/out")
+for name in ("smoke-falcon7b-4l-quanto", "smoke-mixtral-2l-fp8"):
+    try:
+        report = json.load(open(f"{out}/{name}.json"))
+    except Exception as exc:
+        print(name, "missing:", exc)
+        continue
+    for a in report.get("attempts", []):
+        print(name, a["label"], "ok" if a["ok"] else "FAILED", a.get("error") or "", json.dumps(a.get("quantization")),
+              "peak", a.get("peak_memory_bytes"))
+    for r in report.get("rejected", []):
+        print(name, "rejected:", json.dumps(r)[:400])
+PY
+python3 -m advisor recommend mistralai/Mixtral-8x7B-v0.1 > "$OUT/recommend-mixtral.txt" 2>&1; echo "recommend mixtral exit $?"
+head -3 "$OUT/recommend-mixtral.txt"
+python3 -m advisor check tiiuae/falcon-7b --quantize fp8 --dtype bfloat16 --attn sdpa > "$OUT/check-falcon7b-fp8.txt" 2>&1; echo "check falcon fp8 exit $? (1 expected: QUANT008)"
+grep -h "QUANT008" "$OUT/check-falcon7b-fp8.txt" | head -2
