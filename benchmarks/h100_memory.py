@@ -113,11 +113,7 @@ EXTRA_WORKLOADS: dict[str, tuple[dict[str, Any], ...]] = {
 # out-of-sample rows (architectures, heads and shapes the simulator was not fixed against)
 SETS: dict[str, list[tuple[str, str, str]]] = {
     "followup": [
-        ("t5-base", "sdpa", "none"), ("t5-base", "eager", "none"),
-        ("falcon-7b-mqa", "sdpa", "none"),
-        ("qwen2-moe", "sdpa", "none"),
-        ("gpt-bigcode-mqa", "sdpa", "none"), ("gpt-bigcode-mqa", "eager", "none"),
-        ("gpt-bigcode-mqa", "sdpa", "8bit"), ("gpt-bigcode-mqa", "sdpa", "4bit"),
+        # first what a short call must not miss: the 8-bit rows that need outlier counts, then the out-of-sample rows
         ("mistral-7b-sliding", "sdpa", "8bit"), ("llama-3.2-1b", "sdpa", "8bit"),
         # out of sample
         ("bart-base", "sdpa", "none"), ("bart-base", "eager", "none"),
@@ -126,6 +122,12 @@ SETS: dict[str, list[tuple[str, str, str]]] = {
         ("phi2", "sdpa", "none"), ("phi2", "sdpa", "8bit"), ("phi2", "sdpa", "4bit"),
         ("stablelm-2-1.6b", "sdpa", "none"), ("stablelm-2-1.6b", "eager", "none"),
         ("olmoe-1b-7b", "sdpa", "none"), ("stablelm-2-1.6b", "sdpa", "8bit"),
+        # re-measured (the first run's misses, now matched against that run's figures)
+        ("t5-base", "sdpa", "none"), ("t5-base", "eager", "none"),
+        ("falcon-7b-mqa", "sdpa", "none"),
+        ("qwen2-moe", "sdpa", "none"),
+        ("gpt-bigcode-mqa", "sdpa", "none"), ("gpt-bigcode-mqa", "eager", "none"),
+        ("gpt-bigcode-mqa", "sdpa", "8bit"), ("gpt-bigcode-mqa", "sdpa", "4bit"),
     ],
 }
 WORKLOADS = ({"batch": 1, "prompt": LONG, "padded": False}, {"batch": 16, "prompt": SHORT, "padded": True})
