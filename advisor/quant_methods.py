@@ -137,18 +137,14 @@ def ready_quantizations(env: Environment, weakest_cc: ComputeCapability | None, 
 def validate_line(quantizer: str) -> tuple[str, int] | None:
     """(release, line) of `def validate_environment` in the installed transformers' `quantizer` file, read as text
     (importing a quantizer module pulls in its library); None when transformers or the file is not here."""
-    from importlib import metadata, util
-    from pathlib import Path
+    from advisor.quantizable import installed_transformers
 
-    try:
-        spec = util.find_spec("transformers")
-        release = metadata.version("transformers")
-    except (ImportError, ValueError, metadata.PackageNotFoundError):
+    found = installed_transformers()
+    if found is None:
         return None
-    if spec is None or spec.origin is None:
-        return None
+    folder, release = found
     try:
-        lines = (Path(spec.origin).parent / quantizer).read_text(encoding="utf-8").splitlines()
+        lines = (folder / quantizer).read_text(encoding="utf-8").splitlines()
     except OSError:
         return None
     number = next((i for i, line in enumerate(lines, 1) if line.strip().startswith("def validate_environment(")), None)

@@ -135,9 +135,9 @@ def read_rule(root: Path, release: str) -> ReplacementRule:
                            line=found[1], text=found[2], skips=tuple(skips))
 
 
-@lru_cache(maxsize=1)
-def installed_rule() -> ReplacementRule | None:
-    """The installed transformers' rule (found without importing it), or None without transformers."""
+def installed_transformers() -> tuple[Path, str] | None:
+    """(package folder, release) of the installed transformers, found without importing it (its import costs
+    seconds and a quantizer module pulls in its library); None without transformers."""
     from importlib import metadata, util
 
     try:
@@ -147,8 +147,17 @@ def installed_rule() -> ReplacementRule | None:
         return None
     if spec is None or spec.origin is None:
         return None
+    return Path(spec.origin).parent, release
+
+
+@lru_cache(maxsize=1)
+def installed_rule() -> ReplacementRule | None:
+    """The installed transformers' rule, or None without transformers."""
+    found = installed_transformers()
+    if found is None:
+        return None
     try:
-        return read_rule(Path(spec.origin).parent, release)
+        return read_rule(*found)
     except (OSError, ValueError):
         return None
 

@@ -174,6 +174,28 @@ def _outlier_recorder(model: Any) -> tuple[dict[str, dict[str, int]], list[Any]]
     return seen, handles
 
 
+def build(torch: Any, transformers: Any, config: Any, cls: Any, name: str, attn: str, quant: str) -> Any:
+    """The model on the GPU in bf16: built there with random weights, or (bitsandbytes) saved once to /tmp and
+    loaded with from_pretrained, since bitsandbytes quantizes while loading."""
+    config._attn_implementation = attn
+    if quant == "none":
+        torch.set_default_dtype(torch.bfloat16)
+        try:
+            with torch.device("cuda"):
+                return cls._from_config(config, dtype=torch.bfloat16).eval()
+        finally:
+            torch.set_default_dtype(torch.float32)
+    folder = Path("/tmp") / f"h100-memory-{name}"
+    if not (folder / "config.json").exists():
+        torch.manual_seed(0)
+        cls._from_config(config, dtype=torch.bfloat16).save_pretrained(folder)
+    bnb = transformers.BitsAndBytesConfig(
+        load_in_8bit=quant == "8bit", load_in_4bit=quant == "4bit", bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=quant == "4bit", bnb_4bit_compute_dtype=torch.bfloat16)
+    return cls.from_pretrained(folder, dtype=torch.bfloat16, attn_implementation=attn, quantization_config=bnb,
+                               device_map="cuda:0").eval()
+
+
 def _inputs(torch: Any, batch: int, prompt: int, padded: bool, vocab: int) -> tuple[Any, Any]:
     ids = torch.randint(3, vocab - 1, (batch, prompt), device="cuda", generator=torch.Generator("cuda").manual_seed(0))
     mask = torch.ones_like(ids)
@@ -262,24 +284,7 @@ def main() -> None:
         model = None
         hooks: list[Any] = []
         try:
-            config._attn_implementation = attn
-            if quant == "none":
-                torch.set_default_dtype(torch.bfloat16)
-                try:
-                    with torch.device("cuda"):
-                        model = cls._from_config(config, dtype=torch.bfloat16).eval()
-                finally:
-                    torch.set_default_dtype(torch.float32)
-            else:
-                folder = Path("/tmp") / f"h100-memory-{name}"
-                if not (folder / "config.json").exists():
-                    torch.manual_seed(0)
-                    cls._from_config(config, dtype=torch.bfloat16).save_pretrained(folder)
-                bnb = transformers.BitsAndBytesConfig(
-                    load_in_8bit=quant == "8bit", load_in_4bit=quant == "4bit", bnb_4bit_quant_type="nf4",
-                    bnb_4bit_use_double_quant=quant == "4bit", bnb_4bit_compute_dtype=torch.bfloat16)
-                model = cls.from_pretrained(folder, dtype=torch.bfloat16, attn_implementation=attn,
-                                            quantization_config=bnb, device_map="cuda:0").eval()
+            model = build(torch, transformers, config, cls, name, attn, quant)
             saved = {k: v for k, v in config.to_dict().items() if k not in ("transformers_version", "_name_or_path")}
             vocab = int(config.get_text_config().vocab_size)
             limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or LONG

@@ -76,25 +76,8 @@ def main() -> None:
         if time.perf_counter() - start > 75:
             break
         config, cls = hm._config(transformers, name)
-        config._attn_implementation = attn
         try:
-            if quant == "none":
-                torch.set_default_dtype(torch.bfloat16)
-                try:
-                    with torch.device("cuda"):
-                        model = cls._from_config(config, dtype=torch.bfloat16).eval()
-                finally:
-                    torch.set_default_dtype(torch.float32)
-            else:
-                folder = Path("/tmp") / f"h100-diag-{name}"
-                if not (folder / "config.json").exists():
-                    torch.manual_seed(0)
-                    cls._from_config(config, dtype=torch.bfloat16).save_pretrained(folder)
-                bnb = transformers.BitsAndBytesConfig(
-                    load_in_8bit=quant == "8bit", load_in_4bit=quant == "4bit", bnb_4bit_quant_type="nf4",
-                    bnb_4bit_use_double_quant=quant == "4bit", bnb_4bit_compute_dtype=torch.bfloat16)
-                model = cls.from_pretrained(folder, dtype=torch.bfloat16, attn_implementation=attn,
-                                            quantization_config=bnb, device_map="cuda:0").eval()
+            model = hm.build(torch, transformers, config, cls, name, attn, quant)
             generative = not cls.__name__.endswith("ForMaskedLM")
             vocab = int(config.get_text_config().vocab_size)
             torch.cuda.synchronize()
