@@ -48,7 +48,7 @@ WORKLOADS = {
 }
 
 
-def workload_for(name: str, max_positions: int | None) -> Workload:
+def fitted_workload(name: str, max_positions: int | None) -> Workload:
     """A default workload cut to the model's positions: the 4,096-token prefill of a 4,096-position model is
     4,094 tokens plus its 2 new ones, not a SEQ001 rejection of every candidate."""
     base = WORKLOADS[name]

@@ -220,13 +220,13 @@ def cmd_smoke(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from advisor.bench import WORKLOADS, run_bench, workload_for
+    from advisor.bench import fitted_workload, run_bench
     from advisor.model import resolve_model
     from advisor.plan import PlanRequest
     from advisor.targets import TargetSpec, resolve_target
 
     model = resolve_model(args.model, allow_download=args.allow_download, trust_remote_code=args.trust_remote_code)
-    base = workload_for(args.workload, model.max_positions) if args.seq_len is None else WORKLOADS[args.workload]
+    base = fitted_workload(args.workload, model.max_positions)  # --seq-len, when given, replaces the prompt below
     workload = base.model_copy(update={k: v for k, v in (("batch", args.batch), ("prompt", args.seq_len),
                                                          ("new_tokens", args.new_tokens)) if v is not None})
     if args.plot is not None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from advisor.bench import WORKLOADS, workload_for
+from advisor.bench import WORKLOADS, fitted_workload
 from advisor.errors import UsageError
 from advisor.facts import SCHEMA_VERSION, Environment
 from advisor.inputs import read_json_file
@@ -126,7 +126,7 @@ def run_tune(model: ModelSpec, env: Environment, config: dict[str, Any] | None, 
     """Time the candidates; `config` None means load the checkpoint at `model.path`."""
     if workload not in WORKLOADS:
         raise UsageError(f"unknown workload {workload!r}; choose decode, prefill or batch")
-    w = workload_for(workload, model.max_positions)
+    w = fitted_workload(workload, model.max_positions)
     plan = make_plan(model, env, PlanRequest(batch=w.batch, seq_len=w.prompt + w.new_tokens, prompt_len=w.prompt,
                                              measurements=False))
     options = ([plan.chosen] if plan.chosen else []) + list(plan.alternatives)
