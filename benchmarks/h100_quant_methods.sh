@@ -5,9 +5,11 @@
 #     quanto replaces any nn.Linear (integrations/quanto.py), so FalconLinear becomes QLinear (bitsandbytes: 0 of 9);
 #  2. a Mixtral-8x7B-shaped model (2 of 32 layers) with `--quantize fp8` (fine-grained FP8 turns `.experts` into
 #     FP8Experts, integrations/finegrained_fp8.py): expected to pass with the experts counted as quantized;
+#  2b. the same falcon with `--quantize hqq-4bit` (HQQ, integrations/hqq.py);
 #  3. `advisor recommend` for the shipped Mixtral-8x7B config on this GPU: expected to choose `+ fp8` (one H100).
 # Needs .whl/ with pydantic, optimum-quanto and ninja wheels (docs/gpu/README.md lists the pydantic ones; add
-# `optimum-quanto==0.2.7 ninja`). Writes into $OUT.
+# `optimum-quanto==0.2.7 ninja` and hqq 0.2.8 with einops and termcolor: hqq ships only an sdist, so build its
+# pure-Python wheel with `pip wheel --no-deps hqq==0.2.8.post1`). Writes into $OUT.
 set -uo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 PATH=/tmp/site/bin:$PATH
@@ -22,11 +24,12 @@ python3 benchmarks/make_model.py /tmp/falcon7b-4l tiiuae/falcon-7b --layers 4 2>
 python3 benchmarks/make_model.py /tmp/mixtral-2l mistralai/Mixtral-8x7B-v0.1 --layers 2 2>&1 | tail -1
 
 timeout 200 python3 -m advisor smoke /tmp/falcon7b-4l --quantize quanto-int8 --dtype bfloat16 --attn sdpa --timeout 150 --format json -o "$OUT/smoke-falcon7b-4l-quanto.json"; echo "smoke falcon quanto exit $? (0 expected)"
+timeout 200 python3 -m advisor smoke /tmp/falcon7b-4l --quantize hqq-4bit --dtype bfloat16 --attn sdpa --timeout 150 --format json -o "$OUT/smoke-falcon7b-4l-hqq.json"; echo "smoke falcon hqq exit $? (0 expected)"
 timeout 200 python3 -m advisor smoke /tmp/mixtral-2l --quantize fp8 --dtype bfloat16 --attn sdpa --timeout 150 --format json -o "$OUT/smoke-mixtral-2l-fp8.json"; echo "smoke mixtral fp8 exit $? (0 expected)"
 python3 - <<'PY'
 import json, os
 out = os.environ.get("OUT", "/tmp/out")
-for name in ("smoke-falcon7b-4l-quanto", "smoke-mixtral-2l-fp8"):
+for name in ("smoke-falcon7b-4l-quanto", "smoke-falcon7b-4l-hqq", "smoke-mixtral-2l-fp8"):
     try:
         report = json.load(open(f"{out}/{name}.json"))
     except Exception as exc:
