@@ -129,6 +129,12 @@ SETS: dict[str, list[tuple[str, str, str]]] = {
         ("gpt-bigcode-mqa", "sdpa", "none"), ("gpt-bigcode-mqa", "eager", "none"),
         ("gpt-bigcode-mqa", "sdpa", "8bit"), ("gpt-bigcode-mqa", "sdpa", "4bit"),
     ],
+    # what the follow-up call did not reach before its time limit
+    "followup-rest": [
+        ("stablelm-2-1.6b", "sdpa", "8bit"), ("t5-base", "sdpa", "none"), ("t5-base", "eager", "none"),
+        ("falcon-7b-mqa", "sdpa", "none"), ("qwen2-moe", "sdpa", "none"), ("gpt-bigcode-mqa", "sdpa", "none"),
+        ("gpt-bigcode-mqa", "eager", "none"), ("gpt-bigcode-mqa", "sdpa", "8bit"), ("gpt-bigcode-mqa", "sdpa", "4bit"),
+    ],
 }
 WORKLOADS = ({"batch": 1, "prompt": LONG, "padded": False}, {"batch": 16, "prompt": SHORT, "padded": True})
 

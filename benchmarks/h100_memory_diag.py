@@ -1,6 +1,7 @@
 """What is live at the measured peak, for the memory rows the simulator misses (issue 13).
 
-Usage (GPU machine, repository root): python benchmarks/h100_memory_diag.py OUT_DIR
+Usage (GPU machine, repository root): python benchmarks/h100_memory_diag.py OUT_DIR [NAME:ATTN:QUANT:BATCH:PROMPT:PADDED ...]
+(cases on the command line replace CASES, e.g. bart-base:sdpa:none:16:128:1)
 Builds each case exactly as benchmarks/h100_memory.py does, records the CUDA caching allocator's history
 (torch.cuda.memory._record_memory_history) during the measured call, replays the trace to the peak, and writes
 OUT_DIR/mem-diag.json: per case, the measured peak, the bytes live before the call (weights), and the largest
@@ -68,12 +69,13 @@ def main() -> None:
     import transformers
 
     out = Path(sys.argv[1])
+    cases = [(n, a, q, int(b), int(p), pad == "1") for n, a, q, b, p, pad in (c.split(":") for c in sys.argv[2:])] or CASES
     out.mkdir(parents=True, exist_ok=True)
     results = []
     torch.matmul(torch.ones(8, 8, device="cuda"), torch.ones(8, 8, device="cuda"))
     start = time.perf_counter()
-    for name, attn, quant, batch, prompt, padded in CASES:
-        if time.perf_counter() - start > 75:
+    for name, attn, quant, batch, prompt, padded in cases:
+        if time.perf_counter() - start > float(__import__('os').environ.get('DIAG_BUDGET', '75')):
             break
         config, cls = hm._config(transformers, name)
         try:
@@ -97,7 +99,9 @@ def main() -> None:
                 "live_before_call_bytes": before, "traced_peak_over_before_bytes": peak,
                 "largest_live_at_peak": [{"bytes": b["size"], "frames": _frames(b.get("frames", []))}
                                          for b in blocks[:25]],
-                "live_at_peak_by_site": sorted(([v, k] for k, v in by_site.items()), reverse=True)[:25],
+                "live_at_peak_by_site": sorted(([v, k] for k, v in by_site.items()), reverse=True)[:40],
+                "live_blocks_at_peak": len(blocks), "live_bytes_under_1mib": sum(b["size"] for b in blocks if b["size"] < 2**20),
+                "all_live_at_peak": [[b["size"], " <- ".join(_frames(b.get("frames", []))[:3])] for b in blocks[:400]],
             })
             print(name, attn, quant, batch, prompt, measured, before, peak, flush=True)
         except Exception as exc:  # noqa: BLE001 - a failed case is a row

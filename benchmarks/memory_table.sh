@@ -13,7 +13,9 @@ if [ ! -f "$SITE/transformers/__init__.py" ]; then
     httpcore==1.0.9 certifi
 fi
 FILES=()
-[ -f docs/benchmarks/memory/h100-memory-followup.json ] && FILES+=(docs/benchmarks/memory/h100-memory-followup.json)
+for f in docs/benchmarks/memory/h100-memory-followup2.json docs/benchmarks/memory/h100-memory-followup.json; do
+  [ -f "$f" ] && FILES+=("$f")
+done
 FILES+=(docs/benchmarks/*.json docs/benchmarks/memory/h100-memory-architectures.json)
 ADVISOR_NO_CACHE=1 PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" benchmarks/memory_table.py "${FILES[@]}" \
   | tee docs/benchmarks/memory/memory-table.md

@@ -38,14 +38,22 @@ THRESHOLD = 6.0  # BitsAndBytesConfig.llm_int8_threshold default
 
 def quantized_weight_bytes(out_features: int, in_features: int, quantization: str, *, double_quant: bool = True) -> int:
     """Bytes of one quantized weight matrix in bitsandbytes' layout (the bias is counted with the other params)."""
+    return sum(quantized_weight_parts(out_features, in_features, quantization, double_quant=double_quant))
+
+
+def quantized_weight_parts(out_features: int, in_features: int, quantization: str, *,
+                           double_quant: bool = True) -> tuple[int, ...]:
+    """The tensors of one quantized weight, each its own allocation: int8 `CB` and fp32 `SCB`; NF4's packed
+    weight, absmax (uint8 when nested) and, nested, fp32 absmax, code (256 fp32), offset, plus the 16-float code
+    of the outer state."""
     n = out_features * in_features
     if quantization == "8bit":
-        return n + 4 * out_features
+        return n, 4 * out_features
     blocks = math.ceil(n / BLOCK_4BIT)
     packed = math.ceil(n / 2)
     if not double_quant:
-        return packed + 4 * blocks + 16 * 4
-    return packed + blocks + 4 * math.ceil(blocks / BLOCK_NESTED) + 256 * 4 + 4 + 16 * 4
+        return packed, 4 * blocks, 16 * 4
+    return packed, blocks, 4 * math.ceil(blocks / BLOCK_NESTED), 256 * 4, 4, 16 * 4
 
 
 def quantized_linears(model: torch.nn.Module) -> dict[str, torch.nn.Module]:

@@ -47,15 +47,17 @@ class LiveBytes(TorchDispatchMode):
     storage (PyObject preservation), so a weakref callback marks the free as the caching allocator would see it.
     """
 
-    def __init__(self, *, meta_scalars: bool = False) -> None:
+    def __init__(self, *, meta_scalars: bool = False, allocator: Any = None) -> None:
         super().__init__()
         self.meta_scalars = meta_scalars
+        self.allocator = allocator  # an `allocator.CachingAllocator`: count its blocks instead of tensor bytes
         self.live = 0
         self.peak = 0
         self.ops = 0
         self._refs: dict[int, Any] = {}
         self._nonzero: set[int] = set()  # storages of meta tensors known to hold only ones (see the note above)
         self._known: dict[int, Any] = {}  # storages of meta scalars whose value is known
+        self._handles: dict[int, int] = {}  # storage -> allocator block
 
     def reset_peak(self) -> None:
         """Start a new phase: its peak counts from what is alive now."""
@@ -63,6 +65,10 @@ class LiveBytes(TorchDispatchMode):
 
     def _free(self, key: int, nbytes: int) -> None:
         if self._refs.pop(key, None) is not None:
+            if self.allocator is not None:
+                before = self.allocator.allocated
+                self.allocator.free(self._handles.pop(key))
+                nbytes = before - self.allocator.allocated
             self.live -= nbytes
             self._nonzero.discard(key)
             self._known.pop(key, None)
@@ -91,6 +97,10 @@ class LiveBytes(TorchDispatchMode):
                 continue  # a view or an in-place result: no new memory
             nbytes = int(storage.nbytes())
             self._refs[key] = weakref.ref(storage, lambda _r, k=key, n=nbytes: self._free(k, n))
+            if self.allocator is not None:
+                before = self.allocator.allocated
+                self._handles[key] = self.allocator.malloc(nbytes)
+                nbytes = self.allocator.allocated - before
             self.live += nbytes
             if self.live > self.peak:
                 self.peak = self.live

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from packaging.version import InvalidVersion, Version
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from advisor.knowledge.schema import VersionConstraint
 
@@ -66,6 +66,9 @@ class ReleaseConstraints(BaseModel):
     source: str
     releases: list[str]
     facts: dict[str, list[FactRun]]
+    # lookups memoised per instance (the rules ask the same few questions about a thousand times a plan)
+    _stored: dict[str, str | None] = PrivateAttr(default_factory=dict)
+    _at: dict[tuple[str, str], FactRun | None] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _covers(self) -> ReleaseConstraints:
@@ -85,6 +88,11 @@ class ReleaseConstraints(BaseModel):
 
     def stored_release(self, version: str) -> str | None:
         """The stored release standing for `version` (None: older than every stored release, or not a version)."""
+        if version not in self._stored:
+            self._stored[version] = self._stored_release(version)
+        return self._stored[version]
+
+    def _stored_release(self, version: str) -> str | None:
         try:
             wanted = Version(version)
         except InvalidVersion:
@@ -100,11 +108,13 @@ class ReleaseConstraints(BaseModel):
         release = self.stored_release(version) if version else None
         if release is None:
             return None
-        position = self.releases.index(release)
-        for run in self.facts[fact]:
-            if self.releases.index(run.first) <= position <= self.releases.index(run.last):
-                return run
-        return None
+        key = (fact, release)
+        if key not in self._at:
+            position = self.releases.index(release)
+            self._at[key] = next((run for run in self.facts[fact]
+                                  if self.releases.index(run.first) <= position <= self.releases.index(run.last)),
+                                 None)
+        return self._at[key]
 
     def first_where(self, fact: str, predicate: Any) -> FactRun | None:
         """The first run whose value satisfies `predicate` (e.g. the first release accepting a name)."""

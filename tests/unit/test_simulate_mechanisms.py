@@ -133,7 +133,8 @@ def test_weights_count_buffers_like_gpt_bigcodes_causal_mask() -> None:
     buffers = {id(b): b.numel() * b.element_size() for b in real.buffers()}
     assert max(buffers.values()) == 512 * 512  # the boolean n_positions² mask
     result = sim.simulate({**config.to_dict(), "architectures": ["GPTBigCodeForCausalLM"]},
-                          architecture="GPTBigCodeForCausalLM", dtype="float32", attn="sdpa", prompt_len=8)
+                          architecture="GPTBigCodeForCausalLM", dtype="float32", attn="sdpa", prompt_len=8,
+                          device="cpu")  # tensor bytes (a CUDA target counts allocator blocks: test_allocator.py)
     assert result.weights_bytes == sum(params.values()) + sum(buffers.values())
 
 
