@@ -38,7 +38,7 @@ class ModelSpec(BaseModel):
     architecture: str | None
     param_count: int
     quantizable_param_count: int
-    param_count_method: Literal["meta-device", "estimate"]
+    param_count_method: Literal["meta-device", "formula", "estimate"]
     param_count_note: str | None = None
     num_layers: int
     num_attention_heads: int
@@ -297,9 +297,10 @@ def describe_config(
     note = meta_build_refusal(config, layers=layers, estimated_params=estimated[0])
     from advisor.model_analysis import counts_and_origin  # the counts without a meta build when known (issue 14)
 
-    counted, analysed_now = (None, False) if note is not None else counts_and_origin(
+    counted, origin = (None, "computed") if note is not None else counts_and_origin(
         config, architecture, trust_remote_code, _count_on_meta)
-    method: Literal["meta-device", "estimate"] = "meta-device"
+    analysed_now = origin == "computed" and counted is not None
+    method: Literal["meta-device", "formula", "estimate"] = "formula" if origin == "formula" else "meta-device"
     if counted is None:
         counted, method = _table_share(str(config["model_type"]), *estimated), "estimate"
     dtype = _first(config, "dtype", "torch_dtype") or _first(c, "dtype", "torch_dtype")

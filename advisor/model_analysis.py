@@ -4,7 +4,9 @@ Two answers: the exact parameter counts (a meta-device build, `model._count_on_m
 implementations the model's class declares (`support._from_installed`). Each is looked up first in
 `data/model_analysis.json` (precomputed for the shipped models under several transformers releases by
 `scripts/precompute_models.py`, each distinct value stored once with the releases it holds for), then in
-the user's analysis cache (`advisor.analysis_cache`), and only then computed, and the result cached.
+the user's analysis cache (`advisor.analysis_cache`); counts then by a shipped model's formula
+(`advisor.param_formula`: a relative of a shipped model with other sizes), and only then computed, and the
+result cached.
 So a shipped model, or a config seen before, is planned without importing torch or transformers.
 """
 
@@ -14,7 +16,7 @@ import copy
 import json
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from advisor import analysis_cache
 
@@ -103,6 +105,26 @@ def _shipped_counts(digest: str, stamp: str, release: str | None) -> Counts | No
     return _counts(_release_value(shipped.get("parameter_counts", {}).get(digest), release, nearest=True))
 
 
+def _formula_counts(config: dict[str, Any], architecture: str | None, stamp: str, release: str | None) -> Counts | None:
+    """A config never seen, of a shipped architecture with other sizes: counted by that model's formula
+    (`advisor.param_formula`, derived by scripts/precompute_models.py), without importing transformers."""
+    from advisor.param_formula import evaluate
+
+    shipped = precomputed()
+    if shipped.get("counting_version") != stamp:
+        return None
+    for entries in shipped.get("formulas", {}).values():
+        formula = _release_value(entries, release, nearest=True)
+        if isinstance(formula, dict):
+            try:
+                found = evaluate(formula, config, architecture)
+            except (KeyError, TypeError, ValueError, ZeroDivisionError, OverflowError):
+                found = None  # a malformed row: the meta build answers
+            if found is not None:
+                return found
+    return None
+
+
 def stored_releases() -> list[str]:
     """The transformers releases data/model_analysis.json holds answers for."""
     releases = precomputed().get("releases")
@@ -127,29 +149,36 @@ def cached_counts(
     return counts_and_origin(config, architecture, trust_remote_code, compute)[0]
 
 
+Origin = Literal["shipped", "cache", "formula", "computed"]
+
+
 def counts_and_origin(
     config: dict[str, Any],
     architecture: str | None,
     trust_remote_code: bool,
     compute: Callable[[dict[str, Any], str | None, bool], Counts | None],
-) -> tuple[Counts | None, bool]:
-    """The counts, and whether `compute` had to run for them (it imports transformers): the memory estimate
-    simulates only a model whose analysis paid that import anyway (advisor.estimate.adapter, issue 14)."""
+) -> tuple[Counts | None, Origin]:
+    """The counts, and where they came from: "computed" means `compute` ran (it imports transformers), and the
+    memory estimate simulates only a model whose analysis paid that import anyway (advisor.estimate.adapter,
+    issue 14)."""
     key = count_key(config, architecture, trust_remote_code)
     digest = analysis_cache.content_hash(key)
     stamp = counting_version()
     tf = analysis_cache.transformers_version()
     found = _shipped_counts(digest, stamp, tf)
     if found is not None:
-        return found, False
+        return found, "shipped"
     found = _counts(analysis_cache.get("param-count", key, transformers=tf, extra=stamp))
     if found is not None:
-        return found, False
+        return found, "cache"
+    found = None if trust_remote_code else _formula_counts(config, architecture, stamp, tf)
+    if found is not None:
+        return found, "formula"
     # NOTE: transformers' config classes rewrite nested dicts in place (rope_scaling), so the build gets a copy
     counted = compute(copy.deepcopy(config), architecture, trust_remote_code)
     if counted is not None:
         analysis_cache.put("param-count", key, [int(counted[0]), int(counted[1]), counted[2]], transformers=tf, extra=stamp)
-    return counted, True
+    return counted, "computed"
 
 
 def _support(value: Any) -> dict[str, bool] | None:

@@ -220,10 +220,12 @@ def kind_of(reason: str) -> str:
     return "other"
 
 
-def breakdown(model: Any, mode: str | None = None) -> Breakdown:
+def breakdown(model: Any, mode: str | None = None, kinds: dict[int, tuple[str, str]] | None = None) -> Breakdown:
     """Split `model`'s parameters by a bitsandbytes replacement rule (see module doc).
 
     `mode` is `ReplacementRule.mode`; None reads the installed release's rule (exact type when unreadable).
+    `kinds`, when given, receives `id(parameter) -> (field of Breakdown it was counted in, class or module name)`
+    for every parameter counted in one (advisor.param_formula rebuilds a Breakdown from them).
     """
     import torch
     from torch import nn
@@ -249,21 +251,31 @@ def breakdown(model: Any, mode: str | None = None) -> Breakdown:
         size = sum(p.numel() for p in own)
         weight = sum(p.numel() for p in own if p.dim() == 2)
         total += size
+        kind, detail, picked = "", "", own
         if isinstance(module, Conv1D) or type(module) is nn.Linear or (subclass_ok and isinstance(module, nn.Linear)):
+            picked = [p for p in own if p.dim() == 2]
             if convert(name, skips):
                 quantizable += weight
+                kind = "quantizable"
             else:
                 skipped += weight
                 skipped_names.append(name.split(".")[-1])
+                kind, detail = "skipped_linear", name.split(".")[-1]
         elif isinstance(module, nn.Linear):
             subclass += weight
             subclasses[type(module).__name__] = subclasses.get(type(module).__name__, 0) + weight
+            kind, detail, picked = "linear_subclass", type(module).__name__, [p for p in own if p.dim() == 2]
         elif isinstance(module, nn.Embedding):
             embedding += size
+            kind = "embedding"
         elif isinstance(module, torch.nn.modules.conv._ConvNd):
             conv += size
+            kind = "conv"
         elif "expert" in name.rsplit(".", 1)[-1].lower() or "expert" in type(module).__name__.lower():
             experts += sum(p.numel() for p in own if p.dim() >= 3)  # gate_up_proj (E, 2I, H), down_proj (E, H, I)
+            kind, picked = "fused_experts", [p for p in own if p.dim() >= 3]
+        if kinds is not None and kind:
+            kinds.update((id(p), (kind, detail)) for p in picked)
     names = tuple(sorted(subclasses, key=lambda k: -subclasses[k]))
     return Breakdown(total=total, quantizable=quantizable, embedding=embedding, fused_experts=experts,
                      linear_subclass=subclass, conv=conv, skipped_linear=skipped, subclasses=names,

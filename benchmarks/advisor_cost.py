@@ -8,8 +8,10 @@ the machine hits them alike; the median of the repeats is reported with its rati
 Each command gets its own analysis cache ($ADVISOR_CACHE_DIR):
 - "empty cache": a fresh, empty folder for every run (what a first run on this machine costs);
 - "seen before": one untimed run first fills it, then every timed run reads it.
-The "new config" is the shipped Llama-3-8B config with one field changed per run (a config never seen, so
-counted on the meta device), written to a model folder. Targets (issue 14): recommend/check on a shipped
+The "new config" is the shipped Llama-3-8B config with one field changed per run (a config never seen: a
+relative of a shipped model with another vocabulary, counted by that model's formula, advisor.param_formula),
+written to a model folder. The "new structure" also sets `attention_bias: true` (bias parameters the formula
+never saw), so it is built on the meta device: importing torch and transformers; reported, no target. Targets (issue 14): recommend/check on a shipped
 model or a config seen before <= 0.3x, the first run on a new config <= 1.0x, doctor without a model <= 0.5x
 (on a fresh cache and seen before).
 """
@@ -40,6 +42,7 @@ COMMANDS: dict[str, tuple[list[str], str, float | None]] = {
     "recommend config seen before": (["recommend", "{seen}", "--format", "json"], "seen", 0.3),
     "check config seen before": (["check", "{seen}", "--dtype", "bfloat16", "--format", "json"], "seen", 0.3),
     "recommend new config (first run)": (["recommend", "{new}", "--format", "json"], "empty", 1.0),
+    "recommend new structure (first run)": (["recommend", "{newstruct}", "--format", "json"], "empty", None),
     "doctor, no model (seen before)": (["doctor", "--format", "json"], "seen", 0.5),
     "doctor, no model (empty cache)": (["doctor", "--format", "json"], "empty", 0.5),
 }
@@ -53,10 +56,10 @@ def _config(root: Path) -> dict[str, object]:
     raise SystemExit(f"no shipped Llama-3-8B config under {root}")
 
 
-def _model_folder(parent: Path, config: dict[str, object], salt: int) -> Path:
+def _model_folder(parent: Path, config: dict[str, object], salt: int, **extra: object) -> Path:
     """A model folder (config.json only) whose content no cache has seen: the vocabulary grows by `salt`."""
     folder = Path(tempfile.mkdtemp(prefix="model-", dir=parent))
-    (folder / "config.json").write_text(json.dumps({**config, "vocab_size": int(config["vocab_size"]) + salt}))  # type: ignore[call-overload]
+    (folder / "config.json").write_text(json.dumps({**config, "vocab_size": int(config["vocab_size"]) + salt, **extra}))  # type: ignore[call-overload]
     return folder
 
 
@@ -105,7 +108,8 @@ def main() -> None:
     def argv_for(name: str) -> list[str]:
         nonlocal salt
         salt += 1
-        fill = {"{seen}": str(seen_model), "{new}": str(_model_folder(work, config, salt))}
+        fill = {"{seen}": str(seen_model), "{new}": str(_model_folder(work, config, salt)),
+                "{newstruct}": str(_model_folder(work, config, salt, attention_bias=True))}
         return [sys.executable, "-m", "advisor", *(fill.get(a, a) for a in COMMANDS[name][0])]
 
     def env_for(mode: str) -> dict[str, str]:

@@ -41,9 +41,11 @@ from advisor.model_analysis import PRECOMPUTED_FILE, _version_key, count_key, co
 def emit() -> dict[str, Any]:
     """This interpreter's answers: count every shipped model on the meta device and read its class's flags."""
     from advisor.model import _count_on_meta, describe_config
+    from advisor.param_formula import derive
     from advisor.support import _read_installed
 
     counts: dict[str, list[Any]] = {}
+    formulas: dict[str, dict[str, Any]] = {}
     support: dict[str, dict[str, bool]] = {}
     models: dict[str, dict[str, str | None]] = {}
     with analysis_cache.disabled():
@@ -56,6 +58,9 @@ def emit() -> dict[str, Any]:
             if counted is None:
                 raise SystemExit(f"{shipped.hub_id}: the meta-device build failed; is transformers installed?")
             counts[digest] = list(counted)
+            formula = derive(config, architecture)  # counts for its relatives without transformers (issue 14)
+            if formula is not None:
+                formulas[shipped.hub_id] = formula
             spec = describe_config(config, name=shipped.hub_id, source="shipped")
             flags = _read_installed(spec)
             support_key = analysis_cache.content_hash({"model_type": spec.model_type, "architecture": architecture})
@@ -65,7 +70,7 @@ def emit() -> dict[str, Any]:
     import transformers
 
     return {"transformers": transformers.__version__, "counting_version": counting_version(),
-            "parameter_counts": counts, "attention_support": support, "models": models}
+            "parameter_counts": counts, "attention_support": support, "models": models, "formulas": formulas}
 
 
 _PROBE = "import transformers, torch\nfrom transformers import AutoConfig, LlamaForCausalLM\n"
@@ -142,6 +147,7 @@ def merge(per_release: list[dict[str, Any]]) -> dict[str, Any]:
         "releases": [a["transformers"] for a in per_release],
         "parameter_counts": dedupe("parameter_counts"),
         "attention_support": dedupe("attention_support"),
+        "formulas": dedupe("formulas"),
         "models": dict(sorted(models.items())),
     }
 

@@ -270,7 +270,16 @@ def _logits_processors(model: Any, ids: Any, new_tokens: int, encoder_decoder: b
                                                  encoder_input_ids=ids, device=ids.device, model_kwargs=kwargs)
     except Exception:  # noqa: BLE001 - a private API of another release: simulate without the processors
         return identity
-    return processors
+
+    def process(ids: Any, scores: Any) -> Any:
+        for processor in processors:
+            try:
+                scores = processor(ids, scores)
+            except Exception:  # noqa: BLE001, S112 - one that reads token values (no_repeat_ngram): no meta answer
+                continue
+        return scores
+
+    return process
 
 
 def _decode_context(model: Any, device: str) -> Any:

@@ -75,8 +75,8 @@ def test_a_count_reports_whether_it_was_computed_now(tmp_path: Path, monkeypatch
         calls.append(1)
         return 10, 8, None
 
-    assert counts_and_origin(config, "LlamaForCausalLM", False, count) == ((10, 8, None), True)
-    assert counts_and_origin(config, "LlamaForCausalLM", False, count) == ((10, 8, None), False)  # cached now
+    assert counts_and_origin(config, "LlamaForCausalLM", False, count) == ((10, 8, None), "computed")
+    assert counts_and_origin(config, "LlamaForCausalLM", False, count) == ((10, 8, None), "cache")  # cached now
     assert len(calls) == 1
 
 
