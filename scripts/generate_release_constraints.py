@@ -452,7 +452,8 @@ def _dict_get(node: ast.Dict, key: str) -> Any:
 
 
 def fp8_hub_kernel(r: Release) -> Fact:
-    """The Hub kernel fine-grained FP8's matmul is loaded from (`kernels-community/finegrained-fp8`), else null.
+    """The Hub kernel fine-grained FP8's matmul is loaded from, and the call (`{"repo": ..., "call": ...}`), else
+    null.
 
     Null while the FP8 matmul is a Triton kernel inside integrations/finegrained_fp8.py (to 5.3; the CUTLASS
     Hub kernel of 5.1-5.3 is optional: a failure falls back to that in-file kernel). From 5.4 the file calls
@@ -462,12 +463,12 @@ def fp8_hub_kernel(r: Release) -> Fact:
     for number, line in enumerate(lines, start=1):
         direct = re.search(r'get_kernel\(\s*"(kernels-community/finegrained-fp8)"', line)
         if direct:
-            return fact(direct.group(1), FP8, number)
+            return fact({"repo": direct.group(1), "call": "get_kernel"}, FP8, number)
         if f'lazy_load_kernel("{FP8_KERNEL}")' in line:
             entry = _hub_kernel_entry(r, FP8_KERNEL)
             repo = _dict_get(entry[0], "repo_id") if entry else None
             assert repo, f"{r.version}: lazy_load_kernel({FP8_KERNEL!r}) without a _HUB_KERNEL_MAPPING entry"
-            return fact(repo, FP8, number)
+            return fact({"repo": repo, "call": "lazy_load_kernel"}, FP8, number)
     return fact(None, FP8, None)
 
 
