@@ -48,12 +48,17 @@ METHOD_QUANTIZATIONS = ("hqq-4bit", "quanto-int8", "fp8", "fbgemm-fp8")
 
 @dataclass(frozen=True)
 class MethodCandidate:
-    """How a method is planned: its `Candidate.quantization` key, weight bits and from_pretrained config."""
+    """How a method is planned: its `Candidate.quantization` key, weight bits and from_pretrained config.
+
+    `quantization_config` is what from_pretrained hands to `AutoQuantizationConfig.from_dict`, so it must be the
+    serialised form the config class reads back to the same object as `python` (HQQ: `HqqConfig.to_dict()`,
+    not its constructor arguments); `source` says where that shape is read from."""
 
     key: str
     bits: int
     quantization_config: dict[str, Any]
     python: str
+    source: str = ""
 
 
 @dataclass(frozen=True)
