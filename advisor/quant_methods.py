@@ -251,9 +251,8 @@ def doctor_rows(env: Environment, weakest_cc: ComputeCapability | None) -> list[
             problems.append(f"compute capability {weakest_cc} < {m.min_cc}")
         if not s.gpu_ok:
             problems.append("no GPU in this target")
-        fix = " && ".join(s.fixes)
-        rows.append((m.key, "info", f"not usable here{scope}: needs {s.needs()}; missing: {'; '.join(problems)}{cite}"
-                     f"{kernel}", fix))
+        value = f"not usable here{scope}: needs {s.needs()}; missing: {'; '.join(problems)}{cite}{kernel}"
+        rows.append((m.key, "info", value, " && ".join(s.fixes)))
     return rows
 
 
