@@ -91,7 +91,7 @@ def recommend(
     spec = pending.result()
     request = PlanRequest(dtype=dtype, quantize=quantize, batch=batch, seq_len=seq_len, attn=attn,  # type: ignore[arg-type]
                           ignore=tuple(c.upper() for c in ignore), prefer=prefer,
-                          measurements=measurements)
+                          measurements=measurements, allow_download=allow_download)
     return make_plan(spec, env, request)
 
 
@@ -193,7 +193,8 @@ def check(
     env = target_environment(**{"import_torch": False, **target})
     spec = pending.result()
     knowledge = load_knowledge()
-    ctx = replace(make_context(spec, env, knowledge, batch=batch, seq_len=seq_len), from_pretrained=data)
+    ctx = replace(make_context(spec, env, knowledge, batch=batch, seq_len=seq_len, allow_download=allow_download),
+                  from_pretrained=data)
     candidate = _config_candidate(data, ctx, spec, attn, dtype, quantize)
     evaluation = evaluate(ctx, candidate)
     findings = run_environment_rules(ctx) + evaluation.findings
@@ -223,8 +224,8 @@ def doctor(
     recommendation = None
     if model is not None:
         spec = _model(model, allow_download, trust_remote_code)
-        recommendation = make_plan(spec, env, PlanRequest(prefer=prefer, measurements=measurements),
-                                   knowledge=knowledge)
+        recommendation = make_plan(spec, env, PlanRequest(prefer=prefer, measurements=measurements,
+                                                          allow_download=allow_download), knowledge=knowledge)
         findings = [f for f in recommendation.findings if f.code.startswith(("LIB", "PLAN"))]
     else:
         findings = run_environment_rules(Context(env=env, knowledge=knowledge))

@@ -43,6 +43,7 @@ class PlanRequest(BaseModel):
     ignore: tuple[str, ...] = ()
     prefer: Literal["speed", "quality", "memory"] = "quality"  # issue 12: advisor/ranking.py, docs/prefer.md
     measurements: bool = True  # use the measurement store and the shipped measurements (issue 12)
+    allow_download: bool = False  # the load may download a Hub kernel on first use (QUANT008, advisor/fp8_kernel.py)
 
 
 class PlanOption(BaseModel):
@@ -127,7 +128,7 @@ def default_seq_len(model: ModelSpec, requested: int | None) -> int:
 
 def make_context(
     model: ModelSpec, env: Environment, knowledge: Knowledge, *, batch: int = 1, seq_len: int | None = None,
-    prompt_len: int | None = None,
+    prompt_len: int | None = None, allow_download: bool = False,
 ) -> Context:
     support, source = attention_support(model, env, knowledge)
     from advisor.quantizable import at_release  # issue 17: the target release's bitsandbytes share
@@ -135,7 +136,7 @@ def make_context(
     model = at_release(model, env.version_of("transformers"))
     return Context(
         env=env, knowledge=knowledge, model=model, support=support, support_source=source,
-        batch=batch, seq_len=default_seq_len(model, seq_len), prompt_len=prompt_len,
+        batch=batch, seq_len=default_seq_len(model, seq_len), prompt_len=prompt_len, allow_download=allow_download,
     )
 
 
@@ -198,7 +199,8 @@ def _candidates(ctx: Context, request: PlanRequest) -> Iterable[Candidate]:
     # bitsandbytes stays the default; another method joins where bitsandbytes leaves most weights alone
     wanted = request.quantize == "auto" and ctx.model is not None and ctx.model.quantizable_note is not None
     for placement in placements:
-        more = ready_quantizations(ctx.env, ctx.weakest_cc, placement) if wanted else []
+        more = ready_quantizations(ctx.env, ctx.weakest_cc, placement, allow_download=ctx.allow_download) \
+            if wanted else []
         for quant in quants + more:
             for dtype in dtypes:
                 if quant != "none" and dtype == "float32":
@@ -380,7 +382,7 @@ def make_plan(
     request = request or PlanRequest()
     knowledge = knowledge or load_knowledge()
     ctx = make_context(model, env, knowledge, batch=request.batch, seq_len=request.seq_len,
-                       prompt_len=request.prompt_len)
+                       prompt_len=request.prompt_len, allow_download=request.allow_download)
     env_findings = [f for f in run_environment_rules(ctx) if f.code not in request.ignore]
     blocking = [f for f in env_findings if f.severity is Severity.FAIL]
     universe = list(_candidates(ctx, request))

@@ -20,6 +20,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from advisor.facts import ComputeCapability, Environment
+from advisor.fp8_kernel import KernelNeed, hub_kernel_need
 from advisor.knowledge import data_dir, version_matches
 
 if TYPE_CHECKING:
@@ -47,12 +48,17 @@ METHOD_QUANTIZATIONS = ("hqq-4bit", "quanto-int8", "fp8", "fbgemm-fp8")
 
 @dataclass(frozen=True)
 class MethodCandidate:
-    """How a method is planned: its `Candidate.quantization` key, weight bits and from_pretrained config."""
+    """How a method is planned: its `Candidate.quantization` key, weight bits and from_pretrained config.
+
+    `quantization_config` is what from_pretrained hands to `AutoQuantizationConfig.from_dict`, so it must be the
+    serialised form the config class reads back to the same object as `python` (HQQ: `HqqConfig.to_dict()`,
+    not its constructor arguments); `source` says where that shape is read from."""
 
     key: str
     bits: int
     quantization_config: dict[str, Any]
     python: str
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -83,15 +89,28 @@ class MethodStatus:
     missing: tuple[str, ...]  # "torchao>=0.15.0 (not installed)" style, one per unmet library
     cc_ok: bool | None  # None: no GPU or no requirement
     gpu_ok: bool = True  # False: the method runs only on a GPU and the target has none
+    kernel: KernelNeed | None = None  # a Hub kernel the target's transformers loads for it (fine-grained FP8, 5.4+)
 
     @property
     def ready(self) -> bool:
-        return not self.missing and self.cc_ok is not False and self.gpu_ok
+        return not self.missing and self.cc_ok is not False and self.gpu_ok and (self.kernel is None or self.kernel.ok)
+
+    @property
+    def problems(self) -> list[str]:
+        """What is missing: libraries, then the Hub kernel."""
+        return [*self.missing, *(self.kernel.problems if self.kernel else ())]
+
+    @property
+    def fixes(self) -> list[str]:
+        """The commands that supply what is missing, in order."""
+        pip = [f"pip install '{p.split(' ')[0]}'" for p in self.missing]
+        return [*pip, *(f for f in (self.kernel.fixes if self.kernel else ()) if f not in pip)]
 
     def needs(self) -> str:
         libs = ", ".join(f"{d}{s or ''}" for d, s in self.method.requires.items())
+        kernel = f", {self.kernel.needs()}" if self.kernel else ""
         cc = f"; compute capability >= {self.method.min_cc}" if self.method.min_cc else ""
-        return f"{libs}{cc} ({self.method.device})"
+        return f"{libs}{kernel}{cc} ({self.method.device})"
 
 
 def _cc(raw: str | None) -> ComputeCapability | None:
@@ -118,15 +137,16 @@ def method_for(quantization: str) -> Method | None:
     return next((m for m in load_methods() if m.candidate and m.candidate.key == quantization), None)
 
 
-def ready_quantizations(env: Environment, weakest_cc: ComputeCapability | None, placement: str) -> list[str]:
+def ready_quantizations(env: Environment, weakest_cc: ComputeCapability | None, placement: str, *,
+                        allow_download: bool = False) -> list[str]:
     """The method candidates a rule lets run on this target: libraries installed at the version transformers
-    wants, compute capability met, and a GPU where the method needs one (`placement` "cpu" needs "cpu" in the
-    method's device)."""
+    wants, compute capability met, a GPU where the method needs one (`placement` "cpu" needs "cpu" in the
+    method's device), and the Hub kernel the release loads for it usable (cached, or `allow_download`)."""
     out = []
     for m in load_methods():
         if m.candidate is None:
             continue
-        s = method_status(env, m, weakest_cc)
+        s = method_status(env, m, weakest_cc, allow_download=allow_download)
         if not s.ready or (placement == "cpu" and "cpu" not in m.device):
             continue
         out.append(m.candidate.key)
@@ -156,8 +176,10 @@ def table_release() -> str:
     return str(json.loads((data_dir() / "quant_methods.json").read_text(encoding="utf-8"))["transformers"])
 
 
-def method_status(env: Environment, method: Method, weakest_cc: ComputeCapability | None) -> MethodStatus:
-    """Which of the method's libraries are missing or too old here, and whether the GPU is new enough."""
+def method_status(env: Environment, method: Method, weakest_cc: ComputeCapability | None, *,
+                  allow_download: bool = False) -> MethodStatus:
+    """Which of the method's libraries are missing or too old here, whether the GPU is new enough, and whether
+    the Hub kernel the target's transformers loads for it is usable (advisor/fp8_kernel.py)."""
     missing = []
     for dist, spec in method.requires.items():
         lib = env.library(dist)
@@ -167,7 +189,8 @@ def method_status(env: Environment, method: Method, weakest_cc: ComputeCapabilit
             missing.append(f"{dist}{spec} (installed {lib.version})")
     cc_ok = None if method.min_cc is None or weakest_cc is None else weakest_cc.as_tuple >= method.min_cc.as_tuple
     gpu_ok = bool(env.gpu_list) or "cpu" in method.device
-    return MethodStatus(method=method, missing=tuple(missing), cc_ok=cc_ok, gpu_ok=gpu_ok)
+    kernel = hub_kernel_need(env, method.key, allow_download=allow_download)
+    return MethodStatus(method=method, missing=tuple(missing), cc_ok=cc_ok, gpu_ok=gpu_ok, kernel=kernel)
 
 
 def fixes_for(kind: str, model_type: str, env: Environment, weakest_cc: ComputeCapability | None) -> list[str]:
@@ -195,7 +218,7 @@ def fixes_for(kind: str, model_type: str, env: Environment, weakest_cc: ComputeC
     out = []
     for s in picked:
         m = s.method
-        state = "installed here" if s.ready else "needs " + ", ".join(s.missing)
+        state = "installed here" if s.ready else "needs " + ", ".join(s.problems)
         cc = f", compute capability >= {m.min_cc}" if m.min_cc else ""
         does = what.get(kind, "replaces linear layers") if m.mode != "pre-quantized" else "a pre-quantized checkpoint"
         out.append(f"{m.config} ({state}{cc}; {does}: transformers {release} {m.rule_source})")
@@ -214,19 +237,22 @@ def doctor_rows(env: Environment, weakest_cc: ComputeCapability | None) -> list[
         read = validate_line(m.quantizer) if m.quantizer else None
         cite = f" [transformers {read[0]} {m.quantizer}:{read[1]} validate_environment]" if read else \
             f" [transformers {table_release()} {m.source.split(' ')[0]}]"
+        kernel = f"; {s.kernel.repo} ({s.kernel.ref}) [{s.kernel.cite}]" if s.kernel else ""
         if s.ready:
             have = ", ".join(f"{d} {env.version_of(d)}" for d in m.requires)
+            if s.kernel:
+                have += f", kernels {env.version_of('kernels')}"
             planned = f"; planned as --quantize {m.candidate.key}" if m.candidate else ""
-            rows.append((m.key, "ok", f"usable{scope}: {have}; {m.config}{planned}{cite}", ""))
+            caveat = "".join(f"; {w}" for w in s.kernel.warnings) if s.kernel else ""
+            rows.append((m.key, "ok", f"usable{scope}: {have}{kernel}; {m.config}{planned}{caveat}{cite}", ""))
             continue
-        problems = list(s.missing)
+        problems = s.problems
         if s.cc_ok is False:
             problems.append(f"compute capability {weakest_cc} < {m.min_cc}")
         if not s.gpu_ok:
             problems.append("no GPU in this target")
-        fix = " && ".join(f"pip install '{p.split(' ')[0]}'" for p in s.missing) if s.missing else ""
-        rows.append((m.key, "info", f"not usable here{scope}: needs {s.needs()}; missing: {'; '.join(problems)}{cite}",
-                     fix))
+        value = f"not usable here{scope}: needs {s.needs()}; missing: {'; '.join(problems)}{cite}{kernel}"
+        rows.append((m.key, "info", value, " && ".join(s.fixes)))
     return rows
 
 

@@ -4,15 +4,23 @@
 #  1. a falcon-7b-shaped model (random weights, 4 of 32 layers) smoke-tested with `--quantize quanto-int8`:
 #     quanto replaces any nn.Linear (integrations/quanto.py), so FalconLinear becomes QLinear (bitsandbytes: 0 of 9);
 #  2. a Mixtral-8x7B-shaped model (2 of 32 layers) with `--quantize fp8` (fine-grained FP8 turns `.experts` into
-#     FP8Experts, integrations/finegrained_fp8.py): expected to pass with the experts counted as quantized;
-#  2b. the same falcon with `--quantize hqq-4bit` (HQQ, integrations/hqq.py);
-#  3. `advisor recommend` for the shipped Mixtral-8x7B config on this GPU: expected to choose `+ fp8` (one H100).
+#     FP8Experts, integrations/finegrained_fp8.py). Its matmul is the Hub kernel kernels-community/finegrained-fp8
+#     from transformers 5.4 (data/release_constraints.json fp8_hub_kernel), loaded through `kernels`; this machine
+#     has neither `kernels` nor the Hub, so QUANT008 rejects fp8 up front (smoke exits 2). To run it, carry the
+#     `kernels` wheel of the release's window (5.17: >=0.16.0,<0.17.0) with its dependencies in .whl/, and a Hub
+#     cache holding the kernel at refs/v4 in .hub/ (`KERNELS_CACHE=.hub python -c "from huggingface_hub import
+#     snapshot_download; snapshot_download('kernels-community/finegrained-fp8', repo_type='kernel',
+#     revision='v4')"` on a machine with network); then the smoke is expected to pass;
+#  2b. the same falcon with `--quantize hqq-4bit` (HQQ, integrations/hqq.py): expected to pass now that the plan
+#     emits the serialised HqqConfig (the first run failed with KeyError: 'quant_config');
+#  3. `advisor recommend` for the shipped Mixtral-8x7B config on this GPU: fp8 is a candidate only with the kernel.
 # Needs .whl/ with pydantic, optimum-quanto and ninja wheels (docs/gpu/README.md lists the pydantic ones; add
 # `optimum-quanto==0.2.7 ninja` and hqq 0.2.8 with einops and termcolor: hqq ships only an sdist, so build its
 # pure-Python wheel with `pip wheel --no-deps hqq==0.2.8.post1`). Writes into $OUT.
 set -uo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 PATH=/tmp/site/bin:$PATH
+[ -d .hub ] && export KERNELS_CACHE=$PWD/.hub  # a carried Hub cache with kernels-community/finegrained-fp8 (see 2.)
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, torch.cuda.get_device_name(0))
@@ -25,7 +33,11 @@ python3 benchmarks/make_model.py /tmp/mixtral-2l mistralai/Mixtral-8x7B-v0.1 --l
 
 timeout 200 python3 -m advisor smoke /tmp/falcon7b-4l --quantize quanto-int8 --dtype bfloat16 --attn sdpa --timeout 150 --format json -o "$OUT/smoke-falcon7b-4l-quanto.json"; echo "smoke falcon quanto exit $? (0 expected)"
 timeout 200 python3 -m advisor smoke /tmp/falcon7b-4l --quantize hqq-4bit --dtype bfloat16 --attn sdpa --timeout 150 --format json -o "$OUT/smoke-falcon7b-4l-hqq.json"; echo "smoke falcon hqq exit $? (0 expected)"
-timeout 200 python3 -m advisor smoke /tmp/mixtral-2l --quantize fp8 --dtype bfloat16 --attn sdpa --timeout 150 --format json -o "$OUT/smoke-mixtral-2l-fp8.json"; echo "smoke mixtral fp8 exit $? (0 expected)"
+timeout 200 python3 -m advisor smoke /tmp/mixtral-2l --quantize fp8 --dtype bfloat16 --attn sdpa --timeout 150 --format json -o "$OUT/smoke-mixtral-2l-fp8.json" 2> "$OUT/smoke-mixtral-2l-fp8.err"; echo "smoke mixtral fp8 exit $? (2 expected without kernels and the cached Hub kernel: QUANT008; 0 with them)"
+cat "$OUT/smoke-mixtral-2l-fp8.err"
+python3 -m advisor check /tmp/mixtral-2l --quantize fp8 --dtype bfloat16 --attn sdpa > "$OUT/check-mixtral-2l-fp8.txt" 2>&1; echo "check mixtral fp8 exit $? (1 expected without the kernel)"
+grep -h -A2 "QUANT008" "$OUT/check-mixtral-2l-fp8.txt" | head -4
+python3 -m advisor doctor --format json 2>/dev/null | python3 -c "import json,sys; s=[x for x in json.load(sys.stdin)['sections'] if x['title']=='Quantization methods'][0]; [print('doctor', i['name'], i['status'], i['value'], '| fix:', i['fix']) for i in s['items'] if i['name'] in ('fp8','hqq','quanto')]"
 python3 - <<'PY'
 import json, os
 out = os.environ.get("OUT", "/tmp/out")

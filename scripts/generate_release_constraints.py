@@ -44,6 +44,8 @@ FA_UTILS = "transformers/modeling_flash_attention_utils.py"
 HUB_KERNELS = "transformers/integrations/hub_kernels.py"
 DEPS = "transformers/dependency_versions_table.py"
 BNB4 = "transformers/quantizers/quantizer_bnb_4bit.py"
+FP8 = "transformers/integrations/finegrained_fp8.py"
+FP8_KERNEL = "finegrained-fp8"  # the name fine-grained FP8 asks `lazy_load_kernel` for (_HUB_KERNEL_MAPPING key)
 BASE_IMPLS = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flash_attention_4", "flex_attention")
 VERSION_RE = re.compile(r"^\d+(\.\d+)+$")
 
@@ -431,6 +433,55 @@ def right_padding(r: Release) -> Fact:
     return fact(None, path, None)
 
 
+def _hub_kernel_entry(r: Release, name: str) -> tuple[ast.Dict, int] | None:
+    """The `_HUB_KERNEL_MAPPING[name]` dict literal of hub_kernels.py and its line."""
+    found = _module_assign(r, HUB_KERNELS, "_HUB_KERNEL_MAPPING")
+    if found is None or not isinstance(found[0], ast.Dict):
+        return None
+    for key, value in zip(found[0].keys, found[0].values):
+        if _str_const(key) == name and isinstance(value, ast.Dict):
+            return value, key.lineno
+    return None
+
+
+def _dict_get(node: ast.Dict, key: str) -> Any:
+    for k, v in zip(node.keys, node.values):
+        if _str_const(k) == key and isinstance(v, ast.Constant):
+            return v.value
+    return None
+
+
+def fp8_hub_kernel(r: Release) -> Fact:
+    """The Hub kernel fine-grained FP8's matmul is loaded from, and the call (`{"repo": ..., "call": ...}`), else
+    null.
+
+    Null while the FP8 matmul is a Triton kernel inside integrations/finegrained_fp8.py (to 5.3; the CUTLASS
+    Hub kernel of 5.1-5.3 is optional: a failure falls back to that in-file kernel). From 5.4 the file calls
+    `get_kernel("kernels-community/finegrained-fp8")`, from 5.5 `lazy_load_kernel("finegrained-fp8")`; both
+    raise without the `kernels` package. The line cited is that call."""
+    lines = (r.text(FP8) or "").splitlines()
+    for number, line in enumerate(lines, start=1):
+        direct = re.search(r'get_kernel\(\s*"(kernels-community/finegrained-fp8)"', line)
+        if direct:
+            return fact({"repo": direct.group(1), "call": "get_kernel"}, FP8, number)
+        if f'lazy_load_kernel("{FP8_KERNEL}")' in line:
+            entry = _hub_kernel_entry(r, FP8_KERNEL)
+            repo = _dict_get(entry[0], "repo_id") if entry else None
+            assert repo, f"{r.version}: lazy_load_kernel({FP8_KERNEL!r}) without a _HUB_KERNEL_MAPPING entry"
+            return fact({"repo": repo, "call": "lazy_load_kernel"}, FP8, number)
+    return fact(None, FP8, None)
+
+
+def fp8_kernel_version(r: Release) -> Fact:
+    """The major version of the FP8 Hub kernel transformers asks `kernels` for (`_HUB_KERNEL_MAPPING`
+    "finegrained-fp8" "version": kernels loads the repo's `v<N>` branch); null where no version is pinned (5.4
+    calls get_kernel without one) or no Hub kernel is used."""
+    entry = _hub_kernel_entry(r, FP8_KERNEL)
+    if entry is None or fp8_hub_kernel(r)["value"] is None:
+        return fact(None, HUB_KERNELS, None)
+    return fact(_dict_get(entry[0], "version"), HUB_KERNELS, entry[1])
+
+
 EXTRACTORS: dict[str, Callable[[Release], Fact]] = {
     "torch_floor": torch_floor,
     "torch_requirement": torch_requirement,
@@ -450,6 +501,8 @@ EXTRACTORS: dict[str, Callable[[Release], Fact]] = {
     "dtype_kwarg": dtype_kwarg,
     "dtype_default": dtype_default,
     "right_padding": right_padding,
+    "fp8_hub_kernel": fp8_hub_kernel,
+    "fp8_kernel_version": fp8_kernel_version,
 }
 
 

@@ -32,6 +32,7 @@ FACTS = (
     "torch_floor", "torch_requirement", "sdpa_torch_min", "flex_torch_min", "flash_attn_min", "flash_cc_gates",
     "flash_devices", "kernels_window", "kernel_fallback", "accelerate_min", "bitsandbytes_min", "attn_names",
     "paged_prefix", "hub_kernel_pattern", "load_in_kwargs", "dtype_kwarg", "dtype_default", "right_padding",
+    "fp8_hub_kernel", "fp8_kernel_version",
 )
 
 

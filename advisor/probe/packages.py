@@ -16,6 +16,7 @@ from importlib import metadata
 from typing import Callable
 
 from advisor.facts import LibraryInfo, Unavailable
+from advisor.probe.hub_cache import cached_hub_kernels, kernels_cache_root
 
 __all__ = ["LibrarySpec", "LIBRARIES", "probe_libraries", "ImportCheck"]
 
@@ -215,8 +216,10 @@ def probe_libraries(
     import_checks: bool = True,
     versions: Callable[[str], str | None] = _version,
     runner: Callable[..., ImportCheck] = run_import_check,
+    hub_cache: Callable[[], list[str]] = cached_hub_kernels,
 ) -> dict[str, LibraryInfo]:
-    """Every library in LIBRARIES, checked in parallel child processes where a native part exists."""
+    """Every library in LIBRARIES, checked in parallel child processes where a native part exists. `kernels`
+    also lists the Hub kernels in its local cache (`hub_cache`: fine-grained FP8 needs one, advisor/fp8_kernel.py)."""
     found = {spec.distribution: versions(spec.distribution) for spec in LIBRARIES}
     to_check = [spec for spec in LIBRARIES if spec.check and found[spec.distribution] is not None]
     checks: dict[str, ImportCheck] = {}
@@ -245,6 +248,8 @@ def probe_libraries(
             version=version,
             importable=importable,
             error=check.error if check else None,
-            details=check.details if check else {},
+            details={**(check.details if check else {}),
+                     **({"hub_cache": hub_cache(), "hub_cache_dir": str(kernels_cache_root())}
+                        if spec.distribution == "kernels" else {})},
         )
     return libraries

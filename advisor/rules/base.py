@@ -61,6 +61,7 @@ class Context:
     seq_len: int = 1024
     prompt_len: int | None = None
     from_pretrained: dict[str, object] = field(default_factory=dict)  # the kwargs `check --config` was given
+    allow_download: bool = False  # the user's own load may download (a Hub kernel on first use: QUANT008)
 
     @property
     def gpus(self) -> tuple[GpuInfo, ...]:

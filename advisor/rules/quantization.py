@@ -227,7 +227,9 @@ def method_usable(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     """A method other than bitsandbytes (quanto, HQQ, fine-grained FP8, FBGEMM FP8) is planned only where its
     libraries are installed at the version transformers' `validate_environment` asks for, the compute capability
     is met and a GPU is there when it needs one (data/quant_methods.json, each fact with its transformers file
-    and line). It fails too when the model's weights are in modules the method does not replace: an `nn.Linear`
+    and line), and, for fine-grained FP8 from transformers 5.4, where `kernels` (in the release's window) and the
+    Hub kernel `kernels-community/finegrained-fp8` are usable: cached locally, or `--allow-download` (a warning;
+    advisor/fp8_kernel.py, data/release_constraints.json `fp8_hub_kernel`). It fails too when the model's weights are in modules the method does not replace: an `nn.Linear`
     subclass for an exact-type rule (FP8), fused 3-D experts for a per-linear method (quanto, HQQ)."""
     if c is None or c.quantization in ("none", "8bit", "4bit"):
         return
@@ -237,20 +239,27 @@ def method_usable(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     method = method_for(c.quantization)
     if method is None:
         return
-    status = method_status(ctx.env, method, ctx.weakest_cc)
-    problems = list(status.missing)
+    status = method_status(ctx.env, method, ctx.weakest_cc, allow_download=ctx.allow_download)
+    problems = status.problems
     if status.cc_ok is False:
         problems.append(f"compute capability {ctx.weakest_cc} < {method.min_cc}")
     if not status.gpu_ok or (c.placement == "cpu" and "cpu" not in method.device):
         problems.append(f"it runs on {method.device}")
     src = f"transformers {table_release()} {method.source.split(' ')[0]}"
+    kernel = status.kernel
+    if kernel is not None and not kernel.ok:  # the release loads a Hub kernel for it (advisor/fp8_kernel.py)
+        src += f"; {kernel.cite}"
     if problems:
-        fix = " && ".join(f"pip install '{p.split(' ')[0]}'" for p in status.missing) or "a target it runs on"
+        fix = " && ".join(status.fixes) or "a target it runs on"
         yield method_usable.finding(
             Severity.FAIL, f"{method.name} cannot run here: {'; '.join(problems)} ({src})",
             detected="; ".join(problems), required=status.needs(), fix=fix, option=c.quantization,
         )
         return
+    if kernel is not None:
+        for warning in kernel.warnings:
+            yield method_usable.finding(Severity.WARN, f"{method.name}: {warning} ({kernel.cite})", detected=warning,
+                                        required=status.needs(), option=c.quantization)
     model = ctx.model
     kind = kind_of(model.quantizable_note) if model is not None and model.quantizable_note else None
     if kind is not None and not handles(method, kind):

@@ -46,8 +46,9 @@ def test_candidate_keys_are_one_list() -> None:
 
 def test_fp8_plans_mixtral_on_an_h100() -> None:
     """bitsandbytes leaves Mixtral's fused experts in bf16 (QUANT007); fine-grained FP8 turns `.experts` into
-    FP8Experts (integrations/finegrained_fp8.py:962) and the H100 (9.0) meets its 8.9."""
-    rec = make_plan(resolve_model("mistralai/Mixtral-8x7B-v0.1"), load_environment(ENVS / "h100_fa2_fa3_bnb.json"))
+    FP8Experts (integrations/finegrained_fp8.py:962) and the H100 (9.0) meets its 8.9; its matmul, a Hub kernel
+    from 5.4, is in this target's cache (tests/unit/test_fp8_kernel.py covers the targets where it is not)."""
+    rec = make_plan(resolve_model("mistralai/Mixtral-8x7B-v0.1"), load_environment(ENVS / "h100_fp8_kernel_cached.json"))
     assert rec.ok and rec.chosen is not None
     assert rec.chosen.candidate.quantization == "fp8"
     assert rec.from_pretrained is not None and rec.from_pretrained["quantization_config"] == {"quant_method": "fp8"}
@@ -102,7 +103,7 @@ def test_quanto_takes_falconlinear_and_its_weight_figure_shrinks() -> None:
 def test_fp8_would_quantize_little_of_falcon(cli: Any) -> None:
     """Fine-grained FP8 replaces `type(module) is nn.Linear` (integrations/finegrained_fp8.py:981): not FalconLinear."""
     code, out, _ = cli("check", "tiiuae/falcon-7b", "--quantize", "fp8", "--dtype", "bfloat16",
-                       "--env", str(ENVS / "h100_fa2_fa3_bnb.json"), "--format", "json")
+                       "--env", str(ENVS / "h100_fp8_kernel_cached.json"), "--format", "json")
     assert code == 1
     finding = next(f for f in json.loads(out)["failures"] if f["code"] == "QUANT008")
     assert "would quantize little of this model: the projections are FalconLinear" in finding["message"]
@@ -114,7 +115,7 @@ def test_pre_quantized_methods_are_never_planned_for_a_plain_checkpoint() -> Non
     from advisor.targets import TargetSpec, resolve_target
 
     env = resolve_target(TargetSpec(env_file=ENVS / "h100_fa2_fa3_bnb.json", assume=(
-        "gptqmodel==5.0.0", "optimum==1.27.0", "compressed-tensors==0.15.0", "triton==3.5.0", "kernels==0.11.0")))
+        "gptqmodel==5.0.0", "optimum==1.27.0", "compressed-tensors==0.15.0", "triton==3.5.0", "kernels==0.18.2")))
     cc = env.gpu_list[0].compute_capability
     assert ready_quantizations(env, cc, "gpu") == ["fp8"]
     rows = {name: value for name, _status, value, _fix in doctor_rows(env, cc)}  # type: ignore[arg-type]

@@ -62,7 +62,8 @@ def test_check_falcon_8bit_gives_quant007_with_the_figure_and_sourced_fixes(cli:
 
 
 def test_recommend_mixtral_on_h100_rejects_4bit_with_quant007_and_an_fp8_fix() -> None:
-    rec = make_plan(resolve_model("mistralai/Mixtral-8x7B-v0.1"), load_environment(ENVS / "h100_fa2_fa3_bnb.json"))
+    # the FP8 matmul's Hub kernel is cached on this target (without it: tests/unit/test_fp8_kernel.py)
+    rec = make_plan(resolve_model("mistralai/Mixtral-8x7B-v0.1"), load_environment(ENVS / "h100_fp8_kernel_cached.json"))
     assert rec.chosen is not None and rec.chosen.candidate.quantization == "fp8"  # the fix, planned (QUANT008)
     quant = [r for r in rec.rejected if r.rule == "QUANT007"]
     assert {r.option for r in quant} == {"8bit", "4bit"}
@@ -145,9 +146,12 @@ def test_an_uncovered_release_is_said(cli: Any) -> None:
 
 
 def test_fixes_skip_methods_missing_a_gpu_and_order_installed_first() -> None:
-    env = load_environment(ENVS / "h100_fa2_fa3_bnb.json")
+    env = load_environment(ENVS / "h100_fp8_kernel_cached.json")
     h100 = fixes_for("fused-experts", "mixtral", env, env.gpu_list[0].compute_capability)  # type: ignore[arg-type]
     assert h100[0].startswith("FineGrainedFP8Config()") and "installed here" in h100[0]
+    bare = load_environment(ENVS / "h100_fa2_fa3_bnb.json")  # no `kernels`: FP8 is listed with what it needs
+    first = fixes_for("fused-experts", "mixtral", bare, bare.gpu_list[0].compute_capability)[0]  # type: ignore[arg-type]
+    assert first.startswith("FineGrainedFP8Config()") and "needs kernels>=0.18.2,<0.19.0 (not installed)" in first
     assert not any("MXFP4" in f or "gpt-oss" in f for f in h100)  # mxfp4 is gpt_oss only
     cpu = load_environment(ENVS / "cpu_only.json")
     assert not any(f.startswith("FineGrainedFP8Config") for f in fixes_for("fused-experts", "mixtral", cpu, None))
