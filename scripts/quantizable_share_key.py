@@ -65,6 +65,7 @@ _CLASS = re.compile(r"^class (\w+)\(", re.MULTILINE)
 # `from ..llama.modeling_llama import (A, B)`, `from ...pytorch_utils import Conv1D`, `from transformers.x import y`:
 # (leading dots, module, imported names); a regex, not ast: it is read for ~1,000 files per release.
 _IMPORT = re.compile(r"^[ \t]*from[ \t]+(\.*)([\w.]*)[ \t]+import[ \t]+(\([^)]*\)|[^\n]*)", re.MULTILINE)
+_QUOTED = re.compile(r'"([\w\-]+)"')
 _DEFINES = re.compile(r"^(?:def|class)\s+(\w+)|^(\w+)\s*[:=]", re.MULTILINE)
 _STRING = re.compile(r"""["']([\w\-]+)["']""")
 
@@ -89,8 +90,10 @@ def config_mapping(files: Mapping[str, bytes]) -> dict[str, str]:
     return dict(_CONFIG_PAIR.findall(text))
 
 
+@lru_cache(maxsize=256)
 def _functions(source: bytes, wanted: re.Pattern[str] | tuple[str, ...]) -> list[str]:
-    """Sources of the functions (module level or methods) whose name matches `wanted`, in file order."""
+    """Sources of the functions (module level or methods) whose name matches `wanted`, sorted (memoized by
+    content: modeling_utils.py is large and often unchanged between patch releases)."""
     text = source.decode("utf-8")
     out = []
     for node in ast.walk(ast.parse(text)):
@@ -112,39 +115,67 @@ def rule_digest(mode: str, files: Mapping[str, bytes]) -> str:
 
 
 _DIGESTS: dict[bytes, str] = {}
+# The opening quotes of a triple-quoted string (any prefix) that begins a line (its closing quotes end the drop).
+_LINE_STRING = re.compile(r'''[rRuUbBfF]{0,2}("""|\'\'\')''')
 
 
 def code_digest(source: bytes) -> str:
     """sha256 of a file's code without docstrings, comment lines or blank lines: a release that only rewrites
-    docstrings (4.42 did, for every configuration file) does not make its keys new. Memoized by content, so a
-    file unchanged across releases is read once; the raw bytes stand in for a file that does not parse."""
+    docstrings (4.42 did, for every configuration file) does not make its keys new. Text only (an ast parse of
+    ~1,300 files per release took a minute): dropped are lines that are only a comment and every triple-quoted
+    string that begins a line (a docstring, or a docstring argument such as `add_start_docstrings(\n  \"\"\"..`);
+    a string after `=` or `(` on its line is kept. Memoized by content: a file unchanged across releases is read
+    once."""
     raw = hashlib.sha256(source).digest()
     if raw not in _DIGESTS:
-        text = source.decode("utf-8", "replace")
-        try:
-            tree = ast.parse(text)
-        except SyntaxError:
-            _DIGESTS[raw] = raw.hex()
-            return _DIGESTS[raw]
-        lines = text.splitlines()
-        drop: set[int] = set()
-        todo: list[ast.AST] = [tree]
-        while todo:  # module, class and function bodies only: a docstring is the first statement of one
-            node = todo.pop()
-            body = getattr(node, "body", None)
-            if not isinstance(body, list):
+        kept: list[str] = []
+        closing: str | None = None  # the quotes that end the string being dropped
+        for line in source.decode("utf-8", "replace").splitlines():
+            stripped = line.strip()
+            if closing is not None:
+                if closing in stripped:
+                    closing = None
                 continue
-            first = body[0] if body else None
-            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) \
-                    and isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
-                    and isinstance(first.value.value, str) and first.end_lineno is not None:
-                drop.update(range(first.lineno - 1, first.end_lineno))
-            todo.extend(n for n in [*body, *getattr(node, "orelse", []), *getattr(node, "handlers", []),
-                                    *getattr(node, "finalbody", [])] if isinstance(n, ast.AST))
-        kept = (line.rstrip() for i, line in enumerate(lines) if i not in drop)
-        code = "\n".join(line for line in kept if line.strip() and not line.lstrip().startswith("#"))
-        _DIGESTS[raw] = hashlib.sha256(code.encode()).hexdigest()
+            opening = _LINE_STRING.match(stripped)
+            if opening:
+                rest = stripped[opening.end():]
+                if opening.group(1) not in rest:
+                    closing = opening.group(1)
+                continue
+            if stripped and not stripped.startswith("#"):
+                kept.append(line.rstrip())
+        _DIGESTS[raw] = hashlib.sha256("\n".join(kept).encode()).hexdigest()
     return _DIGESTS[raw]
+
+
+@lru_cache(maxsize=512)
+def _top_level(source: bytes) -> dict[str, str] | None:
+    """name -> source of each module-level definition of a shared file (inside top-level if/try too);
+    None when it does not parse. Memoized by content."""
+    text = source.decode("utf-8")
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return None
+    lines = text.splitlines()
+    out: dict[str, str] = {}
+    body = list(tree.body)
+    while body:
+        node = body.pop(0)
+        if isinstance(node, (ast.If, ast.Try)):
+            body.extend([*node.body, *getattr(node, "orelse", []), *getattr(node, "finalbody", []),
+                         *(n for h in getattr(node, "handlers", []) for n in h.body)])
+            continue
+        names: list[str] = []
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names = [node.name]
+        elif isinstance(node, ast.Assign):
+            names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names = [node.target.id]
+        for name in names:
+            out[name] = out.get(name, "") + "\n".join(lines[node.lineno - 1:node.end_lineno]) + "\n"
+    return out
 
 
 class _Release:
@@ -165,8 +196,12 @@ class _Release:
             if len(parts) == 3 and parts[0] == "models" and parts[2].startswith(("modeling_", "configuration_")) \
                     and not parts[2].startswith(("modeling_tf_", "modeling_flax_")):
                 self.dir_files.setdefault(parts[1], []).append(path)
-        self.auto_lines = [line.strip() for rel in sorted(files) if rel.startswith("models/auto/")
-                           for line in files[rel].decode("utf-8").splitlines()]
+        self.auto_lines: dict[str, list[str]] = {}  # quoted name -> the lines of models/auto/*.py naming it
+        for rel in sorted(files):
+            if rel.startswith("models/auto/"):
+                for line in files[rel].decode("utf-8").splitlines():
+                    for name in set(_QUOTED.findall(line)):
+                        self.auto_lines.setdefault(name, []).append(line.strip())
         self._imports: dict[str, tuple[set[str], dict[str, set[str]], bool]] = {}
         base = hashlib.sha256()
         for rel in BASE_FILES:
@@ -228,33 +263,8 @@ class _Release:
                 out.setdefault(rel, set()).add(name)
         return out
 
-    @lru_cache(maxsize=None)  # noqa: B019 - as above
     def _top_level(self, rel: str) -> dict[str, str] | None:
-        """name -> source of each module-level definition of a shared file (inside top-level if/try too);
-        None when it does not parse."""
-        text = self.files[rel].decode("utf-8")
-        try:
-            tree = ast.parse(text)
-        except SyntaxError:
-            return None
-        out: dict[str, str] = {}
-        body = list(tree.body)
-        while body:
-            node = body.pop(0)
-            if isinstance(node, (ast.If, ast.Try)):
-                body.extend([*node.body, *getattr(node, "orelse", []), *getattr(node, "finalbody", []),
-                             *(n for h in getattr(node, "handlers", []) for n in h.body)])
-                continue
-            names: list[str] = []
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                names = [node.name]
-            elif isinstance(node, ast.Assign):
-                names = [t.id for t in node.targets if isinstance(t, ast.Name)]
-            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-                names = [node.target.id]
-            for name in names:
-                out[name] = out.get(name, "") + (ast.get_source_segment(text, node) or "") + "\n"
-        return out
+        return _top_level(self.files[rel])
 
     def _definitions(self, rel: str, names: set[str]) -> str:
         """What of shared file `rel` the imported `names` are: their definitions and, transitively, the file's own
@@ -315,9 +325,8 @@ class _Release:
         for rel in sorted(shared):
             h.update(f"{rel}[{','.join(sorted(shared[rel]))}]:{self._definitions(rel, shared[rel])}\n".encode())
         for t in sorted(types):
-            quoted = f'"{t}"'
             h.update(f"type={t}\n".encode())
-            h.update("\n".join(line for line in self.auto_lines if quoted in line).encode())
+            h.update("\n".join(self.auto_lines.get(t, [])).encode())
         return h.hexdigest()
 
     @lru_cache(maxsize=None)  # noqa: B019 - one _Release per release, alive while its keys are computed
