@@ -289,7 +289,7 @@ def stored_releases() -> list[str]:
 
 
 def read_all(readings: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
-    """Add a reuse reading (quantizable_share_reuse) of every stored release missing from `readings`, oldest
+    """Add a reuse reading (quantizable_share_reuse) of every stored release missing from `readings`, newest
     first; the store of keys starts from every reading already there, and the table is written after each
     release so that a stopped run keeps what it did."""
     from quantizable_share_reuse import entries, release_keys, reuse_reading
@@ -298,7 +298,7 @@ def read_all(readings: dict[str, dict[str, Any]], args: argparse.Namespace) -> N
     for release in sorted(readings, key=Version):
         keys = release_keys(release, wheels=args.wheels, cache=args.cache_dir)["keys"]
         store.update(entries(readings[release], keys))
-    for release in stored_releases():
+    for release in reversed(stored_releases()):  # newest first: the releases most asked about are done first
         if release in readings:
             continue
 

@@ -87,7 +87,7 @@ def config_mapping(files: Mapping[str, bytes]) -> dict[str, str]:
     `auto_mappings.py`, where later 5.x moved the table) in every form used from 4.36 to 5.24:
     `("llama", "LlamaConfig")` tuples and `"llama": "LlamaConfig"` items."""
     text = b"\n".join(files.get(f"models/auto/{name}", b"") for name in _MAPPING_FILES).decode("utf-8")
-    return dict(_CONFIG_PAIR.findall(text))
+    return {t: c for t, c in _CONFIG_PAIR.findall(text) if c != "AutoConfig"}  # `__all__ = ["CONFIG_MAPPING", "AutoConfig"]`
 
 
 @lru_cache(maxsize=256)
