@@ -298,17 +298,19 @@ def read_all(readings: dict[str, dict[str, Any]], args: argparse.Namespace) -> N
     for release in sorted(readings, key=Version):
         keys = release_keys(release, wheels=args.wheels, cache=args.cache_dir)["keys"]
         store.update(entries(readings[release], keys))
-    for release in reversed(stored_releases()):  # newest first: the releases most asked about are done first
+    first = [r for r in args.first if r in stored_releases()]
+    for release in [*first, *reversed(stored_releases())]:  # newest first: the releases most asked about
         if release in readings:
             continue
 
         def build(types: list[str], release: str = release) -> dict[str, Any]:
-            for refresh in (args.refresh, True):  # a cached build of other types (the key changed) is re-read
+            for refresh in (args.refresh, True):  # a cached build missing some of `types` (the key changed) is re-read
                 built = read_release(release, cache=args.cache_dir, jobs=args.jobs, refresh=refresh,
                                      keep_env=args.keep_envs, only=types, cache_name=f"{release}.built.json")
-                if set(built["rows"]) | set(built["not_built"]) == set(types):
+                if set(types) <= set(built["rows"]) | set(built["not_built"]):
                     break
-            return built
+            return {**built, **{key: {t: v for t, v in built[key].items() if t in types}
+                                for key in ("rows", "classes", "not_built")}}
 
         readings[release] = reuse_reading(release, store, wheels=args.wheels, cache=args.cache_dir, build=build)
         args.output.write_text(_compact(merge(readings)), encoding="utf-8")
@@ -327,6 +329,8 @@ def main() -> int:
     parser.add_argument("--all", action="store_true",
                         help="every release of data/release_constraints.json not yet in the output file, reusing rows "
                              "by structure key and building only new keys (issue 17)")
+    parser.add_argument("--first", nargs="*", default=[], help="with --all: read these releases first (the ones "
+                        "scripts/check_share_reuse.py will verify against full readings)")
     parser.add_argument("--wheels", type=Path, default=WHEELS, help="the folder of transformers wheels (--all)")
     parser.add_argument("--emit-release", type=Path, help=argparse.SUPPRESS)  # child mode: one reading as JSON
     args = parser.parse_args()

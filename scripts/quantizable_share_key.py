@@ -59,15 +59,15 @@ KEY_DEFINITION = (
     "tie/embedding functions of modeling_utils.py and configuration_utils.py"
 )
 
-_CONFIG_PAIR = re.compile(r"""["']([\w\-]+)["']\s*[,:]\s*["'](\w+Config)["']""")
+_CONFIG_PAIR = re.compile(r"""["']([\w\-.]+)["']\s*[,:]\s*["'](\w+Config)["']""")
 _MAPPING_FILES = ("auto_mappings.py", "configuration_auto.py")
 _CLASS = re.compile(r"^class (\w+)\(", re.MULTILINE)
 # `from ..llama.modeling_llama import (A, B)`, `from ...pytorch_utils import Conv1D`, `from transformers.x import y`:
 # (leading dots, module, imported names); a regex, not ast: it is read for ~1,000 files per release.
 _IMPORT = re.compile(r"^[ \t]*from[ \t]+(\.*)([\w.]*)[ \t]+import[ \t]+(\([^)]*\)|[^\n]*)", re.MULTILINE)
-_QUOTED = re.compile(r'"([\w\-]+)"')
+_QUOTED = re.compile(r'"([\w\-.]+)"')
 _DEFINES = re.compile(r"^(?:def|class)\s+(\w+)|^(\w+)\s*[:=]", re.MULTILINE)
-_STRING = re.compile(r"""["']([\w\-]+)["']""")
+_STRING = re.compile(r"""["']([\w\-.]+)["']""")
 
 
 def read_wheel(wheel: Path) -> dict[str, bytes]:
@@ -319,7 +319,8 @@ class _Release:
                         sub_dir = self.directory(sub)
                         if auto and sub_dir and sub_dir not in seen:
                             queue.append(sub_dir)
-        h = hashlib.sha256(f"v{KEY_VERSION}\nrule={rule}\nbase={self.base}\n".encode())
+        # The type itself: the types of one directory (aimv2, aimv2_text_model) share every file and sub-type.
+        h = hashlib.sha256(f"v{KEY_VERSION}\ntarget={model_type}\nrule={rule}\nbase={self.base}\n".encode())
         for path in sorted(p for d in seen for p in self.dir_files.get(d, [])):
             h.update(f"{path}:{code_digest(self.files[path])}\n".encode())
         for rel in sorted(shared):

@@ -156,3 +156,13 @@ def test_the_table_covers_every_stored_release() -> None:
     assert set(counts) == set(stored) and table["reuse"]["key"].startswith("structure key")
     assert any(c["reused"] > 0 for c in counts.values())
     assert all(c["built"] + c["reused"] > 0 for c in counts.values())
+
+
+def test_types_of_one_directory_get_their_own_keys(tmp_path: Path) -> None:
+    """aimv2 / aimv2_text_model / aimv2_vision_model share every file: the key must still tell them apart (the
+    check against a full 5.10.4 reading caught rows of the vision model given to the others)."""
+    auto = FILES["models/auto/configuration_auto.py"].replace('("bert", "BertConfig"),',
+                                                              '("bert", "BertConfig"),\n        ("bert.text", "BertTextConfig"),')
+    config = FILES["models/bert/configuration_bert.py"] + '\n\nclass BertTextConfig(PretrainedConfig):\n    model_type = "bert.text"\n'
+    keys = _keys(tmp_path, {"models/auto/configuration_auto.py": auto, "models/bert/configuration_bert.py": config})
+    assert keys["bert"] and keys["bert.text"] and keys["bert"] != keys["bert.text"]
