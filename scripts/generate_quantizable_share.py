@@ -24,6 +24,12 @@ Shares are of parameter elements (all in one dtype on the meta device, so they a
     python scripts/generate_quantizable_share.py                          # the installed release (kept: others)
     python scripts/generate_quantizable_share.py --releases 5.17.0 4.57.6 # install and read these too
     python scripts/generate_quantizable_share.py --only mixtral falcon --output /tmp/q.json
+    python scripts/generate_quantizable_share.py --all                    # every stored release, by reuse
+
+`--all` reads each release of data/release_constraints.json missing from the output, newest first: a type whose
+structure key (scripts/quantizable_share_key.py, from the wheel) a reading already has keeps that row, and only
+the rest is built; `reuse.releases[R]` records `built` and `reused` (docs/quantizable-share.md,
+scripts/check_share_reuse.py compares it with full readings).
 
 Per-release readings are cached in `.dev/quantizable_share/` (a rerun only reads what is missing); releases
 already in the output file are kept from it, the installed one included (`--refresh` re-reads).
