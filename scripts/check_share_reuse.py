@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-import generate_quantizable_share as gen  # noqa: E402 - the scripts folder is on the path above
+import generate_quantizable_share as gen
 
 
 def compare(full: dict[str, Any], reused: dict[str, Any]) -> dict[str, Any]:

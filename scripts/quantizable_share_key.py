@@ -30,7 +30,7 @@ import hashlib
 import re
 import zipfile
 from collections.abc import Iterable, Mapping
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 __all__ = ["KEY_DEFINITION", "KEY_VERSION", "config_mapping", "read_folder", "read_wheel", "rule_digest",
@@ -283,7 +283,7 @@ class _Release:
             todo.extend(w for w in set(re.findall(r"\w+", defs[name])) if w in defs and w not in done)
         return hashlib.sha256("".join(f"{n}\n{defs[n]}" for n in sorted(done)).encode()).hexdigest()
 
-    @lru_cache(maxsize=None)  # noqa: B019 - as above
+    @cache  # noqa: B019 - as above
     def _package(self, prefix: str) -> dict[str, list[str]]:
         """name -> the modules directly in a package that define it at the top of a line (`__init__.py` aside:
         lazy lists, not definitions)."""
@@ -330,7 +330,7 @@ class _Release:
             h.update("\n".join(self.auto_lines.get(t, [])).encode())
         return h.hexdigest()
 
-    @lru_cache(maxsize=None)  # noqa: B019 - one _Release per release, alive while its keys are computed
+    @cache  # noqa: B019 - one _Release per release, alive while its keys are computed
     def _named_types(self, path: str) -> set[str]:
         """Model types named as string constants in `path` (a composite's default sub-configs)."""
         return {s for s in _STRING.findall(self.files[path].decode("utf-8")) if s in self.mapping}
