@@ -24,6 +24,12 @@ Shares are of parameter elements (all in one dtype on the meta device, so they a
     python scripts/generate_quantizable_share.py                          # the installed release (kept: others)
     python scripts/generate_quantizable_share.py --releases 5.17.0 4.57.6 # install and read these too
     python scripts/generate_quantizable_share.py --only mixtral falcon --output /tmp/q.json
+    python scripts/generate_quantizable_share.py --all                    # every stored release, by reuse
+
+`--all` reads each release of data/release_constraints.json missing from the output, newest first: a type whose
+structure key (scripts/quantizable_share_key.py, from the wheel) a reading already has keeps that row, and only
+the rest is built; `reuse.releases[R]` records `built` and `reused` (docs/quantizable-share.md,
+scripts/check_share_reuse.py compares it with full readings).
 
 Per-release readings are cached in `.dev/quantizable_share/` (a rerun only reads what is missing); releases
 already in the output file are kept from it, the installed one included (`--refresh` re-reads).
@@ -48,6 +54,7 @@ from packaging.version import Version
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
 DEFAULT_OUTPUT = REPO / "data" / "quantizable_share.json"
 DEFAULT_CACHE = REPO / ".dev" / "quantizable_share"
 WHEELS = Path("/work/cache/tf-wheels")  # used as --find-links when it exists; PyPI otherwise
@@ -160,9 +167,10 @@ def _install(release: str, target: Path) -> str | None:
 
 
 def read_release(release: str, *, cache: Path, jobs: int, refresh: bool, keep_env: bool,
-                 only: list[str] | None = None) -> dict[str, Any]:
-    """Install `release` into a throwaway directory and read it in a child process (cached per release)."""
-    cached = cache / f"{release}.json"
+                 only: list[str] | None = None, cache_name: str | None = None) -> dict[str, Any]:
+    """Install `release` into a throwaway directory and read it in a child process (cached per release;
+    `cache_name` for a reading of `only` some types, so that it never stands for a full one)."""
+    cached = cache / (cache_name or f"{release}.json")
     if cached.exists() and not refresh:
         print(f"{release}: cached", file=sys.stderr)
         return dict(json.loads(cached.read_text()))
@@ -174,7 +182,7 @@ def read_release(release: str, *, cache: Path, jobs: int, refresh: bool, keep_en
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "HF_", "TRANSFORMERS_"))}
     env.update(PYTHONPATH=os.pathsep.join([str(target), str(REPO)]), PYTHONNOUSERSITE="1", HF_HUB_OFFLINE="1",
                TRANSFORMERS_OFFLINE="1", TRANSFORMERS_VERBOSITY="error", PYTHONWARNINGS="ignore")
-    out = cache / f"{release}.partial.json"
+    out = cache / f"{cached.stem}.partial.json"
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as cwd:  # nothing in the cwd may shadow the target's packages
         proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--emit-release", str(out),
@@ -185,7 +193,9 @@ def read_release(release: str, *, cache: Path, jobs: int, refresh: bool, keep_en
     result = dict(json.loads(out.read_text()))
     if result["release"] != release:
         raise SystemExit(f"read transformers {result['release']} instead of {release}")
-    out.replace(cached)
+    result["seconds"] = round(time.time() - started, 1)  # install + child reading, for the reuse check's record
+    cached.write_text(json.dumps(result), encoding="utf-8")
+    out.unlink()
     if not keep_env:
         shutil.rmtree(target, ignore_errors=True)
     print(f"{release}: {len(result['rows'])} built, {len(result['not_built'])} not built, rule "
@@ -230,7 +240,22 @@ def merge(readings: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "model_types": folded("rows"),
         "classes": folded("classes"),
         "not_built": folded("not_built"),
+        **_reuse_record(readings, releases),
     }
+
+
+def _reuse_record(readings: dict[str, dict[str, Any]], releases: list[str]) -> dict[str, Any]:
+    """`reuse`: per release how many types were built and how many reused by structure key (issue 17), with the
+    key's definition; a release read in full has every type built."""
+    from quantizable_share_key import KEY_DEFINITION
+
+    counts = {}
+    for r in releases:
+        types = len(readings[r]["rows"]) + len(readings[r]["not_built"])
+        counts[r] = {"built": readings[r].get("built", types), "reused": readings[r].get("reused", 0)}
+        if "seconds" in readings[r]:
+            counts[r]["seconds"] = readings[r]["seconds"]
+    return {"reuse": {"key": KEY_DEFINITION, "releases": counts}}
 
 
 def explode(table: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -241,6 +266,9 @@ def explode(table: dict[str, Any]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for release in releases:
         reading: dict[str, Any] = {"release": release, "rule": table["rules"][release]}
+        counts = table.get("reuse", {}).get("releases", {}).get(release, {})
+        if counts.get("reused"):  # a reuse reading keeps its counts; a full one needs none
+            reading.update(counts)
         for key in ("model_types", "classes", "not_built"):
             values = {t: value_at(runs, release, releases) for t, runs in table.get(key, {}).items()}
             reading["rows" if key == "model_types" else key] = {t: v for t, v in values.items() if v is not None}
@@ -260,6 +288,40 @@ def _compact(table: dict[str, Any]) -> str:
     return "{\n" + ",\n".join(parts) + "\n}\n"
 
 
+def stored_releases() -> list[str]:
+    """The releases the advisor knows (data/release_constraints.json): the ones the table must cover."""
+    raw = json.loads((REPO / "data" / "release_constraints.json").read_text(encoding="utf-8"))
+    return sorted(raw["releases"], key=Version)
+
+
+def read_all(readings: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
+    """Add a reuse reading (quantizable_share_reuse) of every stored release missing from `readings`, newest
+    first; the store of keys starts from every reading already there, and the table is written after each
+    release so that a stopped run keeps what it did."""
+    from quantizable_share_reuse import entries, release_keys, reuse_reading
+
+    store: dict[str, dict[str, Any]] = {}
+    for release in sorted(readings, key=Version):
+        keys = release_keys(release, wheels=args.wheels, cache=args.cache_dir)["keys"]
+        store.update(entries(readings[release], keys))
+    first = [r for r in args.first if r in stored_releases()]
+    for release in [*first, *reversed(stored_releases())]:  # newest first: the releases most asked about
+        if release in readings:
+            continue
+
+        def build(types: list[str], release: str = release) -> dict[str, Any]:
+            for refresh in (args.refresh, True):  # a cached build missing some of `types` (the key changed) is re-read
+                built = read_release(release, cache=args.cache_dir, jobs=args.jobs, refresh=refresh,
+                                     keep_env=args.keep_envs, only=types, cache_name=f"{release}.built.json")
+                if set(types) <= set(built["rows"]) | set(built["not_built"]):
+                    break
+            return {**built, **{key: {t: v for t, v in built[key].items() if t in types}
+                                for key in ("rows", "classes", "not_built")}}
+
+        readings[release] = reuse_reading(release, store, wheels=args.wheels, cache=args.cache_dir, build=build)
+        args.output.write_text(_compact(merge(readings)), encoding="utf-8")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--jobs", type=int, default=2)
@@ -270,6 +332,12 @@ def main() -> int:
     parser.add_argument("--refresh", action="store_true",
                         help="re-read releases already cached or already in the output file")
     parser.add_argument("--keep-envs", action="store_true", help="keep the install directories (under the temp dir)")
+    parser.add_argument("--all", action="store_true",
+                        help="every release of data/release_constraints.json not yet in the output file, reusing rows "
+                             "by structure key and building only new keys (issue 17)")
+    parser.add_argument("--first", nargs="*", default=[], help="with --all: read these releases first (the ones "
+                        "scripts/check_share_reuse.py will verify against full readings)")
+    parser.add_argument("--wheels", type=Path, default=WHEELS, help="the folder of transformers wheels (--all)")
     parser.add_argument("--emit-release", type=Path, help=argparse.SUPPRESS)  # child mode: one reading as JSON
     args = parser.parse_args()
 
@@ -291,6 +359,8 @@ def main() -> int:
     for release in sorted(set(args.releases) - {transformers.__version__}, key=Version):
         readings[release] = read_release(release, cache=args.cache_dir, jobs=args.jobs, refresh=args.refresh,
                                          keep_env=args.keep_envs, only=args.only)
+    if args.all:
+        read_all(readings, args)
     table = merge(readings)
     args.output.write_text(_compact(table), encoding="utf-8")
     for release in table["releases"]:
