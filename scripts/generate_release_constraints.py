@@ -566,9 +566,9 @@ def _onthefly(key: str) -> Callable[[Release], Fact]:
         """Whether this release can quantize `key` on the fly: "get_quantize_ops" (5.x: the quantizer defines
         the ops core_model_loading.py asks for), null (5.x: it does not, and HfQuantizer's default raises
         NotImplementedError), "create_quantized_param" (4.x: the old path; the line is the quantizer's method,
-        null where the quantizer relies on the loader's default), "absent" (no such quantizer file)."""
+        null where the quantizer relies on the loader's default), false (no such quantizer file in the release)."""
         if r.text(path) is None:
-            return _per_release(fact("absent", path, None), r)
+            return _per_release(fact(False, path, None), r)
         if quantize_ops_call(r)["value"] == "get_quantize_ops":
             found = _quantizer_method(r, path, "get_quantize_ops")
             return _per_release(fact("get_quantize_ops", found[0], found[1]) if found else fact(None, path, None), r)
