@@ -617,7 +617,7 @@ def runs(per_release: list[tuple[str, Fact]]) -> list[dict[str, Any]]:
             if own:  # a per-release fact: every release's own line (its value and file are the run's)
                 merged[-1].setdefault("lines", {}).update(own)
             continue
-        lines = item["lines"] if "lines" in item else own if "by_release" in item and own else None
+        lines = item.get("lines", own if "by_release" in item and own else None)
         merged.append({"from": release, "to": release, "value": item["value"], "release": release,
                        "file": item["file"], "line": item["line"], **({"lines": lines} if lines is not None else {})})
     return merged

@@ -222,7 +222,8 @@ def bnb_share(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
 
 
 @rule("QUANT008", "quantization method cannot run here or would quantize little", scope="candidate",
-      fix="install what the method needs (see the message), or pick another method (`advisor doctor` lists them)")
+      fix="install what the method needs, or use the other method or transformers release the message names "
+          "(`advisor doctor` lists them)")
 def method_usable(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     """A method other than bitsandbytes (quanto, HQQ, fine-grained FP8, FBGEMM FP8) is planned only where its
     libraries are installed at the version transformers' `validate_environment` asks for, the compute capability
