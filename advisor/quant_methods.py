@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from advisor.facts import ComputeCapability, Environment
 from advisor.fp8_kernel import KernelNeed, hub_kernel_need
 from advisor.knowledge import data_dir, version_matches
+from advisor.quant_onthefly import OnTheFly, fact_key, onthefly, onthefly_alternatives
 
 if TYPE_CHECKING:
     from advisor.model import ModelSpec
@@ -90,15 +91,23 @@ class MethodStatus:
     cc_ok: bool | None  # None: no GPU or no requirement
     gpu_ok: bool = True  # False: the method runs only on a GPU and the target has none
     kernel: KernelNeed | None = None  # a Hub kernel the target's transformers loads for it (fine-grained FP8, 5.4+)
+    onthefly: OnTheFly | None = None  # whether the target's transformers quantizes it while loading (advisor/quant_onthefly.py)
 
     @property
     def ready(self) -> bool:
-        return not self.missing and self.cc_ok is not False and self.gpu_ok and (self.kernel is None or self.kernel.ok)
+        return (not self.missing and self.cc_ok is not False and self.gpu_ok and (self.kernel is None or self.kernel.ok)
+                and self.loads)
+
+    @property
+    def loads(self) -> bool:
+        """False when the target's transformers cannot quantize this on-the-fly method while loading."""
+        return self.onthefly is None or self.onthefly.ok or self.method.mode == "pre-quantized"
 
     @property
     def problems(self) -> list[str]:
-        """What is missing: libraries, then the Hub kernel."""
-        return [*self.missing, *(self.kernel.problems if self.kernel else ())]
+        """What is missing: the release's on-the-fly path, libraries, then the Hub kernel."""
+        release = [self.onthefly.problem] if not self.loads and self.onthefly and self.onthefly.problem else []
+        return [*release, *self.missing, *(self.kernel.problems if self.kernel else ())]
 
     @property
     def fixes(self) -> list[str]:
@@ -190,7 +199,9 @@ def method_status(env: Environment, method: Method, weakest_cc: ComputeCapabilit
     cc_ok = None if method.min_cc is None or weakest_cc is None else weakest_cc.as_tuple >= method.min_cc.as_tuple
     gpu_ok = bool(env.gpu_list) or "cpu" in method.device
     kernel = hub_kernel_need(env, method.key, allow_download=allow_download)
-    return MethodStatus(method=method, missing=tuple(missing), cc_ok=cc_ok, gpu_ok=gpu_ok, kernel=kernel)
+    release = onthefly(env.version_of("transformers"), fact_key(method.key)) if method.mode != "pre-quantized" else None
+    return MethodStatus(method=method, missing=tuple(missing), cc_ok=cc_ok, gpu_ok=gpu_ok, kernel=kernel,
+                        onthefly=release)
 
 
 def fixes_for(kind: str, model_type: str, env: Environment, weakest_cc: ComputeCapability | None) -> list[str]:
@@ -252,7 +263,9 @@ def doctor_rows(env: Environment, weakest_cc: ComputeCapability | None) -> list[
         if not s.gpu_ok:
             problems.append("no GPU in this target")
         value = f"not usable here{scope}: needs {s.needs()}; missing: {'; '.join(problems)}{cite}{kernel}"
-        rows.append((m.key, "info", value, " && ".join(s.fixes)))
+        fix = " && ".join(s.fixes) if s.loads or s.onthefly is None else \
+            "; or ".join(onthefly_alternatives(env, weakest_cc, s.onthefly))
+        rows.append((m.key, "info", value, fix))
     return rows
 
 

@@ -11,8 +11,10 @@
 #     cache holding the kernel at refs/v4 in .hub/ (`KERNELS_CACHE=.hub python -c "from huggingface_hub import
 #     snapshot_download; snapshot_download('kernels-community/finegrained-fp8', repo_type='kernel',
 #     revision='v4')"` on a machine with network); then the smoke is expected to pass;
-#  2b. the same falcon with `--quantize hqq-4bit` (HQQ, integrations/hqq.py): expected to pass now that the plan
-#     emits the serialised HqqConfig (the first run failed with KeyError: 'quant_config');
+#  2b. the same falcon with `--quantize hqq-4bit` (HQQ, integrations/hqq.py): rejected up front by QUANT008 (smoke
+#     exit 2): no transformers 5.x quantizes HQQ on the fly (HqqHfQuantizer defines no get_quantize_ops, which
+#     core_model_loading.py calls: data/release_constraints.json onthefly_hqq; the second run failed with
+#     NotImplementedError at 5.17.0 quantizers/base.py:289). `check` says the same and names the fix;
 #  3. `advisor recommend` for the shipped Mixtral-8x7B config on this GPU: fp8 is a candidate only with the kernel.
 # Needs .whl/ with pydantic, optimum-quanto and ninja wheels (docs/gpu/README.md lists the pydantic ones; add
 # `optimum-quanto==0.2.7 ninja` and hqq 0.2.8 with einops and termcolor: hqq ships only an sdist, so build its
@@ -32,7 +34,10 @@ python3 benchmarks/make_model.py /tmp/falcon7b-4l tiiuae/falcon-7b --layers 4 2>
 python3 benchmarks/make_model.py /tmp/mixtral-2l mistralai/Mixtral-8x7B-v0.1 --layers 2 2>&1 | tail -1
 
 timeout 200 python3 -m advisor smoke /tmp/falcon7b-4l --quantize quanto-int8 --dtype bfloat16 --attn sdpa --timeout 150 --format json -o "$OUT/smoke-falcon7b-4l-quanto.json"; echo "smoke falcon quanto exit $? (0 expected)"
-timeout 200 python3 -m advisor smoke /tmp/falcon7b-4l --quantize hqq-4bit --dtype bfloat16 --attn sdpa --timeout 150 --format json -o "$OUT/smoke-falcon7b-4l-hqq.json"; echo "smoke falcon hqq exit $? (0 expected)"
+timeout 200 python3 -m advisor smoke /tmp/falcon7b-4l --quantize hqq-4bit --dtype bfloat16 --attn sdpa --timeout 150 --format json -o "$OUT/smoke-falcon7b-4l-hqq.json" 2> "$OUT/smoke-falcon7b-4l-hqq.err"; echo "smoke falcon hqq exit $? (2 expected on transformers 5.x: QUANT008, no on-the-fly HQQ)"
+cat "$OUT/smoke-falcon7b-4l-hqq.err"
+python3 -m advisor check /tmp/falcon7b-4l --quantize hqq-4bit --dtype bfloat16 --attn sdpa > "$OUT/check-falcon7b-4l-hqq.txt" 2>&1; echo "check falcon hqq exit $? (1 expected on 5.x: QUANT008 with the release's lines and the fix)"
+grep -h -A3 "QUANT008" "$OUT/check-falcon7b-4l-hqq.txt" | head -5
 timeout 200 python3 -m advisor smoke /tmp/mixtral-2l --quantize fp8 --dtype bfloat16 --attn sdpa --timeout 150 --format json -o "$OUT/smoke-mixtral-2l-fp8.json" 2> "$OUT/smoke-mixtral-2l-fp8.err"; echo "smoke mixtral fp8 exit $? (2 expected without kernels and the cached Hub kernel: QUANT008; 0 with them)"
 cat "$OUT/smoke-mixtral-2l-fp8.err"
 python3 -m advisor check /tmp/mixtral-2l --quantize fp8 --dtype bfloat16 --attn sdpa > "$OUT/check-mixtral-2l-fp8.txt" 2>&1; echo "check mixtral fp8 exit $? (1 expected without the kernel)"

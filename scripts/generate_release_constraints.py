@@ -15,7 +15,8 @@ files straight from the wheel zip as text and AST; nothing is installed or impor
 
 Output: consecutive releases with the same value are merged into one run, `{"from", "to", "value",
 "release", "file", "line"}`, where `release`/`file`/`line` cite the first release of the run (`line` is null
-when the fact is absent there, and then `file` names the file that was searched).
+when the fact is absent there, and then `file` names the file that was searched). A fact whose line moves with
+every release (the on-the-fly quantization facts) also keeps each release's own line in `lines`, keyed by release.
 """
 
 from __future__ import annotations
@@ -482,6 +483,102 @@ def fp8_kernel_version(r: Release) -> Fact:
     return fact(_dict_get(entry[0], "version"), HUB_KERNELS, entry[1])
 
 
+# On-the-fly quantization: the method keys of data/quant_methods.json (bitsandbytes split into its two quantizers)
+# and the quantizer file each loads with.
+QUANTIZERS = {
+    "bitsandbytes_8bit": "transformers/quantizers/quantizer_bnb_8bit.py",
+    "bitsandbytes_4bit": "transformers/quantizers/quantizer_bnb_4bit.py",
+    "quanto": "transformers/quantizers/quantizer_quanto.py",
+    "hqq": "transformers/quantizers/quantizer_hqq.py",
+    "fp8": "transformers/quantizers/quantizer_finegrained_fp8.py",
+    "fbgemm_fp8": "transformers/quantizers/quantizer_fbgemm_fp8.py",
+    "torchao": "transformers/quantizers/quantizer_torchao.py",
+}
+CORE_LOADING = "transformers/core_model_loading.py"
+QUANTIZER_BASE = "transformers/quantizers/base.py"
+
+
+def _per_release(item: Fact, release: Release) -> Fact:
+    """Mark a fact whose line moves from release to release: `runs` keeps every release's line in `lines`."""
+    item["by_release"] = (release.version, item["line"])
+    return item
+
+
+def quantize_ops_call(r: Release) -> Fact:
+    """How a weight is quantized while it loads: "get_quantize_ops" where core_model_loading.py (5.x) asks the
+    quantizer for its ops on every parameter that `param_needs_quantization` when the checkpoint is not
+    pre-quantized; "create_quantized_param" where modeling_utils.py (4.x) calls the quantizer's method directly."""
+    for number, line in enumerate((r.text(CORE_LOADING) or "").splitlines(), start=1):
+        if "hf_quantizer.get_quantize_ops()" in line:
+            return _per_release(fact("get_quantize_ops", CORE_LOADING, number), r)
+    for number, line in enumerate((r.text(MODELING_UTILS) or "").splitlines(), start=1):
+        if "hf_quantizer.create_quantized_param(" in line:
+            return _per_release(fact("create_quantized_param", MODELING_UTILS, number), r)
+    return _per_release(fact(None, CORE_LOADING, None), r)
+
+
+def quantize_ops_base(r: Release) -> Fact:
+    """"NotImplementedError" where `HfQuantizer.get_quantize_ops` (quantizers/base.py) raises for a quantizer that
+    does not override it (5.x: "... is not available yet and will be supported soon."), else null."""
+    fn = _function(r, QUANTIZER_BASE, "get_quantize_ops")
+    if fn is not None and any(isinstance(n, ast.Raise) for n in ast.walk(fn)):
+        return _per_release(fact("NotImplementedError", QUANTIZER_BASE, fn.lineno), r)
+    return _per_release(fact(None, QUANTIZER_BASE, None), r)
+
+
+def _quantizer_method(r: Release, path: str, name: str) -> tuple[str, int] | None:
+    """(file, line) of `def name` in the quantizer class of `path` or a base it inherits from other than
+    HfQuantizer (a class of the same file, or one imported from a sibling quantizer module)."""
+    tree = r.tree(path)
+    if tree is None:
+        return None
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    imported = {a.asname or a.name: n.module for n in tree.body if isinstance(n, ast.ImportFrom) and n.module
+                and n.level == 1 and n.module.startswith("quantizer_") for a in n.names}
+    main = next((c for c in classes.values() if c.name.endswith("Quantizer")), None)
+    todo, seen = [(path, main)] if main else [], set()
+    while todo:
+        where, cls = todo.pop(0)
+        if cls is None or (where, cls.name) in seen:
+            continue
+        seen.add((where, cls.name))
+        for node in cls.body:
+            if isinstance(node, ast.FunctionDef) and node.name == name:
+                return where, node.lineno
+        for base in cls.bases:
+            if not isinstance(base, ast.Name) or base.id == "HfQuantizer":
+                continue
+            if base.id in classes:
+                todo.append((where, classes[base.id]))
+            elif base.id in imported:
+                other = f"transformers/quantizers/{imported[base.id]}.py"
+                other_tree = r.tree(other)
+                found = next((n for n in (other_tree.body if other_tree else []) if isinstance(n, ast.ClassDef)
+                              and n.name == base.id), None)
+                todo.append((other, found))
+    return None
+
+
+def _onthefly(key: str) -> Callable[[Release], Fact]:
+    path = QUANTIZERS[key]
+
+    def extract(r: Release) -> Fact:
+        """Whether this release can quantize `key` on the fly: "get_quantize_ops" (5.x: the quantizer defines
+        the ops core_model_loading.py asks for), null (5.x: it does not, and HfQuantizer's default raises
+        NotImplementedError), "create_quantized_param" (4.x: the old path; the line is the quantizer's method,
+        null where the quantizer relies on the loader's default), false (no such quantizer file in the release)."""
+        if r.text(path) is None:
+            return _per_release(fact(False, path, None), r)
+        if quantize_ops_call(r)["value"] == "get_quantize_ops":
+            found = _quantizer_method(r, path, "get_quantize_ops")
+            return _per_release(fact("get_quantize_ops", found[0], found[1]) if found else fact(None, path, None), r)
+        found = _quantizer_method(r, path, "create_quantized_param")
+        return _per_release(fact("create_quantized_param", found[0] if found else path, found[1] if found else None), r)
+
+    extract.__name__ = f"onthefly_{key}"
+    return extract
+
+
 EXTRACTORS: dict[str, Callable[[Release], Fact]] = {
     "torch_floor": torch_floor,
     "torch_requirement": torch_requirement,
@@ -503,6 +600,9 @@ EXTRACTORS: dict[str, Callable[[Release], Fact]] = {
     "right_padding": right_padding,
     "fp8_hub_kernel": fp8_hub_kernel,
     "fp8_kernel_version": fp8_kernel_version,
+    "quantize_ops_call": quantize_ops_call,
+    "quantize_ops_base": quantize_ops_base,
+    **{f"onthefly_{key}": _onthefly(key) for key in QUANTIZERS},
 }
 
 
@@ -510,11 +610,16 @@ def runs(per_release: list[tuple[str, Fact]]) -> list[dict[str, Any]]:
     """Merge consecutive releases with equal values; each run cites its first release."""
     merged: list[dict[str, Any]] = []
     for release, item in per_release:
-        if merged and merged[-1]["value"] == item["value"]:
+        own = {item["by_release"][0]: item["by_release"][1]} if item.get("by_release", (0, None))[1] else {}
+        same_file = "by_release" not in item or merged and merged[-1]["file"] == item["file"]
+        if merged and merged[-1]["value"] == item["value"] and same_file:
             merged[-1]["to"] = release
+            if own:  # a per-release fact: every release's own line (its value and file are the run's)
+                merged[-1].setdefault("lines", {}).update(own)
             continue
+        lines = item.get("lines", own if "by_release" in item and own else None)
         merged.append({"from": release, "to": release, "value": item["value"], "release": release,
-                       "file": item["file"], "line": item["line"], **({"lines": item["lines"]} if "lines" in item else {})})
+                       "file": item["file"], "line": item["line"], **({"lines": lines} if lines is not None else {})})
     return merged
 
 

@@ -32,7 +32,9 @@ FACTS = (
     "torch_floor", "torch_requirement", "sdpa_torch_min", "flex_torch_min", "flash_attn_min", "flash_cc_gates",
     "flash_devices", "kernels_window", "kernel_fallback", "accelerate_min", "bitsandbytes_min", "attn_names",
     "paged_prefix", "hub_kernel_pattern", "load_in_kwargs", "dtype_kwarg", "dtype_default", "right_padding",
-    "fp8_hub_kernel", "fp8_kernel_version",
+    "fp8_hub_kernel", "fp8_kernel_version", "quantize_ops_call", "quantize_ops_base",
+    *(f"onthefly_{key}" for key in ("bitsandbytes_8bit", "bitsandbytes_4bit", "quanto", "hqq", "fp8", "fbgemm_fp8",
+                                    "torchao")),
 )
 
 

@@ -222,14 +222,19 @@ def bnb_share(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
 
 
 @rule("QUANT008", "quantization method cannot run here or would quantize little", scope="candidate",
-      fix="install what the method needs (see the message), or pick another method (`advisor doctor` lists them)")
+      fix="install what the method needs, or use the other method or transformers release the message names "
+          "(`advisor doctor` lists them)")
 def method_usable(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     """A method other than bitsandbytes (quanto, HQQ, fine-grained FP8, FBGEMM FP8) is planned only where its
     libraries are installed at the version transformers' `validate_environment` asks for, the compute capability
     is met and a GPU is there when it needs one (data/quant_methods.json, each fact with its transformers file
     and line), and, for fine-grained FP8 from transformers 5.4, where `kernels` (in the release's window) and the
     Hub kernel `kernels-community/finegrained-fp8` are usable: cached locally, or `--allow-download` (a warning;
-    advisor/fp8_kernel.py, data/release_constraints.json `fp8_hub_kernel`). It fails too when the model's weights are in modules the method does not replace: an `nn.Linear`
+    advisor/fp8_kernel.py, data/release_constraints.json `fp8_hub_kernel`), and only where the target's transformers
+    quantizes the method while loading: 5.x asks the quantizer for `get_quantize_ops` (core_model_loading.py), which
+    HQQ's does not define in any 5.x release, so `HfQuantizer.get_quantize_ops` raises NotImplementedError (the
+    fix names methods that do run there, or 4.57.6's old path; advisor/quant_onthefly.py, data/release_constraints.json
+    `onthefly_<method>`). It fails too when the model's weights are in modules the method does not replace: an `nn.Linear`
     subclass for an exact-type rule (FP8), fused 3-D experts for a per-linear method (quanto, HQQ)."""
     if c is None or c.quantization in ("none", "8bit", "4bit"):
         return
@@ -249,6 +254,18 @@ def method_usable(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     kernel = status.kernel
     if kernel is not None and not kernel.ok:  # the release loads a Hub kernel for it (advisor/fp8_kernel.py)
         src += f"; {kernel.cite}"
+    if status.onthefly is not None and not status.loads:  # installing anything cannot help: another method or release
+        from advisor.quant_onthefly import onthefly_alternatives
+
+        src = status.onthefly.cite
+        fix = "; or ".join(onthefly_alternatives(ctx.env, ctx.weakest_cc, status.onthefly, c.placement)) or \
+            "a transformers release that quantizes it while loading"
+        yield method_usable.finding(
+            Severity.FAIL, f"{method.name} cannot run here: {'; '.join(problems)}",
+            detected=f"transformers {status.onthefly.release}", required="a quantizer that quantizes while loading",
+            fix=fix, option=c.quantization,
+        )
+        return
     if problems:
         fix = " && ".join(status.fixes) or "a target it runs on"
         yield method_usable.finding(
