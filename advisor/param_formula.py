@@ -19,9 +19,10 @@ bookkeeping aside), and every predicted dimension is a whole number; otherwise t
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
-__all__ = ["derive", "evaluate", "IGNORED"]
+__all__ = ["IGNORED", "derive", "evaluate"]
 
 # keys that never decide a parameter's shape (ids, names, dtype): neither free nor compared
 IGNORED = frozenset({
@@ -29,7 +30,7 @@ IGNORED = frozenset({
     "eos_token_id", "pad_token_id", "decoder_start_token_id", "sep_token_id", "cls_token_id", "mask_token_id",
     "unk_token_id", "id2label", "label2id", "model_type",
 })
-_GROUP = __import__("re").compile(r"\.\d+(?=\.)")
+_GROUP = re.compile(r"\.\d+(?=\.)")  # ".3." in "model.layers.3.mlp": a layer or expert index
 Exponents = dict[str, int]
 
 
@@ -136,7 +137,7 @@ def _predict(formula: dict[str, Any], config: dict[str, Any]) -> dict[str, Group
 
     def scaled(value: int, exps: Exponents) -> int | None:
         x = value * math.prod(ratio[f] ** e for f, e in exps.items())
-        return int(round(x)) if abs(x - round(x)) < 1e-6 and round(x) > 0 else None
+        return round(x) if abs(x - round(x)) < 1e-6 and round(x) > 0 else None
 
     out: dict[str, Group] = {}
     for key, n, shape, kind, detail, count_exp, dims in formula["groups"]:
@@ -152,8 +153,6 @@ def evaluate(formula: dict[str, Any], config: dict[str, Any],
              architecture: str | None) -> tuple[int, int, str | None] | None:
     """(all parameters, those bitsandbytes quantizes, why most are not) of `config` by `formula`, as
     `model._count_on_meta` gives them, or None where the formula does not apply."""
-    from advisor.quantizable import LOW_SHARE
-
     if formula.get("architecture") != architecture:
         return None
     keys = {k for k in config if k not in IGNORED}

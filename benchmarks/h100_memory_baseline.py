@@ -15,7 +15,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import h100_memory as hm  # noqa: E402 - same models and build as the table
+import h100_memory as hm
 
 
 def main() -> None:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from advisor.probe.kernels import kernel_specs, run_batch  # noqa: E402
-from advisor.probe.packages import probe_libraries  # noqa: E402
+from advisor.probe.kernels import kernel_specs, run_batch
+from advisor.probe.packages import probe_libraries
 
 
 def main() -> None:

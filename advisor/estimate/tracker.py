@@ -102,8 +102,7 @@ class LiveBytes(TorchDispatchMode):
                 self._handles[key] = self.allocator.malloc(nbytes)
                 nbytes = self.allocator.allocated - before
             self.live += nbytes
-            if self.live > self.peak:
-                self.peak = self.live
+            self.peak = max(self.peak, self.live)
         return out
 
     def _follow_nonzero(self, func: Any, args: Any, kwargs: dict[str, Any], out: Any) -> None:

@@ -6,7 +6,6 @@ above the tensors' bytes for the small ones; replaying the same allocations must
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest

@@ -15,20 +15,20 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from advisor.estimate import simulate as sim  # noqa: E402
-from advisor.estimate.tracker import LiveBytes  # noqa: E402
+from advisor.estimate import simulate as sim
+from advisor.estimate.tracker import LiveBytes
 
 CPU = {"device": "cpu", "capability": (0, 0), "usable": frozenset({"flash", "math"})}
 VOCAB, BATCH, PROMPT, NEW = 32000, 16, 8, 3
 MODELS = {
-    "bart": ("BartForConditionalGeneration", "BartConfig", dict(
-        d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
-        encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=64)),
-    "t5": ("T5ForConditionalGeneration", "T5Config", dict(
-        d_model=16, d_kv=8, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2, decoder_start_token_id=0)),
-    "llama": ("LlamaForCausalLM", "LlamaConfig", dict(
-        hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
-        max_position_embeddings=64)),
+    "bart": ("BartForConditionalGeneration", "BartConfig", {
+        "d_model": 16, "encoder_layers": 1, "decoder_layers": 1, "encoder_attention_heads": 2, "decoder_attention_heads": 2,
+        "encoder_ffn_dim": 32, "decoder_ffn_dim": 32, "max_position_embeddings": 64}),
+    "t5": ("T5ForConditionalGeneration", "T5Config", {
+        "d_model": 16, "d_kv": 8, "d_ff": 32, "num_layers": 1, "num_decoder_layers": 1, "num_heads": 2, "decoder_start_token_id": 0}),
+    "llama": ("LlamaForCausalLM", "LlamaConfig", {
+        "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 2,
+        "max_position_embeddings": 64}),
 }
 
 
