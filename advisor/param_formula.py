@@ -55,9 +55,9 @@ def _groups(config: dict[str, Any], architecture: str | None) -> dict[str, Group
     try:
         cfg = {k: v for k, v in copy.deepcopy(config).items() if k not in ("transformers_version", "_name_or_path")}
         hf_config = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
-        cls = getattr(transformers, architecture) if architecture else transformers.AutoModel
         with torch.device("meta"):
-            model = cls(hf_config) if architecture else cls.from_config(hf_config)
+            model: Any = (getattr(transformers, architecture)(hf_config) if architecture
+                          else getattr(transformers, "AutoModel").from_config(hf_config))
     except Exception:  # noqa: BLE001 - a config this class refuses: the field is fixed
         return None
     kinds: dict[int, tuple[str, str]] = {}
@@ -74,7 +74,7 @@ def _groups(config: dict[str, Any], architecture: str | None) -> dict[str, Group
             if key in groups:
                 if groups[key][1:] != value[1:]:
                     return None  # unlike layers (a pattern of sizes): no formula
-                value = (groups[key][0] + 1, *value[1:])  # type: ignore[assignment]
+                value = (groups[key][0] + 1, *value[1:])
             groups[key] = value
     return groups
 
@@ -113,7 +113,7 @@ def derive(config: dict[str, Any], architecture: str | None) -> dict[str, Any] |
         free[field] = value
         for key, i, e in found:
             if e:
-                (count_exp[key] if i < 0 else dim_exp[key][i])[field] = e  # type: ignore[index]
+                (count_exp[key] if i < 0 else dim_exp[key][i])[field] = e
     formula = {
         "architecture": architecture,
         "free": free,
@@ -200,7 +200,7 @@ def _counts(groups: dict[str, Group]) -> tuple[int, int, str | None]:
             fields[kind] = fields.get(kind, 0) + size
         if kind in names:
             names[kind][detail] = names[kind].get(detail, 0) + size
-    split = Breakdown(total=total, **fields,  # type: ignore[arg-type]
+    split = Breakdown(total=total, **fields,
                       subclasses=tuple(sorted(names["linear_subclass"], key=lambda k: -names["linear_subclass"][k])),
                       skipped=tuple(names["skipped_linear"]))
     return total, split.quantizable, split.reason()[1] if split.non_embedding_share < LOW_SHARE else None
