@@ -57,7 +57,7 @@ def _groups(config: dict[str, Any], architecture: str | None) -> dict[str, Group
         hf_config = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
         with torch.device("meta"):
             model: Any = (getattr(transformers, architecture)(hf_config) if architecture
-                          else transformers.AutoModel.from_config(hf_config))
+                          else transformers.AutoModel.from_config(hf_config))  # type: ignore[no-untyped-call]
     except Exception:  # noqa: BLE001 - a config this class refuses: the field is fixed
         return None
     kinds: dict[int, tuple[str, str]] = {}
