@@ -106,7 +106,11 @@ def read_one(model_type: str) -> tuple[str, dict[str, Any]]:
         return model_type, {"error": f"config: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"}
     errors = []
     for name in _class_names(model_type):
-        cls = getattr(transformers, name, None)
+        try:
+            cls = getattr(transformers, name, None)
+        except Exception as exc:  # noqa: BLE001 - a lazy import that fails (5.3.0's Sam3Model): a row of not_built
+            errors.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}")
+            continue
         if cls is None:
             errors.append(f"{name}: not importable")
             continue
