@@ -144,7 +144,7 @@ def test_the_mapping_is_read_in_both_forms() -> None:
     assert key.config_mapping(files) == {"llama": "LlamaConfig", "gpt-oss": "GptOssConfig"}
 
 
-@pytest.mark.xfail(strict=True, reason="17 of the 47 stored releases (4.37-4.55) are not read yet (issue 17, docs/quantizable-share.md"
+@pytest.mark.xfail(strict=True, reason="21 of the 47 stored releases are not read yet (issue 17, docs/quantizable-share.md"
                    " 'Not done'): `generate_quantizable_share.py --all` adds them; then remove this mark")
 def test_the_table_covers_every_stored_release() -> None:
     """After issue 17 the table has a row set for each release of data/release_constraints.json, and records
