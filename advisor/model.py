@@ -202,33 +202,42 @@ def _text_config(config: dict[str, Any]) -> dict[str, Any]:
     return {**config, **text} if isinstance(text, dict) else config
 
 
+def build_on_meta(config: dict[str, Any], architecture: str | None, trust_remote_code: bool = False) -> Any:
+    """The real model class built from `config` on the meta device (no memory, no weights), tied as
+    from_pretrained ties it: 5.0.0's constructor leaves GPT-2's lm_head untied, counting it twice. Raises what
+    the class raises for a config it refuses."""
+    import copy
+
+    import torch
+    import transformers
+    from transformers import AutoConfig
+
+    cfg = {k: v for k, v in copy.deepcopy(config).items() if k not in ("transformers_version", "_name_or_path")}
+    hf_config = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
+    cls = getattr(transformers, architecture, None) if architecture else None
+    with torch.device("meta"):
+        model: Any = (cls(hf_config) if cls is not None
+                      else transformers.AutoModel.from_config(hf_config, trust_remote_code=trust_remote_code))
+    try:
+        model.tie_weights()
+    except Exception:  # noqa: BLE001 - a class whose tying fails on meta is counted as built
+        pass
+    return model
+
+
 def _count_on_meta(
     config: dict[str, Any], architecture: str | None, trust_remote_code: bool
 ) -> tuple[int, int, str | None] | None:
-    """Exact counts from the real model class built on the meta device (no memory, no weights): all parameters,
-    those bitsandbytes would quantize in the installed transformers, and why most are not (when that is so)."""
+    """Exact counts from `build_on_meta`: all parameters, those bitsandbytes would quantize in the installed
+    transformers, and why most are not (when that is so)."""
     try:
-        import torch
-        import transformers
-        from transformers import AutoConfig
-    except ImportError:
-        return None
-    try:
-        cfg_dict = {k: v for k, v in config.items() if k not in ("transformers_version", "_name_or_path")}
-        model_type = cfg_dict.pop("model_type")
-        hf_config = AutoConfig.for_model(model_type, **cfg_dict)
-        cls = getattr(transformers, architecture, None) if architecture else None
-        with torch.device("meta"):
-            if cls is not None:
-                model = cls(hf_config)
-            else:
-                model = transformers.AutoModel.from_config(hf_config, trust_remote_code=trust_remote_code)
+        model = build_on_meta(config, architecture, trust_remote_code)
         from advisor.quantizable import LOW_SHARE, breakdown
 
         split = breakdown(model)
         note = split.reason()[1] if split.non_embedding_share < LOW_SHARE else None
         return sum(p.numel() for p in model.parameters()), split.quantizable, note
-    except Exception:
+    except Exception:  # ImportError (no torch) or a config the class refuses: no exact count
         return None
 
 

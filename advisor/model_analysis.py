@@ -50,9 +50,10 @@ def count_key(config: dict[str, Any], architecture: str | None, trust_remote_cod
 @lru_cache(maxsize=1)
 def counting_version() -> str:
     """A stamp of the counting code: a changed `_count_on_meta` never serves counts made by the old one."""
-    from advisor.model import _count_on_meta
+    from advisor.model import _count_on_meta, build_on_meta
 
-    return f"{COUNT_VERSION}:{analysis_cache.source_stamp(_count_on_meta)}"
+    stamps = (analysis_cache.source_stamp(fn) for fn in (_count_on_meta, build_on_meta))
+    return f"{COUNT_VERSION}:" + ":".join(stamps)
 
 
 @lru_cache(maxsize=1)

@@ -44,20 +44,11 @@ Group = tuple[int, tuple[int, ...], str, str]  # how many, shape, Breakdown fiel
 def _groups(config: dict[str, Any], architecture: str | None) -> dict[str, Group] | None:
     """Parameters by name with layer / expert indices folded: {pattern: (how many, shape, what bitsandbytes does
     with them as `quantizable.breakdown` counts it)}."""
-    import copy
-
-    import torch
-    import transformers
-    from transformers import AutoConfig
-
+    from advisor.model import build_on_meta
     from advisor.quantizable import breakdown
 
     try:
-        cfg = {k: v for k, v in copy.deepcopy(config).items() if k not in ("transformers_version", "_name_or_path")}
-        hf_config = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
-        with torch.device("meta"):
-            model: Any = (getattr(transformers, architecture)(hf_config) if architecture
-                          else transformers.AutoModel.from_config(hf_config))  # type: ignore[no-untyped-call]
+        model = build_on_meta(config, architecture)
     except Exception:  # noqa: BLE001 - a config this class refuses: the field is fixed
         return None
     kinds: dict[int, tuple[str, str]] = {}

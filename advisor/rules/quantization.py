@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from packaging.version import Version
 
 from advisor.facts import ComputeCapability
 from advisor.findings import Finding, Severity
