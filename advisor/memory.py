@@ -50,6 +50,13 @@ class MemoryEstimate(BaseModel):
 
 
 def weight_bytes(model: ModelSpec, dtype: str, quantization: str) -> int:
+    pre = model.checkpoint_quantization
+    if pre is not None and pre.bits is not None and quantization == "none":  # stored quantized (advisor.prequantized)
+        from advisor.quant_methods import load_methods, quantizable_by
+
+        method = next((m for m in load_methods() if m.key == pre.method_key), None)
+        q = quantizable_by(model, method) if method is not None else model.quantizable_param_count
+        return int(q * pre.bits / 8 + (model.param_count - q) * BYTES[dtype])
     if quantization not in ("none", "8bit", "4bit"):  # another method (issue 17): its own share and bits
         from advisor.quant_methods import method_for, quantizable_by
 
@@ -142,6 +149,8 @@ def estimate_memory(
 
         # the simulation applies the installed release's rule: another target release keeps the closed form
         simulate = model.quantizable_release == transformers_version()
+    if model.checkpoint_quantization is not None:  # its packed layout is the quantizer's: the closed form
+        simulate = False
     if simulate and quantization in ("none", "8bit", "4bit"):  # the simulation knows bitsandbytes' layout only
         from advisor.estimate.adapter import simulated
 

@@ -17,6 +17,7 @@ from advisor.config_schema import check_shape, meta_build_refusal, validate_conf
 from advisor.errors import ModelResolutionError
 from advisor.inputs import CONFIG_MAX_BYTES, path_kind, printable, read_json_file
 from advisor.knowledge import Knowledge, load_knowledge
+from advisor.prequantized import CheckpointQuantization, read_checkpoint_quantization
 from advisor.remote_code import check_model_folder
 
 __all__ = ["ModelSpec", "describe_config", "resolve_model"]
@@ -57,6 +58,8 @@ class ModelSpec(BaseModel):
     # Why bitsandbytes would leave most weights unquantized (advisor.quantizable); None when it quantizes most.
     quantizable_note: str | None = None
     quantizable_release: str | None = None  # the transformers release whose replacement rule gave the count
+    # A checkpoint already quantized (its config.json's quantization_config): it loads through that method only
+    checkpoint_quantization: CheckpointQuantization | None = None
     config: dict[str, Any] = Field(default_factory=dict, exclude=True, repr=False)  # for advisor.estimate.simulate
     # True when describing this model counted it on the meta device (imported transformers): only then, or with
     # --simulate, is memory simulated without a cached result (advisor.estimate.adapter, issue 14)
@@ -68,6 +71,13 @@ class ModelSpec(BaseModel):
 
         note = f"; closed-form count: {self.param_count_note}" if self.param_count_note else ""
         return f"{self.name} ({self.architecture or self.model_type}, {params(self.param_count)} params{note})"
+
+    @property
+    def stored(self) -> str:
+        """The checkpoint's dtype (a config without one is float32, transformers' default) and quantization."""
+        dtype = (self.stored_dtype or "float32 (not declared)").removeprefix("torch.")
+        pre = self.checkpoint_quantization
+        return f"{dtype}, quantized {pre.label}" if pre is not None else dtype
 
 
 def _hf_cache_dirs() -> list[Path]:
@@ -217,7 +227,8 @@ def build_on_meta(config: dict[str, Any], architecture: str | None, trust_remote
     cls = getattr(transformers, architecture, None) if architecture else None
     with torch.device("meta"):
         model: Any = (cls(hf_config) if cls is not None
-                      else transformers.AutoModel.from_config(hf_config, trust_remote_code=trust_remote_code))
+                      else transformers.AutoModel.from_config(  # type: ignore[no-untyped-call]
+                          hf_config, trust_remote_code=trust_remote_code))
     try:
         model.tie_weights()
     except Exception:  # noqa: BLE001 - a class whose tying fails on meta is counted as built
@@ -344,6 +355,7 @@ def describe_config(
         trust_remote_code=trust_remote_code,
         quantizable_note=counted[2],
         quantizable_release=_release() if method == "meta-device" else _table_release(),
+        checkpoint_quantization=read_checkpoint_quantization(config),
         config=config,
         analysed_now=analysed_now,
     )

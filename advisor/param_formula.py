@@ -24,11 +24,12 @@ from typing import Any
 
 __all__ = ["IGNORED", "derive", "evaluate"]
 
-# keys that never decide a parameter's shape (ids, names, dtype): neither free nor compared
+# keys that never decide a parameter's shape (ids, names, dtype; a pre-quantized checkpoint's quantization_config,
+# which the constructor does not read): neither free nor compared
 IGNORED = frozenset({
     "_name_or_path", "transformers_version", "architectures", "torch_dtype", "dtype", "bos_token_id",
     "eos_token_id", "pad_token_id", "decoder_start_token_id", "sep_token_id", "cls_token_id", "mask_token_id",
-    "unk_token_id", "id2label", "label2id", "model_type",
+    "unk_token_id", "id2label", "label2id", "model_type", "quantization_config",
 })
 _GROUP = re.compile(r"\.\d+(?=\.)")  # ".3." in "model.layers.3.mlp": a layer or expert index
 Exponents = dict[str, int]

@@ -187,6 +187,15 @@ def _candidates(ctx: Context, request: PlanRequest) -> Iterable[Candidate]:
     impls = [request.attn] if request.attn else list(ctx.knowledge.attention_impls)
     dtypes = [request.dtype] if request.dtype != "auto" else list(DTYPES)
     quants = [request.quantize] if request.quantize != "auto" else list(QUANTIZATIONS)
+    pre = ctx.model.checkpoint_quantization if ctx.model is not None else None
+    if pre is not None:  # a pre-quantized checkpoint loads through its own method only (QUANT009)
+        if request.quantize not in ("auto", "none"):
+            from advisor.errors import UsageError
+
+            raise UsageError(f"the checkpoint is already quantized ({pre.label}): --quantize {request.quantize} "
+                             "cannot apply (transformers raises ValueError for another quantization_config class); "
+                             "drop --quantize")
+        quants = ["none"]
     torch = ctx.torch
     has_gpu = bool(ctx.gpus) and (torch is None or torch.cuda is not None or torch.hip is not None or torch.assumed)
     placements: list[Literal["gpu", "multi-gpu", "cpu"]] = ["cpu"]
@@ -197,7 +206,8 @@ def _candidates(ctx: Context, request: PlanRequest) -> Iterable[Candidate]:
     from advisor.quant_methods import ready_quantizations  # issue 17: other methods, only where a rule lets them run
 
     # bitsandbytes stays the default; another method joins where bitsandbytes leaves most weights alone
-    wanted = request.quantize == "auto" and ctx.model is not None and ctx.model.quantizable_note is not None
+    wanted = request.quantize == "auto" and ctx.model is not None and ctx.model.quantizable_note is not None \
+        and pre is None
     for placement in placements:
         more = ready_quantizations(ctx.env, ctx.weakest_cc, placement, allow_download=ctx.allow_download) \
             if wanted else []

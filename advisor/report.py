@@ -256,10 +256,9 @@ def _quant_methods(env: Environment) -> Section:
 
 def _model(rec: Recommendation) -> list[Section]:
     m = rec.model
-    stored = (m.stored_dtype or "float32 (not declared)").removeprefix("torch.")
     compat = [
         Item(name="model", status="ok", value=f"{m.display}, {m.num_layers} layers, {m.num_attention_heads} heads "
-             f"({m.num_key_value_heads} KV), head_dim {m.head_dim}, stored {stored}"),
+             f"({m.num_key_value_heads} KV), head_dim {m.head_dim}, stored {m.stored}"),
     ]
     for impl, supported in rec.attention_support.items():
         compat.append(Item(name=impl, status="ok" if supported else "info",

@@ -392,6 +392,9 @@ def _check_quantized(model: Any, from_pretrained: dict[str, Any], result: dict[s
     from advisor.quant_proof import count_quantized, not_applied, requested
 
     if not requested(from_pretrained):
+        if getattr(getattr(model, "config", None), "quantization_config", None) is not None:
+            # a pre-quantized checkpoint (QUANT009): recorded, not judged (GPTQ's QuantLinear is no nn.Linear)
+            result["quantization"] = count_quantized(model)
         return
     result["quantization"] = count = count_quantized(model)
     reason = not_applied(count)

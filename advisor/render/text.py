@@ -30,11 +30,6 @@ def _gib(n: int | None) -> str:
     return size(n)
 
 
-def stored_dtype(m: Any) -> str:
-    """The checkpoint's dtype; a config without torch_dtype is a float32 checkpoint (transformers' default)."""
-    return (m.stored_dtype or "float32 (not declared)").removeprefix("torch.")
-
-
 def _summary(r: Any) -> str:
     if r.problems or r.warnings:
         counts = ", ".join(x for x in (plural(r.problems, "problem") if r.problems else "",
@@ -122,7 +117,7 @@ def _recommend(r: Any, color: bool, verbose: bool = False) -> list[str]:
         "",
         f"Model:  {m.display}",
         f"        {m.num_layers} layers, {m.num_attention_heads} heads ({m.num_key_value_heads} KV), head_dim {m.head_dim}, "
-        f"stored {stored_dtype(m)}, source: {m.source}",
+        f"stored {m.stored}, source: {m.source}",
         f"Target: {r.target}; transformers {r.transformers or 'not installed'}; batch {r.batch}, seq_len {r.seq_len}",
     ]
     if r.chosen is None:

@@ -287,3 +287,73 @@ def method_usable(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
             detected=kind, required="a method that replaces these modules", option=c.quantization,
             fix="; or ".join([*better[:2], "spread the unquantized model over more GPUs (device_map='auto')"]),
         )
+
+
+# What the quantizer's update_dtype does with another dtype on a GPU (transformers 5.24.0)
+_FLOAT16_ONLY = {
+    "gptq": "the GPTQ kernels want float16 (transformers suggests it: quantizers/quantizer_gptq.py:75-78 in 5.24.0)",
+    "awq": "transformers casts bfloat16 to float16 on CUDA / XPU, and suggests float16 over float32 "
+           "(quantizers/quantizer_awq.py:54-62 in 5.24.0)",
+}
+
+
+@rule("QUANT009", "pre-quantized checkpoint", scope="candidate",
+      fix="install what the checkpoint's method needs (the message names it), and load it without a "
+          "quantization_config of your own")
+def checkpoint_method(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
+    """A checkpoint whose config.json has a `quantization_config` (GPTQ, AWQ, bitsandbytes, FP8, MXFP4,
+    compressed-tensors ...) loads through that method's quantizer whatever from_pretrained is given: its
+    `validate_environment` needs the method's libraries (data/quant_methods.json, with the file and line), and a
+    `quantization_config` of another class raises ValueError ("The model is quantized with GPTQConfig but you are
+    passing a BitsAndBytesConfig config", `AutoHfQuantizer.merge_quantization_configs`, quantizers/auto.py:259-266
+    in 5.24.0; one of the same class is replaced by the checkpoint's). So such a model is planned without a
+    quantization of its own, weighed at the bits its config states (advisor/prequantized.py), and each
+    candidate fails here where the method's libraries, GPU or compute capability are missing. GPTQ and AWQ on a
+    GPU want float16 (their quantizers' `update_dtype`; AWQ casts bfloat16 to float16): another dtype warns."""
+    pre = ctx.model.checkpoint_quantization if ctx.model is not None else None
+    if c is None or pre is None:
+        return
+    if c.quantization != "none":
+        yield checkpoint_method.finding(
+            Severity.FAIL, f"the checkpoint is already quantized ({pre.label}, its config.json's quantization_config): "
+                           "transformers raises ValueError for a quantization_config of another class and uses the "
+                           "checkpoint's own otherwise (quantizers/auto.py:259-266 in 5.24.0)",
+            detected=f"checkpoint: {pre.quant_method}", required="no quantization_config of your own",
+            fix="load it as it is: drop --quantize and quantization_config", option=c.quantization,
+        )
+        return
+    from advisor.quant_methods import load_methods, method_status, table_release
+
+    method = next((m for m in load_methods() if m.key == pre.method_key), None)
+    if method is None:
+        yield checkpoint_method.finding(
+            Severity.WARN, f"the checkpoint is quantized with {pre.quant_method!r}, which data/quant_methods.json does "
+                           "not cover: its libraries and GPU needs are not checked",
+            detected=f"checkpoint: {pre.quant_method}", required="a method the advisor knows",
+            fix=f"see transformers' quantization docs for {pre.quant_method}", option="none",
+        )
+    else:
+        status = method_status(ctx.env, method, ctx.weakest_cc, allow_download=ctx.allow_download)
+        problems = [*status.missing, *(status.kernel.problems if status.kernel else ())]
+        if status.cc_ok is False:
+            problems.append(f"compute capability {ctx.weakest_cc} < {method.min_cc}")
+        if not status.gpu_ok or (c.placement == "cpu" and "cpu" not in method.device):
+            problems.append(f"it runs on {method.device}")
+        if problems:
+            yield checkpoint_method.finding(
+                Severity.FAIL, f"this checkpoint is {pre.label}: loading it needs {status.needs()}; here: "
+                               f"{'; '.join(problems)} (transformers {table_release()} {method.source.split(' ')[0]})",
+                detected="; ".join(problems), required=status.needs(),
+                fix=" && ".join(status.fixes) or f"a target with {method.device}", option=pre.quant_method,
+            )
+    if pre.quant_method in _FLOAT16_ONLY and c.dtype != "float16" and c.placement != "cpu":
+        yield checkpoint_method.finding(
+            Severity.WARN, f"{pre.label}: {_FLOAT16_ONLY[pre.quant_method]}", detected=f"dtype {c.dtype}",
+            required="dtype float16", fix='load it with dtype="float16"', option=c.dtype,
+        )
+    if pre.bits is None:
+        yield checkpoint_method.finding(
+            Severity.WARN, f"the checkpoint is {pre.label}, but its config does not say how many bits a weight takes: "
+                           "the weights are estimated unquantized (an upper bound)",
+            detected=f"checkpoint: {pre.quant_method}", required="bits in quantization_config", option="none",
+        )
