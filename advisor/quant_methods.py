@@ -37,6 +37,7 @@ __all__ = [
     "handles",
     "load_methods",
     "method_for",
+    "method_row",
     "method_status",
     "quantizable_by",
     "ready_quantizations",
@@ -144,6 +145,11 @@ def load_methods() -> tuple[Method, ...]:
 def method_for(quantization: str) -> Method | None:
     """The method planned under a `Candidate.quantization` key (None for none / bnb 8bit / 4bit)."""
     return next((m for m in load_methods() if m.candidate and m.candidate.key == quantization), None)
+
+
+def method_row(key: str) -> Method | None:
+    """The row of a pre-quantized checkpoint's method (`CheckpointQuantization.method_key`), if the table has it."""
+    return next((m for m in load_methods() if m.key == key), None)
 
 
 def ready_quantizations(env: Environment, weakest_cc: ComputeCapability | None, placement: str, *,

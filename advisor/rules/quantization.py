@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-
 from advisor.facts import ComputeCapability
 from advisor.findings import Finding, Severity
 from advisor.knowledge import version_matches
@@ -322,9 +321,9 @@ def checkpoint_method(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
             fix="load it as it is: drop --quantize and quantization_config", option=c.quantization,
         )
         return
-    from advisor.quant_methods import load_methods, method_status, table_release
+    from advisor.quant_methods import method_row, method_status, table_release
 
-    method = next((m for m in load_methods() if m.key == pre.method_key), None)
+    method = method_row(pre.method_key)
     if method is None:
         yield checkpoint_method.finding(
             Severity.WARN, f"the checkpoint is quantized with {pre.quant_method!r}, which data/quant_methods.json does "
