@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "METHOD_QUANTIZATIONS",
+    "GpuDtype",
     "Method",
     "MethodCandidate",
     "MethodStatus",
@@ -64,6 +65,15 @@ class MethodCandidate:
 
 
 @dataclass(frozen=True)
+class GpuDtype:
+    """The dtype a method's quantizer wants on a GPU (its `update_dtype`), why, and the line that says so."""
+
+    dtype: str
+    why: str
+    source: str
+
+
+@dataclass(frozen=True)
 class Method:
     """One row of data/quant_methods.json."""
 
@@ -81,6 +91,7 @@ class Method:
     rule_source: str  # the line that decides which modules it replaces
     quantizer: str = ""  # quantizers/quantizer_*.py: its validate_environment states the requirements
     candidate: MethodCandidate | None = None
+    gpu_dtype: GpuDtype | None = None
 
 
 @dataclass(frozen=True)
@@ -137,7 +148,8 @@ def load_methods() -> tuple[Method, ...]:
                device=r["device"], min_cc=_cc(r["min_cc"]), linear_rule=r["linear_rule"],
                fused_experts=r["fused_experts"], model_types=tuple(r["model_types"]) if r["model_types"] else None,
                source=r["source"], rule_source=r["rule_source"], quantizer=r["quantizer"],
-               candidate=MethodCandidate(**r["candidate"]) if r["candidate"] else None)
+               candidate=MethodCandidate(**r["candidate"]) if r["candidate"] else None,
+               gpu_dtype=GpuDtype(**r["gpu_dtype"]) if r["gpu_dtype"] else None)
         for r in rows
     )
 

@@ -288,14 +288,6 @@ def method_usable(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
         )
 
 
-# What the quantizer's update_dtype does with another dtype on a GPU (transformers 5.24.0)
-_FLOAT16_ONLY = {
-    "gptq": "the GPTQ kernels want float16 (transformers suggests it: quantizers/quantizer_gptq.py:75-78 in 5.24.0)",
-    "awq": "transformers casts bfloat16 to float16 on CUDA / XPU, and suggests float16 over float32 "
-           "(quantizers/quantizer_awq.py:54-62 in 5.24.0)",
-}
-
-
 @rule("QUANT009", "pre-quantized checkpoint", scope="candidate",
       fix="install what the checkpoint's method needs (the message names it), and load it without a "
           "quantization_config of your own")
@@ -308,7 +300,8 @@ def checkpoint_method(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     in 5.24.0; one of the same class is replaced by the checkpoint's). So such a model is planned without a
     quantization of its own, weighed at the bits its config states (advisor/prequantized.py), and each
     candidate fails here where the method's libraries, GPU or compute capability are missing. GPTQ and AWQ on a
-    GPU want float16 (their quantizers' `update_dtype`; AWQ casts bfloat16 to float16): another dtype warns."""
+    GPU want float16 (their quantizers' `update_dtype`, `gpu_dtype` in the table; AWQ casts bfloat16 to float16):
+    another dtype warns."""
     pre = ctx.model.checkpoint_quantization if ctx.model is not None else None
     if c is None or pre is None:
         return
@@ -345,10 +338,12 @@ def checkpoint_method(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
                 detected="; ".join(problems), required=status.needs(),
                 fix=" && ".join(status.fixes) or f"a target with {method.device}", option=pre.quant_method,
             )
-    if pre.quant_method in _FLOAT16_ONLY and c.dtype != "float16" and c.placement != "cpu":
+    want = method.gpu_dtype if method is not None else None
+    if want is not None and c.dtype != want.dtype and c.placement != "cpu":
         yield checkpoint_method.finding(
-            Severity.WARN, f"{pre.label}: {_FLOAT16_ONLY[pre.quant_method]}", detected=f"dtype {c.dtype}",
-            required="dtype float16", fix='load it with dtype="float16"', option=c.dtype,
+            Severity.WARN, f"{pre.label}: {want.why} (transformers {table_release()} {want.source})",
+            detected=f"dtype {c.dtype}", required=f"dtype {want.dtype}", fix=f'load it with dtype="{want.dtype}"',
+            option=c.dtype,
         )
     if pre.bits is None:
         yield checkpoint_method.finding(
