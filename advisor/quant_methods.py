@@ -121,6 +121,16 @@ class MethodStatus:
         release = [self.onthefly.problem] if not self.loads and self.onthefly and self.onthefly.problem else []
         return [*release, *self.missing, *(self.kernel.problems if self.kernel else ())]
 
+    def blockers(self, weakest_cc: ComputeCapability | None, placement: str, *, checkpoint: bool = False) -> list[str]:
+        """`problems` plus the GPU's capability and the candidate's device, for a rule's message. `checkpoint`:
+        loading a pre-quantized checkpoint, where the release's on-the-fly path does not matter."""
+        out = [*self.missing, *(self.kernel.problems if self.kernel else ())] if checkpoint else self.problems
+        if self.cc_ok is False:
+            out.append(f"compute capability {weakest_cc} < {self.method.min_cc}")
+        if not self.gpu_ok or (placement == "cpu" and "cpu" not in self.method.device):
+            out.append(f"it runs on {self.method.device}")
+        return out
+
     @property
     def fixes(self) -> list[str]:
         """The commands that supply what is missing, in order."""

@@ -243,11 +243,7 @@ def method_usable(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     if method is None:
         return
     status = method_status(ctx.env, method, ctx.weakest_cc, allow_download=ctx.allow_download)
-    problems = status.problems
-    if status.cc_ok is False:
-        problems.append(f"compute capability {ctx.weakest_cc} < {method.min_cc}")
-    if not status.gpu_ok or (c.placement == "cpu" and "cpu" not in method.device):
-        problems.append(f"it runs on {method.device}")
+    problems = status.blockers(ctx.weakest_cc, c.placement)
     src = f"transformers {table_release()} {method.source.split(' ')[0]}"
     kernel = status.kernel
     if kernel is not None and not kernel.ok:  # the release loads a Hub kernel for it (advisor/fp8_kernel.py)
@@ -326,11 +322,7 @@ def checkpoint_method(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
         )
     else:
         status = method_status(ctx.env, method, ctx.weakest_cc, allow_download=ctx.allow_download)
-        problems = [*status.missing, *(status.kernel.problems if status.kernel else ())]
-        if status.cc_ok is False:
-            problems.append(f"compute capability {ctx.weakest_cc} < {method.min_cc}")
-        if not status.gpu_ok or (c.placement == "cpu" and "cpu" not in method.device):
-            problems.append(f"it runs on {method.device}")
+        problems = status.blockers(ctx.weakest_cc, c.placement, checkpoint=True)
         if problems:
             yield checkpoint_method.finding(
                 Severity.FAIL, f"this checkpoint is {pre.label}: loading it needs {status.needs()}; here: "
