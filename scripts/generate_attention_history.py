@@ -16,6 +16,7 @@ rerun only does what is missing. At most `--jobs` (default 2) releases are insta
     python scripts/generate_attention_history.py                       # latest patch of each minor >= 4.36
     python scripts/generate_attention_history.py --releases 4.36.2 5.24.0
     python scripts/generate_attention_history.py --refresh             # re-read cached releases
+    python scripts/generate_attention_history.py --add 5.25.0          # read one new release, keep the stored ones
 
 It also records which model types optimum's BetterTransformer covered (read statically from the optimum
 1.x wheel), and in which optimum / transformers release that path disappeared, checked in those releases.
@@ -298,6 +299,28 @@ def _run_length(values: list[str], releases: list[str]) -> list[list[str]]:
     return runs
 
 
+def stored_records(path: Path) -> list[dict[str, Any]]:
+    """The releases already in the output file as per-release records, so `--add` reads only the new release:
+    each release's table is the stored flags (`AttentionHistory.table_at`), its packages the stored ones."""
+    sys.path.insert(0, str(REPO))
+    from advisor.knowledge.history import load_history
+
+    history = load_history(path)
+    last_with = history.bettertransformer.last_with.get("transformers")
+    records = []
+    for release in history.releases:
+        table = history.table_at(release)
+        records.append({
+            "release": release,
+            "packages": dict(history.packages.get(release, {})),
+            "to_bettertransformer": last_with is not None and Version(release) <= Version(last_with),
+            "table": {"source": f"stored: {history.source.split('(', 1)[-1].rstrip(')')}",
+                      "architectures": [row.model_dump(by_alias=True) for row in table.architectures],
+                      "skipped": [f"{name}: unreadable in the stored reading" for name in table.skipped]},
+        })
+    return records
+
+
 def build_history(
     records: list[dict[str, Any]], bettertransformer: dict[str, Any], python: str
 ) -> dict[str, Any]:
@@ -422,12 +445,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--refresh", action="store_true", help="re-read releases already in the results cache"
     )
+    parser.add_argument("--add", nargs="+", metavar="RELEASE",
+                        help="read only these releases and keep every release already in --output as stored")
     parser.add_argument("--keep-envs", action="store_true", help="keep the per-release install directories")
     args = parser.parse_args(argv)
 
     cache: Path = args.cache_dir.resolve()
     (cache / "wheels").mkdir(parents=True, exist_ok=True)
-    releases = args.releases or discover_releases(args.python)
+    kept = stored_records(args.output if args.output.exists() else DEFAULT_OUTPUT) if args.add else []
+    releases = args.add or args.releases or discover_releases(args.python)
     releases = sorted(dict.fromkeys(releases), key=Version)
     log(f"{len(releases)} releases: {' '.join(releases)}")
     jobs = max(1, min(args.jobs, 2))
@@ -440,6 +466,7 @@ def main(argv: list[str] | None = None) -> int:
                 releases,
             )
         )
+    records = [r for r in kept if r["release"] not in releases] + records
     bettertransformer = read_bettertransformer(args.python, cache, args.refresh)
     history = build_history(records, bettertransformer, args.python)
     args.output.parent.mkdir(parents=True, exist_ok=True)
