@@ -109,6 +109,7 @@ class CheckResult(BaseModel):
     warnings: list[Finding]
     memory: MemoryEstimate | None
     measurements: list[str] = []  # issue 12: what was measured on this GPU about this configuration
+    facts_source: str | None = None  # where the facts about the target's transformers came from, if not the tables
 
 
 def _default_dtype(spec: ModelSpec, transformers_version: str | None) -> str:
@@ -205,7 +206,8 @@ def check(
     notes = measured_notes(spec, env, candidate, batch=batch) if measurements else []
     return CheckResult(ok=not failures, label=candidate.label(), target=env.description or env.source,
                        candidate=candidate, failures=failures, warnings=warnings, memory=evaluation.memory,
-                       measurements=notes)
+                       measurements=notes,
+                       facts_source=knowledge.releases.source_of(env.version_of("transformers")))
 
 
 def doctor(

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -64,9 +66,67 @@ def _output_options(p: argparse.ArgumentParser, formats: Sequence[str], default:
     p.add_argument("--force", action="store_true", help="replace an output file even if it is read-only")
 
 
-def _verbose_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-v", "--verbose", action="store_true",
-                   help="list every rejected candidate and every check (default: a count and the top reasons)")
+def _verbose_option(p: argparse.ArgumentParser, what: str = "list every rejected candidate and every check "
+                                                             "(default: a count and the top reasons)") -> None:
+    libraries = "let transformers' and torch's own log lines and warnings through"
+    p.add_argument("-v", "--verbose", action="store_true", help=f"{what}; also {libraries}" if what else libraries)
+
+
+# transformers' and huggingface_hub's switches for their own stderr output, set while a command runs without -v
+_QUIET_ENV = {"TRANSFORMERS_VERBOSITY": "error", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+              "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+
+
+@contextlib.contextmanager
+def _library_output(verbose: bool) -> Iterator[None]:
+    """Without -v, no line of transformers' or torch's own logging or warnings reaches stderr (the advisor's
+    output is the report); children inherit the environment switches. Restored afterwards (the CLI also runs
+    in-process, from tests and notebooks)."""
+    if verbose:
+        yield
+        return
+    saved = {key: os.environ.get(key) for key in _QUIET_ENV}
+    os.environ.update(_QUIET_ENV)
+    tf_logging = _transformers_logging()
+    level = tf_logging.get_verbosity() if tf_logging is not None else None
+    if tf_logging is not None:
+        tf_logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        tf_logging = _transformers_logging()
+        if tf_logging is not None:  # imported during the command with the quiet default: put the default back
+            tf_logging.set_verbosity(level if level is not None else logging.WARNING)
+
+
+def _transformers_logging() -> Any:
+    """transformers' logging module where transformers is already imported (never imports it)."""
+    module = sys.modules.get("transformers.utils.logging")
+    return module if module is not None and hasattr(module, "set_verbosity") else None
+
+
+@contextlib.contextmanager
+def _progress_lines() -> Iterator[None]:
+    """The library's progress messages (logger "advisor", INFO: a first read of a new transformers release) as
+    `advisor: ...` lines on stderr."""
+    logger = logging.getLogger("advisor")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("advisor: %(message)s"))
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
 
 
 def _target(args: argparse.Namespace) -> dict[str, Any]:
@@ -295,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
 
     p = sub.add_parser("probe", help="snapshot this machine (GPUs, dtypes, SDPA, libraries)")
+    _verbose_option(p, "")
     _target_options(p)
     _output_options(p, ("json", "text"), default="text")
     p.add_argument("--no-import-check", action="store_true", help="skip importing native extensions in child processes")
@@ -328,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_recommend)
 
     p = sub.add_parser("check", help="will this configuration work on that target? (exit 0 yes, 1 no)")
+    _verbose_option(p, "")
     _model_options(p, required=False)
     p.add_argument("--manifest", type=Path, metavar="FILE",
                    help="check every model x target pair of a YAML/TOML manifest (docs/manifest.md)")
@@ -346,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("matrix", help="which attention implementations each architecture supports")
+    _verbose_option(p, "")
     p.add_argument("--transformers", metavar="VERSION",
                    help="a past release (from the shipped history); a newer one than any stored is an error")
     p.add_argument("--history", metavar="MODEL_TYPE", help="first release supporting each implementation")
@@ -364,6 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_matrix)
 
     p = sub.add_parser("smoke", help="load the model with the plan, run it, compare with an fp32 reference")
+    _verbose_option(p, "")
     _model_options(p)
     p.add_argument("--cpu", action="store_true", help="test on the CPU even if a GPU is present")
     p.add_argument("--config", type=Path, metavar="FILE.json", help="test this from_pretrained config only")
@@ -379,6 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_smoke)
 
     p = sub.add_parser("bench", help="time every viable candidate here; mark the advisor's choice and the best")
+    _verbose_option(p, "")
     _model_options(p)
     p.add_argument("--cpu", action="store_true", help="benchmark on the CPU even if a GPU is present")
     p.add_argument("--workload", choices=("decode", "prefill", "batch"), default="decode",
@@ -400,6 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("tune", help="time every viable candidate on this GPU (random weights) and store the ranking")
+    _verbose_option(p, "")
     _model_options(p)
     p.add_argument("--workload", choices=("decode", "prefill", "batch"), default="prefill",
                    help="what to time: prefill (1 x 4096, cut to the model's positions; default), decode or batch")
@@ -422,6 +488,8 @@ def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
         with interrupts.handled():  # SIGTERM/SIGHUP unwind like Ctrl-C: children killed, temp folders removed
             _preflight(args)
             with contextlib.ExitStack() as stack:
+                stack.enter_context(_library_output(bool(getattr(args, "verbose", False))))
+                stack.enter_context(_progress_lines())
                 if getattr(args, "no_cache", False):
                     stack.enter_context(analysis_cache.disabled())
                 if getattr(args, "simulate", False):

@@ -14,6 +14,7 @@ from packaging.version import Version
 from pydantic import BaseModel, ConfigDict, Field
 
 from advisor.errors import UsageError
+from advisor.knowledge import load_knowledge
 from advisor.knowledge.schema import AttentionSupportTable
 
 __all__ = ["MatrixRow", "MatrixView", "matrix_view", "filter_model_types", "IMPLS"]
@@ -45,6 +46,7 @@ class MatrixView(BaseModel):
     source: str = Field(description="The file or installed package the rows were read from.")
     architectures: list[MatrixRow]
     skipped: list[str] = Field(default_factory=list)
+    facts_source: str | None = Field(None, description="Where the rows came from when not from the shipped tables.")
 
 
 def filter_model_types(names: Sequence[str], wanted: Sequence[str]) -> list[str]:
@@ -79,4 +81,5 @@ def matrix_view(table: AttentionSupportTable, where: str, requested: str | None,
             for a in rows if a.model_type in keep
         ],
         skipped=list(table.skipped),
+        facts_source=load_knowledge().releases.source_of(table.transformers),
     )

@@ -190,12 +190,12 @@ def resolve_model(
 
 def _native(model_type: str, knowledge: Knowledge) -> bool:
     """True when transformers implements `model_type` itself, so an `auto_map` is ignored without consent."""
-    try:
-        from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+    from advisor.knowledge.model_types import model_type_known
 
-        return model_type in CONFIG_MAPPING_NAMES
-    except ImportError:
-        return any(row.model_type == model_type for t in knowledge.shipped_attention_tables() for row in t.architectures)
+    known = model_type_known(model_type, None).known  # the installed release's auto mapping, cached per release
+    if known is not None:
+        return known
+    return any(row.model_type == model_type for t in knowledge.shipped_attention_tables() for row in t.architectures)
 
 
 def _first(config: Any, *keys: str, default: Any = None) -> Any:

@@ -95,6 +95,7 @@ class Recommendation(BaseModel):
     verdict: str = ""  # the first line: the answer, or why nothing fits and the one change that fixes it
     fixes: list[RankedFix] = Field(default_factory=list)  # machine changes, most blocked candidates unblocked first
     passed_over: list[Rejection] = Field(default_factory=list)  # viable options a warning ranked below the choice
+    facts_source: str | None = None  # where the facts about the target's transformers came from, if not the tables
 
     def from_pretrained_kwargs(self) -> dict[str, Any]:
         """Kwargs ready for `AutoModel...from_pretrained(model, **kwargs)` (torch dtypes, BitsAndBytesConfig)."""
@@ -427,14 +428,15 @@ def make_plan(
     fixes = rank_fixes([(e.candidate, e.failures, e) for e in failed], lambda e: _rank(ctx, e), len(universe),
                        _rank(ctx, viable[0]) if viable else None)
     if not ctx.support:
-        findings.append(support_unknown.finding(
-            Severity.WARN, f"{model.model_type} is not in {ctx.support_source}; only eager is certain"
-        ))
+        where = (f"the attention support of {model.model_type} is {ctx.support_source}"
+                 if ctx.support_source.startswith("unknown") else f"{model.model_type} is not in {ctx.support_source}")
+        findings.append(support_unknown.finding(Severity.WARN, f"{where}; only eager is certain"))
     return Recommendation(
         ok=chosen is not None,
         model=model,
         target=env.description or env.source,
         transformers=tf_version,
+        facts_source=ctx.knowledge.releases.source_of(tf_version),
         batch=request.batch,
         seq_len=ctx.seq_len,
         chosen=chosen,

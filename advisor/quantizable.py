@@ -138,16 +138,10 @@ def read_rule(root: Path, release: str) -> ReplacementRule:
 def installed_transformers() -> tuple[Path, str] | None:
     """(package folder, release) of the installed transformers, found without importing it (its import costs
     seconds and a quantizer module pulls in its library); None without transformers."""
-    from importlib import metadata, util
+    from advisor.knowledge.installed import installed
 
-    try:
-        spec = util.find_spec("transformers")
-        release = metadata.version("transformers")
-    except (ImportError, ValueError, metadata.PackageNotFoundError):
-        return None
-    if spec is None or spec.origin is None:
-        return None
-    return Path(spec.origin).parent, release
+    found = installed()
+    return None if found is None else (found.root / "transformers", found.version)
 
 
 @lru_cache(maxsize=1)
@@ -350,13 +344,16 @@ def table_releases() -> list[str]:
 
 
 def covered_release(version: str | None) -> tuple[str, str] | None:
-    """(stored release, "exact" | "same_minor") standing for `version`, or None when the table does not cover it.
+    """(release, "exact" | "same_minor" | "installed") standing for `version`, or None when nothing covers it.
 
     As in the attention history, a patch stands for its minor's stored patch; unlike it, an older stored minor
     does not stand for a newer one: the replacement rule changed within 5.x (5.4 -> 5.5), so a minor that was
-    not read is reported as not covered.
+    not read is reported as not covered, unless it is the installed release, which is read on demand
+    (`share_row`: each model type built on the meta device with the installed classes and rule).
     """
     from packaging.version import InvalidVersion, Version
+
+    from advisor.knowledge.installed import installed_version
 
     if not version:
         return None
@@ -368,14 +365,19 @@ def covered_release(version: str | None) -> tuple[str, str] | None:
     if version in stored:
         return version, "exact"
     same = [r for r in stored if (Version(r).major, Version(r).minor) == (wanted.major, wanted.minor)]
-    return (same[-1], "same_minor") if same else None
+    if same:
+        return same[-1], "same_minor"
+    here = installed_version()
+    if here is not None and Version(here) == wanted and installed_rule() is not None:
+        return here, "installed"
+    return None
 
 
 def default_release() -> str | None:
     """The release a caller without a target means: the installed one where covered, else the newest stored."""
-    from advisor.analysis_cache import transformers_version
+    from advisor.knowledge.installed import installed_version
 
-    covered = covered_release(transformers_version())
+    covered = covered_release(installed_version())
     if covered is not None:
         return covered[0]
     stored = table_releases()
@@ -394,29 +396,126 @@ def value_at(runs: list[list[Any]], release: str, releases: list[str]) -> Any:
 
 
 def rule_at(release: str) -> ReplacementRule | None:
-    """The stored replacement rule of a covered release, with its file and line."""
+    """The stored replacement rule of a covered release (the installed one's read from its files)."""
     raw = share_table().get("rules", {}).get(release)
     if not isinstance(raw, dict):
-        return None
+        rule = installed_rule()
+        return rule if rule is not None and rule.release == release else None
     return ReplacementRule(release=release, mode=raw["mode"], file=raw["file"], line=raw["line"], text=raw["text"],
                            skips=tuple((k["file"], k["line"], k["text"]) for k in raw.get("skips", [])))
 
 
 def share_row(model_type: str, release: str | None = None) -> ShareRow | None:
     """The row for `model_type` at a covered `release` (default: `default_release()`), or None when that release
-    did not build it or is not covered."""
+    did not build it or is not covered. The installed release, when the table lacks it, is read on demand."""
     table = share_table()
     releases = list(table.get("releases", []))
     release = release or default_release()
-    runs = table.get("model_types", {}).get(model_type)
-    if release is None or release not in releases or not isinstance(runs, list):
-        return None
-    row = value_at(runs, release, releases)
+    if release is not None and release not in releases and covered_release(release) == (release, "installed"):
+        row = _installed_row(model_type)
+    else:
+        runs = table.get("model_types", {}).get(model_type)
+        if release is None or release not in releases or not isinstance(runs, list):
+            return None
+        row = value_at(runs, release, releases)
     if not isinstance(row, list):
         return None
     share, non_emb, params, kind, reason = row
     return ShareRow(model_type=model_type, share=share, non_embedding_share=non_emb, params=params,
-                    reason=reason, kind=kind, release=release)
+                    reason=reason, kind=kind, release=release or "")
+
+
+def _installed_row(model_type: str) -> list[Any] | None:
+    """The table row of `model_type` for the installed release, built as the generator builds it (cached)."""
+    from advisor import analysis_cache
+
+    found = analysis_cache.cached("share-row", _read_row_json, model_type)
+    return found if isinstance(found, list) else None
+
+
+def _read_row_json(model_type: str) -> list[Any] | None:
+    result = read_row(model_type)
+    return result.get("row")
+
+
+# Head classes in order of preference: the class a user would load for inference.
+_HEAD_MAPPINGS = (
+    "MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES",
+    "MODEL_FOR_SPEECH_SEQ_2_SEQ_MAPPING_NAMES",
+    "MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES",
+    "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES",
+    "MODEL_FOR_MASKED_LM_MAPPING_NAMES",
+    "MODEL_MAPPING_NAMES",
+)
+
+
+def _class_names(model_type: str) -> list[str]:
+    from transformers.models.auto import modeling_auto
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES  # type: ignore[attr-defined]
+
+    names: list[str] = []
+    for mapping in _HEAD_MAPPINGS:
+        name = getattr(modeling_auto, mapping, {}).get(model_type)
+        if isinstance(name, (tuple, list)):
+            name = name[0]
+        if name and name not in names:
+            names.append(name)
+    # Sub-model types (`align_text_model`, `blip_vision_model`) have no auto mapping: XConfig -> XModel.
+    config_name = CONFIG_MAPPING_NAMES.get(model_type, "")
+    if config_name.endswith("Config") and not names:
+        names.append(config_name.removesuffix("Config") + "Model")
+    return names
+
+
+def _first_line(exc: BaseException, limit: int) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:limit] if str(exc) else ''}"
+
+
+def read_row(model_type: str) -> dict[str, Any]:
+    """Build `model_type` of the importable transformers on the meta device from its default config, with its
+    most representative head class, and apply the release's replacement rule: `{"class", "row"}` (a table row:
+    share, non-embedding share, parameters, reason kind, reason), or `{"error"}` when it cannot be built."""
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    import torch
+    import transformers
+    from transformers import AutoConfig
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    try:
+        config = AutoConfig.for_model(model_type)
+    except Exception as exc:  # noqa: BLE001 - a type that cannot be built is a row of not_built
+        return {"error": f"config: {_first_line(exc, 160)}"}
+    errors = []
+    for name in _class_names(model_type):
+        try:
+            cls = getattr(transformers, name, None)
+        except Exception as exc:  # noqa: BLE001 - a lazy import that fails (5.3.0's Sam3Model): a row of not_built
+            errors.append(f"{name}: {_first_line(exc, 120)}")
+            continue
+        if cls is None:
+            errors.append(f"{name}: not importable")
+            continue
+        try:
+            with torch.device("meta"):
+                model = cls(config)
+        except Exception as exc:  # noqa: BLE001 - the next head class may build
+            errors.append(f"{name}: {_first_line(exc, 120)}")
+            continue
+        try:  # from_pretrained ties embeddings; 5.0.0's constructor does not (GPT-2 would count an lm_head twice)
+            model.tie_weights()
+        except Exception:  # noqa: BLE001, S110 - a model whose tying fails on meta is counted untied, as built
+            pass
+        b = breakdown(model)
+        if b.total == 0:
+            errors.append(f"{name}: no parameters")
+            continue
+        low = b.non_embedding_share < LOW_SHARE
+        kind, words = b.reason() if low else (None, None)
+        return {"class": name, "row": [round(b.share, 4), round(b.non_embedding_share, 4), b.total, kind, words]}
+    return {"error": "; ".join(errors) or "no model class"}
 
 
 def at_release(model: ModelSpec, version: str | None) -> ModelSpec:

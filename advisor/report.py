@@ -88,6 +88,7 @@ class DoctorReport(BaseModel):
     smoke: dict[str, Any] | None = None
     problems: int = 0
     warnings: int = 0
+    facts_source: str | None = None  # where the facts about the target's transformers came from, if not the tables
 
 
 def _bytes(value: int | Unavailable | None) -> str:
@@ -283,6 +284,12 @@ def _model(rec: Recommendation) -> list[Section]:
     return [Section(title="Model compatibility", items=compat), Section(title="Recommendation", items=plan)]
 
 
+def _facts_source(env: Environment) -> str | None:
+    from advisor.knowledge import load_knowledge
+
+    return load_knowledge().releases.source_of(env.version_of("transformers"))
+
+
 def build_report(
     env: Environment, findings: list[Finding], recommendation: Recommendation | None = None,
     smoke: dict[str, Any] | None = None,
@@ -309,4 +316,4 @@ def build_report(
     ok = not problems and (recommendation is None or recommendation.ok) and (smoke is None or bool(smoke.get("ok")))
     return DoctorReport(ok=ok, target=env.description or env.source, environment=env, sections=sections,
                         findings=findings, recommendation=recommendation, smoke=smoke, problems=problems,
-                        warnings=warnings)
+                        warnings=warnings, facts_source=_facts_source(env))

@@ -6,25 +6,19 @@ the shipped table of the nearest release answers, and the answer says which rele
 
 from __future__ import annotations
 
-from importlib import metadata
-
 from packaging.version import InvalidVersion, Version
 
 from advisor.errors import UsageError
 from advisor.facts import Environment
 from advisor.knowledge import Knowledge
-from advisor.knowledge.introspect import class_support
+from advisor.knowledge.installed import attention_table, installed, is_newer
+from advisor.knowledge.installed import installed_version as installed_transformers
+from advisor.knowledge.introspect import class_support, composite_support
+from advisor.knowledge.history import load_history
 from advisor.knowledge.schema import AttentionSupportTable
 from advisor.model import ModelSpec
 
 __all__ = ["attention_support", "installed_transformers", "nearest_table", "table_for"]
-
-
-def installed_transformers() -> str | None:
-    try:
-        return metadata.version("transformers")
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def _from_installed(model: ModelSpec) -> dict[str, bool] | None:
@@ -51,7 +45,9 @@ def _read_installed(model: ModelSpec) -> dict[str, bool] | None:
             cls = getattr(transformers, name)
         except Exception:
             continue
-        return class_support(cls, transformers.__version__)
+        # the sub-models that receive the request decide too (5.x composites): the class's own flags are not enough
+        found = composite_support(cls, model.model_type, transformers.__version__)
+        return found or class_support(cls, transformers.__version__)
     return None
 
 
@@ -94,6 +90,10 @@ def _declared(model: ModelSpec, env: Environment, knowledge: Knowledge) -> tuple
     history = _from_history(model, target)
     if history is not None:
         return history
+    newest = load_history().releases[-1]
+    if target is not None and is_newer(target, newest):
+        return {}, (f"unknown for transformers {target} (newer than the shipped tables, {newest}, and not installed "
+                    "here)")
     table = nearest_table(knowledge, target)
     if table is not None:
         for row in table.architectures:
@@ -122,10 +122,6 @@ def _from_history(model: ModelSpec, target: str | None) -> tuple[dict[str, bool]
     if target is None:
         return None
     try:
-        from advisor.knowledge.history import load_history
-    except ImportError:
-        return None
-    try:
         history = load_history()
         at = history.support_at(target)
     except Exception:
@@ -147,19 +143,25 @@ def table_for(
     version: str | None, knowledge: Knowledge, *, refresh: bool = False
 ) -> tuple[AttentionSupportTable, str]:
     """Attention support of one release and where it came from: the shipped table for exactly that release,
-    the installed classes (exact, ~25 s to import them all), or the per-release history."""
+    the installed classes (exact; read once in two children, then cached), or the per-release history."""
     here = installed_transformers()
     wanted = version or here
     if wanted is not None and not refresh:
         table = nearest_table(knowledge, wanted)
         if table is not None and _release_key(table.transformers) == _release_key(wanted):
             return table, f"data/attention/transformers-{table.transformers}.json ({table.generated_by})"
-    if here is not None and (version is None or _release_key(version) == _release_key(here)):
-        from advisor.knowledge.introspect import read_attention_support
+    inst = installed()
+    if inst is not None and (version is None or _release_key(version) == _release_key(inst.version)):
+        if refresh:
+            from advisor.knowledge.introspect import read_attention_support
 
-        return AttentionSupportTable.model_validate(read_attention_support()), f"transformers {here} (installed)"
-    from advisor.knowledge.history import load_history
-
+            return AttentionSupportTable.model_validate(read_attention_support()), f"transformers {here} (installed)"
+        derived = attention_table(inst)
+        if derived is not None:
+            newer = is_newer(inst.version, load_history().releases[-1])
+            how = "newer than the shipped tables" if newer else "no shipped table for it"
+            return (AttentionSupportTable.model_validate(derived),
+                    f"transformers {inst.version}: read from the installed package ({how})")
     history = load_history()
     wanted = wanted or history.releases[-1]
     if _release_key(wanted) > _release_key(history.releases[-1]):  # never answer a future release with an old one

@@ -46,7 +46,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -59,79 +58,11 @@ DEFAULT_OUTPUT = REPO / "data" / "quantizable_share.json"
 DEFAULT_CACHE = REPO / ".dev" / "quantizable_share"
 WHEELS = Path("/work/cache/tf-wheels")  # used as --find-links when it exists; PyPI otherwise
 
-# Head classes in order of preference: the class a user would load for inference.
-_MAPPINGS = (
-    "MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES",
-    "MODEL_FOR_SPEECH_SEQ_2_SEQ_MAPPING_NAMES",
-    "MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES",
-    "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES",
-    "MODEL_FOR_MASKED_LM_MAPPING_NAMES",
-    "MODEL_MAPPING_NAMES",
-)
-
-
-def _class_names(model_type: str) -> list[str]:
-    from transformers.models.auto import modeling_auto
-
-    names = []
-    for mapping in _MAPPINGS:
-        name = getattr(modeling_auto, mapping, {}).get(model_type)
-        if isinstance(name, (tuple, list)):
-            name = name[0]
-        if name and name not in names:
-            names.append(name)
-    # Sub-model types (`align_text_model`, `blip_vision_model`) have no auto mapping: XConfig -> XModel.
-    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
-
-    config_name = CONFIG_MAPPING_NAMES.get(model_type, "")
-    if config_name.endswith("Config") and not names:
-        names.append(config_name.removesuffix("Config") + "Model")
-    return names
-
-
 def read_one(model_type: str) -> tuple[str, dict[str, Any]]:
-    """Build `model_type` on the meta device and apply the replacement rule; an error is a result too."""
-    warnings.filterwarnings("ignore")
-    import torch
-    import transformers
-    from transformers import AutoConfig
-    from transformers.utils import logging
+    """One model type of the importable release (`advisor.quantizable.read_row`); an error is a result too."""
+    from advisor.quantizable import read_row
 
-    from advisor.quantizable import LOW_SHARE, breakdown
-
-    logging.set_verbosity_error()
-    try:
-        config = AutoConfig.for_model(model_type)
-    except Exception as exc:  # noqa: BLE001 - a type that cannot be built is a row of not_built
-        return model_type, {"error": f"config: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"}
-    errors = []
-    for name in _class_names(model_type):
-        try:
-            cls = getattr(transformers, name, None)
-        except Exception as exc:  # noqa: BLE001 - a lazy import that fails (5.3.0's Sam3Model): a row of not_built
-            errors.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}")
-            continue
-        if cls is None:
-            errors.append(f"{name}: not importable")
-            continue
-        try:
-            with torch.device("meta"):
-                model = cls(config)
-        except Exception as exc:  # noqa: BLE001 - the next head class may build
-            errors.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}")
-            continue
-        try:  # from_pretrained ties embeddings; 5.0.0's constructor does not (GPT-2 would count an lm_head twice)
-            model.tie_weights()
-        except Exception:  # noqa: BLE001 - a model whose tying fails on meta is counted untied, as built
-            pass
-        b = breakdown(model)
-        if b.total == 0:
-            errors.append(f"{name}: no parameters")
-            continue
-        low = b.non_embedding_share < LOW_SHARE
-        kind, words = b.reason() if low else (None, None)
-        return model_type, {"class": name, "row": [round(b.share, 4), round(b.non_embedding_share, 4), b.total, kind, words]}
-    return model_type, {"error": "; ".join(errors) or "no model class"}
+    return model_type, read_row(model_type)
 
 
 def read_installed(types: list[str] | None, jobs: int) -> dict[str, Any]:
@@ -277,6 +208,8 @@ def explode(table: dict[str, Any]) -> dict[str, dict[str, Any]]:
         counts = table.get("reuse", {}).get("releases", {}).get(release, {})
         if counts.get("reused"):  # a reuse reading keeps its counts; a full one needs none
             reading.update(counts)
+        elif "seconds" in counts:  # a full reading keeps how long it took
+            reading["seconds"] = counts["seconds"]
         for key in ("model_types", "classes", "not_built"):
             values = {t: value_at(runs, release, releases) for t, runs in table.get(key, {}).items()}
             reading["rows" if key == "model_types" else key] = {t: v for t, v in values.items() if v is not None}

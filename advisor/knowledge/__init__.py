@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -27,13 +28,23 @@ from advisor.knowledge.schema import (
     VersionConstraint,
 )
 
-__all__ = ["Knowledge", "data_dir", "load_knowledge", "version_matches"]
+__all__ = ["DATA_DIR_ENV", "Knowledge", "data_dir", "load_knowledge", "version_matches"]
 
 M = TypeVar("M", bound=BaseModel)
 
 
+DATA_DIR_ENV = "ADVISOR_DATA_DIR"
+
+
 def data_dir() -> Path:
-    """`advisor/data` inside an installed wheel, else the repository's top-level `data/`."""
+    """`$ADVISOR_DATA_DIR` (a maintainer's copy of the tables, e.g. one without the newest release), else
+    `advisor/data` inside an installed wheel, else the repository's top-level `data/`."""
+    override = os.environ.get(DATA_DIR_ENV)
+    if override:
+        root = Path(override).expanduser()
+        if not (root / "capabilities.json").is_file():
+            raise DataTableError(str(root), f"{DATA_DIR_ENV} names no data directory (no capabilities.json)")
+        return root
     package = Path(__file__).resolve().parents[1]
     for candidate in (package / "data", package.parent / "data"):
         if (candidate / "capabilities.json").is_file():

@@ -198,12 +198,9 @@ class FirstSupport(_Frozen):
 
 
 def default_history_path() -> Path:
-    """`data/` at the repository root, else `advisor/data/` where the wheel puts it."""
-    here = Path(__file__).resolve()
-    repo_data = here.parents[2] / "data"
-    if (repo_data / _FILE).exists():
-        return repo_data / _FILE
-    return here.parents[1] / "data" / _FILE
+    from advisor.knowledge import data_dir
+
+    return data_dir() / _FILE
 
 
 @lru_cache(maxsize=4)
@@ -231,11 +228,14 @@ def _parse(version: str) -> Version:
 def support_at(version: str, history: AttentionHistory | None = None) -> ReleaseSupport:
     """Declared support as of `version`: that release, the stored patch of its minor, or the newest older one.
 
-    Raises ValueError for a version older than every stored release: there is nothing to say about it.
+    Raises ValueError for a version older than every stored release, or past the newest stored minor: there is
+    nothing to say about it (a newer release's support is never the newest stored one's).
     """
     history = history or load_history()
     wanted = _parse(version)
     stored = [Version(r) for r in history.releases]
+    if (wanted.major, wanted.minor) > (stored[-1].major, stored[-1].minor):
+        raise ValueError(f"transformers {version} is newer than the newest stored release {history.releases[-1]}")
     match: Literal["exact", "same_minor", "older_release"]
     if wanted in stored:
         index, match = stored.index(wanted), "exact"

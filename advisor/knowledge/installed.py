@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -43,6 +44,7 @@ __all__ = [
 
 # Each child reading the installed classes gets at most this long; a release whose import hangs is unknown.
 _CHILD_TIMEOUT_S = 300.0
+_LOG = logging.getLogger("advisor")  # progress lines: the CLI shows them on stderr
 _SHARDS = 2  # children reading the classes at once: the 2-core box the first-run target is set for
 
 
@@ -148,20 +150,24 @@ def derived_facts(inst: Installed) -> dict[str, dict[str, Any]]:
 def release_info(inst: Installed) -> dict[str, Any] | None:
     """What the installed release says when imported: its model types (with their modeling module), how each
     encodes positions, and the Hub-kernel mapping. None when it does not import here."""
-    value: dict[str, Any] | None = _cached("info", inst, lambda: _run_child("info", {}))
+    def read() -> Any:
+        _LOG.info(f"transformers {inst.version} is newer than the shipped tables: reading its model types and "
+                  "kernel mapping from the installed package (once; cached after)")
+        return _run_child("info", {})
+
+    value: dict[str, Any] | None = _cached("info", inst, read)
     return value
 
 
-def attention_table(inst: Installed, progress: Callable[[str], None] | None = None) -> dict[str, Any] | None:
+def attention_table(inst: Installed) -> dict[str, Any] | None:
     """The attention support of every model type of the installed release (`AttentionSupportTable` JSON), read
     in two children at once (each imports transformers and builds composites on the meta device). None when it
     cannot be read here."""
 
     def read() -> dict[str, Any] | None:
         started = time.monotonic()
-        if progress:
-            progress(f"reading the attention support of every model type of transformers {inst.version} from "
-                     "the installed package (once; cached after)")
+        _LOG.info(f"reading the attention support of every model type of transformers {inst.version} from the "
+                  "installed package (once, about 20 s; cached after)")
         with ThreadPoolExecutor(max_workers=_SHARDS) as pool:
             tables = list(pool.map(lambda i: _run_child("attention", [i, _SHARDS]), range(_SHARDS)))
         if any(t is None for t in tables):
@@ -171,8 +177,7 @@ def attention_table(inst: Installed, progress: Callable[[str], None] | None = No
                                          key=lambda row: str(row["model_type"]))
         merged["skipped"] = sorted(line for t in tables for line in t["skipped"])
         merged["generated_by"] = "advisor (read from the installed package)"
-        if progress:
-            progress(f"read transformers {inst.version} in {time.monotonic() - started:.0f} s")
+        _LOG.info(f"read transformers {inst.version} in {time.monotonic() - started:.0f} s")
         return merged
 
     value: dict[str, Any] | None = _cached("attention", inst, read)

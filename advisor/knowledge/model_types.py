@@ -9,9 +9,10 @@ installed transformers when the target runs that exact release, else from the pe
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import metadata
 
 from packaging.version import InvalidVersion, Version
+
+from advisor.knowledge.installed import installed_version
 
 __all__ = ["ModelTypeKnowledge", "model_type_known"]
 
@@ -25,13 +26,6 @@ class ModelTypeKnowledge:
     first_release: str | None = None  # first stored release that has the model type, when the history knows it
 
 
-def _installed() -> str | None:
-    try:
-        return metadata.version("transformers")
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def _same(a: str, b: str) -> bool:
     try:
         return Version(a) == Version(b)
@@ -39,12 +33,16 @@ def _same(a: str, b: str) -> bool:
         return False
 
 
-def _installed_knows(model_type: str) -> bool | None:
-    try:
-        from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES  # type: ignore[attr-defined]
-    except ImportError:
+def _installed_types() -> tuple[list[str], str] | None:
+    """The installed release's model types and where they came from: its auto mapping, executed once in a child
+    (`advisor.knowledge.installed`, cached by release), so a later run imports nothing."""
+    from advisor.knowledge.installed import installed, release_info
+
+    here = installed()
+    info = release_info(here) if here is not None else None
+    if here is None or info is None:
         return None
-    return model_type in CONFIG_MAPPING_NAMES
+    return list(info["model_types"]), f"transformers {here.version} (installed) CONFIG_MAPPING_NAMES"
 
 
 def model_type_known(model_type: str, target: str | None) -> ModelTypeKnowledge:
@@ -58,7 +56,7 @@ def model_type_known(model_type: str, target: str | None) -> ModelTypeKnowledge:
         presence = row.presence()
         index = next((i for i, ch in enumerate(presence) if ch != "-"), None)
         first = history.releases[index] if index is not None else None
-    here = _installed()
+    here = installed_version()
     version = target or here
     if version is None:
         return ModelTypeKnowledge(None, "no transformers version to check against", first)
@@ -72,12 +70,12 @@ def model_type_known(model_type: str, target: str | None) -> ModelTypeKnowledge:
         if stored is not None and _same(stored.release, here) and (
                 model_type in stored.architectures or model_type in stored.unreadable):
             return ModelTypeKnowledge(True, f"transformers {stored.release} (data/attention_history.json)", first)
-        known = _installed_knows(model_type)
-        if known is not None:
-            return ModelTypeKnowledge(known, f"transformers {here} (installed) CONFIG_MAPPING_NAMES", first)
+        types = _installed_types()
+        if types is not None:
+            return ModelTypeKnowledge(model_type in types[0], types[1], first)
     try:
         at = history.support_at(version)
-    except ValueError:
-        return ModelTypeKnowledge(None, f"transformers {version} is older than the stored history", first)
+    except ValueError as exc:  # older than the history, or newer and not installed here: nothing to say
+        return ModelTypeKnowledge(None, str(exc), first)
     known = model_type in at.architectures or model_type in at.unreadable
     return ModelTypeKnowledge(known, f"transformers {at.release} (data/attention_history.json)", first)

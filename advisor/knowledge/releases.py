@@ -69,6 +69,7 @@ class ReleaseConstraints(BaseModel):
     source: str
     releases: list[str]
     facts: dict[str, list[FactRun]]
+    derived: str | None = None  # the last release, read from the installed package (not in the shipped file)
     # lookups memoised per instance (the rules ask the same few questions about a thousand times a plan)
     _stored: dict[str, str | None] = PrivateAttr(default_factory=dict)
     _at: dict[tuple[str, str], FactRun | None] = PrivateAttr(default_factory=dict)
@@ -101,10 +102,46 @@ class ReleaseConstraints(BaseModel):
         except InvalidVersion:
             return None
         stored = [Version(r) for r in self.releases]
+        newest = stored[-1] if stored else None
+        if newest is None or (wanted.major, wanted.minor) > (newest.major, newest.minor):
+            return None  # newer than every stored release: its facts are unknown, never the newest one's
         same = [i for i, v in enumerate(stored) if (v.major, v.minor) == (wanted.major, wanted.minor)]
         older = [i for i, v in enumerate(stored) if v <= wanted]
         index = same[-1] if same else older[-1] if older else None
         return None if index is None else self.releases[index]
+
+    def with_release(self, version: str, facts: dict[str, dict[str, Any]]) -> ReleaseConstraints:
+        """These facts plus one newer release's (`{"value", "file", "line"}` per fact, as `release_reader` reads
+        them): a run whose value holds on is extended, else a new run cites the new release."""
+        extended: dict[str, list[FactRun]] = {}
+        for name, fact_runs in self.facts.items():
+            item = facts.get(name)
+            if item is None:
+                raise ValueError(f"transformers {version}: fact {name} was not read")
+            last = fact_runs[-1]
+            if last.value == item["value"] and last.file == item["file"]:
+                lines = {**last.lines, version: item["line"]} if last.lines and item["line"] is not None else None
+                update = {"last": version, **({"lines": lines} if lines else {})}
+                extended[name] = [*fact_runs[:-1], last.model_copy(update=update)]
+            else:
+                extended[name] = [*fact_runs, FactRun.model_validate({
+                    "from": version, "to": version, "value": item["value"], "release": version,
+                    "file": item["file"], "line": item["line"], "lines": item.get("lines")})]
+        return self.model_copy(update={"releases": [*self.releases, version], "facts": extended, "derived": version})
+
+    def source_of(self, version: str | None) -> str | None:
+        """Where the facts about `version` come from, when not from the shipped tables (the one line a report
+        prints about it), else None."""
+        if version is None:
+            return None
+        shipped = self.releases[:-1] if self.derived else self.releases
+        if self.derived is not None and self.stored_release(version) == self.derived:
+            return (f"transformers {version}: read from the installed package (newer than the shipped tables, "
+                    f"{shipped[-1]})")
+        if self.stored_release(version) is None and _newer(version, shipped[-1]):
+            return (f"transformers {version}: newer than the shipped tables ({shipped[-1]}) and not installed "
+                    f"here: facts about it are unknown")
+        return None
 
     def at(self, fact: str, version: str | None) -> FactRun | None:
         """The run of `fact` covering the release that stands for `version`."""
@@ -158,20 +195,34 @@ class ReleaseConstraints(BaseModel):
 
 
 def default_path() -> Path:
-    """`data/` at the repository root, else `advisor/data/` inside the wheel."""
-    here = Path(__file__).resolve()
-    repo_data = here.parents[2] / "data" / _FILE
-    return repo_data if repo_data.exists() else here.parents[1] / "data" / _FILE
+    from advisor.knowledge import data_dir
+
+    return data_dir() / _FILE
 
 
 @lru_cache(maxsize=4)
 def _load(path: Path) -> ReleaseConstraints:
-    return ReleaseConstraints.model_validate_json(path.read_bytes())
+    stored = ReleaseConstraints.model_validate_json(path.read_bytes())
+    from advisor.knowledge.installed import derived_facts, installed, is_newer
+
+    here = installed()
+    if here is None or not is_newer(here.version, stored.releases[-1]):
+        return stored
+    # NOTE: an installed release newer than the table is read from its own files (issue 24), never answered
+    # with the newest stored release's facts
+    return stored.with_release(here.version, derived_facts(here))
 
 
 def load_release_constraints(path: str | Path | None = None) -> ReleaseConstraints:
-    """Read and validate the file once per path (immutable data)."""
+    """The stored facts, plus those of an installed release newer than them (read once, then cached)."""
     return _load(Path(path).resolve() if path is not None else default_path())
+
+
+def _newer(version: str, than: str) -> bool:
+    try:
+        return Version(version) > Version(than)
+    except InvalidVersion:
+        return False
 
 
 def _minor(version: str) -> str:
@@ -180,12 +231,14 @@ def _minor(version: str) -> str:
 
 
 def _when(rc: ReleaseConstraints, run: FactRun) -> str:
-    """The transformers versions a run stands for: from its first minor up to the next run's first minor."""
+    """The transformers versions a run stands for: from its first minor up to the next run's first minor, and
+    the last run up to the minor after the newest known release (a newer release's window is unknown)."""
     position = rc.releases.index(run.last)
     low = f">={_minor(run.first)}"
     if position + 1 < len(rc.releases):
         return f"{low},<{_minor(rc.releases[position + 1])}"
-    return low
+    last = Version(run.last)
+    return f"{low},<{last.major}.{last.minor + 1}"
 
 
 def release_constraint_rows(rc: ReleaseConstraints) -> list[VersionConstraint]:

@@ -43,7 +43,7 @@ def _doctor(r: Any, color: bool, verbose: bool = False, heading: str = "doctor")
     """Like `flutter doctor`: a healthy section is one line; every other item shows, each warning with its fix."""
     rec = r.recommendation
     subject = f"{rec.model.display}; {r.target}" if rec is not None else r.target
-    lines = [f"Inference Advisor {heading}: {subject}", ""]
+    lines = [f"Inference Advisor {heading}: {subject}", *([f"Facts: {r.facts_source}"] if r.facts_source else []), ""]
     if rec is not None and rec.verdict:  # the answer first, as in `recommend`
         lines += [_mark("ok" if rec.ok else "problem", color) + " " + rec.verdict, ""]
     for section in r.sections:
@@ -119,6 +119,7 @@ def _recommend(r: Any, color: bool, verbose: bool = False) -> list[str]:
         f"        {m.num_layers} layers, {m.num_attention_heads} heads ({m.num_key_value_heads} KV), head_dim {m.head_dim}, "
         f"stored {m.stored}, source: {m.source}",
         f"Target: {r.target}; transformers {r.transformers or 'not installed'}; batch {r.batch}, seq_len {r.seq_len}",
+        *([f"Facts:  {r.facts_source}"] if r.facts_source else []),
     ]
     if r.chosen is None:
         useful = [f for f in r.fixes if f.unblocks]
@@ -166,7 +167,8 @@ def _recommend(r: Any, color: bool, verbose: bool = False) -> list[str]:
 
 
 def _check(r: Any, color: bool) -> list[str]:
-    lines = [f"Configuration: {r.label}", f"Target: {r.target}", ""]
+    lines = [f"Configuration: {r.label}", f"Target: {r.target}",
+             *([f"Facts: {r.facts_source}"] if r.facts_source else []), ""]
     for f in r.failures:
         lines += [f"  {_mark('fail', color)} {f.code} {f.message}", f"       fix: {f.fix}"]
     for f in r.warnings:
@@ -183,6 +185,8 @@ def _matrix(r: Any, color: bool) -> list[str]:
     lines = [f"Attention support declared by transformers {r.transformers} ({plural(len(r.architectures), 'architecture')})"]
     if getattr(r, "requested", None):
         lines.append(f"Answered by {r.answered_by}")
+    if getattr(r, "facts_source", None):
+        lines.append(f"Facts: {r.facts_source}")
     lines.append("")
     header = f"{'model_type':<32} {'class':<40} " + " ".join(f"{i:<17}" for i in impls)
     lines += [header, "-" * len(header)]

@@ -29,6 +29,24 @@ def torch_floor(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
             )
 
 
+@rule("REL001", "transformers release newer than the advisor's tables", scope="environment",
+      fix="install that release where the advisor runs (it then reads its facts from the package), or upgrade the "
+          "advisor to a build whose tables hold it")
+def release_unknown(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
+    """The target runs a transformers release newer than every shipped table and not installed here (a snapshot
+    from another machine, or `--assume transformers==X`). Its attention gates, kwargs, library windows and
+    quantization rule are unknown; the advisor says so rather than applying the newest stored release's facts
+    (5.23's `kernels` window applied to 5.25 gave a fix that broke the install). An installed newer release is
+    read from its own files instead (`advisor.knowledge.installed`)."""
+    target = ctx.env.version_of("transformers")
+    source = ctx.knowledge.releases.source_of(target)
+    if target is not None and source is not None and "unknown" in source:
+        yield release_unknown.finding(
+            Severity.WARN, f"{source}: the plan checks it against no release's gates, kwargs or library windows",
+            detected=f"transformers {target}", required="a release in the tables, or installed here",
+        )
+
+
 @rule("KWARG001", "from_pretrained keyword removed or renamed in this transformers", scope="environment",
       fix='pass quantization_config=BitsAndBytesConfig(load_in_8bit=True) (or load_in_4bit=True) instead of the '
           'top-level flag; spell the dtype keyword the way the release does')

@@ -252,8 +252,10 @@ def test_support_at_between_stored_releases(history: AttentionHistory) -> None:
     assert same_minor["gpt2"]["sdpa"] is True
     exact = support_at("4.42.4", history)
     assert exact.match == "exact" and exact.architectures == same_minor.architectures
-    newer = support_at("99.0", history)
-    assert newer.release == history.releases[-1] and newer.match == "older_release"
+    with pytest.raises(ValueError, match="newer than the newest stored release"):  # never the newest one's flags
+        support_at("99.0", history)
+    older = support_at("4.43.9", history)  # a patch of a stored minor, past its stored patch
+    assert older.release == "4.43.4" and older.match == "same_minor"
     with pytest.raises(ValueError, match="older than the first stored release"):
         support_at("4.30.0", history)
     with pytest.raises(ValueError, match="not a version"):

@@ -171,7 +171,7 @@ def test_hub_kernel_fallbacks_cover_fa2_fa3_fa4(cli: Any) -> None:
     }
     for impl, repo in (("flash_attention_3", "vllm-flash-attn3"), ("flash_attention_4", "flash-attn4")):
         code, result = _check(cli, LLAMA, "--gpu", "H100", "--attn", impl, "--dtype", "bfloat16",
-                              "--assume", "kernels==0.18.2")
+                              "--assume", "kernels==0.18.2", "--assume", "transformers==5.24.0")
         assert code == 0, result["failures"]
         assert any(f["code"] == "ATTN002" and repo in f["message"] for f in result["warnings"])
 
@@ -181,7 +181,7 @@ def test_names_5_24_accepts_are_accepted(cli: Any, name: str) -> None:
     """transformers 5.24 modeling_utils.py: `paged|` prefix stripped (5.19+ keeps only paged|eager registered),
     integrations/hub_kernels.py is_kernel: ^[^/:]+/[^/:]+(?:@[^/:]+)?(?::[^/:]+)?$."""
     code, result = _check(cli, LLAMA, "--gpu", "A100-80GB", "--attn", name, "--dtype", "bfloat16",
-                          "--assume", "kernels==0.18.2")
+                          "--assume", "kernels==0.18.2", "--assume", "transformers==5.24.0")
     assert code == 0, result["failures"]
     code, result = _check(cli, LLAMA, "--gpu", "A100-80GB", "--attn", name, "--dtype", "bfloat16",
                           "--assume", "kernels==0.18.2", "--assume", "transformers==4.46.3")
