@@ -46,7 +46,7 @@ def test_candidate_keys_are_one_list() -> None:
 
 def test_fp8_plans_mixtral_on_an_h100() -> None:
     """bitsandbytes leaves Mixtral's fused experts in bf16 (QUANT007); fine-grained FP8 turns `.experts` into
-    FP8Experts (integrations/finegrained_fp8.py:962) and the H100 (9.0) meets its 8.9; its matmul, a Hub kernel
+    FP8Experts (integrations/finegrained_fp8.py:967 in 5.25.0) and the H100 (9.0) meets its 8.9; its matmul, a Hub kernel
     from 5.4, is in this target's cache (tests/unit/test_fp8_kernel.py covers the targets where it is not)."""
     rec = make_plan(resolve_model("mistralai/Mixtral-8x7B-v0.1"), load_environment(ENVS / "h100_fp8_kernel_cached.json"))
     assert rec.ok and rec.chosen is not None

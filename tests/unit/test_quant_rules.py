@@ -71,7 +71,7 @@ def test_recommend_mixtral_on_h100_rejects_4bit_with_quant007_and_an_fp8_fix() -
     four = next(r for r in quant if r.option == "4bit")
     assert "only 3% of this model's weights" in four.reason and "the experts are fused 3-D parameters" in four.reason
     assert "84.5 GiB of its weights would stay in bfloat16" in four.reason
-    assert "FineGrainedFP8Config()" in four.fix and "integrations/finegrained_fp8.py:962" in four.fix
+    assert "FineGrainedFP8Config()" in four.fix and "integrations/finegrained_fp8.py:967" in four.fix
     assert "more GPUs" in four.fix
     mem = next(r for r in rec.rejected if r.rule == "MEM001" and r.option == "4bit")
     assert "weights 85.1" in mem.reason  # the unquantized experts, counted
