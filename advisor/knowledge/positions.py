@@ -90,10 +90,18 @@ class PositionKind:
 
 @lru_cache(maxsize=4)
 def _table(root: Path) -> dict[str, Any]:
+    """The shipped table, or the installed release's own reading where that release is newer than it."""
     path = root / "position_kinds.json"
-    if not path.is_file():
-        return {"transformers": None, "rows": {}}
-    return dict(json.loads(path.read_text(encoding="utf-8")))
+    table: dict[str, Any] = (dict(json.loads(path.read_text(encoding="utf-8"))) if path.is_file()
+                             else {"transformers": None, "rows": {}})
+    from advisor.knowledge.installed import installed, is_newer, release_info
+
+    here = installed()
+    if here is not None and table.get("transformers") and is_newer(here.version, table["transformers"]):
+        info = release_info(here)
+        if info is not None and isinstance(info.get("positions"), dict):
+            return dict(info["positions"])
+    return table
 
 
 def position_kind(model_type: str, config: dict[str, Any], root: Path) -> PositionKind:

@@ -7,6 +7,7 @@ succeeds even when its native library is missing, so only a real load tells the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -204,6 +205,35 @@ def run_import_check(code: str, timeout: float = 60.0, *, torch_first: bool = Fa
     return ImportCheck(False, _last_line(done.stderr) or f"exit status {done.returncode}", details)
 
 
+def _files_digest(distribution: str) -> str | None:
+    """The digest of a distribution's RECORD (its installed files), None when it has none."""
+    try:
+        record = metadata.distribution(distribution).read_text("RECORD")
+    except metadata.PackageNotFoundError:
+        return None
+    return hashlib.sha256(record.encode("utf-8")).hexdigest()[:24] if record else None
+
+
+def _cached_check(code: str, *, torch_first: bool = False, distribution: str = "") -> ImportCheck:
+    """`run_import_check` through the analysis cache, keyed by the distribution's files (and torch's, when the
+    check imports torch first): a child per library per run cost a second on every command once transformers
+    5.25 made `kernels` a dependency. A reinstall changes the RECORD, and with it the key; a timeout is not kept."""
+    from advisor import analysis_cache
+
+    key = {"code": code, "torch_first": torch_first, "python": sys.executable, "files": _files_digest(distribution),
+           "torch": _files_digest("torch") if torch_first else None}
+    if key["files"] is None:
+        return run_import_check(code, torch_first=torch_first)
+    hit = analysis_cache.get("import-check", key, transformers=None)
+    if isinstance(hit, dict) and isinstance(hit.get("ok"), bool):
+        return ImportCheck(bool(hit["ok"]), hit.get("error"), dict(hit.get("details") or {}))
+    found = run_import_check(code, torch_first=torch_first)
+    if isinstance(found.ok, bool):
+        analysis_cache.put("import-check", key, {"ok": found.ok, "error": found.error, "details": found.details},
+                           transformers=None)
+    return found
+
+
 def _version(distribution: str) -> str | None:
     try:
         return metadata.version(distribution)
@@ -224,8 +254,13 @@ def probe_libraries(
     to_check = [spec for spec in LIBRARIES if spec.check and found[spec.distribution] is not None]
     checks: dict[str, ImportCheck] = {}
     if import_checks and to_check:
+        def check(spec: LibrarySpec) -> ImportCheck:
+            if runner is run_import_check:
+                return _cached_check(spec.check or "", torch_first=spec.needs_torch, distribution=spec.distribution)
+            return runner(spec.check or "", torch_first=spec.needs_torch)
+
         with ThreadPoolExecutor(max_workers=len(to_check)) as pool:
-            results = pool.map(lambda spec: runner(spec.check or "", torch_first=spec.needs_torch), to_check)
+            results = pool.map(check, to_check)
             checks = {spec.distribution: result for spec, result in zip(to_check, results)}
     libraries: dict[str, LibraryInfo] = {}
     for spec in LIBRARIES:
