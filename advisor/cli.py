@@ -115,7 +115,11 @@ def _transformers_logging() -> Any:
 @contextlib.contextmanager
 def _progress_lines() -> Iterator[None]:
     """The library's progress messages (logger "advisor", INFO: a first read of a new transformers release) as
-    `advisor: ...` lines on stderr."""
+    `advisor: ...` lines on stderr, where a person watches it (a TTY); in a pipe or CI log stderr keeps only
+    the one-line errors."""
+    if not sys.stderr.isatty():
+        yield
+        return
     logger = logging.getLogger("advisor")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("advisor: %(message)s"))

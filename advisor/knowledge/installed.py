@@ -151,8 +151,8 @@ def release_info(inst: Installed) -> dict[str, Any] | None:
     """What the installed release says when imported: its model types (with their modeling module), how each
     encodes positions, and the Hub-kernel mapping. None when it does not import here."""
     def read() -> Any:
-        _LOG.info(f"transformers {inst.version} is newer than the shipped tables: reading its model types and "
-                  "kernel mapping from the installed package (once; cached after)")
+        _LOG.info(f"reading the model types and kernel mapping of transformers {inst.version} from the installed "
+                  "package (once; cached after)")
         return _run_child("info", {})
 
     value: dict[str, Any] | None = _cached("info", inst, read)

@@ -194,10 +194,12 @@ def bnb_share(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
                 if model.quantizable_note else "")
         yield bnb_share.finding(
             Severity.WARN,
-            f"which weights bitsandbytes quantizes is not tabulated for transformers {target} (the table covers "
-            f"{span}); the weight figure uses transformers {release}'s replacement rule{said}",
-            detected=f"transformers {target}", required="a release in data/quantizable_share.json",
-            fix=f"python scripts/generate_quantizable_share.py --releases {target}", option=c.quantization,
+            f"which weights bitsandbytes quantizes is unknown for transformers {target} (the table covers "
+            f"{span}, and {target} is not installed here); the weight figure uses transformers {release}'s "
+            f"replacement rule{said}",
+            detected=f"transformers {target}", required="a release in the table, or installed here",
+            fix=f"plan on a machine with transformers {target} installed (the advisor reads its rule there), or "
+                "with a release the table covers (--assume transformers==X)", option=c.quantization,
         )
         return
     if model.quantizable_note is None:
