@@ -14,14 +14,15 @@ def ranking_lines(advice: Any) -> list[str]:
     lines = ["", f"Ranking (--prefer {advice.prefer}; measurements: {advice.measurements}):"]
     lines += [f"  {note}" for note in advice.notes]
     if advice.tradeoffs:
-        shown = advice.tradeoffs[:10]
+        # the first ten, and every measured option after them: a measured trade-off is what the ranking is for
+        shown = [t for i, t in enumerate(advice.tradeoffs) if i < 10 or t.relative_throughput is not None]
         width = max(len("option"), *(len(t.label) for t in shown))
         lines.append(f"  {'option':<{width}}  {'throughput vs choice':>20}  fidelity; basis")
         for t in shown:
             rel = f"{t.relative_throughput:.2f}x" if t.relative_throughput is not None else "unmeasured"
             lines.append(f"  {t.label:<{width}}  {rel:>20}  {t.fidelity}; {t.basis}")
-        if len(advice.tradeoffs) > 10:
-            lines.append(f"  ... and {len(advice.tradeoffs) - 10} more (--format json lists all)")
+        if len(advice.tradeoffs) > len(shown):
+            lines.append(f"  ... and {len(advice.tradeoffs) - len(shown)} more, unmeasured (--format json lists all)")
     return lines
 
 
