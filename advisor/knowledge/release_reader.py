@@ -73,7 +73,8 @@ class Release:
             assert self._root is not None
             names = [f"{p.parent.name}/METADATA" for p in self._root.glob("transformers-*.dist-info/METADATA")]
         own = [n for n in names if n.startswith(f"transformers-{self.version}.dist-info/")]
-        return (own or sorted(names) or [None])[0]
+        found = own or sorted(names)
+        return found[0] if found else None
 
 
 def fact(value: Any, file: str, line: int | None) -> Fact:
