@@ -140,6 +140,9 @@ def _recommend(r: Any, color: bool, verbose: bool = False) -> list[str]:
         ]
         if r.tokenizer:
             lines.append("Tokenizer: " + ", ".join(f"{k}={v!r}" for k, v in r.tokenizer.items()))
+        kernels = getattr(r, "hub_kernels", None)
+        if kernels is not None and kernels.outcome != "not-applicable":
+            lines.append(f"Hub kernels: {kernels.summary()}")
         ort = r.onnxruntime
         lines.append("ONNX Runtime: " + (f"available: {ort['call']}" if ort["available"] else "not available: " + "; ".join(ort["reasons"])))
     notes = [f for f in r.findings if f.severity.value in ("warn", "fail", "info")]
