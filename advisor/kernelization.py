@@ -191,14 +191,28 @@ def _hub_state(hub: HubAccess | None) -> tuple[bool, bool | None, str]:
     return False, hub.reachable, f"online, {hub.endpoint} {'reachable' if hub.reachable else 'unreachable'}"
 
 
-def _offline_error(repo: KernelRepo) -> str:
-    return (f"ValueError: Version {repo.version} of '{repo.repo_id}' is not available in the local cache and "
-            f"Hugging Face Hub is in offline mode ({KERNELS_SRC} _internals/_versions.py:78-82)")
+def _source(env: Environment, where: str) -> str:
+    """`kernels 0.19.1 <file:lines>`, saying so where the target's kernels is another release."""
+    here = env.library("kernels").version
+    return f"{KERNELS_SRC} {where}" + ("" if here in (None, "0.19.1") else f"; the target has kernels {here}")
 
 
-def _trust_error(repo: KernelRepo) -> str:
+def _offline_error(repo: KernelRepo, env: Environment) -> str:
+    if isinstance(repo.version, int):
+        return (f"ValueError: Version {repo.version} of '{repo.repo_id}' is not available in the local cache and "
+                f"Hugging Face Hub is in offline mode ({_source(env, '_internals/_versions.py:78-82')})")
+    if isinstance(repo.version, str):
+        return (f"an error resolving '{repo.repo_id}' {repo.ref}: a version range is resolved against the Hub's "
+                "list of versions, which offline mode forbids")
+    return (f"ValueError: Cannot resolve revision '{repo.revision or 'main'}' of '{repo.repo_id}' to a commit: the "
+            f"ref is not in the local cache and Hugging Face Hub is in offline mode "
+            f"({_source(env, '_internals/_versions.py:186-193')})")
+
+
+def _trust_error(repo: KernelRepo, env: Environment) -> str:
     return (f"ValueError: Kernel repository '{repo.repo_id}' could not verify publisher trust status "
-            f"({KERNELS_SRC} _internals/hf_hub.py:131-145: the publisher check asks the Hub even for a cached kernel)")
+            f"({_source(env, '_internals/hf_hub.py:131-145')}: the publisher check asks the Hub even for a cached "
+            "kernel)")
 
 
 def hub_kernel_advice(
@@ -285,8 +299,10 @@ def hub_kernel_advice(
 
 
 def _missing(repos: list[KernelRepo], env: Environment) -> list[KernelRepo]:
-    """Version-pinned repositories not in the cache: offline, these raise (revision pins fall back)."""
-    return [r for r in repos if r.version is not None and _cached(r, env) is not True]
+    """Repositories whose ref is not in the cache: offline, resolving it raises ValueError (a version needs
+    `refs/v<N>`, a branch `refs/<branch>`, and a version range the Hub's list), which kernelize does not catch.
+    A commit pin needs no ref, and its missing snapshot falls back to torch."""
+    return [r for r in repos if not r.pinned_commit and (isinstance(r.version, str) or _cached(r, env) is not True)]
 
 
 def _decide(base: dict[str, Any], repos: list[KernelRepo], env: Environment, offline: bool,
@@ -304,7 +320,7 @@ def _decide(base: dict[str, Any], repos: list[KernelRepo], env: Environment, off
             where = env.library("kernels").details.get("hub_cache_dir") or "the local cache"
             state = "the cache was not listed" if not isinstance(listing, list) else f"not in {where}"
             return HubKernelAdvice(
-                **base, outcome="blocked", kernelizes=True, emit=emit, problem=_offline_error(missing[0]),
+                **base, outcome="blocked", kernelizes=True, emit=emit, problem=_offline_error(missing[0], env),
                 precache=precache,
                 reason=f"the load is offline and needs {names}; {', '.join(r.repo_id + ' ' + r.ref for r in missing)}"
                        f" {'is' if len(missing) == 1 else 'are'} {state}",
@@ -327,14 +343,14 @@ def _decide(base: dict[str, Any], repos: list[KernelRepo], env: Environment, off
     if reachable is False:
         first = checked[0] if checked else repos[0]
         return HubKernelAdvice(
-            **base, outcome="blocked", kernelizes=True, emit=emit, problem=_trust_error(first), precache=precache,
+            **base, outcome="blocked", kernelizes=True, emit=emit, problem=_trust_error(first, env), precache=precache,
             reason=f"online mode (HF_HUB_OFFLINE unset) and the Hub does not answer: the publisher check of "
                    f"{first.repo_id} fails before any cached copy is used",
             fix=f"{off}; or cache {names} and set HF_HUB_OFFLINE=1 where the model loads: {precache}")
     if missing:
         first = checked[0] if checked else missing[0]
         return HubKernelAdvice(
-            **base, outcome="blocked-presumed", kernelizes=True, emit=emit, problem=_trust_error(first),
+            **base, outcome="blocked-presumed", kernelizes=True, emit=emit, problem=_trust_error(first, env),
             precache=precache,
             reason=f"{', '.join(r.repo_id + ' ' + r.ref for r in missing)} not cached, and whether the Hub answers "
                    "was not checked (the advisor makes no network call without --allow-download): planned as if it "
@@ -346,7 +362,7 @@ def _decide(base: dict[str, Any], repos: list[KernelRepo], env: Environment, off
         **base, outcome="online-cached", kernelizes=True, precache=precache,
         reason=f"{names} {'is' if len(repos) == 1 else 'are'} cached, but HF_HUB_OFFLINE is unset: kernels then "
                "checks each publisher on the Hub before using even a cached kernel, and without network the load "
-               f"fails ({_trust_error(checked[0] if checked else repos[0])})",
+               f"fails ({_trust_error(checked[0] if checked else repos[0], env)})",
         fix=f"set HF_HUB_OFFLINE=1 where the model loads (the cache then suffices), or {off}",
         effect=_effect())
 

@@ -86,6 +86,15 @@ def _offline_kernel(m: re.Match[str], kwargs: Sequence[Mapping[str, Any]]) -> tu
     return cause, f"{_KERNELS_OFF}; or cache it once with network and keep HF_HUB_OFFLINE=1: {fetch}"
 
 
+def _offline_ref(m: re.Match[str], kwargs: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
+    ref, repo = m.group(1), m.group(2)
+    cause = (f"the Hub kernel {repo} at {ref} is not in the local kernel cache, and the load runs offline: kernels "
+             f"0.19.1 resolves a branch offline only through the cache file refs/{ref} (_internals/_versions.py:"
+             "186-193)")
+    return cause, f"{_KERNELS_OFF}; or cache it once with network: " + \
+        f'python -c "from kernels import install_kernel; install_kernel({repo!r}, revision={ref!r})"'
+
+
 def _other_version(m: re.Match[str], kwargs: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
     cause = (f"the kernel cache holds other versions of a Hub kernel ({m.group(2).strip() or 'none'}) than the "
              f"{m.group(1)} transformers asks for, and the load runs offline")
@@ -127,6 +136,8 @@ _KNOWN = (
            _offline_kernel, "KERN001"),
     _Known(re.compile(r"Version (\d+) not found, available versions: ([\d, ]*)"), "environment", _other_version,
            "KERN001"),
+    _Known(re.compile(r"Cannot resolve revision '([^']+)' of '([^']+)' to a commit: the ref is not in the local "
+                      r"cache"), "environment", _offline_ref, "KERN001"),
     _Known(re.compile(r"Kernel repository '([^']+)' could not verify publisher trust status"), "environment", _trust,
            "KERN002"),
     _Known(re.compile(r"Kernel repository '([^']+)' is not from a trusted publisher"), "environment", _untrusted,

@@ -59,18 +59,28 @@ class KernelRepo:
 
     repo_id: str
     layer_name: str
-    version: int | None = None
-    revision: str | None = None
+    version: int | str | None = None  # a major version (kernels >= 0.16), or a range (older kernels)
+    revision: str | None = None  # a branch or a commit; neither means "main" (older kernels' default)
     trust_remote_code: bool = False
 
     @property
     def ref(self) -> str:
         """`v2` for a major version (the branch kernels resolves offline through `refs/v2`), else the revision."""
-        return f"v{self.version}" if self.version is not None else str(self.revision or "main")
+        if isinstance(self.version, int):
+            return f"v{self.version}"
+        if isinstance(self.version, str):
+            return f"version {self.version}"
+        return str(self.revision or "main")
+
+    @property
+    def pinned_commit(self) -> bool:
+        """A full commit: resolved without any ref, and a snapshot missing offline falls back to torch
+        (kernels 0.19.1 `_resolve_ref` takes a SHA as is; FileNotFoundError is kernelize's CANNOT_LOAD)."""
+        return self.version is None and bool(re.fullmatch(r"[0-9a-f]{40}", self.revision or ""))
 
     def install_call(self) -> str:
         """The `kernels.install_kernel(...)` arguments that fetch it, with its ref recorded for offline use."""
-        pin = f"version={self.version}" if self.version is not None else f"revision={self.revision!r}"
+        pin = f"version={self.version}" if isinstance(self.version, int) else f"revision={self.revision or 'main'!r}"
         trust = ", trust_remote_code=True" if self.trust_remote_code else ""
         return f"install_kernel({self.repo_id!r}, {pin}{trust})"
 
@@ -169,7 +179,7 @@ def _repo(entry: dict[str, Any]) -> KernelRepo | None:
     version = entry.get("version")
     revision = entry.get("revision")
     return KernelRepo(repo_id=repo_id, layer_name=str(entry.get("layer_name") or ""),
-                      version=version if isinstance(version, int) else None,
+                      version=version if isinstance(version, (int, str)) else None,
                       revision=revision if isinstance(revision, str) else None,
                       trust_remote_code=entry.get("trust_remote_code") is True)
 

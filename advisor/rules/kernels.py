@@ -18,9 +18,25 @@ def _requested(ctx: Context) -> bool | None:
     return None if value is None else bool(value)
 
 
+def _kernelize_on_cpu(kwargs: dict[str, object]) -> bool:
+    """Whether given kwargs load the model on the CPU, where transformers kernelizes it (5.25 hub_kernels.py
+    `kernelize`: the first device of device_map other than cpu/disk, else the model's device). Without device_map
+    the weights load on the CPU; a later `.to("cuda")` does not kernelize again."""
+    if not kwargs:
+        return False  # no kwargs given (check --attn/--dtype): the candidate as the plan would emit it
+    device_map = kwargs.get("device_map")
+    if device_map is None:
+        return True
+    if isinstance(device_map, dict):
+        return not ({str(v) for v in device_map.values()} - {"cpu", "disk"})
+    return str(device_map) in ("cpu", "disk")
+
+
 def advice(ctx: Context, c: Candidate | None) -> HubKernelAdvice:
     """The Hub-kernel advice for this candidate's placement, computed once per context and placement."""
     placement = c.placement if c is not None else ("gpu" if ctx.gpus else "cpu")
+    if not ctx.planner and _kernelize_on_cpu(ctx.from_pretrained):
+        placement = "cpu"
     requested = _requested(ctx)
     key = ("hub-kernels", placement, requested)
     found = ctx.memo.get(key)

@@ -208,7 +208,8 @@ def test_offline_h100_without_the_kernels_fails_with_the_load_s_own_error(cli: A
 
 
 def test_use_kernels_false_passes_the_same_target() -> None:
-    result = _check(_env(UNCACHED), {"dtype": "bfloat16", "attn_implementation": "sdpa", "use_kernels": False})
+    result = _check(_env(UNCACHED), {"dtype": "bfloat16", "attn_implementation": "sdpa", "device_map": "cuda:0",
+                                      "use_kernels": False})
     assert result.ok and not _kern(result.failures + result.warnings)
 
 
@@ -244,16 +245,32 @@ def test_online_not_checked_cached_warns_and_uncached_is_planned_as_unreachable(
 def test_5_24_is_untouched_unless_use_kernels_is_asked() -> None:
     env = _env(TF524)
     assert not _kern(_check(env).failures + _check(env).warnings)
-    asked = _check(env, {"dtype": "bfloat16", "attn_implementation": "sdpa", "use_kernels": True})
+    asked = _check(env, {"dtype": "bfloat16", "attn_implementation": "sdpa", "device_map": "cuda:0",
+                         "use_kernels": True})
     kern = _kern(asked.failures)  # no Hub access recorded: reachability unknown, nothing cached
     assert "use_kernels=True" in kern["KERN001"].message and "kernels-community/rotary" in kern["KERN001"].message
 
 
-def test_4_57_says_nothing_by_default(cli: Any) -> None:
-    code, out, err = cli("check", LLAMA, "--env", str(UNCACHED), "--assume", "transformers==4.57.6",
-                         "--assume", "kernels==0.9.0", "--dtype", "bfloat16", "--format", "json")
+def test_kwargs_without_device_map_kernelize_on_the_cpu() -> None:
+    """transformers kernelizes where the weights load (no device_map: the CPU) and not again after .to("cuda")."""
+    result = _check(_env(UNCACHED), {"dtype": "bfloat16", "attn_implementation": "sdpa"})
+    assert result.ok and not _kern(result.failures + result.warnings)
+
+
+def test_4_57_says_nothing_by_default_and_checks_use_kernels_true(cli: Any, tmp_path: Path) -> None:
+    _, out, err = cli("check", LLAMA, "--env", str(UNCACHED), "--assume", "transformers==4.57.6",
+                      "--assume", "kernels==0.9.0", "--dtype", "bfloat16", "--format", "json")
     result = json.loads(out)
     assert not [f for f in result["failures"] + result["warnings"] if f["code"].startswith("KERN")], err
+    config = tmp_path / "kwargs.json"
+    config.write_text(json.dumps({"dtype": "bfloat16", "device_map": "cuda:0", "use_kernels": True}))
+    code, out, err = cli("check", LLAMA, "--env", str(UNCACHED), "--assume", "transformers==4.57.6",
+                         "--assume", "kernels==0.9.0", "--config", str(config), "--format", "json")
+    kern = next(f for f in json.loads(out)["failures"] if f["code"] == "KERN001")
+    # 4.57's mapping names a version range (activation) or no version (liger_kernels: the branch main); offline,
+    # a range cannot be resolved and the branch must be cached
+    assert code == 1 and "kernels-community/liger_kernels (main)" in kern["message"]
+    assert "kernels-community/activation (version >=0.1.0)" in kern["message"] and "offline mode" in kern["message"]
 
 
 def test_use_kernels_before_4_53_is_a_type_error() -> None:

@@ -119,3 +119,11 @@ def test_one_attempt_is_diagnosed_only_for_a_known_error() -> None:
     assert d is not None and d.code == "KERN002" and "HF_HUB_OFFLINE=1" in d.fix
     assert diagnose([_A("load failed: RuntimeError: something")]) is None
     assert diagnose([_A(known), _A(known, ok=True)]) is None
+
+
+def test_a_branch_missing_offline_is_named_with_its_install_call() -> None:
+    error = ("load failed: ValueError: Cannot resolve revision 'main' of 'kernels-community/liger_kernels' to a commit: "
+             "the ref is not in the local cache and Hugging Face Hub is in offline mode.")
+    d = diagnose([_A(error), _A(error, label="y")])
+    assert d is not None and d.scope == "environment" and d.code == "KERN001"
+    assert "install_kernel('kernels-community/liger_kernels', revision='main')" in d.fix
