@@ -141,7 +141,7 @@ def _recommend(r: Any, color: bool, verbose: bool = False) -> list[str]:
         if r.tokenizer:
             lines.append("Tokenizer: " + ", ".join(f"{k}={v!r}" for k, v in r.tokenizer.items()))
         kernels = getattr(r, "hub_kernels", None)
-        if kernels is not None and kernels.outcome != "not-applicable":
+        if kernels is not None and (kernels.kernelizes or kernels.emit is not None or kernels.requested is not None):
             lines.append(f"Hub kernels: {kernels.summary()}")
         ort = r.onnxruntime
         lines.append("ONNX Runtime: " + (f"available: {ort['call']}" if ort["available"] else "not available: " + "; ".join(ort["reasons"])))

@@ -70,7 +70,8 @@ def kernels_unloadable(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     required = "a kernels release in transformers' window" if a.outcome == "package" else \
         f"{_needs(a)} cached with HF_HUB_OFFLINE=1, or the Hub reachable"
     fix = a.fix or kernels_unloadable.fix
-    if ctx.planner and a.emit is False:
+    # the plan, or `check` without kwargs (--attn/--dtype: the candidate as the plan emits it), sets use_kernels
+    if (ctx.planner or not ctx.from_pretrained) and a.emit is False:
         yield kernels_unloadable.finding(
             Severity.INFO,
             f"use_kernels=False in the plan: {a.reason}" + (f"; with the default the load raises {a.problem}"

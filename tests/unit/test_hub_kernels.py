@@ -363,3 +363,11 @@ def test_kernels_outside_the_window_the_default_load_fails_and_the_plan_loads(ti
     planned = subprocess.run([sys.executable, "-c", load, str(tiny_llama), json.dumps(kwargs)], capture_output=True,
                              text=True, env=env, timeout=300, check=False)
     assert planned.returncode == 0 and planned.stdout.strip() == "loaded", planned.stderr[-800:]
+
+
+def test_check_without_kwargs_judges_the_candidate_as_the_plan_emits_it(cli: Any) -> None:
+    """`check --attn/--dtype` names a candidate, not kwargs: the plan would emit use_kernels=False for it."""
+    code, out, err = cli("check", LLAMA, "--env", str(UNCACHED), "--attn", "sdpa", "--dtype", "bfloat16",
+                         "--format", "json")
+    result = json.loads(out)
+    assert code == 0 and not [f for f in result["failures"] if f["code"].startswith("KERN")], err
