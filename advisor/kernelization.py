@@ -318,12 +318,16 @@ def _decide(base: dict[str, Any], repos: list[KernelRepo], env: Environment, off
         if missing:
             listing = env.library("kernels").details.get("hub_cache")
             where = env.library("kernels").details.get("hub_cache_dir") or "the local cache"
-            state = "the cache was not listed" if not isinstance(listing, list) else f"not in {where}"
+            if not isinstance(listing, list):
+                tail = "the kernel cache was not listed (the kernels package was not probed)"
+            elif len(missing) == len(repos):
+                tail = f"{'none is' if len(repos) > 1 else 'it is not'} in {where}"
+            else:
+                listed = ", ".join(f"{r.repo_id} {r.ref}" for r in missing)
+                tail = f"{listed} {'is' if len(missing) == 1 else 'are'} not in {where}"
             return HubKernelAdvice(
                 **base, outcome="blocked", kernelizes=True, emit=emit, problem=_offline_error(missing[0], env),
-                precache=precache,
-                reason=f"the load is offline and needs {names}; {', '.join(r.repo_id + ' ' + r.ref for r in missing)}"
-                       f" {'is' if len(missing) == 1 else 'are'} {state}",
+                precache=precache, reason=f"the load is offline and needs {names}; {tail}",
                 fix=f"{off}; or cache them once with network: {precache}")
         return HubKernelAdvice(**base, outcome="ready", kernelizes=True,
                                reason=f"offline, and {names} {'is' if len(repos) == 1 else 'are'} cached: the load "
