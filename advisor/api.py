@@ -61,6 +61,23 @@ def probe(*, import_checks: bool = True) -> Environment:
     return target_environment(import_checks=import_checks)
 
 
+def _hub_reach(env: Environment, allow_download: bool, requested: object = None) -> Environment:
+    """With --allow-download, ask the Hub once (bounded) whether it answers, where a load would kernelize: the
+    Hub-kernel rules then know instead of presuming (issue 24). Without it, no network call is made. A snapshot
+    from another machine keeps what it recorded: this machine's network says nothing about that one."""
+    if not allow_download or env.hub is None or env.source == "file":
+        return env
+    from advisor.knowledge.releases import load_release_constraints
+
+    tf = env.version_of("transformers")
+    default = load_release_constraints().at("use_kernels_default", tf) if tf else None
+    if not (requested or (requested is None and default is not None and default.value is True)):
+        return env
+    from advisor.probe.hub_access import with_reachability
+
+    return env.model_copy(update={"hub": with_reachability(env.hub)})
+
+
 def _model(model: str | ModelSpec, allow_download: bool, trust_remote_code: bool) -> ModelSpec:
     if isinstance(model, ModelSpec):
         return model
@@ -87,7 +104,7 @@ def recommend(
     from advisor.overlap import in_background
 
     pending = in_background(_model, model, allow_download, trust_remote_code)
-    env = target_environment(**{"import_torch": False, **target})
+    env = _hub_reach(target_environment(**{"import_torch": False, **target}), allow_download)
     spec = pending.result()
     request = PlanRequest(dtype=dtype, quantize=quantize, batch=batch, seq_len=seq_len, attn=attn,  # type: ignore[arg-type]
                           ignore=tuple(c.upper() for c in ignore), prefer=prefer,
@@ -128,7 +145,7 @@ def parse_config(data: dict[str, Any], *, source: str = "the config") -> dict[st
     if "from_pretrained" in data and isinstance(data["from_pretrained"], dict):
         data = data["from_pretrained"]
     known = {"dtype", "torch_dtype", "attn_implementation", "device_map", "max_memory", "quantization_config",
-             "load_in_8bit", "load_in_4bit", "low_cpu_mem_usage"}
+             "load_in_8bit", "load_in_4bit", "low_cpu_mem_usage", "use_kernels"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise UsageError(f"config has keys the advisor cannot check: {', '.join(unknown)}; "
@@ -191,7 +208,7 @@ def check(
     from advisor.overlap import in_background  # the model is described beside the probe (issue 14)
 
     pending = in_background(_model, model, allow_download, trust_remote_code)
-    env = target_environment(**{"import_torch": False, **target})
+    env = _hub_reach(target_environment(**{"import_torch": False, **target}), allow_download, data.get("use_kernels"))
     spec = pending.result()
     knowledge = load_knowledge()
     ctx = replace(make_context(spec, env, knowledge, batch=batch, seq_len=seq_len, allow_download=allow_download),
@@ -221,7 +238,7 @@ def doctor(
     **target: Any,
 ) -> DoctorReport:
     """The full report: machine, libraries, and (with a model) its compatibility and recommendation."""
-    env = target_environment(**target)
+    env = _hub_reach(target_environment(**target), allow_download)
     knowledge = load_knowledge()
     recommendation = None
     if model is not None:

@@ -71,9 +71,11 @@ def bnb_config(quantization: str, compute_dtype: str) -> dict[str, Any]:
 
 
 def from_pretrained_json(
-    candidate: Candidate, *, transformers_version: str | None, max_memory: dict[int, str] | None = None
+    candidate: Candidate, *, transformers_version: str | None, max_memory: dict[int, str] | None = None,
+    use_kernels: bool | None = None,
 ) -> dict[str, Any]:
-    """The kwargs as JSON-safe values (dtype names as strings, max_memory keys as strings)."""
+    """The kwargs as JSON-safe values (dtype names as strings, max_memory keys as strings). `use_kernels`: the
+    Hub-kernel switch where the plan sets it (issue 24, advisor/kernelization.py), else left to the release."""
     kwargs: dict[str, Any] = {dtype_key(transformers_version): candidate.dtype, "attn_implementation": candidate.attn}
     if candidate.placement == "gpu":
         kwargs["device_map"] = "cuda:0"
@@ -88,6 +90,8 @@ def from_pretrained_json(
         method = method_for(candidate.quantization)
         assert method is not None and method.candidate is not None, candidate.quantization
         kwargs["quantization_config"] = dict(method.candidate.quantization_config)
+    if use_kernels is not None:
+        kwargs["use_kernels"] = use_kernels
     return kwargs
 
 

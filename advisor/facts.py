@@ -18,6 +18,7 @@ __all__ = [
     "Environment",
     "GpuInfo",
     "HostInfo",
+    "HubAccess",
     "KernelCase",
     "KernelRun",
     "LibraryInfo",
@@ -205,6 +206,23 @@ class KernelRun(_Frozen):
     cases: tuple[KernelCase, ...] = ()
 
 
+class HubAccess(_Frozen):
+    """How a load on this machine would reach the Hugging Face Hub: the environment variables that decide it, and
+    whether the Hub answered (checked only when the user allowed the network: `--allow-download`).
+
+    Read by the Hub-kernel rules (KERN001-KERN003): offline, `kernels` resolves `version=N` only from the cache;
+    online, it first asks the Hub whether the kernel's publisher is trusted.
+    """
+
+    offline: bool = False  # huggingface_hub's HF_HUB_OFFLINE (TRANSFORMERS_OFFLINE when HF_HUB_OFFLINE is unset)
+    offline_source: str = ""  # the variable and value that decided it, e.g. "HF_HUB_OFFLINE=1"
+    use_hub_kernels: str | None = None  # USE_HUB_KERNELS as set (None: unset, transformers' default "YES")
+    kernels_cache: str | None = None  # KERNELS_CACHE as set
+    endpoint: str = "https://huggingface.co"
+    reachable: bool | Unavailable = Field(default_factory=lambda: Unavailable(
+        reason="not checked (the advisor makes no network call without --allow-download)"))
+
+
 class Environment(_Frozen):
     """One machine, probed or described: the single input of every rule."""
 
@@ -218,6 +236,7 @@ class Environment(_Frozen):
     torch: TorchInfo | Unavailable
     libraries: dict[str, LibraryInfo] = Field(default_factory=dict)
     kernel_runs: dict[str, KernelRun] = Field(default_factory=dict)
+    hub: HubAccess | None = None  # None: not recorded (a snapshot from before issue 24)
 
     @property
     def gpu_list(self) -> tuple[GpuInfo, ...]:

@@ -7,12 +7,14 @@ nothing is viable the caller gets all of them at once.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from advisor.emit import from_pretrained_json, python_snippet, to_kwargs
 from advisor.facts import SCHEMA_VERSION, Environment, TorchInfo, known
+from advisor.kernelization import HubKernelAdvice
 from advisor.findings import Finding, Severity
 from advisor.knowledge import Knowledge, load_knowledge, version_matches
 from advisor.memory import GiB, MemoryEstimate, estimate_memory, max_memory_map
@@ -22,6 +24,7 @@ from advisor.ranking import RankingAdvice, rerank
 from advisor.numbers import plural, size
 from advisor.rules import run_candidate_rules, run_environment_rules
 from advisor.rules.base import DTYPES, QUANTIZATIONS, Candidate, Context
+from advisor.rules.kernels import advice as kernel_advice
 from advisor.rules.planning import memory_fit, memory_fix, support_unknown
 from advisor.support import attention_support
 from advisor.verdict import RankedFix, group_label, rank_fixes
@@ -96,6 +99,7 @@ class Recommendation(BaseModel):
     fixes: list[RankedFix] = Field(default_factory=list)  # machine changes, most blocked candidates unblocked first
     passed_over: list[Rejection] = Field(default_factory=list)  # viable options a warning ranked below the choice
     facts_source: str | None = None  # where the facts about the target's transformers came from, if not the tables
+    hub_kernels: HubKernelAdvice | None = None  # issue 24: Hub kernels for the chosen option (advisor/kernelization.py)
 
     def from_pretrained_kwargs(self) -> dict[str, Any]:
         """Kwargs ready for `AutoModel...from_pretrained(model, **kwargs)` (torch dtypes, BitsAndBytesConfig)."""
@@ -392,8 +396,8 @@ def make_plan(
     """Judge every candidate and pick the best viable one."""
     request = request or PlanRequest()
     knowledge = knowledge or load_knowledge()
-    ctx = make_context(model, env, knowledge, batch=request.batch, seq_len=request.seq_len,
-                       prompt_len=request.prompt_len, allow_download=request.allow_download)
+    ctx = replace(make_context(model, env, knowledge, batch=request.batch, seq_len=request.seq_len,
+                               prompt_len=request.prompt_len, allow_download=request.allow_download), planner=True)
     env_findings = [f for f in run_environment_rules(ctx) if f.code not in request.ignore]
     blocking = [f for f in env_findings if f.severity is Severity.FAIL]
     universe = list(_candidates(ctx, request))
@@ -407,7 +411,8 @@ def make_plan(
         PlanOption(
             label=e.candidate.label(),
             candidate=e.candidate,
-            from_pretrained=from_pretrained_json(e.candidate, transformers_version=tf_version, max_memory=e.max_memory),
+            from_pretrained=from_pretrained_json(e.candidate, transformers_version=tf_version, max_memory=e.max_memory,
+                                                 use_kernels=kernel_advice(ctx, e.candidate).emit),
             memory=e.memory,
             findings=[f for f in e.findings if f.severity is not Severity.OK],
         )
@@ -457,6 +462,7 @@ def make_plan(
         verdict=_verdict(env, chosen, fixes, failed, blocking, len(universe)),
         fixes=fixes,
         passed_over=_passed_over(ctx, viable, universe),
+        hub_kernels=kernel_advice(ctx, chosen.candidate) if chosen is not None else None,
     )
 
 

@@ -28,6 +28,7 @@ from advisor.plan import auto_class_name
 from advisor.remote_code import child_kwargs, refuse_code_keys
 from advisor.rules.base import Candidate
 from advisor.rundir import temp_dir
+from advisor.smoke_diagnosis import SmokeDiagnosis, diagnose
 from advisor.smoke_worker import TOLERANCES, has_tokenizer
 
 WORKER = "advisor.smoke_worker"
@@ -92,6 +93,9 @@ class SmokeReport(BaseModel):
     tolerances: dict[str, dict[str, float]] = Field(
         default_factory=lambda: {k: {"atol": a, "rtol": r} for k, (a, r) in TOLERANCES.items()}
     )
+    diagnosis: SmokeDiagnosis | None = Field(
+        default=None, description="The one error every attempt failed with, when it is not the configurations' "
+                                  "fault (issue 24): its scope, cause and fix, and the candidates left untried.")
 
     @property
     def exit_code(self) -> int:
@@ -105,6 +109,14 @@ class SmokeFailedError(AdvisorError):
 
     def __init__(self, report: SmokeReport) -> None:
         self.report = report
+        d = report.diagnosis
+        if d is not None:
+            skipped = f", {len(d.not_tried)} more not tried" if d.not_tried else ""
+            super().__init__(
+                f"no configuration passed the smoke test of {report.model}: {d.scope}-level failure, the same for "
+                f"{len(d.attempts)} configuration{'s' if len(d.attempts) != 1 else ''}{skipped}: {d.error}. "
+                f"Cause: {d.cause}. Fix: {d.fix}" + (f" ({d.code})" if d.code else ""))
+            return
         causes = "; ".join(f"{a.label}: {a.error}" for a in report.attempts[:3])
         more = f" (and {len(report.attempts) - 3} more)" if len(report.attempts) > 3 else ""
         super().__init__(f"no configuration passed the smoke test of {report.model}: {causes}{more}")
@@ -305,7 +317,20 @@ def _reference_kwargs(trials: Sequence[tuple[str, dict[str, Any]]]) -> dict[str,
     kwargs: dict[str, Any] = {key: "float32", "attn_implementation": "eager"}
     if any(kw.get("device_map") for _, kw in trials):
         kwargs["device_map"] = "auto"
+    if any("use_kernels" in kw for _, kw in trials) or _reads_use_kernels():
+        kwargs["use_kernels"] = False  # issue 24: the reference keeps torch's own layers, and needs no Hub kernel
     return kwargs
+
+
+def _reads_use_kernels() -> bool:
+    """Whether the installed transformers' from_pretrained reads `use_kernels` (4.53 on; before, the keyword
+    would reach the model's __init__ and raise TypeError)."""
+    from advisor.knowledge.installed import installed_version
+    from advisor.knowledge.releases import load_release_constraints
+
+    version = installed_version()
+    run = load_release_constraints().at("use_kernels_default", version) if version else None
+    return run is not None and run.value is not None
 
 
 def _attempt(label: str, kwargs: dict[str, Any], result: Mapping[str, Any]) -> Attempt:
@@ -350,6 +375,8 @@ def run_smoke(
         "generate_tokens": generate_tokens,
     }
     attempts: list[Attempt] = []
+    reference_error: str | None = None
+    diagnosis: SmokeDiagnosis | None = None
     with temp_dir("smoke-") as tmp:  # inside this run's folder, swept by the next run after a SIGKILL
         reference_file: str | None = None
         reference = "not computed (comparison turned off); outputs were not compared"
@@ -362,6 +389,7 @@ def run_smoke(
                 reference_file = wanted
                 reference = f"float32 / eager on {result.get('device')}; inputs: {result.get('inputs')}"
             else:
+                reference_error = str(result.get("error"))
                 reference = f"float32 / eager reference failed ({result.get('error')}); outputs were not compared"
         for index, (label, kwargs) in enumerate(trials):
             request = {**base, "role": "attempt", "index": index, "from_pretrained": kwargs,
@@ -372,13 +400,21 @@ def run_smoke(
             attempts.append(_attempt(label, kwargs, result))
             if attempts[-1].ok and not all_candidates:
                 break
+            if len(attempts) == 2 and not all_candidates:
+                # issue 24: two configurations failing alike is not their fault; the others would fail too
+                diagnosis = diagnose(attempts, not_tried=[t[0] for t in trials[2:]], reference_error=reference_error)
+                if diagnosis is not None:
+                    break
     passed = next((a for a in attempts if a.ok), None)
+    if passed is None and diagnosis is None:
+        diagnosis = diagnose(attempts, reference_error=reference_error)
     return SmokeReport(
         ok=passed is not None,
         model=model.display,
         reference=reference,
         config=dict(passed.from_pretrained) if passed else None,
         attempts=attempts,
+        diagnosis=diagnosis,
     )
 
 

@@ -31,6 +31,7 @@ from advisor.inputs import SNAPSHOT_MAX_BYTES, InputFileError, field_name, print
 from advisor.knowledge import Knowledge, load_knowledge
 from advisor.knowledge.schema import GpuRow
 from advisor.probe.host import probe_host
+from advisor.probe.hub_access import probe_hub_access
 from advisor.probe.packages import LIBRARIES, probe_libraries
 from advisor.probe.torch_info import sdpa_backends
 from advisor.snapshot_schema import snapshot_problem
@@ -148,6 +149,7 @@ def environment_for_gpus(
         gpus=gpus,
         torch=_synthetic_torch(torch_version, gpus),
         libraries=libraries,
+        hub=probe_hub_access(),  # this machine's Hub variables, as its libraries
     )
 
 

@@ -5,6 +5,8 @@ and may fail for one model's optional dependency; the parent stays light and onl
 
     python -m advisor.knowledge.derive_worker info        # model types, positions, Hub-kernel mapping
     python -m advisor.knowledge.derive_worker attention   # stdin: [shard, of]; an AttentionSupportTable
+    python -m advisor.knowledge.derive_worker kernels     # stdin: [{key, config, architecture}]; the mapping
+                                                          # and the kernel layers each model has
 """
 
 from __future__ import annotations
@@ -64,6 +66,58 @@ def hub_kernel_mapping() -> dict[str, Any] | None:
     return out
 
 
+def kernel_layers(model: Any) -> list[str]:
+    """The kernel layer names `kernels.kernelize` looks up for this model, read as kernelize walks it (kernels
+    0.19.1 layer/kernelize.py:269-296): each module whose class carries `kernel_layer_name` (set by
+    `use_kernel_forward_from_hub`) and whose `kernel_condition` holds, and each function attached to a module
+    by `use_kernelized_func` (its `_kernel_funcs`). A condition that cannot be evaluated here (meta tensors)
+    counts the layer: kernelize would ask for its kernel. In the order kernelize first meets them (the first
+    kernel it loads is the first that can fail)."""
+    names: dict[str, None] = {}
+    for module in model.modules():
+        for func in getattr(module, "_kernel_funcs", {}).values():
+            name = getattr(type(func), "kernel_layer_name", None) or getattr(func, "kernel_layer_name", None)
+            if name:
+                names.setdefault(str(name))
+        name = getattr(type(module), "kernel_layer_name", None)
+        if not name:
+            continue
+        condition = getattr(type(module), "kernel_condition", None)
+        try:
+            skipped = condition is not None and not condition(module)
+        except Exception:  # noqa: BLE001 - unknown on meta: kernelize would try the kernel
+            skipped = False
+        if not skipped:
+            names.setdefault(str(name))
+    return list(names)
+
+
+def kernels(requests: list[dict[str, Any]]) -> dict[str, Any]:
+    """The release's Hub-kernel mapping and, for each requested config (built on the meta device, as
+    `advisor.model.build_on_meta` builds it), the kernel layers it has; null where the build fails."""
+    import transformers
+
+    from advisor.model import build_on_meta
+
+    try:
+        from importlib import metadata
+
+        kernels_version: str | None = metadata.version("kernels")
+    except Exception:  # noqa: BLE001 - not installed
+        kernels_version = None
+    layers: dict[str, list[str] | None] = {}
+    errors: dict[str, str] = {}
+    for item in requests:
+        try:
+            model = build_on_meta(item["config"], item.get("architecture"), bool(item.get("trust_remote_code")))
+            layers[item["key"]] = kernel_layers(model)
+        except Exception as exc:  # noqa: BLE001 - a class that refuses the config: unknown, never guessed
+            layers[item["key"]] = None
+            errors[item["key"]] = f"{type(exc).__name__}: {str(exc)[:200]}"
+    return {"transformers": transformers.__version__, "kernels": kernels_version,
+            "mapping": hub_kernel_mapping(), "layers": layers, "errors": errors}
+
+
 def info() -> dict[str, Any]:
     import transformers
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES  # type: ignore[attr-defined]
@@ -99,6 +153,8 @@ def main(argv: list[str]) -> int:
             answer = info()
         elif part == "attention":
             answer = attention(payload)
+        elif part == "kernels":
+            answer = kernels(payload or [])
         else:
             return 2
     json.dump(answer, sys.stdout)

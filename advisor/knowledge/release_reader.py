@@ -64,6 +64,18 @@ class Release:
             self._tree[path] = ast.parse(text) if text is not None else None
         return self._tree[path]
 
+    def metadata_path(self) -> str | None:
+        """`transformers-X.dist-info/METADATA`: the wheel's, or the installed distribution's beside the package
+        (where pip writes it; the one of this release when several are there)."""
+        if self._zip is not None:
+            names = [n for n in self._zip.namelist() if re.fullmatch(r"transformers-[^/]+\.dist-info/METADATA", n)]
+        else:
+            assert self._root is not None
+            names = [f"{p.parent.name}/METADATA" for p in self._root.glob("transformers-*.dist-info/METADATA")]
+        own = [n for n in names if n.startswith(f"transformers-{self.version}.dist-info/")]
+        found = own or sorted(names)
+        return found[0] if found else None
+
 
 def fact(value: Any, file: str, line: int | None) -> Fact:
     return {"value": value, "file": file.removeprefix("transformers/"), "line": line}
@@ -422,6 +434,86 @@ def right_padding(r: Release) -> Fact:
     return fact(None, path, None)
 
 
+def use_kernels_default(r: Release) -> Fact:
+    """What `from_pretrained` does without `use_kernels`: True where it turns Hub kernels on (5.25:
+    `elif use_kernels is None: use_kernels = True`, cited there), False where the keyword defaults to off (cited
+    at its `kwargs.pop`), null where from_pretrained does not read the keyword at all (before 4.53: it then
+    reaches the model's `__init__`, which raises TypeError; cited at from_pretrained's def)."""
+    fn = _from_pretrained(r)
+    assert fn is not None, f"{r.version}: no PreTrainedModel.from_pretrained"
+    line = _kwarg_pop(fn, "use_kernels")
+    if line is None:
+        return fact(None, MODELING_UTILS, fn.lineno)
+    for node in ast.walk(fn):
+        if not (isinstance(node, ast.If) and _is_none_test(node.test, "use_kernels")):
+            continue
+        for stmt in node.body:
+            if (isinstance(stmt, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "use_kernels"
+                                                     for t in stmt.targets)
+                    and isinstance(stmt.value, ast.Constant) and stmt.value.value is True):
+                return fact(True, MODELING_UTILS, stmt.lineno)
+    return fact(False, MODELING_UTILS, line)
+
+
+def _is_none_test(test: ast.expr, name: str) -> bool:
+    """`name is None`."""
+    return (isinstance(test, ast.Compare) and isinstance(test.left, ast.Name) and test.left.id == name
+            and len(test.ops) == 1 and isinstance(test.ops[0], ast.Is)
+            and isinstance(test.comparators[0], ast.Constant) and test.comparators[0].value is None)
+
+
+def _string_set(node: ast.expr | None) -> list[str] | None:
+    if isinstance(node, (ast.Set, ast.Tuple, ast.List)) and all(_str_const(e) is not None for e in node.elts):
+        return sorted(str(_str_const(e)) for e in node.elts)
+    return None
+
+
+def hub_kernels_env(r: Release) -> Fact:
+    """How `USE_HUB_KERNELS` switches Hub kernels off: `{"variable", "default", "true"}` (the values read as on;
+    anything else is off), case-folded as the release compares it. 5.25: `_kernels_enabled()` calls
+    `is_env_variable_true("USE_HUB_KERNELS", default="YES")` on every load (true: 1, on, true, y, yes);
+    5.0-5.24: read once at import, `.upper() in ENV_VARS_TRUE_VALUES` (1, ON, TRUE, YES). Null where the release
+    reads no such variable. Cited at the line reading it."""
+    tree = r.tree(HUB_KERNELS)
+    if tree is None:
+        return fact(None, HUB_KERNELS, None)
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and node.args and _str_const(node.args[0]) == "USE_HUB_KERNELS"):
+            continue
+        default = next((_str_const(k.value) for k in node.keywords if k.arg == "default"), None)
+        default = default or (_str_const(node.args[1]) if len(node.args) > 1 else None)
+        name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+        true: list[str] | None = None
+        if name == "is_env_variable_true":
+            helper = _function(r, IMPORT_UTILS, "is_env_variable_true")
+            found = [s for n in ast.walk(helper) if (s := _string_set(n if isinstance(n, ast.expr) else None))] \
+                if helper is not None else []
+            true = found[0] if found else None
+        else:  # os.environ.get(...).upper() compared with ENV_VARS_TRUE_VALUES
+            found_set = _module_assign(r, IMPORT_UTILS, "ENV_VARS_TRUE_VALUES")
+            true = _string_set(found_set[0]) if found_set else None
+        values = sorted({v.lower() for v in true}) if true else None
+        return fact({"variable": "USE_HUB_KERNELS", "default": default, "true": values}, HUB_KERNELS, node.lineno)
+    return fact(None, HUB_KERNELS, None)
+
+
+_REQUIRES_KERNELS = re.compile(r"^Requires-Dist:\s*kernels\s*([^;]*?)\s*(;.*)?$")
+
+
+def kernels_required(r: Release) -> Fact:
+    """The `kernels` requirement pip installs with transformers itself: the wheel's `Requires-Dist: kernels...`
+    line without an `extra ==` marker (5.25: `kernels<0.20,>=0.19.1`, a core dependency), else null (an extra
+    only, or not named). Read from the wheel's METADATA, or the installed dist-info's."""
+    path = r.metadata_path()
+    if path is None:
+        return fact(None, "METADATA", None)
+    for number, line in enumerate((r.text(path) or "").splitlines(), start=1):
+        m = _REQUIRES_KERNELS.match(line.strip())
+        if m and "extra" not in (m.group(2) or ""):
+            return fact(m.group(1).replace(" ", "") or "", path, number)
+    return fact(None, path, None)
+
+
 def _hub_kernel_entry(r: Release, name: str) -> tuple[ast.Dict, int] | None:
     """The `_HUB_KERNEL_MAPPING[name]` dict literal of hub_kernels.py and its line."""
     found = _module_assign(r, HUB_KERNELS, "_HUB_KERNEL_MAPPING")
@@ -586,6 +678,9 @@ EXTRACTORS: dict[str, Callable[[Release], Fact]] = {
     "dtype_kwarg": dtype_kwarg,
     "dtype_default": dtype_default,
     "right_padding": right_padding,
+    "use_kernels_default": use_kernels_default,
+    "hub_kernels_env": hub_kernels_env,
+    "kernels_required": kernels_required,
     "fp8_hub_kernel": fp8_hub_kernel,
     "fp8_kernel_version": fp8_kernel_version,
     "quantize_ops_call": quantize_ops_call,

@@ -21,6 +21,7 @@ from advisor.facts import (
 )
 from advisor.knowledge import Knowledge, load_knowledge
 from advisor.probe.host import probe_host
+from advisor.probe.hub_access import probe_hub_access
 from advisor.probe.kernels import device_dtypes, kernel_specs, not_run, run_kernels
 from advisor.probe.nvml import NvmlGpu, NvmlResult, probe_nvml
 from advisor.probe.packages import probe_libraries
@@ -252,4 +253,5 @@ def collect_environment(
         torch=torch_info,
         libraries=libs,
         kernel_runs=runs,
+        hub=probe_hub_access(),
     )

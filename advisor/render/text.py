@@ -141,6 +141,9 @@ def _recommend(r: Any, color: bool, verbose: bool = False) -> list[str]:
         ]
         if r.tokenizer:
             lines.append("Tokenizer: " + ", ".join(f"{k}={v!r}" for k, v in r.tokenizer.items()))
+        kernels = getattr(r, "hub_kernels", None)
+        if kernels is not None and (kernels.kernelizes or kernels.emit is not None or kernels.requested is not None):
+            lines.append(f"Hub kernels: {kernels.summary()}")
         ort = r.onnxruntime
         lines.append("ONNX Runtime: " + (f"available: {ort['call']}" if ort["available"] else "not available: " + "; ".join(ort["reasons"])))
     notes = [f for f in r.findings if f.severity.value in ("warn", "fail", "info")]
@@ -199,14 +202,26 @@ def _matrix(r: Any, color: bool) -> list[str]:
 def _smoke(r: Any, color: bool) -> list[str]:
     lines = [f"Smoke test: {r.model}", f"Reference: {r.reference}", ""]
     lines.append(f"  {'configuration':<45} {'ok':<4} {'load s':>7} {'latency ms':>11} {'tok/s':>8} {'peak mem':>10} {'max|diff|':>10}")
+    shared = getattr(r, "diagnosis", None)
     for a in r.attempts:
         if a.ok:
             lines.append(
                 f"  {a.label:<45} {'yes':<4} {seconds(a.load_seconds):>7} {millis(a.latency_ms):>11} "
                 f"{a.tokens_per_second or 0:>8.1f} {_gib(a.peak_memory_bytes):>10} {diff(a.max_abs_diff):>10}"
             )
+        elif shared is not None and a.label in shared.attempts:
+            lines.append(f"  {a.label:<45} {_mark('fail', color)} the {shared.scope}-level error below")
         else:
             lines.append(f"  {a.label:<45} {_mark('fail', color)} {a.error}")
+    if shared is not None:
+        scope = "the model" if shared.scope == "model" else "the environment" if shared.scope == "environment" \
+            else "the model or the environment"
+        lines += ["", f"Not the configurations' fault ({scope}): every configuration tried failed with", f"  {shared.error}",
+                  f"  cause: {shared.cause}" + (" (the float32 / eager reference failed the same way)" if shared.reference else ""),
+                  f"  fix: {shared.fix}" + (f" ({shared.code})" if shared.code else "")]
+        if shared.not_tried:
+            lines.append(f"  stopped after {len(shared.attempts)}: {len(shared.not_tried)} more configuration"
+                         f"{'s' if len(shared.not_tried) != 1 else ''} not tried ({', '.join(shared.not_tried)})")
     if r.rejected:
         lines += ["", "Rejected up front by the plan (never loaded):"]
         lines += [f"  {rej['option']:<18} {rej['rule']} {rej['reason']}" for rej in r.rejected]

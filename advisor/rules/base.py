@@ -62,6 +62,8 @@ class Context:
     prompt_len: int | None = None
     from_pretrained: dict[str, object] = field(default_factory=dict)  # the kwargs `check --config` was given
     allow_download: bool = False  # the user's own load may download (a Hub kernel on first use: QUANT008)
+    planner: bool = False  # the planner sets `use_kernels` itself (issue 24): KERN001 informs instead of failing
+    memo: dict[object, object] = field(default_factory=dict, compare=False, repr=False)  # per-context answers
 
     @property
     def gpus(self) -> tuple[GpuInfo, ...]:
