@@ -198,3 +198,6 @@ json.dump(summary, open(f"{out}/day0-summary.json", "w"), indent=1)
 print(json.dumps(summary, indent=1)[:4000])
 PY
 echo "total $((SECONDS - START)) s"
+# At most 8 files come back from $OUT: keep the summary and the console, pack the rest into one archive.
+( cd "$OUT" && tar czf day0-details.tar.gz --exclude=day0-summary.json --exclude=console.log --exclude=day0-details.tar.gz ./*.json ./*.txt ./*.py ./*.tsv 2>/dev/null \
+  && find . -maxdepth 1 -type f ! -name day0-summary.json ! -name console.log ! -name day0-details.tar.gz -delete )
