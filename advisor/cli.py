@@ -21,7 +21,7 @@ from advisor.errors import AdvisorError, UsageError
 from advisor.fileio import check_output, is_stdout, write_output
 from advisor.quant_methods import METHOD_QUANTIZATIONS
 from advisor.render import OutputFormat, render
-from advisor.render.escape import terminal_safe
+from advisor.render.escape import encodable, terminal_safe
 
 __all__ = ["main"]
 
@@ -122,7 +122,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
                          trust_remote_code=args.trust_remote_code, prefer=args.prefer,
                          measurements=not args.no_measurements, **_target(args))
     if args.format == "python" and not plan.ok:  # stdout (or -o) only ever receives Python
-        sys.stderr.write(f"advisor: no Python to write: {plan.verdict}\n")
+        sys.stderr.write(f"advisor: no Python to write: {terminal_safe(plan.verdict, keep_newlines=False)}\n")
         return 1
     _emit(args, plan, "recommend")
     return 0 if plan.ok else 1
@@ -153,7 +153,7 @@ def _check_suite(args: argparse.Namespace) -> int:
         from advisor.render.github import step_summary
 
         with open(summary, "a", encoding="utf-8") as handle:
-            handle.write(step_summary(suite))
+            handle.write(encodable(step_summary(suite)))
     return 0 if suite.ok else 1
 
 
@@ -210,7 +210,7 @@ def cmd_smoke(args: argparse.Namespace) -> int:
         from advisor.render.onnx import onnx_text
 
         onnx = run_onnx_smoke_command(args)
-        _write(args, onnx_text(onnx) if args.format == "text" else onnx.model_dump_json(indent=2) + "\n")
+        _write(args, onnx_text(onnx) if args.format == "text" else render(onnx, OutputFormat.JSON, kind="smoke"))
         return onnx.exit_code
     from advisor.smoke_cli import run_smoke_command
 
@@ -443,7 +443,8 @@ def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
     except Exception as exc:  # a bug: still one line, the traceback only on request
         if os.environ.get("ADVISOR_DEBUG"):
             raise
-        sys.stderr.write(f"advisor: internal error: {type(exc).__name__}: {exc} (set ADVISOR_DEBUG=1 for the traceback)\n")
+        problem = terminal_safe(f"{type(exc).__name__}: {exc}", keep_newlines=False)
+        sys.stderr.write(f"advisor: internal error: {problem} (set ADVISOR_DEBUG=1 for the traceback)\n")
         return 3
 
 
