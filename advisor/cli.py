@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 from pydantic import BaseModel
 
-from advisor import analysis_cache, api, interrupts
+from advisor import analysis_cache, api, cache_root, interrupts
 from advisor.errors import AdvisorError, UsageError
 from advisor.fileio import check_output, is_stdout, write_output
 from advisor.quant_methods import METHOD_QUANTIZATIONS
@@ -424,6 +424,8 @@ def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
             with contextlib.ExitStack() as stack:
                 if getattr(args, "no_cache", False):
                     stack.enter_context(analysis_cache.disabled())
+                if analysis_cache.enabled() and func is not cmd_explain:
+                    cache_root.check_root()  # a file where the cache folder belongs: exit 2, never replaced
                 if getattr(args, "simulate", False):
                     from advisor.estimate.adapter import always_simulate
 
