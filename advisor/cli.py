@@ -452,7 +452,12 @@ def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return _run(args.func, args)
+    if getattr(args, "allow_download", False):
+        return _run(args.func, args)
+    from advisor.offline import offline
+
+    with offline():  # set before anything imports huggingface_hub: no request leaves without --allow-download
+        return _run(args.func, args)
 
 
 if __name__ == "__main__":
