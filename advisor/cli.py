@@ -268,6 +268,10 @@ def _measurement_options(p: argparse.ArgumentParser, prefer: bool = True) -> Non
                    help="ignore measurements (the local store of `advisor tune` and the shipped ones)")
 
 
+MAX_COUNT = 2**31 - 1  # issue 25: a count past a C int (tensor sizes, token positions) is not a workload
+MAX_SECONDS = 1_000_000.0  # issue 25: --timeout 1e308 overflowed poll()'s milliseconds (its limit is ~24.8 days)
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -275,6 +279,8 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    if value > MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"{text[:40]} is more than {MAX_COUNT:,}")
     return value
 
 
@@ -286,6 +292,8 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be a finite number of seconds above 0, e.g. 600")
+    if value > MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"{text!r} is more than {MAX_SECONDS:,.0f} seconds (11 days)")
     return value
 
 
