@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 from pydantic import BaseModel
 
-from advisor import analysis_cache, api, cache_root, interrupts
+from advisor import analysis_cache, api, cache_root, interrupts, rundir
 from advisor.errors import AdvisorError, UsageError
 from advisor.fileio import check_output, is_stdout, write_output
 from advisor.quant_methods import METHOD_QUANTIZATIONS
@@ -428,6 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     try:
         with interrupts.handled():  # SIGTERM/SIGHUP unwind like Ctrl-C: children killed, temp folders removed
+            rundir.sweep_stale()  # what a SIGKILLed run left, whatever this command is
             _preflight(args)
             with contextlib.ExitStack() as stack:
                 if getattr(args, "no_cache", False):
