@@ -11,7 +11,7 @@ from jinja2 import PackageLoader, StrictUndefined, select_autoescape
 from pydantic import BaseModel
 
 from advisor.render import text
-from advisor.render.escape import encodable, json_safe, markup_safe, workflow_safe
+from advisor.render.escape import code_block, encodable, json_safe, markup_safe, workflow_safe
 
 __all__ = ["OutputFormat", "render", "to_json"]
 
@@ -33,6 +33,7 @@ _JINJA = Jinja(
     keep_trailing_newline=True,
     finalize=markup_safe,  # every interpolated value HTML-escaped, Markdown included (render/escape.py)
 )
+_JINJA.filters["code_block"] = code_block
 
 
 def to_json(obj: BaseModel | dict[str, Any]) -> str:

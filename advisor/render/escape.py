@@ -33,7 +33,7 @@ from jinja2 import pass_eval_context
 from jinja2.nodes import EvalContext
 from markupsafe import Markup, escape
 
-__all__ = ["encodable", "json_safe", "markdown_text", "markup_safe", "terminal_safe", "text_output", "workflow_safe",
+__all__ = ["code_block", "encodable", "json_safe", "markdown_text", "markup_safe", "terminal_safe", "text_output", "workflow_safe",
            "xml_safe"]
 
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
@@ -60,8 +60,16 @@ def markup_safe(eval_ctx: EvalContext, value: Any) -> Any:
     """
     if isinstance(value, Markup) or value is None or isinstance(value, (bool, int, float)):
         return value
-    text = terminal_safe(str(value))
-    return escape(text) if eval_ctx.autoescape else text.replace("<", "&lt;")
+    if eval_ctx.autoescape:
+        return escape(terminal_safe(str(value)))
+    # Markdown (issue 25): a value's own line break would let it start a heading, a table row or a command line
+    return terminal_safe(str(value), keep_newlines=False).replace("<", "&lt;")
+
+
+def code_block(value: Any) -> Markup:
+    """Jinja filter for a multi-line value inside a fenced code block (shown as written there): control
+    characters escaped, line breaks kept, no HTML escaping (a fence shows `&lt;` literally)."""
+    return Markup(terminal_safe(str(value)))
 
 
 def encodable(text: str) -> str:

@@ -255,3 +255,18 @@ def test_property_fleet_html_markdown_and_text(models: list[str], machine: str, 
     assert "<script" not in markdown.lower() and "<img" not in markdown.lower()
     _assert_no_hijack(markdown, "markdown")
     _assert_no_hijack(fleet_text(fleet), "text")
+
+
+def test_a_name_cannot_start_a_line_of_a_markdown_report(cli: Any, tmp_path: Path) -> None:
+    """doctor --format markdown: a value's own line breaks are shown as escapes, so it opens no heading or row."""
+    folder = _model(tmp_path, HOSTILE)
+    snapshot = json.loads(ENV.read_text())
+    snapshot["description"] = HOSTILE  # the target's name in the report's heading
+    env = tmp_path / "env.json"
+    env.write_text(json.dumps(snapshot))
+    code, out, err = cli("doctor", str(folder), "--env", str(env), "--format", "markdown")
+    assert code in (0, 1), err
+    lines = out.split("\n")
+    assert not any(line.startswith(("# heading", "| col |", "x ##[")) for line in lines), out
+    assert "# heading" in out  # still shown, inside its line
+    assert "```python" in out and "model.eval()\n" in out  # the code block keeps its own lines
