@@ -99,7 +99,7 @@ def _peak_rss_kib(argv: list[str]) -> int:
     """The child's own peak resident set (wait4), not the test process's."""
     proc = subprocess.Popen([sys.executable, "-m", "advisor", *argv], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 240  # a loaded CI machine: the start-up, not the manifest, is what takes time
     while time.monotonic() < deadline:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
@@ -109,7 +109,7 @@ def _peak_rss_kib(argv: list[str]) -> int:
         time.sleep(0.05)
     proc.kill()
     proc.wait()
-    raise AssertionError("the advisor did not finish within 60 s")
+    raise AssertionError("the advisor did not finish within 240 s")
 
 
 def test_a_40_mib_manifest_is_refused_by_its_size(cli: Any, deadline: Any, tmp_path: Path) -> None:

@@ -62,7 +62,7 @@ def offline_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def _run(env: dict[str, str], *argv: str, timeout: float = 300) -> tuple[int, str, list[str]]:
+def _run(env: dict[str, str], *argv: str, timeout: float = 600) -> tuple[int, str, list[str]]:
     done = subprocess.run([sys.executable, "-m", "advisor", *argv], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=timeout, check=False)
     log = Path(env["ADVISOR_TEST_NETLOG"])
