@@ -66,11 +66,8 @@ def check_root(path: Path | None = None) -> None:
     root = path if path is not None else cache_dir()
     try:
         st = os.stat(root)
-    except FileNotFoundError:
+    except (OSError, ValueError):  # missing (created on first write) or unreachable: the cache is simply not used
         return
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"cache folder {_shown(root)} cannot be used ({getattr(exc, 'strerror', None) or exc}); "
-                         f"set {CACHE_DIR_ENV} to a folder, or pass --no-cache") from None
     if not stat.S_ISDIR(st.st_mode):
         raise UsageError(f"cache folder {_shown(root)} is not a folder; the advisor never replaces it: set "
                          f"{CACHE_DIR_ENV} to a folder (it is created if missing), or pass --no-cache")
