@@ -7,8 +7,14 @@ user cache directory (platformdirs), or `$ADVISOR_CACHE_DIR`.
 
 Keys are (kind, hash of the content, transformers version, extra). Writes go to a temporary file and are
 renamed into place, so concurrent writers never leave a torn entry (the last one wins, and both wrote the
-same answer). Anything unreadable (a truncated file, foreign JSON, a file where a folder should be, a
-read-only disk) is a miss: the caller recomputes and the entry is rewritten. The cache never raises.
+same answer). Anything unreadable (a truncated file, foreign JSON, a read-only disk) is a miss: the caller
+recomputes and the entry is rewritten. The cache never raises.
+
+Issue 25: the folder is untrusted content on a trusted path (`advisor/cache_root.py`). Every folder and entry
+below it is opened with O_NOFOLLOW relative to its parent, so a planted symlink is never read or written
+through; an entry is read only when it is a regular file of at most ENTRY_MAX_BYTES, and its value must pass
+the bounds of its kind (`advisor/cache_entries.py`) or it is a miss. A path that is not a folder is never
+replaced, and nothing is replaced or removed in a folder the advisor did not create.
 
 Off switch: `ADVISOR_NO_CACHE=1`, or the CLI's `--no-cache` (which uses `disabled()`).
 """
@@ -21,12 +27,15 @@ import hashlib
 import json
 import os
 import re
-import tempfile
+import secrets
+import stat
 from collections.abc import Callable, Iterator
 from functools import lru_cache, cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
+
+from advisor import cache_root
 
 T = TypeVar("T")
 
@@ -44,7 +53,7 @@ __all__ = [
     "transformers_version",
 ]
 
-CACHE_DIR_ENV = "ADVISOR_CACHE_DIR"
+CACHE_DIR_ENV = cache_root.CACHE_DIR_ENV
 NO_CACHE_ENV = "ADVISOR_NO_CACHE"
 _FORMAT = "v1"  # bump when the entry layout changes; old entries are then simply never read
 _KIND = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -53,14 +62,7 @@ _off: contextvars.ContextVar[bool] = contextvars.ContextVar("advisor_cache_off",
 
 def cache_dir() -> Path:
     """`$ADVISOR_CACHE_DIR`, else the platform's user cache folder for the advisor."""
-    override = os.environ.get(CACHE_DIR_ENV)
-    if override:
-        return Path(override).expanduser()
-    try:
-        from platformdirs import user_cache_dir
-    except ImportError:  # a core dependency, but a hand-made environment may lack it: the XDG default then
-        return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "inference-advisor"
-    return Path(user_cache_dir("inference-advisor", appauthor=False))
+    return cache_root.cache_dir()
 
 
 def enabled() -> bool:
@@ -101,27 +103,50 @@ def _key(kind: str, content: Any, transformers: str | None, extra: str) -> dict[
     return {"kind": kind, "content": content_hash(content), "transformers": transformers, "extra": extra}
 
 
-def _path(key: dict[str, str | None]) -> Path:
-    return cache_dir() / _FORMAT / str(key["kind"]) / f"{content_hash(key)}.json"
+def _name(key: dict[str, str | None]) -> str:
+    return f"{content_hash(key)}.json"
 
 
 def get(kind: str, content: Any, *, transformers: str | None, extra: str = "") -> Any | None:
-    """The value stored for this key, or None on a miss (absent, corrupt, foreign, or cache off)."""
+    """The value stored for this key, or None on a miss (absent, corrupt, foreign, out of bounds, or cache off)."""
     if not enabled():
         return None
     key = _key(kind, content, transformers, extra)
-    path = _path(key)
+    name = _name(key)
+    with cache_root.open_root(create=False) as root:
+        if root is None:
+            return None
+        with _folder(root.fd, (_FORMAT, kind), create=False) as folder:
+            if folder is None:
+                return None
+            try:
+                raw = cache_root.read_entry(folder, name)
+            except ValueError:  # a symlink, FIFO, device or oversized file: not ours, left alone
+                return None
+            if raw is None:
+                return None
+            value = _entry_value(raw, key)
+            if value is _MISS:
+                if root.owned:
+                    _discard(folder, name)
+                return None
+            return value
+
+
+_MISS = object()
+
+
+def _entry_value(raw: bytes, key: dict[str, str | None]) -> Any:
+    """The entry's value when it is this key's and within the bounds of its kind, else _MISS."""
+    from advisor.cache_entries import valid_value
+
     try:
-        entry = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError, ValueError):
-        _discard(path)
-        return None
+        entry = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return _MISS
     if not isinstance(entry, dict) or entry.get("key") != key or "value" not in entry:
-        _discard(path)
-        return None
-    return entry["value"]
+        return _MISS
+    return entry["value"] if valid_value(str(key["kind"]), entry["value"]) else _MISS
 
 
 def put(kind: str, content: Any, value: Any, *, transformers: str | None, extra: str = "") -> None:
@@ -129,43 +154,65 @@ def put(kind: str, content: Any, value: Any, *, transformers: str | None, extra:
     if not enabled():
         return
     key = _key(kind, content, transformers, extra)
-    path = _path(key)
+    name = _name(key)
     data = json.dumps({"key": key, "value": value}).encode("utf-8")  # key order of values kept
-    for _ in range(2):  # a second try after clearing a file that blocks a folder of the path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        except (FileExistsError, NotADirectoryError):
-            _clear_blocking_file(path.parent)
-            continue
-        except OSError:
-            return
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.replace(tmp, path)
-        except OSError:
-            Path(tmp).unlink(missing_ok=True)
+    if len(data) > cache_root.ENTRY_MAX_BYTES:
         return
+    with cache_root.open_root(create=True) as root:
+        if root is None or not root.owned:  # not a folder, or one the advisor did not create: never written
+            return
+        with _folder(root.fd, (_FORMAT, kind), create=True) as folder:
+            if folder is not None:
+                _write(folder, name, data)
 
 
-def _discard(path: Path) -> None:
+@contextlib.contextmanager
+def _folder(parent: int, names: tuple[str, ...], *, create: bool) -> Iterator[int | None]:
+    """The folder `parent/names...`, each step opened without following a symlink."""
+    opened: list[int] = []
+    try:
+        fd: int | None = parent
+        for name in names:
+            fd = cache_root.open_dir(fd, name, create=create)
+            if fd is None:
+                break
+            opened.append(fd)
+        yield fd
+    finally:
+        for fd in opened:
+            os.close(fd)
+
+
+def _write(folder: int, name: str, data: bytes) -> None:
+    """A temporary file in the entry's folder, renamed over the entry, unless that name is not a regular file."""
+    try:
+        existing = os.stat(name, dir_fd=folder, follow_symlinks=False)
+    except FileNotFoundError:
+        existing = None
+    except OSError:
+        return
+    if existing is not None and not stat.S_ISREG(existing.st_mode):
+        return  # a symlink, FIFO or folder under an entry's name is left as it is
+    tmp = f".{name}.{secrets.token_hex(8)}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+                     | getattr(os, "O_CLOEXEC", 0), 0o600, dir_fd=folder)
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, name, src_dir_fd=folder, dst_dir_fd=folder)
+    except OSError:  # ENOSPC, EROFS, EDQUOT...: no cache this time
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=folder)
+
+
+def _discard(folder: int, name: str) -> None:
+    """Remove a corrupt entry: a regular file under an entry's name in the advisor's own folder."""
     with contextlib.suppress(OSError):
-        if path.is_dir():
-            return
-        path.unlink()
-
-
-def _clear_blocking_file(folder: Path) -> None:
-    """A plain file where one of our folders belongs (a corrupted cache): remove it so the folder can exist."""
-    root = cache_dir()
-    for parent in (folder, *folder.parents):
-        if parent.exists() and not parent.is_dir():
-            with contextlib.suppress(OSError):
-                parent.unlink()
-            return
-        if parent == root or parent == parent.parent:
-            return
+        if stat.S_ISREG(os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode):
+            os.unlink(name, dir_fd=folder)
 
 
 @cache

@@ -150,7 +150,41 @@ def parse_config(data: dict[str, Any], *, source: str = "the config") -> dict[st
     if unknown:
         raise UsageError(f"config has keys the advisor cannot check: {', '.join(unknown)}; "
                          "give from_pretrained kwargs such as dtype, attn_implementation, quantization_config, device_map")
+    _check_kwarg_types(data, source)
     return data
+
+
+def _check_kwarg_types(data: dict[str, Any], source: str) -> None:
+    """Issue 25: each kwarg of the type from_pretrained takes (the manifest's schema), or one UsageError line;
+    `attn_implementation: 7` crashed, a `device_map` list gave exit 1 and a string `quantization_config` exit 0."""
+    from pydantic import ValidationError
+
+    from advisor.inputs import field_name
+    from advisor.manifest import FromPretrained
+    from advisor.prequantized import QuantizationFields
+
+    try:
+        FromPretrained.model_validate({k: v for k, v in data.items() if v is not None})
+        if isinstance(data.get("quantization_config"), dict):
+            QuantizationFields.model_validate(data["quantization_config"])
+    except ValidationError as exc:
+        errors = exc.errors()
+        locs = [_plain_loc(e["loc"]) for e in errors]
+        first, loc = errors[0], locs[0]
+        if exc.title == "QuantizationFields":
+            loc = ("quantization_config", *loc)
+        msg = str(first["msg"]).removeprefix("Value error, ")
+        if locs.count(locs[0]) > 1:  # every branch of a union failed: no one branch's wording fits
+            msg = "not a type from_pretrained accepts here"
+        got = repr(first.get("input"))
+        got = (got if len(got) <= 40 else got[:37] + "...").encode("ascii", "backslashreplace").decode("ascii")
+        raise UsageError(f"{source}: field {field_name(loc)}: {msg} (got {got}); fix the config") from None
+
+
+def _plain_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A pydantic location without the union branch names it inserts (`str`, `dict[str,...]`, `function-...`)."""
+    return tuple(p for p in loc if not (isinstance(p, str) and (
+        "[" in p or p.startswith(("function-", "constrained-")) or p in ("str", "int", "bool", "float", "none"))))
 
 
 def _config_candidate(config: dict[str, Any], ctx: Context, spec: ModelSpec, attn: str | None, dtype: str | None,

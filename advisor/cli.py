@@ -18,12 +18,12 @@ from typing import Any, NoReturn
 
 from pydantic import BaseModel
 
-from advisor import analysis_cache, api, interrupts
+from advisor import analysis_cache, api, cache_root, interrupts, rundir
 from advisor.errors import AdvisorError, UsageError
 from advisor.fileio import check_output, is_stdout, write_output
 from advisor.quant_methods import METHOD_QUANTIZATIONS
 from advisor.render import OutputFormat, render
-from advisor.render.escape import terminal_safe
+from advisor.render.escape import encodable, terminal_safe
 
 __all__ = ["main"]
 
@@ -186,7 +186,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
                          trust_remote_code=args.trust_remote_code, prefer=args.prefer,
                          measurements=not args.no_measurements, **_target(args))
     if args.format == "python" and not plan.ok:  # stdout (or -o) only ever receives Python
-        sys.stderr.write(f"advisor: no Python to write: {plan.verdict}\n")
+        sys.stderr.write(f"advisor: no Python to write: {terminal_safe(plan.verdict, keep_newlines=False)}\n")
         return 1
     _emit(args, plan, "recommend")
     return 0 if plan.ok else 1
@@ -217,7 +217,7 @@ def _check_suite(args: argparse.Namespace) -> int:
         from advisor.render.github import step_summary
 
         with open(summary, "a", encoding="utf-8") as handle:
-            handle.write(step_summary(suite))
+            handle.write(encodable(step_summary(suite)))
     return 0 if suite.ok else 1
 
 
@@ -274,7 +274,7 @@ def cmd_smoke(args: argparse.Namespace) -> int:
         from advisor.render.onnx import onnx_text
 
         onnx = run_onnx_smoke_command(args)
-        _write(args, onnx_text(onnx) if args.format == "text" else onnx.model_dump_json(indent=2) + "\n")
+        _write(args, onnx_text(onnx) if args.format == "text" else render(onnx, OutputFormat.JSON, kind="smoke"))
         return onnx.exit_code
     from advisor.smoke_cli import run_smoke_command
 
@@ -332,6 +332,10 @@ def _measurement_options(p: argparse.ArgumentParser, prefer: bool = True) -> Non
                    help="ignore measurements (the local store of `advisor tune` and the shipped ones)")
 
 
+MAX_COUNT = 2**31 - 1  # issue 25: a count past a C int (tensor sizes, token positions) is not a workload
+MAX_SECONDS = 1_000_000.0  # issue 25: --timeout 1e308 overflowed poll()'s milliseconds (its limit is ~24.8 days)
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -339,6 +343,8 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    if value > MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"{text[:40]} is more than {MAX_COUNT:,}")
     return value
 
 
@@ -350,6 +356,8 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be a finite number of seconds above 0, e.g. 600")
+    if value > MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"{text!r} is more than {MAX_SECONDS:,.0f} seconds (11 days)")
     return value
 
 
@@ -490,12 +498,15 @@ def build_parser() -> argparse.ArgumentParser:
 def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     try:
         with interrupts.handled():  # SIGTERM/SIGHUP unwind like Ctrl-C: children killed, temp folders removed
+            rundir.sweep_stale()  # what a SIGKILLed run left, whatever this command is
             _preflight(args)
             with contextlib.ExitStack() as stack:
                 stack.enter_context(_library_output(bool(getattr(args, "verbose", False))))
                 stack.enter_context(_progress_lines())
                 if getattr(args, "no_cache", False):
                     stack.enter_context(analysis_cache.disabled())
+                if analysis_cache.enabled() and func is not cmd_explain:
+                    cache_root.check_root()  # a file where the cache folder belongs: exit 2, never replaced
                 if getattr(args, "simulate", False):
                     from advisor.estimate.adapter import always_simulate
 
@@ -515,13 +526,19 @@ def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
     except Exception as exc:  # a bug: still one line, the traceback only on request
         if os.environ.get("ADVISOR_DEBUG"):
             raise
-        sys.stderr.write(f"advisor: internal error: {type(exc).__name__}: {exc} (set ADVISOR_DEBUG=1 for the traceback)\n")
+        problem = terminal_safe(f"{type(exc).__name__}: {exc}", keep_newlines=False)
+        sys.stderr.write(f"advisor: internal error: {problem} (set ADVISOR_DEBUG=1 for the traceback)\n")
         return 3
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return _run(args.func, args)
+    if getattr(args, "allow_download", False):
+        return _run(args.func, args)
+    from advisor.offline import offline
+
+    with offline():  # set before anything imports huggingface_hub: no request leaves without --allow-download
+        return _run(args.func, args)
 
 
 if __name__ == "__main__":

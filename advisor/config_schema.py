@@ -27,6 +27,7 @@ from pydantic import (
 
 from advisor.errors import UsageError
 from advisor.inputs import field_name
+from advisor.prequantized import QuantizationFields
 
 __all__ = [
     "META_MAX_INT",
@@ -116,6 +117,7 @@ class _TopLevel(_SizeFields):
     model_type: Identifier
     architectures: Annotated[list[Identifier], Field(max_length=64)] | None = None
     text_config: _SizeFields | None = None
+    quantization_config: QuantizationFields | None = None  # issue 25: bits, group sizes, quant_method bounded
 
 
 def _problem(error: Any) -> str:

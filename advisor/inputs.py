@@ -24,10 +24,12 @@ __all__ = [
     "MAX_DEPTH",
     "SNAPSHOT_MAX_BYTES",
     "InputFileError",
+    "check_tree",
     "field_name",
     "path_kind",
     "printable",
     "read_json_file",
+    "read_text_file",
 ]
 
 CONFIG_MAX_BYTES = 16 * 1024 * 1024
@@ -196,3 +198,15 @@ def read_json_file(path: Path | str, *, what: str, limit: int = CONFIG_MAX_BYTES
         raise InputFileError(what, shown, f"nested more than {MAX_DEPTH} levels deep; not a config") from None
     _check_tree(value, what, shown)
     return value
+
+
+def check_tree(value: Any, *, what: str, path: Path | str) -> None:
+    """The checks of `read_json_file` (depth, finite numbers) for a tree parsed from another format (issue 25)."""
+    _check_tree(value, what, printable(path))
+
+
+def read_text_file(path: Path | str, *, what: str, limit: int) -> str:
+    """A user's text file read like a config: a regular file only, at most `limit` bytes, strict UTF-8 (issue 25:
+    manifests hung on a FIFO, read /dev/zero until 2.6 GB and had no size cap)."""
+    path = Path(path)
+    return _decode(_read_bytes(path, what, limit), what, printable(path))

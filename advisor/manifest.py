@@ -5,10 +5,18 @@ bad input (exit 2) and its error names the file, the line and the field, so the 
 every key: PyYAML's node marks for YAML; for TOML, whose standard parser keeps no positions, the line of
 the key found by scanning the text along the field's path. A manifest can never enable remote code: a
 `trust_remote_code` key anywhere in it is refused before anything else is read.
+
+Issue 25: a manifest comes from the repository under test, so it is read like a config (`advisor.inputs`: a
+regular file only, at most MANIFEST_MAX_BYTES, strict UTF-8), YAML is composed by a loader that bounds nesting
+and counts every value an alias expands to (an alias bomb is refused, not expanded), the parsed tree may nest
+at most `inputs.MAX_DEPTH` levels, the line index of a TOML file is built in one pass (scanning the text once
+per key was quadratic: a 367 KiB file of escaped keys ran for minutes), and a manifest may ask for at most
+MAX_PAIRS model x target pairs.
 """
 
 from __future__ import annotations
 
+import bisect
 import re
 import sys
 import time
@@ -21,9 +29,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from advisor.errors import AdvisorError, UsageError
 from advisor.facts import SCHEMA_VERSION, Environment
 from advisor.findings import Finding, Severity
+from advisor.inputs import MAX_DEPTH, InputFileError, check_tree, read_text_file
 from advisor.memory import MemoryEstimate
 
 __all__ = [
+    "MANIFEST_MAX_BYTES",
+    "MAX_PAIRS",
+    "MAX_VALUES",
     "CheckSuite",
     "FromPretrained",
     "LoadedManifest",
@@ -40,6 +52,10 @@ __all__ = [
 
 Loc = tuple[str | int, ...]
 DtypeName = Literal["auto", "float32", "float16", "bfloat16"]
+
+MANIFEST_MAX_BYTES = 1024 * 1024  # a thousand models and targets take under 100 KiB
+MAX_VALUES = 200_000  # scalars, lists and mappings, every alias counted each time it is used
+MAX_PAIRS = 10_000  # model x target pairs one run checks (each is a plan: ~0.1 s)
 
 
 class ManifestError(UsageError):
@@ -182,17 +198,80 @@ def _nearest_line(lines: Mapping[str, int], loc: Loc) -> int | None:
     return None
 
 
+class _Bounded(Exception):
+    """A manifest past a structural limit, found while composing (line, problem)."""
+
+    def __init__(self, line: int | None, problem: str) -> None:
+        self.line, self.problem = line, problem
+        super().__init__(problem)
+
+
+def _bounded_loader(text: str) -> Any:
+    """A SafeLoader that refuses nesting deeper than MAX_DEPTH while it composes (before Python's own limit)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        depth = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            self.depth += 1
+            try:
+                if self.depth > MAX_DEPTH:
+                    mark = self.peek_event().start_mark
+                    raise _Bounded(mark.line + 1, f"nested more than {MAX_DEPTH} levels deep; not a manifest")
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+    return Loader(text)
+
+
+def _expanded_size(root: Any) -> int:
+    """How many values `root` stands for with every alias expanded, counted without expanding (each node once)."""
+    import yaml
+
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        children = ([n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode)
+                    else list(node.value) if isinstance(node, yaml.SequenceNode) else [])
+        if done:
+            on_path.discard(key)
+            sizes[key] = min(MAX_VALUES + 1, 1 + sum(sizes[id(c)] for c in children))
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            raise _Bounded(node.start_mark.line + 1, "an alias refers to a value that contains it; not a manifest")
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in sizes)
+    return sizes[id(root)]
+
+
 def _yaml_data(path: Path, text: str) -> tuple[Any, dict[str, int]]:
     import yaml
 
+    loader = _bounded_loader(text)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = loader.get_single_node()
+        if node is not None and _expanded_size(node) > MAX_VALUES:
+            raise _Bounded(None, f"more than {MAX_VALUES:,} values once its aliases are expanded; not a manifest")
+        data = loader.construct_document(node) if node is not None else None
+    except _Bounded as exc:
+        raise ManifestError(path, exc.line, "", exc.problem) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         raise ManifestError(path, mark.line + 1 if mark else None, "", f"not valid YAML ({exc.problem})") from None
     except yaml.YAMLError as exc:
         raise ManifestError(path, None, "", f"not valid YAML ({exc})") from None
+    except RecursionError:
+        raise ManifestError(path, None, "", f"nested more than {MAX_DEPTH} levels deep; not a manifest") from None
+    finally:
+        loader.dispose()
     lines: dict[str, int] = {}
     if node is not None:
         _walk_yaml(path, node, (), lines)
@@ -236,28 +315,76 @@ def _toml_data(path: Path, text: str) -> tuple[Any, dict[str, int]]:
     except toml.TOMLDecodeError as exc:
         found = re.search(r"line (\d+)", str(exc))
         raise ManifestError(path, int(found.group(1)) if found else None, "", f"not valid TOML ({exc})") from None
+    except RecursionError:  # arrays or inline tables nested past Python's stack
+        raise ManifestError(path, None, "", f"nested more than {MAX_DEPTH} levels deep; not a manifest") from None
+    _check_shape(path, data)
     lines: dict[str, int] = {}
-    _walk_toml(text.splitlines(), data, (), 0, lines)
+    _walk_toml(_TomlIndex(text.splitlines()), data, (), 0, lines)
     return data, lines
 
 
-def _walk_toml(text: list[str], value: Any, loc: Loc, start: int, lines: dict[str, int]) -> None:
-    """Record the line of each key by scanning forward from its parent's line (TOML parsers keep no marks)."""
+# A key on a line: bare, or quoted without escapes, after a line start or a separator, before `=`, `]` or `.`.
+_TOML_KEY = re.compile(r"""(?<![^\s{,.\[])(?:"([^"\n]*)"|'([^'\n]*)'|([A-Za-z0-9_-]+))\s*(?=[=\].])""")
+_TOML_ARRAY_HEADER = re.compile(r"^\s*\[\[\s*(.*?)\s*\]\]")
+
+
+class _TomlIndex:
+    """Where each key and `[[header]]` appears, read in one pass over the lines (TOML parsers keep no marks)."""
+
+    def __init__(self, text: list[str]) -> None:
+        self.keys: dict[str, list[int]] = {}
+        self.headers: dict[str, list[int]] = {}
+        for n, line in enumerate(text):
+            header = _TOML_ARRAY_HEADER.match(line)
+            if header:
+                self.headers.setdefault(header.group(1), []).append(n)
+            for match in _TOML_KEY.finditer(line.split("#")[0]):
+                name = next(g for g in match.groups() if g is not None)
+                self.keys.setdefault(name, []).append(n)
+
+    def key_line(self, key: str, start: int) -> int | None:
+        """The first line at or after `start` that names `key`."""
+        found = self.keys.get(key, [])
+        at = bisect.bisect_left(found, start)
+        return found[at] if at < len(found) else None
+
+    def header_lines(self, dotted: str, start: int) -> list[int]:
+        found = self.headers.get(dotted, [])
+        return found[bisect.bisect_left(found, start):]
+
+
+def _walk_toml(index: _TomlIndex, value: Any, loc: Loc, start: int, lines: dict[str, int]) -> None:
+    """Record the line of each key: the first line naming it at or after its parent's line."""
     if isinstance(value, dict):
         for key, item in value.items():
-            pattern = re.compile(r'(^|[\s{,.\[])["\']?' + re.escape(str(key)) + r'["\']?\s*(=|\]|\.)')
-            line = next((n for n in range(start, len(text)) if pattern.search(text[n].split("#")[0])), None)
+            line = index.key_line(str(key), start)
             if line is None:
                 continue
             lines[_dotted((*loc, key))] = line + 1
-            _walk_toml(text, item, (*loc, key), line, lines)
+            _walk_toml(index, item, (*loc, key), line, lines)
     elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-        header = re.compile(r"^\s*\[\[\s*" + re.escape(".".join(str(p) for p in loc if isinstance(p, str))) + r"\s*\]\]")
-        hits = [n for n in range(start, len(text)) if header.match(text[n])]
-        for index, item in enumerate(value):
-            at = hits[index] if index < len(hits) else start
-            lines[_dotted((*loc, index))] = at + 1
-            _walk_toml(text, item, (*loc, index), at, lines)
+        hits = index.header_lines(".".join(str(p) for p in loc if isinstance(p, str)), start)
+        for i, item in enumerate(value):
+            at = hits[i] if i < len(hits) else start
+            lines[_dotted((*loc, i))] = at + 1
+            _walk_toml(index, item, (*loc, i), at, lines)
+
+
+def _check_shape(path: Path, data: Any) -> None:
+    """No nesting past MAX_DEPTH and no NaN or infinity (checked iteratively, before any recursive walk)."""
+    try:
+        check_tree(data, what="manifest", path=path)
+    except InputFileError as exc:
+        raise ManifestError(path, None, "", exc.problem) from None
+
+
+def _check_pairs(path: Path, data: dict[str, Any], lines: Mapping[str, int]) -> None:
+    """Refuse a manifest that asks for more pairs than one run checks, before anything is resolved."""
+    models, targets = data.get("models"), data.get("targets")
+    if isinstance(models, list) and isinstance(targets, list) and len(models) * len(targets) > MAX_PAIRS:
+        raise ManifestError(path, _nearest_line(lines, ("models",)), "models",
+                            f"{len(models):,} models x {len(targets):,} targets is {len(models) * len(targets):,} "
+                            f"pairs, more than the {MAX_PAIRS:,} one run checks; split it into several manifests")
 
 
 def _refuse_remote_code(path: Path, data: Any, lines: Mapping[str, int], loc: Loc = ()) -> None:
@@ -277,22 +404,22 @@ def _refuse_remote_code(path: Path, data: Any, lines: Mapping[str, int], loc: Lo
 
 def load_manifest(path: Path) -> LoadedManifest:
     """Read and validate a YAML (.yaml/.yml) or TOML (.toml) manifest; any problem is a ManifestError."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ManifestError(path, None, "", "no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError(path, None, "", f"cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
     suffix = path.suffix.lower()
-    if suffix in (".yaml", ".yml"):
-        data, lines = _yaml_data(path, text)
-    elif suffix == ".toml":
+    if suffix not in (".yaml", ".yml", ".toml"):
+        raise ManifestError(path, None, "", f"unknown file type {suffix!r}; name it .yaml, .yml or .toml")
+    try:
+        text = read_text_file(path, what="manifest", limit=MANIFEST_MAX_BYTES)
+    except InputFileError as exc:
+        raise ManifestError(path, None, "", exc.problem.replace("a JSON file", "a YAML or TOML file")) from None
+    if suffix == ".toml":
         data, lines = _toml_data(path, text)
     else:
-        raise ManifestError(path, None, "", f"unknown file type {suffix!r}; name it .yaml, .yml or .toml")
+        data, lines = _yaml_data(path, text)
+        _check_shape(path, data)
     if not isinstance(data, dict):
         raise ManifestError(path, 1, "", "the top level must be a mapping with models, targets and workload")
     _refuse_remote_code(path, data, lines)
+    _check_pairs(path, data, lines)
     try:
         manifest = Manifest.model_validate(data)
     except ValidationError as exc:

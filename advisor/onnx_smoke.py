@@ -11,7 +11,6 @@ float32 on the same token ids.
 from __future__ import annotations
 
 import importlib.metadata as md
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from advisor.facts import SCHEMA_VERSION
 from advisor.isolation import run_child
 from advisor.model import ModelSpec
 from advisor.plan import auto_class_name
+from advisor.rundir import temp_dir
 from advisor.smoke import validate_checkpoint
 from advisor.smoke_worker import TOLERANCES
 
@@ -175,7 +175,7 @@ def run_onnx_smoke(model: ModelSpec, *, timeout: float = 600, batch: int = 2, se
     task, ort_class = task_for(model)
     _, versions = check_onnx_environment()
     atol, rtol = TOLERANCES["float32"]
-    with tempfile.TemporaryDirectory(prefix="advisor-onnx-") as tmp:
+    with temp_dir("onnx-") as tmp:  # in this run's folder: removed on exit, swept by the next run after a SIGKILL
         request: dict[str, Any] = {
             "path": model.path, "auto_class": auto_class_name(model), "task": task, "ort_class": ort_class,
             "output": str(Path(tmp) / "onnx"), "batch": batch, "seq_len": seq_len, "repeats": repeats,

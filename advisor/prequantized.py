@@ -6,15 +6,20 @@ method's libraries (`validate_environment` of the quantizer) and raises ValueErr
 passed (`AutoHfQuantizer.merge_quantization_configs`, quantizers/auto.py:259-266 in 5.24.0). Planned as an
 ordinary bf16 model, a 4-bit GPTQ 7B would be estimated at 12.6 GiB instead of about 3.6 and the missing library
 would show only at load time. The weight size per quantized parameter is read from the config's own fields.
+
+Issue 25: those fields come from a stranger's config.json, so `QuantizationFields` bounds them before any plan
+(`config_schema.validate_config` checks it with the rest of the config): `quant_method` a plain name (an object or
+a list was accepted), bits 1..64 (negative bits planned negative memory; 10**400 raised OverflowError), group
+sizes -1..2**20, the load_in_* flags booleans, and the whole `quantization_config` an object.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints
 
-__all__ = ["CheckpointQuantization", "read_checkpoint_quantization"]
+__all__ = ["CheckpointQuantization", "QuantizationFields", "read_checkpoint_quantization"]
 
 # bitsandbytes 4-bit, blocks of 64: an fp32 absmax per block, or with double quantization an 8-bit one plus an
 # fp32 per 256 blocks (advisor.memory.BYTES_4BIT x 8)
@@ -32,6 +37,37 @@ class CheckpointQuantization(BaseModel):
     method_key: str  # the row of data/quant_methods.json it would be ("compressed_tensors"); may be absent there
     bits: float | None  # stored bits per quantized weight, scales included; None when the config does not say
     label: str  # "GPTQ 4-bit, group 128"
+
+
+_Bits = Annotated[StrictInt, Field(ge=1, le=64)]
+_Group = Annotated[StrictInt, Field(ge=-1, le=1 << 20)]  # -1: one group per row (GPTQ, AWQ)
+
+
+class _Weights(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    num_bits: _Bits | None = None
+    group_size: _Group | None = None
+
+
+class _SchemeGroup(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    weights: _Weights | None = None
+
+
+class QuantizationFields(BaseModel):
+    """The fields of a `quantization_config` this module reads, bounded; the others pass untouched."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    quant_method: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")] | None = None
+    bits: _Bits | None = None
+    nbits: _Bits | None = None
+    group_size: _Group | None = None
+    load_in_4bit: StrictBool | None = None
+    load_in_8bit: StrictBool | None = None
+    config_groups: dict[str, _SchemeGroup | None] | None = None
 
 
 def _int(value: Any, default: int) -> int:

@@ -4,6 +4,11 @@ Issue 15: every signal left an `/tmp/advisor-smoke-*` folder behind, and SIGKILL
 `$TMPDIR/advisor-<uid>/run-<pid>-<random>` (created 0700 in a 0700 folder that must be ours and not a symlink), its
 temporary folders go inside it, it is removed at exit, and each new run first removes the run folders whose owner
 pid is gone. A reused pid only delays the sweep of its folder until that process ends.
+
+Issue 25: the sweep ran only when a run needed a temporary folder, so a SIGKILLed `smoke` left its folder until
+the next smoke or bench. Every CLI command now sweeps first (`sweep_stale`, a quiet no-op when the base folder
+does not exist or is not this user's), and every temporary folder of every command lives in the run folder
+(`smoke --runtime onnxruntime` used a bare `advisor-onnx-*` in $TMPDIR, never swept).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from pathlib import Path
 
 from advisor.errors import UsageError
 
-__all__ = ["base_dir", "run_dir", "sweep", "temp_dir"]
+__all__ = ["base_dir", "run_dir", "sweep", "sweep_stale", "temp_dir"]
 
 _RUN: Path | None = None
 
@@ -58,6 +63,20 @@ def sweep(base: Path | None = None) -> list[Path]:
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry)
     return removed
+
+
+def sweep_stale() -> None:
+    """The sweep, at the start of every command; silent, and never creating or refusing the base folder."""
+    base = Path(tempfile.gettempdir()) / f"advisor-{os.getuid()}"
+    try:
+        info = os.lstat(base)
+    except OSError:
+        return
+    if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077:
+        try:
+            sweep(base)
+        except OSError:
+            pass
 
 
 def _remove_run() -> None:

@@ -153,6 +153,8 @@ def _check_safetensors(path: Path) -> None:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _corrupt(path, f"its header is not valid JSON ({type(exc).__name__})") from None
+    except RecursionError:  # issue 25: a header of nested arrays gave exit 3
+        raise _corrupt(path, "its header nests JSON too deep to be a tensor table") from None
     if not isinstance(header, dict):
         raise _corrupt(path, "its header is not a JSON object")
     spans = []
@@ -194,11 +196,17 @@ def _check_bin(path: Path) -> None:
 
 
 def _check_index(path: Path) -> None:
-    try:
-        index = json.loads(path.read_text(encoding="utf-8"))
+    from advisor.inputs import InputFileError, read_json_file
+
+    try:  # issue 25: read like a config (regular file, size cap, depth limit): deep nesting gave exit 3
+        index = read_json_file(path, what="weight index")
         shards = sorted(set(index["weight_map"].values()))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError):
+    except InputFileError as exc:
+        raise _corrupt(path, f"not a valid weight index ({exc.problem})") from None
+    except (KeyError, TypeError, AttributeError):
         raise _corrupt(path, "not a valid weight index (JSON with a weight_map)") from None
+    if not all(isinstance(s, str) and s and "/" not in s and s not in (".", "..") for s in shards):
+        raise _corrupt(path, "its weight_map names a shard that is not a file name in this folder")
     for shard in shards:
         shard_path = path.parent / shard
         if not shard_path.is_file():

@@ -5,6 +5,9 @@ still hold a garbage torch version, a negative `device_count` or negative memory
 exit 0 (or crashed later in `Version(...)`). These models check the raw JSON before `Environment` is
 built: counts and byte sizes within sane ranges, and every version one that `packaging` parses.
 Unknown keys are left to `Environment` (which forbids them).
+
+Issue 25: the figures must also agree with each other: free memory at most the total (GPU and host), and each
+GPU index once (a snapshot with free above total, or two GPUs at index 0, was planned).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from packaging.version import InvalidVersion, Version
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
 from advisor.inputs import field_name
 
@@ -50,11 +53,21 @@ class _Cc(_Loose):
     minor: CcPart
 
 
+def _at_most(free: Any, total: Any, what: str) -> None:
+    if isinstance(free, int) and isinstance(total, int) and free > total:
+        raise ValueError(f"{what} {free} is above the total {total}; fix or re-probe the snapshot")
+
+
 class _Gpu(_Loose):
     index: Count
     compute_capability: _Cc | _Unavailable | None = None
     memory_total_bytes: Bytes | _Unavailable
     memory_free_bytes: Bytes | _Unavailable
+
+    @model_validator(mode="after")
+    def _free_within_total(self) -> _Gpu:
+        _at_most(self.memory_free_bytes, self.memory_total_bytes, "memory_free_bytes")
+        return self
 
 
 class _Torch(_Loose):
@@ -71,12 +84,27 @@ class _Host(_Loose):
     ram_total_bytes: Bytes | _Unavailable
     ram_available_bytes: Bytes | _Unavailable
 
+    @model_validator(mode="after")
+    def _available_within_total(self) -> _Host:
+        _at_most(self.ram_available_bytes, self.ram_total_bytes, "ram_available_bytes")
+        return self
+
 
 class _Snapshot(_Loose):
     host: _Host
     gpus: Annotated[list[_Gpu], Field(max_length=_MAX_DEVICES)] | _Unavailable = []
     torch: _Torch | _Unavailable
     libraries: dict[str, _Library] = {}
+
+    @model_validator(mode="after")
+    def _distinct_indexes(self) -> _Snapshot:
+        if isinstance(self.gpus, list):
+            seen: set[int] = set()
+            for gpu in self.gpus:
+                if gpu.index in seen:
+                    raise ValueError(f"GPU index {gpu.index} appears twice; each GPU of a machine has its own index")
+                seen.add(gpu.index)
+        return self
 
 
 def snapshot_problem(raw: dict[str, Any]) -> str | None:

@@ -6,6 +6,14 @@ torch, transformers and attention-kernel versions, the model type with its shape
 candidate. A row measured under other versions no longer matches; lookups return it separately so reports can
 say it was ignored. Concurrent writers are safe (WAL journal, busy timeout, one transaction per write); a
 corrupt file is moved aside and rebuilt, and the reason is kept in `notes`, never raised.
+
+Issue 25: the file is untrusted content in the cache folder (`advisor/cache_root.py`). The store and its -wal,
+-shm and -journal files are used only when each is a regular file with one link, never a symlink (SQLite opens
+by name and would follow one); lookups open it read-only (`mode=ro`, `query_only`, `trusted_schema=OFF`) and
+never create a table, so a read-only `recommend` writes nothing; every row passes `stored_row.StoredRow` or is
+skipped; the store is at most STORE_MAX_BYTES. Only SQLite's own verdict of corruption moves a file aside, and
+only in the advisor's own folder; a full disk or a read-only file system during a write keeps the store as it
+was and says so in `notes`. Nothing is written into a cache folder holding files the advisor did not create.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -21,6 +30,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from advisor.facts import Environment, TorchInfo, known
+from advisor.knowledge.stored_row import is_busy, is_corrupt, row_problem
 from advisor.model import ModelSpec
 
 __all__ = [
@@ -40,6 +50,9 @@ __all__ = [
 
 CACHE_ENV = "ADVISOR_CACHE_DIR"  # shared with the analysis cache of issue 14: one folder, separate files
 STORE_NAME = "measurements.sqlite"
+STORE_MAX_BYTES = 256 * 1024 * 1024  # a row is ~300 bytes: close to a million measurements
+_ROW_LIMIT = 10_000  # rows one lookup reads (one GPU, one model shape)
+_SIDE_FILES = ("-wal", "-shm", "-journal")
 _BUSY_MS = 30_000
 _VERSION_FIELDS = ("driver", "torch", "transformers", "attention_kernels")
 
@@ -145,42 +158,115 @@ _KEY_COLUMNS = tuple(MeasurementKey.model_fields)
 _COLUMNS = (*_KEY_COLUMNS, "metric", "value", "spread", "measured_at", "run", "layers")
 
 
+class _Refused(Exception):
+    """The store's path cannot be used safely (a symlink, another file type, a foreign folder)."""
+
+
 class MeasurementStore:
     """The SQLite file of local measurements; every failure becomes a note, never an exception."""
 
     def __init__(self, path: Path | None = None) -> None:
+        self._in_cache = path is None  # the default file, in the cache folder: its rules apply
         self.path = path if path is not None else cache_dir() / STORE_NAME
         self.notes: list[str] = []
 
+    def _unsafe(self) -> str | None:
+        """Why the file or one beside it cannot be used (SQLite would open them by name, following links)."""
+        for path in (self.path, *(Path(str(self.path) + suffix) for suffix in _SIDE_FILES)):
+            try:
+                st = os.lstat(path)
+            except (FileNotFoundError, NotADirectoryError):  # absent; a missing folder is reported on open
+                continue
+            except OSError as exc:
+                return f"{path.name} cannot be examined ({exc.strerror})"
+            if stat.S_ISLNK(st.st_mode):
+                return f"{path.name} is a symbolic link"
+            if not stat.S_ISREG(st.st_mode):
+                return f"{path.name} is not a regular file"
+            if st.st_nlink > 1:
+                return f"{path.name} has other hard links"
+            if path == self.path and st.st_size > STORE_MAX_BYTES:
+                return f"it is {st.st_size} bytes, more than the {STORE_MAX_BYTES // (1024 * 1024)} MiB limit"
+        return None
+
+    def _folder_owned(self, *, create: bool) -> bool | None:
+        """For the cache folder's store: whether the advisor may write there (None: no usable folder)."""
+        from advisor import cache_root
+
+        with cache_root.open_root(create=create, path=self.path.parent) as root:
+            return None if root is None else root.owned
+
     def _connect(self, *, create: bool) -> sqlite3.Connection | None:
-        if not create and not self.path.is_file():
+        exists = os.path.lexists(self.path)
+        if not create and not exists:
             return None
+        if self._in_cache:
+            owned = self._folder_owned(create=create)
+            if owned is None:
+                if not create:
+                    return None
+                raise _Refused(f"its folder {self.path.parent} is not a folder or cannot be created")
+            if create and not owned:
+                raise _Refused(f"its folder {self.path.parent} holds files the advisor did not create, so nothing is "
+                               f"written there; point {CACHE_ENV} at an empty or new folder")
+        problem = self._unsafe()
+        if problem is not None:
+            raise _Refused(problem)
         if create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=_BUSY_MS / 1000, isolation_level=None)
+            conn = sqlite3.connect(self.path, timeout=_BUSY_MS / 1000, isolation_level=None)
+        else:  # read-only: no journal mode change, no table created, nothing written through any name
+            uri = Path(os.path.abspath(self.path)).as_uri() + "?mode=ro"
+            conn = sqlite3.connect(uri, uri=True, timeout=_BUSY_MS / 1000, isolation_level=None)
         try:
+            conn.execute("PRAGMA trusted_schema=OFF")  # no function with side effects from a planted schema
             conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(_SCHEMA)
+            if create:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(_SCHEMA)
+            else:
+                conn.execute("PRAGMA query_only=ON")
+                kind = conn.execute("SELECT type FROM sqlite_master WHERE name='measurements'").fetchone()
+                if kind is None or kind[0] != "table":
+                    conn.close()
+                    return None  # another database, or an empty file: nothing of ours to read
             conn.execute("SELECT count(*) FROM measurements").fetchone()
         except BaseException:
             conn.close()
             raise
         return conn
 
+    def _may_move_aside(self) -> bool:
+        """A corrupt file is moved aside only where the advisor owns the folder (or was given the path)."""
+        return not self._in_cache or bool(self._folder_owned(create=False))
+
     def _open(self, *, create: bool) -> sqlite3.Connection | None:
         """A connection, rebuilding a corrupt file once; None (with a note) when the store is unusable."""
         try:
             return self._connect(create=create)
+        except _Refused as exc:
+            self.notes.append(f"measurement store {self.path}: {exc}; not used (never read or written through)")
+            return None
         except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            if is_busy(exc):
                 self.notes.append(f"measurement store {self.path} is locked by another process; not used this time")
+                return None
+            if not is_corrupt(exc):
+                verb = "written" if create else "read"
+                self.notes.append(f"measurement store {self.path} cannot be {verb} ({exc}); it is kept as it was "
+                                  "and not used this time")
+                return None
+            if not self._may_move_aside():
+                self.notes.append(f"measurement store {self.path} is corrupt ({exc}); not used (its folder holds "
+                                  "files the advisor did not create, so it is left as it is)")
                 return None
             aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}-{os.getpid()}")
             try:
                 os.replace(self.path, aside)
                 for suffix in ("-wal", "-shm"):
-                    Path(str(self.path) + suffix).unlink(missing_ok=True)
+                    side = Path(str(self.path) + suffix)
+                    if os.path.lexists(side) and stat.S_ISREG(os.lstat(side).st_mode):
+                        side.unlink()
             except OSError as move:
                 self.notes.append(f"measurement store {self.path} is corrupt ({exc}) and could not be moved "
                                   f"aside ({move.strerror}); not used")
@@ -189,7 +275,7 @@ class MeasurementStore:
                               "rebuilt empty")
             try:
                 return self._connect(create=True)
-            except (sqlite3.Error, OSError) as again:
+            except (sqlite3.Error, OSError, _Refused) as again:
                 self.notes.append(f"measurement store {self.path} could not be rebuilt: {again}")
                 return None
         except OSError as exc:
@@ -198,7 +284,17 @@ class MeasurementStore:
 
     def record(self, rows: Iterable[Measurement]) -> int:
         """Insert or replace rows in one transaction; returns how many were written (0 if the store is unusable)."""
-        rows = list(rows)
+        values = []
+        for r in rows:
+            row = dict(zip(_COLUMNS, (*(getattr(r.key, c) for c in _KEY_COLUMNS), r.metric, r.value, r.spread,
+                                      r.measured_at, r.run, r.layers)))
+            problem = row_problem(row)
+            if problem is not None:
+                self.notes.append(f"measurement of {r.key.candidate!r} not recorded: {problem}")
+                continue
+            values.append(tuple(row.values()))
+        if not values:
+            return 0
         conn = self._open(create=True)
         if conn is None:
             return 0
@@ -206,35 +302,42 @@ class MeasurementStore:
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany(
                 f"INSERT OR REPLACE INTO measurements ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
-                [(*(getattr(r.key, c) for c in _KEY_COLUMNS), r.metric, r.value, r.spread, r.measured_at, r.run,
-                  r.layers) for r in rows],
+                values,
             )
             conn.execute("COMMIT")
-            return len(rows)
+            return len(values)
         except sqlite3.Error as exc:
-            self.notes.append(f"measurement store {self.path}: could not record ({exc})")
+            self.notes.append(f"measurement store {self.path}: could not record ({exc}); the store is kept as it "
+                              "was, nothing recorded this time")
             return 0
         finally:
             conn.close()
 
     def rows(self, *, gpu: str, compute_capability: str, model_type: str, shape: str,
              workload: str | None = None) -> list[Measurement]:
-        """Every stored row for this GPU and model shape (all versions)."""
+        """Every stored row for this GPU and model shape (all versions) that is within bounds."""
         conn = self._open(create=False)
         if conn is None:
             return []
         try:
             query = ("SELECT * FROM measurements WHERE gpu=? AND compute_capability=? AND model_type=? AND shape=?"
-                     + (" AND workload=?" if workload is not None else ""))
+                     + (" AND workload=?" if workload is not None else "") + f" LIMIT {_ROW_LIMIT}")
             params = [gpu, compute_capability, model_type, shape] + ([workload] if workload is not None else [])
             cursor = conn.execute(query, params)
             names = [d[0] for d in cursor.description]
-            out = []
+            out, skipped, first = [], 0, ""
             for values in cursor.fetchall():
                 row = dict(zip(names, values))
+                problem = row_problem({c: row.get(c) for c in _COLUMNS})
+                if problem is not None:
+                    skipped, first = skipped + 1, first or problem
+                    continue
                 key = MeasurementKey(**{c: row[c] for c in _KEY_COLUMNS})
                 out.append(Measurement(key=key, metric=row["metric"], value=row["value"], spread=row["spread"],
                                        measured_at=row["measured_at"], run=row["run"], layers=row["layers"]))
+            if skipped:
+                self.notes.append(f"measurement store {self.path}: ignored {skipped} row(s) out of bounds "
+                                  f"(first: {first})")
             return out
         except (sqlite3.Error, ValidationError) as exc:
             self.notes.append(f"measurement store {self.path}: could not read ({exc}); not used")

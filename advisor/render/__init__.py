@@ -11,7 +11,7 @@ from jinja2 import PackageLoader, StrictUndefined, select_autoescape
 from pydantic import BaseModel
 
 from advisor.render import text
-from advisor.render.escape import encodable, markup_safe
+from advisor.render.escape import code_block, encodable, json_safe, markup_safe, workflow_safe
 
 __all__ = ["OutputFormat", "render", "to_json"]
 
@@ -33,6 +33,7 @@ _JINJA = Jinja(
     keep_trailing_newline=True,
     finalize=markup_safe,  # every interpolated value HTML-escaped, Markdown included (render/escape.py)
 )
+_JINJA.filters["code_block"] = code_block
 
 
 def to_json(obj: BaseModel | dict[str, Any]) -> str:
@@ -41,8 +42,10 @@ def to_json(obj: BaseModel | dict[str, Any]) -> str:
 
 
 def render(obj: BaseModel, fmt: OutputFormat, *, kind: str, color: bool = False, verbose: bool = False) -> str:
-    """Render `obj` (a report of `kind`: doctor, recommend, check, matrix, smoke, probe) in `fmt`; always UTF-8-safe."""
-    return encodable(_render(obj, fmt, kind=kind, color=color, verbose=verbose))
+    """Render `obj` (a report of `kind`: doctor, recommend, check, matrix, smoke, probe) in `fmt`; always UTF-8-safe,
+    and never a GitHub workflow command (issue 25: stdout of a CI job is read by the runner)."""
+    text = _render(obj, fmt, kind=kind, color=color, verbose=verbose)
+    return encodable(json_safe(text) if fmt is OutputFormat.JSON else workflow_safe(text))
 
 
 def _render(obj: BaseModel, fmt: OutputFormat, *, kind: str, color: bool, verbose: bool) -> str:

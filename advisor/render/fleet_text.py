@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from advisor.fleet import Fleet
+from advisor.render.escape import text_output
 
 __all__ = ["fleet_text"]
 
@@ -20,4 +21,4 @@ def fleet_text(fleet: Fleet) -> str:
         lines.append("")
     runs = sum(c.ok for row in fleet.cells for c in row)
     lines.append(f"{runs} of {sum(len(r) for r in fleet.cells)} model x machine pairs can run")
-    return "\n".join(lines) + "\n"
+    return text_output("\n".join(lines) + "\n")

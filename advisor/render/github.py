@@ -4,11 +4,16 @@ Escaping follows GitHub's documented workflow-command syntax (`::error file=F,li
 as implemented by actions/toolkit's `escapeData` / `escapeProperty`: in the message `%`, CR and LF become
 `%25`, `%0D`, `%0A`; in property values `:` and `,` become `%3A` and `%2C` as well. Writing the summary
 to `$GITHUB_STEP_SUMMARY` is the CLI's job; this module only builds text.
+
+Issue 25: every value (a model, folder or target name, a finding from a config) comes from the repository under
+test, so after that escaping each one also passes `render.escape`: no control character, no legacy `##[`
+command in an annotation, and in the summary `markdown_text` (no HTML, table syntax, code span or link).
 """
 
 from __future__ import annotations
 
 from advisor.manifest import CheckSuite, PairResult
+from advisor.render.escape import markdown_text, terminal_safe, workflow_safe
 
 __all__ = ["annotation_lines", "escape_data", "escape_property", "step_summary"]
 
@@ -21,9 +26,15 @@ def escape_property(text: str) -> str:
     return escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
+def _safe(escaped: str) -> str:
+    """An escaped value with its other control characters shown as escapes and no legacy command in it."""
+    return workflow_safe(terminal_safe(escaped, keep_newlines=False))
+
+
 def _command(kind: str, message: str, **props: str | int | None) -> str:
-    given = ",".join(f"{k}={escape_property(str(v))}" for k, v in props.items() if v is not None)
-    return f"::{kind} {given}::{escape_data(message)}" if given else f"::{kind}::{escape_data(message)}"
+    given = ",".join(f"{k}={_safe(escape_property(str(v)))}" for k, v in props.items() if v is not None)
+    data = _safe(escape_data(message))
+    return f"::{kind} {given}::{data}" if given else f"::{kind}::{data}"
 
 
 def _props(suite: CheckSuite, pair: PairResult) -> dict[str, str | int | None]:
@@ -46,12 +57,12 @@ def annotation_lines(suite: CheckSuite) -> str:
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return markdown_text(text)
 
 
 def step_summary(suite: CheckSuite) -> str:
     """A Markdown table for the job summary page: one row per pair with its verdict, config and reasons."""
-    title = f"advisor check `{suite.manifest}`" if suite.manifest else "advisor check"
+    title = f"advisor check {markdown_text(suite.manifest)}" if suite.manifest else "advisor check"
     failed = sum(1 for p in suite.pairs if not p.ok)
     seq = suite.workload.seq_len or "model default"
     lines = [
@@ -63,7 +74,7 @@ def step_summary(suite: CheckSuite) -> str:
         "| --- | --- | --- | --- | --- |",
     ]
     for p in suite.pairs:
-        reasons = "<br>".join(_cell(f"**{f.code}** {f.message} (fix: {f.fix})" if f.fix else f"**{f.code}** {f.message}")
+        reasons = "<br>".join(f"**{_cell(f.code)}** {_cell(f.message)}" + (f" (fix: {_cell(f.fix)})" if f.fix else "")
                               for f in p.failures)
         if not reasons and p.warnings:
             reasons = "<br>".join(_cell(f"{w.code} {w.message}") for w in p.warnings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from advisor.onnx_smoke import OnnxSmokeReport
+from advisor.render.escape import text_output
 
 __all__ = ["onnx_text"]
 
@@ -17,4 +18,4 @@ def onnx_text(r: OnnxSmokeReport) -> str:
     if r.max_abs_diff is not None:
         lines.append(f"  max |diff| vs PyTorch float32: {r.max_abs_diff:.3g} (tolerance {r.tolerance or 0:.3g})")
     lines += ["", "Result: passed" if r.ok else f"Result: failed: {r.error}"]
-    return "\n".join(lines) + "\n"
+    return text_output("\n".join(lines) + "\n")

@@ -1,8 +1,13 @@
-"""A check suite (manifest or single check) in every format `advisor check` writes."""
+"""A check suite (manifest or single check) in every format `advisor check` writes.
+
+Issue 25: these go to CI logs, where a line starting with `::` is a command and a lone surrogate crashed the
+write; each format passes its own boundary in `render.escape` (the document as a whole, then `encodable`).
+"""
 
 from __future__ import annotations
 
 from advisor.manifest import CheckSuite
+from advisor.render.escape import encodable, json_safe, text_output, workflow_safe
 
 __all__ = ["SUITE_FORMATS", "render_suite"]
 
@@ -29,9 +34,19 @@ def _text(suite: CheckSuite) -> str:
 def render_suite(suite: CheckSuite, fmt: str) -> str:
     """Render in `fmt` (one of SUITE_FORMATS); github gives the annotations (the summary is separate)."""
     if fmt == "text":
-        return _text(suite)
+        return encodable(text_output(_text(suite)))
     if fmt == "json":
-        return suite.model_dump_json(indent=2) + "\n"
+        from advisor.render import to_json
+
+        return json_safe(to_json(suite))
+    if fmt == "github":  # its own commands; every value inside them is escaped (render/github.py)
+        from advisor.render.github import annotation_lines
+
+        return encodable(annotation_lines(suite))
+    return encodable(workflow_safe(_document(suite, fmt)))
+
+
+def _document(suite: CheckSuite, fmt: str) -> str:
     if fmt == "markdown":
         from advisor.render.github import step_summary
 
@@ -40,8 +55,4 @@ def render_suite(suite: CheckSuite, fmt: str) -> str:
         from advisor.render.junit import render_junit
 
         return render_junit(suite)
-    if fmt == "github":
-        from advisor.render.github import annotation_lines
-
-        return annotation_lines(suite)
     raise AssertionError(f"unhandled format {fmt}")

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from advisor.numbers import diff, millis, plural, seconds, size
-from advisor.render.escape import terminal_safe
+from advisor.render.escape import text_output
 from advisor.render.text_measured import ranking_lines, tune_lines
 
 __all__ = ["render"]
@@ -282,10 +282,10 @@ def render(obj: BaseModel, *, kind: str, color: bool = False, verbose: bool = Fa
     if kind in ("history", "fullmatrix"):
         from advisor.render import text_matrix
 
-        return terminal_safe("\n".join(getattr(text_matrix, f"{kind}_lines")(obj)) + "\n")
+        return text_output("\n".join(getattr(text_matrix, f"{kind}_lines")(obj)) + "\n")
     if kind in ("doctor", "recommend"):
         lines = _RENDERERS[kind](obj, False, verbose=verbose)  # type: ignore[call-arg]
     else:
         lines = _RENDERERS[kind](obj, False)
-    text = terminal_safe("\n".join(lines) + "\n")
+    text = text_output("\n".join(lines) + "\n")
     return _MARKS.sub(lambda m: _mark(_STATUS_OF[m.group(1)], True), text) if color else text

@@ -69,12 +69,14 @@ def test_a_corrupt_entry_is_a_miss_and_is_rebuilt(cache: Path, garbage: bytes) -
     assert analysis_cache.get("param-count", CONFIG, transformers=TF) == [10, 8]
 
 
-def test_a_file_where_the_cache_folder_belongs_is_replaced(cache: Path) -> None:
+def test_a_file_where_the_cache_folder_belongs_is_never_replaced(cache: Path) -> None:
+    """Issue 25: it was deleted and a folder made in its place; the library now leaves it (the CLI refuses it)."""
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text("not a folder")
     assert analysis_cache.get("param-count", CONFIG, transformers=TF) is None
     analysis_cache.put("param-count", CONFIG, [10, 8], transformers=TF)
-    assert cache.is_dir() and analysis_cache.get("param-count", CONFIG, transformers=TF) == [10, 8]
+    assert cache.is_file() and cache.read_text() == "not a folder"
+    assert analysis_cache.get("param-count", CONFIG, transformers=TF) is None
 
 
 def test_an_unwritable_cache_is_silently_skipped(cache: Path) -> None:
