@@ -85,6 +85,7 @@ class FromPretrained(BaseModel):
     load_in_8bit: bool | None = Field(None, description="transformers < 5 shorthand for 8-bit bitsandbytes")
     load_in_4bit: bool | None = Field(None, description="transformers < 5 shorthand for 4-bit bitsandbytes")
     low_cpu_mem_usage: bool | None = Field(None, description="accepted; does not change the verdict")
+    use_kernels: bool | None = Field(None, description="Hub kernels on or off (transformers 4.53+; KERN001-KERN003)")
 
     @field_validator("dtype", "torch_dtype", mode="before")
     @classmethod

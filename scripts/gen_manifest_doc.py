@@ -57,6 +57,11 @@ key (or `[[table]]` header) found along the field's path.
 A target given by GPU name plans with this machine's installed libraries (in a pre-commit hook, the
 hook's own environment, which has no torch): list what the deployment runs with in `assume`, or use a
 snapshot, which records the machine's libraries.
+
+A manifest is read like a config (docs/security.md, "Manifests"): a regular file of at most 1 MiB in UTF-8,
+nested at most 64 levels, with at most 200,000 values once YAML aliases are expanded (an alias is counted each
+time it is used) and at most 10,000 model x target pairs; past any of these the check stops with exit 2 and one
+line naming the limit. Split a larger fleet into several manifests.
 """
 
 
