@@ -13,7 +13,7 @@ from advisor.emit import quantization_of
 from advisor.errors import UsageError
 from advisor.facts import SCHEMA_VERSION, Environment
 from advisor.findings import Finding, Severity
-from advisor.inputs import printable, read_json_file
+from advisor.io.read_input import printable, read_json_file
 from advisor.knowledge import load_knowledge
 from advisor.knowledge.schema import AttentionSupportTable
 from advisor.memory import MemoryEstimate
@@ -101,7 +101,7 @@ def recommend(
 ) -> Recommendation:
     """Plan how to load `model` on the target; `plan.from_pretrained_kwargs()` is ready for from_pretrained."""
     # issue 14: a new config's meta-device count (importing transformers) overlaps the probe's waits on its children
-    from advisor.overlap import in_background
+    from advisor.isolation.background import in_background
 
     pending = in_background(_model, model, allow_download, trust_remote_code)
     env = _hub_reach(target_environment(**{"import_torch": False, **target}), allow_download)
@@ -159,7 +159,7 @@ def _check_kwarg_types(data: dict[str, Any], source: str) -> None:
     `attn_implementation: 7` crashed, a `device_map` list gave exit 1 and a string `quantization_config` exit 0."""
     from pydantic import ValidationError
 
-    from advisor.inputs import field_name
+    from advisor.io.read_input import field_name
     from advisor.manifest import FromPretrained
     from advisor.prequantized import QuantizationFields
 
@@ -239,7 +239,9 @@ def check(
             raise UsageError(f"config file {printable(path)} must hold a JSON object of from_pretrained kwargs")
         config = raw
     data = parse_config(config or {}, source=f"config file {config_path}" if config_path else "the config")
-    from advisor.overlap import in_background  # the model is described beside the probe (issue 14)
+    from advisor.isolation.background import (
+        in_background,  # the model is described beside the probe (issue 14)
+    )
 
     pending = in_background(_model, model, allow_download, trust_remote_code)
     env = _hub_reach(target_environment(**{"import_torch": False, **target}), allow_download, data.get("use_kernels"))

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from advisor.emit import quantization_of
 from advisor.errors import UsageError
 from advisor.facts import SCHEMA_VERSION, Environment, GpuInfo
-from advisor.isolation import Trial, run_child
+from advisor.isolation.child import Trial, run_child
 from advisor.memory import estimate_memory
 from advisor.model import ModelSpec
 from advisor.plan import PlanRequest, auto_class_name, make_plan

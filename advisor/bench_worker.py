@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any
 
-from advisor.lifeline import bind_to_parent
+from advisor.isolation.lifeline import bind_to_parent
 
 
 def _sync(torch: Any) -> None:

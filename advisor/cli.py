@@ -18,9 +18,11 @@ from typing import Any, NoReturn
 
 from pydantic import BaseModel
 
-from advisor import analysis_cache, api, cache_root, interrupts, rundir
+from advisor import api
 from advisor.errors import AdvisorError, UsageError
-from advisor.fileio import check_output, is_stdout, write_output
+from advisor.io import analysis_cache, cache_root, rundir
+from advisor.io.write_output import check_output, is_stdout, write_output
+from advisor.isolation import interrupts
 from advisor.quant_methods import METHOD_QUANTIZATIONS
 from advisor.render import OutputFormat, render
 from advisor.render.escape import encodable, terminal_safe
@@ -243,17 +245,15 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         obj, kind = history_report(args.history), "history"
     elif args.full:
         from advisor.history_view import full_matrix
-
         from advisor.matrix_view import filter_model_types
 
         full = full_matrix(args.transformers)
         keep = set(filter_model_types([a.model_type for a in full.architectures], args.model_type))
         obj, kind = full.model_copy(update={"architectures": [a for a in full.architectures if a.model_type in keep]}), "fullmatrix"
     else:
+        from advisor.knowledge import load_knowledge
         from advisor.matrix_view import matrix_view
         from advisor.support import table_for
-
-        from advisor.knowledge import load_knowledge
 
         table, where = table_for(args.transformers, load_knowledge(), refresh=args.refresh)
         obj, kind = matrix_view(table, where, args.transformers, args.model_type), "matrix"
@@ -535,7 +535,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "allow_download", False):
         return _run(args.func, args)
-    from advisor.offline import offline
+    from advisor.io.offline import offline
 
     with offline():  # set before anything imports huggingface_hub: no request leaves without --allow-download
         return _run(args.func, args)

@@ -26,7 +26,7 @@ from pydantic import (
 )
 
 from advisor.errors import UsageError
-from advisor.inputs import field_name
+from advisor.io.read_input import field_name
 from advisor.prequantized import QuantizationFields
 
 __all__ = [

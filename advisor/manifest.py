@@ -6,7 +6,7 @@ every key: PyYAML's node marks for YAML; for TOML, whose standard parser keeps n
 the key found by scanning the text along the field's path. A manifest can never enable remote code: a
 `trust_remote_code` key anywhere in it is refused before anything else is read.
 
-Issue 25: a manifest comes from the repository under test, so it is read like a config (`advisor.inputs`: a
+Issue 25: a manifest comes from the repository under test, so it is read like a config (`advisor.io.read_input`: a
 regular file only, at most MANIFEST_MAX_BYTES, strict UTF-8), YAML is composed by a loader that bounds nesting
 and counts every value an alias expands to (an alias bomb is refused, not expanded), the parsed tree may nest
 at most `inputs.MAX_DEPTH` levels, the line index of a TOML file is built in one pass (scanning the text once
@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from advisor.errors import AdvisorError, UsageError
 from advisor.facts import SCHEMA_VERSION, Environment
 from advisor.findings import Finding, Severity
-from advisor.inputs import MAX_DEPTH, InputFileError, check_tree, read_text_file
+from advisor.io.read_input import MAX_DEPTH, InputFileError, check_tree, read_text_file
 from advisor.memory import MemoryEstimate
 
 __all__ = [

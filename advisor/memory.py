@@ -145,7 +145,7 @@ def estimate_memory(
     prefill = min(prompt_len or seq_len, seq_len)
     sim = None
     if simulate and quantization in ("8bit", "4bit") and model.quantizable_release is not None:
-        from advisor.analysis_cache import transformers_version
+        from advisor.io.analysis_cache import transformers_version
 
         # the simulation applies the installed release's rule: another target release keeps the closed form
         simulate = model.quantizable_release == transformers_version()

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from advisor.config_schema import check_shape, meta_build_refusal, validate_config
 from advisor.errors import ModelResolutionError
-from advisor.inputs import CONFIG_MAX_BYTES, path_kind, printable, read_json_file
+from advisor.io.read_input import CONFIG_MAX_BYTES, path_kind, printable, read_json_file
 from advisor.knowledge import Knowledge, load_knowledge
 from advisor.prequantized import CheckpointQuantization, read_checkpoint_quantization
 from advisor.remote_code import check_model_folder
@@ -115,7 +115,7 @@ def _download(repo_id: str) -> Path:
         from huggingface_hub import hf_hub_download
     except ImportError:
         raise ModelResolutionError("--allow-download needs huggingface_hub: `pip install huggingface_hub`") from None
-    from advisor.hub_reach import check_hub_reachable
+    from advisor.io.hub_reach import check_hub_reachable
 
     check_hub_reachable(repo_id)  # one bounded attempt instead of huggingface_hub's retries (issue 14)
     try:
@@ -274,7 +274,7 @@ def _table_share(model_type: str, total: int, quantizable: int) -> tuple[int, in
 
 
 def _release() -> str | None:
-    from advisor.analysis_cache import transformers_version
+    from advisor.io.analysis_cache import transformers_version
 
     return transformers_version()  # from its metadata: no import on the fast path (issue 14)
 
@@ -315,7 +315,9 @@ def describe_config(
                 intermediate_size=intermediate)
     estimated = _estimate(c, layers, hidden, heads, kv_heads, head_dim, vocab)
     note = meta_build_refusal(config, layers=layers, estimated_params=estimated[0])
-    from advisor.model_analysis import counts_and_origin  # the counts without a meta build when known (issue 14)
+    from advisor.model_analysis import (
+        counts_and_origin,  # the counts without a meta build when known (issue 14)
+    )
 
     counted, origin = (None, "computed") if note is not None else counts_and_origin(
         config, architecture, trust_remote_code, _count_on_meta)

@@ -4,7 +4,7 @@ Two answers: the exact parameter counts (a meta-device build, `model._count_on_m
 implementations the model's class declares (`support._from_installed`). Each is looked up first in
 `data/model_analysis.json` (precomputed for the shipped models under several transformers releases by
 `scripts/precompute_models.py`, each distinct value stored once with the releases it holds for), then in
-the user's analysis cache (`advisor.analysis_cache`); counts then by a shipped model's formula
+the user's analysis cache (`advisor.io.analysis_cache`); counts then by a shipped model's formula
 (`advisor.param_formula`: a relative of a shipped model with other sizes), and only then computed, and the
 result cached.
 So a shipped model, or a config seen before, is planned without importing torch or transformers.
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, Literal
 
-from advisor import analysis_cache
+from advisor.io import analysis_cache
 
 __all__ = [
     "PRECOMPUTED_FILE",

@@ -21,10 +21,10 @@ from pydantic import BaseModel, ConfigDict
 
 from advisor.errors import OnnxEnvironmentError, SmokeTestError
 from advisor.facts import SCHEMA_VERSION
-from advisor.isolation import run_child
+from advisor.io.rundir import temp_dir
+from advisor.isolation.child import run_child
 from advisor.model import ModelSpec
 from advisor.plan import auto_class_name
-from advisor.rundir import temp_dir
 from advisor.smoke import validate_checkpoint
 from advisor.smoke_worker import TOLERANCES
 

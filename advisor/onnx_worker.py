@@ -100,7 +100,7 @@ def run(request: dict[str, Any], result: dict[str, Any]) -> None:
 
 
 def main() -> int:
-    from advisor.lifeline import bind_to_parent
+    from advisor.isolation.lifeline import bind_to_parent
 
     bind_to_parent()  # first: die with the advisor even if it is SIGKILLed (issue 25, as the other workers)
     result_fd = os.dup(1)

@@ -427,7 +427,7 @@ def share_row(model_type: str, release: str | None = None) -> ShareRow | None:
 
 def _installed_row(model_type: str) -> list[Any] | None:
     """The table row of `model_type` for the installed release, built as the generator builds it (cached)."""
-    from advisor import analysis_cache
+    from advisor.io import analysis_cache
 
     found = analysis_cache.cached("share-row", _read_row_json, model_type)
     return found if isinstance(found, list) else None

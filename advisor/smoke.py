@@ -22,12 +22,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from advisor.errors import AdvisorError, NoViablePlanError, SmokeTestError, UsageError
 from advisor.facts import SCHEMA_VERSION, Environment
-from advisor.isolation import Trial, run_child
+from advisor.io.rundir import temp_dir
+from advisor.isolation.child import Trial, run_child
 from advisor.model import WEIGHT_FILES, ModelSpec
 from advisor.plan import auto_class_name
 from advisor.remote_code import child_kwargs, refuse_code_keys
 from advisor.rules.base import Candidate
-from advisor.rundir import temp_dir
 from advisor.smoke_diagnosis import SmokeDiagnosis, diagnose
 from advisor.smoke_worker import TOLERANCES, has_tokenizer
 
@@ -196,7 +196,7 @@ def _check_bin(path: Path) -> None:
 
 
 def _check_index(path: Path) -> None:
-    from advisor.inputs import InputFileError, read_json_file
+    from advisor.io.read_input import InputFileError, read_json_file
 
     try:  # issue 25: read like a config (regular file, size cap, depth limit): deep nesting gave exit 3
         index = read_json_file(path, what="weight index")

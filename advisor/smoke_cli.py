@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from advisor.errors import UsageError
-from advisor.inputs import read_json_file
+from advisor.io.read_input import read_json_file
 from advisor.model import resolve_model
 from advisor.plan import PlanRequest, make_plan
 from advisor.smoke import SmokeReport, options_from_json, plan_options, run_smoke

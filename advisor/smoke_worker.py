@@ -35,7 +35,7 @@ import sys
 import time
 from typing import Any
 
-from advisor.lifeline import bind_to_parent
+from advisor.isolation.lifeline import bind_to_parent
 
 __all__ = [
     "TOLERANCES", "FAULT_ENV", "TOKENIZER_FILES", "CheckFailed", "has_tokenizer", "tolerance_key", "tolerance_for",

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from packaging.version import InvalidVersion, Version
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
-from advisor.inputs import field_name
+from advisor.io.read_input import field_name
 
 __all__ = ["snapshot_problem"]
 

@@ -26,8 +26,8 @@ from advisor.facts import (
     Unavailable,
     known,
 )
-from advisor.fileio import write_output
-from advisor.inputs import SNAPSHOT_MAX_BYTES, InputFileError, field_name, printable, read_json_file
+from advisor.io.read_input import SNAPSHOT_MAX_BYTES, InputFileError, field_name, printable, read_json_file
+from advisor.io.write_output import write_output
 from advisor.knowledge import Knowledge, load_knowledge
 from advisor.knowledge.schema import GpuRow
 from advisor.probe.host import probe_host

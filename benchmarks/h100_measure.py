@@ -105,7 +105,7 @@ def _workloads(positions: int | None) -> dict[str, dict[str, Any]]:
 
 def _time(spec: Any, config: dict[str, Any], kwargs: dict[str, Any], layers: int | None,
           positions: int | None = None) -> dict[str, Any]:
-    from advisor.isolation import run_child
+    from advisor.isolation.child import run_child
     from advisor.plan import auto_class_name
 
     begin = time.perf_counter()

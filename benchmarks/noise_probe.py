@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from advisor.bench import WORKLOADS  # noqa: E402
-from advisor.isolation import run_child  # noqa: E402
+from advisor.isolation.child import run_child  # noqa: E402
 from advisor.probe.nvml import gpu_local_cpus  # noqa: E402
 
 

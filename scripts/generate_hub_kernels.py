@@ -41,7 +41,7 @@ from packaging.version import Version
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from advisor import analysis_cache
+from advisor.io import analysis_cache
 from advisor.knowledge import load_knowledge
 from advisor.knowledge.releases import load_release_constraints
 from advisor.model_analysis import count_key

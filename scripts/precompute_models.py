@@ -33,7 +33,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from advisor import analysis_cache  # noqa: E402
+from advisor.io import analysis_cache  # noqa: E402
 from advisor.knowledge import data_dir, load_knowledge  # noqa: E402
 from advisor.model_analysis import PRECOMPUTED_FILE, _version_key, count_key, counting_version  # noqa: E402
 

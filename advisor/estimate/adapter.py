@@ -73,7 +73,7 @@ def simulated(model: ModelSpec, *, dtype: str, quantization: str, attn: str, bat
         prompt_len=prompt_len, seq_len=seq_len, padded=padded, device="cuda" if gpus else "cpu", capability=capability,
         sdpa_backends=tuple(sdpa_backends) if sdpa_backends is not None else ("flash", "efficient", "math"),
     )
-    from advisor import analysis_cache
+    from advisor.io import analysis_cache
 
     key = {"config": model.config, **inputs}
     tf = analysis_cache.transformers_version()

@@ -11,7 +11,7 @@ The repositories a load needs are therefore the mapping's entries for the layers
   way in a child).
 - The layers: read from the model built on the meta device (classes decorated with `use_kernel_forward_from_hub`,
   functions attached with `use_kernelized_func`): shipped models are in the same table per release; another
-  config is read once in a child under the installed release and cached (advisor.analysis_cache).
+  config is read once in a child under the installed release and cached (advisor.io.analysis_cache).
 - The selection follows kernels 0.19.1: the device type (`rocm` for AMD GPUs, as transformers'
   `get_device_type` reports them), then the smallest compute-capability interval holding the device's
   (`layer/repos.py:163-172`, `major * 10 + minor`), then the first mode of `_MODE_FALLBACK_PRIORITY[INFERENCE]`
@@ -233,7 +233,7 @@ def model_layers(model: ModelSpec, release: str | None) -> tuple[list[str] | Non
         return None, "the target's transformers version is unknown"
     if not model.config:
         return None, "the model's config is not at hand"
-    from advisor import analysis_cache
+    from advisor.io import analysis_cache
 
     key = _model_key(model)
     digest = analysis_cache.content_hash(key)

@@ -7,7 +7,7 @@ candidate. A row measured under other versions no longer matches; lookups return
 say it was ignored. Concurrent writers are safe (WAL journal, busy timeout, one transaction per write); a
 corrupt file is moved aside and rebuilt, and the reason is kept in `notes`, never raised.
 
-Issue 25: the file is untrusted content in the cache folder (`advisor/cache_root.py`). The store and its -wal,
+Issue 25: the file is untrusted content in the cache folder (`advisor/io/cache_root.py`). The store and its -wal,
 -shm and -journal files are used only when each is a regular file with one link, never a symlink (SQLite opens
 by name and would follow one); lookups open it read-only (`mode=ro`, `query_only`, `trusted_schema=OFF`) and
 never create a table, so a read-only `recommend` writes nothing; every row passes `stored_row.StoredRow` or is
@@ -191,7 +191,7 @@ class MeasurementStore:
 
     def _folder_owned(self, *, create: bool) -> bool | None:
         """For the cache folder's store: whether the advisor may write there (None: no usable folder)."""
-        from advisor import cache_root
+        from advisor.io import cache_root
 
         with cache_root.open_root(create=create, path=self.path.parent) as root:
             return None if root is None else root.owned

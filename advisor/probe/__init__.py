@@ -8,7 +8,6 @@ import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from advisor import analysis_cache
 from advisor.facts import (
     ComputeCapability,
     Environment,
@@ -19,6 +18,7 @@ from advisor.facts import (
     Unavailable,
     known,
 )
+from advisor.io import analysis_cache
 from advisor.knowledge import Knowledge, load_knowledge
 from advisor.probe.host import probe_host
 from advisor.probe.hub_access import probe_hub_access

@@ -2,7 +2,7 @@
 
 Weights are random and built on the device (advisor/prove/random_model.py), so no checkpoint is needed;
 `--checkpoint` loads the model's own weights instead. Each candidate runs in a child through the benchmark
-worker (advisor/bench_worker.py, advisor/isolation.py). Candidates run in the planner's static order, the
+worker (advisor/bench_worker.py, advisor/isolation/child.py). Candidates run in the planner's static order, the
 static choice's dtype group first. The budget covers the whole command, probe and plan included: a candidate
 starts only if the time spent plus its expected time fits (the slowest child so far; for flex_attention, which
 compiles on its first call, three times that until one has run: 36 s against 13 s for sdpa on a 7B on the H100),
@@ -25,8 +25,8 @@ from pydantic import BaseModel, ConfigDict
 from advisor.bench import WORKLOADS, fitted_workload
 from advisor.errors import UsageError
 from advisor.facts import SCHEMA_VERSION, Environment
-from advisor.inputs import read_json_file
-from advisor.isolation import run_child
+from advisor.io.read_input import read_json_file
+from advisor.isolation.child import run_child
 from advisor.knowledge import load_knowledge
 from advisor.knowledge.measurements import (
     Measurement,

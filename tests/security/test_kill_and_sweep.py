@@ -109,7 +109,7 @@ def test_after_sigkill_any_next_command_sweeps_and_no_worker_is_left(tiny_llama:
 
 
 def test_every_temporary_folder_lives_in_the_run_folder() -> None:
-    """Only advisor/rundir.py makes temporary folders: a bare one in $TMPDIR (advisor-onnx-*) was never swept."""
+    """Only advisor/io/rundir.py makes temporary folders: a bare one in $TMPDIR (advisor-onnx-*) was never swept."""
     makers = {"mkdtemp", "TemporaryDirectory", "mktemp"}
     found = []
     for path in sorted((ROOT / "advisor").rglob("*.py")):

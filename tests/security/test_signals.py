@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from advisor import rundir
 from advisor.errors import UsageError
+from advisor.io import rundir
 from advisor.smoke_worker import FAULT_ENV
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find the worker")

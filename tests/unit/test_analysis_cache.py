@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from advisor import analysis_cache
+from advisor.io import analysis_cache
 from advisor.model_analysis import cached_counts, count_key, counting_version
 
 TF = "5.24.0"
@@ -116,7 +116,7 @@ def test_a_bad_kind_is_a_programming_error(cache: Path) -> None:
 
 _WRITER = """
 import sys
-from advisor import analysis_cache
+from advisor.io import analysis_cache
 for i in range(40):
     analysis_cache.put("param-count", {"model_type": "llama", "n": i % 4}, [i % 4, int(sys.argv[1])], transformers="5.24.0")
 """

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from advisor import analysis_cache
 from advisor.facts import ComputeCapability, TorchInfo, Unavailable
+from advisor.io import analysis_cache
 from advisor.model_analysis import _release_value, count_key, counting_version, precomputed, stored_releases
 from advisor.probe import collect_environment
 from advisor.probe.torch_static import TorchBuild, read_torch_build, static_torch_info, visible_device_count

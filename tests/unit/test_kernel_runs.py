@@ -204,7 +204,7 @@ def _nvml_with_one_gpu() -> object:
 
 def test_kernel_runs_that_all_ran_are_reused_and_failures_are_not(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A second doctor on an unchanged install reuses the runs (issue 14); a failed run is tried again."""
-    from advisor import analysis_cache
+    from advisor.io import analysis_cache
     from advisor.probe import _cached_kernel_runs
 
     monkeypatch.setenv(analysis_cache.CACHE_DIR_ENV, str(tmp_path))

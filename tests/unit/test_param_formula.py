@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from advisor import analysis_cache
+from advisor.io import analysis_cache
 from advisor.knowledge import load_knowledge
 from advisor.model_analysis import _release_value, precomputed
 from advisor.param_formula import evaluate

@@ -132,7 +132,7 @@ def test_a_tiny_model_reads_in_millions_and_mib(cli: Any, tiny_llama: Path) -> N
 
 
 def test_smoke_and_bench_text_round_and_explain_question_marks() -> None:
-    from advisor.bench import BenchReport, BenchRow, WORKLOADS
+    from advisor.bench import WORKLOADS, BenchReport, BenchRow
     from advisor.render import text
 
     row = BenchRow(label="sdpa / float32 / CPU", from_pretrained={}, ok=True, decode_tokens_per_second=10.0, prefill_tokens_per_second=100.0,
@@ -288,7 +288,7 @@ def test_offline_download_is_one_line(cli: Any, monkeypatch: pytest.MonkeyPatch,
 
 def test_unreachable_hub_is_bounded_by_the_timeout() -> None:
     from advisor.errors import ModelResolutionError
-    from advisor.hub_reach import check_hub_reachable
+    from advisor.io.hub_reach import check_hub_reachable
 
     with pytest.raises(ModelResolutionError, match="unreachable"):
         check_hub_reachable("x/y", timeout=0.5, environ={"HF_ENDPOINT": "http://127.0.0.1:9"})

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from advisor import analysis_cache
 from advisor.estimate.adapter import always_simulate, may_simulate
 from advisor.estimate.selection import near_limit
+from advisor.io import analysis_cache
 from advisor.model import resolve_model
 from advisor.model_analysis import _release_value, counts_and_origin
 from advisor.plan import PlanRequest, make_plan

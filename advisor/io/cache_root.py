@@ -74,7 +74,7 @@ def check_root(path: Path | None = None) -> None:
 
 
 def _shown(path: Path) -> str:
-    from advisor.inputs import printable
+    from advisor.io.read_input import printable
 
     return printable(path)
 

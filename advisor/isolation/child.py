@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from advisor.lifeline import PARENT_ENV
+from advisor.isolation.lifeline import PARENT_ENV
 
 __all__ = ["run_child", "Trial"]
 
@@ -47,12 +47,12 @@ def _child_env() -> dict[str, str]:
     """This environment, plus the source tree on PYTHONPATH when the advisor runs from a checkout
     (never site-packages: ahead of the standard library it could shadow it)."""
     env = dict(os.environ)
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # advisor/isolation/child.py -> the folder holding advisor/
     if root.name not in ("site-packages", "dist-packages"):
         env["PYTHONPATH"] = str(root) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     env.setdefault("HF_HUB_OFFLINE", "1")  # a local folder needs no network; never hang on one
-    env[PARENT_ENV] = str(os.getpid())  # the child dies with us, even on SIGKILL (advisor/lifeline.py)
+    env[PARENT_ENV] = str(os.getpid())  # the child dies with us, even on SIGKILL (advisor/isolation/lifeline.py)
     return env
 
 
@@ -92,7 +92,7 @@ def run_child(module: str, request: dict[str, Any], timeout: float) -> dict[str,
             pass
         proc.wait()
         return {"ok": False, "error": f"timed out after {timeout:g} s"}
-    except BaseException:  # Ctrl-C, SIGTERM/SIGHUP (advisor/interrupts.py): the child's whole group goes with us
+    except BaseException:  # Ctrl-C, SIGTERM/SIGHUP (advisor/isolation/interrupts.py): the child's whole group goes with us
         _kill_group(proc)
         proc.wait()
         raise

@@ -10,10 +10,10 @@ renamed into place, so concurrent writers never leave a torn entry (the last one
 same answer). Anything unreadable (a truncated file, foreign JSON, a read-only disk) is a miss: the caller
 recomputes and the entry is rewritten. The cache never raises.
 
-Issue 25: the folder is untrusted content on a trusted path (`advisor/cache_root.py`). Every folder and entry
+Issue 25: the folder is untrusted content on a trusted path (`advisor/io/cache_root.py`). Every folder and entry
 below it is opened with O_NOFOLLOW relative to its parent, so a planted symlink is never read or written
 through; an entry is read only when it is a regular file of at most ENTRY_MAX_BYTES, and its value must pass
-the bounds of its kind (`advisor/cache_entries.py`) or it is a miss. A path that is not a folder is never
+the bounds of its kind (`advisor/io/cache_entries.py`) or it is a miss. A path that is not a folder is never
 replaced, and nothing is replaced or removed in a folder the advisor did not create.
 
 Off switch: `ADVISOR_NO_CACHE=1`, or the CLI's `--no-cache` (which uses `disabled()`).
@@ -30,12 +30,12 @@ import re
 import secrets
 import stat
 from collections.abc import Callable, Iterator
-from functools import lru_cache, cache
+from functools import cache, lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
-from advisor import cache_root
+from advisor.io import cache_root
 
 T = TypeVar("T")
 
@@ -138,7 +138,7 @@ _MISS = object()
 
 def _entry_value(raw: bytes, key: dict[str, str | None]) -> Any:
     """The entry's value when it is this key's and within the bounds of its kind, else _MISS."""
-    from advisor.cache_entries import valid_value
+    from advisor.io.cache_entries import valid_value
 
     try:
         entry = json.loads(raw.decode("utf-8"))
