@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from advisor.candidate import Candidate
 from advisor.emit import quantization_of
 from advisor.errors import UsageError
 from advisor.facts import SCHEMA_VERSION, Environment
@@ -22,7 +23,7 @@ from advisor.plan import PlanRequest, Recommendation, evaluate, make_context, ma
 from advisor.remote_code import refuse_code_keys
 from advisor.report import DoctorReport, build_report
 from advisor.rules import run_environment_rules
-from advisor.rules.base import Candidate, Context
+from advisor.rules.base import Context
 from advisor.targets import TargetSpec, resolve_target
 
 __all__ = ["probe", "recommend", "check", "doctor", "matrix", "CheckResult", "target_environment", "parse_config"]

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from advisor.candidate import Candidate
 from advisor.emit import quantization_of
 from advisor.errors import UsageError
 from advisor.facts import SCHEMA_VERSION, Environment, GpuInfo
@@ -20,7 +21,6 @@ from advisor.memory import estimate_memory
 from advisor.model import ModelSpec
 from advisor.plan import PlanRequest, auto_class_name, make_plan
 from advisor.remote_code import refuse_code_keys
-from advisor.rules.base import Candidate
 
 __all__ = ["WORKLOADS", "Workload", "BenchRow", "BenchReport", "run_bench", "repredict"]
 

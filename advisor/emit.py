@@ -12,8 +12,8 @@ from typing import Any
 from jinja2 import Environment as Jinja
 from jinja2 import PackageLoader, StrictUndefined
 
+from advisor.candidate import Candidate
 from advisor.knowledge import version_matches
-from advisor.rules.base import Candidate
 
 __all__ = ["dtype_key", "from_pretrained_json", "to_kwargs", "python_snippet", "bnb_config", "quantization_of"]
 

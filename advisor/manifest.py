@@ -26,10 +26,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from advisor.errors import AdvisorError, UsageError
+from advisor.errors import AdvisorError, InputFileError, ManifestError, UsageError
 from advisor.facts import SCHEMA_VERSION, Environment
 from advisor.findings import Finding, Severity
-from advisor.io.read_input import MAX_DEPTH, InputFileError, check_tree, read_text_file
+from advisor.io.read_input import MAX_DEPTH, check_tree, read_text_file
 from advisor.memory import MemoryEstimate
 
 __all__ = [
@@ -40,7 +40,6 @@ __all__ = [
     "FromPretrained",
     "LoadedManifest",
     "Manifest",
-    "ManifestError",
     "ModelEntry",
     "PairResult",
     "TargetEntry",
@@ -56,16 +55,6 @@ DtypeName = Literal["auto", "float32", "float16", "bfloat16"]
 MANIFEST_MAX_BYTES = 1024 * 1024  # a thousand models and targets take under 100 KiB
 MAX_VALUES = 200_000  # scalars, lists and mappings, every alias counted each time it is used
 MAX_PAIRS = 10_000  # model x target pairs one run checks (each is a plan: ~0.1 s)
-
-
-class ManifestError(UsageError):
-    """A manifest that cannot be used: names the file, the line and the field."""
-
-    def __init__(self, path: Path, line: int | None, field: str, problem: str) -> None:
-        self.path, self.line, self.field = path, line, field
-        where = f"{path}, line {line}" if line is not None else f"{path}"
-        what = f", field {field}" if field else ""
-        super().__init__(f"manifest {where}{what}: {problem}; see docs/manifest.md")
 
 
 # ------------------------------------------------------------------------------------ schema

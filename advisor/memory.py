@@ -10,14 +10,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from advisor.candidate import BYTES
 from advisor.facts import GpuInfo
 from advisor.model import ModelSpec
+from advisor.numbers import MiB
 
-__all__ = ["MemoryEstimate", "estimate_memory", "BYTES", "GiB", "MiB", "CUDA_CONTEXT_BYTES"]
+__all__ = ["MemoryEstimate", "estimate_memory", "CUDA_CONTEXT_BYTES"]
 
-MiB = 1024**2
-GiB = 1024**3
-BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 # NF4 with double quantization: 4 bits + 8-bit absmax per 64 values + fp32 per 256 blocks (bitsandbytes quantize_4bit).
 BYTES_4BIT = 0.5 + 1 / 64 + 4 / (64 * 256)
 # LLM.int8: int8 weight + one fp32 scale per output row (negligible next to the weight).

@@ -12,18 +12,19 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from advisor.candidate import DTYPES, QUANTIZATIONS, Candidate
 from advisor.emit import from_pretrained_json, python_snippet, to_kwargs
-from advisor.facts import SCHEMA_VERSION, Environment, TorchInfo, known
-from advisor.kernelization import HubKernelAdvice
-from advisor.findings import Finding, Severity
-from advisor.knowledge import Knowledge, load_knowledge, version_matches
-from advisor.memory import GiB, MemoryEstimate, estimate_memory, max_memory_map
 from advisor.estimate.selection import evaluate_selected
+from advisor.facts import SCHEMA_VERSION, Environment, TorchInfo, known
+from advisor.findings import Finding, Severity
+from advisor.kernelization import HubKernelAdvice
+from advisor.knowledge import Knowledge, load_knowledge, version_matches
+from advisor.memory import MemoryEstimate, estimate_memory, max_memory_map
 from advisor.model import ModelSpec
+from advisor.numbers import GiB, plural, size
 from advisor.ranking import RankingAdvice, rerank
-from advisor.numbers import plural, size
 from advisor.rules import run_candidate_rules, run_environment_rules
-from advisor.rules.base import DTYPES, QUANTIZATIONS, Candidate, Context
+from advisor.rules.base import Context
 from advisor.rules.kernels import advice as kernel_advice
 from advisor.rules.planning import memory_fit, memory_fix, support_unknown
 from advisor.support import attention_support
@@ -208,7 +209,9 @@ def _candidates(ctx: Context, request: PlanRequest) -> Iterable[Candidate]:
         placements = ["gpu", "multi-gpu"] if len(ctx.gpus) > 1 else ["gpu"]
         if not has_gpu:
             placements = ["gpu"]  # keep the GPU plan so LIB003 explains why it cannot run
-    from advisor.quant_methods import ready_quantizations  # issue 17: other methods, only where a rule lets them run
+    from advisor.quant_methods import (
+        ready_quantizations,  # issue 17: other methods, only where a rule lets them run
+    )
 
     # bitsandbytes stays the default; another method joins where bitsandbytes leaves most weights alone
     wanted = request.quantize == "auto" and ctx.model is not None and ctx.model.quantizable_note is not None \

@@ -33,18 +33,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from advisor.errors import UsageError
+from advisor.errors import RemoteCodeError
 
-__all__ = ["CODE_KEYS", "RemoteCodeError", "check_model_folder", "child_kwargs", "refuse_code_keys"]
+__all__ = ["CODE_KEYS", "check_model_folder", "child_kwargs", "refuse_code_keys"]
 
 # Keys that make transformers execute or fetch code; none of them may come from a file.
 CODE_KEYS = ("trust_remote_code", "custom_generate", "code_revision", "revision")
 _FLAG = "--trust-remote-code (trust_remote_code=True in Python)"
 _MAX_SIDE_FILE = 16 * 1024 * 1024  # tokenizer_config.json / generation_config.json are read only up to this size
-
-
-class RemoteCodeError(UsageError):
-    """A file asked for code to be run or fetched; only the user's flag may (exit 2)."""
 
 
 def _asks(key: str, value: Any) -> bool:

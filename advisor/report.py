@@ -9,8 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from advisor.facts import SCHEMA_VERSION, Environment, GpuInfo, TorchInfo, Unavailable, known
 from advisor.findings import Finding, Severity
-from advisor.memory import GiB
-from advisor.numbers import diff, millis, plural, seconds, size
+from advisor.numbers import GiB, diff, millis, plural, seconds, size
 from advisor.plan import Recommendation, torch_summary
 from advisor.quant_methods import doctor_rows
 

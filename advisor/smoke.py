@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from advisor.candidate import Candidate
 from advisor.errors import AdvisorError, NoViablePlanError, SmokeTestError, UsageError
 from advisor.facts import SCHEMA_VERSION, Environment
 from advisor.io.rundir import temp_dir
@@ -27,7 +28,6 @@ from advisor.isolation.child import Trial, run_child
 from advisor.model import WEIGHT_FILES, ModelSpec
 from advisor.plan import auto_class_name
 from advisor.remote_code import child_kwargs, refuse_code_keys
-from advisor.rules.base import Candidate
 from advisor.smoke_diagnosis import SmokeDiagnosis, diagnose
 from advisor.smoke_worker import TOLERANCES, has_tokenizer
 
@@ -196,7 +196,8 @@ def _check_bin(path: Path) -> None:
 
 
 def _check_index(path: Path) -> None:
-    from advisor.io.read_input import InputFileError, read_json_file
+    from advisor.errors import InputFileError
+    from advisor.io.read_input import read_json_file
 
     try:  # issue 25: read like a config (regular file, size cap, depth limit): deep nesting gave exit 3
         index = read_json_file(path, what="weight index")

@@ -15,7 +15,7 @@ from pathlib import Path
 from packaging.version import InvalidVersion, Version
 from pydantic import ValidationError
 
-from advisor.errors import EnvironmentFileError, UsageError
+from advisor.errors import EnvironmentFileError, InputFileError, UsageError
 from advisor.facts import (
     SCHEMA_VERSION,
     ComputeCapability,
@@ -26,7 +26,7 @@ from advisor.facts import (
     Unavailable,
     known,
 )
-from advisor.io.read_input import SNAPSHOT_MAX_BYTES, InputFileError, field_name, printable, read_json_file
+from advisor.io.read_input import SNAPSHOT_MAX_BYTES, field_name, printable, read_json_file
 from advisor.io.write_output import write_output
 from advisor.knowledge import Knowledge, load_knowledge
 from advisor.knowledge.schema import GpuRow

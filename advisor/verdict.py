@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from advisor.candidate import Candidate
 from advisor.findings import Finding
-from advisor.rules.base import Candidate
 
 __all__ = ["RankedFix", "group_label", "rank_fixes", "installs", "SWITCH_RULES"]
 

@@ -86,8 +86,8 @@ def _spec(name: str, tmp: Path) -> Any:
 
 def _labels(spec: Any, env: Any) -> dict[str, dict[str, Any]]:
     """attn -> from_pretrained kwargs of the bf16, unquantized, one-GPU option (labels as the planner writes them)."""
+    from advisor.candidate import Candidate
     from advisor.emit import from_pretrained_json
-    from advisor.rules.base import Candidate
 
     out = {}
     for attn in ATTNS:

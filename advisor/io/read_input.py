@@ -17,13 +17,12 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from advisor.errors import UsageError
+from advisor.errors import InputFileError, UsageError
 
 __all__ = [
     "CONFIG_MAX_BYTES",
     "MAX_DEPTH",
     "SNAPSHOT_MAX_BYTES",
-    "InputFileError",
     "check_tree",
     "field_name",
     "path_kind",
@@ -43,14 +42,6 @@ _BOMS = (
     (b"\xff\xfe", "UTF-16"),
     (b"\xfe\xff", "UTF-16"),
 )
-
-
-class InputFileError(UsageError):
-    """A user file that cannot be used; `shown` is its printable name, `problem` what is wrong with it."""
-
-    def __init__(self, what: str, shown: str, problem: str) -> None:
-        self.shown, self.problem = shown, problem
-        super().__init__(f"{what} {shown}: {problem}")
 
 
 def field_name(loc: tuple[Any, ...] | list[Any]) -> str:

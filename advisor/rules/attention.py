@@ -6,11 +6,12 @@ from collections.abc import Iterator
 
 from packaging.version import InvalidVersion, Version
 
+from advisor.candidate import Candidate
 from advisor.facts import ComputeCapability
 from advisor.findings import Finding, Severity
 from advisor.knowledge import version_matches
 from advisor.knowledge.schema import PackageLimit
-from advisor.rules.base import Candidate, Context, rule
+from advisor.rules.base import Context, rule
 
 FLASH_PACKAGES = {"flash_attention_2": "flash-attn", "flash_attention_3": "flash-attn-3", "flash_attention_4": "flash-attn-4"}
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from packaging.version import Version
-from pydantic import BaseModel, ConfigDict
 
+from advisor.candidate import Candidate
 from advisor.explain import docs_url
 from advisor.facts import ComputeCapability, Environment, GpuInfo, TorchInfo, known
 from advisor.findings import Finding, Severity
@@ -16,36 +16,13 @@ from advisor.knowledge import Knowledge
 from advisor.model import ModelSpec
 
 __all__ = [
-    "Candidate",
     "Context",
     "Rule",
     "RULES",
     "rule",
-    "DTYPES",
-    "QUANTIZATIONS",
 ]
 
-DTYPES = ("bfloat16", "float16", "float32")
-QUANTIZATIONS = ("none", "8bit", "4bit")
 DOCS = "docs/rules.md#"
-
-
-class Candidate(BaseModel):
-    """One way to call from_pretrained: the unit the planner accepts or rejects."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    attn: str
-    dtype: Literal["bfloat16", "float16", "float32"]
-    # none / bitsandbytes 8bit, 4bit / another method where ready (advisor.quant_methods.METHOD_QUANTIZATIONS)
-    quantization: Literal["none", "8bit", "4bit", "quanto-int8", "hqq-4bit", "fp8", "fbgemm-fp8"] = "none"
-    placement: Literal["gpu", "multi-gpu", "cpu"] = "gpu"
-
-    def label(self) -> str:
-        quant = "" if self.quantization == "none" else f" + bnb {self.quantization}" \
-            if self.quantization in ("8bit", "4bit") else f" + {self.quantization}"
-        where = {"gpu": "1 GPU", "multi-gpu": "all GPUs", "cpu": "CPU"}[self.placement]
-        return f"{self.attn} / {self.dtype}{quant} / {where}"
 
 
 @dataclass(frozen=True)

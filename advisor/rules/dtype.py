@@ -6,8 +6,9 @@ import json
 from collections.abc import Iterator
 from functools import lru_cache
 
+from advisor.candidate import Candidate
 from advisor.findings import Finding, Severity
-from advisor.rules.base import Candidate, Context, rule
+from advisor.rules.base import Context, rule
 
 
 @lru_cache(maxsize=1)

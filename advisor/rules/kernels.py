@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from advisor.candidate import Candidate
 from advisor.findings import Finding, Severity
 from advisor.kernelization import HubKernelAdvice, hub_kernel_advice
-from advisor.rules.base import Candidate, Context, rule
+from advisor.rules.base import Context, rule
 
 __all__ = ["advice"]
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from advisor.candidate import Candidate
 from advisor.facts import TorchInfo
 from advisor.findings import Finding, Severity
-from advisor.rules.base import Candidate, Context, rule
+from advisor.rules.base import Context, rule
 
 
 @rule("PLACE001", "GPU placement without a usable GPU", scope="candidate",

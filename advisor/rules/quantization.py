@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from advisor.candidate import Candidate
 from advisor.facts import ComputeCapability
 from advisor.findings import Finding, Severity
 from advisor.knowledge import version_matches
-from advisor.rules.base import Candidate, Context, rule
+from advisor.rules.base import Context, rule
 
 
 def _quantized(c: Candidate | None) -> bool:
@@ -181,7 +182,8 @@ def bnb_share(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     if not _quantized(c) or model is None:
         return
     assert c is not None
-    from advisor.memory import BYTES, GiB
+    from advisor.candidate import BYTES
+    from advisor.numbers import GiB
     from advisor.quant_methods import fixes_for
     from advisor.quantizable import covered_release, kind_of, rule_at, table_releases
 

@@ -26,9 +26,9 @@ import transformers
 from transformers.quantizers.auto import AutoQuantizationConfig
 from transformers.utils import is_hqq_available
 
+from advisor.candidate import Candidate
 from advisor.emit import from_pretrained_json, quantization_of, to_kwargs
 from advisor.quant_methods import METHOD_QUANTIZATIONS, load_methods
-from advisor.rules.base import Candidate
 
 
 def _candidate(key: str) -> Any:

@@ -115,9 +115,9 @@ def test_quant007_reads_the_assumed_release_and_cites_its_line(cli: Any) -> None
 
 def test_the_weight_figure_follows_the_target_release() -> None:
     """falcon 8-bit: all weights stay bf16 under 5.24 (FalconLinear skipped), mostly int8 under 4.57.6."""
+    from advisor.candidate import Candidate
     from advisor.knowledge import load_knowledge
     from advisor.plan import evaluate, make_context
-    from advisor.rules.base import Candidate
     from advisor.targets import TargetSpec, resolve_target
 
     model = resolve_model("tiiuae/falcon-7b")
