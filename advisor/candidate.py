@@ -25,7 +25,7 @@ class Candidate(BaseModel):
 
     attn: str
     dtype: Literal["bfloat16", "float16", "float32"]
-    # none / bitsandbytes 8bit, 4bit / another method where ready (advisor.quant_methods.METHOD_QUANTIZATIONS)
+    # none / bitsandbytes 8bit, 4bit / another method where ready (advisor.knowledge.quant_methods.METHOD_QUANTIZATIONS)
     quantization: Literal["none", "8bit", "4bit", "quanto-int8", "hqq-4bit", "fp8", "fbgemm-fp8"] = "none"
     placement: Literal["gpu", "multi-gpu", "cpu"] = "gpu"
 

@@ -23,7 +23,7 @@ from advisor.errors import AdvisorError, UsageError
 from advisor.io import analysis_cache, cache_root, rundir
 from advisor.io.write_output import check_output, is_stdout, write_output
 from advisor.isolation import interrupts
-from advisor.quant_methods import METHOD_QUANTIZATIONS
+from advisor.knowledge.quant_methods import METHOD_QUANTIZATIONS
 from advisor.render import OutputFormat, render
 from advisor.render.escape import encodable, terminal_safe
 

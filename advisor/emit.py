@@ -32,7 +32,7 @@ def quantization_of(kwargs: Mapping[str, Any]) -> str:
     flags: Mapping[str, Any] = qc if isinstance(qc, Mapping) else {}
     method = str(flags.get("quant_method", ""))
     if method and method != "bitsandbytes":  # another method planned under its candidate key (issue 17)
-        from advisor.quant_methods import load_methods
+        from advisor.knowledge.quant_methods import load_methods
 
         for m in load_methods():
             c = m.candidate
@@ -85,7 +85,7 @@ def from_pretrained_json(
     if candidate.quantization in ("8bit", "4bit"):
         kwargs["quantization_config"] = bnb_config(candidate.quantization, candidate.dtype)
     elif candidate.quantization != "none":
-        from advisor.quant_methods import method_for
+        from advisor.knowledge.quant_methods import method_for
 
         method = method_for(candidate.quantization)
         assert method is not None and method.candidate is not None, candidate.quantization
@@ -134,7 +134,7 @@ def python_snippet(
     bnb_args = {}
     method = ""
     if bnb and bnb.get("quant_method", "bitsandbytes") != "bitsandbytes":
-        from advisor.quant_methods import load_methods
+        from advisor.knowledge.quant_methods import load_methods
 
         method = next((m.candidate.python for m in load_methods()
                        if m.candidate and m.candidate.quantization_config == bnb), "")

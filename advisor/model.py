@@ -20,7 +20,7 @@ from advisor.knowledge import Knowledge, load_knowledge
 from advisor.prequantized import CheckpointQuantization, read_checkpoint_quantization
 from advisor.remote_code import check_model_folder
 
-__all__ = ["ModelSpec", "describe_config", "resolve_model"]
+__all__ = ["ModelSpec", "describe_config", "resolve_model", "shape_signature"]
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 _GENERATIVE_SUFFIXES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration", "ForSpeechSeq2Seq")
@@ -78,6 +78,12 @@ class ModelSpec(BaseModel):
         dtype = (self.stored_dtype or "float32 (not declared)").removeprefix("torch.")
         pre = self.checkpoint_quantization
         return f"{dtype}, quantized {pre.label}" if pre is not None else dtype
+
+
+def shape_signature(model: ModelSpec) -> str:
+    """hidden, heads, KV heads, head_dim, layers: what a kernel's speed depends on besides the model type."""
+    return (f"h{model.hidden_size}-a{model.num_attention_heads}-kv{model.num_key_value_heads}"
+            f"-d{model.head_dim}-l{model.num_layers}")
 
 
 def _hf_cache_dirs() -> list[Path]:
@@ -280,7 +286,7 @@ def _release() -> str | None:
 
 
 def _table_release() -> str | None:
-    from advisor.quantizable import default_release
+    from advisor.knowledge.quantizable_share import default_release
 
     return default_release()  # the installed release where the table covers it, else its newest
 

@@ -47,7 +47,7 @@ class PlanRequest(BaseModel):
     ignore: tuple[str, ...] = ()
     prefer: Literal["speed", "quality", "memory"] = "quality"  # issue 12: advisor/ranking.py, docs/prefer.md
     measurements: bool = True  # use the measurement store and the shipped measurements (issue 12)
-    allow_download: bool = False  # the load may download a Hub kernel on first use (QUANT008, advisor/fp8_kernel.py)
+    allow_download: bool = False  # the load may download a Hub kernel on first use (QUANT008, advisor/rules/fp8_kernel.py)
 
 
 class PlanOption(BaseModel):
@@ -209,9 +209,7 @@ def _candidates(ctx: Context, request: PlanRequest) -> Iterable[Candidate]:
         placements = ["gpu", "multi-gpu"] if len(ctx.gpus) > 1 else ["gpu"]
         if not has_gpu:
             placements = ["gpu"]  # keep the GPU plan so LIB003 explains why it cannot run
-    from advisor.quant_methods import (
-        ready_quantizations,  # issue 17: other methods, only where a rule lets them run
-    )
+    from advisor.rules.method_readiness import ready_quantizations
 
     # bitsandbytes stays the default; another method joins where bitsandbytes leaves most weights alone
     wanted = request.quantize == "auto" and ctx.model is not None and ctx.model.quantizable_note is not None \

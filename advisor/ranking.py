@@ -22,11 +22,11 @@ from advisor.knowledge.measurements import (
     Measurement,
     MeasurementStore,
     pick,
-    shape_signature,
     shipped_measurements,
     stale_reason,
     versions_of,
 )
+from advisor.model import shape_signature
 
 if TYPE_CHECKING:
     from advisor.facts import Environment
@@ -118,7 +118,7 @@ def _evidence(model: ModelSpec, env: Environment, workload: str, use_store: bool
     notes: list[str] = []
     if use_store:
         store = MeasurementStore()
-        found = store.lookup(versions, model, workload)
+        found = store.lookup(versions, model.model_type, shape_signature(model), workload)
         notes += found.notes
         if found.ignored:
             first = found.ignored[0]

@@ -11,7 +11,7 @@ from advisor.facts import SCHEMA_VERSION, Environment, GpuInfo, TorchInfo, Unava
 from advisor.findings import Finding, Severity
 from advisor.numbers import GiB, diff, millis, plural, seconds, size
 from advisor.plan import Recommendation, torch_summary
-from advisor.quant_methods import doctor_rows
+from advisor.rules.method_readiness import doctor_rows
 
 __all__ = ["DoctorReport", "Item", "Section", "build_report"]
 

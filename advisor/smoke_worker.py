@@ -79,7 +79,9 @@ def tolerance_key(from_pretrained: dict[str, Any], loaded_dtype: str) -> str:
             return "4bit"
         if quant.get("load_in_8bit"):
             return "8bit"
-        from advisor.quant_methods import load_methods  # another method: the budget of its bit width
+        from advisor.knowledge.quant_methods import (
+            load_methods,  # another method: the budget of its bit width
+        )
 
         for m in load_methods():
             if m.candidate and m.candidate.quantization_config.get("quant_method") == quant.get("quant_method"):

@@ -124,7 +124,8 @@ def _metric(workload: str, generative: bool) -> str:
 
 def measure(names: list[str], env: Any, tmp: Path, start: float, layers_for: dict[str, int | None],
             log: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from advisor.knowledge.measurements import shape_signature, versions_of
+    from advisor.knowledge.measurements import versions_of
+    from advisor.model import shape_signature
 
     versions = versions_of(env).model_dump()
     rows = []

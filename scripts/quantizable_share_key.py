@@ -6,7 +6,7 @@ module tree, its head class or the replacement rule changes, so `scripts/generat
 (type, release) only when its key was never built before and reuses the row otherwise.
 
 The key is computed from the release's files alone (a wheel read as a zip, or a folder), no import. It hashes:
-- the replacement rule: its `mode` (`advisor.quantizable.read_rule`) and the source of the skip-list functions
+- the replacement rule: its `mode` (`advisor.knowledge.quantizable_share.read_rule`) and the source of the skip-list functions
   the advisor calls (`get_keys_to_not_convert`, `get_modules_to_not_convert`, `should_convert_module`);
 - the code (`code_digest`: no docstrings, comment lines or blank lines) of every `modeling_*.py` and
   `configuration_*.py` of the type's `models/<dir>` (TF and Flax files excluded: never built), and, transitively, of every model directory those files import (`from ..llama.modeling_llama import`);

@@ -31,7 +31,6 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from advisor.facts import Environment, TorchInfo, known
 from advisor.knowledge.stored_row import is_busy, is_corrupt, row_problem
-from advisor.model import ModelSpec
 
 __all__ = [
     "CACHE_ENV",
@@ -43,7 +42,6 @@ __all__ = [
     "Versions",
     "cache_dir",
     "depth_checks",
-    "shape_signature",
     "shipped_measurements",
     "versions_of",
 ]
@@ -110,12 +108,6 @@ def cache_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("inference-advisor", appauthor=False))
-
-
-def shape_signature(model: ModelSpec) -> str:
-    """hidden, heads, KV heads, head_dim, layers: what a kernel's speed depends on besides the model type."""
-    return (f"h{model.hidden_size}-a{model.num_attention_heads}-kv{model.num_key_value_heads}"
-            f"-d{model.head_dim}-l{model.num_layers}")
 
 
 def _attention_kernels(env: Environment) -> str:
@@ -345,10 +337,11 @@ class MeasurementStore:
         finally:
             conn.close()
 
-    def lookup(self, versions: Versions, model: ModelSpec, workload: str) -> Lookup:
-        """Rows for this GPU, shape and workload, split into those measured under these versions and the rest."""
+    def lookup(self, versions: Versions, model_type: str, shape: str, workload: str) -> Lookup:
+        """Rows for this GPU, model type, shape (`advisor.model.shape_signature`) and workload, split into those
+        measured under these versions and the rest."""
         rows = self.rows(gpu=versions.gpu, compute_capability=versions.compute_capability,
-                         model_type=model.model_type, shape=shape_signature(model), workload=workload)
+                         model_type=model_type, shape=shape, workload=workload)
         matches = [r for r in rows if all(getattr(r.key, f) == getattr(versions, f) for f in _VERSION_FIELDS)]
         ignored = [r for r in rows if r not in matches]
         return Lookup(matches=matches, ignored=ignored, notes=list(self.notes))

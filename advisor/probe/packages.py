@@ -249,7 +249,7 @@ def probe_libraries(
     hub_cache: Callable[[], list[str]] = cached_hub_kernels,
 ) -> dict[str, LibraryInfo]:
     """Every library in LIBRARIES, checked in parallel child processes where a native part exists. `kernels`
-    also lists the Hub kernels in its local cache (`hub_cache`: fine-grained FP8 needs one, advisor/fp8_kernel.py)."""
+    also lists the Hub kernels in its local cache (`hub_cache`: fine-grained FP8 needs one, advisor/rules/fp8_kernel.py)."""
     found = {spec.distribution: versions(spec.distribution) for spec in LIBRARIES}
     to_check = [spec for spec in LIBRARIES if spec.check and found[spec.distribution] is not None]
     checks: dict[str, ImportCheck] = {}

@@ -33,10 +33,9 @@ from advisor.knowledge.measurements import (
     MeasurementKey,
     MeasurementStore,
     depth_checks,
-    shape_signature,
     versions_of,
 )
-from advisor.model import ModelSpec
+from advisor.model import ModelSpec, shape_signature
 from advisor.plan import PlanOption, PlanRequest, auto_class_name, make_plan
 
 __all__ = ["TRUNCATED_LAYERS", "TuneReport", "run_tune", "run_tune_command"]

@@ -29,10 +29,9 @@ from advisor.knowledge.measurements import (
     Measurement,
     MeasurementKey,
     MeasurementStore,
-    shape_signature,
     versions_of,
 )
-from advisor.model import resolve_model
+from advisor.model import resolve_model, shape_signature
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "meta-llama/Llama-2-7b-hf"

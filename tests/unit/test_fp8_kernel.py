@@ -21,7 +21,7 @@ from advisor.model import resolve_model
 from advisor.plan import PlanRequest, make_plan
 from advisor.probe.hub_cache import cached_hub_kernels, kernels_cache_root
 from advisor.probe.packages import probe_libraries
-from advisor.quant_methods import doctor_rows, ready_quantizations
+from advisor.rules.method_readiness import doctor_rows, ready_quantizations
 from advisor.targets import load_environment
 
 ENVS = Path(__file__).resolve().parents[1] / "fixtures" / "envs"

@@ -28,7 +28,7 @@ from transformers.utils import is_hqq_available
 
 from advisor.candidate import Candidate
 from advisor.emit import from_pretrained_json, quantization_of, to_kwargs
-from advisor.quant_methods import METHOD_QUANTIZATIONS, load_methods
+from advisor.knowledge.quant_methods import METHOD_QUANTIZATIONS, load_methods
 
 
 def _candidate(key: str) -> Any:

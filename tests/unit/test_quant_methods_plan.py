@@ -21,9 +21,10 @@ import transformers
 
 from advisor.candidate import Candidate
 from advisor.emit import from_pretrained_json, python_snippet, quantization_of, to_kwargs
+from advisor.knowledge.quant_methods import METHOD_QUANTIZATIONS, load_methods
 from advisor.model import resolve_model
 from advisor.plan import PlanRequest, make_plan
-from advisor.quant_methods import METHOD_QUANTIZATIONS, doctor_rows, load_methods, ready_quantizations
+from advisor.rules.method_readiness import doctor_rows, ready_quantizations
 from advisor.targets import load_environment
 
 ENVS = Path(__file__).resolve().parents[1] / "fixtures" / "envs"

@@ -21,9 +21,9 @@ import pytest
 import transformers
 from packaging.version import Version
 
+from advisor.knowledge.onthefly import onthefly
 from advisor.knowledge.releases import load_release_constraints
-from advisor.quant_methods import doctor_rows, ready_quantizations
-from advisor.quant_onthefly import onthefly
+from advisor.rules.method_readiness import doctor_rows, ready_quantizations
 from advisor.targets import load_environment
 
 ENVS = Path(__file__).resolve().parents[1] / "fixtures" / "envs"

@@ -18,10 +18,11 @@ import torch
 import transformers
 
 from advisor.knowledge import data_dir
+from advisor.knowledge.quant_methods import load_methods
 from advisor.model import resolve_model
 from advisor.plan import PlanRequest, make_plan
-from advisor.quant_methods import doctor_rows, fixes_for, load_methods
 from advisor.quant_proof import count_quantized, not_applied
+from advisor.rules.method_readiness import doctor_rows, fixes_for
 from advisor.targets import load_environment
 
 ENVS = Path(__file__).resolve().parents[1] / "fixtures" / "envs"
@@ -133,7 +134,7 @@ def test_the_weight_figure_follows_the_target_release() -> None:
 def test_an_uncovered_release_is_said(cli: Any) -> None:
     from packaging.version import Version
 
-    from advisor.quantizable import covered_release, table_releases
+    from advisor.knowledge.quantizable_share import covered_release, table_releases
 
     newest = Version(table_releases()[-1])  # the table covers every stored release (issue 17): the next minor
     release = f"{newest.major}.{newest.minor + 1}.0"

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING
 from advisor.knowledge.releases import FactRun, load_release_constraints
 
 if TYPE_CHECKING:
-    from advisor.facts import ComputeCapability, Environment
+    pass
 
-__all__ = ["OnTheFly", "fact_key", "last_release_that_can", "onthefly", "onthefly_alternatives"]
+__all__ = ["OnTheFly", "fact_key", "fact_where", "last_release_that_can", "onthefly"]
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def fact_key(method_key: str, quantization: str | None = None) -> str:
     return method_key
 
 
-def _where(run: FactRun | None, release: str) -> str:
+def fact_where(run: FactRun | None, release: str) -> str:
     """`file:line` of `run` at `release` (its own line where the fact keeps one per release)."""
     if run is None:
         return "?"
@@ -66,16 +66,16 @@ def onthefly(transformers_version: str | None, key: str) -> OnTheFly | None:
     call = rc.at("quantize_ops_call", release)
     if run.value in ("get_quantize_ops", "create_quantized_param"):
         how = "defines get_quantize_ops" if run.value == "get_quantize_ops" else "old loading path: create_quantized_param"
-        return OnTheFly(key, release, True, f"transformers {release} {_where(run, release)} ({how})")
+        return OnTheFly(key, release, True, f"transformers {release} {fact_where(run, release)} ({how})")
     if run.value is False:
         return OnTheFly(key, release, False, f"transformers {release} {run.file} (absent)",
                         f"transformers {release} has no quantizer for it ({run.file} is absent)")
     base = rc.at("quantize_ops_base", release)
-    cite = (f"{run.file} defines no get_quantize_ops; {_where(call, release)} calls it for "
-            f"every weight quantized while loading; {_where(base, release)} raises NotImplementedError")
+    cite = (f"{run.file} defines no get_quantize_ops; {fact_where(call, release)} calls it for "
+            f"every weight quantized while loading; {fact_where(base, release)} raises NotImplementedError")
     problem = (f"transformers {release} cannot quantize it on the fly: its quantizer ({run.file}) defines no "
-               f"get_quantize_ops, which {_where(call, release)} calls for every weight it quantizes while loading, "
-               f"so HfQuantizer.get_quantize_ops raises NotImplementedError ({_where(base, release)})")
+               f"get_quantize_ops, which {fact_where(call, release)} calls for every weight it quantizes while loading, "
+               f"so HfQuantizer.get_quantize_ops raises NotImplementedError ({fact_where(base, release)})")
     return OnTheFly(key, release, False, f"transformers {cite}", problem)
 
 
@@ -94,30 +94,3 @@ def last_release_that_can(key: str, before: str) -> str | None:
             found = release
     return found
 
-
-def onthefly_alternatives(env: Environment, weakest_cc: ComputeCapability | None, verdict: OnTheFly,
-                          placement: str = "gpu") -> list[str]:
-    """Fixes that work when `verdict` says no: the planned methods this release does quantize on the fly and
-    that are ready on this target (bitsandbytes when installed), then the newest older release that quantizes
-    the method (HQQ: 4.57.6, the old path)."""
-    from advisor.quant_methods import load_methods, method_status
-
-    out: list[str] = []
-    if env.library("bitsandbytes").installed and placement != "cpu":
-        can = onthefly(verdict.release, "bitsandbytes_4bit")
-        if can is not None and can.ok and verdict.key != "bitsandbytes_4bit":
-            out.append(f"--quantize 4bit (bitsandbytes NF4, installed here; {can.cite})")
-    for m in load_methods():
-        if m.candidate is None or m.key == verdict.key:
-            continue
-        status = method_status(env, m, weakest_cc)
-        if not status.ready or (placement == "cpu" and "cpu" not in m.device):
-            continue
-        cite = f"; {status.onthefly.cite}" if status.onthefly else ""
-        out.append(f"--quantize {m.candidate.key} ({m.name}, installed here{cite})")
-    older = last_release_that_can(verdict.key, verdict.release)
-    if older is not None:
-        run = load_release_constraints().at(f"onthefly_{verdict.key}", older)
-        out.append(f"pip install 'transformers=={older}' (quantizes it while loading: transformers {older} "
-                   f"{_where(run, older)} create_quantized_param)")
-    return out

@@ -1,97 +1,30 @@
-"""The quantization methods transformers loads (data/quant_methods.json) judged against one target.
+"""Is each quantization method ready on this target? Its libraries at the version transformers asks for, the
+GPU's capability, the Hub kernel the release loads for it, and whether the release quantizes it on the fly.
 
-Two readers: `doctor` lists what each method would need here (library and version, compute capability), and
-the QUANT007 rule builds its fix from the methods that really quantize what bitsandbytes leaves alone: an
-`nn.Linear` subclass is replaced by the methods whose rule is `isinstance` (torchao, HQQ, quanto), fused 3-D
-experts only by those that say so in their source (fine-grained FP8, compressed-tensors, MXFP4 for gpt-oss).
-No import here: the environment snapshot says what is installed.
-
-A third reader is the planner: a method whose row has a `candidate` block (quanto int8, HQQ 4-bit, fine-grained
-FP8, FBGEMM FP8: on-the-fly methods whose config is a plain mapping) becomes a plan candidate on a target where
-`method_status` says it is ready, and QUANT008 judges it there. torchao is left out: its 5.x config holds a
-torchao object (`Int8WeightOnlyConfig()`), not a mapping the plan JSON can carry.
+The judgement half of what was `advisor/knowledge/quant_methods.py` and `advisor/knowledge/onthefly.py`: the tables
+(`advisor.knowledge.quant_methods`, `advisor.knowledge.onthefly`) say what each method needs, this module says
+what is missing on one target, for the QUANT rules, the planner's candidates and doctor's rows.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import TYPE_CHECKING, Any
 
 from advisor.facts import ComputeCapability, Environment
-from advisor.fp8_kernel import KernelNeed, hub_kernel_need
-from advisor.knowledge import data_dir, version_matches
-from advisor.quant_onthefly import OnTheFly, fact_key, onthefly, onthefly_alternatives
-
-if TYPE_CHECKING:
-    from advisor.model import ModelSpec
+from advisor.knowledge import version_matches
+from advisor.knowledge.onthefly import OnTheFly, fact_key, fact_where, last_release_that_can, onthefly
+from advisor.knowledge.quant_methods import Method, load_methods, table_release, validate_line
+from advisor.knowledge.releases import load_release_constraints
+from advisor.rules.fp8_kernel import KernelNeed, hub_kernel_need
 
 __all__ = [
-    "METHOD_QUANTIZATIONS",
-    "GpuDtype",
-    "Method",
-    "MethodCandidate",
     "MethodStatus",
     "doctor_rows",
     "fixes_for",
-    "handles",
-    "load_methods",
-    "method_for",
-    "method_row",
     "method_status",
-    "quantizable_by",
+    "onthefly_alternatives",
     "ready_quantizations",
-    "validate_line",
 ]
-
-# The candidate keys of data/quant_methods.json, in the planner's order (a test keeps them equal to the table's).
-METHOD_QUANTIZATIONS = ("hqq-4bit", "quanto-int8", "fp8", "fbgemm-fp8")
-
-
-@dataclass(frozen=True)
-class MethodCandidate:
-    """How a method is planned: its `Candidate.quantization` key, weight bits and from_pretrained config.
-
-    `quantization_config` is what from_pretrained hands to `AutoQuantizationConfig.from_dict`, so it must be the
-    serialised form the config class reads back to the same object as `python` (HQQ: `HqqConfig.to_dict()`,
-    not its constructor arguments); `source` says where that shape is read from."""
-
-    key: str
-    bits: int
-    quantization_config: dict[str, Any]
-    python: str
-    source: str = ""
-
-
-@dataclass(frozen=True)
-class GpuDtype:
-    """The dtype a method's quantizer wants on a GPU (its `update_dtype`), why, and the line that says so."""
-
-    dtype: str
-    why: str
-    source: str
-
-
-@dataclass(frozen=True)
-class Method:
-    """One row of data/quant_methods.json."""
-
-    key: str
-    name: str
-    config: str
-    mode: str  # on-the-fly | pre-quantized | both
-    requires: dict[str, str | None]
-    device: str
-    min_cc: ComputeCapability | None
-    linear_rule: str  # exact | isinstance | checkpoint
-    fused_experts: bool | None
-    model_types: tuple[str, ...] | None
-    source: str  # where the requirements are read from
-    rule_source: str  # the line that decides which modules it replaces
-    quantizer: str = ""  # quantizers/quantizer_*.py: its validate_environment states the requirements
-    candidate: MethodCandidate | None = None
-    gpu_dtype: GpuDtype | None = None
 
 
 @dataclass(frozen=True)
@@ -103,7 +36,7 @@ class MethodStatus:
     cc_ok: bool | None  # None: no GPU or no requirement
     gpu_ok: bool = True  # False: the method runs only on a GPU and the target has none
     kernel: KernelNeed | None = None  # a Hub kernel the target's transformers loads for it (fine-grained FP8, 5.4+)
-    onthefly: OnTheFly | None = None  # whether the target's transformers quantizes it while loading (advisor/quant_onthefly.py)
+    onthefly: OnTheFly | None = None  # whether the target's transformers quantizes it while loading (advisor/knowledge/onthefly.py)
 
     @property
     def ready(self) -> bool:
@@ -144,36 +77,6 @@ class MethodStatus:
         return f"{libs}{kernel}{cc} ({self.method.device})"
 
 
-def _cc(raw: str | None) -> ComputeCapability | None:
-    return ComputeCapability.parse(raw) if raw else None
-
-
-@lru_cache(maxsize=1)
-def load_methods() -> tuple[Method, ...]:
-    """The table, validated by construction (a missing key raises at load)."""
-    raw = json.loads((data_dir() / "quant_methods.json").read_text(encoding="utf-8"))
-    rows: list[dict[str, Any]] = raw["methods"]
-    return tuple(
-        Method(key=r["key"], name=r["name"], config=r["config"], mode=r["mode"], requires=dict(r["requires"]),
-               device=r["device"], min_cc=_cc(r["min_cc"]), linear_rule=r["linear_rule"],
-               fused_experts=r["fused_experts"], model_types=tuple(r["model_types"]) if r["model_types"] else None,
-               source=r["source"], rule_source=r["rule_source"], quantizer=r["quantizer"],
-               candidate=MethodCandidate(**r["candidate"]) if r["candidate"] else None,
-               gpu_dtype=GpuDtype(**r["gpu_dtype"]) if r["gpu_dtype"] else None)
-        for r in rows
-    )
-
-
-def method_for(quantization: str) -> Method | None:
-    """The method planned under a `Candidate.quantization` key (None for none / bnb 8bit / 4bit)."""
-    return next((m for m in load_methods() if m.candidate and m.candidate.key == quantization), None)
-
-
-def method_row(key: str) -> Method | None:
-    """The row of a pre-quantized checkpoint's method (`CheckpointQuantization.method_key`), if the table has it."""
-    return next((m for m in load_methods() if m.key == key), None)
-
-
 def ready_quantizations(env: Environment, weakest_cc: ComputeCapability | None, placement: str, *,
                         allow_download: bool = False) -> list[str]:
     """The method candidates a rule lets run on this target: libraries installed at the version transformers
@@ -190,33 +93,10 @@ def ready_quantizations(env: Environment, weakest_cc: ComputeCapability | None, 
     return out
 
 
-@lru_cache(maxsize=64)
-def validate_line(quantizer: str) -> tuple[str, int] | None:
-    """(release, line) of `def validate_environment` in the installed transformers' `quantizer` file, read as text
-    (importing a quantizer module pulls in its library); None when transformers or the file is not here."""
-    from advisor.quantizable import installed_transformers
-
-    found = installed_transformers()
-    if found is None:
-        return None
-    folder, release = found
-    try:
-        lines = (folder / quantizer).read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return None
-    number = next((i for i, line in enumerate(lines, 1) if line.strip().startswith("def validate_environment(")), None)
-    return (release, number) if number else None
-
-
-def table_release() -> str:
-    """The transformers release the table's source lines refer to."""
-    return str(json.loads((data_dir() / "quant_methods.json").read_text(encoding="utf-8"))["transformers"])
-
-
 def method_status(env: Environment, method: Method, weakest_cc: ComputeCapability | None, *,
                   allow_download: bool = False) -> MethodStatus:
     """Which of the method's libraries are missing or too old here, whether the GPU is new enough, and whether
-    the Hub kernel the target's transformers loads for it is usable (advisor/fp8_kernel.py)."""
+    the Hub kernel the target's transformers loads for it is usable (advisor/rules/fp8_kernel.py)."""
     missing = []
     for dist, spec in method.requires.items():
         lib = env.library(dist)
@@ -297,23 +177,27 @@ def doctor_rows(env: Environment, weakest_cc: ComputeCapability | None) -> list[
     return rows
 
 
-def handles(method: Method, kind: str | None) -> bool:
-    """Whether `method` quantizes what bitsandbytes leaves alone in a model of this reason `kind`."""
-    if kind == "linear-subclass":
-        return method.linear_rule == "isinstance" or method.mode == "pre-quantized"
-    if kind == "fused-experts":
-        return method.fused_experts is True
-    return kind is None
-
-
-def quantizable_by(model: ModelSpec, method: Method) -> int:
-    """Parameters `method` stores in its format: what bitsandbytes replaces, or, where the method also takes what
-    bitsandbytes leaves (an nn.Linear subclass for an isinstance rule, fused experts for FP8), every weight but
-    the input and output embeddings (`vocab_size x hidden_size` each: the methods skip `lm_head` too)."""
-    from advisor.quantizable import kind_of
-
-    kind = kind_of(model.quantizable_note) if model.quantizable_note else None
-    if kind is None or not handles(method, kind):
-        return model.quantizable_param_count
-    embeddings = 2 * model.vocab_size * model.hidden_size
-    return max(model.quantizable_param_count, model.param_count - embeddings)
+def onthefly_alternatives(env: Environment, weakest_cc: ComputeCapability | None, verdict: OnTheFly,
+                          placement: str = "gpu") -> list[str]:
+    """Fixes that work when `verdict` says no: the planned methods this release does quantize on the fly and
+    that are ready on this target (bitsandbytes when installed), then the newest older release that quantizes
+    the method (HQQ: 4.57.6, the old path)."""
+    out: list[str] = []
+    if env.library("bitsandbytes").installed and placement != "cpu":
+        can = onthefly(verdict.release, "bitsandbytes_4bit")
+        if can is not None and can.ok and verdict.key != "bitsandbytes_4bit":
+            out.append(f"--quantize 4bit (bitsandbytes NF4, installed here; {can.cite})")
+    for m in load_methods():
+        if m.candidate is None or m.key == verdict.key:
+            continue
+        status = method_status(env, m, weakest_cc)
+        if not status.ready or (placement == "cpu" and "cpu" not in m.device):
+            continue
+        cite = f"; {status.onthefly.cite}" if status.onthefly else ""
+        out.append(f"--quantize {m.candidate.key} ({m.name}, installed here{cite})")
+    older = last_release_that_can(verdict.key, verdict.release)
+    if older is not None:
+        run = load_release_constraints().at(f"onthefly_{verdict.key}", older)
+        out.append(f"pip install 'transformers=={older}' (quantizes it while loading: transformers {older} "
+                   f"{fact_where(run, older)} create_quantized_param)")
+    return out
