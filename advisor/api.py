@@ -18,9 +18,10 @@ from advisor.io.read_input import printable, read_json_file
 from advisor.knowledge import load_knowledge
 from advisor.knowledge.schema import AttentionSupportTable
 from advisor.memory import MemoryEstimate
-from advisor.model import ModelSpec, resolve_model
+from advisor.model.remote_code import refuse_code_keys
+from advisor.model.resolve import resolve_model
+from advisor.model.spec import ModelSpec
 from advisor.plan import PlanRequest, Recommendation, evaluate, make_context, make_plan
-from advisor.remote_code import refuse_code_keys
 from advisor.report import DoctorReport, build_report
 from advisor.rules import run_environment_rules
 from advisor.rules.base import Context
@@ -162,7 +163,7 @@ def _check_kwarg_types(data: dict[str, Any], source: str) -> None:
 
     from advisor.io.read_input import field_name
     from advisor.manifest import FromPretrained
-    from advisor.prequantized import QuantizationFields
+    from advisor.model.prequantized import QuantizationFields
 
     try:
         FromPretrained.model_validate({k: v for k, v in data.items() if v is not None})
@@ -295,10 +296,10 @@ def doctor(
 
 def matrix(transformers_version: str | None = None, *, refresh: bool = False) -> AttentionSupportTable:
     """Attention support per architecture for a release (default: the installed transformers)."""
-    from advisor.support import table_for
+    from advisor.model.attention_support import table_for
 
     if transformers_version is None and refresh is False:
-        from advisor.support import installed_transformers
+        from advisor.model.attention_support import installed_transformers
 
         if installed_transformers() is None:
             raise UsageError("transformers is not installed here: name a release with --transformers VERSION")

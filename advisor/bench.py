@@ -18,9 +18,9 @@ from advisor.errors import UsageError
 from advisor.facts import SCHEMA_VERSION, Environment, GpuInfo
 from advisor.isolation.child import Trial, run_child
 from advisor.memory import estimate_memory
-from advisor.model import ModelSpec
+from advisor.model.remote_code import refuse_code_keys
+from advisor.model.spec import ModelSpec
 from advisor.plan import PlanRequest, auto_class_name, make_plan
-from advisor.remote_code import refuse_code_keys
 
 __all__ = ["WORKLOADS", "Workload", "BenchRow", "BenchReport", "run_bench", "repredict"]
 

@@ -82,7 +82,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     import transformers
 
     from advisor.emit import to_kwargs
-    from advisor.remote_code import child_kwargs
+    from advisor.model.remote_code import child_kwargs
 
     result: dict[str, Any] = {"ok": False, "error": None}
     if torch.cuda.is_available():
@@ -90,7 +90,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
         torch.cuda.reset_peak_memory_stats()
     auto = getattr(transformers, request["auto_class"])
     start = time.perf_counter()
-    # only the user's flag (a bool from the parent) may enable remote code (advisor/remote_code.py)
+    # only the user's flag (a bool from the parent) may enable remote code (advisor/model/remote_code.py)
     kwargs = child_kwargs(request["from_pretrained"], trust_remote_code=request.get("trust_remote_code") is True)
     if request.get("random_config") is not None:  # issue 12: `advisor tune` times random weights built on the device
         from advisor.prove.random_model import build_random

@@ -253,7 +253,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     else:
         from advisor.knowledge import load_knowledge
         from advisor.matrix_view import matrix_view
-        from advisor.support import table_for
+        from advisor.model.attention_support import table_for
 
         table, where = table_for(args.transformers, load_knowledge(), refresh=args.refresh)
         obj, kind = matrix_view(table, where, args.transformers, args.model_type), "matrix"
@@ -285,7 +285,7 @@ def cmd_smoke(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from advisor.bench import fitted_workload, run_bench
-    from advisor.model import resolve_model
+    from advisor.model.resolve import resolve_model
     from advisor.plan import PlanRequest
     from advisor.targets import TargetSpec, resolve_target
 

@@ -92,7 +92,7 @@ def build_fleet(models: Sequence[str], env_files: Sequence[Path] = (), gpus: Seq
     """Plan every model for every machine; models and machines are resolved once each."""
     from advisor.api import recommend, target_environment
     from advisor.errors import UsageError
-    from advisor.model import resolve_model
+    from advisor.model.resolve import resolve_model
 
     if not models:
         raise UsageError("the fleet view needs at least one MODEL (advisor matrix --env a.json MODEL...)")

@@ -20,7 +20,7 @@ from advisor.facts import ComputeCapability
 from advisor.knowledge import Knowledge, load_knowledge
 from advisor.knowledge.history import HISTORY_IMPLS, AttentionHistory, first_support, load_history
 from advisor.knowledge.schema import ATTENTION_IMPLS, AttentionRequirement
-from advisor.support import table_for
+from advisor.model.attention_support import table_for
 
 __all__ = [
     "DTYPES",

@@ -34,18 +34,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from advisor.facts import Environment, HubAccess, Unavailable
 from advisor.knowledge import version_matches
-from advisor.knowledge.hub_kernels import (
-    KernelRepo,
-    TargetDevice,
-    device_of,
-    mapping_for,
-    model_layers,
-    select,
-)
+from advisor.knowledge.hub_kernels import KernelRepo, TargetDevice, device_of, mapping_for, select
 from advisor.knowledge.releases import FactRun, load_release_constraints
+from advisor.model.kernel_layers import model_layers
 
 if TYPE_CHECKING:
-    from advisor.model import ModelSpec
+    from advisor.model.spec import ModelSpec
 
 __all__ = ["HubKernelAdvice", "NeededKernel", "hub_kernel_advice", "precache_command"]
 

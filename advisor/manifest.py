@@ -513,7 +513,7 @@ def run_manifest(loaded: LoadedManifest, *, trust_remote_code: bool = False,
                  progress: Callable[[int, int, str], None] | None = None) -> CheckSuite:
     """Check every model x target pair; models and targets are resolved once each."""
     from advisor.api import check, recommend
-    from advisor.model import resolve_model
+    from advisor.model.resolve import resolve_model
 
     m = loaded.manifest
     targets = [

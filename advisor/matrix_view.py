@@ -20,7 +20,7 @@ from advisor.knowledge.schema import AttentionSupportTable
 __all__ = ["MatrixRow", "MatrixView", "matrix_view", "filter_model_types", "IMPLS"]
 
 IMPLS = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flash_attention_4", "flex_attention")
-FA4_SINCE = Version("5.5")  # FA4 rides on `_supports_flash_attn` from transformers 5.5 on (as in advisor.support)
+FA4_SINCE = Version("5.5")  # FA4 rides on `_supports_flash_attn` from transformers 5.5 on (as in advisor.model.attention_support)
 
 
 class MatrixRow(BaseModel):

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 
 from advisor.candidate import BYTES
 from advisor.facts import GpuInfo
-from advisor.model import ModelSpec
+from advisor.model.spec import ModelSpec
 from advisor.numbers import MiB
 
 __all__ = ["MemoryEstimate", "estimate_memory", "CUDA_CONTEXT_BYTES"]
@@ -50,16 +50,16 @@ class MemoryEstimate(BaseModel):
 
 def weight_bytes(model: ModelSpec, dtype: str, quantization: str) -> int:
     pre = model.checkpoint_quantization
-    if pre is not None and pre.bits is not None and quantization == "none":  # stored quantized (advisor.prequantized)
+    if pre is not None and pre.bits is not None and quantization == "none":  # stored quantized (advisor.model.prequantized)
         from advisor.knowledge.quant_methods import method_row
-        from advisor.quantizable import quantizable_by
+        from advisor.model.quantizable import quantizable_by
 
         method = method_row(pre.method_key)
         q = quantizable_by(model, method) if method is not None else model.quantizable_param_count
         return int(q * pre.bits / 8 + (model.param_count - q) * BYTES[dtype])
     if quantization not in ("none", "8bit", "4bit"):  # another method (issue 17): its own share and bits
         from advisor.knowledge.quant_methods import method_for
-        from advisor.quantizable import quantizable_by
+        from advisor.model.quantizable import quantizable_by
 
         method = method_for(quantization)
         if method is not None and method.candidate is not None:

@@ -23,7 +23,7 @@ from advisor.errors import OnnxEnvironmentError, SmokeTestError
 from advisor.facts import SCHEMA_VERSION
 from advisor.io.rundir import temp_dir
 from advisor.isolation.child import run_child
-from advisor.model import ModelSpec
+from advisor.model.spec import ModelSpec
 from advisor.plan import auto_class_name
 from advisor.smoke import validate_checkpoint
 from advisor.smoke_worker import TOLERANCES
@@ -202,7 +202,7 @@ def run_onnx_smoke(model: ModelSpec, *, timeout: float = 600, batch: int = 2, se
 def run_onnx_smoke_command(args: Any) -> OnnxSmokeReport:
     """`advisor smoke MODEL --runtime onnxruntime`: the options that choose PyTorch configurations do not apply."""
     from advisor.errors import UsageError
-    from advisor.model import resolve_model
+    from advisor.model.resolve import resolve_model
 
     given = [f"--{n}" for n in ("config", "attn", "dtype", "quantize", "all") if getattr(args, n, None)]
     if given:

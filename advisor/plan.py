@@ -20,14 +20,14 @@ from advisor.findings import Finding, Severity
 from advisor.kernelization import HubKernelAdvice
 from advisor.knowledge import Knowledge, load_knowledge, version_matches
 from advisor.memory import MemoryEstimate, estimate_memory, max_memory_map
-from advisor.model import ModelSpec
+from advisor.model.attention_support import attention_support
+from advisor.model.spec import ModelSpec
 from advisor.numbers import GiB, plural, size
 from advisor.ranking import RankingAdvice, rerank
 from advisor.rules import run_candidate_rules, run_environment_rules
 from advisor.rules.base import Context
 from advisor.rules.kernels import advice as kernel_advice
 from advisor.rules.planning import memory_fit, memory_fix, support_unknown
-from advisor.support import attention_support
 from advisor.verdict import RankedFix, group_label, rank_fixes
 
 __all__ = ["PlanRequest", "PlanOption", "Rejection", "Recommendation", "make_plan", "evaluate", "Evaluation"]
@@ -137,7 +137,7 @@ def make_context(
     prompt_len: int | None = None, allow_download: bool = False,
 ) -> Context:
     support, source = attention_support(model, env, knowledge)
-    from advisor.quantizable import at_release  # issue 17: the target release's bitsandbytes share
+    from advisor.model.quantizable import at_release  # issue 17: the target release's bitsandbytes share
 
     model = at_release(model, env.version_of("transformers"))
     return Context(

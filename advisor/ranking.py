@@ -26,11 +26,11 @@ from advisor.knowledge.measurements import (
     stale_reason,
     versions_of,
 )
-from advisor.model import shape_signature
+from advisor.model.spec import shape_signature
 
 if TYPE_CHECKING:
     from advisor.facts import Environment
-    from advisor.model import ModelSpec
+    from advisor.model.spec import ModelSpec
     from advisor.plan import PlanOption
 
 __all__ = ["PREFERENCES", "Prefer", "RankingAdvice", "Tradeoff", "rerank", "workload_for"]

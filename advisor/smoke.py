@@ -25,9 +25,9 @@ from advisor.errors import AdvisorError, NoViablePlanError, SmokeTestError, Usag
 from advisor.facts import SCHEMA_VERSION, Environment
 from advisor.io.rundir import temp_dir
 from advisor.isolation.child import Trial, run_child
-from advisor.model import WEIGHT_FILES, ModelSpec
+from advisor.model.remote_code import child_kwargs, refuse_code_keys
+from advisor.model.spec import WEIGHT_FILES, ModelSpec
 from advisor.plan import auto_class_name
-from advisor.remote_code import child_kwargs, refuse_code_keys
 from advisor.smoke_diagnosis import SmokeDiagnosis, diagnose
 from advisor.smoke_worker import TOLERANCES, has_tokenizer
 
@@ -466,7 +466,7 @@ def load(
     """Plan, smoke-test the plan's candidates in children (falling back in order), then load the first
     that passed here. `env` is an Environment or a TargetSpec; by default this machine (or `cpu`)."""
     from advisor.findings import Finding, Severity
-    from advisor.model import resolve_model
+    from advisor.model.resolve import resolve_model
     from advisor.plan import make_plan
     from advisor.targets import TargetSpec, resolve_target
 

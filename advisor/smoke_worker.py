@@ -254,10 +254,10 @@ def _load(request: dict[str, Any], from_pretrained: dict[str, Any], torch: Any) 
     import transformers
 
     from advisor.emit import to_kwargs
-    from advisor.remote_code import child_kwargs
+    from advisor.model.remote_code import child_kwargs
 
     cls = getattr(transformers, request["auto_class"])
-    # only the user's flag, carried by the parent as a bool, may enable remote code (advisor/remote_code.py)
+    # only the user's flag, carried by the parent as a bool, may enable remote code (advisor/model/remote_code.py)
     kwargs = to_kwargs(child_kwargs(from_pretrained, trust_remote_code=request["trust_remote_code"] is True))
     try:  # import the model's module now, so that load_seconds measures loading and not importing
         getattr(transformers, request.get("architecture") or "", None)

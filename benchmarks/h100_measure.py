@@ -76,7 +76,7 @@ def _config(name: str) -> dict[str, Any]:
 
 
 def _spec(name: str, tmp: Path) -> Any:
-    from advisor.model import resolve_model
+    from advisor.model.resolve import resolve_model
 
     path = tmp / name.replace("/", "--") / "config.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -125,7 +125,7 @@ def _metric(workload: str, generative: bool) -> str:
 def measure(names: list[str], env: Any, tmp: Path, start: float, layers_for: dict[str, int | None],
             log: list[dict[str, Any]]) -> list[dict[str, Any]]:
     from advisor.knowledge.measurements import versions_of
-    from advisor.model import shape_signature
+    from advisor.model.spec import shape_signature
 
     versions = versions_of(env).model_dump()
     rows = []

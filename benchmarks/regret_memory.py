@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from advisor.bench import WORKLOADS, Workload, run_bench  # noqa: E402
 from advisor.candidate import Candidate  # noqa: E402
-from advisor.model import resolve_model  # noqa: E402
+from advisor.model.resolve import resolve_model  # noqa: E402
 from advisor.render import OutputFormat, render  # noqa: E402
 from advisor.targets import TargetSpec, resolve_target  # noqa: E402
 

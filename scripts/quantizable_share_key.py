@@ -48,7 +48,7 @@ NO_PARAMETERS = (
 # Changed by every release: only these functions of them enter the key (weight tying, embeddings).
 BASE_FILES = ("modeling_utils.py", "configuration_utils.py")
 BASE_FUNCTIONS = re.compile(r"(?:^|_)tied?(?:_|$)|^get_(?:input|output)_embeddings$")
-# The skip-list functions `advisor.quantizable.breakdown` calls, wherever the release defines them.
+# The skip-list functions `advisor.model.quantizable.breakdown` calls, wherever the release defines them.
 SKIP_FUNCTIONS = ("get_keys_to_not_convert", "get_modules_to_not_convert", "should_convert_module")
 SKIP_FILES = ("integrations/bitsandbytes.py", "quantizers/base.py", "quantizers/quantizers_utils.py")
 KEY_DEFINITION = (

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from advisor.estimate.simulate import SimResult
     from advisor.facts import GpuInfo
-    from advisor.model import ModelSpec
+    from advisor.model.spec import ModelSpec
 
 __all__ = ["always_simulate", "may_simulate", "simulated"]
 

@@ -338,7 +338,7 @@ class MeasurementStore:
             conn.close()
 
     def lookup(self, versions: Versions, model_type: str, shape: str, workload: str) -> Lookup:
-        """Rows for this GPU, model type, shape (`advisor.model.shape_signature`) and workload, split into those
+        """Rows for this GPU, model type, shape (`advisor.model.spec.shape_signature`) and workload, split into those
         measured under these versions and the rest."""
         rows = self.rows(gpu=versions.gpu, compute_capability=versions.compute_capability,
                          model_type=model_type, shape=shape, workload=workload)

@@ -3,7 +3,7 @@
 Which modules a transformers release's bitsandbytes integration replaces is read from that release's own
 `integrations/bitsandbytes.py` as text (`read_rule`: importing it needs bitsandbytes), with the file and line;
 the generated table holds, per release and model type, the share of weights that rule replaces and why the rest
-is not (`REASONS`). Applying the rule to a built model is `advisor.quantizable.breakdown`.
+is not (`REASONS`). Applying the rule to a built model is `advisor.model.quantizable.breakdown`.
 """
 
 from __future__ import annotations

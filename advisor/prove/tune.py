@@ -35,7 +35,7 @@ from advisor.knowledge.measurements import (
     depth_checks,
     versions_of,
 )
-from advisor.model import ModelSpec, shape_signature
+from advisor.model.spec import ModelSpec, shape_signature
 from advisor.plan import PlanOption, PlanRequest, auto_class_name, make_plan
 
 __all__ = ["TRUNCATED_LAYERS", "TuneReport", "run_tune", "run_tune_command"]
@@ -214,7 +214,7 @@ def run_tune(model: ModelSpec, env: Environment, config: dict[str, Any] | None, 
 
 def run_tune_command(args: argparse.Namespace) -> TuneReport:
     """The CLI's `tune`: this machine, the model's config (or checkpoint), the budget."""
-    from advisor.model import resolve_model
+    from advisor.model.resolve import resolve_model
     from advisor.targets import TargetSpec, resolve_target
 
     model = resolve_model(args.model, allow_download=args.allow_download, trust_remote_code=args.trust_remote_code)

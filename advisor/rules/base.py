@@ -13,7 +13,7 @@ from advisor.explain import docs_url
 from advisor.facts import ComputeCapability, Environment, GpuInfo, TorchInfo, known
 from advisor.findings import Finding, Severity
 from advisor.knowledge import Knowledge
-from advisor.model import ModelSpec
+from advisor.model.spec import ModelSpec
 
 __all__ = [
     "Context",

@@ -115,7 +115,7 @@ def method_status(env: Environment, method: Method, weakest_cc: ComputeCapabilit
 def fixes_for(kind: str, model_type: str, env: Environment, weakest_cc: ComputeCapability | None) -> list[str]:
     """Sourced alternatives for a model bitsandbytes barely quantizes, ready ones first.
 
-    `kind` is the reason from advisor.quantizable (`linear-subclass`, `fused-experts`, ...).
+    `kind` is the reason from advisor.model.quantizable (`linear-subclass`, `fused-experts`, ...).
     """
     release = table_release()
     picked: list[MethodStatus] = []

@@ -299,7 +299,7 @@ def checkpoint_method(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     `quantization_config` of another class raises ValueError ("The model is quantized with GPTQConfig but you are
     passing a BitsAndBytesConfig config", `AutoHfQuantizer.merge_quantization_configs`, quantizers/auto.py:259-266
     in 5.24.0; one of the same class is replaced by the checkpoint's). So such a model is planned without a
-    quantization of its own, weighed at the bits its config states (advisor/prequantized.py), and each
+    quantization of its own, weighed at the bits its config states (advisor/model/prequantized.py), and each
     candidate fails here where the method's libraries, GPU or compute capability are missing. GPTQ and AWQ on a
     GPU want float16 (their quantizers' `update_dtype`, `gpu_dtype` in the table; AWQ casts bfloat16 to float16):
     another dtype warns."""

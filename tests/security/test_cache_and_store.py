@@ -31,7 +31,8 @@ from advisor.knowledge.measurements import (
     MeasurementStore,
     versions_of,
 )
-from advisor.model import resolve_model, shape_signature
+from advisor.model.resolve import resolve_model
+from advisor.model.spec import shape_signature
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "meta-llama/Llama-2-7b-hf"

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from advisor.io import analysis_cache
-from advisor.model_analysis import cached_counts, count_key, counting_version
+from advisor.model.analysis import cached_counts, count_key, counting_version
 
 TF = "5.24.0"
 CONFIG = {"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2}
@@ -142,10 +142,10 @@ class _Recorder:
         self.calls = 0
 
     def __call__(self, config: dict[str, Any], architecture: str | None, trust: bool) -> tuple[int, int] | None:
-        from advisor.model import _count_on_meta
+        from advisor.model.meta import count_on_meta
 
         self.calls += 1
-        return _count_on_meta(config, architecture, trust)
+        return count_on_meta(config, architecture, trust)
 
 
 TINY = {

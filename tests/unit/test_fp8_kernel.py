@@ -17,7 +17,7 @@ import pytest
 import transformers
 
 from advisor.knowledge.releases import load_release_constraints
-from advisor.model import resolve_model
+from advisor.model.resolve import resolve_model
 from advisor.plan import PlanRequest, make_plan
 from advisor.probe.hub_cache import cached_hub_kernels, kernels_cache_root
 from advisor.probe.packages import probe_libraries

@@ -25,7 +25,7 @@ from advisor.facts import Environment, HubAccess, Unavailable
 from advisor.kernelization import hub_kernel_advice
 from advisor.knowledge.hub_kernels import TargetDevice, hub_kernel_table, mapping_for, select
 from advisor.knowledge.releases import load_release_constraints
-from advisor.model import resolve_model
+from advisor.model.resolve import resolve_model
 from advisor.plan import PlanRequest, make_plan
 from advisor.probe.hub_access import probe_hub_access, with_reachability
 from advisor.targets import load_environment
@@ -108,7 +108,7 @@ def test_earlier_releases_have_a_mapping_for_use_kernels_true() -> None:
 
 def test_a_real_llama_has_rope_silu_and_rmsnorm_kernel_layers(tiny_llama: Path) -> None:
     from advisor.knowledge.derive_worker import kernel_layers
-    from advisor.model import build_on_meta
+    from advisor.model.meta import build_on_meta
 
     config = json.loads((tiny_llama / "config.json").read_text())
     layers = kernel_layers(build_on_meta(config, "LlamaForCausalLM"))

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from advisor.facts import Environment, KernelCase, KernelRun, TorchInfo, Unavailable
-from advisor.model import resolve_model
+from advisor.model.resolve import resolve_model
 from advisor.plan import PlanRequest, make_plan
 from advisor.probe import probe_kernel_runs
 from advisor.probe.kernels import KernelSpec, kernel_specs, run_batch, run_kernels

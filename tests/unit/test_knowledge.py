@@ -9,8 +9,8 @@ import pytest
 from advisor.facts import ComputeCapability
 from advisor.knowledge import data_dir, load_knowledge
 from advisor.knowledge.introspect import read_attention_support
-from advisor.model import resolve_model
-from advisor.support import installed_transformers
+from advisor.model.attention_support import installed_transformers
+from advisor.model.resolve import resolve_model
 
 REQUIRED_GPUS = ["T4", "V100", "V100-16GB", "A10G", "L4", "L40S", "A100-40GB", "A100-80GB", "H100", "H200",
                  "RTX-3090", "RTX-4090", "MI300X"]

@@ -19,7 +19,7 @@ from typing import Any
 import _meta_acceptance as oracle_module  # tests/unit is on sys.path (rootdir-relative, no package)
 import pytest
 
-from advisor.support import installed_transformers
+from advisor.model.attention_support import installed_transformers
 
 IMPLS = oracle_module.BUILT + oracle_module.FLASH
 

@@ -26,7 +26,8 @@ from advisor.knowledge.measurements import (
     shipped_measurements,
     versions_of,
 )
-from advisor.model import resolve_model, shape_signature
+from advisor.model.resolve import resolve_model
+from advisor.model.spec import shape_signature
 from advisor.targets import load_environment
 
 ROOT = Path(__file__).resolve().parents[2]

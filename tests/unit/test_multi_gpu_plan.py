@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from advisor.model import resolve_model
+from advisor.model.resolve import resolve_model
 from advisor.plan import make_plan
 from advisor.targets import TargetSpec, resolve_target
 

@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from advisor.knowledge import load_knowledge
-from advisor.model import ModelSpec, describe_config, resolve_model
+from advisor.model.resolve import describe_config, resolve_model
+from advisor.model.spec import ModelSpec
 from advisor.plan import PlanRequest, Recommendation, make_plan
 from advisor.targets import load_environment
 

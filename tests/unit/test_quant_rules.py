@@ -19,7 +19,7 @@ import transformers
 
 from advisor.knowledge import data_dir
 from advisor.knowledge.quant_methods import load_methods
-from advisor.model import resolve_model
+from advisor.model.resolve import resolve_model
 from advisor.plan import PlanRequest, make_plan
 from advisor.quant_proof import count_quantized, not_applied
 from advisor.rules.method_readiness import doctor_rows, fixes_for

@@ -31,8 +31,8 @@ from advisor.knowledge.quantizable_share import (
     share_table,
     table_releases,
 )
-from advisor.model import _table_share, resolve_model
-from advisor.quantizable import LOW_SHARE, at_release, breakdown, share_row
+from advisor.model.quantizable import LOW_SHARE, at_release, breakdown, share_row
+from advisor.model.resolve import _table_share, resolve_model
 
 TF_ROOT = Path(transformers.__file__).parent
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from advisor.facts import ComputeCapability
-from advisor.model import resolve_model
+from advisor.model.resolve import resolve_model
 from advisor.plan import make_plan
 from advisor.targets import load_environment
 

@@ -92,7 +92,7 @@ def _env(tmp_path: Path, torch: str) -> Path:
 
 
 def _attn012(env: Path, **request: Any) -> str | None:
-    from advisor.model import resolve_model
+    from advisor.model.resolve import resolve_model
     from advisor.plan import PlanRequest, make_plan
     from advisor.targets import load_environment
 

@@ -16,8 +16,8 @@ import pytest
 from advisor.estimate.adapter import always_simulate, may_simulate
 from advisor.estimate.selection import near_limit
 from advisor.io import analysis_cache
-from advisor.model import resolve_model
-from advisor.model_analysis import _release_value, counts_and_origin
+from advisor.model.analysis import _release_value, counts_and_origin
+from advisor.model.resolve import resolve_model
 from advisor.plan import PlanRequest, make_plan
 from advisor.targets import load_environment
 

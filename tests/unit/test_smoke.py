@@ -21,7 +21,8 @@ pytest.importorskip("transformers")
 from advisor.candidate import Candidate  # noqa: E402
 from advisor.errors import SmokeTestError  # noqa: E402
 from advisor.facts import SCHEMA_VERSION  # noqa: E402
-from advisor.model import ModelSpec, resolve_model  # noqa: E402
+from advisor.model.resolve import resolve_model
+from advisor.model.spec import ModelSpec  # noqa: E402
 from advisor.plan import PlanRequest  # noqa: E402
 from advisor.render import OutputFormat, render
 from advisor.smoke import (  # noqa: E402

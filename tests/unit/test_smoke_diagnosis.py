@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from advisor.model import resolve_model
+from advisor.model.resolve import resolve_model
 from advisor.smoke import SmokeFailedError, run_smoke
 from advisor.smoke_diagnosis import diagnose, normalize
 from advisor.smoke_worker import FAULT_ENV

@@ -10,7 +10,7 @@ import pytest
 
 from advisor.api import target_environment
 from advisor.knowledge.measurements import STORE_NAME, MeasurementStore, versions_of
-from advisor.model import resolve_model
+from advisor.model.resolve import resolve_model
 from advisor.prove.random_model import truncate
 from advisor.prove.tune import model_config_dict, run_tune
 
@@ -64,7 +64,7 @@ def test_default_prefill_fits_the_positions(name: str, prompt: int) -> None:
     """On the H100, tune's 4,096-token prefill of Llama-2-7B (4,096 positions, +2 new tokens) was SEQ001 for every
     candidate: the default workload is cut to the model's positions, never past them."""
     from advisor.bench import fitted_workload
-    from advisor.model import resolve_model
+    from advisor.model.resolve import resolve_model
 
     spec = resolve_model(name)
     w = fitted_workload("prefill", spec.max_positions)

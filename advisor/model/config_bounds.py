@@ -27,7 +27,7 @@ from pydantic import (
 
 from advisor.errors import UsageError
 from advisor.io.read_input import field_name
-from advisor.prequantized import QuantizationFields
+from advisor.model.prequantized import QuantizationFields
 
 __all__ = [
     "META_MAX_INT",

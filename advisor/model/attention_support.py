@@ -11,19 +11,19 @@ from packaging.version import InvalidVersion, Version
 from advisor.errors import UsageError
 from advisor.facts import Environment
 from advisor.knowledge import Knowledge
+from advisor.knowledge.history import load_history
 from advisor.knowledge.installed import attention_table, installed, is_newer
 from advisor.knowledge.installed import installed_version as installed_transformers
 from advisor.knowledge.introspect import class_support, composite_support
-from advisor.knowledge.history import load_history
 from advisor.knowledge.schema import AttentionSupportTable
-from advisor.model import ModelSpec
+from advisor.model.spec import ModelSpec
 
 __all__ = ["attention_support", "installed_transformers", "nearest_table", "table_for"]
 
 
 def _from_installed(model: ModelSpec) -> dict[str, bool] | None:
     """The installed classes' flags, served from the analysis cache when known (no transformers import)."""
-    from advisor.model_analysis import cached_attention_support
+    from advisor.model.analysis import cached_attention_support
 
     return cached_attention_support(model.model_type, model.architecture, lambda: _read_installed(model))
 

@@ -1,11 +1,11 @@
 """Answers about a model that need transformers to compute, served without it when already known.
 
-Two answers: the exact parameter counts (a meta-device build, `model._count_on_meta`) and the attention
+Two answers: the exact parameter counts (a meta-device build, `model.count_on_meta`) and the attention
 implementations the model's class declares (`support._from_installed`). Each is looked up first in
 `data/model_analysis.json` (precomputed for the shipped models under several transformers releases by
 `scripts/precompute_models.py`, each distinct value stored once with the releases it holds for), then in
 the user's analysis cache (`advisor.io.analysis_cache`); counts then by a shipped model's formula
-(`advisor.param_formula`: a relative of a shipped model with other sizes), and only then computed, and the
+(`advisor.model.param_formula`: a relative of a shipped model with other sizes), and only then computed, and the
 result cached.
 So a shipped model, or a config seen before, is planned without importing torch or transformers.
 """
@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 PRECOMPUTED_FILE = "model_analysis.json"
-# NOTE: bump when `_count_on_meta` changes what it counts in a way its source text does not show (issue 14).
+# NOTE: bump when `count_on_meta` changes what it counts in a way its source text does not show (issue 14).
 COUNT_VERSION = 1
 _IGNORED_KEYS = ("transformers_version", "_name_or_path")
 Counts = tuple[int, int, str | None]
@@ -49,10 +49,10 @@ def count_key(config: dict[str, Any], architecture: str | None, trust_remote_cod
 
 @lru_cache(maxsize=1)
 def counting_version() -> str:
-    """A stamp of the counting code: a changed `_count_on_meta` never serves counts made by the old one."""
-    from advisor.model import _count_on_meta, build_on_meta
+    """A stamp of the counting code: a changed `count_on_meta` never serves counts made by the old one."""
+    from advisor.model.meta import build_on_meta, count_on_meta
 
-    stamps = (analysis_cache.source_stamp(fn) for fn in (_count_on_meta, build_on_meta))
+    stamps = (analysis_cache.source_stamp(fn) for fn in (count_on_meta, build_on_meta))
     return f"{COUNT_VERSION}:" + ":".join(stamps)
 
 
@@ -108,8 +108,8 @@ def _shipped_counts(digest: str, stamp: str, release: str | None) -> Counts | No
 
 def _formula_counts(config: dict[str, Any], architecture: str | None, stamp: str, release: str | None) -> Counts | None:
     """A config never seen, of a shipped architecture with other sizes: counted by that model's formula
-    (`advisor.param_formula`, derived by scripts/precompute_models.py), without importing transformers."""
-    from advisor.param_formula import evaluate
+    (`advisor.model.param_formula`, derived by scripts/precompute_models.py), without importing transformers."""
+    from advisor.model.param_formula import evaluate
 
     shipped = precomputed()
     if shipped.get("counting_version") != stamp:

@@ -11,79 +11,18 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from advisor.config_schema import check_shape, meta_build_refusal, validate_config
 from advisor.errors import ModelResolutionError
 from advisor.io.read_input import CONFIG_MAX_BYTES, path_kind, printable, read_json_file
 from advisor.knowledge import Knowledge, load_knowledge
-from advisor.prequantized import CheckpointQuantization, read_checkpoint_quantization
-from advisor.remote_code import check_model_folder
+from advisor.model.config_bounds import check_shape, meta_build_refusal, validate_config
+from advisor.model.meta import count_on_meta
+from advisor.model.prequantized import read_checkpoint_quantization
+from advisor.model.remote_code import check_model_folder
+from advisor.model.spec import WEIGHT_FILES, ModelSpec
 
-__all__ = ["ModelSpec", "describe_config", "resolve_model", "shape_signature"]
+__all__ = ["describe_config", "resolve_model"]
 
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 _GENERATIVE_SUFFIXES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration", "ForSpeechSeq2Seq")
-
-
-class ModelSpec(BaseModel):
-    """What the planner needs to know about a model; all derived from its config."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: str
-    source: Literal["folder", "config-file", "hf-cache", "shipped", "download"]
-    path: str | None = None
-    has_weights: bool = False
-    model_type: str
-    architecture: str | None
-    param_count: int
-    quantizable_param_count: int
-    param_count_method: Literal["meta-device", "formula", "estimate"]
-    param_count_note: str | None = None
-    num_layers: int
-    num_attention_heads: int
-    num_key_value_heads: int
-    head_dim: int
-    hidden_size: int
-    intermediate_size: int
-    vocab_size: int
-    stored_dtype: str | None
-    max_positions: int | None
-    is_encoder_decoder: bool
-    generative: bool
-    sliding_window: int | None = None
-    alibi: bool = False
-    trust_remote_code: bool = False
-    # Why bitsandbytes would leave most weights unquantized (advisor.quantizable); None when it quantizes most.
-    quantizable_note: str | None = None
-    quantizable_release: str | None = None  # the transformers release whose replacement rule gave the count
-    # A checkpoint already quantized (its config.json's quantization_config): it loads through that method only
-    checkpoint_quantization: CheckpointQuantization | None = None
-    config: dict[str, Any] = Field(default_factory=dict, exclude=True, repr=False)  # for advisor.estimate.simulate
-    # True when describing this model counted it on the meta device (imported transformers): only then, or with
-    # --simulate, is memory simulated without a cached result (advisor.estimate.adapter, issue 14)
-    analysed_now: bool = Field(default=False, exclude=True, repr=False)
-
-    @property
-    def display(self) -> str:
-        from advisor.numbers import params
-
-        note = f"; closed-form count: {self.param_count_note}" if self.param_count_note else ""
-        return f"{self.name} ({self.architecture or self.model_type}, {params(self.param_count)} params{note})"
-
-    @property
-    def stored(self) -> str:
-        """The checkpoint's dtype (a config without one is float32, transformers' default) and quantization."""
-        dtype = (self.stored_dtype or "float32 (not declared)").removeprefix("torch.")
-        pre = self.checkpoint_quantization
-        return f"{dtype}, quantized {pre.label}" if pre is not None else dtype
-
-
-def shape_signature(model: ModelSpec) -> str:
-    """hidden, heads, KV heads, head_dim, layers: what a kernel's speed depends on besides the model type."""
-    return (f"h{model.hidden_size}-a{model.num_attention_heads}-kv{model.num_key_value_heads}"
-            f"-d{model.head_dim}-l{model.num_layers}")
 
 
 def _hf_cache_dirs() -> list[Path]:
@@ -182,7 +121,7 @@ def resolve_model(
     # `native` only matters for an auto_map; asking transformers costs an import the fast path avoids (issue 14)
     native = not config.get("auto_map") or _native(str(config["model_type"]), knowledge)
     check_model_folder(config, folder, name=name, trust_remote_code=trust_remote_code,
-                       native=native)  # advisor/remote_code.py: issue 15
+                       native=native)  # advisor/model/remote_code.py: issue 15
     has_weights = folder is not None and any((folder / f).is_file() for f in WEIGHT_FILES)
     return describe_config(
         config,
@@ -218,46 +157,6 @@ def _text_config(config: dict[str, Any]) -> dict[str, Any]:
     return {**config, **text} if isinstance(text, dict) else config
 
 
-def build_on_meta(config: dict[str, Any], architecture: str | None, trust_remote_code: bool = False) -> Any:
-    """The real model class built from `config` on the meta device (no memory, no weights), tied as
-    from_pretrained ties it: 5.0.0's constructor leaves GPT-2's lm_head untied, counting it twice. Raises what
-    the class raises for a config it refuses."""
-    import copy
-
-    import torch
-    import transformers
-    from transformers import AutoConfig
-
-    cfg = {k: v for k, v in copy.deepcopy(config).items() if k not in ("transformers_version", "_name_or_path")}
-    hf_config = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
-    cls = getattr(transformers, architecture, None) if architecture else None
-    with torch.device("meta"):
-        model: Any = (cls(hf_config) if cls is not None
-                      else transformers.AutoModel.from_config(  # type: ignore[no-untyped-call]
-                          hf_config, trust_remote_code=trust_remote_code))
-    try:
-        model.tie_weights()
-    except Exception:  # noqa: BLE001 - a class whose tying fails on meta is counted as built
-        pass
-    return model
-
-
-def _count_on_meta(
-    config: dict[str, Any], architecture: str | None, trust_remote_code: bool
-) -> tuple[int, int, str | None] | None:
-    """Exact counts from `build_on_meta`: all parameters, those bitsandbytes would quantize in the installed
-    transformers, and why most are not (when that is so)."""
-    try:
-        model = build_on_meta(config, architecture, trust_remote_code)
-        from advisor.quantizable import LOW_SHARE, breakdown
-
-        split = breakdown(model)
-        note = split.reason()[1] if split.non_embedding_share < LOW_SHARE else None
-        return sum(p.numel() for p in model.parameters()), split.quantizable, note
-    except Exception:  # ImportError (no torch) or a config the class refuses: no exact count
-        return None
-
-
 def _estimate(c: dict[str, Any], layers: int, hidden: int, heads: int, kv_heads: int, head_dim: int, vocab: int) -> tuple[int, int]:
     """Closed-form count for the usual decoder shape when torch/transformers are not installed."""
     inter = int(_first(c, "intermediate_size", "ffn_dim", "n_inner", "d_ff", default=0) or 4 * hidden)
@@ -271,7 +170,7 @@ def _estimate(c: dict[str, Any], layers: int, hidden: int, heads: int, kv_heads:
 
 def _table_share(model_type: str, total: int, quantizable: int) -> tuple[int, int, str | None]:
     """Without torch: where data/quantizable_share.json says bitsandbytes replaces little, apply its share."""
-    from advisor.quantizable import share_row
+    from advisor.model.quantizable import share_row
 
     row = share_row(model_type)
     if row is None or row.reason is None:
@@ -321,12 +220,12 @@ def describe_config(
                 intermediate_size=intermediate)
     estimated = _estimate(c, layers, hidden, heads, kv_heads, head_dim, vocab)
     note = meta_build_refusal(config, layers=layers, estimated_params=estimated[0])
-    from advisor.model_analysis import (
+    from advisor.model.analysis import (
         counts_and_origin,  # the counts without a meta build when known (issue 14)
     )
 
     counted, origin = (None, "computed") if note is not None else counts_and_origin(
-        config, architecture, trust_remote_code, _count_on_meta)
+        config, architecture, trust_remote_code, count_on_meta)
     analysed_now = origin == "computed" and counted is not None
     method: Literal["meta-device", "formula", "estimate"] = "formula" if origin == "formula" else "meta-device"
     if counted is None:

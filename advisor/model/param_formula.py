@@ -45,8 +45,8 @@ Group = tuple[int, tuple[int, ...], str, str]  # how many, shape, Breakdown fiel
 def _groups(config: dict[str, Any], architecture: str | None) -> dict[str, Group] | None:
     """Parameters by name with layer / expert indices folded: {pattern: (how many, shape, what bitsandbytes does
     with them as `quantizable.breakdown` counts it)}."""
-    from advisor.model import build_on_meta
-    from advisor.quantizable import breakdown
+    from advisor.model.meta import build_on_meta
+    from advisor.model.quantizable import breakdown
 
     try:
         model = build_on_meta(config, architecture)
@@ -144,7 +144,7 @@ def _predict(formula: dict[str, Any], config: dict[str, Any]) -> dict[str, Group
 def evaluate(formula: dict[str, Any], config: dict[str, Any],
              architecture: str | None) -> tuple[int, int, str | None] | None:
     """(all parameters, those bitsandbytes quantizes, why most are not) of `config` by `formula`, as
-    `model._count_on_meta` gives them, or None where the formula does not apply."""
+    `model.count_on_meta` gives them, or None where the formula does not apply."""
     if formula.get("architecture") != architecture:
         return None
     keys = {k for k in config if k not in IGNORED}
@@ -179,8 +179,8 @@ def _divisible(formula: dict[str, Any], config: dict[str, Any]) -> bool:
 
 
 def _counts(groups: dict[str, Group]) -> tuple[int, int, str | None]:
-    """What `model._count_on_meta` returns, from the groups: the `Breakdown` rebuilt, then its reason."""
-    from advisor.quantizable import LOW_SHARE, Breakdown
+    """What `model.count_on_meta` returns, from the groups: the `Breakdown` rebuilt, then its reason."""
+    from advisor.model.quantizable import LOW_SHARE, Breakdown
 
     fields: dict[str, int] = {"quantizable": 0}
     names: dict[str, dict[str, int]] = {"linear_subclass": {}, "skipped_linear": {}}

@@ -38,7 +38,7 @@ from advisor.knowledge.quantizable_share import (
 
 if TYPE_CHECKING:
     from advisor.knowledge.quant_methods import Method
-    from advisor.model import ModelSpec
+    from advisor.model.spec import ModelSpec
 
 __all__ = [
     "LOW_SHARE",
@@ -96,7 +96,7 @@ def breakdown(model: Any, mode: str | None = None, kinds: dict[int, tuple[str, s
 
     `mode` is `ReplacementRule.mode`; None reads the installed release's rule (exact type when unreadable).
     `kinds`, when given, receives `id(parameter) -> (field of Breakdown it was counted in, class or module name)`
-    for every parameter counted in one (advisor.param_formula rebuilds a Breakdown from them).
+    for every parameter counted in one (advisor.model.param_formula rebuilds a Breakdown from them).
     """
     import torch
     from torch import nn
