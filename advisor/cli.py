@@ -262,7 +262,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from advisor.explain import explain
+    from advisor.rules.explain import explain
 
     sys.stdout.write(explain(args.code))
     return 0

@@ -75,7 +75,7 @@ def from_pretrained_json(
     use_kernels: bool | None = None,
 ) -> dict[str, Any]:
     """The kwargs as JSON-safe values (dtype names as strings, max_memory keys as strings). `use_kernels`: the
-    Hub-kernel switch where the plan sets it (issue 24, advisor/kernelization.py), else left to the release."""
+    Hub-kernel switch where the plan sets it (issue 24, advisor/rules/kernelization.py), else left to the release."""
     kwargs: dict[str, Any] = {dtype_key(transformers_version): candidate.dtype, "attn_implementation": candidate.attn}
     if candidate.placement == "gpu":
         kwargs["device_map"] = "cuda:0"

@@ -17,7 +17,6 @@ from advisor.emit import from_pretrained_json, python_snippet, to_kwargs
 from advisor.estimate.selection import evaluate_selected
 from advisor.facts import SCHEMA_VERSION, Environment, TorchInfo, known
 from advisor.findings import Finding, Severity
-from advisor.kernelization import HubKernelAdvice
 from advisor.knowledge import Knowledge, load_knowledge, version_matches
 from advisor.memory import MemoryEstimate, estimate_memory, max_memory_map
 from advisor.model.attention_support import attention_support
@@ -26,6 +25,7 @@ from advisor.numbers import GiB, plural, size
 from advisor.ranking import RankingAdvice, rerank
 from advisor.rules import run_candidate_rules, run_environment_rules
 from advisor.rules.base import Context
+from advisor.rules.kernelization import HubKernelAdvice
 from advisor.rules.kernels import advice as kernel_advice
 from advisor.rules.planning import memory_fit, memory_fix, support_unknown
 from advisor.verdict import RankedFix, group_label, rank_fixes
@@ -100,7 +100,7 @@ class Recommendation(BaseModel):
     fixes: list[RankedFix] = Field(default_factory=list)  # machine changes, most blocked candidates unblocked first
     passed_over: list[Rejection] = Field(default_factory=list)  # viable options a warning ranked below the choice
     facts_source: str | None = None  # where the facts about the target's transformers came from, if not the tables
-    hub_kernels: HubKernelAdvice | None = None  # issue 24: Hub kernels for the chosen option (advisor/kernelization.py)
+    hub_kernels: HubKernelAdvice | None = None  # issue 24: Hub kernels for the chosen option (advisor/rules/kernelization.py)
 
     def from_pretrained_kwargs(self) -> dict[str, Any]:
         """Kwargs ready for `AutoModel...from_pretrained(model, **kwargs)` (torch dtypes, BitsAndBytesConfig)."""

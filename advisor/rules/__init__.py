@@ -1,4 +1,11 @@
-"""The rule registry: importing this package registers every rule, in a stable order."""
+"""The rules: small named checks over the facts (target, model, tables, workload) that return findings with a
+fix, never raise and never probe; and the judgements they share (which quantization methods are ready here,
+what a load kernelizes, whether the FP8 Hub kernel is usable, `explain CODE`).
+
+Importing this package registers every rule, in a stable order. May import: the vocabulary modules,
+`advisor.io`, `advisor.isolation`, `advisor.knowledge` and `advisor.model`; never the probe (a rule reads the
+snapshot it is given), the estimate, the plan or anything above them.
+"""
 
 from __future__ import annotations
 

@@ -9,7 +9,6 @@ from typing import Literal
 from packaging.version import Version
 
 from advisor.candidate import Candidate
-from advisor.explain import docs_url
 from advisor.facts import ComputeCapability, Environment, GpuInfo, TorchInfo, known
 from advisor.findings import Finding, Severity
 from advisor.knowledge import Knowledge
@@ -19,6 +18,7 @@ __all__ = [
     "Context",
     "Rule",
     "RULES",
+    "docs_url",
     "rule",
 ]
 
@@ -70,6 +70,11 @@ class Context:
             return Version(Version(raw).base_version) if raw else None
         except Exception:
             return None
+
+
+def docs_url(code: str) -> str:
+    """Where a finding's explanation lives: a command that prints it from the installed package."""
+    return f"advisor explain {code.upper()}"
 
 
 Check = Callable[[Context, Candidate | None], Iterable[Finding]]

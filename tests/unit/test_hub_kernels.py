@@ -22,12 +22,12 @@ import pytest
 
 from advisor import api
 from advisor.facts import Environment, HubAccess, Unavailable
-from advisor.kernelization import hub_kernel_advice
 from advisor.knowledge.hub_kernels import TargetDevice, hub_kernel_table, mapping_for, select
 from advisor.knowledge.releases import load_release_constraints
 from advisor.model.resolve import resolve_model
 from advisor.plan import PlanRequest, make_plan
 from advisor.probe.hub_access import probe_hub_access, with_reachability
+from advisor.rules.kernelization import hub_kernel_advice
 from advisor.targets import load_environment
 
 ROOT = Path(__file__).resolve().parents[2]

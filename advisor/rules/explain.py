@@ -7,12 +7,7 @@ from __future__ import annotations
 
 from advisor.errors import UsageError
 
-__all__ = ["explain", "docs_url"]
-
-
-def docs_url(code: str) -> str:
-    """Where a finding's explanation lives: a command that prints it from the installed package."""
-    return f"advisor explain {code.upper()}"
+__all__ = ["explain"]
 
 
 def explain(code: str) -> str:
