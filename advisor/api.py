@@ -12,12 +12,12 @@ from pydantic import BaseModel, ConfigDict
 from advisor.candidate import Candidate
 from advisor.emit import quantization_of
 from advisor.errors import UsageError
+from advisor.estimate.memory import MemoryEstimate
 from advisor.facts import SCHEMA_VERSION, Environment
 from advisor.findings import Finding, Severity
 from advisor.io.read_input import printable, read_json_file
 from advisor.knowledge import load_knowledge
 from advisor.knowledge.schema import AttentionSupportTable
-from advisor.memory import MemoryEstimate
 from advisor.model.remote_code import refuse_code_keys
 from advisor.model.resolve import resolve_model
 from advisor.model.spec import ModelSpec

@@ -27,10 +27,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from advisor.errors import AdvisorError, InputFileError, ManifestError, UsageError
+from advisor.estimate.memory import MemoryEstimate
 from advisor.facts import SCHEMA_VERSION, Environment
 from advisor.findings import Finding, Severity
 from advisor.io.read_input import MAX_DEPTH, check_tree, read_text_file
-from advisor.memory import MemoryEstimate
 
 __all__ = [
     "MANIFEST_MAX_BYTES",

@@ -14,11 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from advisor.candidate import DTYPES, QUANTIZATIONS, Candidate
 from advisor.emit import from_pretrained_json, python_snippet, to_kwargs
+from advisor.estimate.memory import MemoryEstimate, estimate_memory, max_memory_map
 from advisor.estimate.selection import evaluate_selected
 from advisor.facts import SCHEMA_VERSION, Environment, TorchInfo, known
 from advisor.findings import Finding, Severity
 from advisor.knowledge import Knowledge, load_knowledge, version_matches
-from advisor.memory import MemoryEstimate, estimate_memory, max_memory_map
 from advisor.model.attention_support import attention_support
 from advisor.model.spec import ModelSpec
 from advisor.numbers import GiB, plural, size

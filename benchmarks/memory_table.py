@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from regret_memory import MODELS, slug_of  # noqa: E402
 
 from advisor.bench import BenchReport, repredict  # noqa: E402
-from advisor.memory import estimate_memory  # noqa: E402
+from advisor.estimate.memory import estimate_memory  # noqa: E402
 from advisor.model.resolve import describe_config, resolve_model  # noqa: E402
 from advisor.targets import load_environment  # noqa: E402
 

@@ -1,5 +1,5 @@
 """The simulated figures for a planner candidate, or None where simulation cannot run (no torch, or the class
-fails on meta tensors), so advisor.memory falls back to its closed form.
+fails on meta tensors), so advisor.estimate.memory falls back to its closed form.
 
 Results are kept in the analysis cache, keyed by every input and by the simulator's own source (issues 13, 14).
 A plan whose model needed no import of transformers (a shipped model, a config seen before) does not import it

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, String
 __all__ = ["CheckpointQuantization", "QuantizationFields", "read_checkpoint_quantization"]
 
 # bitsandbytes 4-bit, blocks of 64: an fp32 absmax per block, or with double quantization an 8-bit one plus an
-# fp32 per 256 blocks (advisor.memory.BYTES_4BIT x 8)
+# fp32 per 256 blocks (advisor.estimate.memory.BYTES_4BIT x 8)
 _BNB4_BITS = 4 + 32 / 64
 _BNB4_DOUBLE_BITS = 8 * (0.5 + 1 / 64 + 4 / (64 * 256))
 _QUANTO_BITS = {"int8": 8, "float8": 8, "int4": 4, "int2": 2}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from advisor.bench import BenchReport, repredict
-from advisor.memory import activation_bytes, estimate_memory, score_bytes_per_element
+from advisor.estimate.memory import activation_bytes, estimate_memory, score_bytes_per_element
 from advisor.model.resolve import resolve_model
 from advisor.targets import load_environment
 

@@ -91,7 +91,7 @@ def test_check_a_method_that_is_not_installed(cli: Any) -> None:
 
 def test_quanto_takes_falconlinear_and_its_weight_figure_shrinks() -> None:
     """integrations/quanto.py:91 isinstance(module, nn.Linear): FalconLinear is replaced, unlike bitsandbytes."""
-    from advisor.memory import weight_bytes
+    from advisor.estimate.memory import weight_bytes
 
     model = resolve_model("tiiuae/falcon-7b")
     assert model.quantizable_param_count == 0

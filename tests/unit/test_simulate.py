@@ -142,7 +142,7 @@ def test_result_is_json_serialisable_and_cached() -> None:
 
 def test_every_memory_figure_names_its_method() -> None:
     from advisor.estimate.adapter import always_simulate
-    from advisor.memory import estimate_memory
+    from advisor.estimate.memory import estimate_memory
     from advisor.model.resolve import resolve_model
 
     llama = resolve_model("meta-llama/Llama-3.2-1B")
