@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from advisor.api import CheckResult, check, doctor, matrix, probe, recommend, target_environment
     from advisor.facts import Environment
-    from advisor.plan import Recommendation
+    from advisor.plan.options import Recommendation
 
 __all__ = [
     "CheckResult",
@@ -39,7 +39,7 @@ _LAZY = {
     "recommend": "advisor.api",
     "target_environment": "advisor.api",
     "Environment": "advisor.facts",
-    "Recommendation": "advisor.plan",
+    "Recommendation": "advisor.plan.recommend",
 }
 
 

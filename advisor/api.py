@@ -10,7 +10,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from advisor.candidate import Candidate
-from advisor.emit import quantization_of
 from advisor.errors import UsageError
 from advisor.estimate.memory import MemoryEstimate
 from advisor.facts import SCHEMA_VERSION, Environment
@@ -21,8 +20,10 @@ from advisor.knowledge.schema import AttentionSupportTable
 from advisor.model.remote_code import refuse_code_keys
 from advisor.model.resolve import resolve_model
 from advisor.model.spec import ModelSpec
-from advisor.plan import PlanRequest, Recommendation, evaluate, make_context, make_plan
-from advisor.report import DoctorReport, build_report
+from advisor.plan.doctor_report import DoctorReport, build_report
+from advisor.plan.emit import quantization_of
+from advisor.plan.options import PlanRequest, Recommendation
+from advisor.plan.recommend import evaluate, make_context, make_plan
 from advisor.rules import run_environment_rules
 from advisor.rules.base import Context
 from advisor.targets import TargetSpec, resolve_target
@@ -256,7 +257,7 @@ def check(
     findings = run_environment_rules(ctx) + evaluation.findings
     failures = [f for f in findings if f.severity is Severity.FAIL]
     warnings = [f for f in findings if f.severity is Severity.WARN]
-    from advisor.ranking import measured_notes
+    from advisor.plan.ranking import measured_notes
 
     notes = measured_notes(spec, env, candidate, batch=batch) if measurements else []
     return CheckResult(ok=not failures, label=candidate.label(), target=env.description or env.source,

@@ -13,14 +13,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from advisor.candidate import Candidate
-from advisor.emit import quantization_of
 from advisor.errors import UsageError
 from advisor.estimate.memory import estimate_memory
 from advisor.facts import SCHEMA_VERSION, Environment, GpuInfo
 from advisor.isolation.child import Trial, run_child
 from advisor.model.remote_code import refuse_code_keys
 from advisor.model.spec import ModelSpec
-from advisor.plan import PlanRequest, auto_class_name, make_plan
+from advisor.plan.emit import quantization_of
+from advisor.plan.options import PlanRequest
+from advisor.plan.recommend import auto_class_name, make_plan
 
 __all__ = ["WORKLOADS", "Workload", "BenchRow", "BenchReport", "run_bench", "repredict"]
 

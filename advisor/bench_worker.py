@@ -81,8 +81,8 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     import torch
     import transformers
 
-    from advisor.emit import to_kwargs
     from advisor.model.remote_code import child_kwargs
+    from advisor.plan.emit import to_kwargs
 
     result: dict[str, Any] = {"ok": False, "error": None}
     if torch.cuda.is_available():

@@ -286,7 +286,7 @@ def cmd_smoke(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from advisor.bench import fitted_workload, run_bench
     from advisor.model.resolve import resolve_model
-    from advisor.plan import PlanRequest
+    from advisor.plan.options import PlanRequest
     from advisor.targets import TargetSpec, resolve_target
 
     model = resolve_model(args.model, allow_download=args.allow_download, trust_remote_code=args.trust_remote_code)

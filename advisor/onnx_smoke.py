@@ -24,7 +24,7 @@ from advisor.facts import SCHEMA_VERSION
 from advisor.io.rundir import temp_dir
 from advisor.isolation.child import run_child
 from advisor.model.spec import ModelSpec
-from advisor.plan import auto_class_name
+from advisor.plan.recommend import auto_class_name
 from advisor.smoke import validate_checkpoint
 from advisor.smoke_worker import TOLERANCES
 

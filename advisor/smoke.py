@@ -27,14 +27,14 @@ from advisor.io.rundir import temp_dir
 from advisor.isolation.child import Trial, run_child
 from advisor.model.remote_code import child_kwargs, refuse_code_keys
 from advisor.model.spec import WEIGHT_FILES, ModelSpec
-from advisor.plan import auto_class_name
+from advisor.plan.recommend import auto_class_name
 from advisor.smoke_diagnosis import SmokeDiagnosis, diagnose
 from advisor.smoke_worker import TOLERANCES, has_tokenizer
 
 WORKER = "advisor.smoke_worker"
 
 if TYPE_CHECKING:  # the planner and the prober are imported only where they are used
-    from advisor.plan import PlanOption, PlanRequest, Recommendation
+    from advisor.plan.options import PlanOption, PlanRequest, Recommendation
     from advisor.targets import TargetSpec
 
 __all__ = [
@@ -255,7 +255,7 @@ def _describe(kwargs: Mapping[str, Any]) -> str:
     if isinstance(quant, Mapping):
         bits = " + bnb 4bit" if quant.get("load_in_4bit") else " + bnb 8bit" if quant.get("load_in_8bit") else ""
         if not bits and quant.get("quant_method"):
-            from advisor.emit import quantization_of
+            from advisor.plan.emit import quantization_of
 
             bits = f" + {quantization_of(kwargs)}"
     where = kwargs.get("device_map") or "CPU"
@@ -264,7 +264,7 @@ def _describe(kwargs: Mapping[str, Any]) -> str:
 
 def normalize_options(options: Iterable[OptionLike]) -> list[tuple[str, dict[str, Any]]]:
     """(label, from_pretrained JSON kwargs) from PlanOptions, their dumps, bare kwargs or (Candidate, kwargs)."""
-    from advisor.plan import PlanOption
+    from advisor.plan.options import PlanOption
 
     trials: list[tuple[str, dict[str, Any]]] = []
     for option in options:
@@ -434,7 +434,7 @@ def _load_here(model: ModelSpec, config: dict[str, Any]) -> tuple[Any, Any | Non
     """Load the passing configuration in this process, and the tokenizer when the folder has one."""
     import transformers
 
-    from advisor.emit import to_kwargs
+    from advisor.plan.emit import to_kwargs
 
     kwargs = to_kwargs(child_kwargs(config, trust_remote_code=model.trust_remote_code))
     loaded = getattr(transformers, auto_class_name(model)).from_pretrained(model.path, **kwargs)
@@ -467,7 +467,7 @@ def load(
     that passed here. `env` is an Environment or a TargetSpec; by default this machine (or `cpu`)."""
     from advisor.findings import Finding, Severity
     from advisor.model.resolve import resolve_model
-    from advisor.plan import make_plan
+    from advisor.plan.recommend import make_plan
     from advisor.targets import TargetSpec, resolve_target
 
     if env is not None and cpu:

@@ -253,8 +253,8 @@ def _forward(model: Any, inputs: dict[str, Any], torch: Any) -> Any:
 def _load(request: dict[str, Any], from_pretrained: dict[str, Any], torch: Any) -> tuple[Any, float]:
     import transformers
 
-    from advisor.emit import to_kwargs
     from advisor.model.remote_code import child_kwargs
+    from advisor.plan.emit import to_kwargs
 
     cls = getattr(transformers, request["auto_class"])
     # only the user's flag, carried by the parent as a bool, may enable remote code (advisor/model/remote_code.py)

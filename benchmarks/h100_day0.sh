@@ -70,7 +70,7 @@ model_dir, kwargs_json, out = sys.argv[1], sys.argv[2], sys.argv[3]
 result = {"kwargs": json.loads(kwargs_json), "ok": False}
 try:
     import torch, transformers
-    from advisor.emit import to_kwargs
+    from advisor.plan.emit import to_kwargs
     kwargs = to_kwargs(dict(result["kwargs"]))
     cuda = torch.cuda.is_available()
     sync = torch.cuda.synchronize if cuda else (lambda: None)

@@ -87,7 +87,7 @@ def _spec(name: str, tmp: Path) -> Any:
 def _labels(spec: Any, env: Any) -> dict[str, dict[str, Any]]:
     """attn -> from_pretrained kwargs of the bf16, unquantized, one-GPU option (labels as the planner writes them)."""
     from advisor.candidate import Candidate
-    from advisor.emit import from_pretrained_json
+    from advisor.plan.emit import from_pretrained_json
 
     out = {}
     for attn in ATTNS:
@@ -106,7 +106,7 @@ def _workloads(positions: int | None) -> dict[str, dict[str, Any]]:
 def _time(spec: Any, config: dict[str, Any], kwargs: dict[str, Any], layers: int | None,
           positions: int | None = None) -> dict[str, Any]:
     from advisor.isolation.child import run_child
-    from advisor.plan import auto_class_name
+    from advisor.plan.recommend import auto_class_name
 
     begin = time.perf_counter()
     result = run_child("advisor.bench_worker", {

@@ -36,7 +36,8 @@ from advisor.knowledge.measurements import (
     versions_of,
 )
 from advisor.model.spec import ModelSpec, shape_signature
-from advisor.plan import PlanOption, PlanRequest, auto_class_name, make_plan
+from advisor.plan.options import PlanOption, PlanRequest
+from advisor.plan.recommend import auto_class_name, make_plan
 
 __all__ = ["TRUNCATED_LAYERS", "TuneReport", "run_tune", "run_tune_command"]
 

@@ -260,7 +260,7 @@ def _tune(r: Any, color: bool) -> list[str]:
 
 
 def _probe(r: Any, color: bool) -> list[str]:
-    from advisor.report import build_report
+    from advisor.plan.doctor_report import build_report
 
     return _doctor(build_report(r, []), color, verbose=True, heading="probe")[:-2]
 

@@ -18,7 +18,8 @@ import transformers
 
 from advisor.knowledge.releases import load_release_constraints
 from advisor.model.resolve import resolve_model
-from advisor.plan import PlanRequest, make_plan
+from advisor.plan.options import PlanRequest
+from advisor.plan.recommend import make_plan
 from advisor.probe.hub_cache import cached_hub_kernels, kernels_cache_root
 from advisor.probe.packages import probe_libraries
 from advisor.rules.method_readiness import doctor_rows, ready_quantizations

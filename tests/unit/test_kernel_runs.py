@@ -15,7 +15,8 @@ import pytest
 
 from advisor.facts import Environment, KernelCase, KernelRun, TorchInfo, Unavailable
 from advisor.model.resolve import resolve_model
-from advisor.plan import PlanRequest, make_plan
+from advisor.plan.options import PlanRequest
+from advisor.plan.recommend import make_plan
 from advisor.probe import probe_kernel_runs
 from advisor.probe.kernels import KernelSpec, kernel_specs, run_batch, run_kernels
 from advisor.probe.packages import probe_libraries

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from advisor.model.resolve import resolve_model
-from advisor.plan import make_plan
+from advisor.plan.recommend import make_plan
 from advisor.targets import TargetSpec, resolve_target
 
 

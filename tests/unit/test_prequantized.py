@@ -17,7 +17,8 @@ from transformers import AwqConfig, BitsAndBytesConfig, FineGrainedFP8Config, GP
 
 from advisor.model.prequantized import read_checkpoint_quantization
 from advisor.model.resolve import resolve_model
-from advisor.plan import PlanRequest, make_plan
+from advisor.plan.options import PlanRequest
+from advisor.plan.recommend import make_plan
 from advisor.targets import load_environment
 
 ENVS = Path(__file__).resolve().parents[1] / "fixtures" / "envs"

@@ -20,10 +20,11 @@ import pytest
 import transformers
 
 from advisor.candidate import Candidate
-from advisor.emit import from_pretrained_json, python_snippet, quantization_of, to_kwargs
 from advisor.knowledge.quant_methods import METHOD_QUANTIZATIONS, load_methods
 from advisor.model.resolve import resolve_model
-from advisor.plan import PlanRequest, make_plan
+from advisor.plan.emit import from_pretrained_json, python_snippet, quantization_of, to_kwargs
+from advisor.plan.options import PlanRequest
+from advisor.plan.recommend import make_plan
 from advisor.rules.method_readiness import doctor_rows, ready_quantizations
 from advisor.targets import load_environment
 

@@ -20,7 +20,8 @@ import transformers
 from advisor.knowledge import data_dir
 from advisor.knowledge.quant_methods import load_methods
 from advisor.model.resolve import resolve_model
-from advisor.plan import PlanRequest, make_plan
+from advisor.plan.options import PlanRequest
+from advisor.plan.recommend import make_plan
 from advisor.quant_proof import count_quantized, not_applied
 from advisor.rules.method_readiness import doctor_rows, fixes_for
 from advisor.targets import load_environment
@@ -118,7 +119,7 @@ def test_the_weight_figure_follows_the_target_release() -> None:
     """falcon 8-bit: all weights stay bf16 under 5.24 (FalconLinear skipped), mostly int8 under 4.57.6."""
     from advisor.candidate import Candidate
     from advisor.knowledge import load_knowledge
-    from advisor.plan import evaluate, make_context
+    from advisor.plan.recommend import evaluate, make_context
     from advisor.targets import TargetSpec, resolve_target
 
     model = resolve_model("tiiuae/falcon-7b")

@@ -198,7 +198,7 @@ def test_the_chosen_plans_warnings_reach_the_doctor() -> None:
 
     rec = advisor.recommend("google-t5/t5-base", env=ENVS / "t4_bnb_fa2.json", dtype="float16")
     assert any(f.code == "DTYPE003" for f in rec.chosen.findings)
-    from advisor.report import build_report
+    from advisor.plan.doctor_report import build_report
 
     report = build_report(advisor.target_environment(env=ENVS / "t4_bnb_fa2.json"), [], rec)
     names = {i.name for s in report.sections for i in s.items}
@@ -208,7 +208,7 @@ def test_the_chosen_plans_warnings_reach_the_doctor() -> None:
 # 8. The 8-bit quantization_config carries only 8-bit keys.
 def test_8bit_config_is_minimal_and_reads_back_the_same() -> None:
     transformers = pytest.importorskip("transformers")
-    from advisor.emit import bnb_config, to_kwargs
+    from advisor.plan.emit import bnb_config, to_kwargs
 
     eight = bnb_config("8bit", "bfloat16")
     assert eight == {"quant_method": "bitsandbytes", "load_in_8bit": True}

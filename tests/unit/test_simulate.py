@@ -158,7 +158,7 @@ def test_every_memory_figure_names_its_method() -> None:
 
 def test_the_plan_loads_and_sizes_the_head_the_checkpoint_names() -> None:
     from advisor.model.resolve import resolve_model
-    from advisor.plan import auto_class_name
+    from advisor.plan.recommend import auto_class_name
 
     bert = resolve_model("google-bert/bert-base-uncased")  # architectures: BertForMaskedLM
     assert auto_class_name(bert) == "AutoModelForMaskedLM"

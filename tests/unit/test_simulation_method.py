@@ -18,7 +18,8 @@ from advisor.estimate.selection import near_limit
 from advisor.io import analysis_cache
 from advisor.model.analysis import _release_value, counts_and_origin
 from advisor.model.resolve import resolve_model
-from advisor.plan import PlanRequest, make_plan
+from advisor.plan.options import PlanRequest
+from advisor.plan.recommend import make_plan
 from advisor.targets import load_environment
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -23,7 +23,7 @@ from advisor.errors import SmokeTestError  # noqa: E402
 from advisor.facts import SCHEMA_VERSION  # noqa: E402
 from advisor.model.resolve import resolve_model
 from advisor.model.spec import ModelSpec  # noqa: E402
-from advisor.plan import PlanRequest  # noqa: E402
+from advisor.plan.options import PlanRequest  # noqa: E402
 from advisor.render import OutputFormat, render
 from advisor.smoke import (  # noqa: E402
     SmokeReport,

@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict
 from advisor.facts import SCHEMA_VERSION, Environment, GpuInfo, TorchInfo, Unavailable, known
 from advisor.findings import Finding, Severity
 from advisor.numbers import GiB, diff, millis, plural, seconds, size
-from advisor.plan import Recommendation, torch_summary
+from advisor.plan.options import Recommendation
+from advisor.plan.recommend import torch_summary
 from advisor.rules.method_readiness import doctor_rows
 
 __all__ = ["DoctorReport", "Item", "Section", "build_report"]

@@ -1,6 +1,6 @@
 """Re-rank the planner's viable options by what the user prefers and by what was measured on this GPU.
 
-The planner (advisor/plan.py) orders options statically: least aggressive quantization, then placement,
+The planner (advisor/plan/recommend.py) orders options statically: least aggressive quantization, then placement,
 warnings, dtype and the attention speed rank. This module is called once, on that list, and
 1. reorders quantization by `prefer` (quality: none > 8bit > 4bit; speed: none > 4bit > 8bit, because NF4
    decodes about 3x faster than LLM.int8 on the H100 of docs/benchmarks; memory: 4bit > 8bit > none);
@@ -16,8 +16,6 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
-
 from advisor.knowledge.measurements import (
     Measurement,
     MeasurementStore,
@@ -27,42 +25,17 @@ from advisor.knowledge.measurements import (
     versions_of,
 )
 from advisor.model.spec import shape_signature
+from advisor.plan.options import DEFAULT_PREFER, Prefer, RankingAdvice, Tradeoff
 
 if TYPE_CHECKING:
     from advisor.facts import Environment
     from advisor.model.spec import ModelSpec
-    from advisor.plan import PlanOption
+    from advisor.plan.options import PlanOption
 
-__all__ = ["PREFERENCES", "Prefer", "RankingAdvice", "Tradeoff", "rerank", "workload_for"]
+__all__ = ["rerank", "workload_for"]
 
-Prefer = Literal["speed", "quality", "memory"]
-PREFERENCES: tuple[str, ...] = ("speed", "quality", "memory")
-DEFAULT_PREFER: Prefer = "quality"  # docs/prefer.md argues it
 _QUANT_ORDER = {"quality": ("none", "8bit", "4bit"), "speed": ("none", "4bit", "8bit"), "memory": ("4bit", "8bit", "none")}
 _MIN_GAIN = 0.03  # below 3% a reorder is within what two processes of one configuration differ by
-
-
-class Tradeoff(BaseModel):
-    """One option beside the choice: how fast it should be, on what evidence, and what it costs in fidelity."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    label: str
-    relative_throughput: float | None  # option / choice; None = unmeasured
-    basis: str  # "measured ..." or "unmeasured"
-    fidelity: str
-
-
-class RankingAdvice(BaseModel):
-    """What re-ranking did and on what evidence; rendered by recommend, check and doctor."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    prefer: Prefer
-    workload: str
-    measurements: Literal["used", "unmeasured", "off"]
-    notes: list[str]
-    tradeoffs: list[Tradeoff]
 
 
 def workload_for(batch: int) -> str:
