@@ -289,7 +289,7 @@ def doctor(
         findings = run_environment_rules(Context(env=env, knowledge=knowledge))
     smoke_report = None
     if smoke and recommendation is not None:
-        from advisor.smoke import plan_options, run_smoke
+        from advisor.prove.smoke import plan_options, run_smoke
 
         smoke_report = run_smoke(recommendation.model, plan_options(recommendation)).model_dump(mode="json")
     return build_report(env, findings, recommendation, smoke_report)

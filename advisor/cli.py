@@ -270,7 +270,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_smoke(args: argparse.Namespace) -> int:
     if args.runtime == "onnxruntime":
-        from advisor.onnx_smoke import run_onnx_smoke_command
+        from advisor.prove.onnx import run_onnx_smoke_command
         from advisor.render.onnx import onnx_text
 
         onnx = run_onnx_smoke_command(args)
@@ -284,9 +284,9 @@ def cmd_smoke(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from advisor.bench import fitted_workload, run_bench
     from advisor.model.resolve import resolve_model
     from advisor.plan.options import PlanRequest
+    from advisor.prove.bench import fitted_workload, run_bench
     from advisor.targets import TargetSpec, resolve_target
 
     model = resolve_model(args.model, allow_download=args.allow_download, trust_remote_code=args.trust_remote_code)

@@ -7,7 +7,7 @@ Two calls of at most 9 minutes each, then a merge on any machine:
     python benchmarks/h100_measure.py --part 2 OUT_DIR   # the rest + `advisor tune` on a 7B + fidelity
     python benchmarks/h100_measure.py --merge OUT_DIR data/measurements/h100.json
 
-Every candidate runs in a child through the benchmark worker (advisor/bench_worker.py) with random weights built
+Every candidate runs in a child through the benchmark worker (advisor/prove/bench_worker.py) with random weights built
 on the device (advisor/prove/random_model.py), on the real config of each model (data/models/ or the configs
 below). Workloads: prefill at batch 1 (one forward of 1 x 2048 tokens) and batched decode (16 x 512, 32 new
 tokens). Candidates: sdpa and eager in bfloat16 (flex_attention compiles for tens of seconds per shape and
@@ -109,7 +109,7 @@ def _time(spec: Any, config: dict[str, Any], kwargs: dict[str, Any], layers: int
     from advisor.plan.recommend import auto_class_name
 
     begin = time.perf_counter()
-    result = run_child("advisor.bench_worker", {
+    result = run_child("advisor.prove.bench_worker", {
         "path": None, "auto_class": auto_class_name(spec), "from_pretrained": kwargs, "generative": spec.generative,
         "repeats": 5, "trust_remote_code": False, "random_config": config, "layers": layers,
         "workloads": _workloads(positions),
@@ -206,7 +206,7 @@ def fidelity(out: Path) -> list[dict[str, Any]]:
     import torch
     import transformers
 
-    from advisor.smoke_fidelity import compare
+    from advisor.prove.fidelity import compare
 
     rows = []
     folder = Path(tempfile.mkdtemp(prefix="fidelity-model-"))

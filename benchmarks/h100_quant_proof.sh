@@ -29,7 +29,7 @@ python3 -m advisor smoke /tmp/llama1b --quantize 8bit --dtype bfloat16 --attn sd
 python3 - <<'PY'
 import json, os
 from advisor.render import OutputFormat, render
-from advisor.smoke import SmokeReport
+from advisor.prove.smoke import SmokeReport
 out = os.environ.get("OUT", "/tmp/out")
 for name in ("smoke-falcon7b-4layers", "smoke-llama1b-8bit"):
     try:

@@ -12,7 +12,7 @@ python3 -m advisor smoke /tmp/llama1b --all --quantize 8bit --dtype bfloat16 --a
 python3 -m advisor smoke /tmp/llama1b --all --quantize 4bit --dtype bfloat16 --attn sdpa --timeout 120 --format json -o $OUT/smoke-4bit.json; echo "smoke 4bit exit $?"
 python3 - <<'PY'
 import json, os
-from advisor.smoke import SmokeReport
+from advisor.prove.smoke import SmokeReport
 from advisor.render import render, OutputFormat
 out = os.environ.get("OUT", "/tmp/out")
 attempts = []

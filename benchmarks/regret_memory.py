@@ -24,9 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from advisor.bench import WORKLOADS, Workload, run_bench  # noqa: E402
 from advisor.candidate import Candidate  # noqa: E402
 from advisor.model.resolve import resolve_model  # noqa: E402
+from advisor.prove.bench import WORKLOADS, Workload, run_bench  # noqa: E402
 from advisor.render import OutputFormat, render  # noqa: E402
 from advisor.targets import TargetSpec, resolve_target  # noqa: E402
 

@@ -2,7 +2,7 @@
 
 Weights are random and built on the device (advisor/prove/random_model.py), so no checkpoint is needed;
 `--checkpoint` loads the model's own weights instead. Each candidate runs in a child through the benchmark
-worker (advisor/bench_worker.py, advisor/isolation/child.py). Candidates run in the planner's static order, the
+worker (advisor/prove/bench_worker.py, advisor/isolation/child.py). Candidates run in the planner's static order, the
 static choice's dtype group first. The budget covers the whole command, probe and plan included: a candidate
 starts only if the time spent plus its expected time fits (the slowest child so far; for flex_attention, which
 compiles on its first call, three times that until one has run: 36 s against 13 s for sdpa on a 7B on the H100),
@@ -22,7 +22,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from advisor.bench import WORKLOADS, fitted_workload
 from advisor.errors import UsageError
 from advisor.facts import SCHEMA_VERSION, Environment
 from advisor.io.read_input import read_json_file
@@ -38,6 +37,7 @@ from advisor.knowledge.measurements import (
 from advisor.model.spec import ModelSpec, shape_signature
 from advisor.plan.options import PlanOption, PlanRequest
 from advisor.plan.recommend import auto_class_name, make_plan
+from advisor.prove.bench import WORKLOADS, fitted_workload
 
 __all__ = ["TRUNCATED_LAYERS", "TuneReport", "run_tune", "run_tune_command"]
 
@@ -170,7 +170,7 @@ def run_tune(model: ModelSpec, env: Environment, config: dict[str, Any] | None, 
         }
         if config is not None:
             request.update(random_config=config, layers=layers)
-        result = run_child("advisor.bench_worker", request, timeout)  # the budget gates starts, never kills
+        result = run_child("advisor.prove.bench_worker", request, timeout)  # the budget gates starts, never kills
         seconds = time.perf_counter() - begin
         slowest = max(slowest, seconds)
         measured = ((result.get("workloads") or {}).get(w.name) or {}) if result.get("ok") else {}

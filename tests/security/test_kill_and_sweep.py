@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from advisor.smoke_worker import FAULT_ENV
+from advisor.prove.smoke_worker import FAULT_ENV
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find the worker")
 

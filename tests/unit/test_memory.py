@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from advisor.bench import BenchReport, repredict
 from advisor.estimate.memory import activation_bytes, estimate_memory, score_bytes_per_element
 from advisor.model.resolve import resolve_model
+from advisor.prove.bench import BenchReport, repredict
 from advisor.targets import load_environment
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -22,7 +22,7 @@ from advisor.knowledge.quant_methods import load_methods
 from advisor.model.resolve import resolve_model
 from advisor.plan.options import PlanRequest
 from advisor.plan.recommend import make_plan
-from advisor.quant_proof import count_quantized, not_applied
+from advisor.prove.quant_proof import count_quantized, not_applied
 from advisor.rules.method_readiness import doctor_rows, fixes_for
 from advisor.targets import load_environment
 
@@ -224,7 +224,7 @@ def test_int8_weights_count_as_quantized() -> None:
 
 
 def test_smoke_worker_fails_a_quantized_attempt_that_quantized_nothing() -> None:
-    from advisor.smoke_worker import CheckFailed, _check_quantized
+    from advisor.prove.smoke_worker import CheckFailed, _check_quantized
 
     result: dict[str, Any] = {}
     with pytest.raises(CheckFailed, match=r"^quantization not applied: 0 of 9 linear weights quantized"):

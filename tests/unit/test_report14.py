@@ -132,7 +132,7 @@ def test_a_tiny_model_reads_in_millions_and_mib(cli: Any, tiny_llama: Path) -> N
 
 
 def test_smoke_and_bench_text_round_and_explain_question_marks() -> None:
-    from advisor.bench import WORKLOADS, BenchReport, BenchRow
+    from advisor.prove.bench import WORKLOADS, BenchReport, BenchRow
     from advisor.render import text
 
     row = BenchRow(label="sdpa / float32 / CPU", from_pretrained={}, ok=True, decode_tokens_per_second=10.0, prefill_tokens_per_second=100.0,

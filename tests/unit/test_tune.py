@@ -63,8 +63,8 @@ def test_tune_cli_refuses_checkpoint_without_weights(cli: Any, tmp_path: Path) -
 def test_default_prefill_fits_the_positions(name: str, prompt: int) -> None:
     """On the H100, tune's 4,096-token prefill of Llama-2-7B (4,096 positions, +2 new tokens) was SEQ001 for every
     candidate: the default workload is cut to the model's positions, never past them."""
-    from advisor.bench import fitted_workload
     from advisor.model.resolve import resolve_model
+    from advisor.prove.bench import fitted_workload
 
     spec = resolve_model(name)
     w = fitted_workload("prefill", spec.max_positions)

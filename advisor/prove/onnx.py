@@ -3,7 +3,7 @@
 Before anything heavy the installed versions are checked against optimum-onnx's own pin on transformers
 (read from its installed metadata; when it is not installed, from the shipped constraint row, which was
 read from the newest wheel on PyPI). Outside the pin the run stops with exit 1, the reason, and the exact
-environment that would work. Inside it, a child (`advisor.onnx_worker`) exports the model, loads it with
+environment that would work. Inside it, a child (`advisor.prove.onnx_worker`) exports the model, loads it with
 the matching ORTModelFor... class on the best execution provider, and compares its outputs with PyTorch
 float32 on the same token ids.
 """
@@ -25,12 +25,12 @@ from advisor.io.rundir import temp_dir
 from advisor.isolation.child import run_child
 from advisor.model.spec import ModelSpec
 from advisor.plan.recommend import auto_class_name
-from advisor.smoke import validate_checkpoint
-from advisor.smoke_worker import TOLERANCES
+from advisor.prove.smoke import validate_checkpoint
+from advisor.prove.smoke_worker import TOLERANCES
 
 __all__ = ["OnnxPin", "OnnxSmokeReport", "check_onnx_environment", "optimum_onnx_pin", "run_onnx_smoke"]
 
-WORKER = "advisor.onnx_worker"
+WORKER = "advisor.prove.onnx_worker"
 
 # auto class -> (optimum export task, ORTModel class)
 _TASKS = {
@@ -127,7 +127,7 @@ def working_environment(pin: OnnxPin) -> str:
     transformers = _newest_release(pin.transformers)
     tf = f"transformers=={transformers}" if transformers else f"transformers{pin.transformers}"
     torch_req = f"torch=={torch}" if torch else "torch"
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     advisor = f"-e {root}" if (root / "pyproject.toml").is_file() else "inference-advisor"
     return (f"python3 -m venv .venv-onnx && .venv-onnx/bin/pip install {torch_req} '{tf}' "
             f"'optimum-onnx=={pin.optimum_onnx}' 'onnxruntime{pin.onnxruntime}' && .venv-onnx/bin/pip install {advisor}")

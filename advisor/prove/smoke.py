@@ -1,6 +1,6 @@
 """The smoke test: prove a plan by loading it, running it and comparing it with a float32 eager reference.
 
-Each configuration runs in its own child (`advisor.smoke_worker`) under a timeout, so a segfault, a CUDA
+Each configuration runs in its own child (`advisor.prove.smoke_worker`) under a timeout, so a segfault, a CUDA
 error, an OOM or a hang becomes a failed attempt with its cause, and the device memory is released
 before the next one. On failure the next candidate of the plan is tried (or every one with
 `all_candidates`); the report lists every attempt. The parent never imports torch for the test itself:
@@ -28,10 +28,10 @@ from advisor.isolation.child import Trial, run_child
 from advisor.model.remote_code import child_kwargs, refuse_code_keys
 from advisor.model.spec import WEIGHT_FILES, ModelSpec
 from advisor.plan.recommend import auto_class_name
-from advisor.smoke_diagnosis import SmokeDiagnosis, diagnose
-from advisor.smoke_worker import TOLERANCES, has_tokenizer
+from advisor.prove.diagnosis import SmokeDiagnosis, diagnose
+from advisor.prove.smoke_worker import TOLERANCES, has_tokenizer
 
-WORKER = "advisor.smoke_worker"
+WORKER = "advisor.prove.smoke_worker"
 
 if TYPE_CHECKING:  # the planner and the prober are imported only where they are used
     from advisor.plan.options import PlanOption, PlanRequest, Recommendation
@@ -73,7 +73,7 @@ class Attempt(Trial):
     dequantized_cosine: float | None = None  # quantized: against its own weights dequantized (what is judged)
     dequantized_top1_agreement: float | None = None
     device: str | None = None
-    quantization: dict[str, Any] | None = None  # advisor.quant_proof.count_quantized after a quantized load
+    quantization: dict[str, Any] | None = None  # advisor.prove.quant_proof.count_quantized after a quantized load
 
 
 class SmokeReport(BaseModel):

@@ -1,6 +1,6 @@
 """The smoke test's child process: load one configuration, run it, measure it, compare it, report one line.
 
-Run as `python -m advisor.smoke_worker`; it reads one JSON request from stdin and writes one JSON result
+Run as `python -m advisor.prove.smoke_worker`; it reads one JSON request from stdin and writes one JSON result
 line to stdout. It runs in its own process so that a segfault, a CUDA error, an OOM or a hang in a kernel
 ends this child and not the advisor (the parent turns the exit status into the attempt's error), and so
 that the device memory of one attempt is freed before the next one starts.
@@ -391,7 +391,7 @@ def run_attempt(request: dict[str, Any], result: dict[str, Any]) -> None:
 
 def _check_quantized(model: Any, from_pretrained: dict[str, Any], result: dict[str, Any], device: str, torch: Any) -> None:
     """A quantized load whose linear weights stayed in float is a failed attempt (issue 17): prove it after load."""
-    from advisor.quant_proof import count_quantized, not_applied, requested
+    from advisor.prove.quant_proof import count_quantized, not_applied, requested
 
     if not requested(from_pretrained):
         if getattr(getattr(model, "config", None), "quantization_config", None) is not None:
@@ -429,8 +429,8 @@ def compare_outputs(
     tol = tolerance_for(key, float(reference["max_abs"]))
     result["max_abs_diff"], result["max_abs_diff_tolerance"] = diff, tol
     # issue 12: pass/fail by cosine and top-1 agreement (scale-free, so random weights are judged fairly);
-    # max |diff| stays in the report (advisor/smoke_fidelity.py, docs/smoke-fidelity.md)
-    from advisor.smoke_fidelity import compare, judge
+    # max |diff| stays in the report (advisor/prove/fidelity.py, docs/smoke-fidelity.md)
+    from advisor.prove.fidelity import compare, judge
 
     metrics = compare(want, got)
     result["cosine"], result["top1_agreement"] = metrics["cosine"], metrics["top1_agreement"]

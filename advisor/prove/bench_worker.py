@@ -101,7 +101,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
         model = auto.from_pretrained(request["path"], **to_kwargs(kwargs)).eval()
     result["load_seconds"] = time.perf_counter() - start
     if request["from_pretrained"].get("quantization_config"):  # proof that it took effect (issue 17)
-        from advisor.quant_proof import count_quantized, not_applied
+        from advisor.prove.quant_proof import count_quantized, not_applied
 
         result["quantization"] = count = count_quantized(model)
         if (reason := not_applied(count)) is not None:

@@ -1,6 +1,6 @@
 """`advisor bench`: time every viable candidate on this machine and score the advisor's own choice.
 
-Each candidate runs in a child (`advisor.bench_worker`) with a warm-up and repeats (median). The report
+Each candidate runs in a child (`advisor.prove.bench_worker`) with a warm-up and repeats (median). The report
 marks the advisor's choice and the fastest, and gives the ratio between them ("regret": 1.0 means the
 advisor picked the best), plus predicted against measured peak memory.
 """
@@ -146,7 +146,7 @@ def run_bench(
             progress(step, len(order), label)
         if runs[i] and not any(r.get("ok") for r in runs[i]):
             continue  # failed in an earlier round: once is enough
-        runs[i].append(run_child("advisor.bench_worker", {
+        runs[i].append(run_child("advisor.prove.bench_worker", {
             "path": model.path, "auto_class": auto_class_name(model), "from_pretrained": kwargs,
             "generative": model.generative, "repeats": repeats, "trust_remote_code": model.trust_remote_code,
             "workloads": {w.name: w.model_dump() for w in workloads},
