@@ -163,8 +163,8 @@ def _check_kwarg_types(data: dict[str, Any], source: str) -> None:
     from pydantic import ValidationError
 
     from advisor.io.read_input import field_name
-    from advisor.manifest import FromPretrained
     from advisor.model.prequantized import QuantizationFields
+    from advisor.plan.options import FromPretrained
 
     try:
         FromPretrained.model_validate({k: v for k, v in data.items() if v is not None})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from advisor.errors import UsageError
-from advisor.manifest import CheckSuite, load_manifest, run_manifest, suite_from_check
+from advisor.fleet.manifest import CheckSuite, load_manifest, run_manifest, suite_from_check
 
 __all__ = ["check_suite"]
 

@@ -225,7 +225,7 @@ def _check_suite(args: argparse.Namespace) -> int:
 
 def cmd_matrix(args: argparse.Namespace) -> int:
     if args.models or args.env or args.gpu:
-        from advisor.fleet import build_fleet
+        from advisor.fleet.grid import build_fleet
         from advisor.render.fleet_text import fleet_text
 
         if args.history or args.full or args.transformers:

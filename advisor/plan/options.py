@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from advisor.candidate import Candidate
 from advisor.estimate.memory import MemoryEstimate
@@ -19,7 +19,7 @@ from advisor.plan.verdict import RankedFix
 from advisor.rules.kernelization import HubKernelAdvice
 
 __all__ = [
-    "DEFAULT_PREFER", "PREFERENCES", "Evaluation", "PlanOption", "PlanRequest", "Prefer", "RankingAdvice",
+    "DEFAULT_PREFER", "PREFERENCES", "Evaluation", "FromPretrained", "PlanOption", "PlanRequest", "Prefer", "RankingAdvice",
     "Recommendation", "Rejection", "Tradeoff",
 ]
 
@@ -145,3 +145,31 @@ class Evaluation(BaseModel):
     @property
     def viable(self) -> bool:
         return not self.failures
+
+
+DtypeName = Literal["auto", "float32", "float16", "bfloat16"]
+
+
+class FromPretrained(BaseModel):
+    """The from_pretrained kwargs the advisor can judge (the same set `advisor check --config` reads)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dtype: DtypeName | None = Field(None, description="torch dtype name; `torch.` prefix allowed")
+    torch_dtype: DtypeName | None = Field(None, description="the pre-4.56 spelling of dtype")
+    attn_implementation: str | None = Field(None, description="eager, sdpa, flash_attention_2, ...")
+    device_map: str | dict[str, int | str] | None = Field(None, description='"auto", "cpu", "cuda:0" or a map')
+    max_memory: dict[str, int | str] | None = Field(None, description='per-device caps, e.g. {0: "20GiB"}')
+    quantization_config: dict[str, Any] | None = Field(None, description="BitsAndBytesConfig fields as a mapping")
+    load_in_8bit: bool | None = Field(None, description="transformers < 5 shorthand for 8-bit bitsandbytes")
+    load_in_4bit: bool | None = Field(None, description="transformers < 5 shorthand for 4-bit bitsandbytes")
+    low_cpu_mem_usage: bool | None = Field(None, description="accepted; does not change the verdict")
+    use_kernels: bool | None = Field(None, description="Hub kernels on or off (transformers 4.53+; KERN001-KERN003)")
+
+    @field_validator("dtype", "torch_dtype", mode="before")
+    @classmethod
+    def _strip_torch(cls, value: Any) -> Any:
+        return value.removeprefix("torch.") if isinstance(value, str) else value
+
+    def kwargs(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)

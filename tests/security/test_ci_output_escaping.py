@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from advisor.findings import Finding, Severity
-from advisor.fleet import Fleet, FleetCell, FleetMachine
-from advisor.manifest import CheckSuite, PairResult, Workload
+from advisor.fleet.grid import Fleet, FleetCell, FleetMachine
+from advisor.fleet.manifest import CheckSuite, PairResult, Workload
 from advisor.render import OutputFormat, render
 from advisor.render.fleet_text import fleet_text
 from advisor.render.suite import SUITE_FORMATS, render_suite

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from advisor.errors import ManifestError
-from advisor.manifest import Manifest, load_manifest
+from advisor.fleet.manifest import Manifest, load_manifest
 
 ENVS = Path(__file__).resolve().parents[1] / "fixtures" / "envs"
 DOC = Path(__file__).resolve().parents[2] / "docs" / "manifest.md"

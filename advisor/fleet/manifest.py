@@ -24,20 +24,20 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from advisor.errors import AdvisorError, InputFileError, ManifestError, UsageError
 from advisor.estimate.memory import MemoryEstimate
 from advisor.facts import SCHEMA_VERSION, Environment
 from advisor.findings import Finding, Severity
 from advisor.io.read_input import MAX_DEPTH, check_tree, read_text_file
+from advisor.plan.options import FromPretrained
 
 __all__ = [
     "MANIFEST_MAX_BYTES",
     "MAX_PAIRS",
     "MAX_VALUES",
     "CheckSuite",
-    "FromPretrained",
     "LoadedManifest",
     "Manifest",
     "ModelEntry",
@@ -50,7 +50,6 @@ __all__ = [
 ]
 
 Loc = tuple[str | int, ...]
-DtypeName = Literal["auto", "float32", "float16", "bfloat16"]
 
 MANIFEST_MAX_BYTES = 1024 * 1024  # a thousand models and targets take under 100 KiB
 MAX_VALUES = 200_000  # scalars, lists and mappings, every alias counted each time it is used
@@ -58,31 +57,6 @@ MAX_PAIRS = 10_000  # model x target pairs one run checks (each is a plan: ~0.1 
 
 
 # ------------------------------------------------------------------------------------ schema
-
-
-class FromPretrained(BaseModel):
-    """The from_pretrained kwargs the advisor can judge (the same set `advisor check --config` reads)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    dtype: DtypeName | None = Field(None, description="torch dtype name; `torch.` prefix allowed")
-    torch_dtype: DtypeName | None = Field(None, description="the pre-4.56 spelling of dtype")
-    attn_implementation: str | None = Field(None, description="eager, sdpa, flash_attention_2, ...")
-    device_map: str | dict[str, int | str] | None = Field(None, description='"auto", "cpu", "cuda:0" or a map')
-    max_memory: dict[str, int | str] | None = Field(None, description='per-device caps, e.g. {0: "20GiB"}')
-    quantization_config: dict[str, Any] | None = Field(None, description="BitsAndBytesConfig fields as a mapping")
-    load_in_8bit: bool | None = Field(None, description="transformers < 5 shorthand for 8-bit bitsandbytes")
-    load_in_4bit: bool | None = Field(None, description="transformers < 5 shorthand for 4-bit bitsandbytes")
-    low_cpu_mem_usage: bool | None = Field(None, description="accepted; does not change the verdict")
-    use_kernels: bool | None = Field(None, description="Hub kernels on or off (transformers 4.53+; KERN001-KERN003)")
-
-    @field_validator("dtype", "torch_dtype", mode="before")
-    @classmethod
-    def _strip_torch(cls, value: Any) -> Any:
-        return value.removeprefix("torch.") if isinstance(value, str) else value
-
-    def kwargs(self) -> dict[str, Any]:
-        return self.model_dump(exclude_none=True)
 
 
 class ModelEntry(BaseModel):
@@ -418,7 +392,7 @@ def load_manifest(path: Path) -> LoadedManifest:
         # A string where kwargs or "recommend" belong: the literal's message says what was meant.
         first = next((e for e in errors if e["type"] == "literal_error" and isinstance(e.get("input"), str)
                       and e["loc"][:3] == first["loc"][:3]), first)
-        loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and ("[" in p or p in ("FromPretrained",
+        loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and ("[" in p or p in (
                                                                                               "function-after"))))
         msg = first["msg"].removeprefix("Value error, ")
         if first["type"] == "extra_forbidden":
