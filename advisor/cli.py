@@ -240,19 +240,19 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         raise UsageError("--history and --full are different views; use one")
     obj: BaseModel
     if args.history:
-        from advisor.history_view import history_report
+        from advisor.matrix.history import history_report
 
         obj, kind = history_report(args.history), "history"
     elif args.full:
-        from advisor.history_view import full_matrix
-        from advisor.matrix_view import filter_model_types
+        from advisor.matrix.history import full_matrix
+        from advisor.matrix.table import filter_model_types
 
         full = full_matrix(args.transformers)
         keep = set(filter_model_types([a.model_type for a in full.architectures], args.model_type))
         obj, kind = full.model_copy(update={"architectures": [a for a in full.architectures if a.model_type in keep]}), "fullmatrix"
     else:
         from advisor.knowledge import load_knowledge
-        from advisor.matrix_view import matrix_view
+        from advisor.matrix.table import matrix_view
         from advisor.model.attention_support import table_for
 
         table, where = table_for(args.transformers, load_knowledge(), refresh=args.refresh)

@@ -110,7 +110,7 @@ def test_html_from_a_config_or_snapshot_does_not_reach_a_report_raw(cli: Any, tm
 
 def test_markdown_escaping_keeps_requirements_readable() -> None:
     """Only `<` can open a tag in Markdown; `>= 8.0` in a finding stays as written in the raw file."""
-    from advisor.history_view import full_matrix
+    from advisor.matrix.history import full_matrix
 
     md = render(full_matrix(None), OutputFormat.MARKDOWN, kind="fullmatrix")
     assert ">= 8.0" in md and "&gt;" not in md

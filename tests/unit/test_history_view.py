@@ -15,9 +15,9 @@ import pytest
 from pydantic import ValidationError
 
 from advisor.errors import UsageError
-from advisor.history_view import FullMatrix, ImplHistory, full_matrix, gpu_generations, history_report
 from advisor.knowledge import load_knowledge
 from advisor.knowledge.history import HISTORY_IMPLS, load_history
+from advisor.matrix.history import FullMatrix, ImplHistory, full_matrix, gpu_generations, history_report
 from advisor.render import OutputFormat, render
 
 
