@@ -24,9 +24,9 @@ from advisor.plan.doctor_report import DoctorReport, build_report
 from advisor.plan.emit import quantization_of
 from advisor.plan.options import PlanRequest, Recommendation
 from advisor.plan.recommend import evaluate, make_context, make_plan
+from advisor.probe.target import TargetSpec, resolve_target
 from advisor.rules import run_environment_rules
 from advisor.rules.base import Context
-from advisor.targets import TargetSpec, resolve_target
 
 __all__ = ["probe", "recommend", "check", "doctor", "matrix", "CheckResult", "target_environment", "parse_config"]
 

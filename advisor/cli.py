@@ -286,8 +286,8 @@ def cmd_smoke(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from advisor.model.resolve import resolve_model
     from advisor.plan.options import PlanRequest
+    from advisor.probe.target import TargetSpec, resolve_target
     from advisor.prove.bench import fitted_workload, run_bench
-    from advisor.targets import TargetSpec, resolve_target
 
     model = resolve_model(args.model, allow_download=args.allow_download, trust_remote_code=args.trust_remote_code)
     base = fitted_workload(args.workload, model.max_positions)  # --seq-len, when given, replaces the prompt below

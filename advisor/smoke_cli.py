@@ -9,8 +9,8 @@ from advisor.io.read_input import read_json_file
 from advisor.model.resolve import resolve_model
 from advisor.plan.options import PlanRequest
 from advisor.plan.recommend import make_plan
+from advisor.probe.target import TargetSpec, resolve_target
 from advisor.prove.smoke import SmokeReport, options_from_json, plan_options, run_smoke
-from advisor.targets import TargetSpec, resolve_target
 
 __all__ = ["run_smoke_command"]
 

@@ -267,7 +267,7 @@ def main() -> None:
     if args.merge:
         merge(Path(args.merge[0]), Path(args.merge[1]))
         return
-    from advisor.targets import TargetSpec, resolve_target
+    from advisor.probe.target import TargetSpec, resolve_target
 
     start = time.perf_counter()
     out: Path = args.out

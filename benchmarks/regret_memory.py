@@ -26,9 +26,9 @@ sys.path.insert(0, str(ROOT))
 
 from advisor.candidate import Candidate  # noqa: E402
 from advisor.model.resolve import resolve_model  # noqa: E402
+from advisor.probe.target import TargetSpec, resolve_target  # noqa: E402
 from advisor.prove.bench import WORKLOADS, Workload, run_bench  # noqa: E402
 from advisor.render import OutputFormat, render  # noqa: E402
-from advisor.targets import TargetSpec, resolve_target  # noqa: E402
 
 BASELINES = {
     "bare from_pretrained(model, device_map='cuda:0')": {"device_map": "cuda:0"},

@@ -1,4 +1,10 @@
-"""Probe this machine into an `Environment`: the only code that touches hardware and imports."""
+"""Probe this machine into an `Environment`: the only code that touches hardware and imports. `target` turns
+the command line's target (this machine, a saved snapshot, or a named GPU) into one, and `snapshot_schema`
+checks a saved snapshot before it is trusted.
+
+May import: the vocabulary modules, `advisor.io`, `advisor.isolation` and `advisor.knowledge` (the tables that
+interpret a capability); never the model, the rules or anything above them.
+"""
 
 from __future__ import annotations
 

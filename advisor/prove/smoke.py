@@ -35,7 +35,7 @@ WORKER = "advisor.prove.smoke_worker"
 
 if TYPE_CHECKING:  # the planner and the prober are imported only where they are used
     from advisor.plan.options import PlanOption, PlanRequest, Recommendation
-    from advisor.targets import TargetSpec
+    from advisor.probe.target import TargetSpec
 
 __all__ = [
     "Attempt",
@@ -468,7 +468,7 @@ def load(
     from advisor.findings import Finding, Severity
     from advisor.model.resolve import resolve_model
     from advisor.plan.recommend import make_plan
-    from advisor.targets import TargetSpec, resolve_target
+    from advisor.probe.target import TargetSpec, resolve_target
 
     if env is not None and cpu:
         raise UsageError("pass env or cpu=True, not both")

@@ -216,7 +216,7 @@ def run_tune(model: ModelSpec, env: Environment, config: dict[str, Any] | None, 
 def run_tune_command(args: argparse.Namespace) -> TuneReport:
     """The CLI's `tune`: this machine, the model's config (or checkpoint), the budget."""
     from advisor.model.resolve import resolve_model
-    from advisor.targets import TargetSpec, resolve_target
+    from advisor.probe.target import TargetSpec, resolve_target
 
     model = resolve_model(args.model, allow_download=args.allow_download, trust_remote_code=args.trust_remote_code)
     if args.checkpoint and not model.has_weights:

@@ -23,9 +23,9 @@ from advisor.errors import RemoteCodeError
 from advisor.isolation.child import run_child  # noqa: E402
 from advisor.model.remote_code import CODE_KEYS, child_kwargs, refuse_code_keys  # noqa: E402
 from advisor.model.resolve import resolve_model  # noqa: E402
+from advisor.probe.target import TargetSpec, resolve_target  # noqa: E402
 from advisor.prove.bench import run_bench  # noqa: E402
 from advisor.prove.smoke import options_from_json, run_smoke  # noqa: E402
-from advisor.targets import TargetSpec, resolve_target  # noqa: E402
 
 PLAIN = {"dtype": "float32", "attn_implementation": "eager"}
 

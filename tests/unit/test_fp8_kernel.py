@@ -22,8 +22,8 @@ from advisor.plan.options import PlanRequest
 from advisor.plan.recommend import make_plan
 from advisor.probe.hub_cache import cached_hub_kernels, kernels_cache_root
 from advisor.probe.packages import probe_libraries
+from advisor.probe.target import load_environment
 from advisor.rules.method_readiness import doctor_rows, ready_quantizations
-from advisor.targets import load_environment
 
 ENVS = Path(__file__).resolve().parents[1] / "fixtures" / "envs"
 BARE, UNCACHED, CACHED = (str(ENVS / f"{n}.json") for n in ("h100_fa2_fa3_bnb", "h100_kernels_uncached",

@@ -28,8 +28,8 @@ from advisor.model.resolve import resolve_model
 from advisor.plan.options import PlanRequest
 from advisor.plan.recommend import make_plan
 from advisor.probe.hub_access import probe_hub_access, with_reachability
+from advisor.probe.target import load_environment
 from advisor.rules.kernelization import hub_kernel_advice
-from advisor.targets import load_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 ENVS = ROOT / "tests" / "fixtures" / "envs"

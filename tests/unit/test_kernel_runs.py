@@ -20,7 +20,7 @@ from advisor.plan.recommend import make_plan
 from advisor.probe import probe_kernel_runs
 from advisor.probe.kernels import KernelSpec, kernel_specs, run_batch, run_kernels
 from advisor.probe.packages import probe_libraries
-from advisor.targets import load_environment
+from advisor.probe.target import load_environment
 
 ENVS = Path(__file__).resolve().parents[1] / "fixtures" / "envs"
 

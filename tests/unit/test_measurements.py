@@ -28,7 +28,7 @@ from advisor.knowledge.measurements import (
 )
 from advisor.model.resolve import resolve_model
 from advisor.model.spec import shape_signature
-from advisor.targets import load_environment
+from advisor.probe.target import load_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 H100 = ROOT / "tests" / "fixtures" / "envs" / "h100_fa2_fa3_bnb.json"

@@ -9,8 +9,8 @@ import pytest
 
 from advisor.estimate.memory import activation_bytes, estimate_memory, score_bytes_per_element
 from advisor.model.resolve import resolve_model
+from advisor.probe.target import load_environment
 from advisor.prove.bench import BenchReport, repredict
-from advisor.targets import load_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))

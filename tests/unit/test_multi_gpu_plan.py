@@ -10,7 +10,7 @@ import pytest
 
 from advisor.model.resolve import resolve_model
 from advisor.plan.recommend import make_plan
-from advisor.targets import TargetSpec, resolve_target
+from advisor.probe.target import TargetSpec, resolve_target
 
 
 @pytest.mark.parametrize(

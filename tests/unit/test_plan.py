@@ -10,7 +10,7 @@ from advisor.model.resolve import describe_config, resolve_model
 from advisor.model.spec import ModelSpec
 from advisor.plan.options import PlanRequest, Recommendation
 from advisor.plan.recommend import make_plan
-from advisor.targets import load_environment
+from advisor.probe.target import load_environment
 
 ENVS = Path(__file__).resolve().parents[1] / "fixtures" / "envs"
 
@@ -181,7 +181,7 @@ def test_kwargs_load_a_real_tiny_model(tiny_llama: Path) -> None:
 
 
 def test_old_transformers_gets_upgrade_advice_from_history() -> None:
-    from advisor.targets import TargetSpec, resolve_target
+    from advisor.probe.target import TargetSpec, resolve_target
 
     env = resolve_target(TargetSpec(gpus=["A100-80GB"], assume=["transformers==4.45.0", "flash-attn==2.8.3"]))
     rec = make_plan(resolve_model("bert-base-uncased"), env)

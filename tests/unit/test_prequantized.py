@@ -19,7 +19,7 @@ from advisor.model.prequantized import read_checkpoint_quantization
 from advisor.model.resolve import resolve_model
 from advisor.plan.options import PlanRequest
 from advisor.plan.recommend import make_plan
-from advisor.targets import load_environment
+from advisor.probe.target import load_environment
 
 ENVS = Path(__file__).resolve().parents[1] / "fixtures" / "envs"
 

@@ -25,8 +25,8 @@ from advisor.model.resolve import resolve_model
 from advisor.plan.emit import from_pretrained_json, python_snippet, quantization_of, to_kwargs
 from advisor.plan.options import PlanRequest
 from advisor.plan.recommend import make_plan
+from advisor.probe.target import load_environment
 from advisor.rules.method_readiness import doctor_rows, ready_quantizations
-from advisor.targets import load_environment
 
 ENVS = Path(__file__).resolve().parents[1] / "fixtures" / "envs"
 TF_ROOT = Path(transformers.__file__).parent
@@ -114,7 +114,7 @@ def test_fp8_would_quantize_little_of_falcon(cli: Any) -> None:
 def test_pre_quantized_methods_are_never_planned_for_a_plain_checkpoint() -> None:
     """GPTQ / AWQ / compressed-tensors / MXFP4 load checkpoints already in their format: doctor lists them, the
     planner does not offer them for a bf16 checkpoint, even with their libraries installed."""
-    from advisor.targets import TargetSpec, resolve_target
+    from advisor.probe.target import TargetSpec, resolve_target
 
     env = resolve_target(TargetSpec(env_file=ENVS / "h100_fa2_fa3_bnb.json", assume=(
         "gptqmodel==5.0.0", "optimum==1.27.0", "compressed-tensors==0.15.0", "triton==3.5.0", "kernels==0.18.2")))

@@ -23,8 +23,8 @@ from packaging.version import Version
 
 from advisor.knowledge.onthefly import onthefly
 from advisor.knowledge.releases import load_release_constraints
+from advisor.probe.target import load_environment
 from advisor.rules.method_readiness import doctor_rows, ready_quantizations
-from advisor.targets import load_environment
 
 ENVS = Path(__file__).resolve().parents[1] / "fixtures" / "envs"
 TF517, TF457 = (str(ENVS / f"{n}.json") for n in ("h100_hqq_tf517", "h100_hqq_tf457"))

@@ -22,9 +22,9 @@ from advisor.knowledge.quant_methods import load_methods
 from advisor.model.resolve import resolve_model
 from advisor.plan.options import PlanRequest
 from advisor.plan.recommend import make_plan
+from advisor.probe.target import load_environment
 from advisor.prove.quant_proof import count_quantized, not_applied
 from advisor.rules.method_readiness import doctor_rows, fixes_for
-from advisor.targets import load_environment
 
 ENVS = Path(__file__).resolve().parents[1] / "fixtures" / "envs"
 TF_ROOT = Path(transformers.__file__).parent
@@ -120,7 +120,7 @@ def test_the_weight_figure_follows_the_target_release() -> None:
     from advisor.candidate import Candidate
     from advisor.knowledge import load_knowledge
     from advisor.plan.recommend import evaluate, make_context
-    from advisor.targets import TargetSpec, resolve_target
+    from advisor.probe.target import TargetSpec, resolve_target
 
     model = resolve_model("tiiuae/falcon-7b")
     c = Candidate(attn="sdpa", dtype="bfloat16", quantization="8bit")

@@ -170,7 +170,7 @@ def test_cpu_attn005_fix_does_not_mention_a_gpu_it_lacks() -> None:
 
 
 def test_snapshot_label_names_file_date_and_host(tmp_path: Path) -> None:
-    from advisor.targets import TargetSpec, resolve_target
+    from advisor.probe.target import TargetSpec, resolve_target
 
     raw = json.loads((ENVS / "cpu_only.json").read_text())
     raw["description"] = "probed on this machine"

@@ -95,7 +95,7 @@ def _attn012(env: Path, **request: Any) -> str | None:
     from advisor.model.resolve import resolve_model
     from advisor.plan.options import PlanRequest
     from advisor.plan.recommend import make_plan
-    from advisor.targets import load_environment
+    from advisor.probe.target import load_environment
 
     rec = make_plan(resolve_model("meta-llama/Llama-3.2-1B"), load_environment(env),
                     PlanRequest(attn="sdpa", dtype="bfloat16", quantize="none", **request))

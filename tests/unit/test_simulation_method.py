@@ -20,7 +20,7 @@ from advisor.model.analysis import _release_value, counts_and_origin
 from advisor.model.resolve import resolve_model
 from advisor.plan.options import PlanRequest
 from advisor.plan.recommend import make_plan
-from advisor.targets import load_environment
+from advisor.probe.target import load_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 ENVS = ROOT / "tests" / "fixtures" / "envs"

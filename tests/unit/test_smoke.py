@@ -24,6 +24,7 @@ from advisor.facts import SCHEMA_VERSION  # noqa: E402
 from advisor.model.resolve import resolve_model
 from advisor.model.spec import ModelSpec  # noqa: E402
 from advisor.plan.options import PlanRequest  # noqa: E402
+from advisor.probe.target import TargetSpec  # noqa: E402
 from advisor.prove.smoke import (
     SmokeReport,
     load,
@@ -34,7 +35,6 @@ from advisor.prove.smoke import (
 )
 from advisor.prove.smoke_worker import FAULT_ENV  # noqa: E402
 from advisor.render import OutputFormat, render
-from advisor.targets import TargetSpec  # noqa: E402
 
 FP32_SDPA = {"dtype": "float32", "attn_implementation": "sdpa"}
 FP32_EAGER = {"dtype": "float32", "attn_implementation": "eager"}

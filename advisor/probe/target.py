@@ -33,8 +33,8 @@ from advisor.knowledge.schema import GpuRow
 from advisor.probe.host import probe_host
 from advisor.probe.hub_access import probe_hub_access
 from advisor.probe.packages import LIBRARIES, probe_libraries
+from advisor.probe.snapshot_schema import snapshot_problem
 from advisor.probe.torch_info import sdpa_backends
-from advisor.snapshot_schema import snapshot_problem
 
 __all__ = ["TargetSpec", "resolve_target", "load_environment", "save_environment", "environment_for_gpus"]
 
