@@ -198,14 +198,3 @@ def run_onnx_smoke(model: ModelSpec, *, timeout: float = 600, batch: int = 2, se
     )
 
 
-
-def run_onnx_smoke_command(args: Any) -> OnnxSmokeReport:
-    """`advisor smoke MODEL --runtime onnxruntime`: the options that choose PyTorch configurations do not apply."""
-    from advisor.errors import UsageError
-    from advisor.model.resolve import resolve_model
-
-    given = [f"--{n}" for n in ("config", "attn", "dtype", "quantize", "all") if getattr(args, n, None)]
-    if given:
-        raise UsageError(f"{', '.join(given)} choose PyTorch configurations; drop them with --runtime onnxruntime")
-    model = resolve_model(args.model, allow_download=args.allow_download, trust_remote_code=args.trust_remote_code)
-    return run_onnx_smoke(model, timeout=args.timeout)

@@ -13,7 +13,6 @@ measurement store, where recommend, check and doctor find them.
 
 from __future__ import annotations
 
-import argparse
 import time
 import uuid
 from datetime import datetime, timezone
@@ -39,7 +38,7 @@ from advisor.plan.options import PlanOption, PlanRequest
 from advisor.plan.recommend import auto_class_name, make_plan
 from advisor.prove.bench import WORKLOADS, fitted_workload
 
-__all__ = ["TRUNCATED_LAYERS", "TuneReport", "run_tune", "run_tune_command"]
+__all__ = ["TRUNCATED_LAYERS", "TuneReport", "run_tune"]
 
 TRUNCATED_LAYERS = 4
 REPEATS = 5
@@ -212,20 +211,3 @@ def run_tune(model: ModelSpec, env: Environment, config: dict[str, Any] | None, 
         recorded=recorded, notes=notes,
     )
 
-
-def run_tune_command(args: argparse.Namespace) -> TuneReport:
-    """The CLI's `tune`: this machine, the model's config (or checkpoint), the budget."""
-    from advisor.model.resolve import resolve_model
-    from advisor.probe.target import TargetSpec, resolve_target
-
-    model = resolve_model(args.model, allow_download=args.allow_download, trust_remote_code=args.trust_remote_code)
-    if args.checkpoint and not model.has_weights:
-        raise UsageError(f"{model.name} has no weights here: drop --checkpoint to time random weights")
-    if model.trust_remote_code and not args.checkpoint:
-        raise UsageError("random weights are built from transformers' own classes only; "
-                         "use --checkpoint for a model with custom code")
-    config = None if args.checkpoint else model_config_dict(model, args.model)
-    started = time.perf_counter()
-    env = resolve_target(TargetSpec(kernel_runs=False))  # tune runs the kernels itself, on the model's shapes
-    return run_tune(model, env, config, workload=args.workload, budget=args.budget_seconds, started=started,
-                    record=not args.no_measurements)

@@ -1,4 +1,4 @@
-"""`advisor` command line: the only module that reads argv, prints, and exits.
+"""`advisor` command line: the parser, and the one place a command's errors become one line and an exit code.
 
 Exit codes: 0 ok, 1 the check found problems, 2 bad input or usage.
 """
@@ -7,27 +7,30 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import math
 import os
 import sys
-import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
-from pydantic import BaseModel
-
-from advisor import api
-from advisor.errors import AdvisorError, UsageError
+from advisor.cli.bench import cmd_bench
+from advisor.cli.check import cmd_check
+from advisor.cli.doctor import cmd_doctor
+from advisor.cli.explain import cmd_explain
+from advisor.cli.matrix import cmd_matrix
+from advisor.cli.output import library_output, preflight, progress_lines
+from advisor.cli.probe import cmd_probe
+from advisor.cli.recommend import cmd_recommend
+from advisor.cli.smoke import cmd_smoke
+from advisor.cli.tune import cmd_tune
+from advisor.errors import AdvisorError
 from advisor.io import analysis_cache, cache_root, rundir
-from advisor.io.write_output import check_output, is_stdout, write_output
 from advisor.isolation import interrupts
 from advisor.knowledge.quant_methods import METHOD_QUANTIZATIONS
-from advisor.render import OutputFormat, render
-from advisor.render.escape import encodable, terminal_safe
+from advisor.render.escape import terminal_safe
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -72,255 +75,6 @@ def _verbose_option(p: argparse.ArgumentParser, what: str = "list every rejected
                                                              "(default: a count and the top reasons)") -> None:
     libraries = "let transformers' and torch's own log lines and warnings through"
     p.add_argument("-v", "--verbose", action="store_true", help=f"{what}; also {libraries}" if what else libraries)
-
-
-# transformers' and huggingface_hub's switches for their own stderr output, set while a command runs without -v
-_QUIET_ENV = {"TRANSFORMERS_VERBOSITY": "error", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
-              "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
-
-
-@contextlib.contextmanager
-def _library_output(verbose: bool) -> Iterator[None]:
-    """Without -v, no line of transformers' or torch's own logging or warnings reaches stderr (the advisor's
-    output is the report); children inherit the environment switches. Restored afterwards (the CLI also runs
-    in-process, from tests and notebooks)."""
-    if verbose:
-        yield
-        return
-    saved = {key: os.environ.get(key) for key in _QUIET_ENV}
-    os.environ.update(_QUIET_ENV)
-    tf_logging = _transformers_logging()
-    level = tf_logging.get_verbosity() if tf_logging is not None else None
-    if tf_logging is not None:
-        tf_logging.set_verbosity_error()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        tf_logging = _transformers_logging()
-        if tf_logging is not None:  # imported during the command with the quiet default: put the default back
-            tf_logging.set_verbosity(level if level is not None else logging.WARNING)
-
-
-def _transformers_logging() -> Any:
-    """transformers' logging module where transformers is already imported (never imports it)."""
-    module = sys.modules.get("transformers.utils.logging")
-    return module if module is not None and hasattr(module, "set_verbosity") else None
-
-
-@contextlib.contextmanager
-def _progress_lines() -> Iterator[None]:
-    """The library's progress messages (logger "advisor", INFO: a first read of a new transformers release) as
-    `advisor: ...` lines on stderr, where a person watches it (a TTY); in a pipe or CI log stderr keeps only
-    the one-line errors."""
-    if not sys.stderr.isatty():
-        yield
-        return
-    logger = logging.getLogger("advisor")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("advisor: %(message)s"))
-    previous = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(previous)
-
-
-def _target(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "env": args.env,
-        "gpu": args.gpu,
-        "cpu": args.cpu,
-        "assume": args.assume,
-        "without": args.without,
-    }
-
-
-def _emit(args: argparse.Namespace, obj: Any, kind: str) -> None:
-    fmt = OutputFormat(args.format)
-    color = is_stdout(args.output) and sys.stdout.isatty() and "NO_COLOR" not in os.environ and fmt is OutputFormat.TEXT
-    _write(args, render(obj, fmt, kind=kind, color=color, verbose=getattr(args, "verbose", False)))
-
-
-def _write(args: argparse.Namespace, text: str) -> None:
-    if args.output is not None:
-        write_output(args.output, text, force=args.force)
-    else:
-        sys.stdout.write(text)
-
-
-def _preflight(args: argparse.Namespace) -> None:
-    """Refuse an unwritable -o before spending seconds on probing."""
-    if getattr(args, "output", None) is not None:
-        check_output(args.output, force=args.force)
-
-
-def cmd_probe(args: argparse.Namespace) -> int:
-    env = api.target_environment(
-        import_checks=not args.no_import_check, kernel_runs=not args.no_kernel_runs, **_target(args)
-    )
-    fmt = "json" if args.format == "json" else "text"
-    args.format = fmt
-    _emit(args, env, "probe")
-    return 0
-
-
-def cmd_doctor(args: argparse.Namespace) -> int:
-    report = api.doctor(args.model, smoke=args.smoke, allow_download=args.allow_download,
-                        trust_remote_code=args.trust_remote_code, prefer=args.prefer,
-                        measurements=not args.no_measurements, **_target(args))
-    _emit(args, report, "doctor")
-    return 0 if report.ok else 1
-
-
-def cmd_recommend(args: argparse.Namespace) -> int:
-    plan = api.recommend(args.model, dtype=args.dtype, quantize=args.quantize, batch=args.batch, seq_len=args.seq_len,
-                         ignore=args.ignore, allow_download=args.allow_download,
-                         trust_remote_code=args.trust_remote_code, prefer=args.prefer,
-                         measurements=not args.no_measurements, **_target(args))
-    if args.format == "python" and not plan.ok:  # stdout (or -o) only ever receives Python
-        sys.stderr.write(f"advisor: no Python to write: {terminal_safe(plan.verdict, keep_newlines=False)}\n")
-        return 1
-    _emit(args, plan, "recommend")
-    return 0 if plan.ok else 1
-
-
-def cmd_check(args: argparse.Namespace) -> int:
-    if args.manifest is not None or args.format in ("markdown", "junit", "github"):
-        return _check_suite(args)
-    if args.model is None:
-        raise UsageError("give MODEL, or --manifest FILE with models and targets")
-    result = api.check(args.model, config=args.config, attn=args.attn, dtype=args.dtype, quantize=args.quantize,
-                       batch=args.batch, seq_len=args.seq_len, allow_download=args.allow_download,
-                       trust_remote_code=args.trust_remote_code, measurements=not args.no_measurements,
-                       **_target(args))
-    _emit(args, result, "check")
-    return 0 if result.ok else 1
-
-
-def _check_suite(args: argparse.Namespace) -> int:
-    """Manifest and CI formats; with --format github the table also goes to $GITHUB_STEP_SUMMARY."""
-    from advisor.check_cli import check_suite
-    from advisor.render.suite import render_suite
-
-    suite = check_suite(args)
-    _write(args, render_suite(suite, args.format))
-    summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if args.format == "github" and summary:
-        from advisor.render.github import step_summary
-
-        with open(summary, "a", encoding="utf-8") as handle:
-            handle.write(encodable(step_summary(suite)))
-    return 0 if suite.ok else 1
-
-
-def cmd_matrix(args: argparse.Namespace) -> int:
-    if args.models or args.env or args.gpu:
-        from advisor.fleet.grid import build_fleet
-        from advisor.render.fleet_text import fleet_text
-
-        if args.history or args.full or args.transformers:
-            raise UsageError("the fleet view (MODEL..., --env, --gpu) does not combine with --history/--full/--transformers")
-        fleet = build_fleet(args.models, args.env, args.gpu, batch=args.batch, seq_len=args.seq_len)
-        if args.format == "text":
-            _write(args, fleet_text(fleet))
-        else:
-            _emit(args, fleet, "fleet")
-        return 0
-    if args.history and args.full:
-        raise UsageError("--history and --full are different views; use one")
-    obj: BaseModel
-    if args.history:
-        from advisor.matrix.history import history_report
-
-        obj, kind = history_report(args.history), "history"
-    elif args.full:
-        from advisor.matrix.history import full_matrix
-        from advisor.matrix.table import filter_model_types
-
-        full = full_matrix(args.transformers)
-        keep = set(filter_model_types([a.model_type for a in full.architectures], args.model_type))
-        obj, kind = full.model_copy(update={"architectures": [a for a in full.architectures if a.model_type in keep]}), "fullmatrix"
-    else:
-        from advisor.knowledge import load_knowledge
-        from advisor.matrix.table import matrix_view
-        from advisor.model.attention_support import table_for
-
-        table, where = table_for(args.transformers, load_knowledge(), refresh=args.refresh)
-        obj, kind = matrix_view(table, where, args.transformers, args.model_type), "matrix"
-    _emit(args, obj, kind)
-    return 0
-
-
-def cmd_explain(args: argparse.Namespace) -> int:
-    from advisor.rules.explain import explain
-
-    sys.stdout.write(explain(args.code))
-    return 0
-
-
-def cmd_smoke(args: argparse.Namespace) -> int:
-    if args.runtime == "onnxruntime":
-        from advisor.prove.onnx import run_onnx_smoke_command
-        from advisor.render.onnx import onnx_text
-
-        onnx = run_onnx_smoke_command(args)
-        _write(args, onnx_text(onnx) if args.format == "text" else render(onnx, OutputFormat.JSON, kind="smoke"))
-        return onnx.exit_code
-    from advisor.smoke_cli import run_smoke_command
-
-    report = run_smoke_command(args)
-    _emit(args, report, "smoke")
-    return 0 if report.ok else 1
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    from advisor.model.resolve import resolve_model
-    from advisor.plan.options import PlanRequest
-    from advisor.probe.target import TargetSpec, resolve_target
-    from advisor.prove.bench import fitted_workload, run_bench
-
-    model = resolve_model(args.model, allow_download=args.allow_download, trust_remote_code=args.trust_remote_code)
-    base = fitted_workload(args.workload, model.max_positions)  # --seq-len, when given, replaces the prompt below
-    workload = base.model_copy(update={k: v for k, v in (("batch", args.batch), ("prompt", args.seq_len),
-                                                         ("new_tokens", args.new_tokens)) if v is not None})
-    if args.plot is not None:
-        check_output(args.plot, force=args.force)
-    env = resolve_target(TargetSpec(cpu=args.cpu))
-
-    def progress(done: int, total: int, label: str) -> None:
-        if sys.stderr.isatty() or os.environ.get("ADVISOR_PROGRESS"):
-            bar = "#" * int(30 * done / max(total, 1))
-            sys.stderr.write(f"\r[{bar:<30}] {done}/{total} {label[:50]:<50}")
-            if done == total:
-                sys.stderr.write("\n")
-
-    request = PlanRequest(attn=args.attn, dtype=args.dtype or "auto", quantize=args.quantize or "auto")
-    (report,) = run_bench(model, env, [workload], repeats=args.repeats, timeout=args.timeout, progress=progress,
-                          request=request, control=args.control, rounds=args.rounds)
-    if args.plot is not None:
-        from advisor.render.plot import bench_plot
-
-        write_output(args.plot, bench_plot(report), force=args.force)
-    _emit(args, report, "bench")
-    return 0 if report.ok else 1
-
-
-def cmd_tune(args: argparse.Namespace) -> int:
-    from advisor.prove.tune import run_tune_command
-
-    report = run_tune_command(args)
-    _emit(args, report, "tune")
-    return 0 if report.ok else 1
 
 
 def _measurement_options(p: argparse.ArgumentParser, prefer: bool = True) -> None:
@@ -499,10 +253,10 @@ def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
     try:
         with interrupts.handled():  # SIGTERM/SIGHUP unwind like Ctrl-C: children killed, temp folders removed
             rundir.sweep_stale()  # what a SIGKILLed run left, whatever this command is
-            _preflight(args)
+            preflight(args)
             with contextlib.ExitStack() as stack:
-                stack.enter_context(_library_output(bool(getattr(args, "verbose", False))))
-                stack.enter_context(_progress_lines())
+                stack.enter_context(library_output(bool(getattr(args, "verbose", False))))
+                stack.enter_context(progress_lines())
                 if getattr(args, "no_cache", False):
                     stack.enter_context(analysis_cache.disabled())
                 if analysis_cache.enabled() and func is not cmd_explain:
