@@ -1,4 +1,9 @@
-"""Typed access to the tables in `data/`: loaded once, validated, and never mutated."""
+"""Typed access to the tables in `data/`: loaded once, validated, and never mutated; the measurement store; and
+the facts read from an installed or throwaway transformers release (in a child, cached).
+
+May import: the vocabulary modules, `advisor.io` and `advisor.isolation`; never the probe, the model, the rules
+or anything above them.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Renderers: one per output format, each turning a finished report object into text. No probing here."""
+"""Renderers: one per output format, each turning a finished report object into text. No probing here.
+
+May import: every room below it (the report types live with what builds them: plan, prove, fleet, matrix);
+never the CLI.
+"""
 
 from __future__ import annotations
 
