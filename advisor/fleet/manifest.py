@@ -392,7 +392,7 @@ def load_manifest(path: Path) -> LoadedManifest:
         # A string where kwargs or "recommend" belong: the literal's message says what was meant.
         first = next((e for e in errors if e["type"] == "literal_error" and isinstance(e.get("input"), str)
                       and e["loc"][:3] == first["loc"][:3]), first)
-        loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and ("[" in p or p in (
+        loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and ("[" in p or p in ("FromPretrained",
                                                                                               "function-after"))))
         msg = first["msg"].removeprefix("Value error, ")
         if first["type"] == "extra_forbidden":
