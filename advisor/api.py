@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from advisor.candidate import Candidate
+from advisor.candidate import DTYPE_NAMES, Candidate
 from advisor.errors import UsageError
 from advisor.estimate.memory import MemoryEstimate
 from advisor.facts import SCHEMA_VERSION, Environment
@@ -139,7 +139,7 @@ def _default_dtype(spec: ModelSpec, transformers_version: str | None) -> str:
     if transformers_version and version_matches(transformers_version, "<5.0"):
         return "float32"
     stored = (spec.stored_dtype or "float32").removeprefix("torch.")
-    return stored if stored in ("float32", "float16", "bfloat16") else "float32"
+    return stored if stored in DTYPE_NAMES else "float32"
 
 
 def parse_config(data: dict[str, Any], *, source: str = "the config") -> dict[str, Any]:
@@ -198,8 +198,8 @@ def _config_candidate(config: dict[str, Any], ctx: Context, spec: ModelSpec, att
         dtype = dtype.removeprefix("torch.")
     if dtype in (None, "auto"):
         dtype = _default_dtype(spec, tf) if dtype is None else (spec.stored_dtype or "float32").removeprefix("torch.")
-    if dtype not in ("float32", "float16", "bfloat16"):
-        raise UsageError(f"dtype {dtype!r} is not one of float32, float16, bfloat16")
+    if dtype not in DTYPE_NAMES:
+        raise UsageError(f"dtype {dtype!r} is not one of {', '.join(DTYPE_NAMES)}")
     if quantize is None:
         quantize = quantization_of(config)
     attn = attn or config.get("attn_implementation")

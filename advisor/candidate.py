@@ -6,13 +6,24 @@ below them all and imports nothing of the advisor.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["BYTES", "Candidate", "DTYPES", "QUANTIZATIONS"]
+__all__ = [
+    "ATTENTION_IMPLS", "BYTES", "Candidate", "DTYPES", "DTYPE_CHOICES", "DTYPE_NAMES", "Dtype", "DtypeChoice",
+    "QUANTIZATIONS", "SHORT_DTYPE",
+]
 
-DTYPES = ("bfloat16", "float16", "float32")
+# The one spelling of the dtypes the advisor judges: in the order users read them (help, tables, the matrix)
+Dtype = Literal["float32", "float16", "bfloat16"]
+DtypeChoice = Literal["auto", Dtype]  # what --dtype and a request take: "auto" lets the planner choose
+DTYPE_NAMES: tuple[str, ...] = get_args(Dtype)
+DTYPE_CHOICES: tuple[str, ...] = ("auto", *DTYPE_NAMES)
+DTYPES: tuple[str, ...] = tuple(reversed(DTYPE_NAMES))  # the planner's order: half precision first
+SHORT_DTYPE = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}  # table columns and matrix cells
+# Every attn_implementation the advisor names (the matrix columns); a table that covers fewer says which
+ATTENTION_IMPLS = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flash_attention_4", "flex_attention")
 QUANTIZATIONS = ("none", "8bit", "4bit")
 # bytes per parameter or cached value, unquantized
 BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
@@ -24,7 +35,7 @@ class Candidate(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     attn: str
-    dtype: Literal["bfloat16", "float16", "float32"]
+    dtype: Dtype
     # none / bitsandbytes 8bit, 4bit / another method where ready (advisor.knowledge.quant_methods.METHOD_QUANTIZATIONS)
     quantization: Literal["none", "8bit", "4bit", "quanto-int8", "hqq-4bit", "fp8", "fbgemm-fp8"] = "none"
     placement: Literal["gpu", "multi-gpu", "cpu"] = "gpu"

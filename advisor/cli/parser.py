@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from advisor.candidate import DTYPE_CHOICES, DTYPE_NAMES
 from advisor.cli.bench import cmd_bench
 from advisor.cli.check import cmd_check
 from advisor.cli.doctor import cmd_doctor
@@ -140,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("recommend", help="the from_pretrained configuration to use, and why not the others")
     _model_options(p)
     _target_options(p)
-    p.add_argument("--dtype", choices=("auto", "float32", "float16", "bfloat16"), default="auto",
+    p.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto",
                    help="only plans in this dtype (default auto: the planner picks)")
     p.add_argument("--quantize", choices=("auto", "none", "8bit", "4bit", *METHOD_QUANTIZATIONS), default="auto",
                    help="only plans with this quantization: bitsandbytes 8bit/4bit or another method where it can run "
@@ -162,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     _target_options(p)
     p.add_argument("--config", type=Path, metavar="FILE.json", help="from_pretrained kwargs as JSON (or recommend's JSON)")
     p.add_argument("--attn", metavar="IMPL", help="attn_implementation (eager, sdpa, flash_attention_2, ...)")
-    p.add_argument("--dtype", choices=("auto", "float32", "float16", "bfloat16"),
+    p.add_argument("--dtype", choices=DTYPE_CHOICES,
                    help="the dtype to check (default: the config's, else what from_pretrained would pick)")
     p.add_argument("--quantize", choices=("none", "8bit", "4bit", *METHOD_QUANTIZATIONS),
                    help="quantization to check: bitsandbytes 8bit/4bit or another method (default: the config's, else none)")
@@ -198,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpu", action="store_true", help="test on the CPU even if a GPU is present")
     p.add_argument("--config", type=Path, metavar="FILE.json", help="test this from_pretrained config only")
     p.add_argument("--attn", metavar="IMPL", help="only candidates with this attn_implementation")
-    p.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), help="only candidates in this dtype")
+    p.add_argument("--dtype", choices=DTYPE_NAMES, help="only candidates in this dtype")
     p.add_argument("--quantize", choices=("none", "8bit", "4bit", *METHOD_QUANTIZATIONS), help="only this quantization")
     p.add_argument("--all", action="store_true", help="try every viable candidate, side by side")
     p.add_argument("--runtime", choices=("transformers", "onnxruntime"), default="transformers",
@@ -223,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--control", action="store_true",
                    help="run the advisor's choice again at the end, to show the run-to-run noise")
     p.add_argument("--attn", metavar="IMPL", help="only candidates with this attn_implementation")
-    p.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), help="only candidates in this dtype")
+    p.add_argument("--dtype", choices=DTYPE_NAMES, help="only candidates in this dtype")
     p.add_argument("--quantize", choices=("none", "8bit", "4bit", *METHOD_QUANTIZATIONS), help="only this quantization")
     p.add_argument("--timeout", type=_seconds, default=600.0, metavar="S", help="seconds per candidate")
     p.add_argument("--plot", type=Path, metavar="FILE.png", help="also write a bar chart (needs matplotlib)")

@@ -15,11 +15,12 @@ from typing import Any, Literal
 from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict, Field
 
+from advisor.candidate import DTYPE_NAMES, SHORT_DTYPE
 from advisor.errors import UsageError
 from advisor.facts import ComputeCapability
 from advisor.knowledge import Knowledge, load_knowledge
 from advisor.knowledge.history import HISTORY_IMPLS, AttentionHistory, first_support, load_history
-from advisor.knowledge.schema import ATTENTION_IMPLS, AttentionRequirement
+from advisor.knowledge.schema import AttentionRequirement
 from advisor.model.attention_support import table_for
 
 __all__ = [
@@ -35,8 +36,8 @@ __all__ = [
     "history_report",
 ]
 
-DTYPES = ("float32", "float16", "bfloat16")
-_DTYPE_FIELD = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
+DTYPES = DTYPE_NAMES
+_IMPLS = ("eager", *HISTORY_IMPLS)  # the full matrix covers what the history table stores
 
 
 class _Frozen(BaseModel):
@@ -194,8 +195,7 @@ def history_report(model_type: str, history: AttentionHistory | None = None) -> 
     )
     implementations = [eager] + [
         _impl_item(impl, row.flags(impl), names, found.dropped.get(impl), _impl_since(impl, knowledge))
-        for impl in ATTENTION_IMPLS
-        if impl != "eager"
+        for impl in HISTORY_IMPLS
     ]
     class_names: list[str] = []
     for _, name in row.class_history:
@@ -463,7 +463,7 @@ def gpu_generations(knowledge: Knowledge) -> list[GpuGeneration]:
 
 def _native(knowledge: Knowledge, cc: ComputeCapability | None, gfx: str | None) -> list[str]:
     support = knowledge.dtype_support(cc, gfx)
-    return [d for d in DTYPES if getattr(support, _DTYPE_FIELD[d])]
+    return [d for d in DTYPES if getattr(support, SHORT_DTYPE[d])]
 
 
 def _cc_text(req: AttentionRequirement) -> str:
@@ -538,7 +538,7 @@ def full_matrix(version: str | None = None) -> FullMatrix:
     knowledge = load_knowledge()
     table, where = table_for(version, knowledge)
     generations = gpu_generations(knowledge)
-    impls = [i for i in ATTENTION_IMPLS if knowledge.attention_requirement(i) is not None]
+    impls = [i for i in _IMPLS if knowledge.attention_requirement(i) is not None]
     hardware = []
     for impl in impls:
         req = knowledge.attention_requirement(impl)

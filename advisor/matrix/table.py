@@ -13,13 +13,14 @@ from collections.abc import Sequence
 from packaging.version import Version
 from pydantic import BaseModel, ConfigDict, Field
 
+from advisor.candidate import ATTENTION_IMPLS
 from advisor.errors import UsageError
 from advisor.knowledge import load_knowledge
 from advisor.knowledge.schema import AttentionSupportTable
 
 __all__ = ["MatrixRow", "MatrixView", "matrix_view", "filter_model_types", "IMPLS"]
 
-IMPLS = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flash_attention_4", "flex_attention")
+IMPLS = ATTENTION_IMPLS
 FA4_SINCE = Version("5.5")  # FA4 rides on `_supports_flash_attn` from transformers 5.5 on (as in advisor.model.attention_support)
 
 

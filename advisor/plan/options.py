@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from advisor.candidate import Candidate
+from advisor.candidate import Candidate, DtypeChoice
 from advisor.estimate.memory import MemoryEstimate
 from advisor.facts import SCHEMA_VERSION
 from advisor.findings import Finding, Severity
@@ -57,7 +57,7 @@ class PlanRequest(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    dtype: DtypeChoice = "auto"
     quantize: Literal["auto", "none", "8bit", "4bit", "quanto-int8", "hqq-4bit", "fp8", "fbgemm-fp8"] = "auto"
     attn: str | None = None
     batch: int = Field(1, ge=1)
@@ -147,16 +147,13 @@ class Evaluation(BaseModel):
         return not self.failures
 
 
-DtypeName = Literal["auto", "float32", "float16", "bfloat16"]
-
-
 class FromPretrained(BaseModel):
     """The from_pretrained kwargs the advisor can judge (the same set `advisor check --config` reads)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    dtype: DtypeName | None = Field(None, description="torch dtype name; `torch.` prefix allowed")
-    torch_dtype: DtypeName | None = Field(None, description="the pre-4.56 spelling of dtype")
+    dtype: DtypeChoice | None = Field(None, description="torch dtype name; `torch.` prefix allowed")
+    torch_dtype: DtypeChoice | None = Field(None, description="the pre-4.56 spelling of dtype")
     attn_implementation: str | None = Field(None, description="eager, sdpa, flash_attention_2, ...")
     device_map: str | dict[str, int | str] | None = Field(None, description='"auto", "cpu", "cuda:0" or a map')
     max_memory: dict[str, int | str] | None = Field(None, description='per-device caps, e.g. {0: "20GiB"}')

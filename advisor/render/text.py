@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from advisor.candidate import ATTENTION_IMPLS
 from advisor.numbers import diff, millis, plural, seconds, size
 from advisor.render.escape import text_output
 from advisor.render.text_measured import ranking_lines, tune_lines
@@ -184,7 +185,7 @@ def _check(r: Any, color: bool) -> list[str]:
 
 
 def _matrix(r: Any, color: bool) -> list[str]:
-    impls = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flash_attention_4", "flex_attention")
+    impls = ATTENTION_IMPLS
     lines = [f"Attention support declared by transformers {r.transformers} ({plural(len(r.architectures), 'architecture')})"]
     if getattr(r, "requested", None):
         lines.append(f"Answered by {r.answered_by}")
