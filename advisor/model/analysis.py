@@ -13,7 +13,6 @@ So a shipped model, or a config seen before, is planned without importing torch 
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, Literal
@@ -59,14 +58,9 @@ def counting_version() -> str:
 @lru_cache(maxsize=1)
 def precomputed() -> dict[str, Any]:
     """The shipped precomputation, or an empty one when the file is missing or unreadable."""
-    from advisor.errors import DataTableError
-    from advisor.knowledge import data_dir
+    from advisor.knowledge.notes import precomputed_models
 
-    try:
-        raw = json.loads((data_dir() / PRECOMPUTED_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError, DataTableError):
-        return {}
-    return raw if isinstance(raw, dict) else {}
+    return precomputed_models(PRECOMPUTED_FILE)
 
 
 def _version_key(release: str) -> tuple[int, ...]:

@@ -11,9 +11,7 @@ warnings, dtype and the attention speed rank. This module is called once, on tha
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
 from advisor.knowledge.measurements import (
@@ -24,6 +22,7 @@ from advisor.knowledge.measurements import (
     stale_reason,
     versions_of,
 )
+from advisor.knowledge.notes import quantization_table
 from advisor.model.spec import shape_signature
 from advisor.plan.options import DEFAULT_PREFER, Prefer, RankingAdvice, Tradeoff
 
@@ -43,32 +42,23 @@ def workload_for(batch: int) -> str:
     return "batch" if batch > 1 else "prefill"
 
 
-@lru_cache(maxsize=1)
-def _quant_table() -> dict[str, Any]:
-    from advisor.knowledge import data_dir
-
-    path = data_dir() / "measurements" / "quantization.json"
-    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return data
-
-
 def _quant_ratio(quant: str, workload: str) -> float | None:
     if quant == "none":
         return 1.0
-    for row in _quant_table()["rows"]:
-        if row["quantization"] == quant:
-            value = row["relative_to_bf16"].get(workload)
+    for row in quantization_table().rows:
+        if row.quantization == quant:
+            value = row.relative_to_bf16.get(workload)
             return float(value) if value is not None else None
     return None
 
 
 def _fidelity(option: PlanOption) -> str:
     c = option.candidate
-    table = _quant_table()
+    table = quantization_table()
     if c.quantization != "none":
-        row = next((r for r in table["rows"] if r["quantization"] == c.quantization), None)
-        return str(row["short"]) if row else f"{c.quantization}: logit error not measured"  # another method
-    return str(table["dtype_short"].get(c.dtype, ""))
+        row = next((r for r in table.rows if r.quantization == c.quantization), None)
+        return row.short if row else f"{c.quantization}: logit error not measured"  # another method
+    return table.dtype_short.get(c.dtype, "")
 
 
 def _gpu_name(name: str) -> str:
@@ -185,7 +175,7 @@ def _tradeoffs(ranked: Sequence[PlanOption], evidence: dict[str, Measurement], w
             theirs = _quant_ratio(choice.candidate.quantization, quant_workload)
             if mine is not None and theirs is not None and c.quantization != choice.candidate.quantization:
                 rel = mine / theirs
-                basis = f"measured {quant_workload} on {_quant_table()['model']}, H100"
+                basis = f"measured {quant_workload} on {quantization_table().model}, H100"
             elif option is choice:
                 rel, basis = 1.0, "the choice"
         out.append(Tradeoff(label=option.label, relative_throughput=rel, basis=basis, fidelity=_fidelity(option)))

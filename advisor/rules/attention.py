@@ -10,6 +10,7 @@ from advisor.candidate import Candidate
 from advisor.facts import ComputeCapability
 from advisor.findings import Finding, Severity
 from advisor.knowledge import version_matches
+from advisor.knowledge.notes import flex_cpu_records
 from advisor.knowledge.schema import PackageLimit
 from advisor.rules.base import Context, rule
 
@@ -446,18 +447,6 @@ def flex_compile(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
         )
 
 
-def _flex_cpu_evidence(ctx: Context) -> dict[str, dict[str, object]]:
-    """torch version -> the record benchmarks/flex_cpu_compile.py wrote into data/flex_cpu/ on a real CPU."""
-    import json
-
-    records: dict[str, dict[str, object]] = {}
-    for path in sorted((ctx.knowledge.root / "flex_cpu").glob("torch-*.json")):
-        record = json.loads(path.read_text(encoding="utf-8"))
-        record["file"] = f"data/flex_cpu/{path.name}"
-        records[str(Version(str(record["torch"]).split("+")[0]))] = record
-    return records
-
-
 @rule("ATTN014", "flex_attention on the CPU is not shown to compile", scope="candidate",
       fix='on the CPU use attn_implementation="sdpa"')
 def flex_cpu(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
@@ -470,7 +459,7 @@ def flex_cpu(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     torch = ctx.version("torch")
     if torch is None:
         return
-    record = _flex_cpu_evidence(ctx).get(str(torch))
+    record = flex_cpu_records(ctx.knowledge.root).get(str(torch))
     if record is not None and record.get("compiles") is True:
         return
     if record is None:

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from functools import lru_cache
 
 from advisor.candidate import Candidate
 from advisor.findings import Finding, Severity
+from advisor.knowledge.notes import fp16_overflow_models
 from advisor.rules.base import Context, rule
-
-
-@lru_cache(maxsize=1)
-def _fp16_overflow_models(root: str) -> dict[str, str]:
-    with open(f"{root}/model_notes.json", encoding="utf-8") as handle:
-        rows = json.load(handle)["fp16_overflow"]
-    return {row["model_type"]: row["source"] for row in rows}
 
 
 @rule("DTYPE001", "bfloat16 is not native on this GPU", scope="candidate",
@@ -65,7 +57,7 @@ def fp16_overflow(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     bfloat16 get a note only: most run fine in fp16, the only half precision before Ampere."""
     if c is None or ctx.model is None or c.dtype != "float16" or c.quantization == "8bit":
         return
-    notes = _fp16_overflow_models(str(ctx.knowledge.root))
+    notes = fp16_overflow_models(str(ctx.knowledge.root))
     mt = ctx.model.model_type
     if mt in notes:
         yield fp16_overflow.finding(
