@@ -22,6 +22,7 @@ from advisor.knowledge import Knowledge, load_knowledge
 from advisor.knowledge.history import HISTORY_IMPLS, AttentionHistory, first_support, load_history
 from advisor.knowledge.schema import AttentionRequirement
 from advisor.model.attention_support import table_for
+from advisor.rules.kernel_requirements import outside, runs_in
 
 __all__ = [
     "DTYPES",
@@ -500,11 +501,9 @@ def _hardware_verdict(
         elif amd_flag is False:
             reasons.append(f"{impl} has no ROCm kernel for {gen.short}")
     else:
-        cc = ComputeCapability.parse(gen.compute_capability or "0.0")
-        low, high = req.min_compute_capability, req.max_compute_capability
-        if (low and cc < ComputeCapability.parse(low)) or (high and cc > ComputeCapability.parse(high)):
+        if outside(req, ComputeCapability.parse(gen.compute_capability or "0.0")) is not None:
             reasons.append(f"{impl} needs {_cc_text(req)}; {gen.short} has {gen.compute_capability}")
-    if dtype not in req.dtypes:
+    if not runs_in(req, dtype):
         reasons.append(f"{impl} runs only in {', '.join(req.dtypes)}")
     if dtype not in gen.native_dtypes:
         if gen.vendor == "cpu":

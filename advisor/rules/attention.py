@@ -13,6 +13,7 @@ from advisor.knowledge import version_matches
 from advisor.knowledge.notes import flex_cpu_records
 from advisor.knowledge.schema import PackageLimit
 from advisor.rules.base import Context, rule
+from advisor.rules.kernel_requirements import outside, outside_range, runs_in
 
 FLASH_PACKAGES = {"flash_attention_2": "flash-attn", "flash_attention_3": "flash-attn-3", "flash_attention_4": "flash-attn-4"}
 
@@ -217,35 +218,37 @@ def attn_hardware(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
             option=c.attn,
         )
         return
-    low = ComputeCapability.parse(req.min_compute_capability) if req.min_compute_capability else None
-    high = ComputeCapability.parse(req.max_compute_capability) if req.max_compute_capability else None
     gpu_name = next((g.name for g in ctx.gpus if g.compute_capability == cc), "this GPU")
-    if low is not None and cc < low:
+    where = outside(req, cc)  # the one judge, shared with matrix --full (rules/kernel_requirements.py)
+    if where == "below":
         yield attn_hardware.finding(
             Severity.FAIL,
-            f"{c.attn} needs compute capability >= {low}; {gpu_name} has {cc} "
+            f"{c.attn} needs compute capability >= {req.min_compute_capability}; {gpu_name} has {cc} "
             f"({ctx.knowledge.architecture_name(cc)})",
             detected=f"compute capability {cc}",
-            required=f">= {low}",
+            required=f">= {req.min_compute_capability}",
             option=c.attn,
         )
-    elif high is not None and (cc.major, 0) > (high.major, 0):
+    elif where == "above":
+        high = ComputeCapability.parse(str(req.max_compute_capability))
+        top = f"{high.major}.x" if cc.major > high.major else str(high)
         yield attn_hardware.finding(
             Severity.FAIL,
-            f"{c.attn} targets compute capability {high.major}.x; {gpu_name} has {cc}",
+            f"{c.attn} targets compute capability {top}; {gpu_name} has {cc}",
             detected=f"compute capability {cc}",
-            required=f"{high.major}.x",
+            required=top,
             option=c.attn,
         )
     else:
         limit = _package_limit(ctx, c, "max_compute_capability")
         if limit is not None:
             version, row = limit
-            top = ComputeCapability.parse(str(row.max_compute_capability))
-            if cc.major > top.major:
+            high = ComputeCapability.parse(str(row.max_compute_capability))
+            if outside_range(cc, None, row.max_compute_capability) == "above":
+                top = f"{high.major}.x" if cc.major > high.major else str(high)
                 yield attn_hardware.finding(
                     Severity.FAIL,
-                    f"{req.package} {version} accepts compute capability up to {top.major}.x only; {gpu_name} has "
+                    f"{req.package} {version} accepts compute capability up to {top} only; {gpu_name} has "
                     f"{cc} ({row.source})",
                     detected=f"{req.package} {version}, compute capability {cc}",
                     required=f"{req.package}{_negate(row.specifier)}", option=c.attn,
@@ -280,7 +283,7 @@ def attn_dtype(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     req = _requirement(ctx, c)
     if c is None or req is None:
         return
-    if c.dtype not in req.dtypes:
+    if not runs_in(req, c.dtype):
         yield attn_dtype.finding(
             Severity.FAIL, f"{c.attn} does not run in {c.dtype}", detected=c.dtype,
             required=" or ".join(req.dtypes), option=c.attn,
