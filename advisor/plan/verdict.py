@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
+from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -16,14 +17,8 @@ from pydantic import BaseModel, ConfigDict
 from advisor.candidate import Candidate
 from advisor.findings import Finding
 
-__all__ = ["RankedFix", "group_label", "rank_fixes", "installs", "SWITCH_RULES"]
+__all__ = ["RankedFix", "group_label", "rank_fixes", "installs", "switch_rules"]
 
-# Rules whose "fix" is to pick another candidate (another kernel, dtype, GPU or less memory), not to change the
-# machine. The planner already tried those candidates, so these fixes never unblock anything by themselves.
-SWITCH_RULES = frozenset({
-    "ATTN001", "ATTN005", "ATTN006", "ATTN007", "ATTN010", "DTYPE001", "DTYPE002",
-    "QUANT004", "QUANT005", "PLACE001", "MEM001",
-})
 
 _PIP = re.compile(r"pip install (?:(?:-U|--upgrade|--no-build-isolation|--force-reinstall)\s+)*'?([A-Za-z0-9][A-Za-z0-9._-]*)")
 
@@ -51,6 +46,16 @@ def installs(fix: str) -> str | None:
     return match.group(1).lower() if match else None
 
 
+@lru_cache(maxsize=1)
+def switch_rules() -> frozenset[str]:
+    """Rules whose fix is to pick another candidate (another kernel, dtype, GPU or less memory), not to change the
+    machine: the planner already tried those candidates, so these fixes never unblock anything by themselves.
+    Each rule says so itself (`remedy="switch"`)."""
+    from advisor.rules import RULES
+
+    return frozenset(r.code for r in RULES if r.remedy == "switch")
+
+
 def rank_fixes(
     failed: Sequence[tuple[Candidate, list[Finding], Any]], rank: Callable[[Any], tuple[int, ...]], total: int,
     chosen_rank: tuple[int, ...] | None = None,
@@ -63,17 +68,18 @@ def rank_fixes(
     by_fix: dict[str, list[tuple[Candidate, list[Finding], Any]]] = {}
     reasons: dict[str, Finding] = {}
     codes: dict[str, set[str]] = {}
+    switch = switch_rules()
     for cand, failures, ev in failed:
-        fixes = {f.fix for f in failures if f.code not in SWITCH_RULES}
+        fixes = {f.fix for f in failures if f.code not in switch}
         for f in failures:
-            if f.code not in SWITCH_RULES:
+            if f.code not in switch:
                 codes.setdefault(f.fix, set()).add(f.code)
                 reasons.setdefault(f.fix, f)
         for fix in fixes:
             by_fix.setdefault(fix, []).append((cand, failures, ev))
     out = []
     for fix, touched in by_fix.items():
-        freed = [ev for cand, failures, ev in touched if all(f.code not in SWITCH_RULES and f.fix == fix for f in failures)]
+        freed = [ev for cand, failures, ev in touched if all(f.code not in switch and f.fix == fix for f in failures)]
         best = min(freed, key=rank) if freed else None
         out.append(RankedFix(
             fix=fix, rules=sorted(codes[fix]), reason=reasons[fix].message, installs=installs(fix),

@@ -33,7 +33,7 @@ def _package(ctx: Context, c: Candidate) -> str | None:
     return None if hub else FLASH_PACKAGES.get(impl)
 
 
-@rule("ATTN001", "architecture does not implement this attention", scope="candidate",
+@rule("ATTN001", "architecture does not implement this attention", scope="candidate", remedy="switch",
       fix='use attn_implementation="sdpa" (or "eager"), or upgrade transformers if a newer release adds support')
 def arch_support(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     """transformers refuses an attn_implementation the model class does not declare
@@ -161,7 +161,7 @@ def flash_version(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
             )
 
 
-@rule("ATTN005", "GPU too old or unsupported for this attention kernel", scope="candidate",
+@rule("ATTN005", "GPU too old or unsupported for this attention kernel", scope="candidate", remedy="switch",
       fix='use attn_implementation="sdpa": it picks the fastest kernel this GPU supports')
 def attn_hardware(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     """FlashAttention-2 needs compute capability >= 8.0 (Ampere); on a T4 or V100 the kernel raises
@@ -275,7 +275,7 @@ def _package_limit(ctx: Context, c: Candidate, field: str) -> tuple[str, Package
     return None
 
 
-@rule("ATTN006", "attention kernel does not support this dtype", scope="candidate",
+@rule("ATTN006", "attention kernel does not support this dtype", scope="candidate", remedy="switch",
       fix='load in float16 or bfloat16 (dtype="bfloat16" on Ampere or newer), or use sdpa for float32')
 def attn_dtype(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     """FlashAttention kernels run only in fp16/bf16. transformers only warns when the model is fp32, and the
@@ -290,7 +290,7 @@ def attn_dtype(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
         )
 
 
-@rule("ATTN007", "head dimension outside the kernel's range", scope="candidate",
+@rule("ATTN007", "head dimension outside the kernel's range", scope="candidate", remedy="switch",
       fix='use attn_implementation="sdpa" (its memory-efficient and math kernels take any head size)')
 def attn_head_dim(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     """FlashAttention-2/3 compile head sizes up to 256 in multiples of 8; larger heads (e.g. 512) have no kernel."""
@@ -363,7 +363,7 @@ def attn_torch(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
         )
 
 
-@rule("ATTN010", "FlashAttention-3 rejects ALiBi", scope="candidate", fix='use attn_implementation="sdpa"')
+@rule("ATTN010", "FlashAttention-3 rejects ALiBi", scope="candidate", remedy="switch", fix='use attn_implementation="sdpa"')
 def fa3_alibi(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     """FlashAttention-3 has no ALiBi support; transformers 4.57 raises for ALiBi models (BLOOM, MPT)."""
     if c is not None and _impl(ctx, c) == "flash_attention_3" and ctx.model is not None and ctx.model.alibi:

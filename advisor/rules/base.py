@@ -78,6 +78,7 @@ def docs_url(code: str) -> str:
 
 
 Check = Callable[[Context, Candidate | None], Iterable[Finding]]
+Remedy = Literal["switch", "machine"]
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,9 @@ class Rule:
     check: Check
     why: str
     fix: str
+    # "switch": the fix is another candidate (kernel, dtype, GPU, less memory), which the planner already tried,
+    # so it never unblocks anything by itself; "machine": the fix changes the machine (install, upgrade, set)
+    remedy: Remedy = "machine"
 
     def __call__(self, ctx: Context, candidate: Candidate | None = None) -> list[Finding]:
         return list(self.check(ctx, candidate))
@@ -118,13 +122,15 @@ class Rule:
 RULES: list[Rule] = []
 
 
-def rule(code: str, title: str, *, scope: Literal["candidate", "environment", "plan"], fix: str) -> Callable[[Check], Rule]:
-    """Register a rule; its docstring is the 'why' shown in docs/rules.md."""
+def rule(code: str, title: str, *, scope: Literal["candidate", "environment", "plan"], fix: str,
+         remedy: Remedy = "machine") -> Callable[[Check], Rule]:
+    """Register a rule; its docstring is the 'why' shown in docs/rules.md. The metadata lives on the rule."""
 
     def register(fn: Check) -> Rule:
         if any(r.code == code for r in RULES):
             raise ValueError(f"duplicate rule code {code}")
-        made = Rule(code=code, title=title, scope=scope, check=fn, why=" ".join((fn.__doc__ or "").split()), fix=fix)
+        made = Rule(code=code, title=title, scope=scope, check=fn, why=" ".join((fn.__doc__ or "").split()), fix=fix,
+                    remedy=remedy)
         RULES.append(made)
         return made
 

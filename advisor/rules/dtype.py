@@ -10,7 +10,7 @@ from advisor.knowledge.notes import fp16_overflow_models
 from advisor.rules.base import Context, rule
 
 
-@rule("DTYPE001", "bfloat16 is not native on this GPU", scope="candidate",
+@rule("DTYPE001", "bfloat16 is not native on this GPU", scope="candidate", remedy="switch",
       fix='use dtype="float16" on this GPU (or float32 if the model overflows in fp16)')
 def bf16_native(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     """bf16 tensor cores start at compute capability 8.0 (Ampere). On a T4 or V100, torch emulates bf16 and
@@ -30,7 +30,7 @@ def bf16_native(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
             return
 
 
-@rule("DTYPE002", "half precision on the CPU", scope="candidate",
+@rule("DTYPE002", "half precision on the CPU", scope="candidate", remedy="switch",
       fix='on the CPU pass dtype="float32" explicitly (transformers 5 keeps the checkpoint\'s dtype, often bfloat16, '
           'when none is given), or bfloat16 only on CPUs with AMX/AVX512-BF16')
 def cpu_half(ctx: Context, c: Candidate | None) -> Iterator[Finding]:

@@ -10,7 +10,7 @@ from advisor.findings import Finding, Severity
 from advisor.rules.base import Context, rule
 
 
-@rule("PLACE001", "GPU placement without a usable GPU", scope="candidate",
+@rule("PLACE001", "GPU placement without a usable GPU", scope="candidate", remedy="switch",
       fix='drop device_map (or use device_map="cpu"), or run on a machine with a GPU and a CUDA/ROCm torch')
 def gpu_placement(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     """A `device_map` that names a GPU fails at load time when torch sees none (a CPU-only box or a CPU torch)."""

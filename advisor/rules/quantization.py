@@ -67,7 +67,7 @@ def bnb_version(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
             )
 
 
-@rule("QUANT004", "bitsandbytes on this device", scope="candidate",
+@rule("QUANT004", "bitsandbytes on this device", scope="candidate", remedy="switch",
       fix="quantize on a CUDA GPU, or keep the model unquantized on the CPU")
 def bnb_device(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     """Which devices a bitsandbytes release supports is its own fact, read at its tags (data/bitsandbytes.json):
@@ -121,7 +121,7 @@ def bnb_device(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
         )
 
 
-@rule("QUANT005", "LLM.int8 without int8 tensor cores", scope="candidate",
+@rule("QUANT005", "LLM.int8 without int8 tensor cores", scope="candidate", remedy="switch",
       fix="use 4-bit NF4 on this GPU, or a GPU with compute capability >= 7.5")
 def int8_slow(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     """LLM.int8 uses int8 tensor cores from compute capability 7.5 (bitsandbytes' `has_imma`); below it (V100,
