@@ -140,7 +140,7 @@ PY
 step smoke-plain 300 "$PY" -m advisor smoke "$MODEL" --config /tmp/day0_plain_options.json --timeout 120 --format json -o "$OUT/smoke-plain.json"
 for name in plan plain; do  # the text reports, rendered from the JSON ones (no second run)
   "$PY" -c "import json, sys; from advisor.prove.smoke import SmokeReport; from advisor.render import render, OutputFormat; \
-print(render(SmokeReport.model_validate(json.load(open(sys.argv[1]))), OutputFormat.TEXT, kind='smoke'))" \
+print(render(SmokeReport.model_validate(json.load(open(sys.argv[1]))), OutputFormat.TEXT))" \
     "$OUT/smoke-$name.json" > "$OUT/smoke-$name.txt" 2>&1 || true
 done
 

@@ -37,7 +37,7 @@ for name in ("smoke-falcon7b-4layers", "smoke-llama1b-8bit"):
     except Exception as exc:
         print(name, "missing:", exc)
         continue
-    text = render(report, OutputFormat.TEXT, kind="smoke")
+    text = render(report, OutputFormat.TEXT)
     open(f"{out}/{name}.txt", "w").write(text)
     print(text)
     for a in report.attempts:

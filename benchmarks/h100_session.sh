@@ -20,7 +20,7 @@ from advisor.render import render, OutputFormat
 out = os.environ.get("OUT", "/tmp/out")
 try:
     r = SmokeReport.model_validate(json.load(open(f"{out}/h100-smoke-llama1b.json")))
-    open(f"{out}/h100-smoke-llama1b.txt", "w").write(render(r, OutputFormat.TEXT, kind="smoke"))
+    open(f"{out}/h100-smoke-llama1b.txt", "w").write(render(r, OutputFormat.TEXT))
 except Exception as e:
     print("no smoke report:", e)
 PY

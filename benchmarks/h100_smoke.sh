@@ -25,6 +25,6 @@ ok = [a for a in attempts if a["ok"]]
 merged = {"schema_version": 1, "ok": bool(ok), "model": "/tmp/llama1b (LlamaForCausalLM, 1.24B params, random weights)",
           "reference": json.load(open(f"{out}/smoke-none.json"))["reference"], "config": ok[0]["from_pretrained"] if ok else None, "attempts": attempts}
 json.dump(merged, open(f"{out}/h100-smoke-llama1b.json", "w"), indent=1)
-open(f"{out}/h100-smoke-llama1b.txt", "w").write(render(SmokeReport.model_validate(merged), OutputFormat.TEXT, kind="smoke"))
+open(f"{out}/h100-smoke-llama1b.txt", "w").write(render(SmokeReport.model_validate(merged), OutputFormat.TEXT))
 print(open(f"{out}/h100-smoke-llama1b.txt").read())
 PY

@@ -98,8 +98,8 @@ def main() -> None:
         for report in reports:
             name = f"{slug}-{report.workload.name}" if regret else f"{slug}-quantized-{report.workload.name}"
             (args.out / f"{name}.json").write_text(report.model_dump_json(indent=1))
-            (args.out / f"{name}.md").write_text(render(report, OutputFormat.MARKDOWN, kind="bench"))
-            print(render(report, OutputFormat.TEXT, kind="bench"), flush=True)
+            (args.out / f"{name}.md").write_text(render(report, OutputFormat.MARKDOWN))
+            print(render(report, OutputFormat.TEXT), flush=True)
     print(json.dumps({"done": True}))
 
 

@@ -40,5 +40,5 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from advisor.render.plot import bench_plot
 
         write_output(args.plot, bench_plot(report), force=args.force)
-    emit(args, report, "bench")
+    emit(args, report)
     return 0 if report.ok else 1

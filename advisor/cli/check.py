@@ -49,7 +49,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                        batch=args.batch, seq_len=args.seq_len, allow_download=args.allow_download,
                        trust_remote_code=args.trust_remote_code, measurements=not args.no_measurements,
                        **target_args(args))
-    emit(args, result, "check")
+    emit(args, result)
     return 0 if result.ok else 1
 
 

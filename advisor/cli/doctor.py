@@ -14,5 +14,5 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     report = api.doctor(args.model, smoke=args.smoke, allow_download=args.allow_download,
                         trust_remote_code=args.trust_remote_code, prefer=args.prefer,
                         measurements=not args.no_measurements, **target_args(args))
-    emit(args, report, "doctor")
+    emit(args, report)
     return 0 if report.ok else 1

@@ -23,7 +23,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         if args.format == "text":
             write(args, fleet_text(fleet))
         else:
-            emit(args, fleet, "fleet")
+            emit(args, fleet)
         return 0
     if args.history and args.full:
         raise UsageError("--history and --full are different views; use one")
@@ -31,20 +31,20 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     if args.history:
         from advisor.matrix.history import history_report
 
-        obj, kind = history_report(args.history), "history"
+        obj = history_report(args.history)
     elif args.full:
         from advisor.matrix.history import full_matrix
         from advisor.matrix.table import filter_model_types
 
         full = full_matrix(args.transformers)
         keep = set(filter_model_types([a.model_type for a in full.architectures], args.model_type))
-        obj, kind = full.model_copy(update={"architectures": [a for a in full.architectures if a.model_type in keep]}), "fullmatrix"
+        obj = full.model_copy(update={"architectures": [a for a in full.architectures if a.model_type in keep]})
     else:
         from advisor.knowledge import load_knowledge
         from advisor.matrix.table import matrix_view
         from advisor.model.attention_support import table_for
 
         table, where = table_for(args.transformers, load_knowledge(), refresh=args.refresh)
-        obj, kind = matrix_view(table, where, args.transformers, args.model_type), "matrix"
-    emit(args, obj, kind)
+        obj = matrix_view(table, where, args.transformers, args.model_type)
+    emit(args, obj)
     return 0

@@ -89,10 +89,10 @@ def target_args(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def emit(args: argparse.Namespace, obj: Any, kind: str) -> None:
+def emit(args: argparse.Namespace, obj: Any) -> None:
     fmt = OutputFormat(args.format)
     color = is_stdout(args.output) and sys.stdout.isatty() and "NO_COLOR" not in os.environ and fmt is OutputFormat.TEXT
-    write(args, render(obj, fmt, kind=kind, color=color, verbose=getattr(args, "verbose", False)))
+    write(args, render(obj, fmt, color=color, verbose=getattr(args, "verbose", False)))
 
 
 def write(args: argparse.Namespace, text: str) -> None:

@@ -16,5 +16,5 @@ def cmd_probe(args: argparse.Namespace) -> int:
     )
     fmt = "json" if args.format == "json" else "text"
     args.format = fmt
-    emit(args, env, "probe")
+    emit(args, env)
     return 0

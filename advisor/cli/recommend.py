@@ -20,5 +20,5 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     if args.format == "python" and not plan.ok:  # stdout (or -o) only ever receives Python
         sys.stderr.write(f"advisor: no Python to write: {terminal_safe(plan.verdict, keep_newlines=False)}\n")
         return 1
-    emit(args, plan, "recommend")
+    emit(args, plan)
     return 0 if plan.ok else 1

@@ -48,10 +48,10 @@ def cmd_smoke(args: argparse.Namespace) -> int:
         from advisor.render.onnx import onnx_text
 
         onnx = run_onnx_smoke_command(args)
-        write(args, onnx_text(onnx) if args.format == "text" else render(onnx, OutputFormat.JSON, kind="smoke"))
+        write(args, onnx_text(onnx) if args.format == "text" else render(onnx, OutputFormat.JSON))
         return onnx.exit_code
     report = run_smoke_command(args)
-    emit(args, report, "smoke")
+    emit(args, report)
     return 0 if report.ok else 1
 
 

@@ -17,7 +17,7 @@ __all__ = ["cmd_tune", "run_tune_command"]
 
 def cmd_tune(args: argparse.Namespace) -> int:
     report = run_tune_command(args)
-    emit(args, report, "tune")
+    emit(args, report)
     return 0 if report.ok else 1
 
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from advisor.candidate import ATTENTION_IMPLS
 from advisor.numbers import diff, millis, plural, seconds, size
 from advisor.render.escape import text_output
+from advisor.render.kinds import report_kind
 from advisor.render.text_measured import ranking_lines, tune_lines
 
 __all__ = ["render"]
@@ -278,8 +279,9 @@ _RENDERERS = {
 }
 
 
-def render(obj: BaseModel, *, kind: str, color: bool = False, verbose: bool = False) -> str:
+def render(obj: BaseModel, *, color: bool = False, verbose: bool = False) -> str:
     """The lines, then the one boundary: control characters from configs/snapshots escaped, then our own colour."""
+    kind = report_kind(obj)
     if kind in ("history", "fullmatrix"):
         from advisor.render import text_matrix
 

@@ -139,7 +139,7 @@ def test_smoke_and_bench_text_round_and_explain_question_marks() -> None:
                    ttft_ms=5.0, advisor_choice=True)
     report = BenchReport(model="m", device="cpu", workload=WORKLOADS["decode"], metric="decode", rows=[row],
                          advisor_choice=row.label, best=row.label, regret=1.0)
-    out = text.render(report, kind="bench")
+    out = text.render(report)
     assert "?" in out and "? = not known" in out
 
 

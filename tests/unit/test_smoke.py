@@ -81,7 +81,7 @@ def test_all_candidates_run_side_by_side_on_a_decoder(llama_all: SmokeReport) ->
     fp32, bf16 = report.attempts
     assert fp32.max_abs_diff < 1e-4  # sdpa vs eager in float32: summation order only
     assert bf16.max_abs_diff_tolerance > fp32.max_abs_diff_tolerance
-    text = render(report, OutputFormat.TEXT, kind="smoke")
+    text = render(report, OutputFormat.TEXT)
     assert "sdpa / float32 / CPU" in text and "eager / bfloat16 / CPU" in text and "Result: passed" in text
 
 

@@ -46,9 +46,9 @@ def test_tune_times_within_budget_skips_the_rest_and_records(tmp_path: Path) -> 
     assert versions_of(env).gpu == "CPU"
     from advisor.render import OutputFormat, render
 
-    text = render(report, OutputFormat.TEXT, kind="tune")
+    text = render(report, OutputFormat.TEXT)
     assert "<- static choice" in text and "skipped: budget" in text and "measured winner" in text
-    assert json.loads(render(report, OutputFormat.JSON, kind="tune"))["winner"] == report.winner
+    assert json.loads(render(report, OutputFormat.JSON))["winner"] == report.winner
 
 
 def test_tune_cli_refuses_checkpoint_without_weights(cli: Any, tmp_path: Path) -> None:
