@@ -300,8 +300,8 @@ def matrix(transformers_version: str | None = None, *, refresh: bool = False) ->
     from advisor.model.attention_support import table_for
 
     if transformers_version is None and refresh is False:
-        from advisor.model.attention_support import installed_transformers
+        from advisor.knowledge.installed import installed_version
 
-        if installed_transformers() is None:
+        if installed_version() is None:
             raise UsageError("transformers is not installed here: name a release with --transformers VERSION")
     return table_for(transformers_version, load_knowledge(), refresh=refresh)[0]

@@ -30,6 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from advisor.knowledge.installed import installed_version
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -107,7 +109,7 @@ def _install(release: str, folder: Path) -> Path:
 def _answers_for(release: str, folder: Path) -> dict[str, Any]:
     """Run `--emit` for `release`: here when it is the installed one, else under its throwaway install."""
     env = {**os.environ, analysis_cache.NO_CACHE_ENV: "1"}
-    if release != analysis_cache.transformers_version():
+    if release != installed_version():
         env["PYTHONPATH"] = os.pathsep.join([str(_install(release, folder)), str(ROOT)])
     done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--emit"], cwd=ROOT, env=env,
                           capture_output=True, text=True, check=False)
@@ -173,7 +175,7 @@ def main() -> None:
         print(json.dumps(emit()))
         return
     out = data_dir() / PRECOMPUTED_FILE
-    installed = analysis_cache.transformers_version()
+    installed = installed_version()
     releases = list(args.releases or [])
     if args.add or not releases:
         releases += _current_releases(out)

@@ -20,6 +20,8 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from advisor.knowledge.installed import installed_version
+
 if TYPE_CHECKING:
     from advisor.estimate.simulate import SimResult
     from advisor.facts import GpuInfo
@@ -76,7 +78,7 @@ def simulated(model: ModelSpec, *, dtype: str, quantization: str, attn: str, bat
     from advisor.io import analysis_cache
 
     key = {"config": model.config, **inputs}
-    tf = analysis_cache.transformers_version()
+    tf = installed_version()
     hit = analysis_cache.get("memory-sim", key, transformers=tf, extra=_simulator_stamp())
     if hit is not None:
         from advisor.estimate.simulate import SimResult

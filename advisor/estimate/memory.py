@@ -146,10 +146,10 @@ def estimate_memory(
     prefill = min(prompt_len or seq_len, seq_len)
     sim = None
     if simulate and quantization in ("8bit", "4bit") and model.quantizable_release is not None:
-        from advisor.io.analysis_cache import transformers_version
+        from advisor.knowledge.installed import installed_version
 
         # the simulation applies the installed release's rule: another target release keeps the closed form
-        simulate = model.quantizable_release == transformers_version()
+        simulate = model.quantizable_release == installed_version()
     if model.checkpoint_quantization is not None:  # its packed layout is the quantizer's: the closed form
         simulate = False
     if simulate and quantization in ("none", "8bit", "4bit"):  # the simulation knows bitsandbytes' layout only

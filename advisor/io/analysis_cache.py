@@ -30,8 +30,7 @@ import re
 import secrets
 import stat
 from collections.abc import Callable, Iterator
-from functools import cache, lru_cache
-from importlib import metadata
+from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -50,7 +49,6 @@ __all__ = [
     "get",
     "put",
     "source_stamp",
-    "transformers_version",
 ]
 
 CACHE_DIR_ENV = cache_root.CACHE_DIR_ENV
@@ -80,15 +78,6 @@ def disabled() -> Iterator[None]:
         yield
     finally:
         _off.reset(token)
-
-
-@lru_cache(maxsize=1)
-def transformers_version() -> str | None:
-    """The installed transformers release, from its metadata: no import."""
-    try:
-        return metadata.version("transformers")
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def content_hash(content: Any) -> str:
@@ -228,10 +217,10 @@ def source_stamp(fn: Callable[..., Any]) -> str:
     return f"{name}:{hashlib.sha256(source.encode('utf-8')).hexdigest()[:16]}"
 
 
-def cached(kind: str, fn: Callable[..., T], *args: Any) -> T:
+def cached(kind: str, fn: Callable[..., T], *args: Any, transformers: str | None) -> T:
     """`fn(*args)` through the cache, for a function whose answer depends only on JSON-able `args` and the
-    installed transformers (it may import transformers to compute it). None is never cached."""
-    tf = transformers_version()
+    installed transformers release `transformers` (it may import transformers to compute it). None is never cached."""
+    tf = transformers
     extra = source_stamp(fn)
     hit = get(kind, list(args), transformers=tf, extra=extra)
     if hit is not None:

@@ -18,6 +18,7 @@ from functools import lru_cache
 from typing import Any, Literal
 
 from advisor.io import analysis_cache
+from advisor.knowledge.installed import installed_version
 
 __all__ = [
     "PRECOMPUTED_FILE",
@@ -159,7 +160,7 @@ def counts_and_origin(
     key = count_key(config, architecture, trust_remote_code)
     digest = analysis_cache.content_hash(key)
     stamp = counting_version()
-    tf = analysis_cache.transformers_version()
+    tf = installed_version()
     found = _shipped_counts(digest, stamp, tf)
     if found is not None:
         return found, "shipped"
@@ -186,7 +187,7 @@ def cached_attention_support(
     model_type: str, architecture: str | None, compute: Callable[[], dict[str, bool] | None]
 ) -> dict[str, bool] | None:
     """The installed transformers' answer for this class: shipped (same release), cache, then `compute`."""
-    tf = analysis_cache.transformers_version()
+    tf = installed_version()
     key = {"model_type": model_type, "architecture": architecture}
     if tf is not None:  # the flags of exactly this release: a class may gain or lose one in any release
         found = _support(_release_value(precomputed().get("attention_support", {}).get(analysis_cache.content_hash(key)),

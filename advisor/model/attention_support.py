@@ -12,13 +12,12 @@ from advisor.errors import UsageError
 from advisor.facts import Environment
 from advisor.knowledge import Knowledge
 from advisor.knowledge.history import load_history
-from advisor.knowledge.installed import attention_table, installed, is_newer
-from advisor.knowledge.installed import installed_version as installed_transformers
+from advisor.knowledge.installed import attention_table, installed, installed_version, is_newer
 from advisor.knowledge.introspect import class_support, composite_support
 from advisor.knowledge.schema import AttentionSupportTable
 from advisor.model.spec import ModelSpec
 
-__all__ = ["attention_support", "installed_transformers", "nearest_table", "table_for"]
+__all__ = ["attention_support", "nearest_table", "table_for"]
 
 
 def _from_installed(model: ModelSpec) -> dict[str, bool] | None:
@@ -73,7 +72,7 @@ def attention_support(model: ModelSpec, env: Environment, knowledge: Knowledge) 
     """(support per implementation, where that answer came from); empty when the architecture is unknown."""
     support, source = _declared(model, env, knowledge)
     if support:  # FA4 rides on the same `_supports_flash_attn` flag from the first release accepting it (5.4)
-        target = env.version_of("transformers") or installed_transformers()
+        target = env.version_of("transformers") or installed_version()
         first = knowledge.releases.first_accepting("flash_attention_4")
         since = Version(first.first) if first is not None else Version("5.4")
         support["flash_attention_4"] = bool(support.get("flash_attention_2")) and _key(target or "0") >= since
@@ -82,7 +81,7 @@ def attention_support(model: ModelSpec, env: Environment, knowledge: Knowledge) 
 
 def _declared(model: ModelSpec, env: Environment, knowledge: Knowledge) -> tuple[dict[str, bool], str]:
     target = env.version_of("transformers")
-    here = installed_transformers()
+    here = installed_version()
     if here is not None and (target is None or _key(target) == _key(here)):
         found = _from_installed(model)
         if found is not None:
@@ -144,7 +143,7 @@ def table_for(
 ) -> tuple[AttentionSupportTable, str]:
     """Attention support of one release and where it came from: the shipped table for exactly that release,
     the installed classes (exact; read once in two children, then cached), or the per-release history."""
-    here = installed_transformers()
+    here = installed_version()
     wanted = version or here
     if wanted is not None and not refresh:
         table = nearest_table(knowledge, wanted)

@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from advisor.knowledge.installed import installed_version
 from advisor.knowledge.quantizable_share import (
     REASONS,
     ShareRow,
@@ -214,7 +215,7 @@ def _installed_row(model_type: str) -> list[Any] | None:
     """The table row of `model_type` for the installed release, built as the generator builds it (cached)."""
     from advisor.io import analysis_cache
 
-    found = analysis_cache.cached("share-row", _read_row_json, model_type)
+    found = analysis_cache.cached("share-row", _read_row_json, model_type, transformers=installed_version())
     return found if isinstance(found, list) else None
 
 

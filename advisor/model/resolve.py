@@ -179,9 +179,9 @@ def _table_share(model_type: str, total: int, quantizable: int) -> tuple[int, in
 
 
 def _release() -> str | None:
-    from advisor.io.analysis_cache import transformers_version
+    from advisor.knowledge.installed import installed_version
 
-    return transformers_version()  # from its metadata: no import on the fast path (issue 14)
+    return installed_version()  # from its metadata: no import on the fast path (issue 14)
 
 
 def _table_release() -> str | None:

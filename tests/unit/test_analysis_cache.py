@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from advisor.io import analysis_cache
+from advisor.knowledge.installed import installed_version
 from advisor.model.analysis import cached_counts, count_key, counting_version
 
 TF = "5.24.0"
@@ -170,10 +171,10 @@ def test_counts_cached_under_another_transformers_release_are_not_served(cache: 
     pytest.importorskip("transformers")
     key = count_key(TINY, "LlamaForCausalLM", False)
     analysis_cache.put("param-count", key, [7, 7, None], transformers="0.0.1", extra=counting_version())
-    analysis_cache.put("param-count", key, [9, 9, None], transformers=analysis_cache.transformers_version(), extra="old")
+    analysis_cache.put("param-count", key, [9, 9, None], transformers=installed_version(), extra="old")
     count = _Recorder()
     counted = cached_counts(TINY, "LlamaForCausalLM", False, count)
     assert count.calls == 1 and counted not in ((7, 7, None), (9, 9, None))
-    analysis_cache.put("param-count", key, [5, 4, None], transformers=analysis_cache.transformers_version(),
+    analysis_cache.put("param-count", key, [5, 4, None], transformers=installed_version(),
                        extra=counting_version())
     assert cached_counts(TINY, "LlamaForCausalLM", False, count) == (5, 4, None) and count.calls == 1

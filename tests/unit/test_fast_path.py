@@ -15,6 +15,7 @@ import pytest
 
 from advisor.facts import ComputeCapability, TorchInfo, Unavailable
 from advisor.io import analysis_cache
+from advisor.knowledge.installed import installed_version
 from advisor.model.analysis import _release_value, count_key, counting_version, precomputed, stored_releases
 from advisor.probe import collect_environment
 from advisor.probe.torch_static import TorchBuild, read_torch_build, static_torch_info, visible_device_count
@@ -47,7 +48,7 @@ def _run(cache: Path, *argv: str) -> dict[str, Any]:
 
 def _warm_if_other_release(cache: Path, *argv: str) -> None:
     """The shipped attention flags are for the releases that made them; another release asks its classes once."""
-    if analysis_cache.transformers_version() not in stored_releases():
+    if installed_version() not in stored_releases():
         _run(cache, *argv)
 
 
@@ -140,7 +141,7 @@ def test_precomputed_counts_and_flags_match_a_fresh_computation(hub_id: str) -> 
     config = dict(shipped.config)
     architecture = (config.get("architectures") or [None])[0]
     row = precomputed()["models"][shipped.hub_id]
-    release = analysis_cache.transformers_version()
+    release = installed_version()
     fresh = count_on_meta(copy.deepcopy(config), architecture, False)
     stored = _release_value(precomputed()["parameter_counts"][row["count_key"]], release, nearest=True)
     assert stored[:2] == list(fresh or ())[:2]
