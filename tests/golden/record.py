@@ -282,8 +282,14 @@ def _skeleton(value: object) -> object:
 
 def write_tiny_llama(folder: Path) -> Path:
     """The same 2-layer Llama as tests/conftest.py's tiny_llama, written by save_pretrained."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import _save, _word_tokenizer  # type: ignore[import-not-found]
+    import importlib.util
+
+    # by path, under its own name: in a full run `conftest` may already be tests/security/conftest.py
+    spec = importlib.util.spec_from_file_location("advisor_golden_conftest", ROOT / "tests" / "conftest.py")
+    assert spec is not None and spec.loader is not None
+    fixtures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fixtures)
+    _save, _word_tokenizer = fixtures._save, fixtures._word_tokenizer
 
     import torch
     import transformers
