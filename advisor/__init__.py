@@ -39,7 +39,7 @@ _LAZY = {
     "recommend": "advisor.api",
     "target_environment": "advisor.api",
     "Environment": "advisor.facts",
-    "Recommendation": "advisor.plan.recommend",
+    "Recommendation": "advisor.plan.options",
 }
 
 

@@ -125,7 +125,7 @@ def test_every_temporary_folder_lives_in_the_run_folder() -> None:
 
 def test_the_onnx_worker_dies_with_the_advisor() -> None:
     """Like the smoke and bench workers, it asks for the parent-death signal before anything else."""
-    tree = ast.parse((ROOT / "advisor" / "onnx_worker.py").read_text(encoding="utf-8"))
+    tree = ast.parse((ROOT / "advisor" / "prove" / "onnx_worker.py").read_text(encoding="utf-8"))
     main = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "main")
     calls = [n.func.id for n in ast.walk(main) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
     assert calls and calls[0] == "bind_to_parent"
