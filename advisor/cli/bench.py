@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from advisor.cli.output import emit
@@ -27,7 +26,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     env = resolve_target(TargetSpec(cpu=args.cpu))
 
     def progress(done: int, total: int, label: str) -> None:
-        if sys.stderr.isatty() or os.environ.get("ADVISOR_PROGRESS"):
+        if sys.stderr.isatty() or env.read(env.PROGRESS):
             bar = "#" * int(30 * done / max(total, 1))
             sys.stderr.write(f"\r[{bar:<30}] {done}/{total} {label[:50]:<50}")
             if done == total:

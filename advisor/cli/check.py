@@ -4,10 +4,9 @@ every model x target pair."""
 from __future__ import annotations
 
 import argparse
-import os
 from typing import TYPE_CHECKING
 
-from advisor import api
+from advisor import api, env
 from advisor.cli.output import emit, target_args, write
 from advisor.errors import UsageError
 from advisor.render.escape import encodable
@@ -59,7 +58,7 @@ def _check_suite(args: argparse.Namespace) -> int:
 
     suite = check_suite(args)
     write(args, render_suite(suite, args.format))
-    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    summary = env.read(env.GITHUB_STEP_SUMMARY)
     if args.format == "github" and summary:
         from advisor.render.github import step_summary
 

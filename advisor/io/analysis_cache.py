@@ -34,6 +34,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
+from advisor import env
 from advisor.io import cache_root
 
 T = TypeVar("T")
@@ -52,7 +53,7 @@ __all__ = [
 ]
 
 CACHE_DIR_ENV = cache_root.CACHE_DIR_ENV
-NO_CACHE_ENV = "ADVISOR_NO_CACHE"
+NO_CACHE_ENV = env.NO_CACHE
 _FORMAT = "v1"  # bump when the entry layout changes; old entries are then simply never read
 _KIND = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _off: contextvars.ContextVar[bool] = contextvars.ContextVar("advisor_cache_off", default=False)
@@ -67,7 +68,7 @@ def enabled() -> bool:
     """False under `ADVISOR_NO_CACHE` (any value but '', '0', 'false', 'no') or inside `disabled()`."""
     if _off.get():
         return False
-    return os.environ.get(NO_CACHE_ENV, "").strip().lower() in ("", "0", "false", "no")
+    return (env.read(NO_CACHE_ENV) or "").strip().lower() in ("", "0", "false", "no")
 
 
 @contextlib.contextmanager

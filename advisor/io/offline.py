@@ -22,6 +22,8 @@ import sys
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 
+from advisor import env
+
 __all__ = ["OFFLINE_VARIABLES", "offline", "stay_offline"]
 
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
@@ -54,5 +56,5 @@ def offline() -> Iterator[None]:
                 os.environ[name] = value
         constants = sys.modules.get("huggingface_hub.constants")
         if constants is not None:  # as huggingface_hub computes it at import
-            flag = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+            flag = env.read(env.HF_HUB_OFFLINE) or env.read(env.TRANSFORMERS_OFFLINE) or ""
             constants.HF_HUB_OFFLINE = flag.strip().upper() in ("1", "ON", "YES", "TRUE")  # type: ignore[attr-defined]

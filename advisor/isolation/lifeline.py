@@ -19,9 +19,11 @@ import sys
 import threading
 import time
 
+from advisor import env
+
 __all__ = ["PARENT_ENV", "bind_to_parent"]
 
-PARENT_ENV = "ADVISOR_PARENT_PID"
+PARENT_ENV = env.PARENT_PID
 _PR_SET_PDEATHSIG = 1
 
 
@@ -35,7 +37,7 @@ def _watch(parent: int) -> None:
 
 def bind_to_parent() -> None:
     """Die when the advisor that started this process dies; a no-op when not started by the advisor."""
-    text = os.environ.get(PARENT_ENV, "")
+    text = (env.read(PARENT_ENV) or "")
     if not text.isdigit():
         return
     parent = int(text)

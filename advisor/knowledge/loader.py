@@ -6,25 +6,25 @@ The base of `advisor.knowledge`: every table module reads its file through here.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from advisor import env
 from advisor.errors import DataTableError
 
 __all__ = ["DATA_DIR_ENV", "data_dir", "load_table"]
 
 M = TypeVar("M", bound=BaseModel)
 
-DATA_DIR_ENV = "ADVISOR_DATA_DIR"
+DATA_DIR_ENV = env.DATA_DIR
 
 
 def data_dir() -> Path:
     """`$ADVISOR_DATA_DIR` (a maintainer's copy of the tables, e.g. one without the newest release), else
     `advisor/data` inside an installed wheel, else the repository's top-level `data/`."""
-    override = os.environ.get(DATA_DIR_ENV)
+    override = env.read(DATA_DIR_ENV)
     if override:
         root = Path(override).expanduser()
         if not (root / "capabilities.json").is_file():

@@ -29,6 +29,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from advisor import env
 from advisor.facts import Environment, TorchInfo, known
 from advisor.knowledge.stored_row import is_busy, is_corrupt, row_problem
 
@@ -46,7 +47,7 @@ __all__ = [
     "versions_of",
 ]
 
-CACHE_ENV = "ADVISOR_CACHE_DIR"  # shared with the analysis cache of issue 14: one folder, separate files
+CACHE_ENV = env.CACHE_DIR  # shared with the analysis cache of issue 14: one folder, separate files
 STORE_NAME = "measurements.sqlite"
 STORE_MAX_BYTES = 256 * 1024 * 1024  # a row is ~300 bytes: close to a million measurements
 _ROW_LIMIT = 10_000  # rows one lookup reads (one GPU, one model shape)
@@ -101,13 +102,10 @@ class Lookup(BaseModel):
 
 
 def cache_dir() -> Path:
-    """`ADVISOR_CACHE_DIR` if set, else the platform's user cache folder for the advisor."""
-    override = os.environ.get(CACHE_ENV)
-    if override:
-        return Path(override).expanduser()
-    import platformdirs
+    """The cache folder, resolved in one place (advisor/io/cache_root.py)."""
+    from advisor.io.cache_root import cache_dir as root
 
-    return Path(platformdirs.user_cache_dir("inference-advisor", appauthor=False))
+    return root()
 
 
 def _attention_kernels(env: Environment) -> str:
