@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from advisor import env as envvars
 from advisor.cli.output import emit
 from advisor.io.write_output import check_output, write_output
 
@@ -26,7 +27,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     env = resolve_target(TargetSpec(cpu=args.cpu))
 
     def progress(done: int, total: int, label: str) -> None:
-        if sys.stderr.isatty() or env.read(env.PROGRESS):
+        if sys.stderr.isatty() or envvars.read(envvars.PROGRESS):
             bar = "#" * int(30 * done / max(total, 1))
             sys.stderr.write(f"\r[{bar:<30}] {done}/{total} {label[:50]:<50}")
             if done == total:

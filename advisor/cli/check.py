@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from advisor import api, env
+from advisor import api
+from advisor import env as envvars
 from advisor.cli.output import emit, target_args, write
 from advisor.errors import UsageError
 from advisor.render.escape import encodable
@@ -58,7 +59,7 @@ def _check_suite(args: argparse.Namespace) -> int:
 
     suite = check_suite(args)
     write(args, render_suite(suite, args.format))
-    summary = env.read(env.GITHUB_STEP_SUMMARY)
+    summary = envvars.read(envvars.GITHUB_STEP_SUMMARY)
     if args.format == "github" and summary:
         from advisor.render.github import step_summary
 

@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
-from advisor import env
+from advisor import env as envvars
 from advisor.io.write_output import check_output, is_stdout, write_output
 from advisor.render import OutputFormat, render
 
@@ -92,7 +92,7 @@ def target_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def emit(args: argparse.Namespace, obj: Any) -> None:
     fmt = OutputFormat(args.format)
-    color = is_stdout(args.output) and sys.stdout.isatty() and env.read(env.NO_COLOR) is None and fmt is OutputFormat.TEXT
+    color = is_stdout(args.output) and sys.stdout.isatty() and envvars.read(envvars.NO_COLOR) is None and fmt is OutputFormat.TEXT
     write(args, render(obj, fmt, color=color, verbose=getattr(args, "verbose", False)))
 
 

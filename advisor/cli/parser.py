@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from advisor import env
+from advisor import env as envvars
 from advisor.candidate import DTYPE_CHOICES, DTYPE_NAMES
 from advisor.cli.bench import cmd_bench
 from advisor.cli.check import cmd_check
@@ -279,7 +279,7 @@ def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
     except BrokenPipeError:
         return 0
     except Exception as exc:  # a bug: still one line, the traceback only on request
-        if env.read(env.DEBUG):
+        if envvars.read(envvars.DEBUG):
             raise
         problem = terminal_safe(f"{type(exc).__name__}: {exc}", keep_newlines=False)
         sys.stderr.write(f"advisor: internal error: {problem} (set ADVISOR_DEBUG=1 for the traceback)\n")

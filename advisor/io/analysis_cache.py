@@ -34,7 +34,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
-from advisor import env
+from advisor import env as envvars
 from advisor.io import cache_root
 
 T = TypeVar("T")
@@ -53,7 +53,7 @@ __all__ = [
 ]
 
 CACHE_DIR_ENV = cache_root.CACHE_DIR_ENV
-NO_CACHE_ENV = env.NO_CACHE
+NO_CACHE_ENV = envvars.NO_CACHE
 _FORMAT = "v1"  # bump when the entry layout changes; old entries are then simply never read
 _KIND = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _off: contextvars.ContextVar[bool] = contextvars.ContextVar("advisor_cache_off", default=False)
@@ -68,7 +68,7 @@ def enabled() -> bool:
     """False under `ADVISOR_NO_CACHE` (any value but '', '0', 'false', 'no') or inside `disabled()`."""
     if _off.get():
         return False
-    return (env.read(NO_CACHE_ENV) or "").strip().lower() in ("", "0", "false", "no")
+    return (envvars.read(NO_CACHE_ENV) or "").strip().lower() in ("", "0", "false", "no")
 
 
 @contextlib.contextmanager

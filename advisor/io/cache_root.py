@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from advisor import env
+from advisor import env as envvars
 from advisor.errors import UsageError
 
 __all__ = [
@@ -40,7 +40,7 @@ __all__ = [
     "read_entry",
 ]
 
-CACHE_DIR_ENV = env.CACHE_DIR
+CACHE_DIR_ENV = envvars.CACHE_DIR
 ENTRY_MAX_BYTES = 1024 * 1024  # the largest real entry (a torch probe) is a few KiB
 _OWN_NAMES = ("v1", "measurements.sqlite", "measurements.sqlite-wal", "measurements.sqlite-shm",
               "measurements.sqlite-journal")
@@ -52,13 +52,13 @@ _FILE_FLAGS = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK | geta
 
 def cache_dir() -> Path:
     """`$ADVISOR_CACHE_DIR`, else the platform's user cache folder for the advisor."""
-    override = env.read(CACHE_DIR_ENV)
+    override = envvars.read(CACHE_DIR_ENV)
     if override:
         return Path(override).expanduser()
     try:
         from platformdirs import user_cache_dir
     except ImportError:  # a core dependency, but a hand-made environment may lack it: the XDG default then
-        return Path(env.read(env.XDG_CACHE_HOME) or Path.home() / ".cache") / "inference-advisor"
+        return Path(envvars.read(envvars.XDG_CACHE_HOME) or Path.home() / ".cache") / "inference-advisor"
     return Path(user_cache_dir("inference-advisor", appauthor=False))
 
 

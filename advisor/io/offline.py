@@ -22,7 +22,7 @@ import sys
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 
-from advisor import env
+from advisor import env as envvars
 
 __all__ = ["OFFLINE_VARIABLES", "offline", "stay_offline"]
 
@@ -56,5 +56,5 @@ def offline() -> Iterator[None]:
                 os.environ[name] = value
         constants = sys.modules.get("huggingface_hub.constants")
         if constants is not None:  # as huggingface_hub computes it at import
-            flag = env.read(env.HF_HUB_OFFLINE) or env.read(env.TRANSFORMERS_OFFLINE) or ""
+            flag = envvars.read(envvars.HF_HUB_OFFLINE) or envvars.read(envvars.TRANSFORMERS_OFFLINE) or ""
             constants.HF_HUB_OFFLINE = flag.strip().upper() in ("1", "ON", "YES", "TRUE")  # type: ignore[attr-defined]

@@ -41,7 +41,7 @@ from enum import Enum
 from types import FrameType
 from typing import Any
 
-from advisor import env
+from advisor import env as envvars
 from advisor.errors import OutputFileError, UsageError
 
 __all__ = [
@@ -62,8 +62,8 @@ TEMP_PREFIX = ".advisor-tmp."
 TEMP_SUFFIX = ".tmp"
 _TEMP_NAME = re.compile(r"^\.advisor-tmp\..*\.[0-9a-f]{16}\.tmp$", re.DOTALL)
 STALE_AFTER_S = 60.0
-WAIT_ENV = env.OUTPUT_WAIT
-PAUSE_ENV = env.WRITE_PAUSE
+WAIT_ENV = envvars.OUTPUT_WAIT
+PAUSE_ENV = envvars.WRITE_PAUSE
 _DEFAULT_WAIT_S = 10.0
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _FD_DIR = re.compile(r"^/proc/(self|thread-self|\d+)(/task/\d+)?/fd$")
@@ -219,7 +219,7 @@ def _write_stdout(content: str | bytes) -> None:
 
 
 def _wait_s() -> float:
-    text = env.read(WAIT_ENV)
+    text = envvars.read(WAIT_ENV)
     if text is None:
         return _DEFAULT_WAIT_S
     try:
@@ -388,7 +388,7 @@ def _unlink_quietly(path: str) -> None:
 
 def _pause_s() -> float:
     try:
-        return float(env.read(PAUSE_ENV) or "0")
+        return float(envvars.read(PAUSE_ENV) or "0")
     except ValueError:
         return 0.0
 

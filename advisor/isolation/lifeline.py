@@ -19,11 +19,11 @@ import sys
 import threading
 import time
 
-from advisor import env
+from advisor import env as envvars
 
 __all__ = ["PARENT_ENV", "bind_to_parent"]
 
-PARENT_ENV = env.PARENT_PID
+PARENT_ENV = envvars.PARENT_PID
 _PR_SET_PDEATHSIG = 1
 
 
@@ -37,7 +37,7 @@ def _watch(parent: int) -> None:
 
 def bind_to_parent() -> None:
     """Die when the advisor that started this process dies; a no-op when not started by the advisor."""
-    text = (env.read(PARENT_ENV) or "")
+    text = (envvars.read(PARENT_ENV) or "")
     if not text.isdigit():
         return
     parent = int(text)

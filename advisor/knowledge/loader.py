@@ -11,20 +11,20 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from advisor import env
+from advisor import env as envvars
 from advisor.errors import DataTableError
 
 __all__ = ["DATA_DIR_ENV", "data_dir", "load_table"]
 
 M = TypeVar("M", bound=BaseModel)
 
-DATA_DIR_ENV = env.DATA_DIR
+DATA_DIR_ENV = envvars.DATA_DIR
 
 
 def data_dir() -> Path:
     """`$ADVISOR_DATA_DIR` (a maintainer's copy of the tables, e.g. one without the newest release), else
     `advisor/data` inside an installed wheel, else the repository's top-level `data/`."""
-    override = env.read(DATA_DIR_ENV)
+    override = envvars.read(DATA_DIR_ENV)
     if override:
         root = Path(override).expanduser()
         if not (root / "capabilities.json").is_file():

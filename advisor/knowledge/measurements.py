@@ -29,7 +29,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from advisor import env
+from advisor import env as envvars
 from advisor.facts import Environment, TorchInfo, known
 from advisor.knowledge.stored_row import is_busy, is_corrupt, row_problem
 
@@ -47,7 +47,7 @@ __all__ = [
     "versions_of",
 ]
 
-CACHE_ENV = env.CACHE_DIR  # shared with the analysis cache of issue 14: one folder, separate files
+CACHE_ENV = envvars.CACHE_DIR  # shared with the analysis cache of issue 14: one folder, separate files
 STORE_NAME = "measurements.sqlite"
 STORE_MAX_BYTES = 256 * 1024 * 1024  # a row is ~300 bytes: close to a million measurements
 _ROW_LIMIT = 10_000  # rows one lookup reads (one GPU, one model shape)

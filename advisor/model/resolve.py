@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from advisor import env
+from advisor import env as envvars
 from advisor.errors import ModelResolutionError
 from advisor.io.read_input import CONFIG_MAX_BYTES, path_kind, printable, read_json_file
 from advisor.knowledge import Knowledge, load_knowledge
@@ -28,11 +28,11 @@ _GENERATIVE_SUFFIXES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration"
 
 def _hf_cache_dirs() -> list[Path]:
     dirs = []
-    for var in (env.HF_HUB_CACHE, env.HUGGINGFACE_HUB_CACHE):
-        value = env.read(var)
+    for var in (envvars.HF_HUB_CACHE, envvars.HUGGINGFACE_HUB_CACHE):
+        value = envvars.read(var)
         if value:
             dirs.append(Path(value))
-    hf_home = Path(env.read(env.HF_HOME) or Path.home() / ".cache" / "huggingface")
+    hf_home = Path(envvars.read(envvars.HF_HOME) or Path.home() / ".cache" / "huggingface")
     dirs.append(hf_home / "hub")
     return dirs
 

@@ -13,7 +13,7 @@ import datetime as _dt
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from advisor import env
+from advisor import env as envvars
 from advisor.facts import (
     ComputeCapability,
     Environment,
@@ -129,7 +129,7 @@ def _live_torch(capabilities: list[ComputeCapability], nv: NvmlResult, *, cache:
         return probe_torch(capabilities)
     gpus = [] if isinstance(nv.gpus, Unavailable) else [[str(g.uuid), str(g.compute_capability)] for g in nv.gpus]
     key = {"torch": stamp, "capabilities": [str(cc) for cc in capabilities], "gpus": gpus,
-           "driver": nv.driver.model_dump(mode="json"), "visible": env.read(env.CUDA_VISIBLE_DEVICES)}
+           "driver": nv.driver.model_dump(mode="json"), "visible": envvars.read(envvars.CUDA_VISIBLE_DEVICES)}
     extra = analysis_cache.source_stamp(probe_torch)
     hit = analysis_cache.get("torch-probe", key, transformers=None, extra=extra)
     if isinstance(hit, dict):
@@ -163,7 +163,7 @@ def _cached_kernel_runs(specs: list[Any], nv: NvmlResult, dtypes: list[str], dev
 
     packages = {d: version(d) for d in ("flash-attn", "flash-attn-3", "flash-attn-4", "kernels", "bitsandbytes", "triton")}
     key = {"torch": stamp, "gpus": [[str(g.uuid), str(g.compute_capability)] for g in nv.gpus],
-           "driver": nv.driver.model_dump(mode="json"), "visible": env.read(env.CUDA_VISIBLE_DEVICES),
+           "driver": nv.driver.model_dump(mode="json"), "visible": envvars.read(envvars.CUDA_VISIBLE_DEVICES),
            "requests": [s.request(device, dtypes) for s in specs], "packages": packages}
     from advisor.probe import kernel_worker
 

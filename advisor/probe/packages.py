@@ -88,8 +88,8 @@ elif hip and release < (0, 46):  # lib_prefixes: CUDA libraries only before 0.46
     backend, why = "ROCm", f"bitsandbytes {'.'.join(map(str, release))} has no ROCm library (ROCm from 0.46)"
 elif hip or cuda:
     backend, prefix, runtime = ("ROCm", "rocm", hip) if hip else ("CUDA", "cuda", cuda)
-    override = env.read(env.BNB_ROCM_VERSION) if hip and release >= (0, 50) else (
-        None if hip else env.read(env.BNB_CUDA_VERSION))  # rocm_override_env
+    override = os.environ.get("BNB_ROCM_VERSION") if hip and release >= (0, 50) else (
+        None if hip else os.environ.get("BNB_CUDA_VERSION"))  # rocm_override_env
     exact = f"libbitsandbytes_{prefix}{override or compact(runtime)}{suffix}"
     names = [exact]
     if not override and release >= (0, 50) and not (bnb_dir / exact).is_file():  # lib_fallback: same major

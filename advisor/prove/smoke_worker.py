@@ -35,7 +35,7 @@ import sys
 import time
 from typing import Any
 
-from advisor import env
+from advisor import env as envvars
 from advisor.isolation.lifeline import bind_to_parent
 
 __all__ = [
@@ -43,7 +43,7 @@ __all__ = [
     "compare_outputs", "main",
 ]
 
-FAULT_ENV = env.SMOKE_FAULT
+FAULT_ENV = envvars.SMOKE_FAULT
 
 # (atol, rtol): allowed max |diff| = max(atol, rtol * max|reference|); see the module docstring for why.
 TOLERANCES: dict[str, tuple[float, float]] = {
@@ -97,7 +97,7 @@ def tolerance_for(key: str, reference_max_abs: float) -> float:
 
 def _faults() -> dict[str, str]:
     """`which -> kind` from ADVISOR_SMOKE_FAULT; `*` means every attempt."""
-    spec = (env.read(FAULT_ENV) or "").strip()
+    spec = (envvars.read(FAULT_ENV) or "").strip()
     faults: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in spec.split(","))):
         kind, _, which = item.partition("@")
