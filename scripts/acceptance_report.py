@@ -131,11 +131,14 @@ def report(releases: list[str], folder: Path) -> dict[str, Any]:
             out["missing"].append(release)
             continue
         cells = executed_cells(data)
-        undecided = [{"cell": f"{mt}/{impl}", "reason": note} for (mt, impl), (c, note) in sorted(cells.items())
-                     if c == "?"]
+        undecided: dict[str, list[str]] = {}  # reason -> cells (one reason often covers every cell of a type)
+        for (mt, impl), (c, note) in sorted(cells.items()):
+            if c == "?":
+                undecided.setdefault(note, []).append(f"{mt}/{impl}")
         entry = {
             "cells": len(cells),
-            "undecided": undecided,
+            "undecided_count": sum(len(v) for v in undecided.values()),
+            "undecided": dict(sorted(undecided.items())),
             "impls": [i for i in data["impls"] if i not in data["not_accepted"]],
             "wheel": data.get("wheel", {}),
             "api": data.get("api"),
@@ -147,6 +150,15 @@ def report(releases: list[str], folder: Path) -> dict[str, Any]:
                 entry[name] = {"error": f"{type(exc).__name__}: {exc}"}
         out["releases"][release] = entry
     return out
+
+
+def dumps(value: Any, indent: str = "") -> str:
+    """JSON with objects one key a line and every list on one line (the report stays small and diffable)."""
+    if isinstance(value, dict) and value:
+        inner = indent + " "
+        body = ",\n".join(f"{inner}{json.dumps(k)}: {dumps(v, inner)}" for k, v in value.items())
+        return "{\n" + body + "\n" + indent + "}"
+    return json.dumps(value, separators=(", ", ": "))
 
 
 def _pct(value: Any) -> str:
@@ -172,13 +184,13 @@ def markdown(result: dict[str, Any], baseline: dict[str, Any] | None, command: s
     head = "| release | API | cells | undecided | matrix agreed/decided | matrix | full | history |"
     sep = "|---|---|---|---|---|---|---|---|"
     if baseline:
-        head = head[:-1] + " before (matrix) | audit |"
+        head += " before (matrix) | audit |"
         sep += "---|---|"
     lines += [head, sep]
     for release in releases:
         entry = result["releases"][release]
         m = entry["matrix"]
-        row = (f"| {release} | {entry['api']} | {entry['cells']} | {len(entry['undecided'])} | "
+        row = (f"| {release} | {entry['api']} | {entry['cells']} | {entry['undecided_count']} | "
                f"{m.get('agreed', '-')}/{m.get('decided', '-')} | {_pct(m.get('percent'))} | "
                f"{_pct(entry['full'].get('percent'))} | {_pct(entry['history'].get('percent'))} |")
         if baseline:
@@ -200,14 +212,10 @@ def markdown(result: dict[str, Any], baseline: dict[str, Any] | None, command: s
         lines.append("None.")
     lines += ["", "## Undecided cells, with reasons", ""]
     for release in releases:
-        und = result["releases"][release]["undecided"]
-        if not und:
-            continue
-        by_reason: dict[str, list[str]] = {}
-        for item in und:
-            by_reason.setdefault(item["reason"], []).append(item["cell"])
-        lines.append(f"- {release} ({len(und)}): " + "; ".join(
-            f"{', '.join(f'`{c}`' for c in cells)}: {reason}" for reason, cells in sorted(by_reason.items())))
+        entry = result["releases"][release]
+        if entry["undecided"]:
+            lines.append(f"- {release} ({entry['undecided_count']}): " + "; ".join(
+                f"{', '.join(f'`{c}`' for c in cells)}: {reason}" for reason, cells in entry["undecided"].items()))
     return "\n".join(lines) + "\n"
 
 
@@ -233,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         f" --baseline {args.baseline.relative_to(REPO) if args.baseline.is_absolute() and args.baseline.is_relative_to(REPO) else args.baseline}"
         if args.baseline else "")
     args.output_json.parent.mkdir(parents=True, exist_ok=True)
-    args.output_json.write_text(json.dumps(result, indent=1) + "\n")
+    args.output_json.write_text(dumps(result) + "\n")
     if not args.json_only:
         baseline = json.loads(args.baseline.read_text()) if args.baseline else None
         args.output_md.parent.mkdir(parents=True, exist_ok=True)
@@ -243,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{release}: matrix {_pct(entry['matrix'].get('percent'))} "
               f"({entry['matrix'].get('agreed')}/{entry['matrix'].get('decided')}), full "
               f"{_pct(entry['full'].get('percent'))}, history {_pct(entry['history'].get('percent'))}, "
-              f"undecided {len(entry['undecided'])}")
+              f"undecided {entry['undecided_count']}")
     return 0
 
 

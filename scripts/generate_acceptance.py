@@ -45,7 +45,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 import generate_attention_history as gah  # noqa: E402  (the install/wheelhouse machinery)
 
-from advisor.knowledge.acceptance import IMPLS, METHOD  # noqa: E402
+from advisor.knowledge.acceptance import IMPLS, METHOD, final_verdicts  # noqa: E402
 
 DEFAULT_OUTPUT = REPO / "data" / "acceptance"
 DEFAULT_CACHE = REPO / ".dev" / "acceptance"
@@ -210,6 +210,7 @@ def compact(record: dict[str, Any], wheel: dict[str, str], python: str) -> dict[
     types: dict[str, list[Any]] = {}
     counts = {"accepted": 0, "refused": 0, "undecided": 0}
     for row in sorted(record["rows"], key=lambda r: r["model_type"]):
+        row = final_verdicts(row)
         flags, notes = [], {}
         for impl in impls:
             if impl not in executed:
@@ -261,7 +262,7 @@ def dump(data: dict[str, Any]) -> str:
     for index, (key, value) in enumerate(items):
         comma = "," if index < len(items) - 1 else ""
         if key == "types":
-            lines.append(f' "types": {{')
+            lines.append(' "types": {')
             inner = list(value.items())
             for j, (name, row) in enumerate(inner):
                 sep = "," if j < len(inner) - 1 else ""
@@ -283,7 +284,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--refresh", action="store_true", help="redo releases whose file exists")
     parser.add_argument("--keep-envs", action="store_true")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per release child")
+    parser.add_argument("--recompact", action="store_true",
+                        help="rewrite the files of releases whose child result is cached, without running anything")
     args = parser.parse_args(argv)
+    if args.recompact:
+        cache = args.cache_dir.resolve()
+        for path in sorted((cache / "results").glob("*.json")):
+            record = json.loads(path.read_text())
+            release = record["release"]
+            if args.releases and release not in args.releases:
+                continue
+            out = args.output / f"transformers-{release}.json"
+            out.write_text(dump(compact(record, _wheel(cache / "wheels", release), args.python)))
+            gah.log(f"rewrote {out.name} from {path.name}")
+        return 0
 
     cache: Path = args.cache_dir.resolve()
     _seed_wheelhouse(cache / "wheels")

@@ -64,6 +64,7 @@ from typing import Any
 
 __all__ = [
     "IMPLS",
+    "final_verdicts",
     "KernelReached",
     "decide_model_type",
     "install_flash_stubs",
@@ -402,6 +403,18 @@ def decide_model_type(model_type: str, class_name: str, impls: tuple[str, ...], 
         row["cells"][impl] = verdict
         del model
     row["seconds"] = round(time.monotonic() - started, 2)
+    return final_verdicts(row)
+
+
+def final_verdicts(row: dict[str, Any]) -> dict[str, Any]:
+    """A request the release replaced by eager while loading (4.54-4.56 turn an explicit `sdpa` on a class without
+    SDPA into eager at `__init__`, without a word) is not supported: the load succeeds, the implementation never runs.
+    Other replacements (a class's own flash kernel for a flash request) stay accepted. Idempotent."""
+    for impl, applied in list(row.get("applied", {}).items()):
+        if applied == "eager" and row["cells"].get(impl) is True:
+            row["cells"][impl] = False
+            row["reasons"][impl] = "silently runs eager: the release replaces the request at load (applied: eager)"
+            del row["applied"][impl]
     return row
 
 

@@ -23,7 +23,7 @@ __all__ = [
 
 TABLE_SCHEMA_VERSION = 1
 
-ATTENTION_IMPLS = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
+ATTENTION_IMPLS = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flash_attention_4", "flex_attention")
 
 
 class _Row(BaseModel):
@@ -134,6 +134,7 @@ class ArchitectureSupport(_Row):
     flash_attention_2: bool
     flash_attention_3: bool
     flex_attention: bool
+    flash_attention_4: bool | None = Field(None, description="Executed acceptance (issue 28); None: not stored.")
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 

@@ -145,7 +145,7 @@ def _index(history: AttentionHistory, release: str) -> int:
 def test_file_is_compact_and_covers_every_minor(history: AttentionHistory) -> None:
     assert DATA.stat().st_size < 1_000_000
     raw = json.loads(DATA.read_text())
-    assert raw["generated_by"] == "python scripts/generate_attention_history.py"
+    assert raw["generated_by"].startswith("python scripts/generate_attention_history.py")  # then matrix_from_acceptance
     minors = {tuple(int(p) for p in r.split(".")[:2]) for r in history.releases}
     assert {(4, m) for m in range(36, 58)} <= minors, "one release per minor 4.36 .. 4.57"
     assert (5, 0) in minors and history.releases[-1].startswith("5.")
