@@ -194,9 +194,10 @@ def test_flags_follow_the_flag_renames(history: AttentionHistory) -> None:
         if tuple(int(p) for p in release.split(".")[:2]) < (4, 53):
             assert flag == "0", release
     assert llama.flash_attention_3[_index(history, "4.54.1")] == "1"
-    # no flex_attention before 4.48 for anyone
-    before = _index(history, "4.48.3")
-    assert all(set(row.flex_attention[:before]) <= {"0", "-", "?"} for row in history.architectures.values())
+    # no flex_attention before 4.47 (the name is not accepted); 4.47.1 accepts it for gpt_neox only (executed)
+    first = _index(history, "4.47.1")
+    assert all(set(row.flex_attention[:first]) <= {"0", "-", "?"} for row in history.architectures.values())
+    assert {mt for mt, row in history.architectures.items() if row.flex_attention[first] == "1"} == {"gpt_neox"}
 
 
 @pytest.mark.parametrize("release", GUIDE_RELEASES)
