@@ -129,7 +129,7 @@ def test_shipped_matrix_agrees_with_the_executed_acceptance() -> None:
     """From the committed files only: the history's flags and the matrix view per covered release."""
     history = load_history()
     covered = [r for r in history.releases if (ACCEPTANCE / f"transformers-{r}.json").exists()]
-    assert {"4.46.3", "4.57.6", "5.4.0", "5.25.0"} <= set(covered)
+    assert covered == history.releases, f"not executed: {sorted(set(history.releases) - set(covered))}"
     low = {}
     for release in covered:
         cells = acceptance_report.executed_cells(acceptance_report.load_acceptance(release, ACCEPTANCE) or {})
