@@ -55,12 +55,13 @@ import json
 import os
 import re
 import sys
-import tempfile
 import time
 import types
 import warnings
 from pathlib import Path
 from typing import Any
+
+from advisor.rundir import run_dir
 
 __all__ = [
     "IMPLS",
@@ -126,7 +127,10 @@ def install_flash_stubs() -> Path:
     """Make the flash packages importable with metadata (call before transformers is imported)."""
     if not any(isinstance(f, _StubFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, _StubFinder())
-    site = Path(tempfile.mkdtemp(prefix="advisor-flash-stubs-"))
+    site = run_dir() / "flash-stubs"  # removed when the process exits
+    if str(site) in sys.path:
+        return site
+    site.mkdir(exist_ok=True)
     tops = {"flash_attn": "flash_attn", "flash_attn_4": "flash_attn", "flash_attn_3": "flash_attn_interface"}
     for key, (name, version) in FLASH_STUB_VERSIONS.items():
         info = site / f"{name.replace('-', '_')}-{version}.dist-info"
