@@ -1,7 +1,7 @@
 """Inference Advisor: how to load a Hugging Face transformers model on your hardware, proven.
 
 probe -> Environment snapshot -> knowledge tables -> rules -> plan -> emit / smoke / report.
-The public API is imported lazily, so child processes (`advisor.smoke_worker`, `advisor.bench_worker`)
+The public API is imported lazily, so child processes (`advisor.prove.smoke_worker`, `advisor.prove.bench_worker`)
 do not pay for it.
 """
 
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from advisor.api import CheckResult, check, doctor, matrix, probe, recommend, target_environment
     from advisor.facts import Environment
-    from advisor.plan import Recommendation
+    from advisor.plan.options import Recommendation
 
 __all__ = [
     "CheckResult",
@@ -39,7 +39,7 @@ _LAZY = {
     "recommend": "advisor.api",
     "target_environment": "advisor.api",
     "Environment": "advisor.facts",
-    "Recommendation": "advisor.plan",
+    "Recommendation": "advisor.plan.options",
 }
 
 
@@ -51,6 +51,6 @@ def __getattr__(name: str) -> Any:
 
 def load(model: str, **kwargs: Any) -> Any:
     """Plan, smoke-test with fallback, then load: returns (model, tokenizer, report)."""
-    from advisor.smoke import load as _load
+    from advisor.prove.smoke import load as _load
 
     return _load(model, **kwargs)

@@ -9,21 +9,24 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from advisor.emit import quantization_of
+from advisor.candidate import DTYPE_NAMES, Candidate
 from advisor.errors import UsageError
+from advisor.estimate.memory import MemoryEstimate
 from advisor.facts import SCHEMA_VERSION, Environment
 from advisor.findings import Finding, Severity
-from advisor.inputs import printable, read_json_file
+from advisor.io.read_input import printable, read_json_file
 from advisor.knowledge import load_knowledge
 from advisor.knowledge.schema import AttentionSupportTable
-from advisor.memory import MemoryEstimate
-from advisor.model import ModelSpec, resolve_model
-from advisor.plan import PlanRequest, Recommendation, evaluate, make_context, make_plan
-from advisor.remote_code import refuse_code_keys
-from advisor.report import DoctorReport, build_report
+from advisor.model.remote_code import refuse_code_keys
+from advisor.model.resolve import resolve_model
+from advisor.model.spec import ModelSpec
+from advisor.plan.doctor_report import DoctorReport, build_report
+from advisor.plan.emit import quantization_of
+from advisor.plan.options import PlanRequest, Recommendation
+from advisor.plan.recommend import evaluate, make_context, make_plan
+from advisor.probe.target import TargetSpec, resolve_target
 from advisor.rules import run_environment_rules
-from advisor.rules.base import Candidate, Context
-from advisor.targets import TargetSpec, resolve_target
+from advisor.rules.base import Context
 
 __all__ = ["probe", "recommend", "check", "doctor", "matrix", "CheckResult", "target_environment", "parse_config"]
 
@@ -101,7 +104,7 @@ def recommend(
 ) -> Recommendation:
     """Plan how to load `model` on the target; `plan.from_pretrained_kwargs()` is ready for from_pretrained."""
     # issue 14: a new config's meta-device count (importing transformers) overlaps the probe's waits on its children
-    from advisor.overlap import in_background
+    from advisor.isolation.background import in_background
 
     pending = in_background(_model, model, allow_download, trust_remote_code)
     env = _hub_reach(target_environment(**{"import_torch": False, **target}), allow_download)
@@ -136,7 +139,7 @@ def _default_dtype(spec: ModelSpec, transformers_version: str | None) -> str:
     if transformers_version and version_matches(transformers_version, "<5.0"):
         return "float32"
     stored = (spec.stored_dtype or "float32").removeprefix("torch.")
-    return stored if stored in ("float32", "float16", "bfloat16") else "float32"
+    return stored if stored in DTYPE_NAMES else "float32"
 
 
 def parse_config(data: dict[str, Any], *, source: str = "the config") -> dict[str, Any]:
@@ -159,9 +162,9 @@ def _check_kwarg_types(data: dict[str, Any], source: str) -> None:
     `attn_implementation: 7` crashed, a `device_map` list gave exit 1 and a string `quantization_config` exit 0."""
     from pydantic import ValidationError
 
-    from advisor.inputs import field_name
-    from advisor.manifest import FromPretrained
-    from advisor.prequantized import QuantizationFields
+    from advisor.io.read_input import field_name
+    from advisor.model.prequantized import QuantizationFields
+    from advisor.plan.options import FromPretrained
 
     try:
         FromPretrained.model_validate({k: v for k, v in data.items() if v is not None})
@@ -195,8 +198,8 @@ def _config_candidate(config: dict[str, Any], ctx: Context, spec: ModelSpec, att
         dtype = dtype.removeprefix("torch.")
     if dtype in (None, "auto"):
         dtype = _default_dtype(spec, tf) if dtype is None else (spec.stored_dtype or "float32").removeprefix("torch.")
-    if dtype not in ("float32", "float16", "bfloat16"):
-        raise UsageError(f"dtype {dtype!r} is not one of float32, float16, bfloat16")
+    if dtype not in DTYPE_NAMES:
+        raise UsageError(f"dtype {dtype!r} is not one of {', '.join(DTYPE_NAMES)}")
     if quantize is None:
         quantize = quantization_of(config)
     attn = attn or config.get("attn_implementation")
@@ -239,7 +242,9 @@ def check(
             raise UsageError(f"config file {printable(path)} must hold a JSON object of from_pretrained kwargs")
         config = raw
     data = parse_config(config or {}, source=f"config file {config_path}" if config_path else "the config")
-    from advisor.overlap import in_background  # the model is described beside the probe (issue 14)
+    from advisor.isolation.background import (
+        in_background,  # the model is described beside the probe (issue 14)
+    )
 
     pending = in_background(_model, model, allow_download, trust_remote_code)
     env = _hub_reach(target_environment(**{"import_torch": False, **target}), allow_download, data.get("use_kernels"))
@@ -252,7 +257,7 @@ def check(
     findings = run_environment_rules(ctx) + evaluation.findings
     failures = [f for f in findings if f.severity is Severity.FAIL]
     warnings = [f for f in findings if f.severity is Severity.WARN]
-    from advisor.ranking import measured_notes
+    from advisor.plan.ranking import measured_notes
 
     notes = measured_notes(spec, env, candidate, batch=batch) if measurements else []
     return CheckResult(ok=not failures, label=candidate.label(), target=env.description or env.source,
@@ -284,7 +289,7 @@ def doctor(
         findings = run_environment_rules(Context(env=env, knowledge=knowledge))
     smoke_report = None
     if smoke and recommendation is not None:
-        from advisor.smoke import plan_options, run_smoke
+        from advisor.prove.smoke import plan_options, run_smoke
 
         smoke_report = run_smoke(recommendation.model, plan_options(recommendation)).model_dump(mode="json")
     return build_report(env, findings, recommendation, smoke_report)
@@ -292,11 +297,11 @@ def doctor(
 
 def matrix(transformers_version: str | None = None, *, refresh: bool = False) -> AttentionSupportTable:
     """Attention support per architecture for a release (default: the installed transformers)."""
-    from advisor.support import table_for
+    from advisor.model.attention_support import table_for
 
     if transformers_version is None and refresh is False:
-        from advisor.support import installed_transformers
+        from advisor.knowledge.installed import installed_version
 
-        if installed_transformers() is None:
+        if installed_version() is None:
             raise UsageError("transformers is not installed here: name a release with --transformers VERSION")
     return table_for(transformers_version, load_knowledge(), refresh=refresh)[0]

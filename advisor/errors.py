@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from advisor.findings import Finding
 
 __all__ = [
@@ -18,6 +20,9 @@ __all__ = [
     "NoViablePlanError",
     "SmokeTestError",
     "OnnxEnvironmentError",
+    "InputFileError",
+    "ManifestError",
+    "RemoteCodeError",
 ]
 
 
@@ -81,3 +86,25 @@ class OnnxEnvironmentError(AdvisorError):
     Exit 1, not 2: the command was right, this environment is what fails the check."""
 
     exit_code = 1
+
+
+class InputFileError(UsageError):
+    """A user file that cannot be used; `shown` is its printable name, `problem` what is wrong with it."""
+
+    def __init__(self, what: str, shown: str, problem: str) -> None:
+        self.shown, self.problem = shown, problem
+        super().__init__(f"{what} {shown}: {problem}")
+
+
+class ManifestError(UsageError):
+    """A manifest that cannot be used: names the file, the line and the field."""
+
+    def __init__(self, path: Path, line: int | None, field: str, problem: str) -> None:
+        self.path, self.line, self.field = path, line, field
+        where = f"{path}, line {line}" if line is not None else f"{path}"
+        what = f", field {field}" if field else ""
+        super().__init__(f"manifest {where}{what}: {problem}; see docs/manifest.md")
+
+
+class RemoteCodeError(UsageError):
+    """A file asked for code to be run or fetched; only the user's flag may (exit 2)."""

@@ -5,10 +5,10 @@ NOTE: issue 14 item 5 - a tiny model printed "0.00B params" and "0.0 GiB"; every
 
 from __future__ import annotations
 
-__all__ = ["params", "size", "seconds", "millis", "diff", "plural"]
+__all__ = ["GiB", "MiB", "params", "size", "seconds", "millis", "diff", "plural"]
 
-_GiB = 1024**3
-_MiB = 1024**2
+MiB = 1024**2
+GiB = 1024**3
 
 
 def params(count: int | float) -> str:
@@ -24,10 +24,10 @@ def size(n: int | float | None) -> str:
     """GiB with one decimal; MiB below 0.1 GiB, so a small number never reads "0.0 GiB"."""
     if n is None:
         return "?"
-    if abs(n) >= 0.1 * _GiB:
-        return f"{n / _GiB:.1f} GiB"
-    if abs(n) >= 0.1 * _MiB:
-        return f"{n / _MiB:.1f} MiB"
+    if abs(n) >= 0.1 * GiB:
+        return f"{n / GiB:.1f} GiB"
+    if abs(n) >= 0.1 * MiB:
+        return f"{n / MiB:.1f} MiB"
     return f"{int(n)} B"
 
 

@@ -9,7 +9,7 @@ Each command gets its own analysis cache ($ADVISOR_CACHE_DIR):
 - "empty cache": a fresh, empty folder for every run (what a first run on this machine costs);
 - "seen before": one untimed run first fills it, then every timed run reads it.
 The "new config" is the shipped Llama-3-8B config with one field changed per run (a config never seen: a
-relative of a shipped model with another vocabulary, counted by that model's formula, advisor.param_formula),
+relative of a shipped model with another vocabulary, counted by that model's formula, advisor.model.param_formula),
 written to a model folder. The "new structure" also sets `attention_bias: true` (bias parameters the formula
 never saw), so it is built on the meta device: importing torch and transformers; reported, no target. Targets (issue 14): recommend/check on a shipped
 model or a config seen before <= 0.3x, the first run on a new config <= 1.0x, doctor without a model <= 0.5x

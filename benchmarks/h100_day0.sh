@@ -70,7 +70,7 @@ model_dir, kwargs_json, out = sys.argv[1], sys.argv[2], sys.argv[3]
 result = {"kwargs": json.loads(kwargs_json), "ok": False}
 try:
     import torch, transformers
-    from advisor.emit import to_kwargs
+    from advisor.plan.emit import to_kwargs
     kwargs = to_kwargs(dict(result["kwargs"]))
     cuda = torch.cuda.is_available()
     sync = torch.cuda.synchronize if cuda else (lambda: None)
@@ -139,8 +139,8 @@ json.dump([{**kw, "attn_implementation": a, "dtype": d} for a, d in
 PY
 step smoke-plain 300 "$PY" -m advisor smoke "$MODEL" --config /tmp/day0_plain_options.json --timeout 120 --format json -o "$OUT/smoke-plain.json"
 for name in plan plain; do  # the text reports, rendered from the JSON ones (no second run)
-  "$PY" -c "import json, sys; from advisor.smoke import SmokeReport; from advisor.render import render, OutputFormat; \
-print(render(SmokeReport.model_validate(json.load(open(sys.argv[1]))), OutputFormat.TEXT, kind='smoke'))" \
+  "$PY" -c "import json, sys; from advisor.prove.smoke import SmokeReport; from advisor.render import render, OutputFormat; \
+print(render(SmokeReport.model_validate(json.load(open(sys.argv[1]))), OutputFormat.TEXT))" \
     "$OUT/smoke-$name.json" > "$OUT/smoke-$name.txt" 2>&1 || true
 done
 

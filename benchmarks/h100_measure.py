@@ -7,7 +7,7 @@ Two calls of at most 9 minutes each, then a merge on any machine:
     python benchmarks/h100_measure.py --part 2 OUT_DIR   # the rest + `advisor tune` on a 7B + fidelity
     python benchmarks/h100_measure.py --merge OUT_DIR data/measurements/h100.json
 
-Every candidate runs in a child through the benchmark worker (advisor/bench_worker.py) with random weights built
+Every candidate runs in a child through the benchmark worker (advisor/prove/bench_worker.py) with random weights built
 on the device (advisor/prove/random_model.py), on the real config of each model (data/models/ or the configs
 below). Workloads: prefill at batch 1 (one forward of 1 x 2048 tokens) and batched decode (16 x 512, 32 new
 tokens). Candidates: sdpa and eager in bfloat16 (flex_attention compiles for tens of seconds per shape and
@@ -76,7 +76,7 @@ def _config(name: str) -> dict[str, Any]:
 
 
 def _spec(name: str, tmp: Path) -> Any:
-    from advisor.model import resolve_model
+    from advisor.model.resolve import resolve_model
 
     path = tmp / name.replace("/", "--") / "config.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -86,8 +86,8 @@ def _spec(name: str, tmp: Path) -> Any:
 
 def _labels(spec: Any, env: Any) -> dict[str, dict[str, Any]]:
     """attn -> from_pretrained kwargs of the bf16, unquantized, one-GPU option (labels as the planner writes them)."""
-    from advisor.emit import from_pretrained_json
-    from advisor.rules.base import Candidate
+    from advisor.candidate import Candidate
+    from advisor.plan.emit import from_pretrained_json
 
     out = {}
     for attn in ATTNS:
@@ -105,11 +105,11 @@ def _workloads(positions: int | None) -> dict[str, dict[str, Any]]:
 
 def _time(spec: Any, config: dict[str, Any], kwargs: dict[str, Any], layers: int | None,
           positions: int | None = None) -> dict[str, Any]:
-    from advisor.isolation import run_child
-    from advisor.plan import auto_class_name
+    from advisor.isolation.child import run_child
+    from advisor.plan.recommend import auto_class_name
 
     begin = time.perf_counter()
-    result = run_child("advisor.bench_worker", {
+    result = run_child("advisor.prove.bench_worker", {
         "path": None, "auto_class": auto_class_name(spec), "from_pretrained": kwargs, "generative": spec.generative,
         "repeats": 5, "trust_remote_code": False, "random_config": config, "layers": layers,
         "workloads": _workloads(positions),
@@ -124,7 +124,8 @@ def _metric(workload: str, generative: bool) -> str:
 
 def measure(names: list[str], env: Any, tmp: Path, start: float, layers_for: dict[str, int | None],
             log: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from advisor.knowledge.measurements import shape_signature, versions_of
+    from advisor.knowledge.measurements import versions_of
+    from advisor.model.spec import shape_signature
 
     versions = versions_of(env).model_dump()
     rows = []
@@ -205,7 +206,7 @@ def fidelity(out: Path) -> list[dict[str, Any]]:
     import torch
     import transformers
 
-    from advisor.smoke_fidelity import compare
+    from advisor.prove.fidelity import compare
 
     rows = []
     folder = Path(tempfile.mkdtemp(prefix="fidelity-model-"))
@@ -266,7 +267,7 @@ def main() -> None:
     if args.merge:
         merge(Path(args.merge[0]), Path(args.merge[1]))
         return
-    from advisor.targets import TargetSpec, resolve_target
+    from advisor.probe.target import TargetSpec, resolve_target
 
     start = time.perf_counter()
     out: Path = args.out

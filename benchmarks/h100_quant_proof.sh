@@ -29,7 +29,7 @@ python3 -m advisor smoke /tmp/llama1b --quantize 8bit --dtype bfloat16 --attn sd
 python3 - <<'PY'
 import json, os
 from advisor.render import OutputFormat, render
-from advisor.smoke import SmokeReport
+from advisor.prove.smoke import SmokeReport
 out = os.environ.get("OUT", "/tmp/out")
 for name in ("smoke-falcon7b-4layers", "smoke-llama1b-8bit"):
     try:
@@ -37,7 +37,7 @@ for name in ("smoke-falcon7b-4layers", "smoke-llama1b-8bit"):
     except Exception as exc:
         print(name, "missing:", exc)
         continue
-    text = render(report, OutputFormat.TEXT, kind="smoke")
+    text = render(report, OutputFormat.TEXT)
     open(f"{out}/{name}.txt", "w").write(text)
     print(text)
     for a in report.attempts:

@@ -15,12 +15,12 @@ python3 -m advisor recommend /tmp/llama1b > $OUT/h100-recommend-llama1b.txt
 timeout ${SMOKE_TIMEOUT:-380} python3 -m advisor smoke /tmp/llama1b --all --timeout 120 --format json -o $OUT/h100-smoke-llama1b.json; echo "smoke exit $?"
 python3 - <<'PY'
 import json, os
-from advisor.smoke import SmokeReport
+from advisor.prove.smoke import SmokeReport
 from advisor.render import render, OutputFormat
 out = os.environ.get("OUT", "/tmp/out")
 try:
     r = SmokeReport.model_validate(json.load(open(f"{out}/h100-smoke-llama1b.json")))
-    open(f"{out}/h100-smoke-llama1b.txt", "w").write(render(r, OutputFormat.TEXT, kind="smoke"))
+    open(f"{out}/h100-smoke-llama1b.txt", "w").write(render(r, OutputFormat.TEXT))
 except Exception as e:
     print("no smoke report:", e)
 PY

@@ -12,7 +12,7 @@ python3 -m advisor smoke /tmp/llama1b --all --quantize 8bit --dtype bfloat16 --a
 python3 -m advisor smoke /tmp/llama1b --all --quantize 4bit --dtype bfloat16 --attn sdpa --timeout 120 --format json -o $OUT/smoke-4bit.json; echo "smoke 4bit exit $?"
 python3 - <<'PY'
 import json, os
-from advisor.smoke import SmokeReport
+from advisor.prove.smoke import SmokeReport
 from advisor.render import render, OutputFormat
 out = os.environ.get("OUT", "/tmp/out")
 attempts = []
@@ -25,6 +25,6 @@ ok = [a for a in attempts if a["ok"]]
 merged = {"schema_version": 1, "ok": bool(ok), "model": "/tmp/llama1b (LlamaForCausalLM, 1.24B params, random weights)",
           "reference": json.load(open(f"{out}/smoke-none.json"))["reference"], "config": ok[0]["from_pretrained"] if ok else None, "attempts": attempts}
 json.dump(merged, open(f"{out}/h100-smoke-llama1b.json", "w"), indent=1)
-open(f"{out}/h100-smoke-llama1b.txt", "w").write(render(SmokeReport.model_validate(merged), OutputFormat.TEXT, kind="smoke"))
+open(f"{out}/h100-smoke-llama1b.txt", "w").write(render(SmokeReport.model_validate(merged), OutputFormat.TEXT))
 print(open(f"{out}/h100-smoke-llama1b.txt").read())
 PY

@@ -28,10 +28,10 @@ SHAPES = {"prefill": {"batch": 1, "seq_len": 2048}, "batch": {"batch": 16, "seq_
 
 
 def main() -> None:
-    from advisor.api import recommend
     from h100_measure import EXTRA
 
-    from advisor.model import resolve_model
+    from advisor.api import recommend
+    from advisor.model.resolve import resolve_model
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path)

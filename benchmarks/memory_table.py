@@ -31,10 +31,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from regret_memory import MODELS, slug_of  # noqa: E402
 
-from advisor.bench import BenchReport, repredict  # noqa: E402
-from advisor.memory import estimate_memory  # noqa: E402
-from advisor.model import describe_config, resolve_model  # noqa: E402
-from advisor.targets import load_environment  # noqa: E402
+from advisor.estimate.memory import estimate_memory  # noqa: E402
+from advisor.model.resolve import describe_config, resolve_model  # noqa: E402
+from advisor.probe.target import load_environment  # noqa: E402
+from advisor.prove.bench import BenchReport, repredict  # noqa: E402
 
 GPU = load_environment(ROOT / "docs" / "examples" / "h100-probe.json").gpu_list
 LOADED = {"bert-base": "BertModel"}  # the class `advisor bench` loaded in those runs (AutoModel)

@@ -15,9 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from advisor.bench import WORKLOADS  # noqa: E402
-from advisor.isolation import run_child  # noqa: E402
+from advisor.isolation.child import run_child  # noqa: E402
 from advisor.probe.nvml import gpu_local_cpus  # noqa: E402
+from advisor.prove.bench import WORKLOADS  # noqa: E402
 
 
 def main() -> None:
@@ -31,7 +31,7 @@ def main() -> None:
     results: dict[str, list[float]] = {arm: [] for arm in arms}
     for _ in range(args.processes):
         for arm, cpus in arms.items():
-            r = run_child("advisor.bench_worker", {
+            r = run_child("advisor.prove.bench_worker", {
                 "path": str(args.model), "auto_class": "AutoModelForCausalLM", "generative": True, "repeats": 5,
                 "from_pretrained": {"dtype": "bfloat16", "attn_implementation": "sdpa", "device_map": "cuda:0"},
                 "cpus": cpus, "workloads": {"decode": WORKLOADS["decode"].model_dump()},

@@ -24,11 +24,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from advisor.bench import WORKLOADS, Workload, run_bench  # noqa: E402
-from advisor.rules.base import Candidate  # noqa: E402
-from advisor.model import resolve_model  # noqa: E402
+from advisor.candidate import Candidate  # noqa: E402
+from advisor.model.resolve import resolve_model  # noqa: E402
+from advisor.probe.target import TargetSpec, resolve_target  # noqa: E402
+from advisor.prove.bench import WORKLOADS, Workload, run_bench  # noqa: E402
 from advisor.render import OutputFormat, render  # noqa: E402
-from advisor.targets import TargetSpec, resolve_target  # noqa: E402
 
 BASELINES = {
     "bare from_pretrained(model, device_map='cuda:0')": {"device_map": "cuda:0"},
@@ -98,8 +98,8 @@ def main() -> None:
         for report in reports:
             name = f"{slug}-{report.workload.name}" if regret else f"{slug}-quantized-{report.workload.name}"
             (args.out / f"{name}.json").write_text(report.model_dump_json(indent=1))
-            (args.out / f"{name}.md").write_text(render(report, OutputFormat.MARKDOWN, kind="bench"))
-            print(render(report, OutputFormat.TEXT, kind="bench"), flush=True)
+            (args.out / f"{name}.md").write_text(render(report, OutputFormat.MARKDOWN))
+            print(render(report, OutputFormat.TEXT), flush=True)
     print(json.dumps({"done": True}))
 
 

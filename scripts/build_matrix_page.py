@@ -16,7 +16,7 @@ sys.path.insert(0, str(ROOT))
 
 from advisor.cli import main as advisor_main  # noqa: E402
 from advisor.knowledge import load_knowledge  # noqa: E402
-from advisor.support import nearest_table  # noqa: E402
+from advisor.model.attention_support import nearest_table  # noqa: E402
 
 
 def build(out: Path, transformers: str | None = None) -> list[Path]:

@@ -80,7 +80,7 @@ def _type(prop: dict[str, Any]) -> str:
 
 
 def render() -> str:
-    from advisor.manifest import Manifest
+    from advisor.fleet.manifest import Manifest
 
     schema = Manifest.model_json_schema()
     lines = [INTRO, "## Fields", ""]
@@ -94,7 +94,7 @@ def render() -> str:
             lines.append(f"| `{field}` | {_type(prop)} | {'yes' if field in required else 'no'} | {default} | "
                          f"{prop.get('description', '')} |")
         lines.append("")
-    lines += ["## JSON Schema", "", "Generated from `advisor.manifest.Manifest` by `python scripts/gen_manifest_doc.py`.",
+    lines += ["## JSON Schema", "", "Generated from `advisor.fleet.manifest.Manifest` by `python scripts/gen_manifest_doc.py`.",
               "", "```json", json.dumps(schema, indent=2), "```"]
     return "\n".join(lines) + "\n"
 

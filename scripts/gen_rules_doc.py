@@ -31,7 +31,7 @@ def render() -> str:
 
 
 if __name__ == "__main__":
-    from advisor.fileio import write_output
+    from advisor.io.write_output import write_output
 
     write_output(ROOT / "docs" / "rules.md", render())
     print("wrote docs/rules.md")

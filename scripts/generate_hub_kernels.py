@@ -11,7 +11,7 @@ layers the model really has. The planner must answer both for a target whose rel
 How: for each stored release whose from_pretrained reads `use_kernels` (data/release_constraints.json
 `use_kernels_default` not null: 4.53.3 onwards), `pip install --target DIR transformers==X kernels<its extra's
 range>` with their own dependencies (never torch: the installed one is used), then run
-`python -m advisor.knowledge.derive_worker kernels` under `PYTHONPATH=DIR:<repo>`, which executes the mapping
+`python -m advisor.model.layers_worker` under `PYTHONPATH=DIR:<repo>`, which executes the mapping
 (`get_kernel_mapping_transformers()`, or the module's `_KERNEL_MAPPING` in older releases) and builds every
 shipped model on the meta device to read its kernel layers (`use_kernel_forward_from_hub` classes and
 `use_kernelized_func` functions). A release whose install or import fails is recorded with its error: its
@@ -41,10 +41,10 @@ from packaging.version import Version
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from advisor import analysis_cache
+from advisor.io import analysis_cache
 from advisor.knowledge import load_knowledge
 from advisor.knowledge.releases import load_release_constraints
-from advisor.model_analysis import count_key
+from advisor.model.analysis import count_key
 
 OUTPUT = REPO / "data" / "hub_kernels.json"
 DEFAULT_CACHE = REPO / ".dev" / "hub_kernels"
@@ -99,7 +99,7 @@ def install(release: str, target: Path, wheels: Path) -> str | None:
 
 
 def shipped_requests() -> list[dict[str, Any]]:
-    """Every shipped model, keyed as advisor.model_analysis keys its counts (the same config digest)."""
+    """Every shipped model, keyed as advisor.model.analysis keys its counts (the same config digest)."""
     requests = []
     for shipped in load_knowledge().models:
         config = dict(shipped.config)
@@ -122,13 +122,13 @@ def read(release: str, cache: Path, requests: list[dict[str, Any]]) -> dict[str,
     payload = json.dumps([{k: r[k] for k in ("key", "config", "architecture")} for r in requests])
     with tempfile.TemporaryDirectory() as cwd:  # nothing in the cwd may shadow the target's packages
         try:
-            proc = subprocess.run([sys.executable, "-m", "advisor.knowledge.derive_worker", "kernels"], input=payload,
+            proc = subprocess.run([sys.executable, "-m", "advisor.model.layers_worker"], input=payload,
                                   capture_output=True, text=True, env=env, cwd=cwd, timeout=900, check=False)
         except subprocess.TimeoutExpired:
             return {"error": "reading the release timed out after 900 s"}
     shutil.rmtree(target, ignore_errors=True)
     if proc.returncode != 0:
-        return {"error": f"derive_worker kernels exited {proc.returncode}: {_tail(proc.stderr)}"}
+        return {"error": f"layers_worker exited {proc.returncode}: {_tail(proc.stderr)}"}
     answer: dict[str, Any] = json.loads(proc.stdout)
     if answer.get("transformers") != release:
         return {"error": f"read transformers {answer.get('transformers')}, not {release}"}
@@ -176,7 +176,7 @@ def build(releases: list[str], cache: Path, previous: dict[str, Any]) -> dict[st
         ),
         "generated_by": "python scripts/generate_hub_kernels.py",
         "source": "each release installed from PyPI with `pip install --target` (with the kernels its extras name) "
-                  "and read by `python -m advisor.knowledge.derive_worker kernels` (executed, meta-device builds)",
+                  "and read by `python -m advisor.model.layers_worker` (executed, meta-device builds)",
         "releases": order,
         "read": {r: read_rows[r] for r in order},
         "mappings": {k: mappings[k] for k in sorted(used)},

@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from advisor.fileio import write_output  # noqa: E402
-from advisor.knowledge.positions import read_position_kinds  # noqa: E402
+from advisor.io.write_output import write_output  # noqa: E402
+from advisor.knowledge.position_reader import read_position_kinds  # noqa: E402
 
 
 def main() -> None:

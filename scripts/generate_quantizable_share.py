@@ -8,8 +8,8 @@ and 4.x built experts from per-expert `nn.Linear` modules, so the answer depends
 advisor's weight estimate needs the share for configs it cannot build, and QUANT007 names the reason.
 
 How: every model type of a release (`CONFIG_MAPPING_NAMES`) is built from its default config on the meta device
-(no memory) with its most representative head class, and `advisor.quantizable.breakdown` applies that release's
-replacement rule, read from the release's own `integrations/bitsandbytes.py` by `advisor.quantizable.read_rule`
+(no memory) with its most representative head class, and `advisor.model.quantizable.breakdown` applies that release's
+replacement rule, read from the release's own `integrations/bitsandbytes.py` by `advisor.knowledge.quantizable_share.read_rule`
 (file and line per release under `rules`). A release other than the installed one is installed into a
 throwaway directory (`pip install --target <tmp>/advisor-quantizable-share/tf-X transformers==X`, its own dependencies, never torch) and
 read by this script in a child process with `PYTHONPATH=/tmp/tf-X:<repo>`, under this interpreter's torch.
@@ -59,8 +59,8 @@ DEFAULT_CACHE = REPO / ".dev" / "quantizable_share"
 WHEELS = Path("/work/cache/tf-wheels")  # used as --find-links when it exists; PyPI otherwise
 
 def read_one(model_type: str) -> tuple[str, dict[str, Any]]:
-    """One model type of the importable release (`advisor.quantizable.read_row`); an error is a result too."""
-    from advisor.quantizable import read_row
+    """One model type of the importable release (`advisor.model.quantizable.read_row`); an error is a result too."""
+    from advisor.model.quantizable import read_row
 
     return model_type, read_row(model_type)
 
@@ -70,7 +70,7 @@ def read_installed(types: list[str] | None, jobs: int) -> dict[str, Any]:
     import transformers
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
-    from advisor.quantizable import installed_rule
+    from advisor.knowledge.quantizable_share import installed_rule
 
     rule = installed_rule()
     if rule is None or rule.release != transformers.__version__:
@@ -153,7 +153,7 @@ def _runs(values: list[Any], releases: list[str]) -> list[list[Any]]:
 
 def merge(readings: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Fold per-release readings into the compact table (see the module doc)."""
-    from advisor.quantizable import LOW_SHARE
+    from advisor.model.quantizable import LOW_SHARE
 
     releases = sorted(readings, key=Version)
     types = sorted({t for r in readings.values() for key in ("rows", "not_built") for t in r[key]})
@@ -199,7 +199,7 @@ def _reuse_record(readings: dict[str, dict[str, Any]], releases: list[str]) -> d
 
 def explode(table: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The per-release readings a stored table was folded from (the inverse of `merge`)."""
-    from advisor.quantizable import value_at
+    from advisor.knowledge.quantizable_share import value_at
 
     releases = list(table.get("releases", []))
     out: dict[str, dict[str, Any]] = {}

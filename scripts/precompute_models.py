@@ -11,8 +11,8 @@ device and read its class's attention flags there. The answers are merged so eac
 once with the list of releases it holds for. With this file, `advisor recommend/check` on a shipped model
 neither builds it on the meta device nor imports transformers under any stored release (issue 14).
 
-Counts are keyed by the hash of what they depend on (`advisor.model_analysis.count_key`) and stamped with
-the counting code's version, so a changed `_count_on_meta` ignores stale counts until this script runs again.
+Counts are keyed by the hash of what they depend on (`advisor.model.analysis.count_key`) and stamped with
+the counting code's version, so a changed `count_on_meta` ignores stale counts until this script runs again.
 tests/unit/test_fast_path.py checks drift against the installed release.
 """
 
@@ -30,19 +30,22 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from advisor.knowledge.installed import installed_version
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from advisor import analysis_cache  # noqa: E402
+from advisor.io import analysis_cache  # noqa: E402
 from advisor.knowledge import data_dir, load_knowledge  # noqa: E402
-from advisor.model_analysis import PRECOMPUTED_FILE, _version_key, count_key, counting_version  # noqa: E402
+from advisor.model.analysis import PRECOMPUTED_FILE, _version_key, count_key, counting_version  # noqa: E402
 
 
 def emit() -> dict[str, Any]:
     """This interpreter's answers: count every shipped model on the meta device and read its class's flags."""
-    from advisor.model import _count_on_meta, describe_config
-    from advisor.param_formula import derive
-    from advisor.support import _read_installed
+    from advisor.model.attention_support import _read_installed
+    from advisor.model.meta import count_on_meta
+    from advisor.model.param_formula import derive
+    from advisor.model.resolve import describe_config
 
     counts: dict[str, list[Any]] = {}
     formulas: dict[str, dict[str, Any]] = {}
@@ -54,7 +57,7 @@ def emit() -> dict[str, Any]:
             architectures = config.get("architectures") or []
             architecture = str(architectures[0]) if isinstance(architectures, list) and architectures else None
             digest = analysis_cache.content_hash(count_key(config, architecture, False))
-            counted = _count_on_meta(copy.deepcopy(config), architecture, False)  # it may edit nested dicts
+            counted = count_on_meta(copy.deepcopy(config), architecture, False)  # it may edit nested dicts
             if counted is None:
                 raise SystemExit(f"{shipped.hub_id}: the meta-device build failed; is transformers installed?")
             counts[digest] = list(counted)
@@ -106,7 +109,7 @@ def _install(release: str, folder: Path) -> Path:
 def _answers_for(release: str, folder: Path) -> dict[str, Any]:
     """Run `--emit` for `release`: here when it is the installed one, else under its throwaway install."""
     env = {**os.environ, analysis_cache.NO_CACHE_ENV: "1"}
-    if release != analysis_cache.transformers_version():
+    if release != installed_version():
         env["PYTHONPATH"] = os.pathsep.join([str(_install(release, folder)), str(ROOT)])
     done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--emit"], cwd=ROOT, env=env,
                           capture_output=True, text=True, check=False)
@@ -172,7 +175,7 @@ def main() -> None:
         print(json.dumps(emit()))
         return
     out = data_dir() / PRECOMPUTED_FILE
-    installed = analysis_cache.transformers_version()
+    installed = installed_version()
     releases = list(args.releases or [])
     if args.add or not releases:
         releases += _current_releases(out)

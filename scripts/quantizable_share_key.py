@@ -6,7 +6,7 @@ module tree, its head class or the replacement rule changes, so `scripts/generat
 (type, release) only when its key was never built before and reuses the row otherwise.
 
 The key is computed from the release's files alone (a wheel read as a zip, or a folder), no import. It hashes:
-- the replacement rule: its `mode` (`advisor.quantizable.read_rule`) and the source of the skip-list functions
+- the replacement rule: its `mode` (`advisor.knowledge.quantizable_share.read_rule`) and the source of the skip-list functions
   the advisor calls (`get_keys_to_not_convert`, `get_modules_to_not_convert`, `should_convert_module`);
 - the code (`code_digest`: no docstrings, comment lines or blank lines) of every `modeling_*.py` and
   `configuration_*.py` of the type's `models/<dir>` (TF and Flax files excluded: never built), and, transitively, of every model directory those files import (`from ..llama.modeling_llama import`);
@@ -48,7 +48,7 @@ NO_PARAMETERS = (
 # Changed by every release: only these functions of them enter the key (weight tying, embeddings).
 BASE_FILES = ("modeling_utils.py", "configuration_utils.py")
 BASE_FUNCTIONS = re.compile(r"(?:^|_)tied?(?:_|$)|^get_(?:input|output)_embeddings$")
-# The skip-list functions `advisor.quantizable.breakdown` calls, wherever the release defines them.
+# The skip-list functions `advisor.model.quantizable.breakdown` calls, wherever the release defines them.
 SKIP_FUNCTIONS = ("get_keys_to_not_convert", "get_modules_to_not_convert", "should_convert_module")
 SKIP_FILES = ("integrations/bitsandbytes.py", "quantizers/base.py", "quantizers/quantizers_utils.py")
 KEY_DEFINITION = (

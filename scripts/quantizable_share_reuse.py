@@ -33,7 +33,7 @@ def wheel_for(release: str, wheels: Path) -> Path:
 
 def release_keys(release: str, *, wheels: Path, cache: Path) -> dict[str, Any]:
     """{"rule": the release's rule as JSON, "keys": {type: key or None}}, cached per release and key code."""
-    from advisor.quantizable import read_rule
+    from advisor.knowledge.quantizable_share import read_rule
 
     cached = cache / "keys" / f"{release}.json"
     if cached.exists():

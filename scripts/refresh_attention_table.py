@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from advisor.fileio import write_output  # noqa: E402
+from advisor.io.write_output import write_output  # noqa: E402
 from advisor.knowledge.introspect import read_attention_support  # noqa: E402
 
 

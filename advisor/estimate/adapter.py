@@ -1,5 +1,5 @@
 """The simulated figures for a planner candidate, or None where simulation cannot run (no torch, or the class
-fails on meta tensors), so advisor.memory falls back to its closed form.
+fails on meta tensors), so advisor.estimate.memory falls back to its closed form.
 
 Results are kept in the analysis cache, keyed by every input and by the simulator's own source (issues 13, 14).
 A plan whose model needed no import of transformers (a shipped model, a config seen before) does not import it
@@ -20,10 +20,12 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from advisor.knowledge.installed import installed_version
+
 if TYPE_CHECKING:
     from advisor.estimate.simulate import SimResult
     from advisor.facts import GpuInfo
-    from advisor.model import ModelSpec
+    from advisor.model.spec import ModelSpec
 
 __all__ = ["always_simulate", "may_simulate", "simulated"]
 
@@ -73,10 +75,10 @@ def simulated(model: ModelSpec, *, dtype: str, quantization: str, attn: str, bat
         prompt_len=prompt_len, seq_len=seq_len, padded=padded, device="cuda" if gpus else "cpu", capability=capability,
         sdpa_backends=tuple(sdpa_backends) if sdpa_backends is not None else ("flash", "efficient", "math"),
     )
-    from advisor import analysis_cache
+    from advisor.io import analysis_cache
 
     key = {"config": model.config, **inputs}
-    tf = analysis_cache.transformers_version()
+    tf = installed_version()
     hit = analysis_cache.get("memory-sim", key, transformers=tf, extra=_simulator_stamp())
     if hit is not None:
         from advisor.estimate.simulate import SimResult

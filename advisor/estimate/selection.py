@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from advisor.memory import MemoryEstimate
+    from advisor.estimate.memory import MemoryEstimate
 
 __all__ = ["MARGIN", "evaluate_selected", "near_limit"]
 

@@ -1,6 +1,6 @@
 """Simulated execution: run the model's own class on meta tensors and read the peak of live bytes.
 
-The closed form in advisor.memory was fitted to Llama-like decoders and missed other families by up to 58%
+The closed form in advisor.estimate.memory was fitted to Llama-like decoders and missed other families by up to 58%
 (issue 13): a masked-LM head's logits over every token, multi-query caches, ALiBi biases, GPT-2's attention.
 Here the exact class (the head `architectures` names), `attn_implementation`, dtype, batch and lengths run on
 meta tensors under `LiveBytes`, so every tensor the real forward allocates is counted, with no data:

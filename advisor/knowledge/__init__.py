@@ -1,20 +1,22 @@
-"""Typed access to the tables in `data/`: loaded once, validated, and never mutated."""
+"""Typed access to the tables in `data/`: loaded once, validated, and never mutated; the measurement store; and
+the facts read from an installed or throwaway transformers release (in a child, cached).
+
+May import: the vocabulary modules, `advisor.io` and `advisor.isolation`; never the probe, the model, the rules
+or anything above them.
+"""
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import TypeVar
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
-from pydantic import BaseModel, ValidationError
 
 from advisor.errors import DataTableError, UnknownGpuError
 from advisor.facts import ComputeCapability, DtypeSupport
+from advisor.knowledge.loader import DATA_DIR_ENV, data_dir, load_table
 from advisor.knowledge.releases import ReleaseConstraints, load_release_constraints, release_constraint_rows
 from advisor.knowledge.schema import (
     AttentionRequirement,
@@ -29,41 +31,6 @@ from advisor.knowledge.schema import (
 )
 
 __all__ = ["DATA_DIR_ENV", "Knowledge", "data_dir", "load_knowledge", "version_matches"]
-
-M = TypeVar("M", bound=BaseModel)
-
-
-DATA_DIR_ENV = "ADVISOR_DATA_DIR"
-
-
-def data_dir() -> Path:
-    """`$ADVISOR_DATA_DIR` (a maintainer's copy of the tables, e.g. one without the newest release), else
-    `advisor/data` inside an installed wheel, else the repository's top-level `data/`."""
-    override = os.environ.get(DATA_DIR_ENV)
-    if override:
-        root = Path(override).expanduser()
-        if not (root / "capabilities.json").is_file():
-            raise DataTableError(str(root), f"{DATA_DIR_ENV} names no data directory (no capabilities.json)")
-        return root
-    package = Path(__file__).resolve().parents[1]
-    for candidate in (package / "data", package.parent / "data"):
-        if (candidate / "capabilities.json").is_file():
-            return candidate
-    raise DataTableError(str(package / "data"), "the data directory is missing")
-
-
-def _load(path: Path, model: type[M]) -> M:
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataTableError(str(path), "file not found") from None
-    except json.JSONDecodeError as exc:
-        raise DataTableError(str(path), f"not valid JSON ({exc})") from None
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise DataTableError(str(path), f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
 
 
 def version_matches(version: str | None, specifier: str | None) -> bool:
@@ -153,7 +120,7 @@ class Knowledge:
 
     def shipped_attention_tables(self) -> list[AttentionSupportTable]:
         return [
-            _load(path, AttentionSupportTable) for path in sorted((self.root / "attention").glob("transformers-*.json"))
+            load_table(path, AttentionSupportTable) for path in sorted((self.root / "attention").glob("transformers-*.json"))
         ]
 
     # -- libraries ---------------------------------------------------------------
@@ -186,7 +153,7 @@ class Knowledge:
 
     @cached_property
     def models(self) -> tuple[ShippedModel, ...]:
-        return tuple(_load(path, ShippedModel) for path in sorted((self.root / "models").glob("*.json")))
+        return tuple(load_table(path, ShippedModel) for path in sorted((self.root / "models").glob("*.json")))
 
 
 def _with_release_facts(table: AttentionRequirementTable, root: Path) -> AttentionRequirementTable:
@@ -212,7 +179,7 @@ def _with_release_facts(table: AttentionRequirementTable, root: Path) -> Attenti
 def load_knowledge(root: Path | None = None) -> Knowledge:
     """Load and validate every table once per process."""
     root = root or data_dir()
-    gpus = _load(root / "gpus.json", GpuTable)
+    gpus = load_table(root / "gpus.json", GpuTable)
     names = [n for row in gpus.rows for n in {_norm(x) for x in (row.name, *row.aliases)}]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -220,7 +187,7 @@ def load_knowledge(root: Path | None = None) -> Knowledge:
     return Knowledge(
         root=root,
         gpus=gpus,
-        capabilities=_load(root / "capabilities.json", CapabilityTable),
-        attention=_with_release_facts(_load(root / "attention_impls.json", AttentionRequirementTable), root),
-        libraries=_load(root / "libraries.json", LibraryTable),
+        capabilities=load_table(root / "capabilities.json", CapabilityTable),
+        attention=_with_release_facts(load_table(root / "attention_impls.json", AttentionRequirementTable), root),
+        libraries=load_table(root / "libraries.json", LibraryTable),
     )

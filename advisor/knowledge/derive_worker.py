@@ -5,8 +5,8 @@ and may fail for one model's optional dependency; the parent stays light and onl
 
     python -m advisor.knowledge.derive_worker info        # model types, positions, Hub-kernel mapping
     python -m advisor.knowledge.derive_worker attention   # stdin: [shard, of]; an AttentionSupportTable
-    python -m advisor.knowledge.derive_worker kernels     # stdin: [{key, config, architecture}]; the mapping
-                                                          # and the kernel layers each model has
+
+The kernel layers each model has (a meta-device build) are read by `advisor.model.layers_worker`.
 """
 
 from __future__ import annotations
@@ -92,37 +92,11 @@ def kernel_layers(model: Any) -> list[str]:
     return list(names)
 
 
-def kernels(requests: list[dict[str, Any]]) -> dict[str, Any]:
-    """The release's Hub-kernel mapping and, for each requested config (built on the meta device, as
-    `advisor.model.build_on_meta` builds it), the kernel layers it has; null where the build fails."""
-    import transformers
-
-    from advisor.model import build_on_meta
-
-    try:
-        from importlib import metadata
-
-        kernels_version: str | None = metadata.version("kernels")
-    except Exception:  # noqa: BLE001 - not installed
-        kernels_version = None
-    layers: dict[str, list[str] | None] = {}
-    errors: dict[str, str] = {}
-    for item in requests:
-        try:
-            model = build_on_meta(item["config"], item.get("architecture"), bool(item.get("trust_remote_code")))
-            layers[item["key"]] = kernel_layers(model)
-        except Exception as exc:  # noqa: BLE001 - a class that refuses the config: unknown, never guessed
-            layers[item["key"]] = None
-            errors[item["key"]] = f"{type(exc).__name__}: {str(exc)[:200]}"
-    return {"transformers": transformers.__version__, "kernels": kernels_version,
-            "mapping": hub_kernel_mapping(), "layers": layers, "errors": errors}
-
-
 def info() -> dict[str, Any]:
     import transformers
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES  # type: ignore[attr-defined]
 
-    from advisor.knowledge.positions import read_position_kinds
+    from advisor.knowledge.position_reader import read_position_kinds
 
     return {
         "transformers": transformers.__version__,
@@ -153,8 +127,6 @@ def main(argv: list[str]) -> int:
             answer = info()
         elif part == "attention":
             answer = attention(payload)
-        elif part == "kernels":
-            answer = kernels(payload or [])
         else:
             return 2
     json.dump(answer, sys.stdout)

@@ -11,7 +11,7 @@ The repositories a load needs are therefore the mapping's entries for the layers
   way in a child).
 - The layers: read from the model built on the meta device (classes decorated with `use_kernel_forward_from_hub`,
   functions attached with `use_kernelized_func`): shipped models are in the same table per release; another
-  config is read once in a child under the installed release and cached (advisor.analysis_cache).
+  config is read once in a child under the installed release and cached (`advisor.model.kernel_layers`).
 - The selection follows kernels 0.19.1: the device type (`rocm` for AMD GPUs, as transformers'
   `get_device_type` reports them), then the smallest compute-capability interval holding the device's
   (`layer/repos.py:163-172`, `major * 10 + minor`), then the first mode of `_MODE_FALLBACK_PRIORITY[INFERENCE]`
@@ -24,9 +24,7 @@ Anything not known stays unknown (None with the reason): never another release's
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
@@ -34,23 +32,22 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from advisor.facts import GpuInfo
-    from advisor.model import ModelSpec
 
 __all__ = [
+    "TABLE_FILE",
     "KernelRepo",
     "TargetDevice",
     "device_of",
     "hub_kernel_table",
     "mapping_for",
-    "model_layers",
     "needed_repos",
     "select",
+    "stored_release",
 ]
 
-_FILE = "hub_kernels.json"
+TABLE_FILE = "hub_kernels.json"
 _INFERENCE_PRIORITY = ("INFERENCE", "INFERENCE|TORCH_COMPILE", "TRAINING", "TRAINING|TORCH_COMPILE", "ANY", "FALLBACK")
 _DEVICE_KEY = re.compile(r"^(?P<type>[a-z]+)(?:\[(?P<low>\d+)-(?P<high>\d+)\])?$")
-_CHILD_TIMEOUT_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -119,13 +116,13 @@ def hub_kernel_table() -> dict[str, Any]:
     from advisor.knowledge import data_dir
 
     try:
-        raw = json.loads((data_dir() / _FILE).read_text(encoding="utf-8"))
+        raw = json.loads((data_dir() / TABLE_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError, DataTableError):
         return {}
     return raw if isinstance(raw, dict) else {}
 
 
-def _stored(release: str) -> str | None:
+def stored_release(release: str) -> str | None:
     """The table's release standing for `release`: the same release, or the stored patch of its minor."""
     from packaging.version import InvalidVersion, Version
 
@@ -144,21 +141,21 @@ def _installed_newer(release: str) -> bool:
     from advisor.knowledge.installed import installed_version
 
     here = installed_version()
-    return here is not None and here == release and _stored(release) is None
+    return here is not None and here == release and stored_release(release) is None
 
 
 def mapping_for(release: str | None) -> tuple[dict[str, Any] | None, str]:
     """The release's executed kernel mapping and where it comes from; None with the reason when unknown."""
     if release is None:
         return None, "the target's transformers version is unknown"
-    stored = _stored(release)
+    stored = stored_release(release)
     table = hub_kernel_table()
     if stored is not None:
         row = table["read"][stored]
         if row.get("mapping") is None:
             return None, f"transformers {stored}'s mapping could not be read ({row.get('error') or 'no mapping'})"
         source = f"transformers {stored} integrations/hub_kernels.py (executed with kernels {row.get('kernels')}; " \
-                 f"data/{_FILE})"
+                 f"data/{TABLE_FILE})"
         return table["mappings"][row["mapping"]], source
     if _installed_newer(release):
         from advisor.knowledge.installed import installed, release_info
@@ -169,7 +166,7 @@ def mapping_for(release: str | None) -> tuple[dict[str, Any] | None, str]:
         if isinstance(mapping, dict):
             return mapping, f"transformers {release} integrations/hub_kernels.py (installed, executed)"
         return None, f"transformers {release} is installed but its kernel mapping could not be executed here"
-    return None, f"transformers {release} is neither in data/{_FILE} nor installed here"
+    return None, f"transformers {release} is neither in data/{TABLE_FILE} nor installed here"
 
 
 def _repo(entry: dict[str, Any]) -> KernelRepo | None:
@@ -220,77 +217,3 @@ def needed_repos(mapping: dict[str, Any], layers: list[str], device: TargetDevic
             needed.setdefault(repo, []).append(layer)
     return needed
 
-
-def _model_key(model: ModelSpec) -> dict[str, Any]:
-    from advisor.model_analysis import count_key
-
-    return count_key(dict(model.config), model.architecture, model.trust_remote_code)
-
-
-def model_layers(model: ModelSpec, release: str | None) -> tuple[list[str] | None, str]:
-    """The kernel layer names the model has under `release`, and where that answer comes from."""
-    if release is None:
-        return None, "the target's transformers version is unknown"
-    if not model.config:
-        return None, "the model's config is not at hand"
-    from advisor import analysis_cache
-
-    key = _model_key(model)
-    digest = analysis_cache.content_hash(key)
-    stored = _stored(release)
-    if stored is not None:
-        row = hub_kernel_table().get("models", {}).get(digest)
-        if isinstance(row, dict) and stored in row.get("layers", {}):
-            value = row["layers"][stored]
-            if isinstance(value, list):
-                source = f"{row.get('hub_id')} built on the meta device under transformers {stored} (data/{_FILE})"
-                return [str(v) for v in value], source
-    from advisor.knowledge.installed import installed_version
-
-    if installed_version() != release:
-        return None, (f"not known: the model is not shipped and transformers {release} is not installed here "
-                      "(its classes decide which layers kernelize)")
-    from advisor.knowledge import derive_worker
-
-    stamp = f"kernels={_kernels_version()}," + analysis_cache.source_stamp(derive_worker.kernel_layers)
-    hit = analysis_cache.get("kernel-layers", key, transformers=release, extra=stamp)
-    if isinstance(hit, list):
-        return [str(v) for v in hit], f"built on the meta device under transformers {release} (cached)"
-    answer = _read_in_child(key, model)
-    if answer is None:
-        return None, f"not known: building the model on the meta device under transformers {release} failed"
-    analysis_cache.put("kernel-layers", key, answer, transformers=release, extra=stamp)
-    return answer, f"built on the meta device under transformers {release}"
-
-
-def _kernels_version() -> str | None:
-    from importlib import metadata
-
-    try:
-        return metadata.version("kernels")
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def _read_in_child(key: dict[str, Any], model: ModelSpec) -> list[str] | None:
-    """`derive_worker kernels` for this one config (imports transformers in a child, offline, with the
-    kernels decorators live: USE_HUB_KERNELS is removed, as transformers 5.0-5.24 read it at import)."""
-    from pathlib import Path
-
-    from advisor.knowledge.installed import child_env
-
-    env = {k: v for k, v in child_env().items() if k != "USE_HUB_KERNELS"}
-    root = Path(__file__).resolve().parents[2]
-    if root.name not in ("site-packages", "dist-packages"):  # a checkout: the child imports this advisor
-        env["PYTHONPATH"] = str(root) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    request = [{"key": "model", "config": key["config"] | {"model_type": model.model_type},
-                "architecture": model.architecture, "trust_remote_code": model.trust_remote_code}]
-    try:
-        done = subprocess.run([sys.executable, "-m", "advisor.knowledge.derive_worker", "kernels"],
-                              input=json.dumps(request), capture_output=True, text=True, env=env,
-                              timeout=_CHILD_TIMEOUT_S, check=False)
-        answer = json.loads(done.stdout) if done.returncode == 0 else None
-    except (OSError, subprocess.TimeoutExpired, ValueError):
-        return None
-    value = answer.get("layers", {}).get("model") if isinstance(answer, dict) else None
-    return [str(v) for v in value] if isinstance(value, list) else None

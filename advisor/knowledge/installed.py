@@ -119,7 +119,7 @@ def _run_child(part: str, payload: Any) -> Any:
 
 def _cached(part: str, inst: Installed, compute: Callable[[], Any]) -> Any:
     """`compute()` through the user cache, keyed by release, RECORD digest and the readers' code."""
-    from advisor import analysis_cache
+    from advisor.io import analysis_cache
     from advisor.knowledge import derive_worker, introspect, release_reader
 
     stamp = ",".join(analysis_cache.source_stamp(f) for f in (derive_worker.main, release_reader.read_facts,

@@ -7,7 +7,7 @@ candidate. A row measured under other versions no longer matches; lookups return
 say it was ignored. Concurrent writers are safe (WAL journal, busy timeout, one transaction per write); a
 corrupt file is moved aside and rebuilt, and the reason is kept in `notes`, never raised.
 
-Issue 25: the file is untrusted content in the cache folder (`advisor/cache_root.py`). The store and its -wal,
+Issue 25: the file is untrusted content in the cache folder (`advisor/io/cache_root.py`). The store and its -wal,
 -shm and -journal files are used only when each is a regular file with one link, never a symlink (SQLite opens
 by name and would follow one); lookups open it read-only (`mode=ro`, `query_only`, `trusted_schema=OFF`) and
 never create a table, so a read-only `recommend` writes nothing; every row passes `stored_row.StoredRow` or is
@@ -29,9 +29,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from advisor import env as envvars
 from advisor.facts import Environment, TorchInfo, known
 from advisor.knowledge.stored_row import is_busy, is_corrupt, row_problem
-from advisor.model import ModelSpec
 
 __all__ = [
     "CACHE_ENV",
@@ -43,12 +43,11 @@ __all__ = [
     "Versions",
     "cache_dir",
     "depth_checks",
-    "shape_signature",
     "shipped_measurements",
     "versions_of",
 ]
 
-CACHE_ENV = "ADVISOR_CACHE_DIR"  # shared with the analysis cache of issue 14: one folder, separate files
+CACHE_ENV = envvars.CACHE_DIR  # shared with the analysis cache of issue 14: one folder, separate files
 STORE_NAME = "measurements.sqlite"
 STORE_MAX_BYTES = 256 * 1024 * 1024  # a row is ~300 bytes: close to a million measurements
 _ROW_LIMIT = 10_000  # rows one lookup reads (one GPU, one model shape)
@@ -103,19 +102,10 @@ class Lookup(BaseModel):
 
 
 def cache_dir() -> Path:
-    """`ADVISOR_CACHE_DIR` if set, else the platform's user cache folder for the advisor."""
-    override = os.environ.get(CACHE_ENV)
-    if override:
-        return Path(override).expanduser()
-    import platformdirs
+    """The cache folder, resolved in one place (advisor/io/cache_root.py)."""
+    from advisor.io.cache_root import cache_dir as root
 
-    return Path(platformdirs.user_cache_dir("inference-advisor", appauthor=False))
-
-
-def shape_signature(model: ModelSpec) -> str:
-    """hidden, heads, KV heads, head_dim, layers: what a kernel's speed depends on besides the model type."""
-    return (f"h{model.hidden_size}-a{model.num_attention_heads}-kv{model.num_key_value_heads}"
-            f"-d{model.head_dim}-l{model.num_layers}")
+    return root()
 
 
 def _attention_kernels(env: Environment) -> str:
@@ -191,7 +181,7 @@ class MeasurementStore:
 
     def _folder_owned(self, *, create: bool) -> bool | None:
         """For the cache folder's store: whether the advisor may write there (None: no usable folder)."""
-        from advisor import cache_root
+        from advisor.io import cache_root
 
         with cache_root.open_root(create=create, path=self.path.parent) as root:
             return None if root is None else root.owned
@@ -345,10 +335,11 @@ class MeasurementStore:
         finally:
             conn.close()
 
-    def lookup(self, versions: Versions, model: ModelSpec, workload: str) -> Lookup:
-        """Rows for this GPU, shape and workload, split into those measured under these versions and the rest."""
+    def lookup(self, versions: Versions, model_type: str, shape: str, workload: str) -> Lookup:
+        """Rows for this GPU, model type, shape (`advisor.model.spec.shape_signature`) and workload, split into those
+        measured under these versions and the rest."""
         rows = self.rows(gpu=versions.gpu, compute_capability=versions.compute_capability,
-                         model_type=model.model_type, shape=shape_signature(model), workload=workload)
+                         model_type=model_type, shape=shape, workload=workload)
         matches = [r for r in rows if all(getattr(r.key, f) == getattr(versions, f) for f in _VERSION_FIELDS)]
         ignored = [r for r in rows if r not in matches]
         return Lookup(matches=matches, ignored=ignored, notes=list(self.notes))

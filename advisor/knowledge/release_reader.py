@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from advisor.candidate import ATTENTION_IMPLS
+
 __all__ = ["EXTRACTORS", "Fact", "Release", "read_facts", "runs"]
 
 IMPORT_UTILS = "transformers/utils/import_utils.py"
@@ -26,7 +28,7 @@ DEPS = "transformers/dependency_versions_table.py"
 BNB4 = "transformers/quantizers/quantizer_bnb_4bit.py"
 FP8 = "transformers/integrations/finegrained_fp8.py"
 FP8_KERNEL = "finegrained-fp8"  # the name fine-grained FP8 asks `lazy_load_kernel` for (_HUB_KERNEL_MAPPING key)
-BASE_IMPLS = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flash_attention_4", "flex_attention")
+BASE_IMPLS = ATTENTION_IMPLS
 VERSION_RE = re.compile(r"^\d+(\.\d+)+$")
 
 Fact = dict[str, Any]  # {"value", "file", "line"}

@@ -196,7 +196,7 @@ class ReleaseConstraints(BaseModel):
 
 
 def default_path() -> Path:
-    from advisor.knowledge import data_dir
+    from advisor.knowledge.loader import data_dir
 
     return data_dir() / _FILE
 

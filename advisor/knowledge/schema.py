@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from advisor.candidate import Dtype
+
 __all__ = [
     "TABLE_SCHEMA_VERSION",
     "GpuRow",
@@ -23,7 +25,6 @@ __all__ = [
 
 TABLE_SCHEMA_VERSION = 1
 
-ATTENTION_IMPLS = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
 
 
 class _Row(BaseModel):
@@ -107,7 +108,7 @@ class AttentionRequirement(_Row):
     min_package_version: str | None = None
     min_compute_capability: str | None = None
     max_compute_capability: str | None = None
-    dtypes: list[Literal["float32", "float16", "bfloat16"]]
+    dtypes: list[Dtype]
     max_head_dim: int | None = None
     head_dim_multiple: int | None = None
     cpu: bool

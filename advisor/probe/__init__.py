@@ -1,14 +1,19 @@
-"""Probe this machine into an `Environment`: the only code that touches hardware and imports."""
+"""Probe this machine into an `Environment`: the only code that touches hardware and imports. `target` turns
+the command line's target (this machine, a saved snapshot, or a named GPU) into one, and `snapshot_schema`
+checks a saved snapshot before it is trusted.
+
+May import: the vocabulary modules, `advisor.io`, `advisor.isolation` and `advisor.knowledge` (the tables that
+interpret a capability); never the model, the rules or anything above them.
+"""
 
 from __future__ import annotations
 
 import contextvars
 import datetime as _dt
-import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from advisor import analysis_cache
+from advisor import env as envvars
 from advisor.facts import (
     ComputeCapability,
     Environment,
@@ -19,6 +24,7 @@ from advisor.facts import (
     Unavailable,
     known,
 )
+from advisor.io import analysis_cache
 from advisor.knowledge import Knowledge, load_knowledge
 from advisor.probe.host import probe_host
 from advisor.probe.hub_access import probe_hub_access
@@ -123,7 +129,7 @@ def _live_torch(capabilities: list[ComputeCapability], nv: NvmlResult, *, cache:
         return probe_torch(capabilities)
     gpus = [] if isinstance(nv.gpus, Unavailable) else [[str(g.uuid), str(g.compute_capability)] for g in nv.gpus]
     key = {"torch": stamp, "capabilities": [str(cc) for cc in capabilities], "gpus": gpus,
-           "driver": nv.driver.model_dump(mode="json"), "visible": os.environ.get("CUDA_VISIBLE_DEVICES")}
+           "driver": nv.driver.model_dump(mode="json"), "visible": envvars.read(envvars.CUDA_VISIBLE_DEVICES)}
     extra = analysis_cache.source_stamp(probe_torch)
     hit = analysis_cache.get("torch-probe", key, transformers=None, extra=extra)
     if isinstance(hit, dict):
@@ -157,7 +163,7 @@ def _cached_kernel_runs(specs: list[Any], nv: NvmlResult, dtypes: list[str], dev
 
     packages = {d: version(d) for d in ("flash-attn", "flash-attn-3", "flash-attn-4", "kernels", "bitsandbytes", "triton")}
     key = {"torch": stamp, "gpus": [[str(g.uuid), str(g.compute_capability)] for g in nv.gpus],
-           "driver": nv.driver.model_dump(mode="json"), "visible": os.environ.get("CUDA_VISIBLE_DEVICES"),
+           "driver": nv.driver.model_dump(mode="json"), "visible": envvars.read(envvars.CUDA_VISIBLE_DEVICES),
            "requests": [s.request(device, dtypes) for s in specs], "packages": packages}
     from advisor.probe import kernel_worker
 

@@ -10,7 +10,7 @@ status" when that call fails (`_internals/hf_hub.py:127-145`, called by `HubReso
 
 The offline switch is read as huggingface_hub reads it (`constants.py:194`: `HF_HUB_OFFLINE`, else
 `TRANSFORMERS_OFFLINE`, true for 1/ON/YES/TRUE in any case), because `kernels` asks `constants.HF_HUB_OFFLINE`
-(`_internals/load.py:187`). Whether the Hub answers is checked with `advisor.hub_reach`'s bounded connection
+(`_internals/load.py:187`). Whether the Hub answers is checked with `advisor.io.hub_reach`'s bounded connection
 only when the user allowed the network (`--allow-download`); otherwise it stays "not checked".
 """
 
@@ -49,13 +49,13 @@ def probe_hub_access(environ: Mapping[str, str] | None = None) -> HubAccess:
 
 
 def with_reachability(hub: HubAccess, *, timeout: float = 2.0, environ: Mapping[str, str] | None = None) -> HubAccess:
-    """`hub` with `reachable` filled by one bounded connection to its endpoint (advisor.hub_reach). Call only
+    """`hub` with `reachable` filled by one bounded connection to its endpoint (advisor.io.hub_reach). Call only
     when the user allowed the network; offline, nothing is tried (the load would not use the network either)."""
     if hub.offline:
         return hub.model_copy(update={"reachable": Unavailable(
             reason=f"not checked: {hub.offline_source} keeps every load offline")})
     from advisor.errors import ModelResolutionError
-    from advisor.hub_reach import check_hub_reachable
+    from advisor.io.hub_reach import check_hub_reachable
 
     try:
         check_hub_reachable("kernels", timeout=timeout, environ=environ)

@@ -1,7 +1,7 @@
 """Which Hub kernels are already in the local cache that `kernels` loads from: a directory listing, no network.
 
 Why: from transformers 5.4 the fine-grained FP8 matmul is a Hub kernel (data/release_constraints.json
-`fp8_hub_kernel`). The advisor's own loads run offline (advisor/isolation.py sets HF_HUB_OFFLINE=1), and
+`fp8_hub_kernel`). The advisor's own loads run offline (advisor/isolation/child.py sets HF_HUB_OFFLINE=1), and
 offline `kernels` resolves `get_kernel(repo, version=N)` only through the cache file `refs/v<N>`
 (kernels 0.16.2 `_versions.py` `_get_available_versions_from_cache`: the cache is `KERNELS_CACHE`, else
 huggingface_hub's HF_HUB_CACHE; the folder is `kernels--org--name`, or the legacy `models--org--name`). A

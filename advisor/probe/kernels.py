@@ -125,7 +125,7 @@ def run_batch(
     import sys
     import threading
 
-    from advisor.isolation import _child_env, _kill_group, _last_line, _signal_text
+    from advisor.isolation.child import _child_env, _kill_group, _last_line, _signal_text
 
     proc = subprocess.Popen([sys.executable, "-m", WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=_child_env(), start_new_session=True)
@@ -172,7 +172,7 @@ def run_batch(
             elif "kernel" in message and "ok" in message:
                 results[str(message["kernel"])] = message
                 running = None
-    except BaseException:  # Ctrl-C, SIGTERM/SIGHUP (advisor/interrupts.py): the child's whole group goes with us
+    except BaseException:  # Ctrl-C, SIGTERM/SIGHUP (advisor/isolation/interrupts.py): the child's whole group goes with us
         _kill_group(proc)
         proc.wait()
         raise
@@ -211,7 +211,7 @@ def run_kernels(
     that kernel's result. A given `child` (tests) runs every kernel alone through it."""
     done: dict[str, KernelRun] = {}
     if child is None:
-        from advisor.isolation import run_child
+        from advisor.isolation.child import run_child
 
         child = run_child
         if len(specs) > 1:

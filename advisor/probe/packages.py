@@ -218,7 +218,7 @@ def _cached_check(code: str, *, torch_first: bool = False, distribution: str = "
     """`run_import_check` through the analysis cache, keyed by the distribution's files (and torch's, when the
     check imports torch first): a child per library per run cost a second on every command once transformers
     5.25 made `kernels` a dependency. A reinstall changes the RECORD, and with it the key; a timeout is not kept."""
-    from advisor import analysis_cache
+    from advisor.io import analysis_cache
 
     key = {"code": code, "torch_first": torch_first, "python": sys.executable, "files": _files_digest(distribution),
            "torch": _files_digest("torch") if torch_first else None}
@@ -249,7 +249,7 @@ def probe_libraries(
     hub_cache: Callable[[], list[str]] = cached_hub_kernels,
 ) -> dict[str, LibraryInfo]:
     """Every library in LIBRARIES, checked in parallel child processes where a native part exists. `kernels`
-    also lists the Hub kernels in its local cache (`hub_cache`: fine-grained FP8 needs one, advisor/fp8_kernel.py)."""
+    also lists the Hub kernels in its local cache (`hub_cache`: fine-grained FP8 needs one, advisor/rules/fp8_kernel.py)."""
     found = {spec.distribution: versions(spec.distribution) for spec in LIBRARIES}
     to_check = [spec for spec in LIBRARIES if spec.check and found[spec.distribution] is not None]
     checks: dict[str, ImportCheck] = {}

@@ -2,7 +2,7 @@
 
 Weights are random and built on the device (advisor/prove/random_model.py), so no checkpoint is needed;
 `--checkpoint` loads the model's own weights instead. Each candidate runs in a child through the benchmark
-worker (advisor/bench_worker.py, advisor/isolation.py). Candidates run in the planner's static order, the
+worker (advisor/prove/bench_worker.py, advisor/isolation/child.py). Candidates run in the planner's static order, the
 static choice's dtype group first. The budget covers the whole command, probe and plan included: a candidate
 starts only if the time spent plus its expected time fits (the slowest child so far; for flex_attention, which
 compiles on its first call, three times that until one has run: 36 s against 13 s for sdpa on a 7B on the H100),
@@ -13,7 +13,6 @@ measurement store, where recommend, check and doctor find them.
 
 from __future__ import annotations
 
-import argparse
 import time
 import uuid
 from datetime import datetime, timezone
@@ -22,24 +21,24 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from advisor.bench import WORKLOADS, fitted_workload
 from advisor.errors import UsageError
 from advisor.facts import SCHEMA_VERSION, Environment
-from advisor.inputs import read_json_file
-from advisor.isolation import run_child
+from advisor.io.read_input import read_json_file
+from advisor.isolation.child import run_child
 from advisor.knowledge import load_knowledge
 from advisor.knowledge.measurements import (
     Measurement,
     MeasurementKey,
     MeasurementStore,
     depth_checks,
-    shape_signature,
     versions_of,
 )
-from advisor.model import ModelSpec
-from advisor.plan import PlanOption, PlanRequest, auto_class_name, make_plan
+from advisor.model.spec import ModelSpec, shape_signature
+from advisor.plan.options import PlanOption, PlanRequest
+from advisor.plan.recommend import auto_class_name, make_plan
+from advisor.prove.bench import WORKLOADS, fitted_workload
 
-__all__ = ["TRUNCATED_LAYERS", "TuneReport", "run_tune", "run_tune_command"]
+__all__ = ["TRUNCATED_LAYERS", "TuneReport", "run_tune"]
 
 TRUNCATED_LAYERS = 4
 REPEATS = 5
@@ -170,7 +169,7 @@ def run_tune(model: ModelSpec, env: Environment, config: dict[str, Any] | None, 
         }
         if config is not None:
             request.update(random_config=config, layers=layers)
-        result = run_child("advisor.bench_worker", request, timeout)  # the budget gates starts, never kills
+        result = run_child("advisor.prove.bench_worker", request, timeout)  # the budget gates starts, never kills
         seconds = time.perf_counter() - begin
         slowest = max(slowest, seconds)
         measured = ((result.get("workloads") or {}).get(w.name) or {}) if result.get("ok") else {}
@@ -212,20 +211,3 @@ def run_tune(model: ModelSpec, env: Environment, config: dict[str, Any] | None, 
         recorded=recorded, notes=notes,
     )
 
-
-def run_tune_command(args: argparse.Namespace) -> TuneReport:
-    """The CLI's `tune`: this machine, the model's config (or checkpoint), the budget."""
-    from advisor.model import resolve_model
-    from advisor.targets import TargetSpec, resolve_target
-
-    model = resolve_model(args.model, allow_download=args.allow_download, trust_remote_code=args.trust_remote_code)
-    if args.checkpoint and not model.has_weights:
-        raise UsageError(f"{model.name} has no weights here: drop --checkpoint to time random weights")
-    if model.trust_remote_code and not args.checkpoint:
-        raise UsageError("random weights are built from transformers' own classes only; "
-                         "use --checkpoint for a model with custom code")
-    config = None if args.checkpoint else model_config_dict(model, args.model)
-    started = time.perf_counter()
-    env = resolve_target(TargetSpec(kernel_runs=False))  # tune runs the kernels itself, on the model's shapes
-    return run_tune(model, env, config, workload=args.workload, budget=args.budget_seconds, started=started,
-                    record=not args.no_measurements)

@@ -1,4 +1,8 @@
-"""Renderers: one per output format, each turning a finished report object into text. No probing here."""
+"""Renderers: one per output format, each turning a finished report object into text. No probing here.
+
+May import: every room below it (the report types live with what builds them: plan, prove, fleet, matrix);
+never the CLI.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from pydantic import BaseModel
 
 from advisor.render import text
 from advisor.render.escape import code_block, encodable, json_safe, markup_safe, workflow_safe
+from advisor.render.kinds import report_kind
 
 __all__ = ["OutputFormat", "render", "to_json"]
 
@@ -41,10 +46,10 @@ def to_json(obj: BaseModel | dict[str, Any]) -> str:
     return json.dumps(data, indent=2) + "\n"
 
 
-def render(obj: BaseModel, fmt: OutputFormat, *, kind: str, color: bool = False, verbose: bool = False) -> str:
-    """Render `obj` (a report of `kind`: doctor, recommend, check, matrix, smoke, probe) in `fmt`; always UTF-8-safe,
-    and never a GitHub workflow command (issue 25: stdout of a CI job is read by the runner)."""
-    text = _render(obj, fmt, kind=kind, color=color, verbose=verbose)
+def render(obj: BaseModel, fmt: OutputFormat, *, color: bool = False, verbose: bool = False) -> str:
+    """Render a report in `fmt`, with the renderer its type has (render/kinds.py); always UTF-8-safe, and never a
+    GitHub workflow command (issue 25: stdout of a CI job is read by the runner)."""
+    text = _render(obj, fmt, kind=report_kind(obj), color=color, verbose=verbose)
     return encodable(json_safe(text) if fmt is OutputFormat.JSON else workflow_safe(text))
 
 
@@ -52,7 +57,7 @@ def _render(obj: BaseModel, fmt: OutputFormat, *, kind: str, color: bool, verbos
     if fmt is OutputFormat.JSON:
         return to_json(obj)
     if fmt is OutputFormat.TEXT:
-        return text.render(obj, kind=kind, color=color, verbose=verbose)
+        return text.render(obj, color=color, verbose=verbose)
     if fmt is OutputFormat.MARKDOWN:
         return _JINJA.get_template(f"{kind}.md.j2").render(r=obj)
     if fmt is OutputFormat.HTML:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from advisor.fleet import Fleet
+from advisor.fleet.grid import Fleet
 from advisor.render.escape import text_output
 
 __all__ = ["fleet_text"]

@@ -12,7 +12,7 @@ command in an annotation, and in the summary `markdown_text` (no HTML, table syn
 
 from __future__ import annotations
 
-from advisor.manifest import CheckSuite, PairResult
+from advisor.fleet.manifest import CheckSuite, PairResult
 from advisor.render.escape import markdown_text, terminal_safe, workflow_safe
 
 __all__ = ["annotation_lines", "escape_data", "escape_property", "step_summary"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from advisor.manifest import CheckSuite, PairResult
+from advisor.fleet.manifest import CheckSuite, PairResult
 from advisor.render.escape import xml_safe
 
 __all__ = ["render_junit"]

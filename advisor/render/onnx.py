@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from advisor.onnx_smoke import OnnxSmokeReport
+from advisor.prove.onnx import OnnxSmokeReport
 from advisor.render.escape import text_output
 
 __all__ = ["onnx_text"]

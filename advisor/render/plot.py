@@ -11,7 +11,7 @@ __all__ = ["bench_plot"]
 
 
 def bench_plot(report: Any) -> bytes:
-    """The chart as PNG bytes; the caller writes them through the one output writer (advisor.fileio)."""
+    """The chart as PNG bytes; the caller writes them through the one output writer (advisor.io.write_output)."""
     try:
         import matplotlib
 

@@ -6,7 +6,7 @@ write; each format passes its own boundary in `render.escape` (the document as a
 
 from __future__ import annotations
 
-from advisor.manifest import CheckSuite
+from advisor.fleet.manifest import CheckSuite
 from advisor.render.escape import encodable, json_safe, text_output, workflow_safe
 
 __all__ = ["SUITE_FORMATS", "render_suite"]

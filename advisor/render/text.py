@@ -9,8 +9,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from advisor.candidate import ATTENTION_IMPLS
 from advisor.numbers import diff, millis, plural, seconds, size
 from advisor.render.escape import text_output
+from advisor.render.kinds import report_kind
 from advisor.render.text_measured import ranking_lines, tune_lines
 
 __all__ = ["render"]
@@ -184,7 +186,7 @@ def _check(r: Any, color: bool) -> list[str]:
 
 
 def _matrix(r: Any, color: bool) -> list[str]:
-    impls = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flash_attention_4", "flex_attention")
+    impls = ATTENTION_IMPLS
     lines = [f"Attention support declared by transformers {r.transformers} ({plural(len(r.architectures), 'architecture')})"]
     if getattr(r, "requested", None):
         lines.append(f"Answered by {r.answered_by}")
@@ -260,7 +262,7 @@ def _tune(r: Any, color: bool) -> list[str]:
 
 
 def _probe(r: Any, color: bool) -> list[str]:
-    from advisor.report import build_report
+    from advisor.plan.doctor_report import build_report
 
     return _doctor(build_report(r, []), color, verbose=True, heading="probe")[:-2]
 
@@ -277,8 +279,9 @@ _RENDERERS = {
 }
 
 
-def render(obj: BaseModel, *, kind: str, color: bool = False, verbose: bool = False) -> str:
+def render(obj: BaseModel, *, color: bool = False, verbose: bool = False) -> str:
     """The lines, then the one boundary: control characters from configs/snapshots escaped, then our own colour."""
+    kind = report_kind(obj)
     if kind in ("history", "fullmatrix"):
         from advisor.render import text_matrix
 

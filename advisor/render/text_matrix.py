@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from advisor.candidate import SHORT_DTYPE
+
 __all__ = ["fullmatrix_lines", "history_lines"]
 
-_SHORT = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 
 
 def history_lines(r: Any) -> list[str]:
@@ -46,11 +47,11 @@ def history_lines(r: Any) -> list[str]:
 
 def _verdict_text(cell: dict[str, Any]) -> str:
     """'fp16,bf16 no fp32'; a '*' marks a dtype that runs with a caveat (slow)."""
-    ok = ",".join(_SHORT.get(d, d) + ("*" if d in cell["caveat_dtypes"] else "") for d in cell["ok"])
+    ok = ",".join(SHORT_DTYPE.get(d, d) + ("*" if d in cell["caveat_dtypes"] else "") for d in cell["ok"])
     no = cell["no"]
     if not no:
         return ok
-    return (ok + " " if ok else "") + "no " + ",".join(_SHORT.get(v.dtype, v.dtype) for v in no)
+    return (ok + " " if ok else "") + "no " + ",".join(SHORT_DTYPE.get(v.dtype, v.dtype) for v in no)
 
 
 def fullmatrix_lines(m: Any) -> list[str]:

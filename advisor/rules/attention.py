@@ -6,11 +6,14 @@ from collections.abc import Iterator
 
 from packaging.version import InvalidVersion, Version
 
+from advisor.candidate import Candidate
 from advisor.facts import ComputeCapability
 from advisor.findings import Finding, Severity
 from advisor.knowledge import version_matches
+from advisor.knowledge.notes import flex_cpu_records
 from advisor.knowledge.schema import PackageLimit
-from advisor.rules.base import Candidate, Context, rule
+from advisor.rules.base import Context, rule
+from advisor.rules.kernel_requirements import outside, outside_range, runs_in
 
 FLASH_PACKAGES = {"flash_attention_2": "flash-attn", "flash_attention_3": "flash-attn-3", "flash_attention_4": "flash-attn-4"}
 
@@ -30,7 +33,7 @@ def _package(ctx: Context, c: Candidate) -> str | None:
     return None if hub else FLASH_PACKAGES.get(impl)
 
 
-@rule("ATTN001", "architecture does not implement this attention", scope="candidate",
+@rule("ATTN001", "architecture does not implement this attention", scope="candidate", remedy="switch",
       fix='use attn_implementation="sdpa" (or "eager"), or upgrade transformers if a newer release adds support')
 def arch_support(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     """transformers refuses an attn_implementation the model class does not declare
@@ -158,7 +161,7 @@ def flash_version(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
             )
 
 
-@rule("ATTN005", "GPU too old or unsupported for this attention kernel", scope="candidate",
+@rule("ATTN005", "GPU too old or unsupported for this attention kernel", scope="candidate", remedy="switch",
       fix='use attn_implementation="sdpa": it picks the fastest kernel this GPU supports')
 def attn_hardware(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     """FlashAttention-2 needs compute capability >= 8.0 (Ampere); on a T4 or V100 the kernel raises
@@ -215,35 +218,37 @@ def attn_hardware(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
             option=c.attn,
         )
         return
-    low = ComputeCapability.parse(req.min_compute_capability) if req.min_compute_capability else None
-    high = ComputeCapability.parse(req.max_compute_capability) if req.max_compute_capability else None
     gpu_name = next((g.name for g in ctx.gpus if g.compute_capability == cc), "this GPU")
-    if low is not None and cc < low:
+    where = outside(req, cc)  # the one judge, shared with matrix --full (rules/kernel_requirements.py)
+    if where == "below":
         yield attn_hardware.finding(
             Severity.FAIL,
-            f"{c.attn} needs compute capability >= {low}; {gpu_name} has {cc} "
+            f"{c.attn} needs compute capability >= {req.min_compute_capability}; {gpu_name} has {cc} "
             f"({ctx.knowledge.architecture_name(cc)})",
             detected=f"compute capability {cc}",
-            required=f">= {low}",
+            required=f">= {req.min_compute_capability}",
             option=c.attn,
         )
-    elif high is not None and (cc.major, 0) > (high.major, 0):
+    elif where == "above":
+        high = ComputeCapability.parse(str(req.max_compute_capability))
+        top = f"{high.major}.x" if cc.major > high.major else str(high)
         yield attn_hardware.finding(
             Severity.FAIL,
-            f"{c.attn} targets compute capability {high.major}.x; {gpu_name} has {cc}",
+            f"{c.attn} targets compute capability {top}; {gpu_name} has {cc}",
             detected=f"compute capability {cc}",
-            required=f"{high.major}.x",
+            required=top,
             option=c.attn,
         )
     else:
         limit = _package_limit(ctx, c, "max_compute_capability")
         if limit is not None:
             version, row = limit
-            top = ComputeCapability.parse(str(row.max_compute_capability))
-            if cc.major > top.major:
+            high = ComputeCapability.parse(str(row.max_compute_capability))
+            if outside_range(cc, None, row.max_compute_capability) == "above":
+                top = f"{high.major}.x" if cc.major > high.major else str(high)
                 yield attn_hardware.finding(
                     Severity.FAIL,
-                    f"{req.package} {version} accepts compute capability up to {top.major}.x only; {gpu_name} has "
+                    f"{req.package} {version} accepts compute capability up to {top} only; {gpu_name} has "
                     f"{cc} ({row.source})",
                     detected=f"{req.package} {version}, compute capability {cc}",
                     required=f"{req.package}{_negate(row.specifier)}", option=c.attn,
@@ -270,7 +275,7 @@ def _package_limit(ctx: Context, c: Candidate, field: str) -> tuple[str, Package
     return None
 
 
-@rule("ATTN006", "attention kernel does not support this dtype", scope="candidate",
+@rule("ATTN006", "attention kernel does not support this dtype", scope="candidate", remedy="switch",
       fix='load in float16 or bfloat16 (dtype="bfloat16" on Ampere or newer), or use sdpa for float32')
 def attn_dtype(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     """FlashAttention kernels run only in fp16/bf16. transformers only warns when the model is fp32, and the
@@ -278,14 +283,14 @@ def attn_dtype(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     req = _requirement(ctx, c)
     if c is None or req is None:
         return
-    if c.dtype not in req.dtypes:
+    if not runs_in(req, c.dtype):
         yield attn_dtype.finding(
             Severity.FAIL, f"{c.attn} does not run in {c.dtype}", detected=c.dtype,
             required=" or ".join(req.dtypes), option=c.attn,
         )
 
 
-@rule("ATTN007", "head dimension outside the kernel's range", scope="candidate",
+@rule("ATTN007", "head dimension outside the kernel's range", scope="candidate", remedy="switch",
       fix='use attn_implementation="sdpa" (its memory-efficient and math kernels take any head size)')
 def attn_head_dim(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     """FlashAttention-2/3 compile head sizes up to 256 in multiples of 8; larger heads (e.g. 512) have no kernel."""
@@ -358,7 +363,7 @@ def attn_torch(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
         )
 
 
-@rule("ATTN010", "FlashAttention-3 rejects ALiBi", scope="candidate", fix='use attn_implementation="sdpa"')
+@rule("ATTN010", "FlashAttention-3 rejects ALiBi", scope="candidate", remedy="switch", fix='use attn_implementation="sdpa"')
 def fa3_alibi(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     """FlashAttention-3 has no ALiBi support; transformers 4.57 raises for ALiBi models (BLOOM, MPT)."""
     if c is not None and _impl(ctx, c) == "flash_attention_3" and ctx.model is not None and ctx.model.alibi:
@@ -445,18 +450,6 @@ def flex_compile(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
         )
 
 
-def _flex_cpu_evidence(ctx: Context) -> dict[str, dict[str, object]]:
-    """torch version -> the record benchmarks/flex_cpu_compile.py wrote into data/flex_cpu/ on a real CPU."""
-    import json
-
-    records: dict[str, dict[str, object]] = {}
-    for path in sorted((ctx.knowledge.root / "flex_cpu").glob("torch-*.json")):
-        record = json.loads(path.read_text(encoding="utf-8"))
-        record["file"] = f"data/flex_cpu/{path.name}"
-        records[str(Version(str(record["torch"]).split("+")[0]))] = record
-    return records
-
-
 @rule("ATTN014", "flex_attention on the CPU is not shown to compile", scope="candidate",
       fix='on the CPU use attn_implementation="sdpa"')
 def flex_cpu(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
@@ -469,7 +462,7 @@ def flex_cpu(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     torch = ctx.version("torch")
     if torch is None:
         return
-    record = _flex_cpu_evidence(ctx).get(str(torch))
+    record = flex_cpu_records(ctx.knowledge.root).get(str(torch))
     if record is not None and record.get("compiles") is True:
         return
     if record is None:

@@ -7,45 +7,22 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from packaging.version import Version
-from pydantic import BaseModel, ConfigDict
 
-from advisor.explain import docs_url
+from advisor.candidate import Candidate
 from advisor.facts import ComputeCapability, Environment, GpuInfo, TorchInfo, known
 from advisor.findings import Finding, Severity
 from advisor.knowledge import Knowledge
-from advisor.model import ModelSpec
+from advisor.model.spec import ModelSpec
 
 __all__ = [
-    "Candidate",
     "Context",
     "Rule",
     "RULES",
+    "docs_url",
     "rule",
-    "DTYPES",
-    "QUANTIZATIONS",
 ]
 
-DTYPES = ("bfloat16", "float16", "float32")
-QUANTIZATIONS = ("none", "8bit", "4bit")
 DOCS = "docs/rules.md#"
-
-
-class Candidate(BaseModel):
-    """One way to call from_pretrained: the unit the planner accepts or rejects."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    attn: str
-    dtype: Literal["bfloat16", "float16", "float32"]
-    # none / bitsandbytes 8bit, 4bit / another method where ready (advisor.quant_methods.METHOD_QUANTIZATIONS)
-    quantization: Literal["none", "8bit", "4bit", "quanto-int8", "hqq-4bit", "fp8", "fbgemm-fp8"] = "none"
-    placement: Literal["gpu", "multi-gpu", "cpu"] = "gpu"
-
-    def label(self) -> str:
-        quant = "" if self.quantization == "none" else f" + bnb {self.quantization}" \
-            if self.quantization in ("8bit", "4bit") else f" + {self.quantization}"
-        where = {"gpu": "1 GPU", "multi-gpu": "all GPUs", "cpu": "CPU"}[self.placement]
-        return f"{self.attn} / {self.dtype}{quant} / {where}"
 
 
 @dataclass(frozen=True)
@@ -95,7 +72,13 @@ class Context:
             return None
 
 
+def docs_url(code: str) -> str:
+    """Where a finding's explanation lives: a command that prints it from the installed package."""
+    return f"advisor explain {code.upper()}"
+
+
 Check = Callable[[Context, Candidate | None], Iterable[Finding]]
+Remedy = Literal["switch", "machine"]
 
 
 @dataclass(frozen=True)
@@ -106,6 +89,9 @@ class Rule:
     check: Check
     why: str
     fix: str
+    # "switch": the fix is another candidate (kernel, dtype, GPU, less memory), which the planner already tried,
+    # so it never unblocks anything by itself; "machine": the fix changes the machine (install, upgrade, set)
+    remedy: Remedy = "machine"
 
     def __call__(self, ctx: Context, candidate: Candidate | None = None) -> list[Finding]:
         return list(self.check(ctx, candidate))
@@ -136,13 +122,15 @@ class Rule:
 RULES: list[Rule] = []
 
 
-def rule(code: str, title: str, *, scope: Literal["candidate", "environment", "plan"], fix: str) -> Callable[[Check], Rule]:
-    """Register a rule; its docstring is the 'why' shown in docs/rules.md."""
+def rule(code: str, title: str, *, scope: Literal["candidate", "environment", "plan"], fix: str,
+         remedy: Remedy = "machine") -> Callable[[Check], Rule]:
+    """Register a rule; its docstring is the 'why' shown in docs/rules.md. The metadata lives on the rule."""
 
     def register(fn: Check) -> Rule:
         if any(r.code == code for r in RULES):
             raise ValueError(f"duplicate rule code {code}")
-        made = Rule(code=code, title=title, scope=scope, check=fn, why=" ".join((fn.__doc__ or "").split()), fix=fix)
+        made = Rule(code=code, title=title, scope=scope, check=fn, why=" ".join((fn.__doc__ or "").split()), fix=fix,
+                    remedy=remedy)
         RULES.append(made)
         return made
 

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from functools import lru_cache
 
+from advisor.candidate import Candidate
 from advisor.findings import Finding, Severity
-from advisor.rules.base import Candidate, Context, rule
+from advisor.knowledge.notes import fp16_overflow_models
+from advisor.rules.base import Context, rule
 
 
-@lru_cache(maxsize=1)
-def _fp16_overflow_models(root: str) -> dict[str, str]:
-    with open(f"{root}/model_notes.json", encoding="utf-8") as handle:
-        rows = json.load(handle)["fp16_overflow"]
-    return {row["model_type"]: row["source"] for row in rows}
-
-
-@rule("DTYPE001", "bfloat16 is not native on this GPU", scope="candidate",
+@rule("DTYPE001", "bfloat16 is not native on this GPU", scope="candidate", remedy="switch",
       fix='use dtype="float16" on this GPU (or float32 if the model overflows in fp16)')
 def bf16_native(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     """bf16 tensor cores start at compute capability 8.0 (Ampere). On a T4 or V100, torch emulates bf16 and
@@ -37,7 +30,7 @@ def bf16_native(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
             return
 
 
-@rule("DTYPE002", "half precision on the CPU", scope="candidate",
+@rule("DTYPE002", "half precision on the CPU", scope="candidate", remedy="switch",
       fix='on the CPU pass dtype="float32" explicitly (transformers 5 keeps the checkpoint\'s dtype, often bfloat16, '
           'when none is given), or bfloat16 only on CPUs with AMX/AVX512-BF16')
 def cpu_half(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
@@ -64,7 +57,7 @@ def fp16_overflow(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     bfloat16 get a note only: most run fine in fp16, the only half precision before Ampere."""
     if c is None or ctx.model is None or c.dtype != "float16" or c.quantization == "8bit":
         return
-    notes = _fp16_overflow_models(str(ctx.knowledge.root))
+    notes = fp16_overflow_models(str(ctx.knowledge.root))
     mt = ctx.model.model_type
     if mt in notes:
         yield fp16_overflow.finding(

@@ -1,12 +1,13 @@
-"""KERN rules: Hub kernels, which transformers 5.25 loads by default (advisor/kernelization.py says how and why)."""
+"""KERN rules: Hub kernels, which transformers 5.25 loads by default (advisor/rules/kernelization.py says how and why)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+from advisor.candidate import Candidate
 from advisor.findings import Finding, Severity
-from advisor.kernelization import HubKernelAdvice, hub_kernel_advice
-from advisor.rules.base import Candidate, Context, rule
+from advisor.rules.base import Context, rule
+from advisor.rules.kernelization import HubKernelAdvice, hub_kernel_advice
 
 __all__ = ["advice"]
 

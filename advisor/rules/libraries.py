@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from advisor.candidate import Candidate
 from advisor.facts import TorchInfo, Unavailable
 from advisor.findings import Finding, Severity
 from advisor.knowledge import version_matches
-from advisor.rules.base import Candidate, Context, rule
+from advisor.rules.base import Context, rule
 
 
 @rule("LIB001", "torch missing", scope="environment", fix="pip install torch (the build for your CUDA or ROCm)")

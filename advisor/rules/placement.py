@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from advisor.candidate import Candidate
 from advisor.facts import TorchInfo
 from advisor.findings import Finding, Severity
-from advisor.rules.base import Candidate, Context, rule
+from advisor.rules.base import Context, rule
 
 
-@rule("PLACE001", "GPU placement without a usable GPU", scope="candidate",
+@rule("PLACE001", "GPU placement without a usable GPU", scope="candidate", remedy="switch",
       fix='drop device_map (or use device_map="cpu"), or run on a machine with a GPU and a CUDA/ROCm torch')
 def gpu_placement(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     """A `device_map` that names a GPU fails at load time when torch sees none (a CPU-only box or a CPU torch)."""

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from advisor.candidate import Candidate
 from advisor.findings import Finding
-from advisor.rules.base import Candidate, Context, rule
+from advisor.rules.base import Context, rule
 
 
 def memory_fix(c: Candidate, *, gpu_count: int, quantization_helps: bool = True) -> str:
@@ -29,7 +30,7 @@ def memory_fix(c: Candidate, *, gpu_count: int, quantization_helps: bool = True)
     return ", ".join(remedies[:-1]) + " or " + remedies[-1]
 
 
-@rule("MEM001", "does not fit in memory", scope="plan",
+@rule("MEM001", "does not fit in memory", scope="plan", remedy="switch",
       fix="quantize (8-bit or 4-bit) when unquantized, 4-bit when 8-bit; spread over more GPUs, or shorten "
           "--seq-len / --batch")
 def memory_fit(ctx: Context, c: Candidate | None) -> Iterator[Finding]:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from advisor.candidate import Candidate
 from advisor.facts import ComputeCapability
 from advisor.findings import Finding, Severity
 from advisor.knowledge import version_matches
-from advisor.rules.base import Candidate, Context, rule
+from advisor.rules.base import Context, rule
 
 
 def _quantized(c: Candidate | None) -> bool:
@@ -66,7 +67,7 @@ def bnb_version(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
             )
 
 
-@rule("QUANT004", "bitsandbytes on this device", scope="candidate",
+@rule("QUANT004", "bitsandbytes on this device", scope="candidate", remedy="switch",
       fix="quantize on a CUDA GPU, or keep the model unquantized on the CPU")
 def bnb_device(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     """Which devices a bitsandbytes release supports is its own fact, read at its tags (data/bitsandbytes.json):
@@ -120,7 +121,7 @@ def bnb_device(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
         )
 
 
-@rule("QUANT005", "LLM.int8 without int8 tensor cores", scope="candidate",
+@rule("QUANT005", "LLM.int8 without int8 tensor cores", scope="candidate", remedy="switch",
       fix="use 4-bit NF4 on this GPU, or a GPU with compute capability >= 7.5")
 def int8_slow(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     """LLM.int8 uses int8 tensor cores from compute capability 7.5 (bitsandbytes' `has_imma`); below it (V100,
@@ -181,9 +182,10 @@ def bnb_share(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     if not _quantized(c) or model is None:
         return
     assert c is not None
-    from advisor.memory import BYTES, GiB
-    from advisor.quant_methods import fixes_for
-    from advisor.quantizable import covered_release, kind_of, rule_at, table_releases
+    from advisor.candidate import BYTES
+    from advisor.knowledge.quantizable_share import covered_release, kind_of, rule_at, table_releases
+    from advisor.numbers import GiB
+    from advisor.rules.method_readiness import fixes_for
 
     target = ctx.env.version_of("transformers")
     release = model.quantizable_release or target or "?"
@@ -230,16 +232,17 @@ def method_usable(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     is met and a GPU is there when it needs one (data/quant_methods.json, each fact with its transformers file
     and line), and, for fine-grained FP8 from transformers 5.4, where `kernels` (in the release's window) and the
     Hub kernel `kernels-community/finegrained-fp8` are usable: cached locally, or `--allow-download` (a warning;
-    advisor/fp8_kernel.py, data/release_constraints.json `fp8_hub_kernel`), and only where the target's transformers
+    advisor/rules/fp8_kernel.py, data/release_constraints.json `fp8_hub_kernel`), and only where the target's transformers
     quantizes the method while loading: 5.x asks the quantizer for `get_quantize_ops` (core_model_loading.py), which
     HQQ's does not define in any 5.x release, so `HfQuantizer.get_quantize_ops` raises NotImplementedError (the
-    fix names methods that do run there, or 4.57.6's old path; advisor/quant_onthefly.py, data/release_constraints.json
+    fix names methods that do run there, or 4.57.6's old path; advisor/knowledge/onthefly.py, data/release_constraints.json
     `onthefly_<method>`). It fails too when the model's weights are in modules the method does not replace: an `nn.Linear`
     subclass for an exact-type rule (FP8), fused 3-D experts for a per-linear method (quanto, HQQ)."""
     if c is None or c.quantization in ("none", "8bit", "4bit"):
         return
-    from advisor.quant_methods import fixes_for, handles, method_for, method_status, table_release
-    from advisor.quantizable import kind_of
+    from advisor.knowledge.quant_methods import handles, method_for, table_release
+    from advisor.knowledge.quantizable_share import kind_of
+    from advisor.rules.method_readiness import fixes_for, method_status
 
     method = method_for(c.quantization)
     if method is None:
@@ -248,10 +251,10 @@ def method_usable(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     problems = status.blockers(ctx.weakest_cc, c.placement)
     src = f"transformers {table_release()} {method.source.split(' ')[0]}"
     kernel = status.kernel
-    if kernel is not None and not kernel.ok:  # the release loads a Hub kernel for it (advisor/fp8_kernel.py)
+    if kernel is not None and not kernel.ok:  # the release loads a Hub kernel for it (advisor/rules/fp8_kernel.py)
         src += f"; {kernel.cite}"
     if status.onthefly is not None and not status.loads:  # installing anything cannot help: another method or release
-        from advisor.quant_onthefly import onthefly_alternatives
+        from advisor.rules.method_readiness import onthefly_alternatives
 
         src = status.onthefly.cite
         fix = "; or ".join(onthefly_alternatives(ctx.env, ctx.weakest_cc, status.onthefly, c.placement)) or \
@@ -296,7 +299,7 @@ def checkpoint_method(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     `quantization_config` of another class raises ValueError ("The model is quantized with GPTQConfig but you are
     passing a BitsAndBytesConfig config", `AutoHfQuantizer.merge_quantization_configs`, quantizers/auto.py:259-266
     in 5.24.0; one of the same class is replaced by the checkpoint's). So such a model is planned without a
-    quantization of its own, weighed at the bits its config states (advisor/prequantized.py), and each
+    quantization of its own, weighed at the bits its config states (advisor/model/prequantized.py), and each
     candidate fails here where the method's libraries, GPU or compute capability are missing. GPTQ and AWQ on a
     GPU want float16 (their quantizers' `update_dtype`, `gpu_dtype` in the table; AWQ casts bfloat16 to float16):
     another dtype warns."""
@@ -312,7 +315,8 @@ def checkpoint_method(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
             fix="load it as it is: drop --quantize and quantization_config", option=c.quantization,
         )
         return
-    from advisor.quant_methods import method_row, method_status, table_release
+    from advisor.knowledge.quant_methods import method_row, table_release
+    from advisor.rules.method_readiness import method_status
 
     method = method_row(pre.method_key)
     if method is None:

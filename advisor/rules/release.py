@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from advisor.candidate import Candidate
 from advisor.findings import Finding, Severity
 from advisor.knowledge import version_matches
-from advisor.rules.base import Candidate, Context, rule
+from advisor.rules.base import Context, rule
 
 
 @rule("TORCH001", "torch below this transformers' floor", scope="environment",

@@ -22,17 +22,17 @@ from typing import Any
 
 import pytest
 
-from advisor import analysis_cache
 from advisor.api import target_environment
+from advisor.io import analysis_cache
 from advisor.knowledge.measurements import (
     STORE_NAME,
     Measurement,
     MeasurementKey,
     MeasurementStore,
-    shape_signature,
     versions_of,
 )
-from advisor.model import resolve_model
+from advisor.model.resolve import resolve_model
+from advisor.model.spec import shape_signature
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "meta-llama/Llama-2-7b-hf"
@@ -198,7 +198,7 @@ import resource, signal, sys
 sys.path.insert(0, sys.argv[1])
 resource.setrlimit(resource.RLIMIT_AS, (1 << 30, resource.RLIM_INFINITY))
 signal.alarm(20)
-from advisor import analysis_cache
+from advisor.io import analysis_cache
 print(analysis_cache.get("param-count", {"n": 1}, transformers="5.24.0"))
 analysis_cache.put("param-count", {"n": 1}, [10, 8], transformers="5.24.0")
 """

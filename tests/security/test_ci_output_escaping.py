@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from advisor.findings import Finding, Severity
-from advisor.fleet import Fleet, FleetCell, FleetMachine
-from advisor.manifest import CheckSuite, PairResult, Workload
+from advisor.fleet.grid import Fleet, FleetCell, FleetMachine
+from advisor.fleet.manifest import CheckSuite, PairResult, Workload
 from advisor.render import OutputFormat, render
 from advisor.render.fleet_text import fleet_text
 from advisor.render.suite import SUITE_FORMATS, render_suite
@@ -246,12 +246,12 @@ def test_property_fleet_html_markdown_and_text(models: list[str], machine: str, 
     cells = [[FleetCell(model=m, machine=machine, ok=False, reasons=[reason], fix=fix)] for m in models]
     fleet = Fleet(models=models, machines=[FleetMachine(name=machine, description=reason)], batch=1, seq_len=None,
                   cells=cells)
-    html = render(fleet, OutputFormat.HTML, kind="fleet")
+    html = render(fleet, OutputFormat.HTML)
     parser = _Tags()
     parser.feed(html)
     assert parser.tags <= _FLEET_TAGS, parser.tags - _FLEET_TAGS  # no value opened a tag of its own
     _assert_no_hijack(html, "html")
-    markdown = render(fleet, OutputFormat.MARKDOWN, kind="fleet")
+    markdown = render(fleet, OutputFormat.MARKDOWN)
     assert "<script" not in markdown.lower() and "<img" not in markdown.lower()
     _assert_no_hijack(markdown, "markdown")
     _assert_no_hijack(fleet_text(fleet), "text")

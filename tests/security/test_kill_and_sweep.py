@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from advisor.smoke_worker import FAULT_ENV
+from advisor.prove.smoke_worker import FAULT_ENV
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find the worker")
 
@@ -109,7 +109,7 @@ def test_after_sigkill_any_next_command_sweeps_and_no_worker_is_left(tiny_llama:
 
 
 def test_every_temporary_folder_lives_in_the_run_folder() -> None:
-    """Only advisor/rundir.py makes temporary folders: a bare one in $TMPDIR (advisor-onnx-*) was never swept."""
+    """Only advisor/io/rundir.py makes temporary folders: a bare one in $TMPDIR (advisor-onnx-*) was never swept."""
     makers = {"mkdtemp", "TemporaryDirectory", "mktemp"}
     found = []
     for path in sorted((ROOT / "advisor").rglob("*.py")):
@@ -125,7 +125,7 @@ def test_every_temporary_folder_lives_in_the_run_folder() -> None:
 
 def test_the_onnx_worker_dies_with_the_advisor() -> None:
     """Like the smoke and bench workers, it asks for the parent-death signal before anything else."""
-    tree = ast.parse((ROOT / "advisor" / "onnx_worker.py").read_text(encoding="utf-8"))
+    tree = ast.parse((ROOT / "advisor" / "prove" / "onnx_worker.py").read_text(encoding="utf-8"))
     main = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "main")
     calls = [n.func.id for n in ast.walk(main) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
     assert calls and calls[0] == "bind_to_parent"

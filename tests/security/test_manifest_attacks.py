@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from advisor.manifest import MANIFEST_MAX_BYTES, MAX_PAIRS
+from advisor.fleet.manifest import MANIFEST_MAX_BYTES, MAX_PAIRS
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGETS = "targets: [A100-80GB]\n"

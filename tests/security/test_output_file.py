@@ -25,7 +25,7 @@ import pytest
 
 from advisor.cli import build_parser
 from advisor.errors import OutputFileError
-from advisor.fileio import PAUSE_ENV, TEMP_PREFIX, WAIT_ENV, write_output
+from advisor.io.write_output import PAUSE_ENV, TEMP_PREFIX, WAIT_ENV, write_output
 
 ROOT = Path(__file__).resolve().parents[2]
 IS_ROOT = os.geteuid() == 0
@@ -421,7 +421,7 @@ def _child_in_write_window(out: Path) -> subprocess.Popen[str]:
 
 
 @pytest.mark.parametrize(("sig", "expected"), [
-    # the CLI turns each into one line and exit 128 + N (advisor/interrupts.py, issue 15)
+    # the CLI turns each into one line and exit 128 + N (advisor/isolation/interrupts.py, issue 15)
     (signal.SIGTERM, 128 + signal.SIGTERM),
     (signal.SIGHUP, 128 + signal.SIGHUP),
     (signal.SIGINT, 128 + signal.SIGINT),

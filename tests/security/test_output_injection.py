@@ -85,7 +85,7 @@ def test_colour_is_only_ours(tmp_path: Path) -> None:
     from advisor import api
 
     report = api.doctor(str(_model(tmp_path, f"model{ANSI}")), env=_snapshot(tmp_path, ANSI))
-    text = render(report, OutputFormat.TEXT, kind="doctor", color=True)
+    text = render(report, OutputFormat.TEXT, color=True)
     assert OUR_COLOURS.search(text)  # colour still works
     _no_raw_control(OUR_COLOURS.sub("", text))
 
@@ -110,9 +110,9 @@ def test_html_from_a_config_or_snapshot_does_not_reach_a_report_raw(cli: Any, tm
 
 def test_markdown_escaping_keeps_requirements_readable() -> None:
     """Only `<` can open a tag in Markdown; `>= 8.0` in a finding stays as written in the raw file."""
-    from advisor.history_view import full_matrix
+    from advisor.matrix.history import full_matrix
 
-    md = render(full_matrix(None), OutputFormat.MARKDOWN, kind="fullmatrix")
+    md = render(full_matrix(None), OutputFormat.MARKDOWN)
     assert ">= 8.0" in md and "&gt;" not in md
 
 

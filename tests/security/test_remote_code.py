@@ -19,12 +19,13 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 import advisor  # noqa: E402
-from advisor.bench import run_bench  # noqa: E402
-from advisor.isolation import run_child  # noqa: E402
-from advisor.model import resolve_model  # noqa: E402
-from advisor.remote_code import CODE_KEYS, RemoteCodeError, child_kwargs, refuse_code_keys  # noqa: E402
-from advisor.smoke import options_from_json, run_smoke  # noqa: E402
-from advisor.targets import TargetSpec, resolve_target  # noqa: E402
+from advisor.errors import RemoteCodeError
+from advisor.isolation.child import run_child  # noqa: E402
+from advisor.model.remote_code import CODE_KEYS, child_kwargs, refuse_code_keys  # noqa: E402
+from advisor.model.resolve import resolve_model  # noqa: E402
+from advisor.probe.target import TargetSpec, resolve_target  # noqa: E402
+from advisor.prove.bench import run_bench  # noqa: E402
+from advisor.prove.smoke import options_from_json, run_smoke  # noqa: E402
 
 PLAIN = {"dtype": "float32", "attn_implementation": "eager"}
 
@@ -221,7 +222,7 @@ def test_the_smoke_worker_refuses_trust_smuggled_past_the_parent(native: tuple[P
                "generative": True, "is_encoder_decoder": False, "trust_remote_code": False, "batch": 1, "seq_len": 4,
                "generate_tokens": 0, "role": "attempt", "index": 0, "reference_file": None,
                "from_pretrained": {**PLAIN, "trust_remote_code": True}}
-    result = run_child("advisor.smoke_worker", request, timeout=300)
+    result = run_child("advisor.prove.smoke_worker", request, timeout=300)
     assert result["ok"] is False and "trust_remote_code" in str(result["error"])
     assert not sentinel.exists()
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from advisor import rundir
 from advisor.errors import UsageError
-from advisor.smoke_worker import FAULT_ENV
+from advisor.io import rundir
+from advisor.prove.smoke_worker import FAULT_ENV
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find the worker")
 
@@ -74,7 +74,7 @@ class Run:
         """The pid of the (hanging) reference worker, once the advisor has started it."""
         def started() -> bool:
             found = [p for p in _children(self.proc.pid)
-                     if b"advisor.smoke_worker" in Path(f"/proc/{p}/cmdline").read_bytes()]
+                     if b"advisor.prove.smoke_worker" in Path(f"/proc/{p}/cmdline").read_bytes()]
             self.pid = found[0] if found else 0
             return bool(found) or self.proc.poll() is not None
 

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from advisor import analysis_cache
-from advisor.model_analysis import cached_counts, count_key, counting_version
+from advisor.io import analysis_cache
+from advisor.knowledge.installed import installed_version
+from advisor.model.analysis import cached_counts, count_key, counting_version
 
 TF = "5.24.0"
 CONFIG = {"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2}
@@ -116,7 +117,7 @@ def test_a_bad_kind_is_a_programming_error(cache: Path) -> None:
 
 _WRITER = """
 import sys
-from advisor import analysis_cache
+from advisor.io import analysis_cache
 for i in range(40):
     analysis_cache.put("param-count", {"model_type": "llama", "n": i % 4}, [i % 4, int(sys.argv[1])], transformers="5.24.0")
 """
@@ -142,10 +143,10 @@ class _Recorder:
         self.calls = 0
 
     def __call__(self, config: dict[str, Any], architecture: str | None, trust: bool) -> tuple[int, int] | None:
-        from advisor.model import _count_on_meta
+        from advisor.model.meta import count_on_meta
 
         self.calls += 1
-        return _count_on_meta(config, architecture, trust)
+        return count_on_meta(config, architecture, trust)
 
 
 TINY = {
@@ -170,10 +171,10 @@ def test_counts_cached_under_another_transformers_release_are_not_served(cache: 
     pytest.importorskip("transformers")
     key = count_key(TINY, "LlamaForCausalLM", False)
     analysis_cache.put("param-count", key, [7, 7, None], transformers="0.0.1", extra=counting_version())
-    analysis_cache.put("param-count", key, [9, 9, None], transformers=analysis_cache.transformers_version(), extra="old")
+    analysis_cache.put("param-count", key, [9, 9, None], transformers=installed_version(), extra="old")
     count = _Recorder()
     counted = cached_counts(TINY, "LlamaForCausalLM", False, count)
     assert count.calls == 1 and counted not in ((7, 7, None), (9, 9, None))
-    analysis_cache.put("param-count", key, [5, 4, None], transformers=analysis_cache.transformers_version(),
+    analysis_cache.put("param-count", key, [5, 4, None], transformers=installed_version(),
                        extra=counting_version())
     assert cached_counts(TINY, "LlamaForCausalLM", False, count) == (5, 4, None) and count.calls == 1

@@ -9,7 +9,7 @@ import pytest
 
 from advisor.errors import EnvironmentFileError, UnknownGpuError, UsageError
 from advisor.facts import ComputeCapability, Environment, Unavailable
-from advisor.targets import TargetSpec, load_environment, resolve_target, save_environment
+from advisor.probe.target import TargetSpec, load_environment, resolve_target, save_environment
 
 ENVS = Path(__file__).resolve().parents[1] / "fixtures" / "envs"
 

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from advisor import analysis_cache
 from advisor.facts import ComputeCapability, TorchInfo, Unavailable
-from advisor.model_analysis import _release_value, count_key, counting_version, precomputed, stored_releases
+from advisor.io import analysis_cache
+from advisor.knowledge.installed import installed_version
+from advisor.model.analysis import _release_value, count_key, counting_version, precomputed, stored_releases
 from advisor.probe import collect_environment
 from advisor.probe.torch_static import TorchBuild, read_torch_build, static_torch_info, visible_device_count
 
@@ -47,7 +48,7 @@ def _run(cache: Path, *argv: str) -> dict[str, Any]:
 
 def _warm_if_other_release(cache: Path, *argv: str) -> None:
     """The shipped attention flags are for the releases that made them; another release asks its classes once."""
-    if analysis_cache.transformers_version() not in stored_releases():
+    if installed_version() not in stored_releases():
         _run(cache, *argv)
 
 
@@ -131,16 +132,17 @@ def test_every_shipped_model_is_precomputed_by_the_current_counting_code() -> No
 def test_precomputed_counts_and_flags_match_a_fresh_computation(hub_id: str) -> None:
     pytest.importorskip("transformers")
     from advisor.knowledge import load_knowledge
-    from advisor.model import _count_on_meta, describe_config
-    from advisor.support import _read_installed
+    from advisor.model.attention_support import _read_installed
+    from advisor.model.meta import count_on_meta
+    from advisor.model.resolve import describe_config
 
     shipped = load_knowledge().shipped_model(hub_id)
     assert shipped is not None
     config = dict(shipped.config)
     architecture = (config.get("architectures") or [None])[0]
     row = precomputed()["models"][shipped.hub_id]
-    release = analysis_cache.transformers_version()
-    fresh = _count_on_meta(copy.deepcopy(config), architecture, False)
+    release = installed_version()
+    fresh = count_on_meta(copy.deepcopy(config), architecture, False)
     stored = _release_value(precomputed()["parameter_counts"][row["count_key"]], release, nearest=True)
     assert stored[:2] == list(fresh or ())[:2]
     if release in stored_releases():

@@ -17,12 +17,13 @@ import pytest
 import transformers
 
 from advisor.knowledge.releases import load_release_constraints
-from advisor.model import resolve_model
-from advisor.plan import PlanRequest, make_plan
+from advisor.model.resolve import resolve_model
+from advisor.plan.options import PlanRequest
+from advisor.plan.recommend import make_plan
 from advisor.probe.hub_cache import cached_hub_kernels, kernels_cache_root
 from advisor.probe.packages import probe_libraries
-from advisor.quant_methods import doctor_rows, ready_quantizations
-from advisor.targets import load_environment
+from advisor.probe.target import load_environment
+from advisor.rules.method_readiness import doctor_rows, ready_quantizations
 
 ENVS = Path(__file__).resolve().parents[1] / "fixtures" / "envs"
 BARE, UNCACHED, CACHED = (str(ENVS / f"{n}.json") for n in ("h100_fa2_fa3_bnb", "h100_kernels_uncached",

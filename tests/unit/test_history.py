@@ -307,7 +307,7 @@ def test_to_bettertransformer_presence_matches_removed_in(history: AttentionHist
 
 
 def test_table_at_gives_the_per_release_table_shape(history: AttentionHistory) -> None:
-    # advisor.api.matrix(transformers_version=...) and advisor.support use these methods
+    # advisor.api.matrix(transformers_version=...) and advisor.model.attention_support use these methods
     table = history.table_at("4.40.0")
     assert table.transformers == "4.40.2"
     rows = {row.model_type: row for row in table.architectures}

@@ -15,9 +15,9 @@ import pytest
 from pydantic import ValidationError
 
 from advisor.errors import UsageError
-from advisor.history_view import FullMatrix, ImplHistory, full_matrix, gpu_generations, history_report
 from advisor.knowledge import load_knowledge
 from advisor.knowledge.history import HISTORY_IMPLS, load_history
+from advisor.matrix.history import FullMatrix, ImplHistory, full_matrix, gpu_generations, history_report
 from advisor.render import OutputFormat, render
 
 
@@ -203,13 +203,13 @@ def test_page_data_is_compact(matrix: FullMatrix) -> None:
 
 
 def test_markdown_and_text_render(matrix: FullMatrix) -> None:
-    md = render(matrix, OutputFormat.MARKDOWN, kind="fullmatrix")
+    md = render(matrix, OutputFormat.MARKDOWN)
     assert (
         "| Turing 7.5 |" in md
         and "flash_attention_2 needs compute capability >= 8.0; Turing (T4) has 7.5" in md
     )
     assert md.count("\n| llama | LlamaModel |") == 1 and md.endswith("\n") and len(md) < 200_000
-    text = render(matrix, OutputFormat.TEXT, kind="fullmatrix")
+    text = render(matrix, OutputFormat.TEXT)
     assert "Turing 7.5" in text and "llama" in text
 
 
@@ -272,5 +272,5 @@ def test_html_escapes_table_data(matrix: FullMatrix) -> None:
     evil = "</script><script>alert(1)</script>"
     row = matrix.architectures[0].model_copy(update={"class_name": evil})
     tampered = matrix.model_copy(update={"architectures": [row, *matrix.architectures[1:]], "source": evil})
-    html = render(tampered, OutputFormat.HTML, kind="fullmatrix")
+    html = render(tampered, OutputFormat.HTML)
     assert evil not in html and "alert(1)" in html

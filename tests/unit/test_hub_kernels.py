@@ -22,13 +22,14 @@ import pytest
 
 from advisor import api
 from advisor.facts import Environment, HubAccess, Unavailable
-from advisor.kernelization import hub_kernel_advice
 from advisor.knowledge.hub_kernels import TargetDevice, hub_kernel_table, mapping_for, select
 from advisor.knowledge.releases import load_release_constraints
-from advisor.model import resolve_model
-from advisor.plan import PlanRequest, make_plan
+from advisor.model.resolve import resolve_model
+from advisor.plan.options import PlanRequest
+from advisor.plan.recommend import make_plan
 from advisor.probe.hub_access import probe_hub_access, with_reachability
-from advisor.targets import load_environment
+from advisor.probe.target import load_environment
+from advisor.rules.kernelization import hub_kernel_advice
 
 ROOT = Path(__file__).resolve().parents[2]
 ENVS = ROOT / "tests" / "fixtures" / "envs"
@@ -108,7 +109,7 @@ def test_earlier_releases_have_a_mapping_for_use_kernels_true() -> None:
 
 def test_a_real_llama_has_rope_silu_and_rmsnorm_kernel_layers(tiny_llama: Path) -> None:
     from advisor.knowledge.derive_worker import kernel_layers
-    from advisor.model import build_on_meta
+    from advisor.model.meta import build_on_meta
 
     config = json.loads((tiny_llama / "config.json").read_text())
     layers = kernel_layers(build_on_meta(config, "LlamaForCausalLM"))
@@ -331,7 +332,7 @@ def test_the_cached_plan_keeps_the_default_and_says_the_effect_is_unmeasured() -
 
 def test_the_planned_kwargs_load_under_5_25(tiny_llama: Path) -> None:
     transformers = pytest.importorskip("transformers")
-    from advisor.emit import to_kwargs
+    from advisor.plan.emit import to_kwargs
 
     plan = make_plan(resolve_model(str(tiny_llama)), _env(UNCACHED), PlanRequest(dtype="bfloat16"))
     assert plan.from_pretrained is not None and plan.from_pretrained["use_kernels"] is False
@@ -353,7 +354,7 @@ def test_kernels_outside_the_window_the_default_load_fails_and_the_plan_loads(ti
                           capture_output=True, text=True, env=env, timeout=300, check=False)
     kwargs = json.loads(plan.stdout)["from_pretrained"]
     assert kwargs["use_kernels"] is False, plan.stderr[-500:]
-    load = ("import json, sys, transformers; from advisor.emit import to_kwargs; "
+    load = ("import json, sys, transformers; from advisor.plan.emit import to_kwargs; "
             "kw = to_kwargs(json.loads(sys.argv[2])); "
             "m = transformers.AutoModelForCausalLM.from_pretrained(sys.argv[1], **kw); print('loaded')")
     plain = {k: v for k, v in kwargs.items() if k != "use_kernels"}

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from advisor.model import resolve_model
+from advisor.model.resolve import resolve_model
 
 
 def test_hub_id_resolves_from_the_local_hf_cache(tiny_llama: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 
 from advisor.facts import Environment, KernelCase, KernelRun, TorchInfo, Unavailable
-from advisor.model import resolve_model
-from advisor.plan import PlanRequest, make_plan
+from advisor.model.resolve import resolve_model
+from advisor.plan.options import PlanRequest
+from advisor.plan.recommend import make_plan
 from advisor.probe import probe_kernel_runs
 from advisor.probe.kernels import KernelSpec, kernel_specs, run_batch, run_kernels
 from advisor.probe.packages import probe_libraries
-from advisor.targets import load_environment
+from advisor.probe.target import load_environment
 
 ENVS = Path(__file__).resolve().parents[1] / "fixtures" / "envs"
 
@@ -204,7 +205,7 @@ def _nvml_with_one_gpu() -> object:
 
 def test_kernel_runs_that_all_ran_are_reused_and_failures_are_not(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A second doctor on an unchanged install reuses the runs (issue 14); a failed run is tried again."""
-    from advisor import analysis_cache
+    from advisor.io import analysis_cache
     from advisor.probe import _cached_kernel_runs
 
     monkeypatch.setenv(analysis_cache.CACHE_DIR_ENV, str(tmp_path))

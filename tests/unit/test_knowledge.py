@@ -8,9 +8,9 @@ import pytest
 
 from advisor.facts import ComputeCapability
 from advisor.knowledge import data_dir, load_knowledge
+from advisor.knowledge.installed import installed_version
 from advisor.knowledge.introspect import read_attention_support
-from advisor.model import resolve_model
-from advisor.support import installed_transformers
+from advisor.model.resolve import resolve_model
 
 REQUIRED_GPUS = ["T4", "V100", "V100-16GB", "A10G", "L4", "L40S", "A100-40GB", "A100-80GB", "H100", "H200",
                  "RTX-3090", "RTX-4090", "MI300X"]
@@ -66,9 +66,9 @@ def test_schema_versions() -> None:
 
 
 @pytest.mark.slow
-def test_shipped_attention_table_matches_installed_transformers() -> None:
+def test_shipped_attention_table_matches_installed_version() -> None:
     """Drift report: the shipped table for this release must equal what its classes declare."""
-    here = installed_transformers()
+    here = installed_version()
     shipped = {t.transformers: t for t in load_knowledge().shipped_attention_tables()}
     if here not in shipped:
         pytest.skip(f"no shipped table for transformers {here}: run scripts/refresh_attention_table.py")

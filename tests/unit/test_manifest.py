@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from advisor.manifest import Manifest, ManifestError, load_manifest
+from advisor.errors import ManifestError
+from advisor.fleet.manifest import Manifest, load_manifest
 
 ENVS = Path(__file__).resolve().parents[1] / "fixtures" / "envs"
 DOC = Path(__file__).resolve().parents[2] / "docs" / "manifest.md"

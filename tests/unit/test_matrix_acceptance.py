@@ -19,7 +19,7 @@ from typing import Any
 import _meta_acceptance as oracle_module  # tests/unit is on sys.path (rootdir-relative, no package)
 import pytest
 
-from advisor.support import installed_transformers
+from advisor.knowledge.installed import installed_version
 
 IMPLS = oracle_module.BUILT + oracle_module.FLASH
 
@@ -37,8 +37,8 @@ def matrix() -> dict[str, Any]:
     with contextlib.redirect_stdout(out):
         assert main(["matrix", "--format", "json"]) == 0
     table = json.loads(out.getvalue())
-    if table["transformers"] != installed_transformers():
-        pytest.skip(f"no shipped table for the installed transformers {installed_transformers()}")
+    if table["transformers"] != installed_version():
+        pytest.skip(f"no shipped table for the installed transformers {installed_version()}")
     return table
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from advisor.cli import main
-from advisor.history_view import FullMatrix, full_matrix
+from advisor.matrix.history import FullMatrix, full_matrix
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [

@@ -23,12 +23,12 @@ from advisor.knowledge.measurements import (
     Versions,
     depth_checks,
     pick,
-    shape_signature,
     shipped_measurements,
     versions_of,
 )
-from advisor.model import resolve_model
-from advisor.targets import load_environment
+from advisor.model.resolve import resolve_model
+from advisor.model.spec import shape_signature
+from advisor.probe.target import load_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 H100 = ROOT / "tests" / "fixtures" / "envs" / "h100_fa2_fa3_bnb.json"
@@ -105,9 +105,10 @@ def test_lookup_splits_matches_from_stale(tmp_path: Path) -> None:
     versions = versions_of(load_environment(H100))
     store.record(_rows(versions, {"a / bfloat16 / 1 GPU": 1.0}))
     store.record(_rows(versions.model_copy(update={"driver": "1.0"}), {"a / bfloat16 / 1 GPU": 2.0}))
-    found = store.lookup(versions, resolve_model(MODEL), "prefill")
+    model = resolve_model(MODEL)
+    found = store.lookup(versions, model.model_type, shape_signature(model), "prefill")
     assert [m.value for m in found.matches] == [1.0] and [m.value for m in found.ignored] == [2.0]
-    assert store.lookup(versions, resolve_model(MODEL), "batch").matches == []
+    assert store.lookup(versions, model.model_type, shape_signature(model), "batch").matches == []
 
 
 def test_corrupt_store_is_reported_and_rebuilt(cache: Path, cli: Any) -> None:

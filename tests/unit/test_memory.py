@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from advisor.bench import BenchReport, repredict
-from advisor.memory import activation_bytes, estimate_memory, score_bytes_per_element
-from advisor.model import resolve_model
-from advisor.targets import load_environment
+from advisor.estimate.memory import activation_bytes, estimate_memory, score_bytes_per_element
+from advisor.model.resolve import resolve_model
+from advisor.probe.target import load_environment
+from advisor.prove.bench import BenchReport, repredict
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))

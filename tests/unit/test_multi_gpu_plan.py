@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from advisor.model import resolve_model
-from advisor.plan import make_plan
-from advisor.targets import TargetSpec, resolve_target
+from advisor.model.resolve import resolve_model
+from advisor.plan.recommend import make_plan
+from advisor.probe.target import TargetSpec, resolve_target
 
 
 @pytest.mark.parametrize(

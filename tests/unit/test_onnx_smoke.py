@@ -18,7 +18,7 @@ import pytest
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from advisor.onnx_smoke import optimum_onnx_pin
+from advisor.prove.onnx import optimum_onnx_pin
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("ADVISOR_TEST_CACHE", Path.home() / ".cache" / "advisor-tests"))

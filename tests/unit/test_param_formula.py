@@ -1,5 +1,5 @@
 """Issue 14: a config never seen, of a shipped architecture with other sizes, is counted by that model's formula
-(advisor.param_formula) exactly as the meta-device build counts it, without importing torch or transformers; a
+(advisor.model.param_formula) exactly as the meta-device build counts it, without importing torch or transformers; a
 config whose structure differs is refused by the formula and built."""
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
-from advisor import analysis_cache
+from advisor.io import analysis_cache
 from advisor.knowledge import load_knowledge
-from advisor.model_analysis import _release_value, precomputed
-from advisor.param_formula import evaluate
+from advisor.knowledge.installed import installed_version
+from advisor.model.analysis import _release_value, precomputed
+from advisor.model.param_formula import evaluate
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = {m.hub_id: dict(m.config) for m in load_knowledge().models}
@@ -25,16 +26,16 @@ SHIPPED = {m.hub_id: dict(m.config) for m in load_knowledge().models}
 
 def _formula(hub_id: str) -> dict[str, Any]:
     entries = precomputed().get("formulas", {}).get(hub_id)
-    formula = _release_value(entries, analysis_cache.transformers_version(), nearest=True)
+    formula = _release_value(entries, installed_version(), nearest=True)
     assert isinstance(formula, dict), f"no formula shipped for {hub_id}: run scripts/precompute_models.py"
     return formula
 
 
 def _meta(config: dict[str, Any]) -> tuple[int, int, str | None] | None:
     pytest.importorskip("transformers")
-    from advisor.model import _count_on_meta
+    from advisor.model.meta import count_on_meta
 
-    return _count_on_meta(copy.deepcopy(config), config["architectures"][0], False)
+    return count_on_meta(copy.deepcopy(config), config["architectures"][0], False)
 
 
 def _layers(config: dict[str, Any]) -> str:
@@ -109,9 +110,9 @@ def _run(cache: Path, folder: Path) -> dict[str, Any]:
 
 def test_a_new_relative_is_planned_without_torch_or_transformers(tmp_path: Path) -> None:
     pytest.importorskip("transformers")
-    from advisor.model_analysis import stored_releases
+    from advisor.model.analysis import stored_releases
 
-    if analysis_cache.transformers_version() not in stored_releases():
+    if installed_version() not in stored_releases():
         pytest.skip("the formulas are shipped for the stored releases only")
     folder = tmp_path / "model"
     folder.mkdir()

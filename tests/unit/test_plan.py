@@ -6,9 +6,11 @@ from pathlib import Path
 from typing import Any
 
 from advisor.knowledge import load_knowledge
-from advisor.model import ModelSpec, describe_config, resolve_model
-from advisor.plan import PlanRequest, Recommendation, make_plan
-from advisor.targets import load_environment
+from advisor.model.resolve import describe_config, resolve_model
+from advisor.model.spec import ModelSpec
+from advisor.plan.options import PlanRequest, Recommendation
+from advisor.plan.recommend import make_plan
+from advisor.probe.target import load_environment
 
 ENVS = Path(__file__).resolve().parents[1] / "fixtures" / "envs"
 
@@ -138,7 +140,7 @@ def test_architecture_without_sdpa_falls_back_to_eager() -> None:
 
 
 def test_old_transformers_gets_torch_dtype_spelling() -> None:
-    from advisor.emit import dtype_key
+    from advisor.plan.emit import dtype_key
 
     assert dtype_key("4.46.0") == "torch_dtype" and dtype_key("4.56.0") == "dtype" and dtype_key("5.17.0") == "dtype"
 
@@ -179,7 +181,7 @@ def test_kwargs_load_a_real_tiny_model(tiny_llama: Path) -> None:
 
 
 def test_old_transformers_gets_upgrade_advice_from_history() -> None:
-    from advisor.targets import TargetSpec, resolve_target
+    from advisor.probe.target import TargetSpec, resolve_target
 
     env = resolve_target(TargetSpec(gpus=["A100-80GB"], assume=["transformers==4.45.0", "flash-attn==2.8.3"]))
     rec = make_plan(resolve_model("bert-base-uncased"), env)

@@ -22,9 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def _generator() -> Any:
     """The reader scripts/generate_position_kinds.py runs (it lives in the package: a newer installed release is
     read with it too)."""
-    from advisor.knowledge import positions
+    from advisor.knowledge import position_reader
 
-    return positions
+    return position_reader
 
 
 def _seq001(cli: Any, model: str | Path, seq_len: int) -> tuple[int, dict[str, Any]]:

@@ -15,10 +15,11 @@ import pytest
 import transformers
 from transformers import AwqConfig, BitsAndBytesConfig, FineGrainedFP8Config, GPTQConfig, Mxfp4Config
 
-from advisor.model import resolve_model
-from advisor.plan import PlanRequest, make_plan
-from advisor.prequantized import read_checkpoint_quantization
-from advisor.targets import load_environment
+from advisor.model.prequantized import read_checkpoint_quantization
+from advisor.model.resolve import resolve_model
+from advisor.plan.options import PlanRequest
+from advisor.plan.recommend import make_plan
+from advisor.probe.target import load_environment
 
 ENVS = Path(__file__).resolve().parents[1] / "fixtures" / "envs"
 

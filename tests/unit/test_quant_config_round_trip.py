@@ -6,7 +6,7 @@ from_pretrained reads a dict through `AutoQuantizationConfig.from_dict` (quantiz
 and `HqqConfig.from_dict` takes only `config["quant_config"]` and `config["skip_modules"]`, the serialised form.
 
 Per method candidate: the emitted dict, read by transformers' own `AutoQuantizationConfig.from_dict`, must give
-the same `to_dict()` as the emitted snippet's constructor (`candidate.python`), and `advisor.emit.to_kwargs`
+the same `to_dict()` as the emitted snippet's constructor (`candidate.python`), and `advisor.plan.emit.to_kwargs`
 (the smoke worker's reader) must build that object. The config classes of quanto, fine-grained FP8 and FBGEMM
 FP8 build without their libraries; `HqqConfig.__init__` raises ImportError without `hqq` (not in CI: its sdist
 builds CUDA extensions), so without hqq the dict is checked against the keys `HqqConfig.from_dict` and
@@ -26,9 +26,9 @@ import transformers
 from transformers.quantizers.auto import AutoQuantizationConfig
 from transformers.utils import is_hqq_available
 
-from advisor.emit import from_pretrained_json, quantization_of, to_kwargs
-from advisor.quant_methods import METHOD_QUANTIZATIONS, load_methods
-from advisor.rules.base import Candidate
+from advisor.candidate import Candidate
+from advisor.knowledge.quant_methods import METHOD_QUANTIZATIONS, load_methods
+from advisor.plan.emit import from_pretrained_json, quantization_of, to_kwargs
 
 
 def _candidate(key: str) -> Any:

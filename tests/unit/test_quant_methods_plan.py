@@ -19,12 +19,14 @@ from typing import Any
 import pytest
 import transformers
 
-from advisor.emit import from_pretrained_json, python_snippet, quantization_of, to_kwargs
-from advisor.model import resolve_model
-from advisor.plan import PlanRequest, make_plan
-from advisor.quant_methods import METHOD_QUANTIZATIONS, doctor_rows, load_methods, ready_quantizations
-from advisor.rules.base import Candidate
-from advisor.targets import load_environment
+from advisor.candidate import Candidate
+from advisor.knowledge.quant_methods import METHOD_QUANTIZATIONS, load_methods
+from advisor.model.resolve import resolve_model
+from advisor.plan.emit import from_pretrained_json, python_snippet, quantization_of, to_kwargs
+from advisor.plan.options import PlanRequest
+from advisor.plan.recommend import make_plan
+from advisor.probe.target import load_environment
+from advisor.rules.method_readiness import doctor_rows, ready_quantizations
 
 ENVS = Path(__file__).resolve().parents[1] / "fixtures" / "envs"
 TF_ROOT = Path(transformers.__file__).parent
@@ -90,7 +92,7 @@ def test_check_a_method_that_is_not_installed(cli: Any) -> None:
 
 def test_quanto_takes_falconlinear_and_its_weight_figure_shrinks() -> None:
     """integrations/quanto.py:91 isinstance(module, nn.Linear): FalconLinear is replaced, unlike bitsandbytes."""
-    from advisor.memory import weight_bytes
+    from advisor.estimate.memory import weight_bytes
 
     model = resolve_model("tiiuae/falcon-7b")
     assert model.quantizable_param_count == 0
@@ -112,7 +114,7 @@ def test_fp8_would_quantize_little_of_falcon(cli: Any) -> None:
 def test_pre_quantized_methods_are_never_planned_for_a_plain_checkpoint() -> None:
     """GPTQ / AWQ / compressed-tensors / MXFP4 load checkpoints already in their format: doctor lists them, the
     planner does not offer them for a bf16 checkpoint, even with their libraries installed."""
-    from advisor.targets import TargetSpec, resolve_target
+    from advisor.probe.target import TargetSpec, resolve_target
 
     env = resolve_target(TargetSpec(env_file=ENVS / "h100_fa2_fa3_bnb.json", assume=(
         "gptqmodel==5.0.0", "optimum==1.27.0", "compressed-tensors==0.15.0", "triton==3.5.0", "kernels==0.18.2")))

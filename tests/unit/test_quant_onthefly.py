@@ -21,10 +21,10 @@ import pytest
 import transformers
 from packaging.version import Version
 
+from advisor.knowledge.onthefly import onthefly
 from advisor.knowledge.releases import load_release_constraints
-from advisor.quant_methods import doctor_rows, ready_quantizations
-from advisor.quant_onthefly import onthefly
-from advisor.targets import load_environment
+from advisor.probe.target import load_environment
+from advisor.rules.method_readiness import doctor_rows, ready_quantizations
 
 ENVS = Path(__file__).resolve().parents[1] / "fixtures" / "envs"
 TF517, TF457 = (str(ENVS / f"{n}.json") for n in ("h100_hqq_tf517", "h100_hqq_tf457"))

@@ -18,11 +18,13 @@ import torch
 import transformers
 
 from advisor.knowledge import data_dir
-from advisor.model import resolve_model
-from advisor.plan import PlanRequest, make_plan
-from advisor.quant_methods import doctor_rows, fixes_for, load_methods
-from advisor.quant_proof import count_quantized, not_applied
-from advisor.targets import load_environment
+from advisor.knowledge.quant_methods import load_methods
+from advisor.model.resolve import resolve_model
+from advisor.plan.options import PlanRequest
+from advisor.plan.recommend import make_plan
+from advisor.probe.target import load_environment
+from advisor.prove.quant_proof import count_quantized, not_applied
+from advisor.rules.method_readiness import doctor_rows, fixes_for
 
 ENVS = Path(__file__).resolve().parents[1] / "fixtures" / "envs"
 TF_ROOT = Path(transformers.__file__).parent
@@ -115,10 +117,10 @@ def test_quant007_reads_the_assumed_release_and_cites_its_line(cli: Any) -> None
 
 def test_the_weight_figure_follows_the_target_release() -> None:
     """falcon 8-bit: all weights stay bf16 under 5.24 (FalconLinear skipped), mostly int8 under 4.57.6."""
+    from advisor.candidate import Candidate
     from advisor.knowledge import load_knowledge
-    from advisor.plan import evaluate, make_context
-    from advisor.rules.base import Candidate
-    from advisor.targets import TargetSpec, resolve_target
+    from advisor.plan.recommend import evaluate, make_context
+    from advisor.probe.target import TargetSpec, resolve_target
 
     model = resolve_model("tiiuae/falcon-7b")
     c = Candidate(attn="sdpa", dtype="bfloat16", quantization="8bit")
@@ -133,7 +135,7 @@ def test_the_weight_figure_follows_the_target_release() -> None:
 def test_an_uncovered_release_is_said(cli: Any) -> None:
     from packaging.version import Version
 
-    from advisor.quantizable import covered_release, table_releases
+    from advisor.knowledge.quantizable_share import covered_release, table_releases
 
     newest = Version(table_releases()[-1])  # the table covers every stored release (issue 17): the next minor
     release = f"{newest.major}.{newest.minor + 1}.0"
@@ -222,7 +224,7 @@ def test_int8_weights_count_as_quantized() -> None:
 
 
 def test_smoke_worker_fails_a_quantized_attempt_that_quantized_nothing() -> None:
-    from advisor.smoke_worker import CheckFailed, _check_quantized
+    from advisor.prove.smoke_worker import CheckFailed, _check_quantized
 
     result: dict[str, Any] = {}
     with pytest.raises(CheckFailed, match=r"^quantization not applied: 0 of 9 linear weights quantized"):

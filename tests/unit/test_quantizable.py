@@ -21,21 +21,18 @@ import transformers
 from packaging.version import Version
 
 from advisor.knowledge import data_dir
-from advisor.model import _table_share, resolve_model
-from advisor.quantizable import (
+from advisor.knowledge.quantizable_share import (
     BNB_RULE,
-    LOW_SHARE,
-    at_release,
-    breakdown,
     covered_release,
     installed_rule,
     kind_of,
     read_rule,
     rule_at,
-    share_row,
     share_table,
     table_releases,
 )
+from advisor.model.quantizable import LOW_SHARE, at_release, breakdown, share_row
+from advisor.model.resolve import _table_share, resolve_model
 
 TF_ROOT = Path(transformers.__file__).parent
 
@@ -143,7 +140,7 @@ def test_the_replacement_does_not_depend_on_depth() -> None:
 
 def _installed_rows(key: str) -> dict[str, Any]:
     table = share_table()
-    from advisor.quantizable import value_at
+    from advisor.knowledge.quantizable_share import value_at
 
     out = {t: value_at(runs, transformers.__version__, table["releases"]) for t, runs in table[key].items()}
     return {t: v for t, v in out.items() if v is not None}
@@ -239,7 +236,7 @@ def test_4x_mixture_of_experts_were_per_expert_linears() -> None:
 
 def test_identical_rows_are_stored_once() -> None:
     """Run-length: one run per change along the releases, so a row unchanged since 4.57.6 is stored once."""
-    from advisor.quantizable import value_at
+    from advisor.knowledge.quantizable_share import value_at
 
     releases = table_releases()
     for key in ("model_types", "classes", "not_built"):

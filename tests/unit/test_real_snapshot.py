@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from advisor.facts import ComputeCapability
-from advisor.model import resolve_model
-from advisor.plan import make_plan
-from advisor.targets import load_environment
+from advisor.model.resolve import resolve_model
+from advisor.plan.recommend import make_plan
+from advisor.probe.target import load_environment
 
 SNAPSHOT = Path(__file__).resolve().parents[2] / "docs" / "examples" / "h100-probe.json"
 

@@ -132,14 +132,14 @@ def test_a_tiny_model_reads_in_millions_and_mib(cli: Any, tiny_llama: Path) -> N
 
 
 def test_smoke_and_bench_text_round_and_explain_question_marks() -> None:
-    from advisor.bench import BenchReport, BenchRow, WORKLOADS
+    from advisor.prove.bench import WORKLOADS, BenchReport, BenchRow
     from advisor.render import text
 
     row = BenchRow(label="sdpa / float32 / CPU", from_pretrained={}, ok=True, decode_tokens_per_second=10.0, prefill_tokens_per_second=100.0,
                    ttft_ms=5.0, advisor_choice=True)
     report = BenchReport(model="m", device="cpu", workload=WORKLOADS["decode"], metric="decode", rows=[row],
                          advisor_choice=row.label, best=row.label, regret=1.0)
-    out = text.render(report, kind="bench")
+    out = text.render(report)
     assert "?" in out and "? = not known" in out
 
 
@@ -170,7 +170,7 @@ def test_cpu_attn005_fix_does_not_mention_a_gpu_it_lacks() -> None:
 
 
 def test_snapshot_label_names_file_date_and_host(tmp_path: Path) -> None:
-    from advisor.targets import TargetSpec, resolve_target
+    from advisor.probe.target import TargetSpec, resolve_target
 
     raw = json.loads((ENVS / "cpu_only.json").read_text())
     raw["description"] = "probed on this machine"
@@ -198,7 +198,7 @@ def test_the_chosen_plans_warnings_reach_the_doctor() -> None:
 
     rec = advisor.recommend("google-t5/t5-base", env=ENVS / "t4_bnb_fa2.json", dtype="float16")
     assert any(f.code == "DTYPE003" for f in rec.chosen.findings)
-    from advisor.report import build_report
+    from advisor.plan.doctor_report import build_report
 
     report = build_report(advisor.target_environment(env=ENVS / "t4_bnb_fa2.json"), [], rec)
     names = {i.name for s in report.sections for i in s.items}
@@ -208,7 +208,7 @@ def test_the_chosen_plans_warnings_reach_the_doctor() -> None:
 # 8. The 8-bit quantization_config carries only 8-bit keys.
 def test_8bit_config_is_minimal_and_reads_back_the_same() -> None:
     transformers = pytest.importorskip("transformers")
-    from advisor.emit import bnb_config, to_kwargs
+    from advisor.plan.emit import bnb_config, to_kwargs
 
     eight = bnb_config("8bit", "bfloat16")
     assert eight == {"quant_method": "bitsandbytes", "load_in_8bit": True}
@@ -288,7 +288,7 @@ def test_offline_download_is_one_line(cli: Any, monkeypatch: pytest.MonkeyPatch,
 
 def test_unreachable_hub_is_bounded_by_the_timeout() -> None:
     from advisor.errors import ModelResolutionError
-    from advisor.hub_reach import check_hub_reachable
+    from advisor.io.hub_reach import check_hub_reachable
 
     with pytest.raises(ModelResolutionError, match="unreachable"):
         check_hub_reachable("x/y", timeout=0.5, environ={"HF_ENDPOINT": "http://127.0.0.1:9"})

@@ -92,9 +92,10 @@ def _env(tmp_path: Path, torch: str) -> Path:
 
 
 def _attn012(env: Path, **request: Any) -> str | None:
-    from advisor.model import resolve_model
-    from advisor.plan import PlanRequest, make_plan
-    from advisor.targets import load_environment
+    from advisor.model.resolve import resolve_model
+    from advisor.plan.options import PlanRequest
+    from advisor.plan.recommend import make_plan
+    from advisor.probe.target import load_environment
 
     rec = make_plan(resolve_model("meta-llama/Llama-3.2-1B"), load_environment(env),
                     PlanRequest(attn="sdpa", dtype="bfloat16", quantize="none", **request))

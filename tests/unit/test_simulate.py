@@ -141,10 +141,9 @@ def test_result_is_json_serialisable_and_cached() -> None:
 
 
 def test_every_memory_figure_names_its_method() -> None:
-    from advisor.memory import estimate_memory
-    from advisor.model import resolve_model
-
     from advisor.estimate.adapter import always_simulate
+    from advisor.estimate.memory import estimate_memory
+    from advisor.model.resolve import resolve_model
 
     llama = resolve_model("meta-llama/Llama-3.2-1B")
     common = dict(dtype="bfloat16", quantization="none", attn="sdpa", batch=1, seq_len=256)
@@ -158,8 +157,8 @@ def test_every_memory_figure_names_its_method() -> None:
 
 
 def test_the_plan_loads_and_sizes_the_head_the_checkpoint_names() -> None:
-    from advisor.model import resolve_model
-    from advisor.plan import auto_class_name
+    from advisor.model.resolve import resolve_model
+    from advisor.plan.recommend import auto_class_name
 
     bert = resolve_model("google-bert/bert-base-uncased")  # architectures: BertForMaskedLM
     assert auto_class_name(bert) == "AutoModelForMaskedLM"

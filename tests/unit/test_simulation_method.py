@@ -13,13 +13,14 @@ from typing import Any
 
 import pytest
 
-from advisor import analysis_cache
 from advisor.estimate.adapter import always_simulate, may_simulate
 from advisor.estimate.selection import near_limit
-from advisor.model import resolve_model
-from advisor.model_analysis import _release_value, counts_and_origin
-from advisor.plan import PlanRequest, make_plan
-from advisor.targets import load_environment
+from advisor.io import analysis_cache
+from advisor.model.analysis import _release_value, counts_and_origin
+from advisor.model.resolve import resolve_model
+from advisor.plan.options import PlanRequest
+from advisor.plan.recommend import make_plan
+from advisor.probe.target import load_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 ENVS = ROOT / "tests" / "fixtures" / "envs"

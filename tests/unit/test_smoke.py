@@ -18,13 +18,14 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from advisor.candidate import Candidate  # noqa: E402
 from advisor.errors import SmokeTestError  # noqa: E402
 from advisor.facts import SCHEMA_VERSION  # noqa: E402
-from advisor.model import ModelSpec, resolve_model  # noqa: E402
-from advisor.plan import PlanRequest  # noqa: E402
-from advisor.render import OutputFormat, render
-from advisor.rules.base import Candidate  # noqa: E402
-from advisor.smoke import (  # noqa: E402
+from advisor.model.resolve import resolve_model
+from advisor.model.spec import ModelSpec  # noqa: E402
+from advisor.plan.options import PlanRequest  # noqa: E402
+from advisor.probe.target import TargetSpec  # noqa: E402
+from advisor.prove.smoke import (
     SmokeReport,
     load,
     normalize_options,
@@ -32,8 +33,8 @@ from advisor.smoke import (  # noqa: E402
     run_smoke,
     validate_checkpoint,
 )
-from advisor.smoke_worker import FAULT_ENV  # noqa: E402
-from advisor.targets import TargetSpec  # noqa: E402
+from advisor.prove.smoke_worker import FAULT_ENV  # noqa: E402
+from advisor.render import OutputFormat, render
 
 FP32_SDPA = {"dtype": "float32", "attn_implementation": "sdpa"}
 FP32_EAGER = {"dtype": "float32", "attn_implementation": "eager"}
@@ -80,7 +81,7 @@ def test_all_candidates_run_side_by_side_on_a_decoder(llama_all: SmokeReport) ->
     fp32, bf16 = report.attempts
     assert fp32.max_abs_diff < 1e-4  # sdpa vs eager in float32: summation order only
     assert bf16.max_abs_diff_tolerance > fp32.max_abs_diff_tolerance
-    text = render(report, OutputFormat.TEXT, kind="smoke")
+    text = render(report, OutputFormat.TEXT)
     assert "sdpa / float32 / CPU" in text and "eager / bfloat16 / CPU" in text and "Result: passed" in text
 
 
@@ -189,7 +190,7 @@ def test_options_from_plans_reports_and_bare_kwargs() -> None:
 def test_comparison_masks_padding_and_enforces_the_tolerance() -> None:
     import torch
 
-    from advisor.smoke_worker import CheckFailed, compare_outputs, tolerance_for
+    from advisor.prove.smoke_worker import CheckFailed, compare_outputs, tolerance_for
 
     reference = torch.randn(2, 4, 8, generator=torch.Generator().manual_seed(0))
     inputs = {"attention_mask": torch.tensor([[1, 1, 1, 1], [0, 0, 1, 1]])}
@@ -217,7 +218,7 @@ def test_fidelity_is_scale_free() -> None:
     """The same relative error passes at any logit scale: random weights are judged like trained ones."""
     import torch
 
-    from advisor.smoke_fidelity import compare, judge
+    from advisor.prove.fidelity import compare, judge
 
     base = torch.randn(64, 100, generator=torch.Generator().manual_seed(1))
     noise = 0.01 * torch.randn(64, 100, generator=torch.Generator().manual_seed(2))
@@ -234,7 +235,7 @@ def test_quantized_attempt_is_judged_against_its_own_weights() -> None:
     in the result as its quantization error (issue 12)."""
     import torch
 
-    from advisor.smoke_worker import CheckFailed, compare_outputs
+    from advisor.prove.smoke_worker import CheckFailed, compare_outputs
 
     reference = torch.randn(2, 6, 50, generator=torch.Generator().manual_seed(0))
     inputs = {"attention_mask": torch.ones(2, 6, dtype=torch.long)}
@@ -256,7 +257,7 @@ def test_h100_bitsandbytes_smoke_passes_the_committed_thresholds(quant: str) -> 
     """The H100 smoke runs of a random Llama-3.2-1B (docs/benchmarks/measure/) failed the first, tighter
     thresholds against their own dequantized weights; the thresholds were set from them, so they must pass now,
     and fail against fp32 (where random weights exaggerate the quantization error)."""
-    from advisor.smoke_fidelity import judge
+    from advisor.prove.fidelity import judge
 
     path = Path(__file__).resolve().parents[2] / "docs" / "benchmarks" / "measure" / f"smoke-llama1b-{quant}.json"
     attempt = json.loads(path.read_text())["attempts"][0]

@@ -4,7 +4,7 @@ Every error here comes from a real load in a smoke child on the CPU: an attentio
 0.19.1's own "is not available in the local cache" error, the one of the issue's H100 run), a `kernels` install
 outside transformers 5.25's window ("Kernels are not available", a real distribution laid out as pip does), and
 a T5 checkpoint whose generation config lacks `decoder_start_token_id` (generate() raises). The forced faults
-(ADVISOR_SMOKE_FAULT, advisor/smoke_worker.py) only make two different or size-dependent errors.
+(ADVISOR_SMOKE_FAULT, advisor/prove/smoke_worker.py) only make two different or size-dependent errors.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from advisor.model import resolve_model
-from advisor.smoke import SmokeFailedError, run_smoke
-from advisor.smoke_diagnosis import diagnose, normalize
-from advisor.smoke_worker import FAULT_ENV
+from advisor.model.resolve import resolve_model
+from advisor.prove.diagnosis import diagnose, normalize
+from advisor.prove.smoke import SmokeFailedError, run_smoke
+from advisor.prove.smoke_worker import FAULT_ENV
 
 FLASH_HUB = "kernels-community/flash-attn2"
 

@@ -10,7 +10,7 @@ import pytest
 
 from advisor.api import target_environment
 from advisor.knowledge.measurements import STORE_NAME, MeasurementStore, versions_of
-from advisor.model import resolve_model
+from advisor.model.resolve import resolve_model
 from advisor.prove.random_model import truncate
 from advisor.prove.tune import model_config_dict, run_tune
 
@@ -46,9 +46,9 @@ def test_tune_times_within_budget_skips_the_rest_and_records(tmp_path: Path) -> 
     assert versions_of(env).gpu == "CPU"
     from advisor.render import OutputFormat, render
 
-    text = render(report, OutputFormat.TEXT, kind="tune")
+    text = render(report, OutputFormat.TEXT)
     assert "<- static choice" in text and "skipped: budget" in text and "measured winner" in text
-    assert json.loads(render(report, OutputFormat.JSON, kind="tune"))["winner"] == report.winner
+    assert json.loads(render(report, OutputFormat.JSON))["winner"] == report.winner
 
 
 def test_tune_cli_refuses_checkpoint_without_weights(cli: Any, tmp_path: Path) -> None:
@@ -63,8 +63,8 @@ def test_tune_cli_refuses_checkpoint_without_weights(cli: Any, tmp_path: Path) -
 def test_default_prefill_fits_the_positions(name: str, prompt: int) -> None:
     """On the H100, tune's 4,096-token prefill of Llama-2-7B (4,096 positions, +2 new tokens) was SEQ001 for every
     candidate: the default workload is cut to the model's positions, never past them."""
-    from advisor.bench import fitted_workload
-    from advisor.model import resolve_model
+    from advisor.model.resolve import resolve_model
+    from advisor.prove.bench import fitted_workload
 
     spec = resolve_model(name)
     w = fitted_workload("prefill", spec.max_positions)

@@ -1,0 +1,18 @@
+"""`advisor doctor`: a report on the machine and, with MODEL, how to load it."""
+
+from __future__ import annotations
+
+import argparse
+
+from advisor import api
+from advisor.cli.output import emit, target_args
+
+__all__ = ["cmd_doctor"]
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    report = api.doctor(args.model, smoke=args.smoke, allow_download=args.allow_download,
+                        trust_remote_code=args.trust_remote_code, prefer=args.prefer,
+                        measurements=not args.no_measurements, **target_args(args))
+    emit(args, report)
+    return 0 if report.ok else 1

@@ -1,0 +1,20 @@
+"""`advisor probe`: snapshot this machine (or a saved or named one)."""
+
+from __future__ import annotations
+
+import argparse
+
+from advisor import api
+from advisor.cli.output import emit, target_args
+
+__all__ = ["cmd_probe"]
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    env = api.target_environment(
+        import_checks=not args.no_import_check, kernel_runs=not args.no_kernel_runs, **target_args(args)
+    )
+    fmt = "json" if args.format == "json" else "text"
+    args.format = fmt
+    emit(args, env)
+    return 0

@@ -1,0 +1,40 @@
+"""`advisor tune`: time every viable candidate on this GPU and store the ranking."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import TYPE_CHECKING
+
+from advisor.cli.output import emit
+from advisor.errors import UsageError
+
+if TYPE_CHECKING:
+    from advisor.prove.tune import TuneReport
+
+__all__ = ["cmd_tune", "run_tune_command"]
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    report = run_tune_command(args)
+    emit(args, report)
+    return 0 if report.ok else 1
+
+
+def run_tune_command(args: argparse.Namespace) -> TuneReport:
+    """The CLI's `tune`: this machine, the model's config (or checkpoint), the budget."""
+    from advisor.model.resolve import resolve_model
+    from advisor.probe.target import TargetSpec, resolve_target
+    from advisor.prove.tune import model_config_dict, run_tune
+
+    model = resolve_model(args.model, allow_download=args.allow_download, trust_remote_code=args.trust_remote_code)
+    if args.checkpoint and not model.has_weights:
+        raise UsageError(f"{model.name} has no weights here: drop --checkpoint to time random weights")
+    if model.trust_remote_code and not args.checkpoint:
+        raise UsageError("random weights are built from transformers' own classes only; "
+                         "use --checkpoint for a model with custom code")
+    config = None if args.checkpoint else model_config_dict(model, args.model)
+    started = time.perf_counter()
+    env = resolve_target(TargetSpec(kernel_runs=False))  # tune runs the kernels itself, on the model's shapes
+    return run_tune(model, env, config, workload=args.workload, budget=args.budget_seconds, started=started,
+                    record=not args.no_measurements)

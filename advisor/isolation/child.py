@@ -1,0 +1,122 @@
+"""Run one worker module in a child process: a crash, hang, OOM or CUDA error becomes a result, never ours.
+
+Used by the smoke test and the benchmark. The child reads a JSON request on stdin and prints one JSON line
+with an `ok` key; it runs in its own process group so a timeout also kills whatever it started, and its
+device memory is released when it exits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from advisor.isolation.lifeline import PARENT_ENV
+
+__all__ = ["run_child", "Trial"]
+
+
+class Trial(BaseModel):
+    """What every configuration run in a child reports, whatever it measured besides."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label: str
+    from_pretrained: dict[str, Any]
+    ok: bool
+    error: str | None = None
+    load_seconds: float | None = None
+
+_SIGNALS = {
+    signal.SIGSEGV: "segmentation fault",
+    signal.SIGABRT: "aborted",
+    signal.SIGBUS: "bus error",
+    signal.SIGILL: "illegal instruction",
+    signal.SIGFPE: "floating-point exception",
+    signal.SIGKILL: "killed, most likely by the kernel's out-of-memory killer",
+}
+
+
+def _child_env() -> dict[str, str]:
+    """This environment, plus the source tree on PYTHONPATH when the advisor runs from a checkout
+    (never site-packages: ahead of the standard library it could shadow it)."""
+    env = dict(os.environ)
+    root = Path(__file__).resolve().parents[2]  # advisor/isolation/child.py -> the folder holding advisor/
+    if root.name not in ("site-packages", "dist-packages"):
+        env["PYTHONPATH"] = str(root) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env.setdefault("HF_HUB_OFFLINE", "1")  # a local folder needs no network; never hang on one
+    env[PARENT_ENV] = str(os.getpid())  # the child dies with us, even on SIGKILL (advisor/isolation/lifeline.py)
+    return env
+
+
+def _last_line(stderr: bytes) -> str:
+    """The child's last words on stderr, progress bars left out: often the reason for a crash."""
+    text = stderr.decode("utf-8", "replace").replace("\r", "\n")
+    lines = [line.strip() for line in text.splitlines() if line.strip() and "%|" not in line]
+    line = lines[-1] if lines else ""
+    return line if len(line) <= 300 else line[:297] + "..."
+
+
+def _signal_text(code: int) -> str:
+    try:
+        sig = signal.Signals(-code)
+    except ValueError:
+        return f"crashed with signal {-code}"
+    return f"crashed with signal {sig.value} ({sig.name}, {_SIGNALS.get(sig, 'signal')})"
+
+
+def run_child(module: str, request: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Run one worker; whatever happens to it comes back as a result dict with `ok` and `error`."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_child_env(),
+        start_new_session=True,  # its own process group: a timeout kills whatever it started too
+    )
+    try:
+        out, err = proc.communicate(json.dumps(request).encode(), timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        try:
+            proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:  # a grandchild that left the group still holds the pipes
+            pass
+        proc.wait()
+        return {"ok": False, "error": f"timed out after {timeout:g} s"}
+    except BaseException:  # Ctrl-C, SIGTERM/SIGHUP (advisor/isolation/interrupts.py): the child's whole group goes with us
+        _kill_group(proc)
+        proc.wait()
+        raise
+    for line in reversed(out.decode("utf-8", "replace").splitlines()):
+        if line.startswith("{"):
+            try:
+                result = json.loads(line)
+            except json.JSONDecodeError:
+                break
+            if isinstance(result, dict) and "ok" in result:
+                return result
+    last = _last_line(err)
+    if proc.returncode < 0:
+        error = _signal_text(proc.returncode)
+    else:
+        error = f"exited with status {proc.returncode} without a result"
+    if "out of memory" in last.lower():
+        error = f"out of memory ({error})"
+    return {"ok": False, "error": f"{error}; last output: {last}" if last else error}
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the child's own process group (the child is its leader, so the group is still ours)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
