@@ -133,6 +133,13 @@ def _progress_lines() -> Iterator[None]:
         logger.setLevel(previous)
 
 
+def _tp_option(p: argparse.ArgumentParser) -> None:
+    """Issue 30: tensor parallel of size N (advisor/parallelism.py; smoke: N CPU processes through torchrun)."""
+    p.add_argument("--tp", type=_positive, default=None, metavar="N",
+                   help="tensor parallel of size N (DistributedConfig(tp_size=N), one process per rank under "
+                        "torchrun; see docs/parallelism.md)")
+
+
 def _target(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "env": args.env,
@@ -184,7 +191,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     plan = api.recommend(args.model, dtype=args.dtype, quantize=args.quantize, batch=args.batch, seq_len=args.seq_len,
                          ignore=args.ignore, allow_download=args.allow_download,
                          trust_remote_code=args.trust_remote_code, prefer=args.prefer,
-                         measurements=not args.no_measurements, **_target(args))
+                         measurements=not args.no_measurements, tp=args.tp, **_target(args))
     if args.format == "python" and not plan.ok:  # stdout (or -o) only ever receives Python
         sys.stderr.write(f"advisor: no Python to write: {terminal_safe(plan.verdict, keep_newlines=False)}\n")
         return 1
@@ -200,7 +207,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     result = api.check(args.model, config=args.config, attn=args.attn, dtype=args.dtype, quantize=args.quantize,
                        batch=args.batch, seq_len=args.seq_len, allow_download=args.allow_download,
                        trust_remote_code=args.trust_remote_code, measurements=not args.no_measurements,
-                       **_target(args))
+                       tp=args.tp, **_target(args))
     _emit(args, result, "check")
     return 0 if result.ok else 1
 
@@ -398,6 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     _output_options(p, ("text", "json", "python"))
     _measurement_options(p)
     _verbose_option(p)
+    _tp_option(p)
     p.set_defaults(func=cmd_recommend)
 
     p = sub.add_parser("check", help="will this configuration work on that target? (exit 0 yes, 1 no)")
@@ -417,6 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tokens per sequence, prompt plus output (default: min(4096, max positions))")
     _output_options(p, ("text", "json", "markdown", "junit", "github"))
     _measurement_options(p, prefer=False)
+    _tp_option(p)
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("matrix", help="which attention implementations each architecture supports")
@@ -452,6 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--generate", type=_positive, default=8, metavar="N", help="tokens to generate (default 8)")
     p.add_argument("--timeout", type=_seconds, default=600.0, metavar="S", help="seconds per attempt (default 600)")
     _output_options(p, ("text", "json"))
+    _tp_option(p)
     p.set_defaults(func=cmd_smoke)
 
     p = sub.add_parser("bench", help="time every viable candidate here; mark the advisor's choice and the best")

@@ -22,6 +22,7 @@ from advisor.estimate.selection import evaluate_selected
 from advisor.model import ModelSpec
 from advisor.ranking import RankingAdvice, rerank
 from advisor.numbers import plural, size
+from advisor.parallelism import Parallelism
 from advisor.rules import run_candidate_rules, run_environment_rules
 from advisor.rules.base import DTYPES, QUANTIZATIONS, Candidate, Context
 from advisor.rules.kernels import advice as kernel_advice
@@ -47,6 +48,7 @@ class PlanRequest(BaseModel):
     prefer: Literal["speed", "quality", "memory"] = "quality"  # issue 12: advisor/ranking.py, docs/prefer.md
     measurements: bool = True  # use the measurement store and the shipped measurements (issue 12)
     allow_download: bool = False  # the load may download a Hub kernel on first use (QUANT008, advisor/fp8_kernel.py)
+    tp: int | None = Field(None, ge=1)  # issue 30: tensor parallel of this size (--tp), advisor/parallelism.py
 
 
 class PlanOption(BaseModel):
@@ -100,6 +102,7 @@ class Recommendation(BaseModel):
     passed_over: list[Rejection] = Field(default_factory=list)  # viable options a warning ranked below the choice
     facts_source: str | None = None  # where the facts about the target's transformers came from, if not the tables
     hub_kernels: HubKernelAdvice | None = None  # issue 24: Hub kernels for the chosen option (advisor/kernelization.py)
+    parallelism: Parallelism | None = None  # issue 30: none, pipeline or tensor (advisor/parallelism.py)
 
     def from_pretrained_kwargs(self) -> dict[str, Any]:
         """Kwargs ready for `AutoModel...from_pretrained(model, **kwargs)` (torch dtypes, BitsAndBytesConfig)."""
@@ -436,8 +439,11 @@ def make_plan(
         where = (f"the attention support of {model.model_type} is {ctx.support_source}"
                  if ctx.support_source.startswith("unknown") else f"{model.model_type} is not in {ctx.support_source}")
         findings.append(support_unknown.finding(Severity.WARN, f"{where}; only eager is certain"))
+    parallelism = _parallelism(ctx, chosen, request, model, tokenizer)
+    if parallelism is not None and parallelism.kind == "tensor":
+        python = parallelism.python
     return Recommendation(
-        ok=chosen is not None,
+        ok=chosen is not None and not (request.tp and parallelism is not None and parallelism.failures),
         model=model,
         target=env.description or env.source,
         transformers=tf_version,
@@ -459,11 +465,36 @@ def make_plan(
         onnxruntime=_onnxruntime_advice(ctx, model),
         python=python,
         ranking=ranking,
-        verdict=_verdict(env, chosen, fixes, failed, blocking, len(universe)),
+        verdict=_verdict(env, chosen, fixes, failed, blocking, len(universe)) + (
+            f" Tensor parallel {parallelism.size} is better here: `{parallelism.launch}`."
+            if parallelism is not None and parallelism.kind == "tensor" and not request.tp else ""),
         fixes=fixes,
         passed_over=_passed_over(ctx, viable, universe),
         hub_kernels=kernel_advice(ctx, chosen.candidate) if chosen is not None else None,
+        parallelism=parallelism,
     )
+
+
+def _parallelism(ctx: Context, chosen: PlanOption | None, request: PlanRequest, model: ModelSpec,
+                 tokenizer: dict[str, Any]) -> Parallelism | None:
+    """Issue 30: the parallelism key for the chosen option, with the torchrun snippet when it is tensor."""
+    from advisor.parallelism import parallelism_for
+
+    version = ctx.env.version_of("transformers")
+    def kwargs_of(c: Candidate) -> dict[str, Any]:
+        if chosen is not None and c == chosen.candidate:
+            return chosen.from_pretrained  # device_map placement keeps its max_memory
+        return from_pretrained_json(c, transformers_version=version, use_kernels=kernel_advice(ctx, c).emit)
+
+    found = parallelism_for(ctx, chosen.candidate if chosen else None, kwargs_of, tp=request.tp,
+                            prefer=request.prefer)
+    if found.kind == "tensor" and found.from_pretrained is not None:
+        from advisor.emit_parallel import tensor_snippet
+
+        found = found.model_copy(update={"python": tensor_snippet(
+            model_name=model.path or model.name, auto_class=auto_class_name(model), kwargs=found.from_pretrained,
+            tokenizer=tokenizer, generative=model.generative, size=found.size)})
+    return found
 
 
 def torch_summary(env: Environment) -> str:

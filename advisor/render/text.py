@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from advisor.numbers import diff, millis, plural, seconds, size
 from advisor.render.escape import text_output
 from advisor.render.text_measured import ranking_lines, tune_lines
+from advisor.render.parallel_text import parallelism_lines
 
 __all__ = ["render"]
 
@@ -146,6 +147,7 @@ def _recommend(r: Any, color: bool, verbose: bool = False) -> list[str]:
             lines.append(f"Hub kernels: {kernels.summary()}")
         ort = r.onnxruntime
         lines.append("ONNX Runtime: " + (f"available: {ort['call']}" if ort["available"] else "not available: " + "; ".join(ort["reasons"])))
+    lines += parallelism_lines(getattr(r, "parallelism", None))  # issue 30
     notes = [f for f in r.findings if f.severity.value in ("warn", "fail", "info")]
     if notes:
         lines += ["", "Findings:"]
@@ -179,6 +181,7 @@ def _check(r: Any, color: bool) -> list[str]:
     if r.memory is not None:
         lines.append(f"  Memory: {_gib(r.memory.total_bytes)} of {_gib(r.memory.budget_bytes)} ({r.memory.method})")
     lines += [f"  Measurements: {note}" for note in getattr(r, "measurements", [])]
+    lines += parallelism_lines(getattr(r, "parallelism", None), quiet_none=False)  # issue 30 (--tp N)
     lines += ["", "Result: " + ("this configuration will work" if r.ok else f"{plural(len(r.failures), 'problem')}: it will not work")]
     return lines
 
