@@ -6,7 +6,7 @@ import argparse
 
 from advisor.errors import UsageError
 from advisor.inputs import read_json_file
-from advisor.model import resolve_model
+from advisor.model import ModelSpec, resolve_model
 from advisor.plan import PlanRequest, make_plan
 from advisor.smoke import SmokeReport, options_from_json, plan_options, run_smoke
 from advisor.targets import TargetSpec, resolve_target
@@ -17,6 +17,8 @@ __all__ = ["run_smoke_command"]
 def run_smoke_command(args: argparse.Namespace) -> SmokeReport:
     model = resolve_model(args.model, allow_download=args.allow_download, trust_remote_code=args.trust_remote_code)
     rejected: list[dict[str, str]] = []
+    if getattr(args, "tp", None) is not None and args.tp > 1:
+        return _tp_smoke(args, model)
     if args.config is not None:
         options = options_from_json(read_json_file(args.config, what="config file"),
                                     source=f"config file {args.config}")
@@ -31,3 +33,24 @@ def run_smoke_command(args: argparse.Namespace) -> SmokeReport:
             raise UsageError(f"the plan has no viable configuration to smoke-test ({reasons})")
     report = run_smoke(model, options, all_candidates=args.all, generate_tokens=args.generate, timeout=args.timeout)
     return report.model_copy(update={"rejected": rejected})
+
+
+def _tp_smoke(args: argparse.Namespace, model: ModelSpec) -> SmokeReport:
+    """Issue 30: --tp N proves the plan's tensor parallel on N CPU processes; refused up front by its rules."""
+    from advisor.prove.tp_smoke import run_tp_smoke
+
+    if not args.cpu:
+        raise UsageError("smoke --tp runs the ranks as CPU processes here: add --cpu (the GPU proof is a later issue)")
+    if args.config is not None or args.all or args.quantize not in (None, "none"):
+        raise UsageError("smoke --tp tests the plan's tensor-parallel kwargs: drop --config, --all and --quantize")
+    plan = make_plan(model, resolve_target(TargetSpec(cpu=True)),
+                     PlanRequest(attn=args.attn, dtype=args.dtype or "float32", quantize="none", tp=args.tp))
+    p = plan.parallelism
+    if p is None or p.kind != "tensor":
+        failures = p.failures if p is not None else []
+        return SmokeReport(ok=False, model=model.display, reference="not run: the plan refuses tensor parallel",
+                           config=None, attempts=[],
+                           rejected=[{"option": f.option or f"tensor parallel {args.tp}", "rule": f.code,
+                                      "reason": f.message} for f in failures]
+                           or [{"option": "plan", "rule": "", "reason": plan.verdict}])
+    return run_tp_smoke(model, p, timeout=args.timeout)

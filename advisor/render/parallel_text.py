@@ -7,7 +7,7 @@ from typing import Any
 
 from advisor.numbers import size
 
-__all__ = ["parallelism_lines"]
+__all__ = ["parallelism_lines", "rank_lines"]
 
 
 def parallelism_lines(p: Any, *, quiet_none: bool = True) -> list[str]:
@@ -29,4 +29,19 @@ def parallelism_lines(p: Any, *, quiet_none: bool = True) -> list[str]:
                      f"{size(r.budget_bytes)}")
     if p.tp_plan_source:
         lines.append(f"  TP plan: {p.tp_plan_source}")
+    return lines
+
+
+def rank_lines(ranks: list[dict[str, Any]] | None) -> list[str]:
+    """smoke --tp: each rank's outcome and peak RSS beside the per-rank plan."""
+    if not ranks:
+        return []
+    lines = ["", "  rank  ok    peak RSS  before load  growth   planned (weights + KV + activations)"]
+    for r in ranks:
+        if not r["ok"]:
+            lines.append(f"  {r['rank']:>4}  no    {r.get('error') or ''}")
+            continue
+        growth = (r["peak_rss_bytes"] or 0) - (r.get("baseline_rss_bytes") or 0)
+        lines.append(f"  {r['rank']:>4}  yes  {size(r['peak_rss_bytes']):>9}  {size(r.get('baseline_rss_bytes')):>11}  "
+                     f"{size(growth):>8}   {size(r.get('planned_bytes'))}")
     return lines

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from advisor.numbers import diff, millis, plural, seconds, size
 from advisor.render.escape import text_output
 from advisor.render.text_measured import ranking_lines, tune_lines
-from advisor.render.parallel_text import parallelism_lines
+from advisor.render.parallel_text import parallelism_lines, rank_lines
 
 __all__ = ["render"]
 
@@ -225,6 +225,7 @@ def _smoke(r: Any, color: bool) -> list[str]:
         if shared.not_tried:
             lines.append(f"  stopped after {len(shared.attempts)}: {len(shared.not_tried)} more configuration"
                          f"{'s' if len(shared.not_tried) != 1 else ''} not tried ({', '.join(shared.not_tried)})")
+    lines += rank_lines(getattr(r, "ranks", None))  # issue 30: smoke --tp
     if r.rejected:
         lines += ["", "Rejected up front by the plan (never loaded):"]
         lines += [f"  {rej['option']:<18} {rej['rule']} {rej['reason']}" for rej in r.rejected]
