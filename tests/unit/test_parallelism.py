@@ -172,3 +172,48 @@ def _port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _workers_alive() -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "advisor.prove.tp_worker" in cmd and "tp-smoke-" in cmd:
+            found.append(cmd)
+    return found
+
+
+def test_smoke_tp_names_and_kills_hung_ranks(cli: Any, tiny_llama: Path) -> None:
+    """A timeout shorter than any load: the reference and both ranks are killed, the report names each rank."""
+    code, out, _ = cli("smoke", str(tiny_llama), "--cpu", "--tp", "2", "--timeout", "1.5", "--format", "json")
+    assert code == 1
+    report = _json(out)
+    assert "reference failed (timed out)" in report["reference"]
+    errors = [r["error"] for r in report["ranks"]]
+    assert errors == [f"rank {r} hung: no result after 1.5 s, killed" for r in (0, 1)]
+    assert not _workers_alive()
+
+
+@pytest.mark.parametrize(("kind", "level", "expected"), [("nvlink", None, "tensor"), ("pcie", "system", "none")])
+def test_probed_links_decide_between_tensor_and_pipeline(cli: Any, tmp_path: Path, kind: str, level: str | None,
+                                                        expected: str) -> None:
+    """A probed 2 x A100-40GB snapshot (old, without links: still loads) with the links NVML would record; an 8B
+    fits one card, so TP is for --prefer speed, and only over NVLink."""
+    raw = json.loads((REPO / "tests/fixtures/envs/a100_40gb_x2_bnb.json").read_text(encoding="utf-8"))
+    assert "links" not in raw
+    code, out, _ = cli("recommend", "meta-llama/Meta-Llama-3-8B", "--env",
+                       str(REPO / "tests/fixtures/envs/a100_40gb_x2_bnb.json"), "--dtype", "bfloat16", "--quantize",
+                       "none", "--prefer", "speed", "--format", "json")
+    assert code == 0 and "unknown" in " ".join(_json(out)["parallelism"]["reasons"])
+    raw["links"] = [{"a": 0, "b": 1, "kind": kind, "nvlink_links": 12 if kind == "nvlink" else 0,
+                     "pcie_level": level, "source": "nvml"}]
+    snapshot = tmp_path / "env.json"
+    snapshot.write_text(json.dumps(raw), encoding="utf-8")
+    code, out, err = cli("recommend", "meta-llama/Meta-Llama-3-8B", "--env", str(snapshot), "--dtype", "bfloat16",
+                         "--quantize", "none", "--prefer", "speed", "--format", "json")
+    assert code == 0, err
+    p = _json(out)["parallelism"]
+    assert p["kind"] == expected, p["reasons"]
