@@ -9,7 +9,7 @@ module weighs the two for the planner's chosen option and says why; the rules li
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -81,7 +81,7 @@ def tensor_kwargs(base: dict[str, Any], size: int, kwarg: str | None) -> dict[st
     return kwargs
 
 
-def evaluate_tensor(ctx: Context, c: Candidate, size: int) -> TensorOption:
+def evaluate_tensor(ctx: Context, c: Candidate, size: int, ignore: Sequence[str] = ()) -> TensorOption:
     """All TP rules and the per-rank memory for `size` ranks of candidate `c`."""
     assert ctx.model is not None
     plan: TpPlan = tp_plan_for(ctx.model.model_type, ctx.env.version_of("transformers"), ctx.knowledge.releases)
@@ -92,8 +92,8 @@ def evaluate_tensor(ctx: Context, c: Candidate, size: int) -> TensorOption:
                             seq_len=ctx.seq_len, gpus=ctx.gpus[:1], host_bytes=host, prompt_len=ctx.prompt_len)
     per_rank = per_rank_memory(ctx.model, whole, plan, size=size, dtype=c.dtype, budget_bytes=budget, gpu=gpu) \
         if plan.exists else None
-    return TensorOption(size=size, candidate=c, findings=tensor_parallel_findings(ctx, c, size, plan, per_rank),
-                        per_rank=per_rank, plan_source=plan.cite)
+    findings = [f for f in tensor_parallel_findings(ctx, c, size, plan, per_rank) if f.code not in ignore]
+    return TensorOption(size=size, candidate=c, findings=findings, per_rank=per_rank, plan_source=plan.cite)
 
 
 def _tensor(option: TensorOption, ctx: Context, kwargs_of: KwargsOf, reasons: list[str]) -> Parallelism:
@@ -113,18 +113,19 @@ def _fits_line(option: TensorOption) -> str:
 
 
 def parallelism_for(ctx: Context, chosen: Candidate | None, kwargs_of: KwargsOf, *, tp: int | None,
-                    prefer: str) -> Parallelism:
+                    prefer: str, ignore: Sequence[str] = ()) -> Parallelism:
     """The `parallelism` key: the size asked for with --tp, else the choice for the target's GPUs."""
     if chosen is None:
         return Parallelism(kind="none", size=1, reasons=["no configuration was chosen"])
     if tp is not None and tp > 1:
-        return requested_tensor(ctx, chosen, tp, kwargs_of)
-    return choose_parallelism(ctx, chosen, kwargs_of, prefer)
+        return requested_tensor(ctx, chosen, tp, kwargs_of, ignore)
+    return choose_parallelism(ctx, chosen, kwargs_of, prefer, ignore)
 
 
-def requested_tensor(ctx: Context, c: Candidate, size: int, kwargs_of: KwargsOf) -> Parallelism:
+def requested_tensor(ctx: Context, c: Candidate, size: int, kwargs_of: KwargsOf,
+                     ignore: Sequence[str] = ()) -> Parallelism:
     """`--tp N`: that size or nothing; its failing rules make the command exit 1."""
-    option = evaluate_tensor(ctx, c, size)
+    option = evaluate_tensor(ctx, c, size, ignore)
     if option.failures:
         return Parallelism(kind="none", size=1, reasons=[f"tensor parallel {size} was asked for and is refused: "
                                                          + "; ".join(f"{f.message} ({f.code})" for f in option.failures)],
@@ -134,14 +135,15 @@ def requested_tensor(ctx: Context, c: Candidate, size: int, kwargs_of: KwargsOf)
                                               "raises KeyError: 'RANK'"])
 
 
-def choose_parallelism(ctx: Context, chosen: Candidate, kwargs_of: KwargsOf, prefer: str) -> Parallelism:
+def choose_parallelism(ctx: Context, chosen: Candidate, kwargs_of: KwargsOf, prefer: str,
+                       ignore: Sequence[str] = ()) -> Parallelism:
     """Pipeline or tensor for the planner's choice on several GPUs: TP where it is allowed, fits and the GPUs
     have NVLink (and, when one GPU is enough, only for --prefer speed); device_map otherwise."""
     n = len(ctx.gpus)
     if n < 2:
         return Parallelism(kind="none", size=1, reasons=["one GPU" if n else "a CPU target: one process"])
     link, why = links_between(ctx, n)
-    options = [evaluate_tensor(ctx, c, size) for size in _sizes(n)
+    options = [evaluate_tensor(ctx, c, size, ignore) for size in _sizes(n)
                for c in dict.fromkeys([chosen.model_copy(update={"quantization": "none", "placement": "multi-gpu"}),
                                        chosen.model_copy(update={"placement": "multi-gpu"})])]
     good = next((o for o in options if not o.failures), None)

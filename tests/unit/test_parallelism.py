@@ -217,3 +217,13 @@ def test_probed_links_decide_between_tensor_and_pipeline(cli: Any, tmp_path: Pat
     assert code == 0, err
     p = _json(out)["parallelism"]
     assert p["kind"] == expected, p["reasons"]
+
+
+def test_ignore_a_tp_rule(cli: Any) -> None:
+    """--ignore TP006 drops the PCIe warning from the findings; the choice still follows the links."""
+    code, out, _ = cli("recommend", "meta-llama/Llama-2-70b-hf", "--gpu", "H100-PCIE", "--gpu", "H100-PCIE",
+                       "--ignore", "TP006", "--format", "json")
+    assert code == 0
+    p = _json(out)["parallelism"]
+    assert p["kind"] == "pipeline"  # links still say PCIe: the rule's warning is gone, the choice is not
+    assert p["findings"] == []
