@@ -134,10 +134,10 @@ class GpuLink(_Frozen):
     common ancestor (NVML `nvmlDeviceGetTopologyCommonAncestor`: internal, single, multiple, hostbridge, node,
     system), or the GPU table's default for a described target."""
 
-    a: int
-    b: int
+    a: int = Field(ge=0, le=1024)
+    b: int = Field(ge=0, le=1024)
     kind: Literal["nvlink", "pcie", "unknown"]
-    nvlink_links: int = 0
+    nvlink_links: int = Field(0, ge=0, le=1024)
     pcie_level: str | None = None
     source: Literal["nvml", "gpu-table", "file"] = "nvml"
 

@@ -440,10 +440,10 @@ def make_plan(
                  if ctx.support_source.startswith("unknown") else f"{model.model_type} is not in {ctx.support_source}")
         findings.append(support_unknown.finding(Severity.WARN, f"{where}; only eager is certain"))
     parallelism = _parallelism(ctx, chosen, request, model, tokenizer)
-    if parallelism is not None and parallelism.kind == "tensor":
+    if parallelism.kind == "tensor":
         python = parallelism.python
     return Recommendation(
-        ok=chosen is not None and not (request.tp and parallelism is not None and parallelism.failures),
+        ok=chosen is not None and not (request.tp and parallelism.failures),
         model=model,
         target=env.description or env.source,
         transformers=tf_version,
@@ -466,8 +466,8 @@ def make_plan(
         python=python,
         ranking=ranking,
         verdict=_verdict(env, chosen, fixes, failed, blocking, len(universe)) + (
-            f" Tensor parallel {parallelism.size} is better here: `{parallelism.launch}`."
-            if parallelism is not None and parallelism.kind == "tensor" and not request.tp else ""),
+            f" Parallelism: tensor parallel {parallelism.size} (`{parallelism.launch}`)."
+            if parallelism.kind == "tensor" and not request.tp else ""),
         fixes=fixes,
         passed_over=_passed_over(ctx, viable, universe),
         hub_kernels=kernel_advice(ctx, chosen.candidate) if chosen is not None else None,
@@ -476,11 +476,12 @@ def make_plan(
 
 
 def _parallelism(ctx: Context, chosen: PlanOption | None, request: PlanRequest, model: ModelSpec,
-                 tokenizer: dict[str, Any]) -> Parallelism | None:
+                 tokenizer: dict[str, Any]) -> Parallelism:
     """Issue 30: the parallelism key for the chosen option, with the torchrun snippet when it is tensor."""
     from advisor.parallelism import parallelism_for
 
     version = ctx.env.version_of("transformers")
+
     def kwargs_of(c: Candidate) -> dict[str, Any]:
         if chosen is not None and c == chosen.candidate:
             return chosen.from_pretrained  # device_map placement keeps its max_memory
