@@ -163,7 +163,7 @@ def table_links(names: Sequence[str], knowledge: Knowledge) -> tuple[GpuLink, ..
         for b in range(a + 1, len(rows)):
             kinds = {rows[a].interconnect, rows[b].interconnect}
             kind = "nvlink" if kinds == {"nvlink"} else "pcie" if "pcie" in kinds else "unknown"
-            links.append(GpuLink(a=a, b=b, kind=kind, source="gpu-table"))  # type: ignore[arg-type]
+            links.append(GpuLink(a=a, b=b, kind=kind, source="gpu-table"))
     return tuple(links)
 
 

@@ -45,7 +45,10 @@ def _nvlinks(nvml: Any, handle: Any) -> list[tuple[str, bool]]:
 
 
 def probe_links(nvml: Any, count: int) -> tuple[GpuLink, ...]:
-    handles, buses, links = [], [], []
+    """Every pair (a < b) of the `count` GPUs NVML sees, in NVML's index order."""
+    handles: list[Any] = []
+    buses: list[str] = []
+    links: list[list[tuple[str, bool]] | None] = []
     for index in range(count):
         try:
             handle = nvml.nvmlDeviceGetHandleByIndex(index)
@@ -59,11 +62,12 @@ def probe_links(nvml: Any, count: int) -> tuple[GpuLink, ...]:
     pairs = []
     for a in range(count):
         for b in range(a + 1, count):
-            if handles[a] is None or handles[b] is None or links[a] is None or links[b] is None:
+            mine, theirs = links[a], links[b]
+            if mine is None or theirs is None:
                 pairs.append(GpuLink(a=a, b=b, kind="unknown"))
                 continue
-            direct = sum(1 for remote, _ in links[a] if remote == buses[b])
-            switched = min(sum(1 for _, s in links[a] if s), sum(1 for _, s in links[b] if s))
+            direct = sum(1 for remote, _ in mine if remote == buses[b])
+            switched = min(sum(1 for _, s in mine if s), sum(1 for _, s in theirs if s))
             if direct or switched:
                 pairs.append(GpuLink(a=a, b=b, kind="nvlink", nvlink_links=direct or switched))
                 continue
