@@ -255,11 +255,12 @@ def check(
     evaluation = evaluate(ctx, candidate)
     findings = run_environment_rules(ctx) + evaluation.findings
     parallelism = None
-    if tp is not None and tp > 1:  # issue 30: the TP rules join the check's findings
+    if tp is not None and tp > 1:  # issue 30: the TP rules join the check's findings; TP005 judges the memory
         from advisor.parallelism import requested_tensor
 
         version = env.version_of("transformers")
         parallelism = requested_tensor(ctx, candidate, tp, lambda c: from_pretrained_json(c, transformers_version=version))
+        findings = [f for f in findings if f.code != "MEM001"]
         findings += [f for f in parallelism.findings if f.severity is not Severity.OK]
     failures = [f for f in findings if f.severity is Severity.FAIL]
     warnings = [f for f in findings if f.severity is Severity.WARN]

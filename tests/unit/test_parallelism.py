@@ -227,3 +227,15 @@ def test_ignore_a_tp_rule(cli: Any) -> None:
     p = _json(out)["parallelism"]
     assert p["kind"] == "pipeline"  # links still say PCIe: the rule's warning is gone, the choice is not
     assert p["findings"] == []
+
+
+def test_check_tp_judges_memory_per_rank(cli: Any) -> None:
+    """A 70B in bf16 does not fit one H100; with --tp 2 each rank holds half: TP005 judges, not MEM001."""
+    code, out, _ = cli("check", "meta-llama/Llama-2-70b-hf", "--gpu", "H100", "--gpu", "H100", "--dtype", "bfloat16")
+    assert code == 1 and "MEM001" in out
+    code, out, err = cli("check", "meta-llama/Llama-2-70b-hf", "--gpu", "H100", "--gpu", "H100", "--dtype",
+                         "bfloat16", "--tp", "2")
+    assert code == 0, out + err
+    code, out, _ = cli("check", "meta-llama/Llama-2-70b-hf", "--gpu", "H100", "--gpu", "H100", "--dtype",
+                       "bfloat16", "--tp", "4")
+    assert code == 1 and "TP008" in out and "MEM001" not in out  # 4 ranks would fit; 2 GPUs cannot hold them
