@@ -89,8 +89,10 @@ def divisible(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
       fix="use a TP size at most the number of KV heads, or device_map placement")
 def kv_heads(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     """With N above the number of KV heads, k_proj and v_proj have fewer heads than ranks: the load succeeds
-    and the forward fails mid-way with a shape error, with no warning. Only a plan that replicates heads
-    (`unit_colwise`: every rank keeps at least one whole head) allows it."""
+    and the forward fails mid-way with a shape error, with no warning (5.25, a Llama with 2 KV heads at TP 4:
+    every rank loads, then `RuntimeError: shape '[1, 8, -1, 16]' is invalid for input of size 64` in k_proj's
+    view; tests/unit/test_parallelism.py reproduces it). Only a plan that replicates heads (`unit_colwise`: every
+    rank keeps at least one whole head) allows it."""
     return _none(ctx, c)
 
 

@@ -239,3 +239,22 @@ def test_check_tp_judges_memory_per_rank(cli: Any) -> None:
     code, out, _ = cli("check", "meta-llama/Llama-2-70b-hf", "--gpu", "H100", "--gpu", "H100", "--dtype",
                        "bfloat16", "--tp", "4")
     assert code == 1 and "TP008" in out and "MEM001" not in out  # 4 ranks would fit; 2 GPUs cannot hold them
+
+
+def test_tp4_on_two_kv_heads_really_fails_mid_forward(tiny_llama: Path, tmp_path: Path) -> None:
+    """TP004's premise on this release: every rank loads, then the forward fails on k_proj's shape."""
+    script = tmp_path / "tp4.py"
+    script.write_text(
+        "import os, torch\n"
+        "from transformers import AutoModelForCausalLM, DistributedConfig\n"
+        f"m = AutoModelForCausalLM.from_pretrained({str(tiny_llama)!r}, dtype=torch.float32,\n"
+        "    distributed_config=DistributedConfig(tp_size=int(os.environ['WORLD_SIZE']), tp_plan='auto'))\n"
+        "print('loaded', flush=True)\n"
+        "m(input_ids=torch.randint(3, 1000, (1, 8)))\n", encoding="utf-8")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "4", "--master-addr",
+                           "127.0.0.1", "--master-port", str(_port()), str(script)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode != 0
+    assert proc.stdout.count("loaded") == 4
+    assert "is invalid for input of size" in proc.stderr
