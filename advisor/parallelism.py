@@ -149,13 +149,15 @@ def choose_parallelism(ctx: Context, chosen: Candidate, kwargs_of: KwargsOf, pre
     good = next((o for o in options if not o.failures), None)
     nearest = options[0]
     refused = "; ".join(f"{f.message} ({f.code})" for f in nearest.failures)
-    if chosen.placement == "gpu":
-        if good is not None and link == "nvlink" and prefer == "speed":
+    if chosen.placement != "multi-gpu":  # one GPU is enough, or the plan fell back to the CPU
+        where = "the CPU" if chosen.placement == "cpu" else "one GPU"
+        if good is not None and link == "nvlink" and (prefer == "speed" or chosen.placement == "cpu"):
             return _tensor(good, ctx, kwargs_of, [
-                f"it fits on one GPU, and --prefer speed: {_fits_line(good)}; {why}",
+                f"the plan runs on {where}{', and --prefer speed' if prefer == 'speed' else ''}: "
+                f"{_fits_line(good)}; {why}",
                 f"each token reads 1/{good.size} of the weights per GPU: lower latency ({PREDICTION})",
-                f"start it with `{launch_line(good.size)}`"])
-        reason = "fits on one GPU: no parallelism needed"
+                f"start it with `{launch_line(good.size)}`: without torchrun from_pretrained raises KeyError: 'RANK'"])
+        reason = f"the plan runs on {where}: no parallelism"
         if good is None:
             reason += f"; tensor parallel is refused: {refused}"
         elif link != "nvlink":
@@ -170,9 +172,9 @@ def choose_parallelism(ctx: Context, chosen: Candidate, kwargs_of: KwargsOf, pre
                            reasons=[*pipeline, f"tensor parallel is refused: {refused}"], findings=nearest.findings,
                            per_rank=nearest.per_rank, tp_plan_source=nearest.plan_source)
     if link != "nvlink":
-        return Parallelism(kind="pipeline", size=n, from_pretrained=kwargs_of(chosen), reasons=[
-            *pipeline, f"tensor parallel {good.size} would fit, but {_no_nvlink(link, why)}"], findings=good.findings, per_rank=good.per_rank,
-            tp_plan_source=good.plan_source)
+        return Parallelism(kind="pipeline", size=n, from_pretrained=kwargs_of(chosen),
+                           reasons=[*pipeline, f"tensor parallel {good.size} would fit, but {_no_nvlink(link, why)}"],
+                           findings=good.findings, per_rank=good.per_rank, tp_plan_source=good.plan_source)
     return _tensor(good, ctx, kwargs_of, [
         f"{_fits_line(good)}; {why}",
         f"all {good.size} GPUs work on every layer instead of one at a time: lower latency than device_map "
