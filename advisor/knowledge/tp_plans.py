@@ -49,7 +49,10 @@ class TpPlan:
 def _table() -> dict[str, Any]:
     from advisor.knowledge import data_dir
 
-    data: dict[str, Any] = json.loads((data_dir() / _FILE).read_text(encoding="utf-8"))
+    path = data_dir() / _FILE
+    if not path.is_file():  # a maintainer's data copy without the table: every plan is unknown (TP001)
+        return {"releases": [], "model_types": {}}
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return data
 
 
@@ -57,10 +60,10 @@ def tp_plan_for(model_type: str, version: str | None, releases: ReleaseConstrain
     """The plan of `model_type` in the stored release standing for `version`."""
     table = _table()
     release = releases.stored_release(version) if version else None
-    if release is None or _release_key(release) > _release_key(table["releases"][-1]):
+    newest = table["releases"][-1] if table["releases"] else None
+    if release is None or newest is None or _release_key(release) > _release_key(newest):
         return TpPlan(model_type, release, known=False,
-                      cite=f"transformers {version}: not in data/tp_plans.json (its releases end at "
-                           f"{table['releases'][-1]})")
+                      cite=f"transformers {version}: not in data/tp_plans.json (its releases end at {newest})")
     if release not in table["releases"]:  # older than the first release that reads tp_plan
         return TpPlan(model_type, release, known=True,
                       cite=f"transformers {release}: from_pretrained reads neither tp_plan nor distributed_config")
