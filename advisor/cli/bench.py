@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from advisor import env
 from advisor.cli.output import emit
 from advisor.io.write_output import check_output, write_output
 
@@ -23,7 +24,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                                          ("new_tokens", args.new_tokens)) if v is not None})
     if args.plot is not None:
         check_output(args.plot, force=args.force)
-    env = resolve_target(TargetSpec(cpu=args.cpu))
+    target = resolve_target(TargetSpec(cpu=args.cpu))
 
     def progress(done: int, total: int, label: str) -> None:
         if sys.stderr.isatty() or env.read(env.PROGRESS):
@@ -33,7 +34,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 sys.stderr.write("\n")
 
     request = PlanRequest(attn=args.attn, dtype=args.dtype or "auto", quantize=args.quantize or "auto")
-    (report,) = run_bench(model, env, [workload], repeats=args.repeats, timeout=args.timeout, progress=progress,
+    (report,) = run_bench(model, target, [workload], repeats=args.repeats, timeout=args.timeout, progress=progress,
                           request=request, control=args.control, rounds=args.rounds)
     if args.plot is not None:
         from advisor.render.plot import bench_plot
