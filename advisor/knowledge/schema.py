@@ -47,6 +47,9 @@ class GpuRow(_Row):
     gfx_arch: str | None = None
     memory_mib: int = Field(gt=0)
     source: str = Field(min_length=8)
+    # issue 30: how two of these cards talk by default (--gpu targets); the probe reads NVML instead
+    interconnect: Literal["nvlink", "pcie", "unknown"] = "unknown"
+    interconnect_source: str = ""
 
     @model_validator(mode="after")
     def _has_arch_id(self) -> GpuRow:

@@ -15,6 +15,7 @@ from advisor.facts import SCHEMA_VERSION
 from advisor.findings import Finding, Severity
 from advisor.model.spec import ModelSpec
 from advisor.plan.emit import to_kwargs
+from advisor.plan.parallelism import Parallelism
 from advisor.plan.verdict import RankedFix
 from advisor.rules.kernelization import HubKernelAdvice
 
@@ -67,6 +68,7 @@ class PlanRequest(BaseModel):
     prefer: Literal["speed", "quality", "memory"] = "quality"  # issue 12: advisor/plan/ranking.py, docs/prefer.md
     measurements: bool = True  # use the measurement store and the shipped measurements (issue 12)
     allow_download: bool = False  # the load may download a Hub kernel on first use (QUANT008, advisor/rules/fp8_kernel.py)
+    tp: int | None = Field(None, ge=1)  # issue 30: tensor parallel of this size (--tp), advisor/plan/parallelism.py
 
 
 class PlanOption(BaseModel):
@@ -120,6 +122,7 @@ class Recommendation(BaseModel):
     passed_over: list[Rejection] = Field(default_factory=list)  # viable options a warning ranked below the choice
     facts_source: str | None = None  # where the facts about the target's transformers came from, if not the tables
     hub_kernels: HubKernelAdvice | None = None  # issue 24: Hub kernels for the chosen option (advisor/rules/kernelization.py)
+    parallelism: Parallelism | None = None  # issue 30: none, pipeline or tensor (advisor/plan/parallelism.py)
 
     def from_pretrained_kwargs(self) -> dict[str, Any]:
         """Kwargs ready for `AutoModel...from_pretrained(model, **kwargs)` (torch dtypes, BitsAndBytesConfig)."""
