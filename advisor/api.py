@@ -97,6 +97,7 @@ def recommend(
     trust_remote_code: bool = False,
     prefer: str = "quality",
     measurements: bool = True,
+    serving: str = "server",
     **target: Any,
 ) -> Recommendation:
     """Plan how to load `model` on the target; `plan.from_pretrained_kwargs()` is ready for from_pretrained."""
@@ -108,7 +109,8 @@ def recommend(
     spec = pending.result()
     request = PlanRequest(dtype=dtype, quantize=quantize, batch=batch, seq_len=seq_len, attn=attn,  # type: ignore[arg-type]
                           ignore=tuple(c.upper() for c in ignore), prefer=prefer,
-                          measurements=measurements, allow_download=allow_download)
+                          measurements=measurements, allow_download=allow_download,
+                          serving=serving)  # type: ignore[arg-type]
     return make_plan(spec, env, request)
 
 
@@ -269,6 +271,7 @@ def doctor(
     trust_remote_code: bool = False,
     prefer: str = "quality",
     measurements: bool = True,
+    serving: str = "server",
     **target: Any,
 ) -> DoctorReport:
     """The full report: machine, libraries, and (with a model) its compatibility and recommendation."""
@@ -277,8 +280,9 @@ def doctor(
     recommendation = None
     if model is not None:
         spec = _model(model, allow_download, trust_remote_code)
-        recommendation = make_plan(spec, env, PlanRequest(prefer=prefer, measurements=measurements,
-                                                          allow_download=allow_download), knowledge=knowledge)
+        recommendation = make_plan(spec, env, PlanRequest(prefer=prefer, measurements=measurements,  # type: ignore[arg-type]
+                                                          allow_download=allow_download, serving=serving),
+                                knowledge=knowledge)
         findings = [f for f in recommendation.findings if f.code.startswith(("LIB", "PLAN"))]
     else:
         findings = run_environment_rules(Context(env=env, knowledge=knowledge))

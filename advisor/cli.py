@@ -175,7 +175,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     report = api.doctor(args.model, smoke=args.smoke, allow_download=args.allow_download,
                         trust_remote_code=args.trust_remote_code, prefer=args.prefer,
-                        measurements=not args.no_measurements, **_target(args))
+                        measurements=not args.no_measurements, serving=args.workload, **_target(args))
     _emit(args, report, "doctor")
     return 0 if report.ok else 1
 
@@ -184,7 +184,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     plan = api.recommend(args.model, dtype=args.dtype, quantize=args.quantize, batch=args.batch, seq_len=args.seq_len,
                          ignore=args.ignore, allow_download=args.allow_download,
                          trust_remote_code=args.trust_remote_code, prefer=args.prefer,
-                         measurements=not args.no_measurements, **_target(args))
+                         measurements=not args.no_measurements, serving=args.workload, **_target(args))
     if args.format == "python" and not plan.ok:  # stdout (or -o) only ever receives Python
         sys.stderr.write(f"advisor: no Python to write: {terminal_safe(plan.verdict, keep_newlines=False)}\n")
         return 1
@@ -330,6 +330,11 @@ def _measurement_options(p: argparse.ArgumentParser, prefer: bool = True) -> Non
                        help="rank quantization and dtype for this (default: quality; see docs/prefer.md)")
     p.add_argument("--no-measurements", action="store_true",
                    help="ignore measurements (the local store of `advisor tune` and the shipped ones)")
+    if prefer:  # issue 29: whether a compiled kernel's first call (flex_attention, flash-attn-4) counts
+        p.add_argument("--workload", choices=("server", "one-shot"), default="server",
+                       help="server (default): a long-running process pays a compiled kernel's first call once per "
+                            "shape, so the steady state ranks; one-shot: a job that exits after its first batch pays "
+                            "it in full, so the measured first call ranks")
 
 
 MAX_COUNT = 2**31 - 1  # issue 25: a count past a C int (tensor sizes, token positions) is not a workload

@@ -46,6 +46,7 @@ class PlanRequest(BaseModel):
     ignore: tuple[str, ...] = ()
     prefer: Literal["speed", "quality", "memory"] = "quality"  # issue 12: advisor/ranking.py, docs/prefer.md
     measurements: bool = True  # use the measurement store and the shipped measurements (issue 12)
+    serving: Literal["server", "one-shot"] = "server"  # issue 29: does a compiled kernel's first call count
     allow_download: bool = False  # the load may download a Hub kernel on first use (QUANT008, advisor/fp8_kernel.py)
 
 
@@ -420,7 +421,7 @@ def make_plan(
     ]
     # issue 12: the one point where measurements and --prefer re-rank (advisor/ranking.py)
     options, ranking = rerank(options, model, env, prefer=request.prefer, batch=request.batch,
-                              measurements=request.measurements)
+                              measurements=request.measurements, serving=request.serving)
     chosen = options[0] if options else None
     tokenizer = _tokenizer_advice(model)
     python = None
