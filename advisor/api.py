@@ -286,12 +286,19 @@ def doctor(
         findings = [f for f in recommendation.findings if f.code.startswith(("LIB", "PLAN"))]
     else:
         findings = run_environment_rules(Context(env=env, knowledge=knowledge))
+    model_kernels = None
+    if recommendation is not None and recommendation.chosen is not None and env.kernel_runs:
+        from advisor.probe.model_kernels import model_kernel_runs
+
+        live = not (target.get("env") or target.get("gpu") or target.get("cpu"))
+        model_kernels = model_kernel_runs(env, recommendation.model.head_dim, recommendation.chosen.candidate.dtype,
+                                          live=live)
     smoke_report = None
     if smoke and recommendation is not None:
         from advisor.smoke import plan_options, run_smoke
 
         smoke_report = run_smoke(recommendation.model, plan_options(recommendation)).model_dump(mode="json")
-    return build_report(env, findings, recommendation, smoke_report)
+    return build_report(env, findings, recommendation, smoke_report, model_kernels)
 
 
 def matrix(transformers_version: str | None = None, *, refresh: bool = False) -> AttentionSupportTable:
