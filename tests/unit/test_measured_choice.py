@@ -24,6 +24,7 @@ def test_the_choice_reaches_097_of_the_best_on_every_compute_bound_row() -> None
            if e["advisor_ratio"] is not None and e["advisor_ratio"] < THRESHOLD]
     assert not low, low
     unscored = [e for e in entries if e["advisor_ratio"] is None]
-    # only a model whose full depth does not fit one H100 unquantized in bf16 (the run cut it to 4 layers)
-    assert all(e["advisor"] is None for e in unscored), unscored
+    # only a model whose full depth does not fit one H100 unquantized in bf16 (the run cut it to 4 layers); a
+    # choice that no run sharing a candidate with this one timed would be a gap in the measurements: named here
+    assert all(e["advisor"] is None for e in unscored), [(e["model"], e["run"], e["advisor"]) for e in unscored]
     assert {e["model"] for e in unscored} <= {"mistralai/Mixtral-8x7B-v0.1"}
