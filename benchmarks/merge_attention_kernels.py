@@ -179,6 +179,10 @@ def merge(folders: list[Path], data_dir: Path, target: Path | None = None) -> di
     files = [(p, json.loads(p.read_text(encoding="utf-8"))) for folder in folders
              for p in sorted(folder.glob("attention-kernels-*.json"))]
     files = [(p, d) for p, d in files if isinstance(d, dict) and d.get("phase") in ("measure", "compile")]
+    dry = [p for p, d in files if not (d.get("environment") or {}).get("capability")]
+    for path in dry:  # DEVICE=cpu SMALL=1 dry runs: no GPU, nothing to ship
+        print(f"skipped {path.name}: not a GPU run", file=sys.stderr)
+    files = [(p, d) for p, d in files if p not in dry]
     cold = _cold_first_calls(files)
     out: dict[Path, dict[str, Any]] = {}
     for path, data in files:
