@@ -303,6 +303,17 @@ def attn_head_dim(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
             Severity.FAIL, f"{c.attn} needs head_dim to be a multiple of {req.head_dim_multiple}; this model has {hd}",
             detected=f"head_dim {hd}", required=f"multiple of {req.head_dim_multiple}", option=c.attn,
         )
+    elif (cc := ctx.weakest_cc) is not None and c.placement != "cpu":
+        for limit in req.cc_head_dims:  # issue 29: flash-attn-4 takes <= 128 on SM100/SM110 (bar 256)
+            low = ComputeCapability.parse(limit.min_compute_capability)
+            high = ComputeCapability.parse(limit.max_compute_capability)
+            if low.major <= cc.major <= high.major and hd > limit.max_head_dim and hd not in limit.also:
+                allowed = f"<= {limit.max_head_dim}" + "".join(f" or {d}" for d in limit.also)
+                yield attn_head_dim.finding(
+                    Severity.FAIL, f"{c.attn} supports head_dim {allowed} on compute capability {cc}; this model has "
+                                   f"{hd} ({limit.source})",
+                    detected=f"head_dim {hd} on compute capability {cc}", required=allowed, option=c.attn,
+                )
 
 
 @rule("ATTN008", "attention implementation newer than this transformers", scope="candidate",

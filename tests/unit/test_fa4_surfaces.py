@@ -67,3 +67,20 @@ def test_a_live_machine_runs_the_missing_case(monkeypatch: Any) -> None:
     assert result.source == "run now on cpu"
     assert result.runs["sdpa_math"].runs is True and result.runs["sdpa_math"].cases[0].head_dim == 80
     assert "no float32 kernel" in str(result.runs["sdpa_flash"].runs)
+
+
+def test_fa4_head_dim_gate_per_gpu_generation_from_the_wheel(cli: Any, tmp_path: Path) -> None:
+    """flash-attn-4 4.0.0b36 asserts head_dim <= 128 (or 256) on SM100/SM110 but <= 256 on SM90."""
+    config = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 3072,
+              "intermediate_size": 8192, "num_hidden_layers": 4, "num_attention_heads": 16, "num_key_value_heads": 4,
+              "head_dim": 192, "vocab_size": 32000, "max_position_embeddings": 4096}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    fa4 = ("--assume", "flash-attn-4==4.0.0b36", "--attn", "flash_attention_4", "--dtype", "bfloat16",
+           "--format", "json")
+    code, out, _ = cli("check", str(tmp_path), "--gpu", "B200", *fa4)
+    failures = json.loads(out)["failures"]
+    assert code == 1 and [f["code"] for f in failures] == ["ATTN007"]
+    assert "supports head_dim <= 128 or 256 on compute capability 10.0; this model has 192" in failures[0]["message"]
+    assert "flash_attn/cute/interface.py:134-138" in failures[0]["message"]
+    code, out, _ = cli("check", str(tmp_path), "--gpu", "H100-80GB", *fa4)
+    assert code == 0 and json.loads(out)["ok"]
