@@ -41,14 +41,13 @@ if TYPE_CHECKING:
     from advisor.model import ModelSpec
     from advisor.plan import PlanOption
 
-__all__ = ["PREFERENCES", "SERVING", "Prefer", "RankingAdvice", "Serving", "Tradeoff", "rerank", "workload_for"]
+__all__ = ["PREFERENCES", "Prefer", "RankingAdvice", "Serving", "Tradeoff", "rerank", "workload_for"]
 
 Prefer = Literal["speed", "quality", "memory"]
 PREFERENCES: tuple[str, ...] = ("speed", "quality", "memory")
 DEFAULT_PREFER: Prefer = "quality"  # docs/prefer.md argues it
 _QUANT_ORDER = {"quality": ("none", "8bit", "4bit"), "speed": ("none", "4bit", "8bit"), "memory": ("4bit", "8bit", "none")}
-Serving = Literal["server", "one-shot"]
-SERVING: tuple[str, ...] = ("server", "one-shot")
+Serving = Literal["server", "one-shot"]  # the CLI's --workload of recommend and doctor
 COMPILED = ("flex_attention", "flash_attention_4")  # kernels compiled at the first call of a shape
 _MIN_GAIN = 0.03  # below 3% a reorder is within what two processes of one configuration differ by
 
@@ -149,6 +148,11 @@ def _evidence(model: ModelSpec, env: Environment, workload: str, use_store: bool
     if versions.gpu == "CPU":
         return empty, [], "", []
     notes: list[str] = []
+    wanted = _gpu_name(versions.gpu)
+    named = [m.model_copy(update={"key": m.key.model_copy(update={"gpu": _gpu_name(m.key.gpu)})})
+             for m in shipped_measurements() if m.key.workload == workload]
+    here, relation = pick(named, versions.model_copy(update={"gpu": wanted}))
+    here, kernel_notes = _kernel_note(here, versions)
     if use_store:
         store = MeasurementStore()
         found = store.lookup(versions, model, workload)
@@ -157,13 +161,8 @@ def _evidence(model: ModelSpec, env: Environment, workload: str, use_store: bool
             first = found.ignored[0]
             notes.append(f"ignored {len(found.ignored)} measurement(s) from {first.measured_at} on this GPU: "
                          f"{stale_reason(first, versions)}")
-        if found.matches:
-            return one_scale(found.matches), notes, "on this GPU", list(found.matches)
-    wanted = _gpu_name(versions.gpu)
-    named = [m.model_copy(update={"key": m.key.model_copy(update={"gpu": _gpu_name(m.key.gpu)})})
-             for m in shipped_measurements() if m.key.workload == workload]
-    here, relation = pick(named, versions.model_copy(update={"gpu": wanted}))
-    here, kernel_notes = _kernel_note(here, versions)
+        if found.matches:  # the shipped rows still give the first-call ranges (tune does not time first calls)
+            return one_scale(found.matches), notes, "on this GPU", [*found.matches, *here]
     rows = [m for m in here if m.key.model_type == model.model_type and m.key.shape == shape_signature(model)]
     if rows:
         scaled = one_scale(rows)
