@@ -207,7 +207,8 @@ def _first_call_note(ranked: Sequence[PlanOption], model: ModelSpec, rows: list[
                      else f"{f.attn} {span} (this model unmeasured)")
     counted = ("not counted: --workload server pays it once per process and shape, then runs at the steady state "
                "ranked here" if serving == "server" else
-               "counted: --workload one-shot ranks by the measured first call, which a one-shot job pays in full")
+               "counted: --workload one-shot ranks by the measured first call (a one-shot job pays it in full) where "
+               "this model's options have one")
     return [f"first call at a new shape (a fresh process): {'; '.join(parts)}; {counted}"]
 
 
@@ -249,8 +250,8 @@ def rerank(options: Sequence[PlanOption], model: ModelSpec, env: Environment, *,
                 notes.insert(0, f"measured {where} on {date}: {first.candidate.attn} is the fastest measured "
                                 f"within {100 * noise:.0f}% noise ({what})")
         else:
-            notes.insert(0, f"measured {where}, but not {first.label}{' at its first call' if serving == 'one-shot' else ''}"
-                            ": static order kept")
+            what_of = f"the first call of {first.label}" if serving == "one-shot" else first.label
+            notes.insert(0, f"measured {where}, but not {what_of}: static order kept")
     elif measurements and ranked:
         notes.insert(0, f"unmeasured: no measurement of {model.model_type} ({shape_signature(model)}) for "
                         f"{versions_of(env).gpu}, {workload}; static order kept (run `advisor tune` on that GPU)")

@@ -193,3 +193,15 @@ def test_without_flash_attn_4_its_rows_say_nothing(cli: Any) -> None:
     labels = [t["label"] for t in plan["ranking"]["tradeoffs"]]
     assert not any(label.startswith("flash_attention_4") for label in labels)
     assert not any("flash_attention_4" in n for n in plan["ranking"]["notes"])
+
+
+def test_one_shot_without_first_call_rows_keeps_the_static_order(cli: Any) -> None:
+    """The 2026-11-25 rows (sdpa, eager) have no first call: one-shot cannot rank by it and says so."""
+    probe = ROOT / "docs" / "examples" / "h100-probe.json"
+    code, out, _ = cli("recommend", "meta-llama/Llama-2-7b-hf", "--env", str(probe), "--workload", "one-shot",
+                       "--format", "json")
+    plan = json.loads(out)
+    assert plan["chosen"]["label"] == "sdpa / bfloat16 / 1 GPU"
+    assert "but not the first call of sdpa / bfloat16 / 1 GPU: static order kept" in plan["ranking"]["notes"][0]
+    assert any("flex_attention 19.5-21.7 s over 4 measured shape(s) (this model unmeasured)" in n
+               for n in plan["ranking"]["notes"])
