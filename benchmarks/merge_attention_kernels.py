@@ -106,19 +106,25 @@ def _cold_first_calls(files: list[tuple[Path, dict[str, Any]]]) -> dict[tuple[st
     return out
 
 
-def rows_of(path: Path, data: dict[str, Any], cold: dict[tuple[str, str, str, str, str], float]
-            ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, str]]:
-    """One measure file: its run entry, its rows, and model key -> model name."""
+def _source(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
+
+
+def rows_of(path: Path, data: dict[str, Any], cold: dict[tuple[str, str, str, str, str], float],
+            date: str | None = None) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, str]]:
+    """One measure file: its run entry, its rows, and model key -> model name. `date`: the day an earlier merge
+    recorded for this file (kept, so a re-run changes nothing), else the day the file was committed."""
     env = data["environment"]
     major, minor = env["capability"]
-    date = _date(path)
+    date = date or _date(path)
     run = f"attention_kernels-{path.stem.removeprefix('attention-kernels-')}-{date.replace('-', '')}"
     dtypes = sorted({c["dtype"] for c in data.get("children", [])})
     entry: dict[str, Any] = {
         "run": run,
         "command": f"python3 benchmarks/attention_kernels.py $OUT --phase measure --dtypes {' '.join(dtypes)}",
         "merged_by": "python benchmarks/merge_attention_kernels.py",
-        "source": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name,
+        "source": _source(path),
+        "measured_at": date,
         "elapsed_seconds": data.get("elapsed_seconds"),
         "workloads": data.get("workloads"),
         "layers": data.get("layers"),
@@ -194,7 +200,8 @@ def merge(folders: list[Path], data_dir: Path, target: Path | None = None) -> di
             current = (json.loads(dest.read_text(encoding="utf-8")) if dest.exists() else
                        {"schema_version": 1, "description": "Shipped measurements on one GPU (random weights).",
                         "runs": [], "rows": [], "models": {}})
-        entry, rows, models = rows_of(path, data, cold)
+        known = next((r.get("measured_at") for r in current["runs"] if r.get("source") == _source(path)), None)
+        entry, rows, models = rows_of(path, data, cold, known)
         runs = [r for r in current["runs"] if r["run"] != entry["run"]] + [entry]
         fresh = {_key(r) for r in rows}
         kept = [r for r in current["rows"] if _key(r) not in fresh and r.get("run") != entry["run"]]
