@@ -13,9 +13,9 @@ python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/adv .w
 export PYTHONPATH="/tmp/adv:$PYTHONPATH:$PWD" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 ADVISOR_CACHE_DIR=/tmp/advisor-cache-fa4
 MODEL=/tmp/llama-3-8b-4l
 [ -f "$MODEL/config.json" ] || timeout 180 python3 benchmarks/make_model.py "$MODEL" meta-llama/Meta-Llama-3-8B --layers 4
-timeout 200 python3 -m advisor smoke "$MODEL" --attn flash_attention_4 --dtype bfloat16 --format json \
+timeout 150 python3 -m advisor smoke "$MODEL" --attn flash_attention_4 --dtype bfloat16 --format json \
   -o "$OUT/smoke-fa4-llama-3-8b-4l.json"; echo "smoke exit $?"
-timeout 300 python3 -m advisor bench "$MODEL" --workload prefill --dtype bfloat16 --repeats 5 --format json \
+timeout 240 python3 -m advisor bench "$MODEL" --workload prefill --dtype bfloat16 --repeats 5 --format json \
   -o "$OUT/bench-fa4-llama-3-8b-4l.json"; echo "bench exit $?"
 python3 - "$OUT" <<'PY'
 import json, sys
