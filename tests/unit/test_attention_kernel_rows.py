@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -203,5 +204,5 @@ def test_one_shot_without_first_call_rows_keeps_the_static_order(cli: Any) -> No
     plan = json.loads(out)
     assert plan["chosen"]["label"] == "sdpa / bfloat16 / 1 GPU"
     assert "but not the first call of sdpa / bfloat16 / 1 GPU: static order kept" in plan["ranking"]["notes"][0]
-    assert any("flex_attention 19.5-21.7 s over 4 measured shape(s) (this model unmeasured)" in n
+    assert any(re.search(r"flex_attention \d+\.\d-\d+\.\d s over \d+ measured shape\(s\) \(this model unmeasured\)", n)
                for n in plan["ranking"]["notes"])
