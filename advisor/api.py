@@ -102,6 +102,7 @@ def recommend(
     prefer: str = "quality",
     measurements: bool = True,
     tp: int | None = None,
+    serving: str = "server",
     **target: Any,
 ) -> Recommendation:
     """Plan how to load `model` on the target; `plan.from_pretrained_kwargs()` is ready for from_pretrained."""
@@ -113,7 +114,8 @@ def recommend(
     spec = pending.result()
     request = PlanRequest(dtype=dtype, quantize=quantize, batch=batch, seq_len=seq_len, attn=attn,  # type: ignore[arg-type]
                           ignore=tuple(c.upper() for c in ignore), prefer=prefer,
-                          measurements=measurements, allow_download=allow_download, tp=tp)
+                          measurements=measurements, allow_download=allow_download, tp=tp,
+                          serving=serving)  # type: ignore[arg-type]
     return make_plan(spec, env, request)
 
 
@@ -286,6 +288,7 @@ def doctor(
     trust_remote_code: bool = False,
     prefer: str = "quality",
     measurements: bool = True,
+    serving: str = "server",
     **target: Any,
 ) -> DoctorReport:
     """The full report: machine, libraries, and (with a model) its compatibility and recommendation."""
@@ -294,17 +297,25 @@ def doctor(
     recommendation = None
     if model is not None:
         spec = _model(model, allow_download, trust_remote_code)
-        recommendation = make_plan(spec, env, PlanRequest(prefer=prefer, measurements=measurements,
-                                                          allow_download=allow_download), knowledge=knowledge)
+        recommendation = make_plan(spec, env, PlanRequest(prefer=prefer, measurements=measurements,  # type: ignore[arg-type]
+                                                          allow_download=allow_download, serving=serving),
+                                knowledge=knowledge)
         findings = [f for f in recommendation.findings if f.code.startswith(("LIB", "PLAN"))]
     else:
         findings = run_environment_rules(Context(env=env, knowledge=knowledge))
+    model_kernels = None
+    if recommendation is not None and recommendation.chosen is not None and env.kernel_runs:
+        from advisor.probe.model_kernels import model_kernel_runs
+
+        live = not (target.get("env") or target.get("gpu") or target.get("cpu"))
+        model_kernels = model_kernel_runs(env, recommendation.model.head_dim, recommendation.chosen.candidate.dtype,
+                                          live=live)
     smoke_report = None
     if smoke and recommendation is not None:
         from advisor.prove.smoke import plan_options, run_smoke
 
         smoke_report = run_smoke(recommendation.model, plan_options(recommendation)).model_dump(mode="json")
-    return build_report(env, findings, recommendation, smoke_report)
+    return build_report(env, findings, recommendation, smoke_report, model_kernels)
 
 
 def matrix(transformers_version: str | None = None, *, refresh: bool = False) -> AttentionSupportTable:

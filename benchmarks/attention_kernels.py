@@ -247,7 +247,14 @@ def _environment() -> dict[str, Any]:
     import transformers
 
     cuda = DEVICE == "cuda"
-    found: dict[str, Any] = {"gpu": torch.cuda.get_device_name(0) if cuda else "cpu",
+    driver = None
+    if cuda:  # the advisor's key has the driver (benchmarks/merge_attention_kernels.py); nvidia-smi says it
+        try:
+            driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                    capture_output=True, text=True, timeout=20, check=False).stdout.split()[0]
+        except (OSError, IndexError, subprocess.SubprocessError):
+            driver = None
+    found: dict[str, Any] = {"gpu": torch.cuda.get_device_name(0) if cuda else "cpu", "driver": driver,
                              "capability": list(torch.cuda.get_device_capability(0)) if cuda else None,
                              "torch": torch.__version__, "transformers": transformers.__version__}
     try:

@@ -92,6 +92,11 @@ def _measurement_options(p: argparse.ArgumentParser, prefer: bool = True) -> Non
                        help="rank quantization and dtype for this (default: quality; see docs/prefer.md)")
     p.add_argument("--no-measurements", action="store_true",
                    help="ignore measurements (the local store of `advisor tune` and the shipped ones)")
+    if prefer:  # issue 29: whether a compiled kernel's first call (flex_attention, flash-attn-4) counts
+        p.add_argument("--workload", choices=("server", "one-shot"), default="server",
+                       help="server (default): a long-running process pays a compiled kernel's first call once per "
+                            "shape, so the steady state ranks; one-shot: a job that exits after its first batch pays "
+                            "it in full, so the measured first call ranks")
 
 
 MAX_COUNT = 2**31 - 1  # issue 25: a count past a C int (tensor sizes, token positions) is not a workload

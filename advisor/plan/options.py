@@ -21,13 +21,14 @@ from advisor.rules.kernelization import HubKernelAdvice
 
 __all__ = [
     "DEFAULT_PREFER", "PREFERENCES", "Evaluation", "FromPretrained", "PlanOption", "PlanRequest", "Prefer", "RankingAdvice",
-    "Recommendation", "Rejection", "Tradeoff",
+    "Recommendation", "Rejection", "Serving", "Tradeoff",
 ]
 
 
 Prefer = Literal["speed", "quality", "memory"]
 PREFERENCES: tuple[str, ...] = ("speed", "quality", "memory")
 DEFAULT_PREFER: Prefer = "quality"  # docs/prefer.md argues it
+Serving = Literal["server", "one-shot"]  # issue 29: the CLI's --workload of recommend and doctor
 
 
 class Tradeoff(BaseModel):
@@ -48,6 +49,7 @@ class RankingAdvice(BaseModel):
 
     prefer: Prefer
     workload: str
+    serving: Serving = "server"
     measurements: Literal["used", "unmeasured", "off"]
     notes: list[str]
     tradeoffs: list[Tradeoff]
@@ -67,6 +69,7 @@ class PlanRequest(BaseModel):
     ignore: tuple[str, ...] = ()
     prefer: Literal["speed", "quality", "memory"] = "quality"  # issue 12: advisor/plan/ranking.py, docs/prefer.md
     measurements: bool = True  # use the measurement store and the shipped measurements (issue 12)
+    serving: Serving = "server"  # issue 29: does a compiled kernel's first call count (advisor/plan/ranking.py)
     allow_download: bool = False  # the load may download a Hub kernel on first use (QUANT008, advisor/rules/fp8_kernel.py)
     tp: int | None = Field(None, ge=1)  # issue 30: tensor parallel of this size (--tp), advisor/plan/parallelism.py
 

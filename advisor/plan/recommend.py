@@ -325,7 +325,7 @@ def make_plan(
     ]
     # issue 12: the one point where measurements and --prefer re-rank (advisor/plan/ranking.py)
     options, ranking = rerank(options, model, env, prefer=request.prefer, batch=request.batch,
-                              measurements=request.measurements)
+                              measurements=request.measurements, serving=request.serving)
     chosen = options[0] if options else None
     tokenizer = _tokenizer_advice(model)
     python = None

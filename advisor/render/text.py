@@ -258,6 +258,8 @@ def _bench(r: Any, color: bool) -> list[str]:
     lines += ["", f"Advisor's choice: {r.advisor_choice}; best: {r.best}; choice/best = {regret}"]
     if r.noise is not None:
         lines.append(f"Run-to-run noise (spread over the advisor's choice's processes): {100 * r.noise:.1f}%")
+    if r.note:
+        lines.append(f"Note: {r.note}")
     return lines
 
 
