@@ -21,8 +21,9 @@ from advisor.model.remote_code import refuse_code_keys
 from advisor.model.resolve import resolve_model
 from advisor.model.spec import ModelSpec
 from advisor.plan.doctor_report import DoctorReport, build_report
-from advisor.plan.emit import quantization_of
+from advisor.plan.emit import from_pretrained_json, quantization_of
 from advisor.plan.options import PlanRequest, Recommendation
+from advisor.plan.parallelism import Parallelism
 from advisor.plan.recommend import evaluate, make_context, make_plan
 from advisor.probe.target import TargetSpec, resolve_target
 from advisor.rules import run_environment_rules
@@ -100,6 +101,8 @@ def recommend(
     trust_remote_code: bool = False,
     prefer: str = "quality",
     measurements: bool = True,
+    tp: int | None = None,
+    serving: str = "server",
     **target: Any,
 ) -> Recommendation:
     """Plan how to load `model` on the target; `plan.from_pretrained_kwargs()` is ready for from_pretrained."""
@@ -111,7 +114,8 @@ def recommend(
     spec = pending.result()
     request = PlanRequest(dtype=dtype, quantize=quantize, batch=batch, seq_len=seq_len, attn=attn,  # type: ignore[arg-type]
                           ignore=tuple(c.upper() for c in ignore), prefer=prefer,
-                          measurements=measurements, allow_download=allow_download)
+                          measurements=measurements, allow_download=allow_download, tp=tp,
+                          serving=serving)  # type: ignore[arg-type]
     return make_plan(spec, env, request)
 
 
@@ -130,6 +134,7 @@ class CheckResult(BaseModel):
     memory: MemoryEstimate | None
     measurements: list[str] = []  # issue 12: what was measured on this GPU about this configuration
     facts_source: str | None = None  # where the facts about the target's transformers came from, if not the tables
+    parallelism: Parallelism | None = None  # issue 30: with --tp N, tensor parallel of that size judged
 
 
 def _default_dtype(spec: ModelSpec, transformers_version: str | None) -> str:
@@ -231,6 +236,7 @@ def check(
     allow_download: bool = False,
     trust_remote_code: bool = False,
     measurements: bool = True,
+    tp: int | None = None,
     **target: Any,
 ) -> CheckResult:
     """Judge one configuration (from a kwargs JSON file and/or explicit options) against the target."""
@@ -255,6 +261,14 @@ def check(
     candidate = _config_candidate(data, ctx, spec, attn, dtype, quantize)
     evaluation = evaluate(ctx, candidate)
     findings = run_environment_rules(ctx) + evaluation.findings
+    parallelism = None
+    if tp is not None and tp > 1:  # issue 30: the TP rules join the check's findings; TP005 judges the memory
+        from advisor.plan.parallelism import requested_tensor
+
+        version = env.version_of("transformers")
+        parallelism = requested_tensor(ctx, candidate, tp, lambda c: from_pretrained_json(c, transformers_version=version))
+        findings = [f for f in findings if f.code != "MEM001"]
+        findings += [f for f in parallelism.findings if f.severity is not Severity.OK]
     failures = [f for f in findings if f.severity is Severity.FAIL]
     warnings = [f for f in findings if f.severity is Severity.WARN]
     from advisor.plan.ranking import measured_notes
@@ -262,7 +276,7 @@ def check(
     notes = measured_notes(spec, env, candidate, batch=batch) if measurements else []
     return CheckResult(ok=not failures, label=candidate.label(), target=env.description or env.source,
                        candidate=candidate, failures=failures, warnings=warnings, memory=evaluation.memory,
-                       measurements=notes,
+                       measurements=notes, parallelism=parallelism,
                        facts_source=knowledge.releases.source_of(env.version_of("transformers")))
 
 
@@ -274,6 +288,7 @@ def doctor(
     trust_remote_code: bool = False,
     prefer: str = "quality",
     measurements: bool = True,
+    serving: str = "server",
     **target: Any,
 ) -> DoctorReport:
     """The full report: machine, libraries, and (with a model) its compatibility and recommendation."""
@@ -282,17 +297,25 @@ def doctor(
     recommendation = None
     if model is not None:
         spec = _model(model, allow_download, trust_remote_code)
-        recommendation = make_plan(spec, env, PlanRequest(prefer=prefer, measurements=measurements,
-                                                          allow_download=allow_download), knowledge=knowledge)
+        recommendation = make_plan(spec, env, PlanRequest(prefer=prefer, measurements=measurements,  # type: ignore[arg-type]
+                                                          allow_download=allow_download, serving=serving),
+                                knowledge=knowledge)
         findings = [f for f in recommendation.findings if f.code.startswith(("LIB", "PLAN"))]
     else:
         findings = run_environment_rules(Context(env=env, knowledge=knowledge))
+    model_kernels = None
+    if recommendation is not None and recommendation.chosen is not None and env.kernel_runs:
+        from advisor.probe.model_kernels import model_kernel_runs
+
+        live = not (target.get("env") or target.get("gpu") or target.get("cpu"))
+        model_kernels = model_kernel_runs(env, recommendation.model.head_dim, recommendation.chosen.candidate.dtype,
+                                          live=live)
     smoke_report = None
     if smoke and recommendation is not None:
         from advisor.prove.smoke import plan_options, run_smoke
 
         smoke_report = run_smoke(recommendation.model, plan_options(recommendation)).model_dump(mode="json")
-    return build_report(env, findings, recommendation, smoke_report)
+    return build_report(env, findings, recommendation, smoke_report, model_kernels)
 
 
 def matrix(transformers_version: str | None = None, *, refresh: bool = False) -> AttentionSupportTable:

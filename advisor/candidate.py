@@ -11,8 +11,8 @@ from typing import Literal, get_args
 from pydantic import BaseModel, ConfigDict
 
 __all__ = [
-    "ATTENTION_IMPLS", "BYTES", "Candidate", "DTYPES", "DTYPE_CHOICES", "DTYPE_NAMES", "Dtype", "DtypeChoice",
-    "QUANTIZATIONS", "SHORT_DTYPE",
+    "ATTENTION_IMPLS", "ATTENTION_PACKAGES", "BYTES", "Candidate", "DTYPES", "DTYPE_CHOICES", "DTYPE_NAMES", "Dtype",
+    "DtypeChoice", "QUANTIZATIONS", "SHORT_DTYPE",
 ]
 
 # The one spelling of the dtypes the advisor judges: in the order users read them (help, tables, the matrix)
@@ -25,6 +25,10 @@ SHORT_DTYPE = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}  # tabl
 # Every attn_implementation the advisor names: the columns of `matrix`, and of `matrix --history` / `--full`, whose
 # history table stores flash_attention_4 too since issue 28 (knowledge.history.HISTORY_IMPLS: all but eager)
 ATTENTION_IMPLS = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flash_attention_4", "flex_attention")
+# The optional package whose kernel an attn_implementation runs (data/attention_impls.json `package`); sdpa,
+# eager and flex_attention run torch's own kernels, so no optional package changes their timing
+ATTENTION_PACKAGES = {"flash_attention_2": "flash-attn", "flash_attention_3": "flash-attn-3",
+                      "flash_attention_4": "flash-attn-4"}
 QUANTIZATIONS = ("none", "8bit", "4bit")
 # bytes per parameter or cached value, unquantized
 BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}

@@ -1,7 +1,7 @@
 """Every environment variable the advisor reads, in one place: its name, what it does, and the one function that
 reads it (`read`), so a grep for `advisor.env` finds them all. The library's own switches (ADVISOR_*), the
-conventions it honours (NO_COLOR, GITHUB_STEP_SUMMARY, XDG_CACHE_HOME), and the Hugging Face, CUDA and
-bitsandbytes variables whose value it must know to judge the machine as those libraries will.
+conventions it honours (NO_COLOR, GITHUB_STEP_SUMMARY, XDG_CACHE_HOME), and the Hugging Face, CUDA,
+bitsandbytes and torch launcher variables whose value it must know to judge the machine as those libraries will.
 
 A vocabulary module: standard library only, imported by workers before anything heavy.
 """
@@ -35,11 +35,12 @@ TRANSFORMERS_OFFLINE = "TRANSFORMERS_OFFLINE"
 CUDA_VISIBLE_DEVICES = "CUDA_VISIBLE_DEVICES"  # part of the torch probe's cache key (probe/__init__.py)
 BNB_CUDA_VERSION = "BNB_CUDA_VERSION"  # the bitsandbytes binary it loads (probe/packages.py)
 BNB_ROCM_VERSION = "BNB_ROCM_VERSION"
+RANK = "RANK"  # torch's launcher: this process's tensor-parallel rank (prove/tp_worker.py)
 
 VARIABLES = (
     CACHE_DIR, DATA_DIR, NO_CACHE, DEBUG, PROGRESS, OUTPUT_WAIT, WRITE_PAUSE, PARENT_PID, SMOKE_FAULT, NO_COLOR,
     GITHUB_STEP_SUMMARY, XDG_CACHE_HOME, HF_HOME, HF_HUB_CACHE, HUGGINGFACE_HUB_CACHE, HF_HUB_OFFLINE,
-    TRANSFORMERS_OFFLINE, CUDA_VISIBLE_DEVICES, BNB_CUDA_VERSION, BNB_ROCM_VERSION,
+    TRANSFORMERS_OFFLINE, CUDA_VISIBLE_DEVICES, BNB_CUDA_VERSION, BNB_ROCM_VERSION, RANK,
 )
 
 

@@ -17,6 +17,7 @@ __all__ = [
     "DtypeSupport",
     "Environment",
     "GpuInfo",
+    "GpuLink",
     "HostInfo",
     "HubAccess",
     "KernelCase",
@@ -128,6 +129,19 @@ class GpuInfo(_Frozen):
         return free if free is not None else known(self.memory_total_bytes)
 
 
+class GpuLink(_Frozen):
+    """How two GPUs talk (issue 30): NVLink links up between them, else the PCIe topology level of their nearest
+    common ancestor (NVML `nvmlDeviceGetTopologyCommonAncestor`: internal, single, multiple, hostbridge, node,
+    system), or the GPU table's default for a described target."""
+
+    a: int = Field(ge=0, le=1024)
+    b: int = Field(ge=0, le=1024)
+    kind: Literal["nvlink", "pcie", "unknown"]
+    nvlink_links: int = Field(0, ge=0, le=1024)
+    pcie_level: str | None = None
+    source: Literal["nvml", "gpu-table", "file"] = "nvml"
+
+
 class SdpaBackend(_Frozen):
     """Whether one torch SDPA backend can run here, and why not."""
 
@@ -237,6 +251,7 @@ class Environment(_Frozen):
     libraries: dict[str, LibraryInfo] = Field(default_factory=dict)
     kernel_runs: dict[str, KernelRun] = Field(default_factory=dict)
     hub: HubAccess | None = None  # None: not recorded (a snapshot from before issue 24)
+    links: tuple[GpuLink, ...] | None = None  # issue 30: per GPU pair; None: not recorded (older snapshots)
 
     @property
     def gpu_list(self) -> tuple[GpuInfo, ...]:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 __all__ = ["check_suite", "cmd_check"]
 
-_SINGLE_ONLY = ("config", "attn", "dtype", "quantize", "env", "cpu", "assume", "without")
+_SINGLE_ONLY = ("config", "attn", "dtype", "quantize", "env", "cpu", "assume", "without", "tp")
 
 
 def check_suite(args: argparse.Namespace) -> CheckSuite:
@@ -36,7 +36,7 @@ def check_suite(args: argparse.Namespace) -> CheckSuite:
     result = api.check(args.model, config=args.config, attn=args.attn, dtype=args.dtype, quantize=args.quantize,
                        batch=args.batch, seq_len=args.seq_len, allow_download=args.allow_download,
                        trust_remote_code=args.trust_remote_code, env=args.env, gpu=args.gpu, cpu=args.cpu,
-                       assume=args.assume, without=args.without)
+                       assume=args.assume, without=args.without, tp=args.tp)
     return suite_from_check(args.model, result, batch=args.batch, seq_len=args.seq_len)
 
 
@@ -48,7 +48,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     result = api.check(args.model, config=args.config, attn=args.attn, dtype=args.dtype, quantize=args.quantize,
                        batch=args.batch, seq_len=args.seq_len, allow_download=args.allow_download,
                        trust_remote_code=args.trust_remote_code, measurements=not args.no_measurements,
-                       **target_args(args))
+                       tp=args.tp, **target_args(args))
     emit(args, result)
     return 0 if result.ok else 1
 

@@ -78,6 +78,13 @@ def _verbose_option(p: argparse.ArgumentParser, what: str = "list every rejected
     p.add_argument("-v", "--verbose", action="store_true", help=f"{what}; also {libraries}" if what else libraries)
 
 
+def _tp_option(p: argparse.ArgumentParser) -> None:
+    """Issue 30: tensor parallel of size N (advisor/plan/parallelism.py; smoke: N CPU processes through torchrun)."""
+    p.add_argument("--tp", type=_positive, default=None, metavar="N",
+                   help="tensor parallel of size N (DistributedConfig(tp_size=N), one process per rank under "
+                        "torchrun; see docs/parallelism.md)")
+
+
 def _measurement_options(p: argparse.ArgumentParser, prefer: bool = True) -> None:
     """Issue 12: the measurement store and the preference that ranks quantization and dtype."""
     if prefer:
@@ -85,6 +92,11 @@ def _measurement_options(p: argparse.ArgumentParser, prefer: bool = True) -> Non
                        help="rank quantization and dtype for this (default: quality; see docs/prefer.md)")
     p.add_argument("--no-measurements", action="store_true",
                    help="ignore measurements (the local store of `advisor tune` and the shipped ones)")
+    if prefer:  # issue 29: whether a compiled kernel's first call (flex_attention, flash-attn-4) counts
+        p.add_argument("--workload", choices=("server", "one-shot"), default="server",
+                       help="server (default): a long-running process pays a compiled kernel's first call once per "
+                            "shape, so the steady state ranks; one-shot: a job that exits after its first batch pays "
+                            "it in full, so the measured first call ranks")
 
 
 MAX_COUNT = 2**31 - 1  # issue 25: a count past a C int (tensor sizes, token positions) is not a workload
@@ -153,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     _output_options(p, ("text", "json", "python"))
     _measurement_options(p)
     _verbose_option(p)
+    _tp_option(p)
     p.set_defaults(func=cmd_recommend)
 
     p = sub.add_parser("check", help="will this configuration work on that target? (exit 0 yes, 1 no)")
@@ -172,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tokens per sequence, prompt plus output (default: min(4096, max positions))")
     _output_options(p, ("text", "json", "markdown", "junit", "github"))
     _measurement_options(p, prefer=False)
+    _tp_option(p)
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("matrix", help="which attention implementations each architecture supports")
@@ -207,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--generate", type=_positive, default=8, metavar="N", help="tokens to generate (default 8)")
     p.add_argument("--timeout", type=_seconds, default=600.0, metavar="S", help="seconds per attempt (default 600)")
     _output_options(p, ("text", "json"))
+    _tp_option(p)
     p.set_defaults(func=cmd_smoke)
 
     p = sub.add_parser("bench", help="time every viable candidate here; mark the advisor's choice and the best")

@@ -10,6 +10,7 @@ from advisor.errors import UsageError
 from advisor.render import OutputFormat, render
 
 if TYPE_CHECKING:
+    from advisor.model.spec import ModelSpec
     from advisor.prove.onnx import OnnxSmokeReport
     from advisor.prove.smoke import SmokeReport
 
@@ -27,6 +28,8 @@ def run_smoke_command(args: argparse.Namespace) -> SmokeReport:
 
     model = resolve_model(args.model, allow_download=args.allow_download, trust_remote_code=args.trust_remote_code)
     rejected: list[dict[str, str]] = []
+    if getattr(args, "tp", None) is not None and args.tp > 1:
+        return _tp_smoke(args, model)
     if args.config is not None:
         options = options_from_json(read_json_file(args.config, what="config file"),
                                     source=f"config file {args.config}")
@@ -41,6 +44,31 @@ def run_smoke_command(args: argparse.Namespace) -> SmokeReport:
             raise UsageError(f"the plan has no viable configuration to smoke-test ({reasons})")
     report = run_smoke(model, options, all_candidates=args.all, generate_tokens=args.generate, timeout=args.timeout)
     return report.model_copy(update={"rejected": rejected})
+
+
+def _tp_smoke(args: argparse.Namespace, model: ModelSpec) -> SmokeReport:
+    """Issue 30: --tp N proves the plan's tensor parallel on N CPU processes; refused up front by its rules."""
+    from advisor.plan.options import PlanRequest
+    from advisor.plan.recommend import make_plan
+    from advisor.probe.target import TargetSpec, resolve_target
+    from advisor.prove.smoke import SmokeReport
+    from advisor.prove.tp_smoke import run_tp_smoke
+
+    if not args.cpu:
+        raise UsageError("smoke --tp runs the ranks as CPU processes here: add --cpu (the GPU proof is a later issue)")
+    if args.config is not None or args.all or args.quantize not in (None, "none"):
+        raise UsageError("smoke --tp tests the plan's tensor-parallel kwargs: drop --config, --all and --quantize")
+    plan = make_plan(model, resolve_target(TargetSpec(cpu=True)),
+                     PlanRequest(attn=args.attn, dtype=args.dtype or "float32", quantize="none", tp=args.tp))
+    p = plan.parallelism
+    if p is None or p.kind != "tensor":
+        failures = p.failures if p is not None else []
+        return SmokeReport(ok=False, model=model.display, reference="not run: the plan refuses tensor parallel",
+                           config=None, attempts=[],
+                           rejected=[{"option": f.option or f"tensor parallel {args.tp}", "rule": f.code,
+                                      "reason": f.message} for f in failures]
+                           or [{"option": "plan", "rule": "", "reason": plan.verdict}])
+    return run_tp_smoke(model, p, timeout=args.timeout)
 
 
 def cmd_smoke(args: argparse.Namespace) -> int:
@@ -61,7 +89,7 @@ def run_onnx_smoke_command(args: Any) -> OnnxSmokeReport:
     from advisor.model.resolve import resolve_model
     from advisor.prove.onnx import run_onnx_smoke
 
-    given = [f"--{n}" for n in ("config", "attn", "dtype", "quantize", "all") if getattr(args, n, None)]
+    given = [f"--{n}" for n in ("config", "attn", "dtype", "quantize", "all", "tp") if getattr(args, n, None)]
     if given:
         raise UsageError(f"{', '.join(given)} choose PyTorch configurations; drop them with --runtime onnxruntime")
     model = resolve_model(args.model, allow_download=args.allow_download, trust_remote_code=args.trust_remote_code)

@@ -30,6 +30,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from advisor import env as envvars
+from advisor.candidate import ATTENTION_PACKAGES
 from advisor.facts import Environment, TorchInfo, known
 from advisor.knowledge.stored_row import is_busy, is_corrupt, row_problem
 
@@ -43,6 +44,9 @@ __all__ = [
     "Versions",
     "cache_dir",
     "depth_checks",
+    "kernel_of",
+    "kernel_versions",
+    "kernels_match",
     "shipped_measurements",
     "versions_of",
 ]
@@ -53,7 +57,7 @@ STORE_MAX_BYTES = 256 * 1024 * 1024  # a row is ~300 bytes: close to a million m
 _ROW_LIMIT = 10_000  # rows one lookup reads (one GPU, one model shape)
 _SIDE_FILES = ("-wal", "-shm", "-journal")
 _BUSY_MS = 30_000
-_VERSION_FIELDS = ("driver", "torch", "transformers", "attention_kernels")
+_EXACT_FIELDS = ("driver", "torch", "transformers")  # attention_kernels: kernels_match decides
 
 
 class Versions(BaseModel):
@@ -89,6 +93,8 @@ class Measurement(BaseModel):
     run: str  # what produced it: a tune run id or the shipped script's run
     layers: int | None = None  # layers actually run when depth was truncated
     source: Literal["local", "shipped"] = "local"
+    # the first forward of a fresh process at this shape (flex_attention's compile, FA4's JIT): never in `value`
+    first_call_seconds: float | None = None
 
 
 class Lookup(BaseModel):
@@ -108,13 +114,45 @@ def cache_dir() -> Path:
     return root()
 
 
+_KERNEL_DISTS = ("flash-attn", "flash-attn-3", "flash-attn-4", "kernels")
+
+
 def _attention_kernels(env: Environment) -> str:
     """Versions of the optional attention kernels (their absence is a version too)."""
     parts = []
-    for dist in ("flash-attn", "flash-attn-3", "kernels"):
+    for dist in _KERNEL_DISTS:
         lib = env.library(dist)
         parts.append(f"{dist}={lib.version if lib.installed and lib.version else 'none'}")
     return ";".join(parts)
+
+
+def kernel_of(candidate: str) -> str | None:
+    """The optional package whose kernel a candidate label's attention runs (None: torch's own)."""
+    attn = candidate.split(" / ", 1)[0].removeprefix("paged|")
+    if "/" in attn:  # a Hub kernel repository, fetched by `kernels`
+        return "kernels"
+    return ATTENTION_PACKAGES.get(attn)  # sdpa, eager, flex_attention: torch's own kernels
+
+
+def kernel_versions(text: str) -> dict[str, str]:
+    """'flash-attn=none;flash-attn-4=4.0.0b36' -> {dist: version}; a package a row did not record is absent."""
+    return dict(part.split("=", 1) for part in text.split(";") if "=" in part)
+
+
+def kernels_match(row: MeasurementKey, versions: Versions) -> bool:
+    """Whether a row's attention-kernel versions hold for `versions`: only the package the row's candidate runs
+    counts. A flash_attention_4 row needs the same flash-attn-4 version (never 'none', never unrecorded: rows
+    written before flash-attn-4 was recorded lack it); an sdpa, eager or flex_attention row matches whatever
+    optional packages are installed, so rows measured without flash-attn-4 keep matching once it is installed."""
+    dist = kernel_of(row.candidate)
+    if dist is None:
+        return True
+    mine = kernel_versions(row.attention_kernels).get(dist, "none")
+    return mine != "none" and mine == kernel_versions(versions.attention_kernels).get(dist, "none")
+
+
+def _same_versions(row: MeasurementKey, versions: Versions) -> bool:
+    return all(getattr(row, f) == getattr(versions, f) for f in _EXACT_FIELDS) and kernels_match(row, versions)
 
 
 def versions_of(env: Environment) -> Versions:
@@ -340,15 +378,19 @@ class MeasurementStore:
         measured under these versions and the rest."""
         rows = self.rows(gpu=versions.gpu, compute_capability=versions.compute_capability,
                          model_type=model_type, shape=shape, workload=workload)
-        matches = [r for r in rows if all(getattr(r.key, f) == getattr(versions, f) for f in _VERSION_FIELDS)]
+        matches = [r for r in rows if _same_versions(r.key, versions)]
         ignored = [r for r in rows if r not in matches]
         return Lookup(matches=matches, ignored=ignored, notes=list(self.notes))
 
 
 def stale_reason(row: Measurement, versions: Versions) -> str:
     """Which versions changed since `row` was measured, in words."""
-    changed = [f"{f} {getattr(row.key, f)} (now {getattr(versions, f)})" for f in _VERSION_FIELDS
+    changed = [f"{f} {getattr(row.key, f)} (now {getattr(versions, f)})" for f in _EXACT_FIELDS
                if getattr(row.key, f) != getattr(versions, f)]
+    if not kernels_match(row.key, versions):
+        dist = kernel_of(row.key.candidate)
+        have = kernel_versions(versions.attention_kernels).get(dist or "", "none")
+        changed.append(f"{dist} {kernel_versions(row.key.attention_kernels).get(dist or '', 'none')} (now {have})")
     return "measured with " + ", ".join(changed)
 
 

@@ -27,6 +27,8 @@ HUB_KERNELS = "transformers/integrations/hub_kernels.py"
 DEPS = "transformers/dependency_versions_table.py"
 BNB4 = "transformers/quantizers/quantizer_bnb_4bit.py"
 FP8 = "transformers/integrations/finegrained_fp8.py"
+DIST_CONFIG = "transformers/distributed/configuration_utils.py"
+TORCHAO = "transformers/integrations/torchao.py"
 FP8_KERNEL = "finegrained-fp8"  # the name fine-grained FP8 asks `lazy_load_kernel` for (_HUB_KERNEL_MAPPING key)
 BASE_IMPLS = ATTENTION_IMPLS
 VERSION_RE = re.compile(r"^\d+(\.\d+)+$")
@@ -661,6 +663,42 @@ def _onthefly(key: str) -> Callable[[Release], Fact]:
     return extract
 
 
+def distributed_config(r: Release) -> Fact:
+    """Issue 30: the line of `class DistributedConfig` (distributed/configuration_utils.py), the way to ask
+    from_pretrained for tensor parallelism (`distributed_config=DistributedConfig(tp_size=N, tp_plan="auto")`);
+    null where the release has no such class."""
+    tree = r.tree(DIST_CONFIG)
+    found = next((n for n in (tree.body if tree else []) if isinstance(n, ast.ClassDef) and n.name == "DistributedConfig"),
+                 None)
+    return fact(True if found else None, DIST_CONFIG, found.lineno if found else None)
+
+
+def tp_plan_kwarg(r: Release) -> Fact:
+    """Issue 30: the line where from_pretrained pops `tp_plan` (the older way to ask for tensor parallelism,
+    deprecated in 5.x in favour of `distributed_config`); null where the kwarg is not read."""
+    fn = _from_pretrained(r)
+    line = _kwarg_pop(fn, "tp_plan") if fn is not None else None
+    return fact(True if line else None, MODELING_UTILS, line)
+
+
+def _local_tp_line(r: Release, path: str) -> Fact:
+    for number, line in enumerate((r.text(path) or "").splitlines(), start=1):
+        if "_hf_quantized_needs_local_tp = True" in line:
+            return fact(True, path, number)
+    return fact(None, path, None)
+
+
+def tp_quant_fp8(r: Release) -> Fact:
+    """Issue 30: fine-grained FP8 modules marked `_hf_quantized_needs_local_tp` (tensor parallel shards them on
+    the local path); null where no quantized module is marked, so TP over that method is unproven."""
+    return _local_tp_line(r, FP8)
+
+
+def tp_quant_torchao(r: Release) -> Fact:
+    """Issue 30: torchao modules marked `_hf_quantized_needs_local_tp`, as for fine-grained FP8."""
+    return _local_tp_line(r, TORCHAO)
+
+
 EXTRACTORS: dict[str, Callable[[Release], Fact]] = {
     "torch_floor": torch_floor,
     "torch_requirement": torch_requirement,
@@ -688,6 +726,10 @@ EXTRACTORS: dict[str, Callable[[Release], Fact]] = {
     "quantize_ops_call": quantize_ops_call,
     "quantize_ops_base": quantize_ops_base,
     **{f"onthefly_{key}": _onthefly(key) for key in QUANTIZERS},
+    "distributed_config": distributed_config,
+    "tp_plan_kwarg": tp_plan_kwarg,
+    "tp_quant_fp8": tp_quant_fp8,
+    "tp_quant_torchao": tp_quant_torchao,
 }
 
 

@@ -34,6 +34,7 @@ FACTS = (
     "paged_prefix", "hub_kernel_pattern", "load_in_kwargs", "dtype_kwarg", "dtype_default", "right_padding",
     "fp8_hub_kernel", "fp8_kernel_version", "quantize_ops_call", "quantize_ops_base",
     "use_kernels_default", "hub_kernels_env", "kernels_required",
+    "distributed_config", "tp_plan_kwarg", "tp_quant_fp8", "tp_quant_torchao",  # issue 30
     *(f"onthefly_{key}" for key in ("bitsandbytes_8bit", "bitsandbytes_4bit", "quanto", "hqq", "fp8", "fbgemm_fp8",
                                     "torchao")),
 )

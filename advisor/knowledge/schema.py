@@ -47,6 +47,9 @@ class GpuRow(_Row):
     gfx_arch: str | None = None
     memory_mib: int = Field(gt=0)
     source: str = Field(min_length=8)
+    # issue 30: how two of these cards talk by default (--gpu targets); the probe reads NVML instead
+    interconnect: Literal["nvlink", "pcie", "unknown"] = "unknown"
+    interconnect_source: str = ""
 
     @model_validator(mode="after")
     def _has_arch_id(self) -> GpuRow:
@@ -100,6 +103,17 @@ class PackageLimit(_Row):
     source: str = Field(min_length=8)
 
 
+class CcHeadDims(_Row):
+    """A head-size limit of the kernel that holds only on some GPU generations (flash-attn-4: <= 128 on SM100/SM110,
+    bar 256), with the kernel's own source line (issue 29)."""
+
+    min_compute_capability: str
+    max_compute_capability: str = Field(description="Inclusive, by major version.")
+    max_head_dim: int
+    also: list[int] = Field(default_factory=list, description="Head sizes accepted above max_head_dim.")
+    source: str = Field(min_length=8)
+
+
 class AttentionRequirement(_Row):
     """What an attention implementation needs from the hardware and software."""
 
@@ -121,6 +135,7 @@ class AttentionRequirement(_Row):
     covers: str = Field("", description="The versions of the kernel/library the source was checked at.")
     verified: bool = Field(True, description="False: not checked at the primary source; findings say 'unverified'.")
     package_limits: list[PackageLimit] = Field(default_factory=list)
+    cc_head_dims: list[CcHeadDims] = Field(default_factory=list)
 
 
 class AttentionRequirementTable(_Table):

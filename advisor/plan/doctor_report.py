@@ -292,11 +292,18 @@ def _facts_source(env: Environment) -> str | None:
 
 def build_report(
     env: Environment, findings: list[Finding], recommendation: Recommendation | None = None,
-    smoke: dict[str, Any] | None = None,
+    smoke: dict[str, Any] | None = None, model_kernels: Any = None,
 ) -> DoctorReport:
     sections = [_host(env), _gpus(env), _dtypes(env), _sdpa(env), _libraries(env, recommendation), _quant_methods(env)]
     if env.kernel_runs:
         sections.append(_kernel_runs(env))
+    if model_kernels is not None:  # issue 29: advisor/probe/model_kernels.py
+        from advisor.probe.model_kernels import summary
+
+        sections.append(Section(
+            title=f"Kernel runs at this model's head_dim {model_kernels.head_dim}, {model_kernels.dtype} "
+                  f"({model_kernels.source})",
+            items=[Item(name=kind, status=status, value=text) for kind, status, text in summary(model_kernels)]))
     if findings:
         sections.append(Section(title="Findings", items=[
             Item(name=f.code, status=_STATUS[f.severity], value=f.message, fix=f.fix) for f in findings  # type: ignore[arg-type]

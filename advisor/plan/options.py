@@ -15,18 +15,20 @@ from advisor.facts import SCHEMA_VERSION
 from advisor.findings import Finding, Severity
 from advisor.model.spec import ModelSpec
 from advisor.plan.emit import to_kwargs
+from advisor.plan.parallelism import Parallelism
 from advisor.plan.verdict import RankedFix
 from advisor.rules.kernelization import HubKernelAdvice
 
 __all__ = [
     "DEFAULT_PREFER", "PREFERENCES", "Evaluation", "FromPretrained", "PlanOption", "PlanRequest", "Prefer", "RankingAdvice",
-    "Recommendation", "Rejection", "Tradeoff",
+    "Recommendation", "Rejection", "Serving", "Tradeoff",
 ]
 
 
 Prefer = Literal["speed", "quality", "memory"]
 PREFERENCES: tuple[str, ...] = ("speed", "quality", "memory")
 DEFAULT_PREFER: Prefer = "quality"  # docs/prefer.md argues it
+Serving = Literal["server", "one-shot"]  # issue 29: the CLI's --workload of recommend and doctor
 
 
 class Tradeoff(BaseModel):
@@ -47,6 +49,7 @@ class RankingAdvice(BaseModel):
 
     prefer: Prefer
     workload: str
+    serving: Serving = "server"
     measurements: Literal["used", "unmeasured", "off"]
     notes: list[str]
     tradeoffs: list[Tradeoff]
@@ -66,7 +69,9 @@ class PlanRequest(BaseModel):
     ignore: tuple[str, ...] = ()
     prefer: Literal["speed", "quality", "memory"] = "quality"  # issue 12: advisor/plan/ranking.py, docs/prefer.md
     measurements: bool = True  # use the measurement store and the shipped measurements (issue 12)
+    serving: Serving = "server"  # issue 29: does a compiled kernel's first call count (advisor/plan/ranking.py)
     allow_download: bool = False  # the load may download a Hub kernel on first use (QUANT008, advisor/rules/fp8_kernel.py)
+    tp: int | None = Field(None, ge=1)  # issue 30: tensor parallel of this size (--tp), advisor/plan/parallelism.py
 
 
 class PlanOption(BaseModel):
@@ -120,6 +125,7 @@ class Recommendation(BaseModel):
     passed_over: list[Rejection] = Field(default_factory=list)  # viable options a warning ranked below the choice
     facts_source: str | None = None  # where the facts about the target's transformers came from, if not the tables
     hub_kernels: HubKernelAdvice | None = None  # issue 24: Hub kernels for the chosen option (advisor/rules/kernelization.py)
+    parallelism: Parallelism | None = None  # issue 30: none, pipeline or tensor (advisor/plan/parallelism.py)
 
     def from_pretrained_kwargs(self) -> dict[str, Any]:
         """Kwargs ready for `AutoModel...from_pretrained(model, **kwargs)` (torch dtypes, BitsAndBytesConfig)."""

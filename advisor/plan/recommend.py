@@ -21,6 +21,7 @@ from advisor.model.spec import ModelSpec
 from advisor.numbers import GiB, plural, size
 from advisor.plan.emit import from_pretrained_json, python_snippet
 from advisor.plan.options import Evaluation, PlanOption, PlanRequest, Recommendation, Rejection
+from advisor.plan.parallelism import Parallelism
 from advisor.plan.ranking import rerank
 from advisor.plan.verdict import RankedFix, group_label, rank_fixes
 from advisor.rules import run_candidate_rules, run_environment_rules
@@ -324,7 +325,7 @@ def make_plan(
     ]
     # issue 12: the one point where measurements and --prefer re-rank (advisor/plan/ranking.py)
     options, ranking = rerank(options, model, env, prefer=request.prefer, batch=request.batch,
-                              measurements=request.measurements)
+                              measurements=request.measurements, serving=request.serving)
     chosen = options[0] if options else None
     tokenizer = _tokenizer_advice(model)
     python = None
@@ -340,8 +341,11 @@ def make_plan(
         where = (f"the attention support of {model.model_type} is {ctx.support_source}"
                  if ctx.support_source.startswith("unknown") else f"{model.model_type} is not in {ctx.support_source}")
         findings.append(support_unknown.finding(Severity.WARN, f"{where}; only eager is certain"))
+    parallelism = _parallelism(ctx, chosen, request, model, tokenizer)
+    if parallelism.kind == "tensor":
+        python = parallelism.python
     return Recommendation(
-        ok=chosen is not None,
+        ok=chosen is not None and not (request.tp and parallelism.failures),
         model=model,
         target=env.description or env.source,
         transformers=tf_version,
@@ -363,11 +367,37 @@ def make_plan(
         onnxruntime=_onnxruntime_advice(ctx, model),
         python=python,
         ranking=ranking,
-        verdict=_verdict(env, chosen, fixes, failed, blocking, len(universe)),
+        verdict=_verdict(env, chosen, fixes, failed, blocking, len(universe)) + (
+            f" Parallelism: tensor parallel {parallelism.size} (`{parallelism.launch}`)."
+            if parallelism.kind == "tensor" and not request.tp else ""),
         fixes=fixes,
         passed_over=_passed_over(ctx, viable, universe),
         hub_kernels=kernel_advice(ctx, chosen.candidate) if chosen is not None else None,
+        parallelism=parallelism,
     )
+
+
+def _parallelism(ctx: Context, chosen: PlanOption | None, request: PlanRequest, model: ModelSpec,
+                 tokenizer: dict[str, Any]) -> Parallelism:
+    """Issue 30: the parallelism key for the chosen option, with the torchrun snippet when it is tensor."""
+    from advisor.plan.parallelism import parallelism_for
+
+    version = ctx.env.version_of("transformers")
+
+    def kwargs_of(c: Candidate) -> dict[str, Any]:
+        if chosen is not None and c == chosen.candidate:
+            return chosen.from_pretrained  # device_map placement keeps its max_memory
+        return from_pretrained_json(c, transformers_version=version, use_kernels=kernel_advice(ctx, c).emit)
+
+    found = parallelism_for(ctx, chosen.candidate if chosen else None, kwargs_of, tp=request.tp,
+                            prefer=request.prefer, ignore=request.ignore)
+    if found.kind == "tensor" and found.from_pretrained is not None:
+        from advisor.plan.emit_parallel import tensor_snippet
+
+        found = found.model_copy(update={"python": tensor_snippet(
+            model_name=model.path or model.name, auto_class=auto_class_name(model), kwargs=found.from_pretrained,
+            tokenizer=tokenizer, generative=model.generative, size=found.size)})
+    return found
 
 
 def torch_summary(env: Environment) -> str:

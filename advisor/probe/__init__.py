@@ -260,4 +260,5 @@ def collect_environment(
         libraries=libs,
         kernel_runs=runs,
         hub=probe_hub_access(),
+        links=nv.links if isinstance(gpus, tuple) and len(gpus) > 1 else None,  # issue 30
     )

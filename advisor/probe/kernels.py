@@ -45,8 +45,8 @@ class KernelSpec:
     half_only: bool = False  # flash-attn kernels have no fp32 path
     kwargs: dict[str, Any] = field(default_factory=dict)
 
-    def request(self, device: str, dtypes: Sequence[str]) -> dict[str, Any]:
-        """The worker's JSON request."""
+    def request(self, device: str, dtypes: Sequence[str], head_dims: Sequence[int] = HEAD_DIMS) -> dict[str, Any]:
+        """The worker's JSON request (issue 29: doctor asks for the model's own head_dim)."""
         is_bnb = self.kind.startswith("bitsandbytes_")
         return {
             "kind": self.kind,
@@ -56,7 +56,7 @@ class KernelSpec:
             "kwargs": self.kwargs,
             "device": device,
             "dtypes": [d for d in dtypes if not (self.half_only and d == "float32")],
-            "head_dims": [] if is_bnb else list(HEAD_DIMS),
+            "head_dims": [] if is_bnb else list(head_dims),
         }
 
 
@@ -108,13 +108,15 @@ def not_run(specs: Sequence[KernelSpec], reason: str) -> dict[str, KernelRun]:
 
 
 def _run_one(
-    spec: KernelSpec, device: str, dtypes: Sequence[str], timeout: float, child: Callable[..., dict[str, Any]]
+    spec: KernelSpec, device: str, dtypes: Sequence[str], timeout: float, child: Callable[..., dict[str, Any]],
+    head_dims: Sequence[int] = HEAD_DIMS,
 ) -> KernelRun:
-    return _to_run(spec, device, child(WORKER, spec.request(device, dtypes), timeout))
+    return _to_run(spec, device, child(WORKER, spec.request(device, dtypes, head_dims), timeout))
 
 
 def run_batch(
-    specs: Sequence[KernelSpec], *, device: str, dtypes: Sequence[str], timeout: float = 120.0
+    specs: Sequence[KernelSpec], *, device: str, dtypes: Sequence[str], timeout: float = 120.0,
+    head_dims: Sequence[int] = HEAD_DIMS,
 ) -> dict[str, dict[str, Any]]:
     """All `specs` in one child, in order: the worker's result per kernel it finished (each with the child's
     `pid`), and for the kernel it was running when it crashed or hung, that crash or timeout as its result.
@@ -149,7 +151,7 @@ def run_batch(
     running: str | None = None
     try:
         assert proc.stdin is not None
-        proc.stdin.write(json.dumps({"batch": [s.request(device, dtypes) for s in specs]}).encode())
+        proc.stdin.write(json.dumps({"batch": [s.request(device, dtypes, head_dims) for s in specs]}).encode())
         proc.stdin.close()
         while True:
             try:
@@ -205,6 +207,7 @@ def run_kernels(
     timeout: float = 120.0,
     child: Callable[..., dict[str, Any]] | None = None,
     workers: int = 4,
+    head_dims: Sequence[int] = HEAD_DIMS,
 ) -> dict[str, KernelRun]:
     """All kernels in one child first (`run_batch`: one torch import and CUDA context instead of one per kernel,
     issue 14), then each kernel the batch did not finish in its own child, a few at a time; a crash or hang is
@@ -215,11 +218,11 @@ def run_kernels(
 
         child = run_child
         if len(specs) > 1:
-            batch = run_batch(specs, device=device, dtypes=dtypes, timeout=timeout)
+            batch = run_batch(specs, device=device, dtypes=dtypes, timeout=timeout, head_dims=head_dims)
             done = {s.kind: _to_run(s, device, batch[s.kind]) for s in specs if s.kind in batch}
     rest = [s for s in specs if s.kind not in done]
     if rest:
         with ThreadPoolExecutor(max_workers=max(1, min(workers, len(rest)))) as pool:
-            for run in pool.map(lambda s: _run_one(s, device, dtypes, timeout, child), rest):
+            for run in pool.map(lambda s: _run_one(s, device, dtypes, timeout, child, head_dims), rest):
                 done[run.kernel] = run
     return {s.kind: done[s.kind] for s in specs}

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
-from advisor.facts import ComputeCapability, DriverInfo, Unavailable
+from advisor.facts import ComputeCapability, DriverInfo, GpuLink, Unavailable
 
 __all__ = ["NvmlGpu", "NvmlResult", "gpu_local_cpus", "load_nvml", "probe_nvml"]
 
@@ -33,6 +33,7 @@ class NvmlGpu:
 class NvmlResult:
     gpus: tuple[NvmlGpu, ...] | Unavailable
     driver: DriverInfo
+    links: tuple[GpuLink, ...] | None = None  # issue 30: per GPU pair (advisor/probe/links.py)
 
 
 def load_nvml() -> Any:
@@ -127,7 +128,9 @@ def probe_nvml(nvml: Any | None = None) -> NvmlResult:
             except Exception as exc:  # the handle itself failed: keep the slot, say why
                 lost = Unavailable(reason=_error_reason(nvml, exc))
                 gpus.append(NvmlGpu(index, lost, lost, lost, lost, lost, lost))
-        return NvmlResult(gpus=tuple(gpus), driver=driver)
+        from advisor.probe.links import probe_links
+
+        return NvmlResult(gpus=tuple(gpus), driver=driver, links=probe_links(nvml, count) if count > 1 else None)
     finally:
         try:
             nvml.nvmlShutdown()

@@ -21,6 +21,7 @@ from advisor.facts import (
     ComputeCapability,
     Environment,
     GpuInfo,
+    GpuLink,
     LibraryInfo,
     TorchInfo,
     Unavailable,
@@ -150,7 +151,20 @@ def environment_for_gpus(
         torch=_synthetic_torch(torch_version, gpus),
         libraries=libraries,
         hub=probe_hub_access(),  # this machine's Hub variables, as its libraries
+        links=table_links(names, knowledge) if len(gpus) > 1 else None,
     )
+
+
+def table_links(names: Sequence[str], knowledge: Knowledge) -> tuple[GpuLink, ...]:
+    """Issue 30: each pair's link from the GPU table's defaults: NVLink only where both cards default to it."""
+    rows = [knowledge.gpu(name) for name in names]
+    links = []
+    for a in range(len(rows)):
+        for b in range(a + 1, len(rows)):
+            kinds = {rows[a].interconnect, rows[b].interconnect}
+            kind = "nvlink" if kinds == {"nvlink"} else "pcie" if "pcie" in kinds else "unknown"
+            links.append(GpuLink(a=a, b=b, kind=kind, source="gpu-table"))
+    return tuple(links)
 
 
 def _apply_overrides(env: Environment, assume: Sequence[str], without: Sequence[str]) -> Environment:

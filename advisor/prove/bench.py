@@ -187,9 +187,17 @@ def run_bench(
         reports.append(BenchReport(
             model=model.display, device=device, workload=w, metric=w.metric, rows=rows, advisor_choice=chosen,
             best=best, regret=(choice / top) if choice and top else None,
-            noise=_spread(same),
+            noise=_spread(same), note=_refused(plans[w.name]),
         ))
     return reports
+
+
+def _refused(plan: Any) -> str:
+    """Issue 29: a plan with nothing viable (--attn flash_attention_4 on a CPU) says why, not an empty table."""
+    if plan.chosen is not None or plan.alternatives:
+        return ""
+    reasons = "; ".join(f"{r.option}: {r.reason}" for r in plan.rejected[:3])
+    return f"no viable configuration to time ({reasons})"
 
 
 def _spread(values: list[float]) -> float | None:

@@ -93,6 +93,9 @@ class SmokeReport(BaseModel):
     tolerances: dict[str, dict[str, float]] = Field(
         default_factory=lambda: {k: {"atol": a, "rtol": r} for k, (a, r) in TOLERANCES.items()}
     )
+    ranks: list[dict[str, Any]] | None = Field(
+        default=None, description="smoke --tp (issue 30): each rank's outcome and peak RSS beside the per-rank plan "
+                                  "(advisor/prove/tp_smoke.py RankResult).")
     diagnosis: SmokeDiagnosis | None = Field(
         default=None, description="The one error every attempt failed with, when it is not the configurations' "
                                   "fault (issue 24): its scope, cause and fix, and the candidates left untried.")

@@ -13,6 +13,7 @@ from advisor.candidate import ATTENTION_IMPLS
 from advisor.numbers import diff, millis, plural, seconds, size
 from advisor.render.escape import text_output
 from advisor.render.kinds import report_kind
+from advisor.render.parallel_text import parallelism_lines, rank_lines
 from advisor.render.text_measured import ranking_lines, tune_lines
 
 __all__ = ["render"]
@@ -148,6 +149,7 @@ def _recommend(r: Any, color: bool, verbose: bool = False) -> list[str]:
             lines.append(f"Hub kernels: {kernels.summary()}")
         ort = r.onnxruntime
         lines.append("ONNX Runtime: " + (f"available: {ort['call']}" if ort["available"] else "not available: " + "; ".join(ort["reasons"])))
+    lines += parallelism_lines(getattr(r, "parallelism", None))  # issue 30
     notes = [f for f in r.findings if f.severity.value in ("warn", "fail", "info")]
     if notes:
         lines += ["", "Findings:"]
@@ -181,6 +183,7 @@ def _check(r: Any, color: bool) -> list[str]:
     if r.memory is not None:
         lines.append(f"  Memory: {_gib(r.memory.total_bytes)} of {_gib(r.memory.budget_bytes)} ({r.memory.method})")
     lines += [f"  Measurements: {note}" for note in getattr(r, "measurements", [])]
+    lines += parallelism_lines(getattr(r, "parallelism", None), quiet_none=False)  # issue 30 (--tp N)
     lines += ["", "Result: " + ("this configuration will work" if r.ok else f"{plural(len(r.failures), 'problem')}: it will not work")]
     return lines
 
@@ -224,6 +227,7 @@ def _smoke(r: Any, color: bool) -> list[str]:
         if shared.not_tried:
             lines.append(f"  stopped after {len(shared.attempts)}: {len(shared.not_tried)} more configuration"
                          f"{'s' if len(shared.not_tried) != 1 else ''} not tried ({', '.join(shared.not_tried)})")
+    lines += rank_lines(getattr(r, "ranks", None))  # issue 30: smoke --tp
     if r.rejected:
         lines += ["", "Rejected up front by the plan (never loaded):"]
         lines += [f"  {rej['option']:<18} {rej['rule']} {rej['reason']}" for rej in r.rejected]
@@ -254,6 +258,8 @@ def _bench(r: Any, color: bool) -> list[str]:
     lines += ["", f"Advisor's choice: {r.advisor_choice}; best: {r.best}; choice/best = {regret}"]
     if r.noise is not None:
         lines.append(f"Run-to-run noise (spread over the advisor's choice's processes): {100 * r.noise:.1f}%")
+    if r.note:
+        lines.append(f"Note: {r.note}")
     return lines
 
 

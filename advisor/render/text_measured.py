@@ -11,7 +11,8 @@ def ranking_lines(advice: Any) -> list[str]:
     """Measurement notes, then each option's expected throughput relative to the choice and its fidelity."""
     if advice is None or not (advice.notes or advice.tradeoffs):
         return []  # nothing fits: nothing to rank
-    lines = ["", f"Ranking (--prefer {advice.prefer}; measurements: {advice.measurements}):"]
+    serving = getattr(advice, "serving", "server")
+    lines = ["", f"Ranking (--prefer {advice.prefer}; --workload {serving}; measurements: {advice.measurements}):"]
     lines += [f"  {note}" for note in advice.notes]
     if advice.tradeoffs:
         # the first ten, and every measured option after them: a measured trade-off is what the ranking is for

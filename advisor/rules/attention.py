@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from packaging.version import InvalidVersion, Version
 
-from advisor.candidate import Candidate
+from advisor.candidate import ATTENTION_PACKAGES, Candidate
 from advisor.facts import ComputeCapability
 from advisor.findings import Finding, Severity
 from advisor.knowledge import version_matches
@@ -15,7 +15,7 @@ from advisor.knowledge.schema import PackageLimit
 from advisor.rules.base import Context, rule
 from advisor.rules.kernel_requirements import outside, outside_range, runs_in
 
-FLASH_PACKAGES = {"flash_attention_2": "flash-attn", "flash_attention_3": "flash-attn-3", "flash_attention_4": "flash-attn-4"}
+FLASH_PACKAGES = ATTENTION_PACKAGES  # the vocabulary's table (advisor.candidate)
 
 
 def _requirement(ctx: Context, c: Candidate | None):  # type: ignore[no-untyped-def]
@@ -308,6 +308,17 @@ def attn_head_dim(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
             Severity.FAIL, f"{c.attn} needs head_dim to be a multiple of {req.head_dim_multiple}; this model has {hd}",
             detected=f"head_dim {hd}", required=f"multiple of {req.head_dim_multiple}", option=c.attn,
         )
+    elif (cc := ctx.weakest_cc) is not None and c.placement != "cpu":
+        for limit in req.cc_head_dims:  # issue 29: flash-attn-4 takes <= 128 on SM100/SM110 (bar 256)
+            low = ComputeCapability.parse(limit.min_compute_capability)
+            high = ComputeCapability.parse(limit.max_compute_capability)
+            if low.major <= cc.major <= high.major and hd > limit.max_head_dim and hd not in limit.also:
+                allowed = f"<= {limit.max_head_dim}" + "".join(f" or {d}" for d in limit.also)
+                yield attn_head_dim.finding(
+                    Severity.FAIL, f"{c.attn} supports head_dim {allowed} on compute capability {cc}; this model has "
+                                   f"{hd} ({limit.source})",
+                    detected=f"head_dim {hd} on compute capability {cc}", required=allowed, option=c.attn,
+                )
 
 
 @rule("ATTN008", "attention implementation newer than this transformers", scope="candidate",

@@ -63,13 +63,13 @@ def test_matching_measurement_reorders_attention_and_says_so(cache: Path, cli: A
     plan = json.loads(out)
     assert plan["chosen"]["label"] == "eager / bfloat16 / 1 GPU"
     assert plan["ranking"]["measurements"] == "used"
-    assert "measured on this GPU on 2026-11-20: eager 2.0x faster than sdpa" in plan["ranking"]["notes"][0]
+    assert "measured on this GPU on 2026-11-20: eager 2.00x faster than sdpa" in plan["ranking"]["notes"][0]
     code, out, _ = cli("recommend", MODEL, *GPU)
-    assert "eager 2.0x faster than sdpa" in out
+    assert "eager 2.00x faster than sdpa" in out
     code, out, _ = cli("check", MODEL, *GPU, "--attn", "sdpa", "--dtype", "bfloat16")
-    assert code == 0 and "eager 2.0x faster than sdpa" in out
+    assert code == 0 and "eager 2.00x faster than sdpa" in out
     code, out, _ = cli("doctor", MODEL, *GPU)
-    assert "eager 2.0x faster than sdpa" in out
+    assert "eager 2.00x faster than sdpa" in out
 
 
 def test_no_measurements_turns_the_store_off(cache: Path, cli: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 from typing import Any
 
@@ -117,3 +118,72 @@ def test_collect_environment_maps_capability_to_dtypes() -> None:
     # the lost-GPU case flows through to the doctor report as a warning, not an exception
     env = collect_environment(nvml=FakeNvml([_gpu(handle=NVMLError(15))]), import_checks=False)
     assert isinstance(env.gpu_list[0].dtypes, Unavailable)
+
+
+# ------------------------------------------------------------------ issue 30: the interconnect, per GPU pair
+
+
+class FakeNvmlLinks(FakeNvml):
+    """Adds NVLink and PCIe topology: each GPU dict may carry `bus`, `nvlinks` (remote bus ids; "switch:..." for an
+    NVSwitch) and the topology level to every other GPU in `ancestor`."""
+
+    NVML_NVLINK_MAX_LINKS = 18
+
+    def nvmlDeviceGetPciInfo(self, h: int) -> Any:
+        return SimpleNamespace(busId=self._get(h, "bus").encode())
+
+    def _link(self, h: int, link: int) -> str:
+        links = self._get(h, "nvlinks")
+        if link >= len(links):
+            raise NVMLError(3)
+        return links[link]
+
+    def nvmlDeviceGetNvLinkState(self, h: int, link: int) -> int:
+        return 1 if self._link(h, link) else 0
+
+    def nvmlDeviceGetNvLinkRemotePciInfo(self, h: int, link: int) -> Any:
+        return SimpleNamespace(busId=self._link(h, link).removeprefix("switch:").encode())
+
+    def nvmlDeviceGetNvLinkRemoteDeviceType(self, h: int, link: int) -> int:
+        return 2 if self._link(h, link).startswith("switch:") else 0
+
+    def nvmlDeviceGetTopologyCommonAncestor(self, h1: int, h2: int) -> int:
+        return self._get(h1, "ancestor")[h2]
+
+
+def test_links_nvlink_pairs_pcie_pairs_and_a_switch() -> None:
+    from advisor.facts import Environment
+
+    gpus = [
+        _gpu(bus="0000:01:00.0", nvlinks=["0000:02:00.0", "0000:02:00.0", ""], ancestor={1: 20, 2: 50}),
+        _gpu(bus="0000:02:00.0", nvlinks=["0000:01:00.0", "0000:01:00.0"], ancestor={0: 20, 2: 50}),
+        _gpu(bus="0000:81:00.0", nvlinks=[], ancestor={0: 50, 1: 50}),
+    ]
+    links = probe_nvml(FakeNvmlLinks(gpus)).links
+    assert links is not None
+    by_pair = {(link.a, link.b): link for link in links}
+    assert by_pair[(0, 1)].kind == "nvlink" and by_pair[(0, 1)].nvlink_links == 2
+    assert by_pair[(0, 2)].kind == "pcie" and by_pair[(0, 2)].pcie_level == "system"
+    assert by_pair[(1, 2)].pcie_level == "system"
+    # an HGX board: every GPU's links go to NVSwitches, so every pair has NVLink
+    hgx = [_gpu(bus=f"0000:{i}1:00.0", nvlinks=[f"switch:0000:f{k}:00.0" for k in range(4)], ancestor={})
+           for i in range(2)]
+    (pair,) = probe_nvml(FakeNvmlLinks(hgx)).links or ()
+    assert pair.kind == "nvlink" and pair.nvlink_links == 4
+    # a GPU whose links cannot be read makes its pairs unknown, and the snapshot round-trips the links
+    broken = [gpus[0], _gpu(bus=NVMLError(3), nvlinks=[], ancestor={})]
+    (pair,) = probe_nvml(FakeNvmlLinks(broken)).links or ()
+    assert pair.kind == "unknown"
+    env = collect_environment(nvml=FakeNvmlLinks(gpus), import_checks=False)
+    assert env.links == links
+    assert Environment.model_validate_json(env.model_dump_json()).links == links
+
+
+def test_one_gpu_or_an_old_snapshot_has_no_links() -> None:
+    from advisor.facts import Environment
+
+    env = collect_environment(nvml=FakeNvml([_gpu()]), import_checks=False)
+    assert env.links is None
+    old = json.loads(env.model_dump_json())
+    old.pop("links")  # a snapshot written before issue 30
+    assert Environment.model_validate(old).links is None

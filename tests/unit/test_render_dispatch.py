@@ -18,7 +18,7 @@ def test_every_renderer_has_a_report_type_and_every_type_a_renderer() -> None:
     names = set(report_kinds().values())
     text_renderers = set(text._RENDERERS) | {"history", "fullmatrix"}  # the matrix views: render/text_matrix.py
     assert names - {"fleet"} == text_renderers  # the fleet's text view is render/fleet_text.py, called by the CLI
-    templated = {p.name.split(".")[0] for p in TEMPLATES.glob("*.j2")} - {"load", "bench"}  # emit's, bench's plot
+    templated = {p.name.split(".")[0] for p in TEMPLATES.glob("*.j2")} - {"load", "load_tp", "bench"}  # emit's, bench's plot
     assert templated <= names
 
 
