@@ -100,9 +100,11 @@ def recommend(
     trust_remote_code: bool = False,
     prefer: str = "quality",
     measurements: bool = True,
+    simulate: bool = False,
     **target: Any,
 ) -> Recommendation:
-    """Plan how to load `model` on the target; `plan.from_pretrained_kwargs()` is ready for from_pretrained."""
+    """Plan how to load `model` on the target; `plan.from_pretrained_kwargs()` is ready for from_pretrained.
+    `simulate`: memory simulated on meta tensors even for a shipped or cached model (imports transformers)."""
     # issue 14: a new config's meta-device count (importing transformers) overlaps the probe's waits on its children
     from advisor.isolation.background import in_background
 
@@ -111,7 +113,7 @@ def recommend(
     spec = pending.result()
     request = PlanRequest(dtype=dtype, quantize=quantize, batch=batch, seq_len=seq_len, attn=attn,  # type: ignore[arg-type]
                           ignore=tuple(c.upper() for c in ignore), prefer=prefer,
-                          measurements=measurements, allow_download=allow_download)
+                          measurements=measurements, allow_download=allow_download, simulate=simulate)
     return make_plan(spec, env, request)
 
 
@@ -231,6 +233,7 @@ def check(
     allow_download: bool = False,
     trust_remote_code: bool = False,
     measurements: bool = True,
+    simulate: bool = False,
     **target: Any,
 ) -> CheckResult:
     """Judge one configuration (from a kwargs JSON file and/or explicit options) against the target."""
@@ -253,7 +256,7 @@ def check(
     ctx = replace(make_context(spec, env, knowledge, batch=batch, seq_len=seq_len, allow_download=allow_download),
                   from_pretrained=data)
     candidate = _config_candidate(data, ctx, spec, attn, dtype, quantize)
-    evaluation = evaluate(ctx, candidate)
+    evaluation = evaluate(ctx, candidate, always_simulate=simulate)
     findings = run_environment_rules(ctx) + evaluation.findings
     failures = [f for f in findings if f.severity is Severity.FAIL]
     warnings = [f for f in findings if f.severity is Severity.WARN]
@@ -274,6 +277,7 @@ def doctor(
     trust_remote_code: bool = False,
     prefer: str = "quality",
     measurements: bool = True,
+    simulate: bool = False,
     **target: Any,
 ) -> DoctorReport:
     """The full report: machine, libraries, and (with a model) its compatibility and recommendation."""
@@ -283,7 +287,8 @@ def doctor(
     if model is not None:
         spec = _model(model, allow_download, trust_remote_code)
         recommendation = make_plan(spec, env, PlanRequest(prefer=prefer, measurements=measurements,
-                                                          allow_download=allow_download), knowledge=knowledge)
+                                                          allow_download=allow_download, simulate=simulate),
+                                   knowledge=knowledge)
         findings = [f for f in recommendation.findings if f.code.startswith(("LIB", "PLAN"))]
     else:
         findings = run_environment_rules(Context(env=env, knowledge=knowledge))

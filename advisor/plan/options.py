@@ -67,6 +67,7 @@ class PlanRequest(BaseModel):
     prefer: Literal["speed", "quality", "memory"] = "quality"  # issue 12: advisor/plan/ranking.py, docs/prefer.md
     measurements: bool = True  # use the measurement store and the shipped measurements (issue 12)
     allow_download: bool = False  # the load may download a Hub kernel on first use (QUANT008, advisor/rules/fp8_kernel.py)
+    simulate: bool = False  # simulate memory even where that imports transformers (--simulate, estimate/adapter.py)
 
 
 class PlanOption(BaseModel):
