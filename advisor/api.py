@@ -103,9 +103,11 @@ def recommend(
     measurements: bool = True,
     tp: int | None = None,
     serving: str = "server",
+    simulate: bool = False,
     **target: Any,
 ) -> Recommendation:
-    """Plan how to load `model` on the target; `plan.from_pretrained_kwargs()` is ready for from_pretrained."""
+    """Plan how to load `model` on the target; `plan.from_pretrained_kwargs()` is ready for from_pretrained.
+    `simulate`: memory simulated on meta tensors even for a shipped or cached model (imports transformers)."""
     # issue 14: a new config's meta-device count (importing transformers) overlaps the probe's waits on its children
     from advisor.isolation.background import in_background
 
@@ -115,7 +117,7 @@ def recommend(
     request = PlanRequest(dtype=dtype, quantize=quantize, batch=batch, seq_len=seq_len, attn=attn,  # type: ignore[arg-type]
                           ignore=tuple(c.upper() for c in ignore), prefer=prefer,
                           measurements=measurements, allow_download=allow_download, tp=tp,
-                          serving=serving)  # type: ignore[arg-type]
+                          serving=serving, simulate=simulate)  # type: ignore[arg-type]
     return make_plan(spec, env, request)
 
 
@@ -237,6 +239,7 @@ def check(
     trust_remote_code: bool = False,
     measurements: bool = True,
     tp: int | None = None,
+    simulate: bool = False,
     **target: Any,
 ) -> CheckResult:
     """Judge one configuration (from a kwargs JSON file and/or explicit options) against the target."""
@@ -259,7 +262,7 @@ def check(
     ctx = replace(make_context(spec, env, knowledge, batch=batch, seq_len=seq_len, allow_download=allow_download),
                   from_pretrained=data)
     candidate = _config_candidate(data, ctx, spec, attn, dtype, quantize)
-    evaluation = evaluate(ctx, candidate)
+    evaluation = evaluate(ctx, candidate, always_simulate=simulate)
     findings = run_environment_rules(ctx) + evaluation.findings
     parallelism = None
     if tp is not None and tp > 1:  # issue 30: the TP rules join the check's findings; TP005 judges the memory
@@ -289,6 +292,7 @@ def doctor(
     prefer: str = "quality",
     measurements: bool = True,
     serving: str = "server",
+    simulate: bool = False,
     **target: Any,
 ) -> DoctorReport:
     """The full report: machine, libraries, and (with a model) its compatibility and recommendation."""
@@ -298,8 +302,9 @@ def doctor(
     if model is not None:
         spec = _model(model, allow_download, trust_remote_code)
         recommendation = make_plan(spec, env, PlanRequest(prefer=prefer, measurements=measurements,  # type: ignore[arg-type]
-                                                          allow_download=allow_download, serving=serving),
-                                knowledge=knowledge)
+                                                          allow_download=allow_download, serving=serving,
+                                                          simulate=simulate),
+                                   knowledge=knowledge)
         findings = [f for f in recommendation.findings if f.code.startswith(("LIB", "PLAN"))]
     else:
         findings = run_environment_rules(Context(env=env, knowledge=knowledge))

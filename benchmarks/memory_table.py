@@ -19,7 +19,6 @@ simulator (or the closed form) shows up here without another GPU run. Prints a M
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 from pathlib import Path
@@ -67,6 +66,7 @@ def _run_rows(data: dict[str, Any], simulate: bool) -> list[tuple[str, str, str,
             estimate = estimate_memory(
                 model, dtype=row["dtype"], quantization=row["quantization"], attn=row["attn"], batch=row["batch"],
                 seq_len=seq, prompt_len=row["prompt"], gpus=GPU[:1], simulate=simulate, padded=row["padded"],
+                always_simulate=simulate,  # every row, also where the planner's fast path would not (issue 14)
             )
             predicted, method = estimate.peak_allocated_bytes, estimate.method
         label = f"{row['attn']} / {row['dtype']}" + (f" + bnb {row['quantization']}" if row["quantization"] != "none" else "")
@@ -95,14 +95,9 @@ def main(argv: list[str]) -> float:
     parser.add_argument("--method", choices=("simulated", "estimated"), default="simulated")
     args = parser.parse_args(argv)
     simulate = args.method == "simulated"
-    stack = contextlib.ExitStack()
     print("| model | workload | configuration | measured GiB | predicted GiB | error |")
     print("|---|---|---|---|---|---|")
     worst, count, seen = 0.0, 0, set()
-    if simulate:  # the benchmark simulates every row, also where the planner's fast path would not (issue 14)
-        from advisor.estimate.adapter import always_simulate
-
-        stack.enter_context(always_simulate())
     import transformers
 
     notes = []

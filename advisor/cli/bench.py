@@ -33,7 +33,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             if done == total:
                 sys.stderr.write("\n")
 
-    request = PlanRequest(attn=args.attn, dtype=args.dtype or "auto", quantize=args.quantize or "auto")
+    request = PlanRequest(attn=args.attn, dtype=args.dtype or "auto", quantize=args.quantize or "auto",
+                          simulate=args.simulate)
     (report,) = run_bench(model, env, [workload], repeats=args.repeats, timeout=args.timeout, progress=progress,
                           request=request, control=args.control, rounds=args.rounds)
     if args.plot is not None:

@@ -29,14 +29,15 @@ def check_suite(args: argparse.Namespace) -> CheckSuite:
         if args.model is not None or given:
             extra = ", ".join(["MODEL"] * (args.model is not None) + [f"--{g}" for g in given])
             raise UsageError(f"--manifest lists the models and targets itself; drop {extra} or drop --manifest")
-        return run_manifest(load_manifest(args.manifest), trust_remote_code=args.trust_remote_code)
+        return run_manifest(load_manifest(args.manifest), trust_remote_code=args.trust_remote_code,
+                            simulate=args.simulate)
     if args.model is None:
         raise UsageError("give MODEL, or --manifest FILE with models and targets")
 
     result = api.check(args.model, config=args.config, attn=args.attn, dtype=args.dtype, quantize=args.quantize,
                        batch=args.batch, seq_len=args.seq_len, allow_download=args.allow_download,
                        trust_remote_code=args.trust_remote_code, env=args.env, gpu=args.gpu, cpu=args.cpu,
-                       assume=args.assume, without=args.without, tp=args.tp)
+                       assume=args.assume, without=args.without, tp=args.tp, simulate=args.simulate)
     return suite_from_check(args.model, result, batch=args.batch, seq_len=args.seq_len)
 
 
@@ -48,7 +49,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     result = api.check(args.model, config=args.config, attn=args.attn, dtype=args.dtype, quantize=args.quantize,
                        batch=args.batch, seq_len=args.seq_len, allow_download=args.allow_download,
                        trust_remote_code=args.trust_remote_code, measurements=not args.no_measurements,
-                       tp=args.tp, **target_args(args))
+                       tp=args.tp, simulate=args.simulate, **target_args(args))
     emit(args, result)
     return 0 if result.ok else 1
 

@@ -277,10 +277,6 @@ def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
                     stack.enter_context(analysis_cache.disabled())
                 if analysis_cache.enabled() and func is not cmd_explain:
                     cache_root.check_root()  # a file where the cache folder belongs: exit 2, never replaced
-                if getattr(args, "simulate", False):
-                    from advisor.estimate.adapter import always_simulate
-
-                    stack.enter_context(always_simulate())
                 return func(args)
     except interrupts.Interrupted as exc:
         sys.stderr.write(f"advisor: {exc}\n")

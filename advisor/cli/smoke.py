@@ -35,7 +35,8 @@ def run_smoke_command(args: argparse.Namespace) -> SmokeReport:
                                     source=f"config file {args.config}")
     else:
         env = resolve_target(TargetSpec(cpu=args.cpu))
-        request = PlanRequest(attn=args.attn, dtype=args.dtype or "auto", quantize=args.quantize or "auto")
+        request = PlanRequest(attn=args.attn, dtype=args.dtype or "auto", quantize=args.quantize or "auto",
+                              simulate=args.simulate)
         plan = make_plan(model, env, request)
         options = plan_options(plan)  # type: ignore[assignment]
         rejected = [{"option": r.option, "rule": r.rule, "reason": r.reason} for r in plan.rejected]

@@ -37,4 +37,4 @@ def run_tune_command(args: argparse.Namespace) -> TuneReport:
     started = time.perf_counter()
     env = resolve_target(TargetSpec(kernel_runs=False))  # tune runs the kernels itself, on the model's shapes
     return run_tune(model, env, config, workload=args.workload, budget=args.budget_seconds, started=started,
-                    record=not args.no_measurements)
+                    record=not args.no_measurements, simulate=args.simulate)

@@ -4,18 +4,15 @@ fails on meta tensors), so advisor.estimate.memory falls back to its closed form
 Results are kept in the analysis cache, keyed by every input and by the simulator's own source (issues 13, 14).
 A plan whose model needed no import of transformers (a shipped model, a config seen before) does not import it
 just to simulate: it uses a cached simulation or the closed form, labelled `estimated`, unless simulation is asked
-for (`always_simulate()`, the CLI's --simulate). A new config imports transformers anyway to count its
-parameters (`ModelSpec.analysed_now`), so it is simulated. The choice depends on those inputs and the cache only
-(`may_simulate`), never on `sys.modules`. Which candidates are simulated at all is `advisor.estimate.selection`.
+for (`always_simulate=True`, passed down from the request's `simulate`, the CLI's --simulate). A new config
+imports transformers anyway to count its parameters (`ModelSpec.analysed_now`), so it is simulated. The choice
+depends on those inputs and the cache only (`may_simulate`), never on `sys.modules`. Which candidates are simulated at all is `advisor.estimate.selection`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import hashlib
 import logging
-from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,20 +24,9 @@ if TYPE_CHECKING:
     from advisor.facts import GpuInfo
     from advisor.model.spec import ModelSpec
 
-__all__ = ["always_simulate", "may_simulate", "simulated"]
+__all__ = ["may_simulate", "simulated"]
 
 _log = logging.getLogger(__name__)
-_FORCED: contextvars.ContextVar[bool] = contextvars.ContextVar("advisor_always_simulate", default=False)
-
-
-@contextlib.contextmanager
-def always_simulate() -> Iterator[None]:
-    """Simulate even where that means importing torch and transformers (the CLI's --simulate)."""
-    token = _FORCED.set(True)
-    try:
-        yield
-    finally:
-        _FORCED.reset(token)
 
 
 @cache
@@ -52,16 +38,16 @@ def _simulator_stamp() -> str:
     return digest.hexdigest()[:16]
 
 
-def may_simulate(model: ModelSpec) -> bool:
+def may_simulate(model: ModelSpec, *, always_simulate: bool = False) -> bool:
     """Whether a simulation missing from the cache is run: with --simulate, or where describing the model
     counted it on the meta device (transformers is then imported anyway). Explicit inputs only, never what the
     process happens to have imported, so one command gives one answer whatever ran before it."""
-    return _FORCED.get() or model.analysed_now
+    return always_simulate or model.analysed_now
 
 
 def simulated(model: ModelSpec, *, dtype: str, quantization: str, attn: str, batch: int, prompt_len: int,
               seq_len: int, gpus: tuple[GpuInfo, ...] = (), sdpa_backends: tuple[str, ...] | None = None,
-              padded: bool = False) -> SimResult | None:
+              padded: bool = False, always_simulate: bool = False) -> SimResult | None:
     """Simulate `model` for one candidate on the first of `gpus` (or the CPU)."""
     if not model.config or model.trust_remote_code:
         return None
@@ -87,7 +73,7 @@ def simulated(model: ModelSpec, *, dtype: str, quantization: str, attn: str, bat
             return SimResult.model_validate(hit)
         except ValueError:
             pass  # an entry of another shape: simulate again and overwrite it
-    if not may_simulate(model):
+    if not may_simulate(model, always_simulate=always_simulate):
         return None  # the fast path stays free of torch and transformers (issue 14): closed form, labelled
     try:
         from advisor.estimate.simulate import simulate

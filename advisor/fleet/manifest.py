@@ -483,9 +483,9 @@ def _environment(loaded: LoadedManifest, entry: TargetEntry) -> Environment:
                               without=entry.without, import_checks=False)
 
 
-def run_manifest(loaded: LoadedManifest, *, trust_remote_code: bool = False,
+def run_manifest(loaded: LoadedManifest, *, trust_remote_code: bool = False, simulate: bool = False,
                  progress: Callable[[int, int, str], None] | None = None) -> CheckSuite:
-    """Check every model x target pair; models and targets are resolved once each."""
+    """Check every model x target pair; models and targets are resolved once each (`simulate`: --simulate)."""
     from advisor.api import check, recommend
     from advisor.model.resolve import resolve_model
 
@@ -506,12 +506,12 @@ def run_manifest(loaded: LoadedManifest, *, trust_remote_code: bool = False,
         for label, env in targets:
             started = time.perf_counter()
             if entry.from_pretrained == "recommend":
-                plan = recommend(spec, batch=m.workload.batch, seq_len=m.workload.seq_len, env=env)
+                plan = recommend(spec, batch=m.workload.batch, seq_len=m.workload.seq_len, env=env, simulate=simulate)
                 pair = _recommend_pair(entry.model, label, plan)
             else:
                 kwargs = entry.from_pretrained.kwargs()
                 result = _resolve(loaded, ("models", i, "from_pretrained"), lambda kw=kwargs, spec=spec, env=env: check(  # type: ignore[misc]
-                    spec, config=kw, batch=m.workload.batch, seq_len=m.workload.seq_len, env=env))
+                    spec, config=kw, batch=m.workload.batch, seq_len=m.workload.seq_len, env=env, simulate=simulate))
                 pair = PairResult(model=entry.model, target=label, mode="check", ok=result.ok, config=result.label,
                                   from_pretrained=kwargs, failures=result.failures, warnings=result.warnings,
                                   memory=result.memory)

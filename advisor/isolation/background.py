@@ -2,7 +2,7 @@
 
 The probe of `recommend` mostly waits on child processes (import checks), while describing a new config
 imports transformers in Python: the two overlap. The call runs in a copy of the caller's context, so
-`analysis_cache.disabled()` (--no-cache) and `always_simulate()` (--simulate) hold inside it too.
+`analysis_cache.disabled()` (--no-cache) holds inside it too.
 """
 
 from __future__ import annotations

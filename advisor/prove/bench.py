@@ -207,7 +207,7 @@ def _spread(values: list[float]) -> float | None:
 def repredict(report: BenchReport, model: ModelSpec, gpus: tuple[GpuInfo, ...], *,
               simulate: bool = False) -> list[tuple[BenchRow, int]]:
     """Each measured candidate with the peak the current estimator predicts, so an estimator change can be checked
-    against committed GPU measurements without another GPU run."""
+    against committed GPU measurements without another GPU run (`simulate`: every row simulated, as --simulate)."""
     w = report.workload
     out = []
     for row in report.rows:
@@ -217,7 +217,7 @@ def repredict(report: BenchReport, model: ModelSpec, gpus: tuple[GpuInfo, ...], 
         estimate = estimate_memory(
             model, dtype=kwargs.get("dtype") or kwargs["torch_dtype"], quantization=quantization_of(kwargs),
             attn=kwargs["attn_implementation"], batch=w.batch, seq_len=w.prompt + w.new_tokens, prompt_len=w.prompt,
-            gpus=gpus, simulate=simulate, padded=w.mixed,
+            gpus=gpus, simulate=simulate, always_simulate=simulate, padded=w.mixed,
         )
         out.append((row, estimate.peak_allocated_bytes))
     return out

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from advisor.estimate.adapter import always_simulate, may_simulate
+from advisor.estimate.adapter import may_simulate
 from advisor.estimate.selection import near_limit
 from advisor.io import analysis_cache
 from advisor.model.analysis import _release_value, counts_and_origin
@@ -62,8 +62,7 @@ def test_simulation_follows_the_flag_and_the_count_not_the_import() -> None:
     pytest.importorskip("transformers")  # imported here: the old rule would now simulate everything
     shipped = resolve_model("meta-llama/Llama-3.2-1B")
     assert shipped.analysed_now is False and not may_simulate(shipped)
-    with always_simulate():
-        assert may_simulate(shipped)
+    assert may_simulate(shipped, always_simulate=True)
     assert may_simulate(shipped.model_copy(update={"analysed_now": True}))
 
 
@@ -85,8 +84,7 @@ def test_only_the_chosen_and_near_limit_candidates_are_simulated() -> None:
     pytest.importorskip("transformers")
     model = resolve_model("meta-llama/Llama-3.2-1B")
     env = load_environment(ENVS / "t4_bnb_fa2.json")
-    with always_simulate():
-        plan = make_plan(model, env, PlanRequest(seq_len=1024))
+    plan = make_plan(model, env, PlanRequest(seq_len=1024, simulate=True))
     assert plan.chosen is not None and plan.chosen.memory.method == "simulated"
     estimated = [o for o in plan.alternatives if o.memory.method == "estimated"]
     assert estimated, "every candidate was simulated"
@@ -106,3 +104,26 @@ def test_stored_values_are_picked_per_release() -> None:
     assert _release_value(entries, "5.10.0", nearest=True) == 1  # else the oldest above
     assert _release_value(entries, "6.0.0", nearest=True) == 2
     assert _release_value("garbage", "5.17.0", nearest=True) is None
+
+
+def test_the_cli_flags_reach_the_request(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--simulate and --no-cache travel as request fields (issue 26): the real CLI, a shipped model."""
+    pytest.importorskip("transformers")
+    cache = tmp_path / "cache"
+    monkeypatch.setenv(analysis_cache.CACHE_DIR_ENV, str(cache))
+    monkeypatch.delenv(analysis_cache.NO_CACHE_ENV, raising=False)
+    argv = ("recommend", "meta-llama/Llama-3.2-1B", "--env", str(ENVS / "t4_bnb_fa2.json"), "--format", "json")
+
+    def chosen(*flags: str) -> str:
+        code, out, err = cli(*argv, *flags)
+        assert code in (0, 1), err
+        return str(json.loads(out)["chosen"]["memory"]["method"])
+
+    def written() -> list[Path]:
+        return sorted(p for p in cache.rglob("*") if p.is_file()) if cache.exists() else []
+
+    assert chosen("--no-cache") == "estimated"
+    assert chosen("--simulate", "--no-cache") == "simulated"
+    assert written() == []  # --no-cache: nothing read, nothing written
+    assert chosen("--simulate") == "simulated"
+    assert any(p.parent.name == "memory-sim" for p in written())  # the cache is on again: the simulation is kept
