@@ -39,8 +39,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _honours_cache(fn: F) -> F:
-    """`cache=False` reaches the probe as a parameter; the model, knowledge and estimate rooms below still read
-    it from `analysis_cache.disabled()` (issue 26: moving them to parameters is the next step)."""
+    """`cache=False` reaches the probe and the memory simulation as parameters; the model and knowledge rooms
+    below still read it from `analysis_cache.disabled()` (issue 26: moving them to parameters is the next step)."""
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Any:
         with contextlib.nullcontext() if kwargs.get("cache", True) else analysis_cache.disabled():
@@ -140,7 +140,7 @@ def recommend(
     request = PlanRequest(dtype=dtype, quantize=quantize, batch=batch, seq_len=seq_len, attn=attn,  # type: ignore[arg-type]
                           ignore=tuple(c.upper() for c in ignore), prefer=prefer,
                           measurements=measurements, allow_download=allow_download, tp=tp,
-                          serving=serving, simulate=simulate)  # type: ignore[arg-type]
+                          serving=serving, simulate=simulate, cache=cache)  # type: ignore[arg-type]
     return make_plan(spec, env, request)
 
 
@@ -289,7 +289,7 @@ def check(
     ctx = replace(make_context(spec, env, knowledge, batch=batch, seq_len=seq_len, allow_download=allow_download),
                   from_pretrained=data)
     candidate = _config_candidate(data, ctx, spec, attn, dtype, quantize)
-    evaluation = evaluate(ctx, candidate, always_simulate=simulate)
+    evaluation = evaluate(ctx, candidate, always_simulate=simulate, cache=cache)
     findings = run_environment_rules(ctx) + evaluation.findings
     parallelism = None
     if tp is not None and tp > 1:  # issue 30: the TP rules join the check's findings; TP005 judges the memory
@@ -333,7 +333,7 @@ def doctor(
         spec = _model(model, allow_download, trust_remote_code)
         recommendation = make_plan(spec, env, PlanRequest(prefer=prefer, measurements=measurements,  # type: ignore[arg-type]
                                                           allow_download=allow_download, serving=serving,
-                                                          simulate=simulate),
+                                                          simulate=simulate, cache=cache),
                                    knowledge=knowledge)
         findings = [f for f in recommendation.findings if f.code.startswith(("LIB", "PLAN"))]
     else:
