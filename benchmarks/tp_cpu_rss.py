@@ -9,7 +9,7 @@ of different widths, saved with save_pretrained and smoke-tested the same way, c
 rank's RSS growth (peak minus RSS after imports) between the two is set by the weights alone and is compared
 with the difference in planned bytes. Random weights; nothing is downloaded.
 
-    python benchmarks/tp_cpu_rss.py                     # writes docs/benchmarks/tp-cpu-rss.json
+    python benchmarks/tp_cpu_rss.py                     # writes docs/benchmarks/parallel/tp-cpu-rss.json
     python benchmarks/tp_cpu_rss.py --tp 2 -o FILE
 """
 
@@ -58,7 +58,7 @@ def _smoke(folder: Path, tp: int) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tp", type=int, default=2)
-    parser.add_argument("-o", "--output", type=Path, default=REPO / "docs" / "benchmarks" / "tp-cpu-rss.json")
+    parser.add_argument("-o", "--output", type=Path, default=REPO / "docs" / "benchmarks" / "parallel" / "tp-cpu-rss.json")
     args = parser.parse_args(argv)
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
