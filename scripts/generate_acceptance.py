@@ -257,21 +257,8 @@ def compact(record: dict[str, Any], wheel: dict[str, str], python: str) -> dict[
 
 
 def dump(data: dict[str, Any]) -> str:
-    lines = ["{"]
-    items = list(data.items())
-    for index, (key, value) in enumerate(items):
-        comma = "," if index < len(items) - 1 else ""
-        if key == "types":
-            lines.append(' "types": {')
-            inner = list(value.items())
-            for j, (name, row) in enumerate(inner):
-                sep = "," if j < len(inner) - 1 else ""
-                lines.append(f"  {json.dumps(name)}: {json.dumps(row, separators=(', ', ': '))}{sep}")
-            lines.append(f" }}{comma}")
-        else:
-            lines.append(f" {json.dumps(key)}: {json.dumps(value)}{comma}")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+    """One line per model type (the history table's compact form)."""
+    return gah.dump(data, nested=("types",))
 
 
 def main(argv: list[str] | None = None) -> int:

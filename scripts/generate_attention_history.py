@@ -414,13 +414,13 @@ def build_history(
     }
 
 
-def dump(history: dict[str, Any]) -> str:
-    """JSON with one line per architecture: small in bytes, still readable and diffable."""
+def dump(history: dict[str, Any], nested: tuple[str, ...] = ("architectures", "packages", "failures")) -> str:
+    """JSON with one line per row of each `nested` table: small in bytes, still readable and diffable."""
     lines = ["{"]
     items = list(history.items())
     for index, (key, value) in enumerate(items):
         comma = "," if index < len(items) - 1 else ""
-        if isinstance(value, dict) and key in ("architectures", "packages", "failures") and value:
+        if isinstance(value, dict) and key in nested and value:
             lines.append(f" {json.dumps(key)}: {{")
             inner = list(value.items())
             for j, (name, row) in enumerate(inner):
