@@ -246,7 +246,7 @@ def check(
     spec = pending.result()
     knowledge = load_knowledge()
     ctx = replace(make_context(spec, env, knowledge, batch=batch, seq_len=seq_len, allow_download=allow_download),
-                  from_pretrained=data)
+                  from_pretrained=data, dtype_given=bool(dtype or data.get("dtype") or data.get("torch_dtype")))
     candidate = _config_candidate(data, ctx, spec, attn, dtype, quantize)
     evaluation = evaluate(ctx, candidate)
     findings = run_environment_rules(ctx) + evaluation.findings

@@ -54,7 +54,25 @@ class OutputFileError(AdvisorError):
 
 class UnknownGpuError(AdvisorError, LookupError):
     def __init__(self, name: str, known: list[str]) -> None:
-        super().__init__(f"unknown GPU {name!r}; known GPUs: {', '.join(known)} (or describe a machine with --env FILE)")
+        close = _close_gpus(name, known)
+        if close:
+            super().__init__(f"unknown GPU {name!r}; did you mean {', '.join(close)}? "
+                             "(or describe a machine with --env FILE)")
+        else:
+            super().__init__(f"unknown GPU {name!r}; known GPUs: {', '.join(known)} "
+                             "(or describe a machine with --env FILE)")
+
+
+def _close_gpus(name: str, known: list[str]) -> list[str]:
+    """The variants a short name stands for (A100 -> A100-40GB, A100-80GB), else the near spellings."""
+    import difflib
+
+    wanted = name.strip().lower()
+    variants = [k for k in known if k.lower().startswith(wanted) and len(wanted) >= 2]
+    if variants:
+        return variants
+    lowered = {k.lower(): k for k in known}
+    return [lowered[c] for c in difflib.get_close_matches(wanted, list(lowered), n=3, cutoff=0.6)]
 
 
 class ModelResolutionError(AdvisorError):

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from advisor.emit import from_pretrained_json, python_snippet, to_kwargs
 from advisor.facts import SCHEMA_VERSION, Environment, TorchInfo, known
 from advisor.kernelization import HubKernelAdvice
+from advisor.headline import brief, fit
 from advisor.findings import Finding, Severity
 from advisor.knowledge import Knowledge, load_knowledge, version_matches
 from advisor.memory import GiB, MemoryEstimate, estimate_memory, max_memory_map
@@ -281,11 +282,13 @@ def _verdict(env: Environment, chosen: PlanOption | None, fixes: list[RankedFix]
                 f"{size(chosen.memory.budget_bytes)}.")
     if blocking:
         f = blocking[0]
-        return f"Nothing runs on {where}: {f.message} ({f.code}). Fix: {f.fix}."
+        return fit(f"Nothing runs on {where}: ", f.message, f" ({f.code}). Fix: {brief(f.fix, 90)}.")
     top = next((r for r in fixes if r.unblocks), None)
     if top is not None:
-        return (f"Nothing fits on {where}: {top.reason} ({', '.join(top.rules)}). `{top.fix}` would unblock {top.unblocks} of "
-                f"{plural(total, 'candidate')}, best {top.best} at {size(top.best_total_bytes)} of {size(top.best_budget_bytes)}.")
+        return fit(f"Nothing fits on {where}: ", top.reason,
+                   f" ({', '.join(top.rules)}). `{brief(top.fix, 90)}` would unblock {top.unblocks} of "
+                   f"{plural(total, 'candidate')}, best {top.best} at {size(top.best_total_bytes)} of "
+                   f"{size(top.best_budget_bytes)}.")
     smallest = min(failed, key=lambda e: (e.memory.total_bytes, len(e.failures)), default=None)
     if smallest is not None and any(f.code == "MEM001" for f in smallest.failures):
         return (f"Nothing fits on {where} (MEM001): the smallest candidate, {smallest.candidate.label()}, needs "
@@ -293,7 +296,7 @@ def _verdict(env: Environment, chosen: PlanOption | None, fixes: list[RankedFix]
                 f"use more or larger GPUs, or shorten --seq-len / --batch.")
     if smallest is not None:
         f = smallest.failures[0]
-        return f"Nothing runs on {where}: {f.message} ({f.code}). Fix: {f.fix}."
+        return fit(f"Nothing runs on {where}: ", f.message, f" ({f.code}). Fix: {brief(f.fix, 90)}.")
     return f"Nothing runs on {where}: no candidate matches the request."
 
 
