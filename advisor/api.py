@@ -119,6 +119,7 @@ class CheckResult(BaseModel):
 
     schema_version: int = SCHEMA_VERSION
     ok: bool
+    model: str | None = None  # the model checked (issue 31: several checks in a script could not be told apart)
     label: str
     target: str
     candidate: Candidate
@@ -255,7 +256,7 @@ def check(
     from advisor.ranking import measured_notes
 
     notes = measured_notes(spec, env, candidate, batch=batch) if measurements else []
-    return CheckResult(ok=not failures, label=candidate.label(), target=env.description or env.source,
+    return CheckResult(ok=not failures, model=spec.name, label=candidate.label(), target=env.description or env.source,
                        candidate=candidate, failures=failures, warnings=warnings, memory=evaluation.memory,
                        measurements=notes,
                        facts_source=knowledge.releases.source_of(env.version_of("transformers")))

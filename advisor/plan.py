@@ -28,7 +28,7 @@ from advisor.rules.base import DTYPES, QUANTIZATIONS, Candidate, Context
 from advisor.rules.kernels import advice as kernel_advice
 from advisor.rules.planning import memory_fit, memory_fix, support_unknown
 from advisor.support import attention_support
-from advisor.verdict import RankedFix, group_label, rank_fixes
+from advisor.verdict import RankedFix, group_label, headline_fix, rank_fixes
 
 __all__ = ["PlanRequest", "PlanOption", "Rejection", "Recommendation", "make_plan", "evaluate", "Evaluation"]
 
@@ -283,7 +283,7 @@ def _verdict(env: Environment, chosen: PlanOption | None, fixes: list[RankedFix]
     if blocking:
         f = blocking[0]
         return fit(f"Nothing runs on {where}: ", f.message, f" ({f.code}). Fix: {brief(f.fix, 90)}.")
-    top = next((r for r in fixes if r.unblocks), None)
+    top = headline_fix(fixes)
     if top is not None:
         return fit(f"Nothing fits on {where}: ", top.reason,
                    f" ({', '.join(top.rules)}). `{brief(top.fix, 90)}` would unblock {top.unblocks} of "

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from advisor.findings import Finding
 from advisor.rules.base import Candidate
 
-__all__ = ["RankedFix", "group_label", "rank_fixes", "installs", "SWITCH_RULES"]
+__all__ = ["RankedFix", "group_label", "headline_fix", "rank_fixes", "installs", "SWITCH_RULES"]
 
 # Rules whose "fix" is to pick another candidate (another kernel, dtype, GPU or less memory), not to change the
 # machine. The planner already tried those candidates, so these fixes never unblock anything by themselves.
@@ -43,6 +43,12 @@ class RankedFix(BaseModel):
     best_total_bytes: int | None = None
     best_budget_bytes: int | None = None
     improves: bool = False  # its best candidate would rank above the current choice (always, when none is viable)
+
+
+def headline_fix(fixes: Sequence[RankedFix]) -> RankedFix | None:
+    """The change a blocked plan leads with (recommend's verdict and the fleet view's cell alike, issue 31): the
+    fix of the machine that alone unblocks the most candidates; None when no single change unblocks one."""
+    return next((r for r in fixes if r.unblocks), None)
 
 
 def installs(fix: str) -> str | None:

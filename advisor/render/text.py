@@ -170,7 +170,8 @@ def _recommend(r: Any, color: bool, verbose: bool = False) -> list[str]:
 
 
 def _check(r: Any, color: bool) -> list[str]:
-    lines = [f"Configuration: {r.label}", f"Target: {r.target}",
+    lines = [*([f"Model: {r.model}"] if getattr(r, "model", None) else []), f"Configuration: {r.label}",
+             f"Target: {r.target}",
              *([f"Facts: {r.facts_source}"] if r.facts_source else []), ""]
     for f in r.failures:
         lines += [f"  {_mark('fail', color)} {f.code} {f.message}", f"       fix: {f.fix}"]

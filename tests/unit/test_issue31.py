@@ -154,3 +154,28 @@ def test_a_fix_never_recommends_the_implementation_the_rule_rejects(cli: Any, ge
     code, out, _ = cli("recommend", str(gemma2_folder), "--gpu", "T4", "--format", "json")
     fixes = [r["fix"] for r in json.loads(out)["rejected"] if r["rule"].startswith("ATTN")]
     assert fixes and not [f for f in fixes if 'attn_implementation="sdpa"' in f or "use sdpa" in f], fixes
+
+
+# ------------------------------------------------------------------------------------------- item 7
+
+
+def test_the_fleet_view_and_recommend_lead_with_the_same_judgement(cli: Any) -> None:
+    model, env = "meta-llama/Meta-Llama-3-8B", str(ENVS / "t4_plain.json")  # a T4 without bitsandbytes
+    code, out, _ = cli("recommend", model, "--env", env, "--format", "json")
+    plan = json.loads(out)
+    assert code == 1 and "(QUANT001)" in plan["verdict"] and "bitsandbytes" in plan["fixes"][0]["fix"]
+    code, out, _ = cli("matrix", model, "--env", env, "--format", "json")
+    (cell,) = json.loads(out)["cells"][0]
+    assert cell["reasons"][0].startswith("QUANT001:") and cell["fix"] == plan["fixes"][0]["fix"]
+    code, text, _ = cli("matrix", model, "--env", env)
+    assert "QUANT001" in text and "MEM001" not in text and "install -U bitsandbytes" in text
+
+
+# ------------------------------------------------------------------------------------------- item 8
+
+
+def test_check_text_names_the_model_first(cli: Any, tmp_path: Path) -> None:
+    code, out, _ = cli("check", "gpt2", "--cpu")
+    assert out.splitlines()[0] == "Model: openai-community/gpt2"
+    code, out, _ = cli("check", "gpt2", "--cpu", "--format", "json")
+    assert json.loads(out)["model"] == "openai-community/gpt2"
