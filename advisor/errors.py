@@ -42,7 +42,8 @@ class EnvironmentFileError(AdvisorError):
     """An --env file that cannot be read or does not hold a snapshot."""
 
     def __init__(self, path: str, problem: str) -> None:
-        super().__init__(f"cannot use environment file {path}: {problem}; write one with `advisor probe -o FILE`")
+        fix = "" if "advisor probe" in problem else "; write one with `advisor probe -o FILE.json`"
+        super().__init__(f"cannot use environment file {path}: {problem}{fix}")
 
 
 class OutputFileError(AdvisorError):

@@ -65,7 +65,7 @@ class ManifestError(UsageError):
         self.path, self.line, self.field = path, line, field
         where = f"{path}, line {line}" if line is not None else f"{path}"
         what = f", field {field}" if field else ""
-        super().__init__(f"manifest {where}{what}: {problem}; see docs/manifest.md")
+        super().__init__(f"manifest {where}{what}: {problem}; see `advisor explain manifest`")
 
 
 # ------------------------------------------------------------------------------------ schema

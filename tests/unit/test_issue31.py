@@ -179,3 +179,61 @@ def test_check_text_names_the_model_first(cli: Any, tmp_path: Path) -> None:
     assert out.splitlines()[0] == "Model: openai-community/gpt2"
     code, out, _ = cli("check", "gpt2", "--cpu", "--format", "json")
     assert json.loads(out)["model"] == "openai-community/gpt2"
+
+
+# ------------------------------------------------------------------------------------------- item 12
+
+_REPO_PATH = re.compile(r"(?<![\w/])(?:docs|scripts)/[\w.-]+")
+
+
+def test_help_and_errors_cite_no_file_an_installed_user_lacks(cli: Any, tmp_path: Path) -> None:
+    from advisor.cli import build_parser
+    from advisor.rules import RULES
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.choices and "recommend" in a.choices)
+    for name, command in {"": parser, **sub.choices}.items():
+        assert not _REPO_PATH.findall(command.format_help()), name
+    manifest = tmp_path / "deploy.yaml"
+    manifest.write_text("models: [gpt2]\ntargets: [{cpu: true}]\nworkload: {batch: 0}\n")
+    code, _, err = cli("check", "--manifest", str(manifest))
+    assert code == 2 and "advisor explain manifest" in err and not _REPO_PATH.findall(err)
+    code, _, err = cli("explain", "NOPE001")
+    assert code == 2 and not _REPO_PATH.findall(err)
+    for r in RULES:  # QUANT007's fix once named a maintainer script
+        assert not _REPO_PATH.findall(r.fix) and "scripts/" not in r.why, r.code
+    code, out, _ = cli("matrix", "--full", "--format", "markdown", "--model-type", "gpt2")
+    assert code == 0 and "scripts/" not in out
+
+
+def test_the_guides_help_names_are_printed_by_explain_and_shipped_in_the_wheel(cli: Any) -> None:
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    from advisor.explain import doc_topics
+
+    for topic in ("prefer", "manifest", "security", "quantization", "rules"):
+        code, out, _ = cli("explain", topic)
+        assert code == 0 and out == (ROOT / "docs" / f"{topic}.md").read_text()
+    shipped = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"]
+    force = shipped["force-include"]
+    assert {f"docs/{t}.md" for t in doc_topics()} <= set(force)
+    assert all(force[f"docs/{t}.md"] == f"advisor/docs/{t}.md" for t in doc_topics())
+
+
+# ------------------------------------------------------------------------------------------- item 1
+
+
+def test_probe_o_json_writes_the_snapshot_env_reads(cli: Any, tmp_path: Path) -> None:
+    snap = tmp_path / "snap.json"
+    code, out, err = cli("probe", "--no-import-check", "--no-kernel-runs", "-o", str(snap))
+    assert code == 0, err
+    assert json.loads(snap.read_text())["schema_version"] == 1
+    code, out, err = cli("recommend", "gpt2", "--env", str(snap), "--format", "json")
+    assert code == 0, err
+    text = tmp_path / "snap.txt"  # another extension keeps the text report; --format still wins
+    cli("probe", "--no-import-check", "--no-kernel-runs", "-o", str(text))
+    assert text.read_text().startswith("Inference Advisor probe")
+    forced = tmp_path / "report.json"
+    cli("probe", "--no-import-check", "--no-kernel-runs", "--format", "text", "-o", str(forced))
+    code, _, err = cli("recommend", "gpt2", "--env", str(forced))
+    assert code == 2 and "text report" in err and "--format json" in err and len(err.strip().splitlines()) == 1
