@@ -200,6 +200,11 @@ def _matrix(r: Any, color: bool) -> list[str]:
     return lines
 
 
+def _per_second(value: float | None) -> str:
+    """A rate, or n/a where none was measured (an encoder generates no tokens: issue 31's `tok/s 0.0`)."""
+    return "n/a" if not value else f"{value:.1f}"
+
+
 def _smoke(r: Any, color: bool) -> list[str]:
     lines = [f"Smoke test: {r.model}", f"Reference: {r.reference}", ""]
     lines.append(f"  {'configuration':<45} {'ok':<4} {'load s':>7} {'latency ms':>11} {'tok/s':>8} {'peak mem':>10} {'max|diff|':>10}")
@@ -208,7 +213,7 @@ def _smoke(r: Any, color: bool) -> list[str]:
         if a.ok:
             lines.append(
                 f"  {a.label:<45} {'yes':<4} {seconds(a.load_seconds):>7} {millis(a.latency_ms):>11} "
-                f"{a.tokens_per_second or 0:>8.1f} {_gib(a.peak_memory_bytes):>10} {diff(a.max_abs_diff):>10}"
+                f"{_per_second(a.tokens_per_second):>8} {_gib(a.peak_memory_bytes):>10} {diff(a.max_abs_diff):>10}"
             )
         elif shared is not None and a.label in shared.attempts:
             lines.append(f"  {a.label:<45} {_mark('fail', color)} the {shared.scope}-level error below")
@@ -236,6 +241,12 @@ def _bench(r: Any, color: bool) -> list[str]:
              f"Workload {w.name}: batch {w.batch}, prompt {w.prompt}{' (mixed lengths, padded)' if w.mixed else ''}, "
              f"{w.new_tokens} new tokens; metric {r.metric}", ""]
     lines.append(f"  {'configuration':<48} {'prefill tok/s':>13} {'decode tok/s':>12} {'TTFT ms':>9} {'peak':>9} {'predicted':>9}")
+    def rate(row: Any, name: str, digits: int) -> str:
+        value = getattr(row, name)
+        if value is not None:
+            return f"{value:.{digits}f}"
+        return "too short" if name in getattr(row, "too_short", []) else "n/a"
+
     for row in r.rows:
         mark = " <- advisor" if row.advisor_choice else ""
         mark += " (best)" if row.label == r.best else ""
@@ -243,9 +254,12 @@ def _bench(r: Any, color: bool) -> list[str]:
             lines.append(f"  {row.label:<48} {_mark('fail', color)} {row.error}")
             continue
         lines.append(
-            f"  {row.label:<48} {row.prefill_tokens_per_second or 0:>13.0f} {row.decode_tokens_per_second or 0:>12.1f} "
+            f"  {row.label:<48} {rate(row, 'prefill_tokens_per_second', 0):>13} "
+            f"{rate(row, 'decode_tokens_per_second', 1):>12} "
             f"{row.ttft_ms or 0:>9.1f} {_gib(row.peak_memory_bytes):>9} {_gib(row.predicted_peak_bytes):>9}{mark}"
         )
+    if any(getattr(row, "too_short", []) for row in r.rows):
+        lines.append("  too short = too short to time (one step below the timer's reach; null in JSON)")
     if any(row.ok and (row.peak_memory_bytes is None or row.predicted_peak_bytes is None) for row in r.rows):
         lines.append("  ? = not known: peak is not measured on the CPU; predicted is missing where the plan has no "
                      "estimate for that candidate")

@@ -237,3 +237,49 @@ def test_probe_o_json_writes_the_snapshot_env_reads(cli: Any, tmp_path: Path) ->
     cli("probe", "--no-import-check", "--no-kernel-runs", "--format", "text", "-o", str(forced))
     code, _, err = cli("recommend", "gpt2", "--env", str(forced))
     assert code == 2 and "text report" in err and "--format json" in err and len(err.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------------------------------- item 3
+
+
+def test_bench_control_is_the_yardstick_not_a_candidate_and_progress_goes_to_stderr(
+        cli: Any, tiny_llama: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ADVISOR_PROGRESS", "1")  # stderr is not a TTY under pytest
+    code, out, err = cli("bench", str(tiny_llama), "--cpu", "--seq-len", "8", "--new-tokens", "3", "--repeats", "1",
+                         "--attn", "sdpa", "--dtype", "float32", "--control", "--format", "json")
+    assert code == 0, err
+    data = json.loads(out)
+    control = next(r["label"] for r in data["rows"] if r["label"].startswith("control:"))
+    assert data["best"] is not None and data["best"] != control and data["best"] == data["advisor_choice"]
+    lines = [line for line in err.splitlines() if line.startswith("advisor: bench ")]
+    assert lines[0] == "advisor: bench 1/2: sdpa / float32 / CPU" and lines[1].startswith("advisor: bench 2/2: control:")
+    assert "\r" not in err
+
+
+def test_a_decode_too_short_to_time_is_null_and_says_so() -> None:
+    from advisor.bench import WORKLOADS, BenchReport, BenchRow
+    from advisor.bench_worker import decode_rate
+    from advisor.render import OutputFormat, render
+
+    assert decode_rate(1, 0.010, 0.010) is None and decode_rate(1, 0.009, 0.010) is None
+    assert decode_rate(63, 0.21, 0.01) == pytest.approx(315.0)
+    row = BenchRow(label="sdpa / float32 / CPU", from_pretrained={}, ok=True, prefill_tokens_per_second=100.0,
+                   decode_tokens_per_second=None, too_short=["decode_tokens_per_second"], ttft_ms=5.0,
+                   advisor_choice=True)
+    report = BenchReport(model="m", device="CPU", workload=WORKLOADS["decode"], metric="decode_tokens_per_second",
+                         rows=[row], advisor_choice=row.label, best=row.label, regret=None)
+    data = json.loads(render(report, OutputFormat.JSON, kind="bench"))
+    assert data["rows"][0]["decode_tokens_per_second"] is None and "999999" not in json.dumps(data)
+    text = render(report, OutputFormat.TEXT, kind="bench")
+    assert "too short" in text.splitlines()[4] and "too short to time" in text
+
+
+def test_plot_without_matplotlib_fails_before_any_work(cli: Any, tiny_llama: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # an environment without the [plot] extra
+    monkeypatch.setenv("ADVISOR_PROGRESS", "1")  # a candidate started would print its progress line
+    code, out, err = cli("bench", str(tiny_llama), "--cpu", "--plot", str(tmp_path / "b.png"))
+    assert code == 2 and out == "" and "matplotlib" in err and len(err.strip().splitlines()) == 1
+    assert "advisor: bench " not in err and not (tmp_path / "b.png").exists()
