@@ -27,6 +27,7 @@ from advisor.rules import run_candidate_rules, run_environment_rules
 from advisor.rules.base import DTYPES, QUANTIZATIONS, Candidate, Context
 from advisor.rules.kernels import advice as kernel_advice
 from advisor.rules.planning import memory_fit, memory_fix, support_unknown
+from advisor.smoke_worker import has_tokenizer
 from advisor.support import attention_support
 from advisor.verdict import RankedFix, group_label, headline_fix, rank_fixes
 
@@ -431,6 +432,7 @@ def make_plan(
         python = python_snippet(
             model_name=model.path or model.name, auto_class=auto_class_name(model), kwargs=chosen.from_pretrained,
             tokenizer=tokenizer, generative=model.generative,
+            tokenizer_files=model.path is None or has_tokenizer(str(model.path)),
         )
     findings = env_findings + (chosen.findings if chosen else [])
     fixes = rank_fixes([(e.candidate, e.failures, e) for e in failed], lambda e: _rank(ctx, e), len(universe),

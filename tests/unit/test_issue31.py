@@ -283,3 +283,42 @@ def test_plot_without_matplotlib_fails_before_any_work(cli: Any, tiny_llama: Pat
     code, out, err = cli("bench", str(tiny_llama), "--cpu", "--plot", str(tmp_path / "b.png"))
     assert code == 2 and out == "" and "matplotlib" in err and len(err.strip().splitlines()) == 1
     assert "advisor: bench " not in err and not (tmp_path / "b.png").exists()
+
+
+# ------------------------------------------------------------------------------------------- item 9
+
+
+def _run_snippet(source: str, tmp_path: Path) -> Any:
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "load.py"
+    script.write_text(source)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, cwd=tmp_path,
+                          timeout=300)
+
+
+def test_the_python_snippet_runs_on_a_folder_without_a_tokenizer(cli: Any, tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                      num_attention_heads=2, num_key_value_heads=2)
+    folder = tmp_path / "no_tokenizer"
+    transformers.LlamaForCausalLM(config).save_pretrained(folder)
+    code, source, err = cli("recommend", str(folder), "--cpu", "--format", "python")
+    assert code == 0, err
+    assert "AutoTokenizer" not in source
+    done = _run_snippet(source, tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().startswith("[1, 2, 3, 4")
+
+
+def test_the_python_snippet_of_an_encoder_with_a_tokenizer_runs(cli: Any, tiny_bert: Path, tmp_path: Path) -> None:
+    code, source, err = cli("recommend", str(tiny_bert), "--cpu", "--format", "python")
+    assert code == 0, err
+    done = _run_snippet(source, tmp_path)  # the template used `tokenizer` without defining it for encoders
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "SequenceClassifierOutput" in done.stdout
