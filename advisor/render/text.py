@@ -159,14 +159,26 @@ def _recommend(r: Any, color: bool, verbose: bool = False) -> list[str]:
             lines += [f"  {_mark('warn', color)} {p.label}: {p.rule} {p.reason}", f"       fix: {p.fix}"]
     if r.alternatives:
         lines += ["", "Alternatives (best first):"]
-        limit = len(r.alternatives) if verbose else 8
-        lines += [f"  {_option_line(o)}" for o in r.alternatives[:limit]]
-        if len(r.alternatives) > limit:
-            lines.append(f"  ... and {len(r.alternatives) - limit} more (-v or --format json lists all)")
+        shown = _shown_alternatives(r.alternatives, len(r.alternatives) if verbose else 8)
+        lines += [f"  {_option_line(o)}" for o in shown]
+        if len(r.alternatives) > len(shown):
+            lines.append(f"  ... and {len(r.alternatives) - len(shown)} more (-v or --format json lists all)")
     if r.rejected:
         lines += ["", *_rejected(r.rejected, color, verbose)]
     lines += ranking_lines(getattr(r, "ranking", None))
     return lines
+
+
+def _shown_alternatives(alternatives: Sequence[Any], limit: int) -> list[Any]:
+    """The first `limit`, plus the best option of each quantization they leave out (issue 31: under
+    --prefer memory the unquantized option, what the preference gives up, hid in "... and 11 more")."""
+    shown = list(alternatives[:limit])
+    kinds = {o.candidate.quantization for o in shown}
+    for o in alternatives[limit:]:
+        if o.candidate.quantization not in kinds:
+            kinds.add(o.candidate.quantization)
+            shown.append(o)
+    return shown
 
 
 def _check(r: Any, color: bool) -> list[str]:

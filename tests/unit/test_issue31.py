@@ -322,3 +322,16 @@ def test_the_python_snippet_of_an_encoder_with_a_tokenizer_runs(cli: Any, tiny_b
     done = _run_snippet(source, tmp_path)  # the template used `tokenizer` without defining it for encoders
     assert done.returncode == 0, done.stderr[-2000:]
     assert "SequenceClassifierOutput" in done.stdout
+
+
+# ------------------------------------------------------------------------------------------- item 11
+
+
+def test_prefer_memory_shows_the_unquantized_option_it_gives_up(cli: Any) -> None:
+    env = str(ENVS / "a100_80gb_fa2_bnb.json")
+    code, out, _ = cli("recommend", "meta-llama/Meta-Llama-3-8B", "--env", env, "--prefer", "memory")
+    assert code == 0 and "bnb 4bit" in out.splitlines()[0]
+    block = out.split("Alternatives (best first):", 1)[1].split("\n\n", 1)[0]
+    listed = [line for line in block.splitlines() if line.strip() and not line.strip().startswith("...")]
+    assert any("bnb" not in line and "GiB" in line for line in listed), block  # an unquantized option is listed
+    assert any("bnb 8bit" in line for line in listed)
