@@ -335,3 +335,22 @@ def test_prefer_memory_shows_the_unquantized_option_it_gives_up(cli: Any) -> Non
     listed = [line for line in block.splitlines() if line.strip() and not line.strip().startswith("...")]
     assert any("bnb" not in line and "GiB" in line for line in listed), block  # an unquantized option is listed
     assert any("bnb 8bit" in line for line in listed)
+
+
+# ------------------------------------------------------------------------------------------- item 5
+
+
+def test_markdown_and_html_doctor_lead_with_model_verdict_fix_and_ranking(cli: Any) -> None:
+    env = str(ENVS / "t4_bnb_fa2.json")
+    for fmt, title, host in (("markdown", "## Inference Advisor doctor: ", "### Host"),
+                             ("html", "<title>Inference Advisor doctor: ", "<h2>Host</h2>")):
+        code, out, err = cli("doctor", "gpt2", "--env", env, "--format", fmt)
+        assert code == 0, err
+        head = out.split(host, 1)[0]
+        assert f"{title}openai-community/gpt2 (GPT2LMHeadModel" in head
+        assert "Use sdpa / float16 / 1 GPU on 1 x T4" in head and "Ranking (--prefer quality" in head
+        assert "sdpa / float16 + bnb 8bit / 1 GPU" in head  # the ranking block itself, not only its heading
+    code, out, _ = cli("doctor", "meta-llama/Meta-Llama-3-8B", "--env", str(ENVS / "t4_plain.json"),
+                       "--format", "markdown")
+    head = out.split("### Host", 1)[0]
+    assert "Nothing fits on 1 x T4" in head and "**Fix:** `pip install -U bitsandbytes`" in head
