@@ -354,3 +354,16 @@ def test_markdown_and_html_doctor_lead_with_model_verdict_fix_and_ranking(cli: A
                        "--format", "markdown")
     head = out.split("### Host", 1)[0]
     assert "Nothing fits on 1 x T4" in head and "**Fix:** `pip install -U bitsandbytes`" in head
+
+
+# ------------------------------------------------------------------------------------------- item 4
+
+
+def test_tune_on_the_cpu_is_refused_up_front_and_recommend_says_why_it_is_unmeasured(cli: Any) -> None:
+    code, out, _ = cli("probe", "--format", "json", "--no-import-check", "--no-kernel-runs")
+    if json.loads(out)["gpus"] and not (isinstance(json.loads(out)["gpus"], dict)):
+        pytest.skip("this machine has a GPU: tune runs")
+    code, out, err = cli("tune", "gpt2")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and "advisor bench MODEL --cpu" in err
+    code, out, _ = cli("recommend", "gpt2", "--cpu")
+    assert "run `advisor tune` on that GPU" not in out and "measurements are per GPU" in out
