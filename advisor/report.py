@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from advisor.model_towers import shape_line
 from advisor.facts import SCHEMA_VERSION, Environment, GpuInfo, TorchInfo, Unavailable, known
 from advisor.findings import Finding, Severity
 from advisor.memory import GiB
@@ -259,8 +260,7 @@ def _quant_methods(env: Environment) -> Section:
 def _model(rec: Recommendation) -> list[Section]:
     m = rec.model
     compat = [
-        Item(name="model", status="ok", value=f"{m.display}, {m.num_layers} layers, {m.num_attention_heads} heads "
-             f"({m.num_key_value_heads} KV), head_dim {m.head_dim}, stored {m.stored}"),
+        Item(name="model", status="ok", value=f"{m.display}, {shape_line(m)}, stored {m.stored}"),
     ]
     for impl, supported in rec.attention_support.items():
         compat.append(Item(name=impl, status="ok" if supported else "info",

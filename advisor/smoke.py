@@ -29,6 +29,7 @@ from advisor.remote_code import child_kwargs, refuse_code_keys
 from advisor.rules.base import Candidate
 from advisor.rundir import temp_dir
 from advisor.smoke_diagnosis import SmokeDiagnosis, diagnose
+from advisor.model_towers import not_exercised
 from advisor.smoke_worker import TOLERANCES, has_tokenizer
 
 WORKER = "advisor.smoke_worker"
@@ -93,6 +94,8 @@ class SmokeReport(BaseModel):
     tolerances: dict[str, dict[str, float]] = Field(
         default_factory=lambda: {k: {"atol": a, "rtol": r} for k, (a, r) in TOLERANCES.items()}
     )
+    not_exercised: list[str] = Field(default_factory=list, description="Parts of the model the run did not "
+                                     "exercise (a multimodal model's vision tower on token ids), said plainly.")
     diagnosis: SmokeDiagnosis | None = Field(
         default=None, description="The one error every attempt failed with, when it is not the configurations' "
                                   "fault (issue 24): its scope, cause and fix, and the candidates left untried.")
@@ -422,6 +425,7 @@ def run_smoke(
         reference=reference,
         config=dict(passed.from_pretrained) if passed else None,
         attempts=attempts,
+        not_exercised=not_exercised(model),
         diagnosis=diagnosis,
     )
 

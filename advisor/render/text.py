@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from advisor.model_towers import shape_line
 from advisor.numbers import diff, millis, plural, seconds, size
 from advisor.render.escape import text_output
 from advisor.render.text_measured import ranking_lines, tune_lines
@@ -116,8 +117,7 @@ def _recommend(r: Any, color: bool, verbose: bool = False) -> list[str]:
         _mark("ok" if r.ok else "problem", color) + " " + r.verdict,
         "",
         f"Model:  {m.display}",
-        f"        {m.num_layers} layers, {m.num_attention_heads} heads ({m.num_key_value_heads} KV), head_dim {m.head_dim}, "
-        f"stored {m.stored}, source: {m.source}",
+        f"        {shape_line(m)}, stored {m.stored}, source: {m.source}",
         f"Target: {r.target}; transformers {r.transformers or 'not installed'}; batch {r.batch}, seq_len {r.seq_len}",
         *([f"Facts:  {r.facts_source}"] if r.facts_source else []),
     ]
@@ -218,7 +218,8 @@ def _per_second(value: float | None) -> str:
 
 
 def _smoke(r: Any, color: bool) -> list[str]:
-    lines = [f"Smoke test: {r.model}", f"Reference: {r.reference}", ""]
+    lines = [f"Smoke test: {r.model}", f"Reference: {r.reference}",
+             *(f"Not exercised: {what}" for what in getattr(r, "not_exercised", [])), ""]
     lines.append(f"  {'configuration':<45} {'ok':<4} {'load s':>7} {'latency ms':>11} {'tok/s':>8} {'peak mem':>10} {'max|diff|':>10}")
     shared = getattr(r, "diagnosis", None)
     for a in r.attempts:

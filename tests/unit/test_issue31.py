@@ -367,3 +367,43 @@ def test_tune_on_the_cpu_is_refused_up_front_and_recommend_says_why_it_is_unmeas
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and "advisor bench MODEL --cpu" in err
     code, out, _ = cli("recommend", "gpt2", "--cpu")
     assert "run `advisor tune` on that GPU" not in out and "measurements are per GPU" in out
+
+
+# ------------------------------------------------------------------------------------------- item 10
+
+
+@pytest.fixture(scope="module")
+def tiny_llava(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Llava (CLIP vision tower + Llama text tower) written by save_pretrained, without a tokenizer."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    vision = transformers.CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                           num_attention_heads=2, image_size=32, patch_size=8, projection_dim=32)
+    text = transformers.LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                    num_attention_heads=2, num_key_value_heads=2)
+    config = transformers.LlavaConfig(vision_config=vision, text_config=text, image_token_index=127)
+    folder = tmp_path_factory.mktemp("tiny_llava")
+    transformers.LlavaForConditionalGeneration(config).save_pretrained(folder)
+    return folder
+
+
+def test_a_llava_model_line_names_both_towers(cli: Any, tiny_llava: Path) -> None:
+    code, out, _ = cli("recommend", str(tiny_llava), "--cpu")
+    line = out.splitlines()[3]
+    assert "text tower: 1 layers, 2 heads" in line and "vision tower (clip_vision_model): 1 layers, hidden 32" in line
+    code, out, _ = cli("doctor", str(tiny_llava), "--cpu", "-v")  # -v: the healthy section unfolded
+    assert "vision tower (clip_vision_model)" in out
+
+
+def test_smoke_says_plainly_which_tower_it_did_not_run(cli: Any, tiny_llava: Path, tiny_bert: Path) -> None:
+    code, out, err = cli("smoke", str(tiny_llava), "--cpu", "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["not_exercised"] == [
+        "the vision tower (clip_vision_model) was not run: smoke feeds token ids only, no vision inputs"]
+    code, out, _ = cli("smoke", str(tiny_llava), "--cpu")
+    assert "Not exercised: the vision tower (clip_vision_model) was not run" in out
+    code, out, err = cli("smoke", str(tiny_bert), "--cpu")  # an encoder generates nothing: no tok/s 0.0
+    assert code == 0, err
+    row = next(line for line in out.splitlines() if line.strip().startswith("sdpa / float32 / CPU"))
+    assert " n/a " in row and " 0.0 " not in row and "Not exercised" not in out
