@@ -218,12 +218,6 @@ def run_tune_command(args: argparse.Namespace) -> TuneReport:
     from advisor.model import resolve_model
     from advisor.targets import TargetSpec, resolve_target
 
-    started = time.perf_counter()
-    env = resolve_target(TargetSpec(kernel_runs=False))  # tune runs the kernels itself, on the model's shapes
-    if not env.gpu_list:  # issue 31: CPU rows were recorded that recommend never reads (measurements are per GPU)
-        raise UsageError("tune measures a GPU and this machine has none; on the CPU recommend keeps its static "
-                         "order (float32 is fastest on most CPUs): time the options here with "
-                         "`advisor bench MODEL --cpu`")
     model = resolve_model(args.model, allow_download=args.allow_download, trust_remote_code=args.trust_remote_code)
     if args.checkpoint and not model.has_weights:
         raise UsageError(f"{model.name} has no weights here: drop --checkpoint to time random weights")
@@ -231,5 +225,11 @@ def run_tune_command(args: argparse.Namespace) -> TuneReport:
         raise UsageError("random weights are built from transformers' own classes only; "
                          "use --checkpoint for a model with custom code")
     config = None if args.checkpoint else model_config_dict(model, args.model)
+    started = time.perf_counter()
+    env = resolve_target(TargetSpec(kernel_runs=False))  # tune runs the kernels itself, on the model's shapes
+    if not env.gpu_list:  # issue 31: CPU rows were recorded that recommend never reads (measurements are per GPU)
+        raise UsageError("tune measures a GPU and this machine has none; on the CPU recommend keeps its static "
+                         "order (float32 is fastest on most CPUs): time the options here with "
+                         "`advisor bench MODEL --cpu`")
     return run_tune(model, env, config, workload=args.workload, budget=args.budget_seconds, started=started,
                     record=not args.no_measurements)
