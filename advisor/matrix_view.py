@@ -57,8 +57,9 @@ def filter_model_types(names: Sequence[str], wanted: Sequence[str], release: str
     keep = [n for n in names if any(fnmatch.fnmatch(n.lower(), w.lower()) for w in wanted)]
     lower = {n.lower() for n in names}
     for w in wanted:
-        if release is not None and not any(ch in w for ch in "*?[") and w.lower() not in lower and _first_seen(w):
-            raise UsageError(f"model type {w!r} does not exist in transformers {release}{_first_seen(w)}")
+        if release is not None and not any(ch in w for ch in "*?[") and w.lower() not in lower and \
+                (where := _first_seen(w, release)):
+            raise UsageError(f"model type {w!r} does not exist in transformers {release}{where}")
     if not keep:
         close = difflib.get_close_matches(wanted[0].lower(), [n.lower() for n in names], n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else "; patterns like 'llama*' work too"
@@ -66,14 +67,18 @@ def filter_model_types(names: Sequence[str], wanted: Sequence[str], release: str
     return keep
 
 
-def _first_seen(model_type: str) -> str:
-    """Where a model type absent from one release does appear, as a hint (empty when no stored release has it)."""
+def _first_seen(model_type: str, release: str) -> str:
+    """Where a model type absent from `release` does appear, as a hint (empty when no stored release has it)."""
     from advisor.knowledge.history import first_support
 
     try:
-        present = first_support(model_type.lower()).present_from
+        found = first_support(model_type.lower())
     except KeyError:
         return ""
+    if found.absent_from and Version(release) >= Version(found.absent_from):
+        renamed = f", renamed {found.renamed_to}" if found.renamed_to else ""
+        return f" (removed in {found.absent_from}{renamed})"
+    present = found.present_from
     return f" (first in {present}; pass --transformers {present} or later)" if present else ""
 
 

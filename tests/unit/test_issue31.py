@@ -96,6 +96,8 @@ def test_a_model_type_absent_from_the_release_is_named_not_dropped(cli: Any) -> 
         code, out, err = cli("matrix", "--transformers", "4.40.2", *argv)
         assert code == 2 and out == "", out
         assert "qwen3" in err and "4.40.2" in err and "4.51" in err and len(err.strip().splitlines()) == 1
+    code, _, err = cli("matrix", "--transformers", "5.0.0", "--model-type", "deta")  # gone, not yet to come
+    assert code == 2 and "removed in 5.0.0" in err and "or later" not in err
     code, out, _ = cli("matrix", "--transformers", "4.40.2", "--model-type", "llama*")
     assert code == 0 and "llama" in out  # a pattern matching some types is still a filter
 
