@@ -254,6 +254,7 @@ def _bench(r: Any, color: bool) -> list[str]:
              f"Workload {w.name}: batch {w.batch}, prompt {w.prompt}{' (mixed lengths, padded)' if w.mixed else ''}, "
              f"{w.new_tokens} new tokens; metric {r.metric}", ""]
     lines.append(f"  {'configuration':<48} {'prefill tok/s':>13} {'decode tok/s':>12} {'TTFT ms':>9} {'peak':>9} {'predicted':>9}")
+
     def rate(row: Any, name: str, digits: int) -> str:
         value = getattr(row, name)
         if value is not None:
