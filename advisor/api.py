@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -14,6 +16,7 @@ from advisor.errors import UsageError
 from advisor.estimate.memory import MemoryEstimate
 from advisor.facts import SCHEMA_VERSION, Environment
 from advisor.findings import Finding, Severity
+from advisor.io import analysis_cache
 from advisor.io.read_input import printable, read_json_file
 from advisor.knowledge import load_knowledge
 from advisor.knowledge.schema import AttentionSupportTable
@@ -32,6 +35,20 @@ from advisor.rules.base import Context
 __all__ = ["probe", "recommend", "check", "doctor", "matrix", "CheckResult", "target_environment", "parse_config"]
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _honours_cache(fn: F) -> F:
+    """`cache=False` reaches the probe and the memory simulation as parameters; the model and knowledge rooms
+    below still read it from `analysis_cache.disabled()` (issue 26: moving them to parameters is the next step)."""
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with contextlib.nullcontext() if kwargs.get("cache", True) else analysis_cache.disabled():
+            return fn(*args, **kwargs)
+    return call  # type: ignore[return-value]
+
+
+@_honours_cache
 def target_environment(
     *,
     gpu: str | Sequence[str] | None = None,
@@ -42,10 +59,12 @@ def target_environment(
     import_checks: bool = True,
     import_torch: bool = True,
     kernel_runs: bool = True,
+    cache: bool = True,
 ) -> Environment:
     """This machine, or the one described by `env` / `gpu` / `cpu`, with `assume`/`without` applied.
 
-    `import_torch=False` probes this machine without importing torch (recommend and check stay fast)."""
+    `import_torch=False` probes this machine without importing torch (recommend and check stay fast);
+    `cache=False` neither reads nor writes the analysis cache (the CLI's --no-cache)."""
     gpus = [gpu] if isinstance(gpu, str) else list(gpu or ())
     spec = TargetSpec(
         env_file=Path(env) if isinstance(env, (str, Path)) else None,
@@ -57,12 +76,13 @@ def target_environment(
         import_checks=import_checks,
         import_torch=import_torch,
         kernel_runs=kernel_runs,
+        cache=cache,
     )
     return resolve_target(spec)
 
 
-def probe(*, import_checks: bool = True) -> Environment:
-    return target_environment(import_checks=import_checks)
+def probe(*, import_checks: bool = True, cache: bool = True) -> Environment:
+    return target_environment(import_checks=import_checks, cache=cache)
 
 
 def _hub_reach(env: Environment, allow_download: bool, requested: object = None) -> Environment:
@@ -88,6 +108,7 @@ def _model(model: str | ModelSpec, allow_download: bool, trust_remote_code: bool
     return resolve_model(model, allow_download=allow_download, trust_remote_code=trust_remote_code)
 
 
+@_honours_cache
 def recommend(
     model: str | ModelSpec,
     *,
@@ -104,20 +125,22 @@ def recommend(
     tp: int | None = None,
     serving: str = "server",
     simulate: bool = False,
+    cache: bool = True,
     **target: Any,
 ) -> Recommendation:
     """Plan how to load `model` on the target; `plan.from_pretrained_kwargs()` is ready for from_pretrained.
-    `simulate`: memory simulated on meta tensors even for a shipped or cached model (imports transformers)."""
+    `simulate`: memory simulated on meta tensors even for a shipped or cached model (imports transformers).
+    `cache=False`: the analysis cache is neither read nor written (--no-cache)."""
     # issue 14: a new config's meta-device count (importing transformers) overlaps the probe's waits on its children
     from advisor.isolation.background import in_background
 
     pending = in_background(_model, model, allow_download, trust_remote_code)
-    env = _hub_reach(target_environment(**{"import_torch": False, **target}), allow_download)
+    env = _hub_reach(target_environment(**{"import_torch": False, **target}, cache=cache), allow_download)
     spec = pending.result()
     request = PlanRequest(dtype=dtype, quantize=quantize, batch=batch, seq_len=seq_len, attn=attn,  # type: ignore[arg-type]
                           ignore=tuple(c.upper() for c in ignore), prefer=prefer,
                           measurements=measurements, allow_download=allow_download, tp=tp,
-                          serving=serving, simulate=simulate)  # type: ignore[arg-type]
+                          serving=serving, simulate=simulate, cache=cache)  # type: ignore[arg-type]
     return make_plan(spec, env, request)
 
 
@@ -227,6 +250,7 @@ def _config_candidate(config: dict[str, Any], ctx: Context, spec: ModelSpec, att
     return Candidate(attn=attn, dtype=dtype, quantization=quantize, placement=placement)  # type: ignore[arg-type]
 
 
+@_honours_cache
 def check(
     model: str | ModelSpec,
     *,
@@ -241,9 +265,11 @@ def check(
     measurements: bool = True,
     tp: int | None = None,
     simulate: bool = False,
+    cache: bool = True,
     **target: Any,
 ) -> CheckResult:
-    """Judge one configuration (from a kwargs JSON file and/or explicit options) against the target."""
+    """Judge one configuration (from a kwargs JSON file and/or explicit options) against the target;
+    `cache=False`: the analysis cache is neither read nor written (--no-cache)."""
     config_path = None
     if isinstance(config, (str, Path)):
         path = config_path = Path(config)
@@ -257,13 +283,14 @@ def check(
     )
 
     pending = in_background(_model, model, allow_download, trust_remote_code)
-    env = _hub_reach(target_environment(**{"import_torch": False, **target}), allow_download, data.get("use_kernels"))
+    env = _hub_reach(target_environment(**{"import_torch": False, **target}, cache=cache), allow_download,
+                     data.get("use_kernels"))
     spec = pending.result()
     knowledge = load_knowledge()
     ctx = replace(make_context(spec, env, knowledge, batch=batch, seq_len=seq_len, allow_download=allow_download),
                   from_pretrained=data, dtype_given=bool(dtype or data.get("dtype") or data.get("torch_dtype")))
     candidate = _config_candidate(data, ctx, spec, attn, dtype, quantize)
-    evaluation = evaluate(ctx, candidate, always_simulate=simulate)
+    evaluation = evaluate(ctx, candidate, always_simulate=simulate, cache=cache)
     findings = run_environment_rules(ctx) + evaluation.findings
     parallelism = None
     if tp is not None and tp > 1:  # issue 30: the TP rules join the check's findings; TP005 judges the memory
@@ -284,6 +311,7 @@ def check(
                        facts_source=knowledge.releases.source_of(env.version_of("transformers")))
 
 
+@_honours_cache
 def doctor(
     model: str | ModelSpec | None = None,
     *,
@@ -294,17 +322,19 @@ def doctor(
     measurements: bool = True,
     serving: str = "server",
     simulate: bool = False,
+    cache: bool = True,
     **target: Any,
 ) -> DoctorReport:
-    """The full report: machine, libraries, and (with a model) its compatibility and recommendation."""
-    env = _hub_reach(target_environment(**target), allow_download)
+    """The full report: machine, libraries, and (with a model) its compatibility and recommendation;
+    `cache=False`: the analysis cache is neither read nor written (--no-cache)."""
+    env = _hub_reach(target_environment(**target, cache=cache), allow_download)
     knowledge = load_knowledge()
     recommendation = None
     if model is not None:
         spec = _model(model, allow_download, trust_remote_code)
         recommendation = make_plan(spec, env, PlanRequest(prefer=prefer, measurements=measurements,  # type: ignore[arg-type]
                                                           allow_download=allow_download, serving=serving,
-                                                          simulate=simulate),
+                                                          simulate=simulate, cache=cache),
                                    knowledge=knowledge)
         findings = [f for f in recommendation.findings if f.code.startswith(("LIB", "PLAN"))]
     else:

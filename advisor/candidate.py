@@ -22,7 +22,8 @@ DTYPE_NAMES: tuple[str, ...] = get_args(Dtype)
 DTYPE_CHOICES: tuple[str, ...] = ("auto", *DTYPE_NAMES)
 DTYPES: tuple[str, ...] = tuple(reversed(DTYPE_NAMES))  # the planner's order: half precision first
 SHORT_DTYPE = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}  # table columns and matrix cells
-# Every attn_implementation the advisor names (the matrix columns); a table that covers fewer says which
+# Every attn_implementation the advisor names: the columns of `matrix`, and of `matrix --history` / `--full`, whose
+# history table stores flash_attention_4 too since issue 28 (knowledge.history.HISTORY_IMPLS: all but eager)
 ATTENTION_IMPLS = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flash_attention_4", "flex_attention")
 # The optional package whose kernel an attn_implementation runs (data/attention_impls.json `package`); sdpa,
 # eager and flex_attention run torch's own kernels, so no optional package changes their timing

@@ -6,7 +6,9 @@
 
 The first form runs, in order: `generate_release_constraints.py --add` (the wheel, read as text), then
 `generate_attention_history.py --add` (the release installed into a throwaway folder and its classes read),
-`refresh_attention_table.py` (the per-release table of `advisor matrix`), `generate_quantizable_share.py
+`refresh_attention_table.py` (the per-release table of `advisor matrix`), `generate_acceptance.py --releases` and
+`matrix_from_acceptance.py` (the release's executed attention acceptance, which the matrix then equals),
+`generate_quantizable_share.py
 --releases` (every model type built on the meta device), `precompute_models.py` (the shipped models' counts,
 attention flags and parameter formulas) and `generate_position_kinds.py`. The installed transformers must be the
 release being ingested (the last four read it in-process). docs/knowledge.md says how long each step takes.
@@ -38,6 +40,8 @@ def _steps(release: str) -> list[list[str]]:
         ["generate_release_constraints.py", "--add", release],
         ["generate_attention_history.py", "--add", release],
         ["refresh_attention_table.py"],
+        ["generate_acceptance.py", "--releases", release],  # issue 28: the matrix is the executed acceptance
+        ["matrix_from_acceptance.py"],
         ["generate_quantizable_share.py", "--releases", release],
         ["precompute_models.py"],
         ["generate_position_kinds.py"],
@@ -95,8 +99,9 @@ def _without_constraints(table: dict[str, Any], release: str) -> None:
 def _without_history(table: dict[str, Any], release: str) -> None:
     index = table["releases"].index(release)
     for row in table["architectures"].values():
-        for impl in ("sdpa", "flash_attention_2", "flash_attention_3", "flex_attention"):
-            row[impl] = row[impl][:index] + row[impl][index + 1:]
+        for impl in ("sdpa", "flash_attention_2", "flash_attention_3", "flex_attention", "flash_attention_4"):
+            if impl in row:
+                row[impl] = row[impl][:index] + row[impl][index + 1:]
         if "class_history" in row:
             row["class_history"] = [entry for entry in row["class_history"] if entry[0] != release] or None
             if row["class_history"] is None:
@@ -104,6 +109,8 @@ def _without_history(table: dict[str, Any], release: str) -> None:
     table["architectures"] = {k: v for k, v in table["architectures"].items() if set(v["sdpa"]) != {"-"}}
     table["packages"].pop(release, None)
     table["failures"].pop(release, None)
+    if "acceptance" in table:
+        table["acceptance"]["releases"] = [r for r in table["acceptance"]["releases"] if r != release]
     table["releases"].remove(release)
 
 
@@ -135,6 +142,7 @@ def without(release: str, output: Path) -> int:
         return 2
     shutil.copytree(DATA, output)
     (output / "attention" / f"transformers-{release}.json").unlink(missing_ok=True)
+    (output / "acceptance" / f"transformers-{release}.json").unlink(missing_ok=True)
     edits = {
         "release_constraints.json": _without_constraints,
         "attention_history.json": _without_history,

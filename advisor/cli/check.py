@@ -37,7 +37,8 @@ def check_suite(args: argparse.Namespace) -> CheckSuite:
     result = api.check(args.model, config=args.config, attn=args.attn, dtype=args.dtype, quantize=args.quantize,
                        batch=args.batch, seq_len=args.seq_len, allow_download=args.allow_download,
                        trust_remote_code=args.trust_remote_code, env=args.env, gpu=args.gpu, cpu=args.cpu,
-                       assume=args.assume, without=args.without, tp=args.tp, simulate=args.simulate)
+                       assume=args.assume, without=args.without, tp=args.tp, simulate=args.simulate,
+                       cache=not args.no_cache)
     return suite_from_check(args.model, result, batch=args.batch, seq_len=args.seq_len)
 
 
@@ -49,7 +50,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     result = api.check(args.model, config=args.config, attn=args.attn, dtype=args.dtype, quantize=args.quantize,
                        batch=args.batch, seq_len=args.seq_len, allow_download=args.allow_download,
                        trust_remote_code=args.trust_remote_code, measurements=not args.no_measurements,
-                       tp=args.tp, simulate=args.simulate, **target_args(args))
+                       tp=args.tp, simulate=args.simulate, cache=not args.no_cache, **target_args(args))
     emit(args, result)
     return 0 if result.ok else 1
 

@@ -14,6 +14,6 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     report = api.doctor(args.model, smoke=args.smoke, allow_download=args.allow_download,
                         trust_remote_code=args.trust_remote_code, prefer=args.prefer,
                         measurements=not args.no_measurements, serving=args.workload, simulate=args.simulate,
-                        **target_args(args))
+                        cache=not args.no_cache, **target_args(args))
     emit(args, report)
     return 0 if report.ok else 1

@@ -12,7 +12,8 @@ __all__ = ["cmd_probe"]
 
 def cmd_probe(args: argparse.Namespace) -> int:
     env = api.target_environment(
-        import_checks=not args.no_import_check, kernel_runs=not args.no_kernel_runs, **target_args(args)
+        import_checks=not args.no_import_check, kernel_runs=not args.no_kernel_runs,
+        cache=not getattr(args, "no_cache", False), **target_args(args)
     )
     from advisor.io.write_output import format_for_output
 

@@ -17,7 +17,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
                          ignore=args.ignore, allow_download=args.allow_download,
                          trust_remote_code=args.trust_remote_code, prefer=args.prefer,
                          measurements=not args.no_measurements, tp=args.tp, serving=args.workload,
-                         simulate=args.simulate, **target_args(args))
+                         simulate=args.simulate, cache=not args.no_cache, **target_args(args))
     if args.format == "python" and not plan.ok:  # stdout (or -o) only ever receives Python
         sys.stderr.write(f"advisor: no Python to write: {terminal_safe(plan.verdict, keep_newlines=False)}\n")
         return 1

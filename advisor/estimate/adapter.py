@@ -47,8 +47,8 @@ def may_simulate(model: ModelSpec, *, always_simulate: bool = False) -> bool:
 
 def simulated(model: ModelSpec, *, dtype: str, quantization: str, attn: str, batch: int, prompt_len: int,
               seq_len: int, gpus: tuple[GpuInfo, ...] = (), sdpa_backends: tuple[str, ...] | None = None,
-              padded: bool = False, always_simulate: bool = False) -> SimResult | None:
-    """Simulate `model` for one candidate on the first of `gpus` (or the CPU)."""
+              padded: bool = False, always_simulate: bool = False, cache: bool = True) -> SimResult | None:
+    """Simulate `model` for one candidate on the first of `gpus` (or the CPU); `cache=False`: --no-cache."""
     if not model.config or model.trust_remote_code:
         return None
     capability: tuple[int, int] = (0, 0)
@@ -65,7 +65,7 @@ def simulated(model: ModelSpec, *, dtype: str, quantization: str, attn: str, bat
 
     key = {"config": model.config, **inputs}
     tf = installed_version()
-    hit = analysis_cache.get("memory-sim", key, transformers=tf, extra=_simulator_stamp())
+    hit = analysis_cache.get("memory-sim", key, transformers=tf, extra=_simulator_stamp(), use=cache)
     if hit is not None:
         from advisor.estimate.simulate import SimResult
 
@@ -82,5 +82,6 @@ def simulated(model: ModelSpec, *, dtype: str, quantization: str, attn: str, bat
     except Exception as exc:  # noqa: BLE001 - a class that cannot run on meta tensors keeps the closed form
         _log.debug("simulation of %s failed: %s: %s", model.name, type(exc).__name__, exc)
         return None
-    analysis_cache.put("memory-sim", key, result.model_dump(mode="json"), transformers=tf, extra=_simulator_stamp())
+    analysis_cache.put("memory-sim", key, result.model_dump(mode="json"), transformers=tf, extra=_simulator_stamp(),
+                       use=cache)
     return result

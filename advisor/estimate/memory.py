@@ -135,6 +135,7 @@ def estimate_memory(
     prompt_len: int | None = None,
     simulate: bool = False,
     always_simulate: bool = False,
+    cache: bool = True,
     sdpa_backends: tuple[str, ...] | None = None,
     padded: bool = False,
 ) -> MemoryEstimate:
@@ -143,7 +144,8 @@ def estimate_memory(
     The KV cache holds `seq_len` tokens; activations are those of a prefill of `prompt_len` (default: all of
     `seq_len` in one forward, the worst case). With `simulate`, weights, KV cache and activations come from
     running the model's class on meta tensors where torch and transformers are installed (`method` says which);
-    `always_simulate` (--simulate) runs it even where that costs an import of transformers.
+    `always_simulate` (--simulate) runs it even where that costs an import of transformers; `cache=False`
+    (--no-cache) neither reads nor writes a simulation in the analysis cache.
     """
     prefill = min(prompt_len or seq_len, seq_len)
     sim = None
@@ -159,7 +161,7 @@ def estimate_memory(
 
         sim = simulated(model, dtype=dtype, quantization=quantization, attn=attn, batch=batch, prompt_len=prefill,
                         seq_len=seq_len, gpus=gpus[:1], sdpa_backends=sdpa_backends, padded=padded,
-                        always_simulate=always_simulate)
+                        always_simulate=always_simulate, cache=cache)
     if sim is not None:
         weights, kv, act = sim.weights_bytes, sim.kv_cache_bytes, sim.activation_bytes + sim.workspace_bytes
     else:

@@ -97,9 +97,10 @@ def _name(key: dict[str, str | None]) -> str:
     return f"{content_hash(key)}.json"
 
 
-def get(kind: str, content: Any, *, transformers: str | None, extra: str = "") -> Any | None:
-    """The value stored for this key, or None on a miss (absent, corrupt, foreign, out of bounds, or cache off)."""
-    if not enabled():
+def get(kind: str, content: Any, *, transformers: str | None, extra: str = "", use: bool = True) -> Any | None:
+    """The value stored for this key, or None on a miss (absent, corrupt, foreign, out of bounds, or cache off:
+    `use=False`, the caller's explicit --no-cache)."""
+    if not (use and enabled()):
         return None
     key = _key(kind, content, transformers, extra)
     name = _name(key)
@@ -139,9 +140,9 @@ def _entry_value(raw: bytes, key: dict[str, str | None]) -> Any:
     return entry["value"] if valid_value(str(key["kind"]), entry["value"]) else _MISS
 
 
-def put(kind: str, content: Any, value: Any, *, transformers: str | None, extra: str = "") -> None:
-    """Store a JSON-able `value` for this key, atomically; a failure to write is silently a no-op."""
-    if not enabled():
+def put(kind: str, content: Any, value: Any, *, transformers: str | None, extra: str = "", use: bool = True) -> None:
+    """Store a JSON-able `value` for this key, atomically; a failure to write (or `use=False`) is a no-op."""
+    if not (use and enabled()):
         return
     key = _key(kind, content, transformers, extra)
     name = _name(key)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -32,7 +32,10 @@ __all__ = [
     "support_at",
 ]
 
-HISTORY_IMPLS = ("sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
+# What the history table stores per release, so the full matrix's columns besides eager: flash_attention_4
+# since the executed acceptance (issue 28); a file from before it, without that column, still loads
+HISTORY_IMPLS = ("sdpa", "flash_attention_2", "flash_attention_3", "flash_attention_4", "flex_attention")
+_BEFORE_FA4 = tuple(impl for impl in HISTORY_IMPLS if impl != "flash_attention_4")
 _FILE = "attention_history.json"
 
 
@@ -54,11 +57,17 @@ class ArchitectureHistory(_Frozen):
     flash_attention_2: str = Field(pattern=r"^[01?-]*$")
     flash_attention_3: str = Field(pattern=r"^[01?-]*$")
     flex_attention: str = Field(pattern=r"^[01?-]*$")
+    flash_attention_4: str | None = Field(None, pattern=r"^[01?-]*$")
+
+    def impls(self) -> tuple[str, ...]:
+        """The implementations this row stores, in the file's order: flash_attention_4, the column added last,
+        comes last (and only where the file has it), so `support_at` keeps the order its readers print."""
+        return _BEFORE_FA4 if self.flash_attention_4 is None else (*_BEFORE_FA4, "flash_attention_4")
 
     def flags(self, impl: str) -> str:
         """The flag string of one implementation."""
-        if impl not in HISTORY_IMPLS:
-            raise KeyError(f"unknown attention implementation {impl!r}; expected one of {HISTORY_IMPLS}")
+        if impl not in self.impls():
+            raise KeyError(f"unknown attention implementation {impl!r}; expected one of {self.impls()}")
         return str(getattr(self, impl))
 
     def class_at(self, releases: list[str], index: int) -> str:
@@ -104,6 +113,9 @@ class AttentionHistory(_Frozen):
     packages: dict[str, dict[str, str]] = Field(default_factory=dict)
     architectures: dict[str, ArchitectureHistory]
     bettertransformer: BetterTransformerCoverage
+    acceptance: dict[str, Any] = Field(
+        default_factory=dict, description="Where the characters are executed verdicts (scripts/matrix_from_acceptance.py)."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> AttentionHistory:
@@ -111,7 +123,7 @@ class AttentionHistory(_Frozen):
         if versions != sorted(versions) or len(set(versions)) != len(versions):
             raise ValueError("releases must be unique and in ascending order")
         for model_type, row in self.architectures.items():
-            for impl in HISTORY_IMPLS:
+            for impl in row.impls():
                 if len(row.flags(impl)) != len(self.releases):
                     raise ValueError(
                         f"{model_type}.{impl} has {len(row.flags(impl))} flags for "
@@ -259,7 +271,7 @@ def support_at(version: str, history: AttentionHistory | None = None) -> Release
         if state == "?":
             unreadable.append(model_type)
             continue
-        table[model_type] = {"eager": True, **{impl: row.flags(impl)[index] == "1" for impl in HISTORY_IMPLS}}
+        table[model_type] = {"eager": True, **{impl: row.flags(impl)[index] == "1" for impl in row.impls()}}
     return ReleaseSupport(
         requested=version,
         release=history.releases[index],
@@ -283,7 +295,7 @@ def first_support(model_type: str, history: AttentionHistory | None = None) -> F
     first: dict[str, str | None] = {}
     dropped: dict[str, str] = {}
     since_first: list[str] = []
-    for impl in HISTORY_IMPLS:
+    for impl in row.impls():
         flags = row.flags(impl)
         index = flags.find("1")
         first[impl] = names[index] if index >= 0 else None
@@ -370,7 +382,8 @@ def supported_since(model_type: str, impl: str, after: str, history: AttentionHi
     try:
         row = history.row(model_type)
         floor = Version(after)
-        flags = row.flags("flash_attention_2" if impl == "flash_attention_4" else impl)
+        derived = impl == "flash_attention_4" and impl not in row.impls()  # a file from before issue 28
+        flags = row.flags("flash_attention_2" if derived else impl)
     except (LookupError, InvalidVersion):
         return None
     for release, flag in zip(history.releases, flags):

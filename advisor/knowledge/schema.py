@@ -150,6 +150,7 @@ class ArchitectureSupport(_Row):
     flash_attention_2: bool
     flash_attention_3: bool
     flex_attention: bool
+    flash_attention_4: bool | None = Field(None, description="Executed acceptance (issue 28); None: not stored.")
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 

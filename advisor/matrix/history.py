@@ -19,8 +19,14 @@ from advisor.candidate import DTYPE_NAMES, SHORT_DTYPE
 from advisor.errors import UsageError
 from advisor.facts import ComputeCapability
 from advisor.knowledge import Knowledge, load_knowledge
-from advisor.knowledge.history import HISTORY_IMPLS, AttentionHistory, first_support, load_history
-from advisor.knowledge.schema import AttentionRequirement
+from advisor.knowledge.history import (
+    HISTORY_IMPLS,
+    ArchitectureHistory,
+    AttentionHistory,
+    first_support,
+    load_history,
+)
+from advisor.knowledge.schema import ArchitectureSupport, AttentionRequirement
 from advisor.model.attention_support import table_for
 from advisor.rules.kernel_requirements import outside, runs_in
 
@@ -38,7 +44,8 @@ __all__ = [
 ]
 
 DTYPES = DTYPE_NAMES
-_IMPLS = ("eager", *HISTORY_IMPLS)  # the full matrix covers what the history table stores
+# the full matrix's columns: eager and what the history table stores (flash_attention_4 since issue 28)
+_IMPLS = ("eager", *HISTORY_IMPLS)
 
 
 class _Frozen(BaseModel):
@@ -176,6 +183,24 @@ def _impl_item(
     )
 
 
+def _flags(row: ArchitectureHistory, impl: str, names: list[str], knowledge: Knowledge) -> str:
+    """The stored flags; for flash_attention_4 in a file from before issue 28 (no such column), the FA2 flags from
+    the first release accepting the name on, '0' before it."""
+    if impl in row.impls():
+        return row.flags(impl)
+    since = _impl_since(impl, knowledge) or "5.4"
+    fa2 = row.flags("flash_attention_2")
+    return "".join(ch if ch in "-?" or Version(r) >= Version(since) else "0" for r, ch in zip(names, fa2))
+
+
+def _declared(a: ArchitectureSupport, impl: str, release: str, knowledge: Knowledge) -> bool:
+    """What a table row declares for `impl` (flash_attention_4 from FA2 where the table does not store it)."""
+    if impl == "flash_attention_4" and a.flash_attention_4 is None:  # a table from before issue 28
+        since = _impl_since(impl, knowledge) or "5.4"
+        return bool(a.flash_attention_2) and _key(release) >= _key(since)
+    return impl == "eager" or bool(getattr(a, impl))
+
+
 def history_report(model_type: str, history: AttentionHistory | None = None) -> HistoryReport:
     """Per implementation, the first stored release whose class declared it; drops, renames, optimum."""
     history = history or load_history()
@@ -195,7 +220,8 @@ def history_report(model_type: str, history: AttentionHistory | None = None) -> 
         }
     )
     implementations = [eager] + [
-        _impl_item(impl, row.flags(impl), names, found.dropped.get(impl), _impl_since(impl, knowledge))
+        _impl_item(impl, _flags(row, impl, names, knowledge), names, found.dropped.get(impl),
+                   _impl_since(impl, knowledge))
         for impl in HISTORY_IMPLS
     ]
     class_names: list[str] = []
@@ -554,13 +580,13 @@ def full_matrix(version: str | None = None) -> FullMatrix:
         ArchitectureRow(
             model_type=a.model_type,
             class_name=a.class_name,
-            declared={impl: bool(getattr(a, impl)) if impl in HISTORY_IMPLS else True for impl in impls},
+            declared={impl: _declared(a, impl, table.transformers, knowledge) for impl in impls},
         )
         for a in sorted(table.architectures, key=lambda a: a.model_type)
     ]
     return FullMatrix(
         transformers=table.transformers,
-        source=where,
+        source=where.split(" (")[0],  # the data file; the page names `advisor matrix --full`, no maintainer script (issue 31)
         impls=impls,
         dtypes=list(DTYPES),
         generations=generations,

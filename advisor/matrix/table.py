@@ -21,7 +21,7 @@ from advisor.knowledge.schema import AttentionSupportTable
 __all__ = ["MatrixRow", "MatrixView", "matrix_view", "filter_model_types", "IMPLS"]
 
 IMPLS = ATTENTION_IMPLS
-FA4_SINCE = Version("5.5")  # FA4 rides on `_supports_flash_attn` from transformers 5.5 on (as in advisor.model.attention_support)
+FA4_SINCE = Version("5.4")  # tables without an executed FA4 column: `_supports_flash_attn` from 5.4 (issue 28)
 
 
 class MatrixRow(BaseModel):
@@ -102,7 +102,8 @@ def matrix_view(table: AttentionSupportTable, where: str, requested: str | None,
         architectures=[
             MatrixRow(model_type=a.model_type, class_name=a.class_name, eager=a.eager, sdpa=a.sdpa,
                       flash_attention_2=a.flash_attention_2, flash_attention_3=a.flash_attention_3,
-                      flash_attention_4=a.flash_attention_2 and fa4, flex_attention=a.flex_attention)
+                      flash_attention_4=(a.flash_attention_2 and fa4) if a.flash_attention_4 is None
+                      else a.flash_attention_4, flex_attention=a.flex_attention)
             for a in rows if a.model_type in keep
         ],
         skipped=list(table.skipped),

@@ -71,7 +71,7 @@ def nearest_table(knowledge: Knowledge, version: str | None) -> AttentionSupport
 def attention_support(model: ModelSpec, env: Environment, knowledge: Knowledge) -> tuple[dict[str, bool], str]:
     """(support per implementation, where that answer came from); empty when the architecture is unknown."""
     support, source = _declared(model, env, knowledge)
-    if support:  # FA4 rides on the same `_supports_flash_attn` flag from the first release accepting it (5.4)
+    if support and support.get("flash_attention_4") is None:  # not stored: FA2's flag from the first release accepting it
         target = env.version_of("transformers") or installed_version()
         first = knowledge.releases.first_accepting("flash_attention_4")
         since = Version(first.first) if first is not None else Version("5.4")

@@ -73,6 +73,7 @@ class PlanRequest(BaseModel):
     allow_download: bool = False  # the load may download a Hub kernel on first use (QUANT008, advisor/rules/fp8_kernel.py)
     tp: int | None = Field(None, ge=1)  # issue 30: tensor parallel of this size (--tp), advisor/plan/parallelism.py
     simulate: bool = False  # simulate memory even where that imports transformers (--simulate, estimate/adapter.py)
+    cache: bool = True  # False (--no-cache): memory simulations neither read nor write the analysis cache
 
 
 class PlanOption(BaseModel):

@@ -72,9 +72,9 @@ def _memory_finding(ctx: Context, c: Candidate, memory: MemoryEstimate) -> Findi
 
 
 def evaluate(ctx: Context, c: Candidate, ignore: Sequence[str] = (), *, simulate: bool = True,
-             always_simulate: bool = False) -> Evaluation:
+             always_simulate: bool = False, cache: bool = True) -> Evaluation:
     """All rule findings plus the memory verdict for one candidate (`simulate=False`: closed form only;
-    `always_simulate`: the request's --simulate)."""
+    `always_simulate`: the request's --simulate; `cache=False`: its --no-cache)."""
     assert ctx.model is not None
     gpus = ctx.gpus[:1] if c.placement == "gpu" else ctx.gpus if c.placement == "multi-gpu" else ()
     host = known(ctx.env.host.ram_available_bytes) or known(ctx.env.host.ram_total_bytes)
@@ -86,6 +86,7 @@ def evaluate(ctx: Context, c: Candidate, ignore: Sequence[str] = (), *, simulate
         # simulated only where memory can still decide: a candidate another rule rejects keeps the closed form
         simulate=simulate and not any(f.severity is Severity.FAIL for f in findings),
         always_simulate=always_simulate,
+        cache=cache,
         padded=ctx.batch > 1,  # a batch of prompts is padded: SDPA then gets a mask
         sdpa_backends=tuple(n for n, b in backends.items() if b.usable is True) if backends else None,
     )
@@ -314,7 +315,8 @@ def make_plan(
     universe = list(_candidates(ctx, request))
     # issue 14: closed form for all, simulated only where it can change the answer (advisor/estimate/selection.py)
     evaluations = evaluate_selected(universe, lambda c, sim: evaluate(ctx, c, request.ignore, simulate=sim,
-                                                                    always_simulate=request.simulate),
+                                                                    always_simulate=request.simulate,
+                                                                    cache=request.cache),
                                     lambda e: _rank(ctx, e))
     viable = sorted((e for e in evaluations if e.viable and not blocking), key=lambda e: _rank(ctx, e))
     failed = [e for e in evaluations if not e.viable]

@@ -8,7 +8,6 @@ interpret a capability); never the model, the rules or anything above them.
 
 from __future__ import annotations
 
-import contextvars
 import datetime as _dt
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -131,7 +130,7 @@ def _live_torch(capabilities: list[ComputeCapability], nv: NvmlResult, *, cache:
     key = {"torch": stamp, "capabilities": [str(cc) for cc in capabilities], "gpus": gpus,
            "driver": nv.driver.model_dump(mode="json"), "visible": envvars.read(envvars.CUDA_VISIBLE_DEVICES)}
     extra = analysis_cache.source_stamp(probe_torch)
-    hit = analysis_cache.get("torch-probe", key, transformers=None, extra=extra)
+    hit = analysis_cache.get("torch-probe", key, transformers=None, extra=extra, use=cache)
     if isinstance(hit, dict):
         try:
             return TorchInfo.model_validate(hit)
@@ -141,11 +140,12 @@ def _live_torch(capabilities: list[ComputeCapability], nv: NvmlResult, *, cache:
     healthy = isinstance(info, TorchInfo) and not isinstance(info.cuda_available, Unavailable) and not isinstance(
         info.flex_attention, Unavailable)
     if healthy and isinstance(info, TorchInfo):
-        analysis_cache.put("torch-probe", key, info.model_dump(mode="json"), transformers=None, extra=extra)
+        analysis_cache.put("torch-probe", key, info.model_dump(mode="json"), transformers=None, extra=extra, use=cache)
     return info
 
 
-def _cached_kernel_runs(specs: list[Any], nv: NvmlResult, dtypes: list[str], device: str = "cuda:0") -> dict[str, KernelRun]:
+def _cached_kernel_runs(specs: list[Any], nv: NvmlResult, dtypes: list[str], device: str = "cuda:0", *,
+                        cache: bool = True) -> dict[str, KernelRun]:
     """`run_kernels` on GPU 0, remembered in the analysis cache for this torch install, driver, GPU set,
     CUDA_VISIBLE_DEVICES and these exact kernel requests (their packages' versions included): a second
     `doctor` on an unchanged install need not start a child (issue 14). Only a result where every kernel ran
@@ -168,7 +168,7 @@ def _cached_kernel_runs(specs: list[Any], nv: NvmlResult, dtypes: list[str], dev
     from advisor.probe import kernel_worker
 
     extra = analysis_cache.source_stamp(run_kernels) + analysis_cache.source_stamp(kernel_worker.run)
-    hit = analysis_cache.get("kernel-runs", key, transformers=None, extra=extra)
+    hit = analysis_cache.get("kernel-runs", key, transformers=None, extra=extra, use=cache)
     if isinstance(hit, dict):
         try:
             return {kind: KernelRun.model_validate(run) for kind, run in hit.items()}
@@ -177,7 +177,7 @@ def _cached_kernel_runs(specs: list[Any], nv: NvmlResult, dtypes: list[str], dev
     runs = run_kernels(specs, device=device, dtypes=dtypes)
     if runs and all(run.runs is True for run in runs.values()):
         analysis_cache.put("kernel-runs", key, {k: r.model_dump(mode="json") for k, r in runs.items()},
-                           transformers=None, extra=extra)
+                           transformers=None, extra=extra, use=cache)
     return runs
 
 
@@ -208,17 +208,19 @@ def probe_kernel_runs(
 
 def collect_environment(
     *, nvml: Any | None = None, import_checks: bool = True, knowledge: Knowledge | None = None,
-    import_torch: bool = True, kernel_runs: bool = True,
+    import_torch: bool = True, kernel_runs: bool = True, cache: bool = True,
 ) -> Environment:
     """Probe host, GPUs, torch and libraries. Never raises for a missing or broken component.
 
     `import_torch=False` (recommend, check) reads torch's build from its files instead of importing it,
-    where that is enough to know the answer (see `probe.torch_static`)."""
+    where that is enough to know the answer (see `probe.torch_static`). `cache=False` (--no-cache): no step reads
+    or writes the analysis cache; the decision is made here, once, and handed to the pool threads."""
+    cache = cache and analysis_cache.enabled()
     knowledge = knowledge or load_knowledge()
     # the import checks are child processes: start them first so they overlap our own torch import
     pool = ThreadPoolExecutor(max_workers=1)
     pool_kernels = ThreadPoolExecutor(max_workers=1)
-    libraries = pool.submit(probe_libraries, import_checks=import_checks)
+    libraries = pool.submit(probe_libraries, import_checks=import_checks, cache=cache)
     nv = probe_nvml(nvml)
     static = None if import_torch else _static_torch(nv, nvml)
     gpus: tuple[GpuInfo, ...] | Unavailable
@@ -238,13 +240,13 @@ def collect_environment(
             isinstance(build, TorchBuild) and build.cuda is not None):
         # NVML lists GPUs and torch is a CUDA build: start the kernel child now, beside our own torch import
         # (issue 14); it is used only if that import confirms CUDA works. The specs need only package metadata.
-        early = pool_kernels.submit(contextvars.copy_context().run, _cached_kernel_runs,  # keeps --no-cache
-                                    kernel_specs(probe_libraries(import_checks=False)), nv, device_dtypes(gpus[0].dtypes))
+        early = pool_kernels.submit(_cached_kernel_runs, kernel_specs(probe_libraries(import_checks=False)), nv,
+                                    device_dtypes(gpus[0].dtypes), cache=cache)
     if static is not None:
         driver_cuda = nv.driver.cuda_driver_version if isinstance(nv.driver.cuda_driver_version, str) else None
         torch_info: TorchInfo | Unavailable = static_torch_info(static[0], capabilities, static[1], driver_cuda)
     else:
-        torch_info = _live_torch(capabilities, nv, cache=nvml is None)
+        torch_info = _live_torch(capabilities, nv, cache=cache and nvml is None)
     pool.shutdown(wait=True)
     libs = libraries.result()
     enabled = kernel_runs and import_checks and import_torch

@@ -214,7 +214,7 @@ def _files_digest(distribution: str) -> str | None:
     return hashlib.sha256(record.encode("utf-8")).hexdigest()[:24] if record else None
 
 
-def _cached_check(code: str, *, torch_first: bool = False, distribution: str = "") -> ImportCheck:
+def _cached_check(code: str, *, torch_first: bool = False, distribution: str = "", cache: bool = True) -> ImportCheck:
     """`run_import_check` through the analysis cache, keyed by the distribution's files (and torch's, when the
     check imports torch first): a child per library per run cost a second on every command once transformers
     5.25 made `kernels` a dependency. A reinstall changes the RECORD, and with it the key; a timeout is not kept."""
@@ -224,13 +224,13 @@ def _cached_check(code: str, *, torch_first: bool = False, distribution: str = "
            "torch": _files_digest("torch") if torch_first else None}
     if key["files"] is None:
         return run_import_check(code, torch_first=torch_first)
-    hit = analysis_cache.get("import-check", key, transformers=None)
+    hit = analysis_cache.get("import-check", key, transformers=None, use=cache)
     if isinstance(hit, dict) and isinstance(hit.get("ok"), bool):
         return ImportCheck(bool(hit["ok"]), hit.get("error"), dict(hit.get("details") or {}))
     found = run_import_check(code, torch_first=torch_first)
     if isinstance(found.ok, bool):
         analysis_cache.put("import-check", key, {"ok": found.ok, "error": found.error, "details": found.details},
-                           transformers=None)
+                           transformers=None, use=cache)
     return found
 
 
@@ -247,16 +247,24 @@ def probe_libraries(
     versions: Callable[[str], str | None] = _version,
     runner: Callable[..., ImportCheck] = run_import_check,
     hub_cache: Callable[[], list[str]] = cached_hub_kernels,
+    cache: bool = True,
 ) -> dict[str, LibraryInfo]:
     """Every library in LIBRARIES, checked in parallel child processes where a native part exists. `kernels`
-    also lists the Hub kernels in its local cache (`hub_cache`: fine-grained FP8 needs one, advisor/rules/fp8_kernel.py)."""
+    also lists the Hub kernels in its local cache (`hub_cache`: fine-grained FP8 needs one, advisor/rules/fp8_kernel.py).
+    `cache=False` (--no-cache): the checks neither read nor write the analysis cache; passed explicitly because
+    they run in pool threads, which a context variable does not reach."""
     found = {spec.distribution: versions(spec.distribution) for spec in LIBRARIES}
     to_check = [spec for spec in LIBRARIES if spec.check and found[spec.distribution] is not None]
     checks: dict[str, ImportCheck] = {}
     if import_checks and to_check:
+        from advisor.io import analysis_cache
+
+        cache = cache and analysis_cache.enabled()  # decided in this thread, not in the pool's
+
         def check(spec: LibrarySpec) -> ImportCheck:
             if runner is run_import_check:
-                return _cached_check(spec.check or "", torch_first=spec.needs_torch, distribution=spec.distribution)
+                return _cached_check(spec.check or "", torch_first=spec.needs_torch, distribution=spec.distribution,
+                                     cache=cache)
             return runner(spec.check or "", torch_first=spec.needs_torch)
 
         with ThreadPoolExecutor(max_workers=len(to_check)) as pool:

@@ -54,6 +54,7 @@ class TargetSpec:
     import_checks: bool = True
     import_torch: bool = True  # False: read torch's build from its files (recommend, check; issue 14)
     kernel_runs: bool = True
+    cache: bool = True  # False (--no-cache): the probe neither reads nor writes the analysis cache
     env: Environment | None = field(default=None, compare=False)
 
 
@@ -252,5 +253,5 @@ def resolve_target(spec: TargetSpec, *, knowledge: Knowledge | None = None) -> E
         from advisor.probe import collect_environment
 
         env = collect_environment(import_checks=spec.import_checks, knowledge=knowledge, import_torch=spec.import_torch,
-                                  kernel_runs=spec.kernel_runs)
+                                  kernel_runs=spec.kernel_runs, cache=spec.cache)
     return _apply_overrides(env, spec.assume, spec.without)

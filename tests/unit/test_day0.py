@@ -116,10 +116,15 @@ def test_matrix_reads_the_release_once_then_answers_from_the_cache(hidden: dict[
     assert {r["model_type"]: r for r in shipped["architectures"]}.keys() == {r["model_type"] for r in
                                                                            table["architectures"]}
     by_type = {r["model_type"]: r for r in table["architectures"]}
+    # issue 28: the shipped table holds the executed acceptance where it decided; a release read at day 0 is read
+    # from its classes (composites included), so cells where the execution found more are exempt here
+    accepted = json.loads((SHIPPED / "acceptance" / f"transformers-{release}.json").read_text())
     for row in shipped["architectures"]:  # the installed classes, read again: the same as the generator's table
         got = by_type[row["model_type"]]
-        assert all(got[impl] == row[impl] for impl in ("sdpa", "flash_attention_2", "flash_attention_3",
-                                                      "flex_attention")), row["model_type"]
+        executed = accepted["types"].get(row["model_type"], ["", "", {}])
+        reasons = executed[2]
+        assert all(got[impl] == row[impl] or impl in reasons for impl in
+                   ("sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")), row["model_type"]
     code, second, err = _advisor(hidden, "matrix", "--format", "json")
     assert code == 0 and err == "" and second == first  # from the cache: the same answer, nothing read again
     assert sorted(str(p.relative_to(cache)) for p in cache.rglob("*.json")) == entries

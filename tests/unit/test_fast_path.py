@@ -199,8 +199,7 @@ def test_the_installed_torch_build_read_from_files_matches_a_live_import() -> No
 
 def test_static_and_live_probes_agree_on_this_machine() -> None:
     pytest.importorskip("torch")
-    with analysis_cache.disabled():
-        live = collect_environment(import_checks=False)
+    live = collect_environment(import_checks=False, cache=False)
     static = collect_environment(import_checks=False, import_torch=False)
     assert static.gpus == live.gpus
     assert isinstance(live.torch, TorchInfo) and isinstance(static.torch, TorchInfo)

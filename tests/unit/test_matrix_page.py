@@ -130,7 +130,7 @@ def test_filters_pick_columns(browser_page: tuple[Any, list[str]]) -> None:
     page, errors = browser_page
     _show(page, "bert")
     page.select_option("#f-gen", "cc7.5")
-    assert page.locator("#matrix thead tr").nth(2).locator("th").count() == 5 * 3
+    assert page.locator("#matrix thead tr").nth(2).locator("th").count() == 6 * 3  # FA4 since issue 28
     page.select_option("#f-dtype", "float16")
     page.select_option("#f-impl", "flash_attention_2")
     assert page.locator("#matrix thead tr").nth(2).locator("th").count() == 1

@@ -90,8 +90,7 @@ def test_only_the_chosen_and_near_limit_candidates_are_simulated() -> None:
     assert estimated, "every candidate was simulated"
     assert all(not near_limit(o.memory) for o in estimated)
     # the same plan without --simulate and with an empty cache: every figure closed-form, and labelled so
-    with analysis_cache.disabled():
-        plain = make_plan(model, env, PlanRequest(seq_len=1024))
+    plain = make_plan(model, env, PlanRequest(seq_len=1024, cache=False))
     assert {o.memory.method for o in [plain.chosen, *plain.alternatives] if o is not None} == {"estimated"}
 
 

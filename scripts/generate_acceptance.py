@@ -1,0 +1,329 @@
+#!/usr/bin/env python
+"""Build `data/acceptance/transformers-<release>.json`: the attention acceptance each stored release executes.
+
+Per release: `pip install --target` into a throwaway folder (the wheelhouse and install machinery of
+`generate_attention_history.py`, cached under `.dev/acceptance/`), then `python -m advisor.knowledge.acceptance`
+in a child whose importable transformers is that release (`PYTHONPATH=<folder>:<repo>`, offline, `nice`). The child
+builds every model type with every implementation the release accepts by name, through the release's own load
+path (see `advisor/knowledge/acceptance.py` for the method). At most two children at once.
+
+Each output file is the reproduction its facts cite: the wheel (file name and sha256), the interpreter and torch,
+the packages installed beside it, the method, the command; one line per model type: its class, one verdict
+character per implementation ('1' accepted, '0' refused, '?' undecided, '-' name not accepted by the release), and
+the reason of every '0' and '?' (and notes on some '1').
+
+    python scripts/generate_acceptance.py                      # every release of data/attention_history.json
+    python scripts/generate_acceptance.py --releases 5.4.0 4.57.6
+    python scripts/generate_acceptance.py --refresh --releases 5.25.0   # redo one that exists
+
+Resume-friendly: a release whose output file exists is skipped (unless --refresh); a child's raw result is cached
+under `.dev/acceptance/results/`, so a rerun after a crash only writes what is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from packaging.version import Version
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+import generate_attention_history as gah  # noqa: E402  (the install/wheelhouse machinery)
+
+from advisor.knowledge.acceptance import IMPLS, METHOD, final_verdicts  # noqa: E402
+
+DEFAULT_OUTPUT = REPO / "data" / "acceptance"
+DEFAULT_CACHE = REPO / ".dev" / "acceptance"
+WHEEL_CACHES = (Path.home() / ".cache" / "advisor" / "transformers-wheels", REPO / ".dev" / "attention_history" / "wheels")
+CHARS = {True: "1", False: "0"}
+LEGEND = ("types: model_type -> [class built, one character per `impls` entry ('1' accepted, '0' refused, "
+          "'?' undecided, '-' the release does not accept the name at all), notes: impl -> reason of each '0' and '?' "
+          "(and how some '1' were accepted)]")
+
+
+def stored_releases() -> list[str]:
+    history = json.loads((REPO / "data" / "attention_history.json").read_text())
+    return list(history["releases"])
+
+
+def _seed_wheelhouse(wheels: Path) -> None:
+    """Reuse wheels already downloaded by the other generators (no network for those)."""
+    wheels.mkdir(parents=True, exist_ok=True)
+    for cache in WHEEL_CACHES:
+        if cache.is_dir():
+            for wheel in cache.glob("*.whl"):
+                if not (wheels / wheel.name).exists():
+                    shutil.copy2(wheel, wheels / wheel.name)
+
+
+def _wheel(wheels: Path, release: str) -> dict[str, str]:
+    found = sorted(wheels.glob(f"transformers-{release}-*.whl"))
+    if not found:
+        return {}
+    digest = hashlib.sha256(found[0].read_bytes()).hexdigest()
+    return {"file": found[0].name, "sha256": digest}
+
+
+HIDDEN = ("kernels",)  # newer than some releases can import (5.4's hub_kernels fails under kernels 0.19)
+
+
+def _shadow_site(python: str, cache: Path) -> Path:
+    """The interpreter's site-packages as links, without HIDDEN: the child runs with `-S` and this on its path,
+    so a release sees torch and the advisor's needs, and a `kernels` only where it installed one itself."""
+    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    shadow = cache / "site"
+    if shadow.exists():
+        shutil.rmtree(shadow)
+    shadow.mkdir(parents=True)
+    for entry in Path(site).iterdir():
+        if entry.name.split("-")[0].split(".")[0].lower() in HIDDEN or entry.suffix == ".pth":
+            continue
+        (shadow / entry.name).symlink_to(entry)
+    return shadow
+
+
+def _child_env(env_dir: Path, cache: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "HF_", "TRANSFORMERS_"))}
+    env.update(
+        PYTHONPATH=os.pathsep.join([str(env_dir), str(REPO), str(cache / "site")]),
+        PYTHONNOUSERSITE="1",
+        PYTHONWARNINGS="ignore",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        TRANSFORMERS_VERBOSITY="error",
+        TOKENIZERS_PARALLELISM="false",
+        OMP_NUM_THREADS="1",
+        HF_HOME=str(cache / "hf_home"),
+    )
+    return env
+
+
+def hub_floor(wheels: Path, release: str) -> str | None:
+    """The huggingface-hub minimum the release's wheel declares (`Requires-Dist`)."""
+    found = sorted(wheels.glob(f"transformers-{release}-*.whl"))
+    if not found:
+        return None
+    with zipfile.ZipFile(found[0]) as wheel:
+        meta = wheel.read(f"transformers-{release}.dist-info/METADATA").decode()
+    for line in meta.splitlines():
+        match = re.match(r"Requires-Dist: huggingface-hub\s*\(?([^;)]*)", line, re.I)
+        if match:
+            for part in match.group(1).split(","):
+                if part.strip().startswith(">="):
+                    return part.strip()[2:].strip()
+    return None
+
+
+def _install(python: str, wheels: Path, target: Path, release: str) -> str | None:
+    """`pip install --target` of the release with huggingface-hub at the release's declared minimum: the newest
+    hub's stricter dataclass validation rejects default configs of some 5.x releases (5.4.0: cohere2's
+    `use_cache`), which the hub those releases were made with accepts."""
+    floor = hub_floor(wheels, release)
+    requirements = [f"transformers=={release}"] + ([f"huggingface-hub=={floor}"] if floor else [])
+    args = ["install", "--quiet", "--no-index", "--find-links", str(wheels), "--target", str(target), *requirements]
+    for attempt in range(2):
+        if target.exists():
+            shutil.rmtree(target)
+        proc = gah._pip(python, *args)
+        if proc.returncode == 0:
+            return None
+        if attempt == 0:
+            with gah._download_lock:
+                fetched = gah._pip(python, "download", "--quiet", "--prefer-binary", "--dest", str(wheels),
+                                   *requirements)
+            if fetched.returncode != 0:
+                return f"pip download {' '.join(requirements)} failed: {gah._tail(fetched.stderr)}"
+    return f"pip install {' '.join(requirements)} failed: {gah._tail(proc.stderr)}"
+
+
+def run_release(release: str, *, python: str, cache: Path, refresh: bool, keep_env: bool,
+                timeout: int) -> dict[str, Any]:
+    """Install one release and run the acceptance child; the raw result (cached)."""
+    result_path = cache / "results" / f"{release}.json"
+    if result_path.exists() and not refresh:
+        cached: dict[str, Any] = json.loads(result_path.read_text())
+        if "rows" in cached:
+            gah.log(f"{release}: cached child result")
+            return cached
+    env_dir = cache / "envs" / release
+    marker = env_dir / ".installed-by-generate-acceptance"
+    started = time.monotonic()
+    record: dict[str, Any] = {"release": release}
+    error = None if marker.exists() else _install(python, cache / "wheels", env_dir, release)
+    if error:
+        record["error"] = error
+    else:
+        marker.touch()
+        record["packages"] = gah._installed_versions(env_dir)
+        with tempfile.TemporaryDirectory() as cwd:
+            try:
+                proc = subprocess.run(
+                    ["nice", "-n", "10", python, "-S", "-m", "advisor.knowledge.acceptance"],
+                    check=False, capture_output=True, text=True, timeout=timeout,
+                    env=_child_env(env_dir, cache), cwd=cwd,
+                )
+            except subprocess.TimeoutExpired:
+                proc = None
+        if proc is None:
+            record["error"] = f"the acceptance child timed out after {timeout} s"
+        elif proc.returncode != 0:
+            record["error"] = f"the acceptance child failed: {gah._tail(proc.stderr)}"
+        else:
+            try:
+                record.update(json.loads(proc.stdout.strip().splitlines()[-1]))
+            except (json.JSONDecodeError, IndexError) as exc:
+                record["error"] = f"the acceptance child printed no JSON: {exc}: {proc.stdout[:200]!r}"
+            if record.get("transformers") not in (None, release):
+                record["error"] = f"ran transformers {record.get('transformers')} instead of {release}"
+    if not keep_env:
+        shutil.rmtree(env_dir, ignore_errors=True)
+    record["seconds"] = round(time.monotonic() - started, 1)
+    if "error" not in record:
+        result_path.parent.mkdir(parents=True, exist_ok=True)
+        result_path.write_text(json.dumps(record) + "\n")
+    rows = len(record.get("rows", []))
+    gah.log(f"{release}: {'FAILED: ' + record['error'] if 'error' in record else f'{rows} model types'}"
+            f" ({record['seconds']} s)")
+    return record
+
+
+def compact(record: dict[str, Any], wheel: dict[str, str], python: str) -> dict[str, Any]:
+    """The committed form: one line per model type."""
+    executed = list(record["impls"])
+    impls = [i for i in IMPLS if i != "eager"]
+    types: dict[str, list[Any]] = {}
+    counts = {"accepted": 0, "refused": 0, "undecided": 0}
+    for row in sorted(record["rows"], key=lambda r: r["model_type"]):
+        row = final_verdicts(row)
+        flags, notes = [], {}
+        for impl in impls:
+            if impl not in executed:
+                flags.append("-")
+                continue
+            verdict = row["cells"].get(impl)
+            if isinstance(verdict, bool):
+                flags.append(CHARS[verdict])
+                counts["accepted" if verdict else "refused"] += 1
+                if impl in row.get("reasons", {}):
+                    notes[impl] = row["reasons"][impl]
+                elif verdict and impl in row.get("applied", {}):
+                    notes[impl] = f"accepted: applied as {row['applied'][impl]}"
+            else:
+                flags.append("?")
+                counts["undecided"] += 1
+                notes[impl] = str(verdict).removeprefix("undecided: ")
+        types[row["model_type"]] = [row["class"], "".join(flags), notes]
+    torch_version = subprocess.run([python, "-c", "import torch; print(torch.__version__)"], check=False,
+                                   capture_output=True, text=True).stdout.strip()
+    packages = record.get("packages", {})
+    return {
+        "schema_version": 1,
+        "transformers": record["release"],
+        "wheel": wheel,
+        "generated_by": f"python scripts/generate_acceptance.py --releases {record['release']}",
+        "method": METHOD,
+        "api": record["api"],
+        "environment": {
+            "python": sys.version.split()[0],
+            "torch": torch_version,
+            "packages": {k: v for k, v in sorted(packages.items())
+                         if k in ("huggingface-hub", "tokenizers", "safetensors", "numpy", "kernels")},
+            "flash_stubs": "flash-attn 2.8.3, flash-attn-3 3.0.0b1, flash-attn-4 4.0.0b4 (stubs); "
+                           + ", ".join(record.get("patched", [])) + " patched True",
+        },
+        "impls": impls,
+        "not_accepted": [i for i in impls if i not in executed],
+        "seconds": record.get("seconds"),
+        "counts": counts,
+        "legend": LEGEND,
+        "types": types,
+    }
+
+
+def dump(data: dict[str, Any]) -> str:
+    lines = ["{"]
+    items = list(data.items())
+    for index, (key, value) in enumerate(items):
+        comma = "," if index < len(items) - 1 else ""
+        if key == "types":
+            lines.append(' "types": {')
+            inner = list(value.items())
+            for j, (name, row) in enumerate(inner):
+                sep = "," if j < len(inner) - 1 else ""
+                lines.append(f"  {json.dumps(name)}: {json.dumps(row, separators=(', ', ': '))}{sep}")
+            lines.append(f" }}{comma}")
+        else:
+            lines.append(f" {json.dumps(key)}: {json.dumps(value)}{comma}")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--releases", nargs="+", help="releases to run (default: every stored release)")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="folder of the per-release files")
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
+    parser.add_argument("--jobs", type=int, default=2, help="releases at once (max 2)")
+    parser.add_argument("--python", default=sys.executable)
+    parser.add_argument("--refresh", action="store_true", help="redo releases whose file exists")
+    parser.add_argument("--keep-envs", action="store_true")
+    parser.add_argument("--timeout", type=int, default=3600, help="seconds per release child")
+    parser.add_argument("--recompact", action="store_true",
+                        help="rewrite the files of releases whose child result is cached, without running anything")
+    args = parser.parse_args(argv)
+    if args.recompact:
+        cache = args.cache_dir.resolve()
+        for path in sorted((cache / "results").glob("*.json")):
+            record = json.loads(path.read_text())
+            release = record["release"]
+            if args.releases and release not in args.releases:
+                continue
+            out = args.output / f"transformers-{release}.json"
+            out.write_text(dump(compact(record, _wheel(cache / "wheels", release), args.python)))
+            gah.log(f"rewrote {out.name} from {path.name}")
+        return 0
+
+    cache: Path = args.cache_dir.resolve()
+    _seed_wheelhouse(cache / "wheels")
+    _shadow_site(args.python, cache)
+    releases = args.releases or stored_releases()
+    releases = sorted(dict.fromkeys(releases), key=Version, reverse=True)  # newest first
+    todo = [r for r in releases if args.refresh or not (args.output / f"transformers-{r}.json").exists()]
+    gah.log(f"{len(todo)} of {len(releases)} releases to run: {' '.join(todo)}")
+    args.output.mkdir(parents=True, exist_ok=True)
+    failed = []
+
+    def one(release: str) -> None:
+        record = run_release(release, python=args.python, cache=cache, refresh=args.refresh,
+                             keep_env=args.keep_envs, timeout=args.timeout)
+        if "error" in record:
+            failed.append(release)
+            return
+        out = args.output / f"transformers-{release}.json"
+        out.write_text(dump(compact(record, _wheel(cache / "wheels", release), args.python)))
+        gah.log(f"wrote {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(args.jobs, 2))) as pool:
+        list(pool.map(one, todo))
+    gah.log(f"done: {len(todo) - len(failed)} written, {len(failed)} failed {failed or ''}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
