@@ -54,3 +54,8 @@ def load(model: str, **kwargs: Any) -> Any:
     from advisor.prove.smoke import load as _load
 
     return _load(model, **kwargs)
+
+
+def __dir__() -> list[str]:
+    """The public API (issue 31: dir(advisor) listed `Any` and `importlib`, not the lazy `recommend`)."""
+    return sorted([*__all__, "__version__"])

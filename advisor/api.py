@@ -151,6 +151,7 @@ class CheckResult(BaseModel):
 
     schema_version: int = SCHEMA_VERSION
     ok: bool
+    model: str | None = None  # the model checked (issue 31: several checks in a script could not be told apart)
     label: str
     target: str
     candidate: Candidate
@@ -287,7 +288,7 @@ def check(
     spec = pending.result()
     knowledge = load_knowledge()
     ctx = replace(make_context(spec, env, knowledge, batch=batch, seq_len=seq_len, allow_download=allow_download),
-                  from_pretrained=data)
+                  from_pretrained=data, dtype_given=bool(dtype or data.get("dtype") or data.get("torch_dtype")))
     candidate = _config_candidate(data, ctx, spec, attn, dtype, quantize)
     evaluation = evaluate(ctx, candidate, always_simulate=simulate, cache=cache)
     findings = run_environment_rules(ctx) + evaluation.findings
@@ -304,7 +305,7 @@ def check(
     from advisor.plan.ranking import measured_notes
 
     notes = measured_notes(spec, env, candidate, batch=batch) if measurements else []
-    return CheckResult(ok=not failures, label=candidate.label(), target=env.description or env.source,
+    return CheckResult(ok=not failures, model=spec.name, label=candidate.label(), target=env.description or env.source,
                        candidate=candidate, failures=failures, warnings=warnings, memory=evaluation.memory,
                        measurements=notes, parallelism=parallelism,
                        facts_source=knowledge.releases.source_of(env.version_of("transformers")))

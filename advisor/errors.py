@@ -47,7 +47,8 @@ class EnvironmentFileError(AdvisorError):
     """An --env file that cannot be read or does not hold a snapshot."""
 
     def __init__(self, path: str, problem: str) -> None:
-        super().__init__(f"cannot use environment file {path}: {problem}; write one with `advisor probe -o FILE`")
+        fix = "" if "advisor probe" in problem else "; write one with `advisor probe -o FILE.json`"
+        super().__init__(f"cannot use environment file {path}: {problem}{fix}")
 
 
 class OutputFileError(AdvisorError):
@@ -59,7 +60,25 @@ class OutputFileError(AdvisorError):
 
 class UnknownGpuError(AdvisorError, LookupError):
     def __init__(self, name: str, known: list[str]) -> None:
-        super().__init__(f"unknown GPU {name!r}; known GPUs: {', '.join(known)} (or describe a machine with --env FILE)")
+        close = _close_gpus(name, known)
+        if close:
+            super().__init__(f"unknown GPU {name!r}; did you mean {', '.join(close)}? "
+                             "(or describe a machine with --env FILE)")
+        else:
+            super().__init__(f"unknown GPU {name!r}; known GPUs: {', '.join(known)} "
+                             "(or describe a machine with --env FILE)")
+
+
+def _close_gpus(name: str, known: list[str]) -> list[str]:
+    """The variants a short name stands for (A100 -> A100-40GB, A100-80GB), else the near spellings."""
+    import difflib
+
+    wanted = name.strip().lower()
+    variants = [k for k in known if k.lower().startswith(wanted) and len(wanted) >= 2]
+    if variants:
+        return variants
+    lowered = {k.lower(): k for k in known}
+    return [lowered[c] for c in difflib.get_close_matches(wanted, list(lowered), n=3, cutoff=0.6)]
 
 
 class ModelResolutionError(AdvisorError):
@@ -103,7 +122,7 @@ class ManifestError(UsageError):
         self.path, self.line, self.field = path, line, field
         where = f"{path}, line {line}" if line is not None else f"{path}"
         what = f", field {field}" if field else ""
-        super().__init__(f"manifest {where}{what}: {problem}; see docs/manifest.md")
+        super().__init__(f"manifest {where}{what}: {problem}; see `advisor explain manifest`")
 
 
 class RemoteCodeError(UsageError):

@@ -47,7 +47,7 @@ targets:
   - {cpu: true, name: laptop}
 workload:
   batch: 4
-  seq_len: 2048
+  seq_len: 512                         # within every model's positions (a BERT classifier: 512; SEQ001 past them)
 ```
 
 The same in TOML: `[[models]]` / `[[targets]]` tables, `[models.from_pretrained]` for kwargs and a

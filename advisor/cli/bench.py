@@ -23,15 +23,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     workload = base.model_copy(update={k: v for k, v in (("batch", args.batch), ("prompt", args.seq_len),
                                                          ("new_tokens", args.new_tokens)) if v is not None})
     if args.plot is not None:
+        from advisor.render.plot import require_matplotlib
+
+        require_matplotlib()  # before any work (issue 31: it failed after 25 s)
         check_output(args.plot, force=args.force)
     env = resolve_target(TargetSpec(cpu=args.cpu))
 
     def progress(done: int, total: int, label: str) -> None:
         if sys.stderr.isatty() or envvars.read(envvars.PROGRESS):
-            bar = "#" * int(30 * done / max(total, 1))
-            sys.stderr.write(f"\r[{bar:<30}] {done}/{total} {label[:50]:<50}")
-            if done == total:
-                sys.stderr.write("\n")
+            from advisor.prove.bench import progress_line
+
+            sys.stderr.write(progress_line(done, total, label))
+            sys.stderr.flush()
 
     request = PlanRequest(attn=args.attn, dtype=args.dtype or "auto", quantize=args.quantize or "auto",
                           simulate=args.simulate)

@@ -37,7 +37,8 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         from advisor.matrix.table import filter_model_types
 
         full = full_matrix(args.transformers)
-        keep = set(filter_model_types([a.model_type for a in full.architectures], args.model_type))
+        keep = set(filter_model_types([a.model_type for a in full.architectures], args.model_type,
+                                      full.transformers))
         obj = full.model_copy(update={"architectures": [a for a in full.architectures if a.model_type in keep]})
     else:
         from advisor.knowledge import load_knowledge

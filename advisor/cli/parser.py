@@ -44,7 +44,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _target_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("target (default: this machine)")
-    g.add_argument("--env", type=Path, metavar="FILE", help="a snapshot from `advisor probe -o FILE`")
+    g.add_argument("--env", type=Path, metavar="FILE", help="a snapshot from `advisor probe -o FILE.json`")
     g.add_argument("--gpu", action="append", default=[], metavar="NAME",
                    help="a GPU from the shipped table; repeat for several cards (--gpu A100-80GB --gpu A100-80GB)")
     g.add_argument("--cpu", action="store_true", help="a machine with no GPU, with this machine's libraries")
@@ -68,7 +68,7 @@ def _model_options(p: argparse.ArgumentParser, required: bool = True) -> None:
 def _output_options(p: argparse.ArgumentParser, formats: Sequence[str], default: str = "text") -> None:
     p.add_argument("--format", choices=formats, default=default, help=f"output format (default: {default})")
     p.add_argument("-o", "--output", type=Path, metavar="FILE",
-                   help="write to FILE instead of stdout (- is stdout; see docs/security.md, 'What -o writes')")
+                   help="write to FILE instead of stdout (- is stdout; see `advisor explain security`, 'What -o writes')")
     p.add_argument("--force", action="store_true", help="replace an output file even if it is read-only")
 
 
@@ -82,14 +82,14 @@ def _tp_option(p: argparse.ArgumentParser) -> None:
     """Issue 30: tensor parallel of size N (advisor/plan/parallelism.py; smoke: N CPU processes through torchrun)."""
     p.add_argument("--tp", type=_positive, default=None, metavar="N",
                    help="tensor parallel of size N (DistributedConfig(tp_size=N), one process per rank under "
-                        "torchrun; see docs/parallelism.md)")
+                        "torchrun; see `advisor explain parallelism`)")
 
 
 def _measurement_options(p: argparse.ArgumentParser, prefer: bool = True) -> None:
     """Issue 12: the measurement store and the preference that ranks quantization and dtype."""
     if prefer:
         p.add_argument("--prefer", choices=("speed", "quality", "memory"), default="quality",
-                       help="rank quantization and dtype for this (default: quality; see docs/prefer.md)")
+                       help="rank quantization and dtype for this (default: quality; see `advisor explain prefer`)")
     p.add_argument("--no-measurements", action="store_true",
                    help="ignore measurements (the local store of `advisor tune` and the shipped ones)")
     if prefer:  # issue 29: whether a compiled kernel's first call (flex_attention, flash-attn-4) counts
@@ -137,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     _verbose_option(p, "")
     _target_options(p)
     _output_options(p, ("json", "text"), default="text")
+    p.set_defaults(format=None)  # none given: JSON for -o FILE.json (what --env reads), else text (issue 31)
     p.add_argument("--no-import-check", action="store_true", help="skip importing native extensions in child processes")
     p.add_argument("--no-kernel-runs", action="store_true", help="skip the tiny GPU call per installed kernel")
     p.set_defaults(func=cmd_probe)
@@ -157,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only plans in this dtype (default auto: the planner picks)")
     p.add_argument("--quantize", choices=("auto", "none", "8bit", "4bit", *METHOD_QUANTIZATIONS), default="auto",
                    help="only plans with this quantization: bitsandbytes 8bit/4bit or another method where it can run "
-                        "(docs/quantization.md; default auto: the planner picks)")
+                        "(`advisor explain quantization`; default auto: the planner picks)")
     p.add_argument("--batch", type=_positive, default=1, help="sequences per forward pass, for the KV cache (default 1)")
     p.add_argument("--seq-len", type=_positive, default=None,
                    help="tokens per sequence, prompt plus output (default: min(4096, max positions))")
@@ -172,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     _verbose_option(p, "")
     _model_options(p, required=False)
     p.add_argument("--manifest", type=Path, metavar="FILE",
-                   help="check every model x target pair of a YAML/TOML manifest (docs/manifest.md)")
+                   help="check every model x target pair of a YAML/TOML manifest (`advisor explain manifest`)")
     _target_options(p)
     p.add_argument("--config", type=Path, metavar="FILE.json", help="from_pretrained kwargs as JSON (or recommend's JSON)")
     p.add_argument("--attn", metavar="IMPL", help="attn_implementation (eager, sdpa, flash_attention_2, ...)")
@@ -260,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("explain", help="what a rule code (ATTN005, MEM001, ...) checks, why, and the fix")
-    p.add_argument("code", metavar="CODE", help="a rule code from a report, e.g. ATTN005")
+    p.add_argument("code", metavar="CODE", help="a rule code from a report, e.g. ATTN005, or a guide: prefer, manifest, security, ...")
     p.set_defaults(func=cmd_explain)
     return parser
 

@@ -15,7 +15,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
         import_checks=not args.no_import_check, kernel_runs=not args.no_kernel_runs,
         cache=not getattr(args, "no_cache", False), **target_args(args)
     )
-    fmt = "json" if args.format == "json" else "text"
-    args.format = fmt
+    from advisor.io.write_output import format_for_output
+
+    args.format = format_for_output(args.format, args.output, ("json", "text"), "text")
     emit(args, env)
     return 0

@@ -36,5 +36,9 @@ def run_tune_command(args: argparse.Namespace) -> TuneReport:
     config = None if args.checkpoint else model_config_dict(model, args.model)
     started = time.perf_counter()
     env = resolve_target(TargetSpec(kernel_runs=False))  # tune runs the kernels itself, on the model's shapes
+    if not env.gpu_list:  # issue 31: CPU rows were recorded that recommend never reads (measurements are per GPU)
+        raise UsageError("tune measures a GPU and this machine has none; on the CPU recommend keeps its static "
+                         "order (float32 is fastest on most CPUs): time the options here with "
+                         "`advisor bench MODEL --cpu`")
     return run_tune(model, env, config, workload=args.workload, budget=args.budget_seconds, started=started,
                     record=not args.no_measurements, simulate=args.simulate)

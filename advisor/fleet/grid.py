@@ -79,12 +79,19 @@ def _cell(model: str, machine: str, plan: Any) -> FleetCell:
         return FleetCell(model=model, machine=machine, ok=True, config=plan.chosen.label,
                          from_pretrained=plan.from_pretrained, memory_gib=round(plan.memory.total_bytes / gib, 2),
                          budget_gib=round(plan.memory.budget_bytes / gib, 2))
+    from advisor.plan.verdict import headline_fix
+
     rejected = sorted(plan.rejected, key=lambda r: _blocking_rank(r, plan.rejected))
     seen: set[str] = set()
     top = [r for r in rejected if not (r.rule in seen or seen.add(r.rule))][:3]  # type: ignore[func-returns-value]
     reasons = [f"{r.rule}: {r.reason}" for r in top]
-    rejected = top
-    return FleetCell(model=model, machine=machine, ok=False, reasons=reasons, fix=rejected[0].fix if rejected else None)
+    fix = top[0].fix if top else None
+    lead = headline_fix(plan.fixes)  # the change recommend's verdict leads with, unless the machine blocks all
+    if lead is not None and not (top and top[0].option == "environment"):
+        reasons = [f"{', '.join(lead.rules)}: {lead.reason}"] + [
+            f"{r.rule}: {r.reason}" for r in top if r.rule not in lead.rules][:2]
+        fix = lead.fix
+    return FleetCell(model=model, machine=machine, ok=False, reasons=reasons, fix=fix)
 
 
 def build_fleet(models: Sequence[str], env_files: Sequence[Path] = (), gpus: Sequence[str] = (), *,

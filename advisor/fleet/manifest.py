@@ -483,6 +483,25 @@ def _environment(loaded: LoadedManifest, entry: TargetEntry) -> Environment:
                               without=entry.without, import_checks=False)
 
 
+# the command line's workload options, as a manifest spells them (issue 31: SEQ001 said "use --seq-len")
+_MANIFEST_TERMS = (("--seq-len", "workload.seq_len"), ("--batch", "workload.batch"))
+
+
+def _manifest_terms(text: str) -> str:
+    for option, field in _MANIFEST_TERMS:
+        text = text.replace(option, field)
+    return text
+
+
+def _in_manifest_terms(pair: PairResult) -> PairResult:
+    """The pair's findings with their fixes in the manifest's own field names."""
+    def reword(findings: list[Finding]) -> list[Finding]:
+        return [f.model_copy(update={"message": _manifest_terms(f.message), "fix": _manifest_terms(f.fix)})
+                for f in findings]
+
+    return pair.model_copy(update={"failures": reword(pair.failures), "warnings": reword(pair.warnings)})
+
+
 def run_manifest(loaded: LoadedManifest, *, trust_remote_code: bool = False, simulate: bool = False,
                  progress: Callable[[int, int, str], None] | None = None) -> CheckSuite:
     """Check every model x target pair; models and targets are resolved once each (`simulate`: --simulate)."""
@@ -515,6 +534,7 @@ def run_manifest(loaded: LoadedManifest, *, trust_remote_code: bool = False, sim
                 pair = PairResult(model=entry.model, target=label, mode="check", ok=result.ok, config=result.label,
                                   from_pretrained=kwargs, failures=result.failures, warnings=result.warnings,
                                   memory=result.memory)
+            pair = _in_manifest_terms(pair)
             pairs.append(pair.model_copy(update={"line": line, "seconds": round(time.perf_counter() - started, 3)}))
             if progress is not None:
                 progress(len(pairs), total, pair.name)

@@ -35,7 +35,7 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from types import FrameType
@@ -46,6 +46,7 @@ from advisor.errors import OutputFileError, UsageError
 
 __all__ = [
     "PAUSE_ENV",
+    "format_for_output",
     "STDOUT_NAMES",
     "TEMP_PREFIX",
     "WAIT_ENV",
@@ -425,3 +426,17 @@ def _replace(dest: Destination, data: bytes) -> None:
                 _unlink_quietly(window.temp)
                 window.temp = None
             raise
+
+
+
+def format_for_output(given: str | None, output: str | os.PathLike[str] | None, formats: Sequence[str],
+                      default: str) -> str:
+    """The --format given, else the one the -o file's extension names (snap.json -> json), else `default`."""
+    if given is not None:
+        return given
+    if output is not None and not is_stdout(output):
+        suffix = os.path.splitext(os.fspath(output))[1].lower()
+        named = {".md": "markdown", ".htm": "html", ".txt": "text"}.get(suffix, suffix.lstrip("."))
+        if named in formats:
+            return named
+    return default

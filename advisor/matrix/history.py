@@ -586,7 +586,7 @@ def full_matrix(version: str | None = None) -> FullMatrix:
     ]
     return FullMatrix(
         transformers=table.transformers,
-        source=where,
+        source=where.split(" (")[0],  # the data file; the page names `advisor matrix --full`, no maintainer script (issue 31)
         impls=impls,
         dtypes=list(DTYPES),
         generations=generations,

@@ -50,11 +50,17 @@ class MatrixView(BaseModel):
     facts_source: str | None = Field(None, description="Where the rows came from when not from the shipped tables.")
 
 
-def filter_model_types(names: Sequence[str], wanted: Sequence[str]) -> list[str]:
-    """The names matching any of `wanted` (exact or shell pattern, case-insensitive); none matching is a usage error."""
+def filter_model_types(names: Sequence[str], wanted: Sequence[str], release: str | None = None) -> list[str]:
+    """The names matching any of `wanted` (exact or shell pattern, case-insensitive); none matching is a usage error,
+    and so is an exact name absent from `release` (issue 31: `--model-type qwen3` on 4.40.2 was dropped unsaid)."""
     if not wanted:
         return list(names)
     keep = [n for n in names if any(fnmatch.fnmatch(n.lower(), w.lower()) for w in wanted)]
+    lower = {n.lower() for n in names}
+    for w in wanted:
+        if release is not None and not any(ch in w for ch in "*?[") and w.lower() not in lower and \
+                (where := _first_seen(w, release)):
+            raise UsageError(f"model type {w!r} does not exist in transformers {release}{where}")
     if not keep:
         close = difflib.get_close_matches(wanted[0].lower(), [n.lower() for n in names], n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else "; patterns like 'llama*' work too"
@@ -62,14 +68,32 @@ def filter_model_types(names: Sequence[str], wanted: Sequence[str]) -> list[str]
     return keep
 
 
+def _first_seen(model_type: str, release: str) -> str:
+    """Where a model type absent from `release` does appear, as a hint (empty when no stored release has it)."""
+    from advisor.knowledge.history import first_support
+
+    try:
+        found = first_support(model_type.lower())
+    except KeyError:
+        return ""
+    if found.absent_from and Version(release) >= Version(found.absent_from):
+        renamed = f", renamed {found.renamed_to}" if found.renamed_to else ""
+        return f" (removed in {found.absent_from}{renamed})"
+    present = found.present_from
+    return f" (first in {present}; pass --transformers {present} or later)" if present else ""
+
+
 def matrix_view(table: AttentionSupportTable, where: str, requested: str | None,
                 model_types: Sequence[str] = ()) -> MatrixView:
     fa4 = Version(table.transformers) >= FA4_SINCE
     rows = sorted(table.architectures, key=lambda a: (a.model_type, a.class_name))
-    keep = set(filter_model_types([a.model_type for a in rows], model_types))
+    keep = set(filter_model_types([a.model_type for a in rows], model_types, table.transformers))
     answered = where
     if requested is not None and Version(requested) != Version(table.transformers):
-        answered = f"transformers {table.transformers}, the newest stored release at or below {requested}"
+        asked, stored = Version(requested), Version(table.transformers)
+        answered = (f"transformers {table.transformers}, the stored patch of {asked.major}.{asked.minor}"
+                    if (asked.major, asked.minor) == (stored.major, stored.minor) else
+                    f"transformers {table.transformers}, the newest stored release at or below {requested}")
     return MatrixView(
         transformers=table.transformers,
         requested=requested,

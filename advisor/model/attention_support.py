@@ -170,5 +170,8 @@ def table_for(
         at = history.support_at(wanted)
     except ValueError as exc:
         raise UsageError(f"{exc}; stored releases: {history.releases[0]} to {history.releases[-1]}") from None
+    if at.match == "older_release":  # every minor from the first stored one on is stored: this one was never released
+        raise UsageError(f"transformers {wanted} is not a release (no {Version(wanted).major}.{Version(wanted).minor}.x "
+                         f"exists); name one such as {at.release}, or see `advisor matrix --history MODEL_TYPE`")
     where = f"data/attention_history.json: release {at.release} ({at.match.replace('_', ' ')} for {wanted})"
     return history.table_at(wanted), where

@@ -5,13 +5,14 @@ Made by `advisor.model.resolve`; read by every room above the model.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from advisor.model.prequantized import CheckpointQuantization
 
-__all__ = ["WEIGHT_FILES", "ModelSpec", "shape_signature"]
+__all__ = ["WEIGHT_FILES", "TOKENIZER_FILES", "ModelSpec", "has_tokenizer", "shape_signature"]
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
@@ -74,3 +75,14 @@ def shape_signature(model: ModelSpec) -> str:
     """hidden, heads, KV heads, head_dim, layers: what a kernel's speed depends on besides the model type."""
     return (f"h{model.hidden_size}-a{model.num_attention_heads}-kv{model.num_key_value_heads}"
             f"-d{model.head_dim}-l{model.num_layers}")
+
+
+TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model",
+    "vocab.json", "vocab.txt",
+)
+
+
+def has_tokenizer(folder: str) -> bool:
+    """Whether the folder ships tokenizer files: transformers 5 builds an empty tokenizer from nothing."""
+    return any(os.path.isfile(os.path.join(folder, name)) for name in TOKENIZER_FILES)

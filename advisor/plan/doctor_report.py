@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from advisor.model.towers import shape_line
 from advisor.facts import SCHEMA_VERSION, Environment, GpuInfo, TorchInfo, Unavailable, known
 from advisor.findings import Finding, Severity
 from advisor.numbers import GiB, diff, millis, plural, seconds, size
@@ -200,7 +201,7 @@ def _blocking(dist: str, rec: Recommendation | None) -> tuple[Status, str]:
 
 def _kernel_runs(env: Environment) -> Section:
     """One tiny call per installed kernel on the GPU (advisor/probe/kernels.py): ran, failed (why), or not run."""
-    reasons = {str(run.runs) for run in env.kernel_runs.values() if not isinstance(run.runs, bool)}
+    reasons = {run.runs.reason for run in env.kernel_runs.values() if isinstance(run.runs, Unavailable)}
     if len(reasons) == 1 and all(not isinstance(run.runs, bool) for run in env.kernel_runs.values()):
         return Section(title="Kernel runs", items=[Item(name=", ".join(env.kernel_runs), status="info", value=reasons.pop())])
     items = []
@@ -213,7 +214,7 @@ def _kernel_runs(env: Environment) -> Section:
         elif run.runs is False:
             items.append(Item(name=name, status="problem", value=f"fails: {env.kernel_failure(name)}"))
         else:
-            items.append(Item(name=name, status="info", value=str(run.runs)))
+            items.append(Item(name=name, status="info", value=run.runs.reason))
     return Section(title="Kernel runs", items=items)
 
 
@@ -239,7 +240,8 @@ def _libraries(env: Environment, rec: Recommendation | None = None) -> Section:
             value += ", imports and loads"
         for key, detail in lib.details.items():
             if key != "module" and (key != "available" or status == "problem"):
-                value += f"; {key}: {', '.join(detail) if isinstance(detail, list) else detail}"
+                shown = ", ".join(detail) if isinstance(detail, list) else detail
+                value += f"; {key}: {shown}" if shown not in ("", None) else f"; {key}: none"  # never `key: ;`
         items.append(Item(name=dist, status=status, value=value,
                           fix="reinstall a build matching this torch/CUDA" if status == "problem" else ""))
     return Section(title="Kernels and libraries", items=items)
@@ -258,8 +260,7 @@ def _quant_methods(env: Environment) -> Section:
 def _model(rec: Recommendation) -> list[Section]:
     m = rec.model
     compat = [
-        Item(name="model", status="ok", value=f"{m.display}, {m.num_layers} layers, {m.num_attention_heads} heads "
-             f"({m.num_key_value_heads} KV), head_dim {m.head_dim}, stored {m.stored}"),
+        Item(name="model", status="ok", value=f"{m.display}, {shape_line(m)}, stored {m.stored}"),
     ]
     for impl, supported in rec.attention_support.items():
         compat.append(Item(name=impl, status="ok" if supported else "info",

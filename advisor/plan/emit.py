@@ -127,9 +127,11 @@ _TEMPLATES = Jinja(
 
 
 def python_snippet(
-    *, model_name: str, auto_class: str, kwargs: dict[str, Any], tokenizer: dict[str, Any], generative: bool
+    *, model_name: str, auto_class: str, kwargs: dict[str, Any], tokenizer: dict[str, Any], generative: bool,
+    tokenizer_files: bool = True,
 ) -> str:
-    """A runnable script that loads the model exactly as planned."""
+    """A runnable script that loads the model exactly as planned. `tokenizer_files=False` (a folder without
+    them, as smoke detects): token ids stand in for text, since AutoTokenizer would fail there (issue 31)."""
     bnb = kwargs.get("quantization_config")
     bnb_args = {}
     method = ""
@@ -149,5 +151,6 @@ def python_snippet(
         bnb=bnb_args,
         method=method,
         tokenizer=tokenizer,
+        tokenizer_files=tokenizer_files,
         generative=generative,
     )

@@ -213,6 +213,9 @@ def rerank(options: Sequence[PlanOption], model: ModelSpec, env: Environment, *,
         else:
             what_of = f"the first call of {first.label}" if serving == "one-shot" else first.label
             notes.insert(0, f"measured {where}, but not {what_of}: static order kept")
+    elif measurements and ranked and versions_of(env).gpu == "CPU":
+        notes.insert(0, "unmeasured: measurements are per GPU and this target is the CPU; static order kept "
+                        "(`advisor bench MODEL --cpu` times the options here)")
     elif measurements and ranked:
         notes.insert(0, f"unmeasured: no measurement of {model.model_type} ({shape_signature(model)}) for "
                         f"{versions_of(env).gpu}, {workload}; static order kept (run `advisor tune` on that GPU)")

@@ -17,13 +17,14 @@ from advisor.facts import Environment, TorchInfo, known
 from advisor.findings import Finding, Severity
 from advisor.knowledge import Knowledge, load_knowledge, version_matches
 from advisor.model.attention_support import attention_support
-from advisor.model.spec import ModelSpec
+from advisor.model.spec import ModelSpec, has_tokenizer
 from advisor.numbers import GiB, plural, size
 from advisor.plan.emit import from_pretrained_json, python_snippet
+from advisor.plan.headline import brief, fit
 from advisor.plan.options import Evaluation, PlanOption, PlanRequest, Recommendation, Rejection
 from advisor.plan.parallelism import Parallelism
 from advisor.plan.ranking import rerank
-from advisor.plan.verdict import RankedFix, group_label, rank_fixes
+from advisor.plan.verdict import RankedFix, group_label, headline_fix, rank_fixes
 from advisor.rules import run_candidate_rules, run_environment_rules
 from advisor.rules.base import Context
 from advisor.rules.kernels import advice as kernel_advice
@@ -190,11 +191,13 @@ def _verdict(env: Environment, chosen: PlanOption | None, fixes: list[RankedFix]
                 f"{size(chosen.memory.budget_bytes)}.")
     if blocking:
         f = blocking[0]
-        return f"Nothing runs on {where}: {f.message} ({f.code}). Fix: {f.fix}."
-    top = next((r for r in fixes if r.unblocks), None)
+        return fit(f"Nothing runs on {where}: ", f.message, f" ({f.code}). Fix: {brief(f.fix, 90)}.")
+    top = headline_fix(fixes)
     if top is not None:
-        return (f"Nothing fits on {where}: {top.reason} ({', '.join(top.rules)}). `{top.fix}` would unblock {top.unblocks} of "
-                f"{plural(total, 'candidate')}, best {top.best} at {size(top.best_total_bytes)} of {size(top.best_budget_bytes)}.")
+        return fit(f"Nothing fits on {where}: ", top.reason,
+                   f" ({', '.join(top.rules)}). `{brief(top.fix, 90)}` would unblock {top.unblocks} of "
+                   f"{plural(total, 'candidate')}, best {top.best} at {size(top.best_total_bytes)} of "
+                   f"{size(top.best_budget_bytes)}.")
     smallest = min(failed, key=lambda e: (e.memory.total_bytes, len(e.failures)), default=None)
     if smallest is not None and any(f.code == "MEM001" for f in smallest.failures):
         return (f"Nothing fits on {where} (MEM001): the smallest candidate, {smallest.candidate.label()}, needs "
@@ -202,7 +205,7 @@ def _verdict(env: Environment, chosen: PlanOption | None, fixes: list[RankedFix]
                 f"use more or larger GPUs, or shorten --seq-len / --batch.")
     if smallest is not None:
         f = smallest.failures[0]
-        return f"Nothing runs on {where}: {f.message} ({f.code}). Fix: {f.fix}."
+        return fit(f"Nothing runs on {where}: ", f.message, f" ({f.code}). Fix: {brief(f.fix, 90)}.")
     return f"Nothing runs on {where}: no candidate matches the request."
 
 
@@ -339,6 +342,7 @@ def make_plan(
         python = python_snippet(
             model_name=model.path or model.name, auto_class=auto_class_name(model), kwargs=chosen.from_pretrained,
             tokenizer=tokenizer, generative=model.generative,
+            tokenizer_files=model.path is None or has_tokenizer(str(model.path)),
         )
     findings = env_findings + (chosen.findings if chosen else [])
     fixes = rank_fixes([(e.candidate, e.failures, e) for e in failed], lambda e: _rank(ctx, e), len(universe),

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from advisor.candidate import Candidate
 from advisor.findings import Finding
 
-__all__ = ["RankedFix", "group_label", "rank_fixes", "installs", "switch_rules"]
+__all__ = ["RankedFix", "group_label", "headline_fix", "rank_fixes", "installs", "switch_rules"]
 
 
 _PIP = re.compile(r"pip install (?:(?:-U|--upgrade|--no-build-isolation|--force-reinstall)\s+)*'?([A-Za-z0-9][A-Za-z0-9._-]*)")
@@ -38,6 +38,12 @@ class RankedFix(BaseModel):
     best_total_bytes: int | None = None
     best_budget_bytes: int | None = None
     improves: bool = False  # its best candidate would rank above the current choice (always, when none is viable)
+
+
+def headline_fix(fixes: Sequence[RankedFix]) -> RankedFix | None:
+    """The change a blocked plan leads with (recommend's verdict and the fleet view's cell alike, issue 31): the
+    fix of the machine that alone unblocks the most candidates; None when no single change unblocks one."""
+    return next((r for r in fixes if r.unblocks), None)
 
 
 def installs(fix: str) -> str | None:

@@ -197,8 +197,9 @@ def probe_kernel_runs(
     if isinstance(torch_info, Unavailable):
         return not_run(specs, f"nothing was run: torch is unavailable ({torch_info.reason})")
     if torch_info.cuda_available is not True or isinstance(gpus, Unavailable) or not gpus:
-        why = gpus.reason if isinstance(gpus, Unavailable) else "torch.cuda.is_available() is False"
-        return not_run(specs, f"nothing was run: no GPU for torch {torch_info.version} ({why})")
+        # the GPUs entry says why there is none: not repeated here in nested parentheses (issue 31)
+        why = "" if isinstance(gpus, Unavailable) else " (torch.cuda.is_available() is False)"
+        return not_run(specs, f"nothing was run: no GPU for torch {torch_info.version}{why}")
     started = early.result() if early is not None else {}
     missing = [s for s in specs if s.kind not in started]
     ran = run_kernels(missing, device="cuda:0", dtypes=device_dtypes(gpus[0].dtypes)) if missing else {}

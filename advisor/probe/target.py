@@ -58,10 +58,22 @@ class TargetSpec:
     env: Environment | None = field(default=None, compare=False)
 
 
+def _text_report(path: Path) -> bool:
+    """Whether `path` starts like probe's or doctor's text report."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read(64).startswith("Inference Advisor ")
+    except OSError:
+        return False
+
+
 def load_environment(path: Path) -> Environment:
     try:
         raw = read_json_file(path, what="environment file", limit=SNAPSHOT_MAX_BYTES)
     except InputFileError as exc:
+        if _text_report(path):  # issue 31: `probe -o snap.txt` (or an old advisor's `-o snap.json`) wrote the text
+            raise EnvironmentFileError(exc.shown, "it holds probe's text report, not its JSON snapshot; "
+                                       "re-run `advisor probe --format json -o FILE`") from None
         raise EnvironmentFileError(exc.shown, exc.problem) from None
     if isinstance(raw, dict) and "host" not in raw:
         raw = raw.get("environment", raw)  # accept `doctor --format json` output too

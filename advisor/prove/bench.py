@@ -23,7 +23,7 @@ from advisor.plan.emit import quantization_of
 from advisor.plan.options import PlanRequest
 from advisor.plan.recommend import auto_class_name, make_plan
 
-__all__ = ["WORKLOADS", "Workload", "BenchRow", "BenchReport", "run_bench", "repredict"]
+__all__ = ["WORKLOADS", "Workload", "BenchRow", "BenchReport", "run_bench", "repredict", "progress_line"]
 
 CONTROL = "control: the advisor's choice, run again"
 
@@ -69,6 +69,7 @@ class BenchRow(Trial):
     baseline: str | None = None
     processes: int = 1
     spread: float | None = None  # (max - min) / max of the metric over its processes
+    too_short: list[str] = []  # figures (null) whose step was too short to time, e.g. a decode of one token
 
 
 class BenchReport(BaseModel):
@@ -177,9 +178,10 @@ def run_bench(
                 ttft_ms=measured.get("ttft_ms"), peak_memory_bytes=peak, predicted_peak_bytes=guess,
                 memory_error=(guess - peak) / peak if guess and peak else None,
                 advisor_choice=label == chosen, baseline=baseline, processes=len(results),
-                spread=_spread(samples[label]),
+                spread=_spread(samples[label]), too_short=measured.get("too_short", []),
             ))
-        scored = [(getattr(r, w.metric) or 0.0, r.label) for r in rows if r.ok]
+        # the control run is the noise yardstick, not a candidate: never the best, nor the top of choice/best
+        scored = [(getattr(r, w.metric) or 0.0, r.label) for r in rows if r.ok and r.baseline != CONTROL]
         best = max(scored)[1] if scored else None
         choice = next((getattr(r, w.metric) for r in rows if r.advisor_choice and r.ok), None)
         same = [v for label, values in samples.items() if label == chosen or label == CONTROL for v in values]
@@ -198,6 +200,11 @@ def _refused(plan: Any) -> str:
         return ""
     reasons = "; ".join(f"{r.option}: {r.reason}" for r in plan.rejected[:3])
     return f"no viable configuration to time ({reasons})"
+
+
+def progress_line(done: int, total: int, label: str) -> str:
+    """One stderr line per candidate as it starts (issue 31: a 317 s bench printed nothing until the end)."""
+    return f"advisor: bench {done}/{total}: done\n" if done >= total else f"advisor: bench {done + 1}/{total}: {label}\n"
 
 
 def _spread(values: list[float]) -> float | None:

@@ -134,7 +134,9 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
                 out["repeat_spread"] = (max(times) - min(times)) / max(times)
                 out["ttft_ms"] = ttft * 1000
                 out["prefill_tokens_per_second"] = tokens / ttft
-                out["decode_tokens_per_second"] = ids.shape[0] * (new - 1) / max(total - ttft, 1e-9)
+                out["decode_tokens_per_second"] = decode_rate(ids.shape[0] * (new - 1), total, ttft)
+                if out["decode_tokens_per_second"] is None:
+                    out["too_short"] = ["decode_tokens_per_second"]
             else:
                 forward = lambda: model(**forward_kwargs)  # noqa: E731
                 _warm(torch, forward)
@@ -151,6 +153,16 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
         result["peak_memory_bytes"] = int(torch.cuda.max_memory_allocated())
     result["ok"] = True
     return result
+
+
+MIN_TIMED = 1e-6  # seconds: a difference of two medians below this is not a duration perf_counter measured
+
+
+def decode_rate(tokens: int, total: float, first: float) -> float | None:
+    """Decode tokens per second from the median full generation and the median first token; None where the
+    difference is too short to time (issue 31: max(difference, 1e-9) reported 999999999.99 tok/s)."""
+    decode = total - first
+    return tokens / decode if decode > MIN_TIMED else None
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ from advisor.io.rundir import temp_dir
 from advisor.isolation.child import Trial, run_child
 from advisor.model.remote_code import child_kwargs, refuse_code_keys
 from advisor.model.spec import WEIGHT_FILES, ModelSpec
+from advisor.model.towers import not_exercised
 from advisor.plan.recommend import auto_class_name
 from advisor.prove.diagnosis import SmokeDiagnosis, diagnose
 from advisor.prove.smoke_worker import TOLERANCES, has_tokenizer
@@ -96,6 +97,8 @@ class SmokeReport(BaseModel):
     ranks: list[dict[str, Any]] | None = Field(
         default=None, description="smoke --tp (issue 30): each rank's outcome and peak RSS beside the per-rank plan "
                                   "(advisor/prove/tp_smoke.py RankResult).")
+    not_exercised: list[str] = Field(default_factory=list, description="Parts of the model the run did not "
+                                     "exercise (a multimodal model's vision tower on token ids), said plainly.")
     diagnosis: SmokeDiagnosis | None = Field(
         default=None, description="The one error every attempt failed with, when it is not the configurations' "
                                   "fault (issue 24): its scope, cause and fix, and the candidates left untried.")
@@ -426,6 +429,7 @@ def run_smoke(
         reference=reference,
         config=dict(passed.from_pretrained) if passed else None,
         attempts=attempts,
+        not_exercised=not_exercised(model),
         diagnosis=diagnosis,
     )
 

@@ -37,6 +37,7 @@ from typing import Any
 
 from advisor import env as envvars
 from advisor.isolation.lifeline import bind_to_parent
+from advisor.model.spec import TOKENIZER_FILES, has_tokenizer
 
 __all__ = [
     "TOLERANCES", "FAULT_ENV", "TOKENIZER_FILES", "CheckFailed", "has_tokenizer", "tolerance_key", "tolerance_for",
@@ -61,15 +62,6 @@ PROMPT = (
 ).split()
 
 
-TOKENIZER_FILES = (
-    "tokenizer.json", "tokenizer_config.json", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model",
-    "vocab.json", "vocab.txt",
-)
-
-
-def has_tokenizer(folder: str) -> bool:
-    """Whether the folder ships tokenizer files: transformers 5 builds an empty tokenizer from nothing."""
-    return any(os.path.isfile(os.path.join(folder, name)) for name in TOKENIZER_FILES)
 
 
 def tolerance_key(from_pretrained: dict[str, Any], loaded_dtype: str) -> str:

@@ -39,6 +39,8 @@ _JINJA = Jinja(
     finalize=markup_safe,  # every interpolated value HTML-escaped, Markdown included (render/escape.py)
 )
 _JINJA.filters["code_block"] = code_block
+# issue 31: Markdown and HTML lead like the text does (model, verdict, fix, ranking), from the same lines
+_JINJA.filters["ranking_lines"] = lambda advice: text.ranking_lines(advice)[2:]
 
 
 def to_json(obj: BaseModel | dict[str, Any]) -> str:

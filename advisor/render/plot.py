@@ -7,18 +7,24 @@ from typing import Any
 
 from advisor.errors import UsageError
 
-__all__ = ["bench_plot"]
+__all__ = ["bench_plot", "require_matplotlib"]
+
+
+def require_matplotlib() -> None:
+    """--plot without matplotlib is bad input, refused before the bench spends minutes."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise UsageError("--plot needs matplotlib: pip install 'inference-advisor[plot]'") from None
 
 
 def bench_plot(report: Any) -> bytes:
     """The chart as PNG bytes; the caller writes them through the one output writer (advisor.io.write_output)."""
-    try:
-        import matplotlib
+    require_matplotlib()
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise UsageError("--plot needs matplotlib: pip install 'inference-advisor[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     rows = [r for r in report.rows if r.ok]
     values = [getattr(r, report.metric) or 0 for r in rows]
     colors = ["tab:green" if r.advisor_choice else "tab:gray" for r in rows]

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from advisor.candidate import ATTENTION_IMPLS
+from advisor.model.towers import shape_line
 from advisor.numbers import diff, millis, plural, seconds, size
 from advisor.render.escape import text_output
 from advisor.render.kinds import report_kind
@@ -119,8 +120,7 @@ def _recommend(r: Any, color: bool, verbose: bool = False) -> list[str]:
         _mark("ok" if r.ok else "problem", color) + " " + r.verdict,
         "",
         f"Model:  {m.display}",
-        f"        {m.num_layers} layers, {m.num_attention_heads} heads ({m.num_key_value_heads} KV), head_dim {m.head_dim}, "
-        f"stored {m.stored}, source: {m.source}",
+        f"        {shape_line(m)}, stored {m.stored}, source: {m.source}",
         f"Target: {r.target}; transformers {r.transformers or 'not installed'}; batch {r.batch}, seq_len {r.seq_len}",
         *([f"Facts:  {r.facts_source}"] if r.facts_source else []),
     ]
@@ -163,18 +163,31 @@ def _recommend(r: Any, color: bool, verbose: bool = False) -> list[str]:
             lines += [f"  {_mark('warn', color)} {p.label}: {p.rule} {p.reason}", f"       fix: {p.fix}"]
     if r.alternatives:
         lines += ["", "Alternatives (best first):"]
-        limit = len(r.alternatives) if verbose else 8
-        lines += [f"  {_option_line(o)}" for o in r.alternatives[:limit]]
-        if len(r.alternatives) > limit:
-            lines.append(f"  ... and {len(r.alternatives) - limit} more (-v or --format json lists all)")
+        shown = _shown_alternatives(r.alternatives, len(r.alternatives) if verbose else 8)
+        lines += [f"  {_option_line(o)}" for o in shown]
+        if len(r.alternatives) > len(shown):
+            lines.append(f"  ... and {len(r.alternatives) - len(shown)} more (-v or --format json lists all)")
     if r.rejected:
         lines += ["", *_rejected(r.rejected, color, verbose)]
     lines += ranking_lines(getattr(r, "ranking", None))
     return lines
 
 
+def _shown_alternatives(alternatives: Sequence[Any], limit: int) -> list[Any]:
+    """The first `limit`, plus the best option of each quantization they leave out (issue 31: under
+    --prefer memory the unquantized option, what the preference gives up, hid in "... and 11 more")."""
+    shown = list(alternatives[:limit])
+    kinds = {o.candidate.quantization for o in shown}
+    for o in alternatives[limit:]:
+        if o.candidate.quantization not in kinds:
+            kinds.add(o.candidate.quantization)
+            shown.append(o)
+    return shown
+
+
 def _check(r: Any, color: bool) -> list[str]:
-    lines = [f"Configuration: {r.label}", f"Target: {r.target}",
+    lines = [*([f"Model: {r.model}"] if getattr(r, "model", None) else []), f"Configuration: {r.label}",
+             f"Target: {r.target}",
              *([f"Facts: {r.facts_source}"] if r.facts_source else []), ""]
     for f in r.failures:
         lines += [f"  {_mark('fail', color)} {f.code} {f.message}", f"       fix: {f.fix}"]
@@ -204,15 +217,21 @@ def _matrix(r: Any, color: bool) -> list[str]:
     return lines
 
 
+def _per_second(value: float | None) -> str:
+    """A rate, or n/a where none was measured (an encoder generates no tokens: issue 31's `tok/s 0.0`)."""
+    return "n/a" if not value else f"{value:.1f}"
+
+
 def _smoke(r: Any, color: bool) -> list[str]:
-    lines = [f"Smoke test: {r.model}", f"Reference: {r.reference}", ""]
+    lines = [f"Smoke test: {r.model}", f"Reference: {r.reference}",
+             *(f"Not exercised: {what}" for what in getattr(r, "not_exercised", [])), ""]
     lines.append(f"  {'configuration':<45} {'ok':<4} {'load s':>7} {'latency ms':>11} {'tok/s':>8} {'peak mem':>10} {'max|diff|':>10}")
     shared = getattr(r, "diagnosis", None)
     for a in r.attempts:
         if a.ok:
             lines.append(
                 f"  {a.label:<45} {'yes':<4} {seconds(a.load_seconds):>7} {millis(a.latency_ms):>11} "
-                f"{a.tokens_per_second or 0:>8.1f} {_gib(a.peak_memory_bytes):>10} {diff(a.max_abs_diff):>10}"
+                f"{_per_second(a.tokens_per_second):>8} {_gib(a.peak_memory_bytes):>10} {diff(a.max_abs_diff):>10}"
             )
         elif shared is not None and a.label in shared.attempts:
             lines.append(f"  {a.label:<45} {_mark('fail', color)} the {shared.scope}-level error below")
@@ -241,6 +260,13 @@ def _bench(r: Any, color: bool) -> list[str]:
              f"Workload {w.name}: batch {w.batch}, prompt {w.prompt}{' (mixed lengths, padded)' if w.mixed else ''}, "
              f"{w.new_tokens} new tokens; metric {r.metric}", ""]
     lines.append(f"  {'configuration':<48} {'prefill tok/s':>13} {'decode tok/s':>12} {'TTFT ms':>9} {'peak':>9} {'predicted':>9}")
+
+    def rate(row: Any, name: str, digits: int) -> str:
+        value = getattr(row, name)
+        if value is not None:
+            return f"{value:.{digits}f}"
+        return "too short" if name in getattr(row, "too_short", []) else "n/a"
+
     for row in r.rows:
         mark = " <- advisor" if row.advisor_choice else ""
         mark += " (best)" if row.label == r.best else ""
@@ -248,9 +274,12 @@ def _bench(r: Any, color: bool) -> list[str]:
             lines.append(f"  {row.label:<48} {_mark('fail', color)} {row.error}")
             continue
         lines.append(
-            f"  {row.label:<48} {row.prefill_tokens_per_second or 0:>13.0f} {row.decode_tokens_per_second or 0:>12.1f} "
+            f"  {row.label:<48} {rate(row, 'prefill_tokens_per_second', 0):>13} "
+            f"{rate(row, 'decode_tokens_per_second', 1):>12} "
             f"{row.ttft_ms or 0:>9.1f} {_gib(row.peak_memory_bytes):>9} {_gib(row.predicted_peak_bytes):>9}{mark}"
         )
+    if any(getattr(row, "too_short", []) for row in r.rows):
+        lines.append("  too short = too short to time (one step below the timer's reach; null in JSON)")
     if any(row.ok and (row.peak_memory_bytes is None or row.predicted_peak_bytes is None) for row in r.rows):
         lines.append("  ? = not known: peak is not measured on the CPU; predicted is missing where the plan has no "
                      "estimate for that candidate")

@@ -18,7 +18,9 @@ __all__ = ["RULES", "Rule", "run_candidate_rules", "run_environment_rules", "rul
 
 
 def run_candidate_rules(ctx: Context, candidate: Candidate) -> list[Finding]:
-    return [f for r in RULES if r.scope == "candidate" for f in r(ctx, candidate)]
+    from advisor.rules.fix_guard import without_undeclared_sdpa
+
+    return without_undeclared_sdpa(ctx, [f for r in RULES if r.scope == "candidate" for f in r(ctx, candidate)])
 
 
 def run_environment_rules(ctx: Context) -> list[Finding]:

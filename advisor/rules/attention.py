@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from packaging.version import InvalidVersion, Version
 
-from advisor.candidate import ATTENTION_PACKAGES, Candidate
+from advisor.candidate import ATTENTION_IMPLS, ATTENTION_PACKAGES, Candidate
 from advisor.facts import ComputeCapability
 from advisor.findings import Finding, Severity
 from advisor.knowledge import version_matches
@@ -25,6 +25,17 @@ def _requirement(ctx: Context, c: Candidate | None):  # type: ignore[no-untyped-
 def _impl(ctx: Context, c: Candidate) -> str:
     """The implementation behind the name: `paged|sdpa` is sdpa; `kernels-community/flash-attn2` is FA2's kernel."""
     return ctx.knowledge.impl_of(c.attn)[0]
+
+
+def _without_sdpa(ctx: Context, rejected: str) -> str | None:
+    """A fix naming implementations the model declares, where ATTN001's own fix would say sdpa and the model has
+    no sdpa (Gemma-2 from transformers 5.21): a fix never recommends what the rule rejects. None: keep the fix."""
+    if not ctx.support or ctx.support.get("sdpa", False):
+        return None
+    cls = ctx.model.architecture or ctx.model.model_type if ctx.model is not None else "this model"
+    others = [i for i in ATTENTION_IMPLS if i not in ("eager", "sdpa", rejected) and ctx.support.get(i, False)]
+    also = f" (or {', '.join(others)}, which it declares too)" if others else ""
+    return f'use attn_implementation="eager"{also}: {cls} declares no sdpa in {ctx.support_source}'
 
 
 def _package(ctx: Context, c: Candidate) -> str | None:
@@ -53,6 +64,7 @@ def arch_support(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
             newer = supported_since(ctx.model.model_type, impl, installed)
             if newer is not None:
                 fix = f"upgrade transformers to >= {newer} to get {c.attn} for {ctx.model.model_type} (pip install -U 'transformers>={newer}')"
+        fix = fix or _without_sdpa(ctx, impl)
         yield arch_support.finding(
             Severity.FAIL,
             f"{cls} does not support attn_implementation={c.attn!r} in {ctx.support_source}",

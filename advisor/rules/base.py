@@ -40,6 +40,7 @@ class Context:
     from_pretrained: dict[str, object] = field(default_factory=dict)  # the kwargs `check --config` was given
     allow_download: bool = False  # the user's own load may download (a Hub kernel on first use: QUANT008)
     planner: bool = False  # the planner sets `use_kernels` itself (issue 24): KERN001 informs instead of failing
+    dtype_given: bool = True  # False: `check` judged from_pretrained's default dtype (no --dtype, none in the config)
     memo: dict[object, object] = field(default_factory=dict, compare=False, repr=False)  # per-context answers
 
     @property

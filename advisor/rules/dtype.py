@@ -40,7 +40,7 @@ def cpu_half(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     if c is not None and c.placement == "cpu" and c.dtype != "float32":
         run = ctx.knowledge.releases.at("dtype_default", ctx.env.version_of("transformers"))
         default = ""
-        if run is not None:
+        if run is not None and not ctx.dtype_given:  # an explicit dtype is not "no dtype" (issue 31)
             default = ("; with no dtype, this transformers keeps the checkpoint's dtype" if run.value == "auto"
                        else "; with no dtype, this transformers loads float32") + f" ({run.cite()})"
         yield cpu_half.finding(

@@ -139,7 +139,7 @@ def seq_len_positions(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
             f"{over}: its {found.kind} positions ({found.source}) run past them, but quality degrades beyond the "
             f"trained length{rope}",
             detected=f"seq_len {ctx.seq_len:,}, {found.kind} positions", required=f"<= {model.max_positions:,}",
-            fix=f"use --seq-len {model.max_positions} or less, a long-context variant of the model"
+            fix=f"lower --seq-len to {model.max_positions} or less, use a long-context variant of the model"
                 + (", or rope_scaling" if found.kind == "rotary" else ""),
         )
         return
@@ -148,7 +148,7 @@ def seq_len_positions(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     yield seq_len_positions.finding(
         Severity.FAIL, f"{over}: {why} ({found.source})",
         detected=f"seq_len {ctx.seq_len:,}, {found.kind} positions", required=f"<= {model.max_positions:,}",
-        fix=f"use --seq-len {model.max_positions} or less, or a long-context variant of the model",
+        fix=f"lower --seq-len to {model.max_positions} or less, or use a long-context variant of the model",
     )
 
 

@@ -23,23 +23,24 @@ def test_json_cells_hold_a_config_or_the_blocking_reason(cli: Any) -> None:
     assert ok["ok"] and ok["from_pretrained"]["attn_implementation"] == "flash_attention_2"
     assert ok["memory_gib"] < ok["budget_gib"] == 80.0
     blocked = cells[("meta-llama/Meta-Llama-3-8B", "t4_plain")]
-    # 8B in fp16 (~15 GiB of weights) does not fit a 15 GiB T4 and bitsandbytes is absent: memory comes first.
-    assert not blocked["ok"] and blocked["reasons"][0].startswith("MEM001: float16 needs")
-    assert any(r.startswith("QUANT001") for r in blocked["reasons"]) and blocked["fix"]
+    # 8B in fp16 (~15 GiB of weights) does not fit a 15 GiB T4 and bitsandbytes is absent: installing it unblocks
+    # 8-bit, so the cell leads with QUANT001, as recommend's verdict does (issue 31); memory follows.
+    assert not blocked["ok"] and blocked["reasons"][0].startswith("QUANT001: 8bit loading needs bitsandbytes")
+    assert any(r.startswith("MEM001: float16 needs") for r in blocked["reasons"]) and "bitsandbytes" in blocked["fix"]
     assert cells[("meta-llama/Meta-Llama-3-8B", "V100")]["config"] == "sdpa / float16 / 1 GPU"
 
 
 def test_text_markdown_and_html(cli: Any, tmp_path: Path) -> None:
     code, out, _ = cli("matrix", *FLEET)
     assert code == 0
-    assert re.search(r"\[XX\] t4_plain\s+MEM001: float16 needs", out)
+    assert re.search(r"\[XX\] t4_plain\s+QUANT001: 8bit loading needs bitsandbytes", out)
     assert "3 of 6 model x machine pairs can run" in out
     code, out, _ = cli("matrix", *FLEET, "--format", "markdown")
     header = next(line for line in out.splitlines() if line.startswith("| Model"))
     assert header == "| Model | t4_plain | a100_80gb_fa2_bnb | V100 |"
     rows = [line for line in out.splitlines() if line.startswith("| meta-llama")]
     assert len(rows) == 2 and all(row.count(" | ") == 3 for row in rows)
-    assert "✅ flash_attention_2 / bfloat16 / 1 GPU" in rows[0] and "❌ MEM001" in rows[0]
+    assert "✅ flash_attention_2 / bfloat16 / 1 GPU" in rows[0] and "❌ QUANT001" in rows[0]
     page = tmp_path / "fleet.html"
     code, _, _ = cli("matrix", *FLEET, "--format", "html", "-o", str(page))
     html = page.read_text()

@@ -54,16 +54,17 @@ def test_bench_marks_the_advisor_choice(cli: Any, tiny_llama: Path, tmp_path: Pa
     code, out, err = cli("bench", str(tiny_llama), "--cpu", "--workload", "decode", "--seq-len", "8",
                          "--new-tokens", "3", "--repeats", "1", "--attn", "sdpa", "--format", "json",
                          "--plot", str(plot), "--control", "--rounds", "2")
-    data = json.loads(out)
     assert code == 0, err
+    data = json.loads(out)
     ok = [r for r in data["rows"] if r["ok"]]
     assert ok and sum(r["advisor_choice"] for r in data["rows"]) == 1
     assert data["best"] in {r["label"] for r in ok}
     assert 0 < data["regret"] <= 1.0
-    assert all(r["decode_tokens_per_second"] > 0 for r in ok)
+    # a decode too short to time (a loaded box, 2 tokens) is null, not 1e9 tok/s (issue 31)
+    assert all(r["decode_tokens_per_second"] > 0 or r["too_short"] for r in ok)
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     choice = next(r for r in data["rows"] if r["advisor_choice"])
     control = [r for r in data["rows"] if r["label"].startswith("control:")]
     assert len(control) == 1 and control[0]["from_pretrained"] == choice["from_pretrained"]
     assert 0 <= data["noise"] < 1
-    assert all(r["processes"] == 2 and r["spread"] is not None for r in ok)
+    assert all(r["processes"] == 2 and (r["spread"] is not None or r["too_short"]) for r in ok)

@@ -241,10 +241,12 @@ def test_matrix_has_fa4_sorted_rows_and_filters(cli: Any) -> None:
 
 
 def test_matrix_names_the_release_that_answers(cli: Any) -> None:
-    code, out, _ = cli("matrix", "--transformers", "4.99.0", "--format", "json", "--model-type", "llama")
+    code, out, _ = cli("matrix", "--transformers", "4.42.0", "--format", "json", "--model-type", "llama")
     data = json.loads(out)
-    assert code == 0 and data["requested"] == "4.99.0" and data["transformers"] != "4.99.0"
-    assert data["transformers"] in data["answered_by"] and "at or below 4.99.0" in data["answered_by"]
+    assert code == 0 and data["requested"] == "4.42.0" and data["transformers"] == "4.42.4"
+    assert "4.42.4" in data["answered_by"] and "stored patch of 4.42" in data["answered_by"]
+    code, _, err = cli("matrix", "--transformers", "4.99.0")  # issue 31: no 4.99 was ever released
+    assert code == 2 and "not a release" in err and err.count("\n") == 1
     code, _, err = cli("matrix", "--transformers", "99.0.0")
     assert code == 2 and "newer than any stored release" in err and err.count("\n") == 1
 

@@ -45,3 +45,6 @@ def test_tables_load_from_an_installed_wheel(tmp_path: Path) -> None:
     cli = subprocess.run([str(env_dir / "bin" / "advisor"), "recommend", "gpt2", "--cpu", "--format", "json"],
                          capture_output=True, text=True, cwd=tmp_path)
     assert cli.returncode == 0, cli.stderr
+    guide = subprocess.run([str(env_dir / "bin" / "advisor"), "explain", "prefer"],  # issue 31: the guides ship
+                           capture_output=True, text=True, cwd=tmp_path)
+    assert guide.returncode == 0 and guide.stdout == (ROOT / "docs" / "prefer.md").read_text(), guide.stderr
