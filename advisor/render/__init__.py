@@ -15,7 +15,7 @@ from jinja2 import PackageLoader, StrictUndefined, select_autoescape
 from pydantic import BaseModel
 
 from advisor.render import text
-from advisor.render.escape import code_block, encodable, json_safe, markup_safe, workflow_safe
+from advisor.render.escape import code_block, encodable, fenced_text, json_safe, markup_safe, workflow_safe
 from advisor.render.kinds import report_kind
 
 __all__ = ["OutputFormat", "render", "to_json"]
@@ -39,6 +39,7 @@ _JINJA = Jinja(
     finalize=markup_safe,  # every interpolated value HTML-escaped, Markdown included (render/escape.py)
 )
 _JINJA.filters["code_block"] = code_block
+_JINJA.filters["fenced_text"] = fenced_text
 # issue 31: Markdown and HTML lead like the text does (model, verdict, fix, ranking), from the same lines
 _JINJA.filters["ranking_lines"] = lambda advice: text.ranking_lines(advice)[2:]
 

@@ -33,7 +33,7 @@ from jinja2 import pass_eval_context
 from jinja2.nodes import EvalContext
 from markupsafe import Markup, escape
 
-__all__ = ["code_block", "encodable", "json_safe", "markdown_text", "markup_safe", "terminal_safe", "text_output", "workflow_safe",
+__all__ = ["code_block", "encodable", "fenced_text", "json_safe", "markdown_text", "markup_safe", "terminal_safe", "text_output", "workflow_safe",
            "xml_safe"]
 
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
@@ -72,6 +72,13 @@ def code_block(value: Any) -> Markup:
     return Markup(terminal_safe(str(value)))
 
 
+def fenced_text(value: Any) -> Markup:
+    """Jinja filter for outside text (model and GPU names) inside a fenced block: control characters escaped, `<` as
+    `&lt;` (a viewer that renders HTML in a fence cannot see a tag; the reader sees the attempt) and a run of three or
+    more backticks as quotes, so the value can never close the fence."""
+    return Markup(_FENCE.sub(lambda m: "'" * len(m.group()), terminal_safe(str(value)).replace("<", "&lt;")))
+
+
 def encodable(text: str) -> str:
     """`text` with lone surrogates as `\\udXXX` text: a report always encodes as UTF-8 (`doctor -o` never crashes)."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
@@ -82,6 +89,7 @@ def encodable(text: str) -> str:
 _WORKFLOW_COMMAND = re.compile(r"(?m)^([^\S\n]*):(?=:)")
 _LEGACY_COMMAND = re.compile(r"#(?=#\[)")
 _NOT_XML = re.compile("[\ufffe\uffff]")
+_FENCE = re.compile("`{3,}")
 _MARKDOWN = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "&#124;", "\\": "&#92;", "`": "&#96;", "[": "&#91;",
              "]": "&#93;"}
 _MARKDOWN_CHARS = re.compile("[" + re.escape("".join(_MARKDOWN)) + "]")

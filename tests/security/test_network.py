@@ -100,7 +100,8 @@ def test_no_command_reaches_the_network_without_allow_download(offline_env: dict
     manifest.write_text(json.dumps({"models": [str(gpt_neo)], "targets": [{"env": str(ENV)}, "A100-80GB"]}))
     argv = [a.format(neo=gpt_neo, manifest=manifest) for a in COMMANDS[command]]
     code, err, attempts = _run(offline_env, *argv)
-    assert code in (0, 1), err[-2000:]
+    refused = command == "tune" and code == 2 and "has none" in err  # issue 31: tune refuses a machine with no GPU
+    assert code in (0, 1) or refused, err[-2000:]
     assert attempts == [], "\n".join(attempts)
 
 

@@ -52,7 +52,7 @@ def _no_raw_control(text: str) -> None:
     assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f]", text), repr(text[:300])
 
 
-@pytest.mark.parametrize(("command", "shows_name"), [("recommend", True), ("doctor", True), ("check", False)])
+@pytest.mark.parametrize(("command", "shows_name"), [("recommend", True), ("doctor", True), ("check", True)])  # check names the model since issue 31
 def test_ansi_from_a_config_is_escaped_in_text_output(cli: Any, tmp_path: Path, command: str, shows_name: bool) -> None:
     folder = _model(tmp_path, f"model{ANSI}")
     code, out, err = cli(command, str(folder), "--gpu", "T4")
