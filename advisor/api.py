@@ -129,6 +129,8 @@ def recommend(
     **target: Any,
 ) -> Recommendation:
     """Plan how to load `model` on the target; `plan.from_pretrained_kwargs()` is ready for from_pretrained.
+    `serving` (--workload): "server" or "one-shot", whether a compiled kernel's first call and tensor parallel's
+    fixed costs count (one-shot keeps device_map wherever it fits; `tp` overrides the parallelism choice).
     `simulate`: memory simulated on meta tensors even for a shipped or cached model (imports transformers).
     `cache=False`: the analysis cache is neither read nor written (--no-cache)."""
     # issue 14: a new config's meta-device count (importing transformers) overlaps the probe's waits on its children
@@ -326,7 +328,7 @@ def doctor(
     **target: Any,
 ) -> DoctorReport:
     """The full report: machine, libraries, and (with a model) its compatibility and recommendation;
-    `cache=False`: the analysis cache is neither read nor written (--no-cache)."""
+    `serving` (--workload) as in `recommend`; `cache=False`: the analysis cache is neither read nor written (--no-cache)."""
     env = _hub_reach(target_environment(**target, cache=cache), allow_download)
     knowledge = load_knowledge()
     recommendation = None

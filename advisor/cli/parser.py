@@ -92,11 +92,12 @@ def _measurement_options(p: argparse.ArgumentParser, prefer: bool = True) -> Non
                        help="rank quantization and dtype for this (default: quality; see `advisor explain prefer`)")
     p.add_argument("--no-measurements", action="store_true",
                    help="ignore measurements (the local store of `advisor tune` and the shipped ones)")
-    if prefer:  # issue 29: whether a compiled kernel's first call (flex_attention, flash-attn-4) counts
+    if prefer:  # issue 29: whether a compiled kernel's first call counts; issue 30: tensor parallel's start-up
         p.add_argument("--workload", choices=("server", "one-shot"), default="server",
                        help="server (default): a long-running process pays a compiled kernel's first call once per "
-                            "shape, so the steady state ranks; one-shot: a job that exits after its first batch pays "
-                            "it in full, so the measured first call ranks")
+                            "shape and tensor parallel's start-up once, so the steady state ranks; one-shot: a job "
+                            "that exits after its first batch pays both in full, so the measured first call ranks and "
+                            "device_map is kept wherever it fits (see `advisor explain parallelism`)")
 
 
 MAX_COUNT = 2**31 - 1  # issue 25: a count past a C int (tensor sizes, token positions) is not a workload

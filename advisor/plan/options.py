@@ -69,7 +69,9 @@ class PlanRequest(BaseModel):
     ignore: tuple[str, ...] = ()
     prefer: Literal["speed", "quality", "memory"] = "quality"  # issue 12: advisor/plan/ranking.py, docs/prefer.md
     measurements: bool = True  # use the measurement store and the shipped measurements (issue 12)
-    serving: Serving = "server"  # issue 29: does a compiled kernel's first call count (advisor/plan/ranking.py)
+    # --workload. issue 29: does a compiled kernel's first call count (advisor/plan/ranking.py); issue 30: do
+    # tensor parallel's fixed costs (torchrun, N processes, process group) count (advisor/plan/parallelism.py)
+    serving: Serving = "server"
     allow_download: bool = False  # the load may download a Hub kernel on first use (QUANT008, advisor/rules/fp8_kernel.py)
     tp: int | None = Field(None, ge=1)  # issue 30: tensor parallel of this size (--tp), advisor/plan/parallelism.py
     simulate: bool = False  # simulate memory even where that imports transformers (--simulate, estimate/adapter.py)

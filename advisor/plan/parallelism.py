@@ -4,6 +4,8 @@ Why: on several GPUs `device_map="auto"` places layers one after another, so one
 tensor parallelism (`DistributedConfig(tp_size=N)` under torchrun) makes all of them work on every layer, but
 only where the release and model type have a TP plan, the sizes divide, and the GPUs talk over NVLink. This
 module weighs the two for the planner's chosen option and says why; the rules live in advisor/rules/parallel.py.
+The workload (--workload, the request's `serving`) decides what TP's per-token gain must repay: a server pays
+torchrun's N processes, their imports and the process group once, a one-shot job pays them before its one batch.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from advisor.estimate.memory import estimate_memory
 from advisor.estimate.per_rank import PerRankMemory, per_rank_memory
 from advisor.facts import known
 from advisor.findings import Finding, Severity
+from advisor.knowledge.tp_costs import tp_fixed_cost
 from advisor.knowledge.tp_plans import TpPlan, tp_plan_for
 from advisor.numbers import size as fmt_size
 from advisor.rules.base import Context
@@ -113,32 +116,38 @@ def _fits_line(option: TensorOption) -> str:
 
 
 def parallelism_for(ctx: Context, chosen: Candidate | None, kwargs_of: KwargsOf, *, tp: int | None,
-                    prefer: str, ignore: Sequence[str] = ()) -> Parallelism:
-    """The `parallelism` key: the size asked for with --tp, else the choice for the target's GPUs."""
+                    prefer: str, serving: str = "server", ignore: Sequence[str] = ()) -> Parallelism:
+    """The `parallelism` key: the size asked for with --tp, else the choice for the target's GPUs under the
+    request's --prefer and --workload (`serving`: "server" or "one-shot")."""
     if chosen is None:
         return Parallelism(kind="none", size=1, reasons=["no configuration was chosen"])
     if tp is not None and tp > 1:
-        return requested_tensor(ctx, chosen, tp, kwargs_of, ignore)
-    return choose_parallelism(ctx, chosen, kwargs_of, prefer, ignore)
+        return requested_tensor(ctx, chosen, tp, kwargs_of, ignore, serving=serving)
+    return choose_parallelism(ctx, chosen, kwargs_of, prefer, ignore, serving=serving)
 
 
 def requested_tensor(ctx: Context, c: Candidate, size: int, kwargs_of: KwargsOf,
-                     ignore: Sequence[str] = ()) -> Parallelism:
-    """`--tp N`: that size or nothing; its failing rules make the command exit 1."""
+                     ignore: Sequence[str] = (), *, serving: str = "server") -> Parallelism:
+    """`--tp N`: that size or nothing, whatever the workload; its failing rules make the command exit 1."""
     option = evaluate_tensor(ctx, c, size, ignore)
     if option.failures:
         return Parallelism(kind="none", size=1, reasons=[f"tensor parallel {size} was asked for and is refused: "
                                                          + "; ".join(f"{f.message} ({f.code})" for f in option.failures)],
                            findings=option.findings, per_rank=option.per_rank, tp_plan_source=option.plan_source)
+    one_shot = [_fixed_costs(size)] if serving == "one-shot" else []  # asked for: said, not overruled
     return _tensor(option, ctx, kwargs_of, [f"tensor parallel {size} as asked (--tp): {_fits_line(option)}",
-                                              f"start it with `{launch_line(size)}`: without torchrun from_pretrained "
-                                              "raises KeyError: 'RANK'"])
+                                              *one_shot, _launch_reason(size)])
 
 
 def choose_parallelism(ctx: Context, chosen: Candidate, kwargs_of: KwargsOf, prefer: str,
-                       ignore: Sequence[str] = ()) -> Parallelism:
-    """Pipeline or tensor for the planner's choice on several GPUs: TP where it is allowed, fits and the GPUs
-    have NVLink (and, when one GPU is enough, only for --prefer speed); device_map otherwise."""
+                       ignore: Sequence[str] = (), *, serving: str = "server") -> Parallelism:
+    """Pipeline or tensor for the planner's choice on several GPUs.
+
+    server (a long-running process: the steady state counts): TP where it is allowed, fits and the GPUs have
+    NVLink (when one GPU is enough, only for --prefer speed); device_map otherwise.
+    one-shot (load, one batch, exit): device_map wherever the planner's choice fits, since TP's fixed costs come
+    before the first token; TP only where it is the one way onto the GPUs (a plan that fell back to the CPU) or
+    the one way the weights fit unquantized (device_map needed quantization; not with --prefer memory)."""
     n = len(ctx.gpus)
     if n < 2:
         return Parallelism(kind="none", size=1, reasons=["one GPU" if n else "a CPU target: one process"])
@@ -149,22 +158,30 @@ def choose_parallelism(ctx: Context, chosen: Candidate, kwargs_of: KwargsOf, pre
     good = next((o for o in options if not o.failures), None)
     nearest = options[0]
     refused = "; ".join(f"{f.message} ({f.code})" for f in nearest.failures)
+    one_shot = serving == "one-shot"
     if chosen.placement != "multi-gpu":  # one GPU is enough, or the plan fell back to the CPU
         where = "the CPU" if chosen.placement == "cpu" else "one GPU"
-        if good is not None and link == "nvlink" and (prefer == "speed" or chosen.placement == "cpu"):
+        wanted = chosen.placement == "cpu" or (prefer == "speed" and not one_shot)  # the CPU: TP is the way onto GPUs
+        if good is not None and link == "nvlink" and wanted:
             return _tensor(good, ctx, kwargs_of, [
                 f"the plan runs on {where}{', and --prefer speed' if prefer == 'speed' else ''}: "
                 f"{_fits_line(good)}; {why}",
                 f"each token reads 1/{good.size} of the weights per GPU: lower latency ({PREDICTION})",
-                f"start it with `{launch_line(good.size)}`: without torchrun from_pretrained raises KeyError: 'RANK'"])
+                *_workload_reasons(serving, good.size, "tensor parallel is the one way onto the GPUs"),
+                _launch_reason(good.size)])
         reason = f"the plan runs on {where}: no parallelism"
+        more: list[str] = []
         if good is None:
             reason += f"; tensor parallel is refused: {refused}"
         elif link != "nvlink":
             reason += f"; tensor parallel {good.size} would fit, but {_no_nvlink(link, why)}"
+        elif one_shot:
+            reason += (f"; tensor parallel {good.size} is possible (NVLink) for lower latency, but not for "
+                       "--workload one-shot (a server would take it with --prefer speed)")
+            more = _workload_reasons(serving, good.size)
         else:
             reason += f"; tensor parallel {good.size} is possible (NVLink) for lower latency with --prefer speed"
-        return Parallelism(kind="none", size=1, reasons=[reason], findings=nearest.findings,
+        return Parallelism(kind="none", size=1, reasons=[reason, *more], findings=nearest.findings,
                            per_rank=nearest.per_rank, tp_plan_source=nearest.plan_source)
     pipeline = [f"device_map=\"auto\" spreads the layers over {n} GPUs: one GPU works at a time"]
     if good is None:
@@ -175,11 +192,49 @@ def choose_parallelism(ctx: Context, chosen: Candidate, kwargs_of: KwargsOf, pre
         return Parallelism(kind="pipeline", size=n, from_pretrained=kwargs_of(chosen),
                            reasons=[*pipeline, f"tensor parallel {good.size} would fit, but {_no_nvlink(link, why)}"],
                            findings=good.findings, per_rank=good.per_rank, tp_plan_source=good.plan_source)
+    # TP unquantized where device_map needed quantization: the one way to keep the weights whole
+    lifts = good.candidate.quantization == "none" and chosen.quantization != "none" and prefer != "memory"
+    if one_shot and not lifts:
+        return Parallelism(kind="pipeline", size=n, from_pretrained=kwargs_of(chosen), reasons=[
+            *pipeline, *_workload_reasons(serving, good.size),
+            f"a server (--workload server) would take tensor parallel {good.size}: it fits, {why}"],
+            findings=good.findings, per_rank=good.per_rank, tp_plan_source=good.plan_source)
     return _tensor(good, ctx, kwargs_of, [
         f"{_fits_line(good)}; {why}",
         f"all {good.size} GPUs work on every layer instead of one at a time: lower latency than device_map "
         f"({PREDICTION})",
-        f"start it with `{launch_line(good.size)}`: without torchrun from_pretrained raises KeyError: 'RANK'"])
+        *_workload_reasons(serving, good.size, f"device_map needs {chosen.quantization}; tensor parallel is the "
+                                               f"one way {good.candidate.dtype} fits unquantized"),
+        _launch_reason(good.size)])
+
+
+def _launch_reason(size: int) -> str:
+    return f"start it with `{launch_line(size)}`: without torchrun from_pretrained raises KeyError: 'RANK'"
+
+
+def _fixed_costs(size: int) -> str:
+    """TP's once-per-job costs, from the CPU-process measurement where one is shipped."""
+    what = f"TP's fixed costs: torchrun starts {size} processes that each import torch and transformers and join a " \
+           "process group"
+    gpu = f"; on GPUs a CUDA context and NCCL setup per rank come on top ({PREDICTION})"
+    cost = tp_fixed_cost()
+    if cost is None:
+        return f"{what} (not measured){gpu}"
+    ranks = "" if cost.ranks == size else f" with {cost.ranks} ranks"
+    return (f"{what}: +{cost.extra_seconds:.1f} s over one process{ranks}, measured on CPU processes "
+            f"({cost.machine}; {cost.cite}){gpu}")
+
+
+def _workload_reasons(serving: str, size: int, only_way: str = "") -> list[str]:
+    """Why the workload takes TP (server; one-shot only where `only_way` says TP is the one way) or not."""
+    if serving != "one-shot":
+        return ["--workload server: a long-running process pays TP's fixed costs (torchrun, its processes' imports, "
+                "the process group) once, then the steady state counts"]
+    if only_way:
+        return [f"--workload one-shot, yet {only_way}", _fixed_costs(size)]
+    return ["--workload one-shot: a job that loads, runs one batch and exits pays TP's fixed costs before its first "
+            f"token, and one batch is predicted not to win them back from TP's per-token gain ({PREDICTION}; "
+            f"--tp {size} takes TP anyway)", _fixed_costs(size)]
 
 
 def _no_nvlink(link: str, why: str) -> str:

@@ -400,7 +400,7 @@ def _parallelism(ctx: Context, chosen: PlanOption | None, request: PlanRequest, 
         return from_pretrained_json(c, transformers_version=version, use_kernels=kernel_advice(ctx, c).emit)
 
     found = parallelism_for(ctx, chosen.candidate if chosen else None, kwargs_of, tp=request.tp,
-                            prefer=request.prefer, ignore=request.ignore)
+                            prefer=request.prefer, serving=request.serving, ignore=request.ignore)
     if found.kind == "tensor" and found.from_pretrained is not None:
         from advisor.plan.emit_parallel import tensor_snippet
 
