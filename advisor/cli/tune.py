@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -41,4 +42,10 @@ def run_tune_command(args: argparse.Namespace) -> TuneReport:
                          "order (float32 is fastest on most CPUs): time the options here with "
                          "`advisor bench MODEL --cpu`")
     return run_tune(model, env, config, workload=args.workload, budget=args.budget_seconds, started=started,
-                    record=not args.no_measurements, simulate=args.simulate)
+                    record=not args.no_measurements, simulate=args.simulate, say=_say)
+
+
+def _say(line: str) -> None:
+    """Issue 27: the budget's one line goes out before any child starts, not with the report at the end."""
+    sys.stderr.write(f"advisor: {line}\n")
+    sys.stderr.flush()
