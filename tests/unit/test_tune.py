@@ -34,15 +34,17 @@ def test_tune_times_within_budget_skips_the_rest_and_records(tmp_path: Path) -> 
     assert model_config_dict(model, str(path))["hidden_size"] == 64
     env = target_environment(cpu=True)
     store = MeasurementStore(tmp_path / STORE_NAME)
-    report = run_tune(model, env, model_config_dict(model, str(path)), workload="decode", budget=1.0, store=store)
-    assert report.ok and len(report.ranking) == 1, report.failed
-    assert report.ranking[0].label == report.static_choice == report.winner
-    assert report.static_ratio == 1.0
+    # issue 27: the static choice always starts (stopped at the budget + 5 s if it runs over); 20 s holds it here
+    report = run_tune(model, env, model_config_dict(model, str(path)), workload="decode", budget=20.0, store=store)
+    assert report.ok and report.static_choice in {r.label for r in report.ranking}, report.failed
+    assert report.ranking[0].label == report.winner and report.static_ratio is not None
+    assert (report.static_ratio == 1.0) == (report.winner == report.static_choice)
     assert report.skipped and all("budget" in s.reason for s in report.skipped if s.reason)
     assert report.layers_run == report.layers_total == 2 and report.depth_note == "full depth"
     assert report.ranking[0].spread is not None
     rows = store.rows(gpu="CPU", compute_capability="none", model_type="llama", shape="h64-a4-kv2-d16-l2")
-    assert [r.key.candidate for r in rows] == [report.winner] and rows[0].run == report.run
+    assert sorted(r.key.candidate for r in rows) == sorted(r.label for r in report.ranking)
+    assert rows[0].run == report.run
     assert versions_of(env).gpu == "CPU"
     from advisor.render import OutputFormat, render
 
