@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict
 from advisor.errors import UsageError
 from advisor.facts import SCHEMA_VERSION, Environment
 from advisor.io.read_input import read_json_file
-from advisor.isolation.child import run_child
+from advisor.isolation.child import KILL_WAIT_SECONDS, run_child
 from advisor.knowledge import load_knowledge
 from advisor.knowledge.measurements import (
     Measurement,
@@ -64,7 +64,6 @@ __all__ = ["MARGIN_SECONDS", "TRUNCATED_LAYERS", "TuneEstimate", "TuneReport", "
 TRUNCATED_LAYERS = 4
 REPEATS = 5
 GRACE_SECONDS = 5.0  # a child may run this far past the budget (an estimate a little short still gives its figure)
-KILL_WAIT_SECONDS = 10.0  # run_child waits at most this for a killed child's pipes (advisor/isolation/child.py)
 MARGIN_SECONDS = GRACE_SECONDS + KILL_WAIT_SECONDS  # the whole command ends within budget + this
 Outcome = Literal["measured", "failed", "skipped", "stopped"]
 
