@@ -106,7 +106,8 @@ def _markdown(data: dict[str, Any]) -> str:
     for r in data["runs"]:
         outcomes = [c["outcome"] for c in r["candidates"]]
         lines.append(f"| {r['model']} | {r['workload']} | {r['budget_seconds']:g} | {r['wall_seconds']:.1f} | "
-                     f"{r['budget_seconds'] + r['margin_seconds']:g} | {'yes' if r['within_budget_plus_margin'] else '**no**'} | "
+                     f"{r['budget_seconds'] + r['margin_seconds']:g} | "
+                     f"{'yes' if r['within_budget_plus_margin'] else '**no**'} | "
                      f"{outcomes.count('measured')} | {outcomes.count('stopped')} | {outcomes.count('skipped')} | "
                      f"{r['budget_note'] or ''} |")
     lines += ["", "## Estimate against the child's wall time, per candidate that started", "",
@@ -124,7 +125,8 @@ def _markdown(data: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--gpu", action="store_true", help="run the CLI on this machine's GPU (else the CPU, in-process)")
+    parser.add_argument("--gpu", action="store_true",
+                        help="run the CLI on this machine's GPU (else the CPU, in-process)")
     parser.add_argument("--models", nargs="+", default=["tiny-llama", "openai-community/gpt2"])
     parser.add_argument("--budgets", nargs="+", type=float, default=[10.0, 30.0, 60.0])
     parser.add_argument("--workload", default="prefill", choices=("prefill", "decode", "batch"))
@@ -150,7 +152,8 @@ def main() -> None:
                        "estimate (issue 27)",
         "command": "python benchmarks/tune_budget.py " + " ".join(sys.argv[1:]),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%MZ"), "gpu": args.gpu, "device": device,
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at the end",
+        "machine": (f"{platform.machine()}, {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} "
+                    "at the end"),
         "torch": torch.__version__, "transformers": transformers.__version__, "runs": runs,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

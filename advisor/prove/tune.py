@@ -23,6 +23,7 @@ and doctor find them.
 from __future__ import annotations
 
 import math
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -50,6 +51,7 @@ from advisor.plan.options import PlanOption, PlanRequest, Recommendation
 from advisor.plan.recommend import auto_class_name, make_plan
 from advisor.prove.bench import WORKLOADS, Workload, fitted_workload
 from advisor.prove.tune_cost import (
+    REPEATS,
     Calibration,
     CandidateCost,
     estimate_cost,
@@ -62,7 +64,6 @@ __all__ = ["MARGIN_SECONDS", "TRUNCATED_LAYERS", "TuneEstimate", "TuneReport", "
            "order_candidates", "plan_tune", "run_tune"]
 
 TRUNCATED_LAYERS = 4
-REPEATS = 5
 GRACE_SECONDS = 5.0  # a child may run this far past the budget (an estimate a little short still gives its figure)
 MARGIN_SECONDS = GRACE_SECONDS + KILL_WAIT_SECONDS  # the whole command ends within budget + this
 Outcome = Literal["measured", "failed", "skipped", "stopped"]
@@ -224,8 +225,9 @@ class TunePlan:
 
 
 def plan_tune(model: ModelSpec, env: Environment, config: dict[str, Any] | None, *, workload: str = "prefill",
-              simulate: bool = False) -> TunePlan:
-    """The static plan's options that tune can time, ordered, each with its estimated cost (no child runs)."""
+              simulate: bool = False, cpu_load: float = 1.0) -> TunePlan:
+    """The static plan's options that tune can time, ordered, each with its estimated cost (no child runs);
+    `cpu_load` as in advisor/prove/tune_cost.py (run_tune passes this machine's)."""
     if workload not in WORKLOADS:
         raise UsageError(f"unknown workload {workload!r}; choose decode, prefill or batch")
     w = fitted_workload(workload, model.max_positions)
@@ -255,7 +257,7 @@ def plan_tune(model: ModelSpec, env: Environment, config: dict[str, Any] | None,
 
     def cost(option: PlanOption) -> CandidateCost:
         return estimate_cost(option, model, w, layers=layers, checkpoint=config is None, rows=rows,
-                             calibration=calibration)
+                             calibration=calibration, cpu_load=cpu_load)
 
     costs = {o.label: cost(o) for o in runnable}
     ordered = order_candidates(runnable, costs, {o.label: i for i, o in enumerate(options)},
@@ -271,7 +273,7 @@ def run_tune(model: ModelSpec, env: Environment, config: dict[str, Any] | None, 
     """Time the candidates; `config` None means load the checkpoint at `model.path`; `simulate` as --simulate;
     `say` gets the up-front budget line before anything runs (the CLI writes it to stderr)."""
     start = started if started is not None else time.perf_counter()  # the command's start: probe and plan count
-    tp = plan_tune(model, env, config, workload=workload, simulate=simulate)
+    tp = plan_tune(model, env, config, workload=workload, simulate=simulate, cpu_load=_cpu_load())
     plan, options, w, layers, skipped = tp.plan, tp.options, tp.workload, tp.layers, tp.skipped
     note = budget_note(budget, time.perf_counter() - start, tp.ordered, tp.costs)
     if note and say is not None:
@@ -351,6 +353,14 @@ def run_tune(model: ModelSpec, env: Environment, config: dict[str, Any] | None, 
         static_ratio=(static_value / timed[0].value) if static_value and timed else None,
         recorded=recorded, notes=notes, estimates=estimates, budget_note=note,
     )
+
+
+def _cpu_load() -> float:
+    """Runnable processes per core over the last minute: a CPU child shares its cores with them."""
+    try:
+        return os.getloadavg()[0] / (os.cpu_count() or 1)
+    except OSError:  # not available on this platform
+        return 1.0
 
 
 def _calibrate(calibration: Calibration, option: PlanOption, estimate: CandidateCost, result: dict[str, Any],

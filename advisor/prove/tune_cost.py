@@ -29,8 +29,10 @@ from advisor.knowledge.measurements import Measurement, pick, shipped_measuremen
 from advisor.model.spec import ModelSpec, shape_signature
 from advisor.plan.options import PlanOption
 from advisor.prove.bench import Workload
+from advisor.prove.bench_worker import TIMED_BUDGET_SECONDS, WARM_SECONDS
 
-__all__ = ["CandidateCost", "Calibration", "estimate_cost", "first_call_rows", "load_bytes", "modelled_timed_seconds"]
+__all__ = ["REPEATS", "CandidateCost", "Calibration", "estimate_cost", "first_call_rows", "load_bytes",
+           "modelled_timed_seconds"]
 
 # Stated defaults (used only until this run has timed a child). CPU: this box (2 shared cores, Xeon with AMX);
 # GPU: H100-class, the card of the shipped measurements.
@@ -42,8 +44,7 @@ FLOPS = {("cpu", "float32"): 50e9, ("cpu", "16bit"): 50e9,  # matmul here: 98 GF
 BYTES_PER_SECOND = {"cpu": 10e9, "gpu": 1.5e12}  # weights read once per decode step
 STEP_SECONDS = {"cpu": (0.5e-3, 0.25e-3), "gpu": (2e-3, 0.3e-3)}  # per forward: fixed + per layer (launches, Python)
 FIRST_CALL_DEFAULT = {"flex_attention": 30.0, "flash_attention_4": 11.0}  # the shipped H100 maxima: 29.95 s, 10.92 s
-WARM_SECONDS = 1.0  # bench_worker._warm runs each call for at least this
-TIMED_BUDGET = 8.0  # bench_worker._timed stops at three repeats past this
+REPEATS = 5  # tune's timed repeats per call (bench_worker._timed; a slow call stops at three past its budget)
 
 
 class CandidateCost(BaseModel):
@@ -118,9 +119,9 @@ def _warm(call: float) -> float:
     return math.ceil(WARM_SECONDS / call) * call if call > 0 else WARM_SECONDS
 
 
-def _repeats(call: float, repeats: int = 5) -> float:
+def _repeats(call: float, repeats: int = REPEATS) -> float:
     n, total = 0, 0.0
-    while n < repeats and (n < min(3, repeats) or total < TIMED_BUDGET):
+    while n < repeats and (n < min(3, repeats) or total < TIMED_BUDGET_SECONDS):
         n, total = n + 1, total + call
     return total
 
@@ -151,9 +152,12 @@ def _compile(option: PlanOption, model: ModelSpec, rows: Sequence[Measurement]) 
 
 
 def estimate_cost(option: PlanOption, model: ModelSpec, workload: Workload, *, layers: int | None,
-                  checkpoint: bool, rows: Sequence[Measurement] = (), calibration: Calibration | None = None
-                  ) -> CandidateCost:
-    """This candidate's seconds before it starts: measured figures of this run where there are some, else defaults."""
+                  checkpoint: bool, rows: Sequence[Measurement] = (), calibration: Calibration | None = None,
+                  cpu_load: float = 1.0) -> CandidateCost:
+    """This candidate's seconds before it starts: measured figures of this run where there are some, else defaults.
+    `cpu_load`: how many runnable processes share each core of this CPU (at least 1), which slows a CPU child's
+    compute by that factor until one has been timed (on this 2-core box at a load of 7.8, gpt2's decode child ran
+    296 s against 28 s modelled at the idle rates)."""
     cal = calibration or Calibration()
     device = _device(option)
     basis: dict[str, str] = {}
@@ -169,16 +173,20 @@ def estimate_cost(option: PlanOption, model: ModelSpec, workload: Workload, *, l
         kind = "checkpoint" if checkpoint else f"random-{device}"
         rate = LOAD_BYTES_PER_SECOND[kind]
         load = LOAD_FIXED_SECONDS + weights / rate
-        basis["load"] = f"{weights / 1e9:.2f} GB at {rate / 1e9:g} GB/s ({kind.replace('-', ' weights on the ')}), default"
+        where = kind.replace("-", " weights on the ")
+        basis["load"] = f"{weights / 1e9:.2f} GB at {rate / 1e9:g} GB/s ({where}), default"
     compile_s, basis["compile"] = _compile(option, model, rows)
     modelled = modelled_timed_seconds(option, model, workload, layers)
     if cal.timed is not None and cal.timed_modelled:
         timed = cal.timed * modelled / cal.timed_modelled
-        basis["timed"] = f"measured: {cal.timed_label}'s timed runs in this run ({cal.timed:.1f} s), scaled by the model"
+        basis["timed"] = (f"measured: {cal.timed_label}'s timed runs in this run ({cal.timed:.1f} s), "
+                          "scaled by the model")
     else:
-        timed = modelled
+        shared = max(cpu_load, 1.0) if device == "cpu" else 1.0
+        timed = modelled * shared
         basis["timed"] = (f"modelled from {model.param_count / 1e6:.1f}M parameters and {workload.batch} x "
-                          f"{workload.prompt} + {workload.new_tokens} tokens at default {device.upper()} rates")
+                          f"{workload.prompt} + {workload.new_tokens} tokens at default {device.upper()} rates"
+                          + (f", slowed {shared:.1f}x by the load on this CPU" if shared > 1 else ""))
     total = start + load + compile_s + timed
     return CandidateCost(label=option.label, seconds=round(total, 1), start=round(start, 1), load=round(load, 1),
                          compile=round(compile_s, 1), timed=round(timed, 1), basis=basis)
