@@ -49,12 +49,11 @@ def _cpu_run(model_arg: str, budget: float, workload: str) -> tuple[dict[str, An
     from advisor.model.resolve import resolve_model
     from advisor.prove.tune import model_config_dict, run_tune
 
-    begin = time.perf_counter()
+    begin = time.perf_counter()  # as the CLI: the budget holds the model's resolution too
     model = resolve_model(model_arg)
     config = model_config_dict(model, model_arg)
-    started = time.perf_counter()
     env = target_environment(cpu=True, kernel_runs=False)
-    report = run_tune(model, env, config, workload=workload, budget=budget, started=started, record=False,
+    report = run_tune(model, env, config, workload=workload, budget=budget, started=begin, record=False,
                       say=lambda line: print(f"  advisor: {line}", flush=True))
     return json.loads(report.model_dump_json()), time.perf_counter() - begin
 

@@ -28,6 +28,7 @@ def run_tune_command(args: argparse.Namespace) -> TuneReport:
     from advisor.probe.target import TargetSpec, resolve_target
     from advisor.prove.tune import model_config_dict, run_tune
 
+    started = time.perf_counter()  # issue 27: the budget holds the whole command, the model's resolution included
     model = resolve_model(args.model, allow_download=args.allow_download, trust_remote_code=args.trust_remote_code)
     if args.checkpoint and not model.has_weights:
         raise UsageError(f"{model.name} has no weights here: drop --checkpoint to time random weights")
@@ -35,7 +36,6 @@ def run_tune_command(args: argparse.Namespace) -> TuneReport:
         raise UsageError("random weights are built from transformers' own classes only; "
                          "use --checkpoint for a model with custom code")
     config = None if args.checkpoint else model_config_dict(model, args.model)
-    started = time.perf_counter()
     env = resolve_target(TargetSpec(kernel_runs=False))  # tune runs the kernels itself, on the model's shapes
     if not env.gpu_list:  # issue 31: CPU rows were recorded that recommend never reads (measurements are per GPU)
         raise UsageError("tune measures a GPU and this machine has none; on the CPU recommend keeps its static "

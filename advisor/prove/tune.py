@@ -27,7 +27,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -220,8 +220,8 @@ class TunePlan:
     skipped: list[TuneMiss]
     ordered: list[tuple[PlanOption, str]]
     costs: dict[str, CandidateCost]
-    cost: Callable[[PlanOption], CandidateCost]  # with what the run has measured so far (its `calibration`)
-    calibration: Calibration = field(default_factory=Calibration)
+    cost: Callable[[PlanOption], CandidateCost]  # reads `calibration`: what the run has measured so far
+    calibration: Calibration
 
 
 def plan_tune(model: ModelSpec, env: Environment, config: dict[str, Any] | None, *, workload: str = "prefill",
