@@ -254,8 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workload", choices=("decode", "prefill", "batch"), default="prefill",
                    help="what to time: prefill (1 x 4096, cut to the model's positions; default), decode or batch")
     p.add_argument("--budget-seconds", type=_seconds, default=60.0, metavar="N",
-                   help="the whole command's budget, probe included: no candidate starts that would pass it "
-                        "(default 60)")
+                   help="the whole command's budget, probe included (default 60): each candidate's cost is "
+                        "estimated before it starts and none but the static choice starts past it; a child still "
+                        "running at the budget + 5 s is stopped")
     p.add_argument("--no-measurements", action="store_true", help="do not record the results in the store")
     p.add_argument("--checkpoint", action="store_true", help="load the model's own weights instead of random ones")
     _output_options(p, ("text", "json"))

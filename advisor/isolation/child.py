@@ -19,7 +19,9 @@ from pydantic import BaseModel, ConfigDict
 
 from advisor.isolation.lifeline import PARENT_ENV
 
-__all__ = ["run_child", "Trial"]
+__all__ = ["KILL_WAIT_SECONDS", "run_child", "Trial"]
+
+KILL_WAIT_SECONDS = 10.0  # after a timeout's SIGKILL, the most we wait for the child's pipes to close
 
 
 class Trial(BaseModel):
@@ -87,7 +89,7 @@ def run_child(module: str, request: dict[str, Any], timeout: float) -> dict[str,
     except subprocess.TimeoutExpired:
         _kill_group(proc)
         try:
-            proc.communicate(timeout=10)
+            proc.communicate(timeout=KILL_WAIT_SECONDS)
         except subprocess.TimeoutExpired:  # a grandchild that left the group still holds the pipes
             pass
         proc.wait()

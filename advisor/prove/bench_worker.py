@@ -51,7 +51,11 @@ def _model_inputs(torch: Any, model: Any, ids: Any, mask: Any) -> tuple[dict[str
     return {"input_ids": ids, "attention_mask": mask, **decoder}, {"inputs": ids, "attention_mask": mask}, int(mask.sum())
 
 
-def _warm(torch: Any, fn: Any, seconds: float = 1.0) -> None:
+WARM_SECONDS = 1.0
+TIMED_BUDGET_SECONDS = 8.0  # issue 27: advisor/prove/tune_cost.py models both
+
+
+def _warm(torch: Any, fn: Any, seconds: float = WARM_SECONDS) -> None:
     """Run `fn` for at least `seconds`, not once: kernel selection, allocator growth and clock ramp-up all land
     here rather than in the timed runs (and flex_attention compiles)."""
     start = time.perf_counter()
@@ -62,7 +66,8 @@ def _warm(torch: Any, fn: Any, seconds: float = 1.0) -> None:
             return
 
 
-def _timed(torch: Any, fn: Any, repeats: int, budget: float = 8.0, samples: list[float] | None = None) -> float:
+def _timed(torch: Any, fn: Any, repeats: int, budget: float = TIMED_BUDGET_SECONDS,
+           samples: list[float] | None = None) -> float:
     """Median of `repeats` runs; past `budget` seconds a slow configuration stops at three (as timeit's autorange
     bounds its effort), so an 8-bit decode does not take the time the fast, noisy candidates need."""
     times: list[float] = []
@@ -121,6 +126,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
         on_gpu = torch.cuda.is_available() and torch.cuda.is_initialized()
         if on_gpu:  # the weights stay allocated, so each workload's peak includes them
             torch.cuda.reset_peak_memory_stats()
+        begin = time.perf_counter()
         with torch.inference_mode():
             if request["generative"] and new > 1:
                 common = {**generate_kwargs, "do_sample": False, "num_beams": 1, "pad_token_id": 0}
@@ -145,6 +151,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
                 out["repeat_spread"] = (max(times) - min(times)) / max(times)
                 out["ttft_ms"] = seconds * 1000
                 out["prefill_tokens_per_second"] = tokens / seconds
+        out["run_seconds"] = time.perf_counter() - begin  # issue 27: warm-ups, a compile, repeats (tune's cost)
         if on_gpu:
             out["peak_memory_bytes"] = int(torch.cuda.max_memory_allocated())
         workloads[name] = out

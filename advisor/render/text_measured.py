@@ -32,7 +32,10 @@ def tune_lines(r: Any) -> list[str]:
     lines = [f"Tune: {r.model} on {r.device}",
              (f"Workload {r.workload}: metric {r.metric}; {r.weights}; layers {r.layers_run} of {r.layers_total}"
               f"{'' if r.layers_run == r.layers_total else ' (truncated: ' + r.depth_note + ')'}"),
-             f"Budget {r.budget_seconds:g} s, used {r.elapsed_seconds:.1f} s", ""]
+             f"Budget {r.budget_seconds:g} s (+{r.margin_seconds:g} s margin to stop a child), used "
+             f"{r.elapsed_seconds:.1f} s", ""]
+    if r.budget_note:
+        lines[-1:-1] = [f"Budget note: {r.budget_note}"]
     lines.append(f"  {'#':>2} {'configuration':<45} {'tok/s':>10} {'spread':>7} {'vs best':>8}")
     for i, row in enumerate(r.ranking, 1):
         mark = " <- static choice" if row.label == r.static_choice else ""
@@ -45,4 +48,11 @@ def tune_lines(r: Any) -> list[str]:
     lines += ["", f"Static choice: {r.static_choice}; measured winner: {r.winner}"
               + (f"; static/winner = {r.static_ratio:.3f}" if r.static_ratio is not None else "")]
     lines += [f"Note: {n}" for n in r.notes]
+    if r.estimates:  # issue 27: each candidate's estimated cost, as estimated just before its turn
+        lines += ["", "Order and estimated cost (estimates, before each candidate's turn):"]
+        for e in r.estimates:
+            took = f"; took {e.measured_seconds:.1f} s" if e.measured_seconds is not None else ""
+            lines.append(f"  {e.position:>2} {e.label:<45} ~{e.seconds:.0f} s (start {e.start:.0f}, load {e.load:.0f}, "
+                         f"compile {e.compile:.0f}, timed {e.timed:.0f}): {e.outcome}{took}")
+            lines.append(f"     {e.order_reason}")
     return lines
