@@ -84,6 +84,16 @@ def test_head_dim_512_rejects_flash_attention() -> None:
     assert rec.from_pretrained["attn_implementation"] == "sdpa"  # type: ignore[index]
 
 
+def test_head_dim_not_a_multiple_of_8_is_padded_by_fa2() -> None:
+    """Issue 28's audit: flash-attn pads head_dim 100 to 104 (flash_attn_interface.py, FlashAttnFunc.forward; the
+    C++ API before v2.7.0), so FA2 is not rejected for it."""
+    model = synthetic(hidden_size=800, num_attention_heads=8, num_hidden_layers=2, vocab_size=1000)
+    assert model.head_dim == 100
+    rec = plan(model, "a100_80gb_fa2_bnb")
+    assert "ATTN007" not in rejected(rec, "flash_attention_2")
+    assert rec.from_pretrained["attn_implementation"] == "flash_attention_2"  # type: ignore[index]
+
+
 def test_head_dim_256_is_fine_for_fa2() -> None:
     rec = plan("google/gemma-7b", "a100_80gb_fa2_bnb")
     assert rec.model.head_dim == 256
