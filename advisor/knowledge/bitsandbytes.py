@@ -28,9 +28,11 @@ class BnbFact:
     sources: tuple[dict[str, Any], ...]
 
     def cite(self) -> str:
-        """`bitsandbytes 0.48.0 docs/source/installation.mdx:33`, plus "unverified" where no line states it."""
+        """`bitsandbytes 0.48.0 docs/source/installation.mdx:33`, or the run of its wheel that showed it
+        (`reproduced: docs/knowledge/...json`), plus "unverified" where neither states it."""
         first = self.sources[0]
-        where = f"bitsandbytes {first['tag']} {first['file']}:{first['line']}"
+        where = (f"reproduced: {first['reproduction']}" if "reproduction" in first
+                 else f"bitsandbytes {first['tag']} {first['file']}:{first['line']}")
         return where if self.verified else f"unverified; {where}"
 
     def covers_version(self, version: Version) -> bool:

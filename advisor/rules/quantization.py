@@ -71,7 +71,8 @@ def bnb_version(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
       fix="quantize on a CUDA GPU, or keep the model unquantized on the CPU")
 def bnb_device(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     """Which devices a bitsandbytes release supports is its own fact, read at its tags (data/bitsandbytes.json):
-    the CPU backend is official from 0.48 (and far slower than a GPU); ROCm libraries are loaded from 0.46, a
+    its wheel runs on the CPU from 0.46 (executed: scripts/check_bnb_cpu.py), officially from 0.48, far slower than a
+    GPU, and 0.46.1's 4-bit load fails to convert on the CPU; ROCm libraries are loaded from 0.46, a
     preview until 0.50; on NVIDIA, compute capability >= 5.0 for 0.45-0.47 and >= 6.0 from 0.48."""
     if not _quantized(c):
         return
@@ -86,8 +87,22 @@ def bnb_device(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
         if row is not None and row.value == "none":
             yield bnb_device.finding(
                 Severity.FAIL, f"{named} has no CPU backend in its release: {row.note} ({row.cite()})",
-                detected=f"{named} on CPU", required="bitsandbytes >= 0.48 for CPU", fix="pip install -U bitsandbytes",
+                detected=f"{named} on CPU", required="bitsandbytes >= 0.46 for CPU", fix="pip install -U bitsandbytes",
                 option=c.quantization,
+            )
+            return
+        four = bnb_fact(ctx.knowledge.root, "cpu_4bit_load", version) if c.quantization == "4bit" else None
+        if four is not None and four.value == "none":
+            yield bnb_device.finding(
+                Severity.FAIL, f"{named} does not load 4-bit on the CPU: {four.note} ({four.cite()})",
+                detected=f"{named} 4bit on CPU", required="bitsandbytes >= 0.47 for 4-bit on CPU",
+                fix="pip install -U bitsandbytes", option=c.quantization,
+            )
+        elif row is not None and row.value == "preview":
+            yield bnb_device.finding(
+                Severity.WARN, f"{named} runs on the CPU before its official CPU backend (0.48; {row.cite()}), much "
+                               "slower than unquantized float32 when memory allows",
+                detected=f"{named} on CPU", required=">= 0.48 for the official backend", option=c.quantization,
             )
         else:
             yield bnb_device.finding(

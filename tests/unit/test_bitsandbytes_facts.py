@@ -26,6 +26,7 @@ from advisor.knowledge import data_dir
 from advisor.knowledge.bitsandbytes import bnb_fact, load_bnb_facts
 from advisor.probe.packages import _BITSANDBYTES, run_import_check
 
+ROOT = Path(__file__).resolve().parents[2]
 LLAMA = "meta-llama/Llama-3.2-1B"
 RELEASES = [Version(v) for v in ("0.43.0", "0.44.1", "0.45.5", "0.46.0", "0.47.0", "0.48.2", "0.49.2", "0.50.1")]
 
@@ -36,6 +37,10 @@ def test_every_row_cites_a_tag_inside_its_range_and_ranges_do_not_overlap() -> N
     for row in rows:
         assert row.sources, row
         for source in row.sources:
+            if "reproduction" in source:  # a run of the wheels: the file it wrote holds a release the row covers
+                ran = json.loads((ROOT / source["reproduction"]).read_text())["results"]
+                assert any(Version(r["version"]) in SpecifierSet(row.covers) for r in ran), (row.fact, row.covers)
+                continue
             assert source["repo"] == "bitsandbytes-foundation/bitsandbytes"
             assert source["line"] > 0 and source["file"] and source["quote"]
             assert Version(source["tag"]) in SpecifierSet(row.covers), (row.fact, row.covers, source["tag"])
@@ -51,7 +56,8 @@ def test_the_facts_per_release() -> None:
         "5.0", "5.0", "6.0", "6.0"]
     assert [bnb_fact(root, "rocm", v).value for v in ("0.45.5", "0.46.0", "0.49.2", "0.50.0")] == [
         "none", "preview", "preview", "official"]
-    assert [bnb_fact(root, "cpu", v).value for v in ("0.47.0", "0.48.0")] == ["none", "official"]
+    assert [bnb_fact(root, "cpu", v).value for v in ("0.45.5", "0.46.0", "0.47.0", "0.48.0")] == [
+        "none", "preview", "preview", "official"]
     assert bnb_fact(root, "int8_fast_cc", "0.50.1").value == "7.5"
     assert bnb_fact(root, "cuda_min_cc", None).value == "6.0"  # not installed: the newest release's rule
     assert bnb_fact(root, "cuda_min_cc", "0.44.1").verified is False  # the docs state no pip floor then
@@ -73,9 +79,27 @@ def test_rocm_by_release(cli: Any) -> None:
 
 
 def test_cpu_by_release(cli: Any) -> None:
-    old = _quant004(cli, "--cpu", "--assume", "bitsandbytes==0.47.0")
-    assert old[0]["severity"] == "fail" and "installation.mdx:141" in old[0]["message"]
+    old = _quant004(cli, "--cpu", "--assume", "bitsandbytes==0.45.5")
+    assert old[0]["severity"] == "fail" and "reproduced: docs/knowledge/bnb-cpu-tf5.25.0.json" in old[0]["message"]
+    early = _quant004(cli, "--cpu", "--assume", "bitsandbytes==0.47.0")  # issue 28's audit: it runs on the CPU
+    assert [f["severity"] for f in early] == ["warn"] and "before its official CPU backend" in early[0]["message"]
     assert [f["severity"] for f in _quant004(cli, "--cpu", "--assume", "bitsandbytes==0.48.0")] == ["warn"]
+    _, out, _ = cli("check", LLAMA, "--quantize", "4bit", "--format", "json", "--cpu", "--assume",
+                    "bitsandbytes==0.46.1")
+    four = [f for f in json.loads(out)["failures"] if f["code"] == "QUANT004"]
+    assert four and "does not load 4-bit on the CPU" in four[0]["message"]
+
+
+def test_cpu_rows_agree_with_the_wheels_run() -> None:
+    """data/bitsandbytes.json's CPU rows say what scripts/check_bnb_cpu.py saw each wheel do."""
+    ran = json.loads((ROOT / "docs" / "knowledge" / "bnb-cpu-tf5.25.0.json").read_text())["results"]
+    for result in ran:
+        row = bnb_fact(data_dir(), "cpu", result["version"])
+        assert row is not None
+        assert (row.value != "none") == (result["op_8bit"] == result["op_4bit"] == "runs"), result["version"]
+        four = bnb_fact(data_dir(), "cpu_4bit_load", result["version"])
+        loads = result["load_in_4bit"] == "runs" or result["load_in_4bit"].startswith("ImportError")  # below the floor
+        assert (four is not None and four.value == "none") == (not loads and row.value != "none"), result["version"]
 
 
 def _env_with_cc(tmp_path: Path, major: int, minor: int, bnb: str) -> Path:
@@ -175,4 +199,4 @@ def test_quant_methods_row_agrees_with_the_newest_release() -> None:
     methods = json.loads((data_dir() / "quant_methods.json").read_text())["methods"]
     row = next(m for m in methods if m["key"] == "bitsandbytes")
     assert row["min_cc"] == bnb_fact(data_dir(), "cuda_min_cc", None).value
-    assert "cpu from bitsandbytes 0.48" in row["device"] and bnb_fact(data_dir(), "cpu", "0.48.0").value == "official"
+    assert "cpu from bitsandbytes 0.46, official from 0.48" in row["device"] and bnb_fact(data_dir(), "cpu", "0.48.0").value == "official"
