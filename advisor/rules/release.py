@@ -48,13 +48,17 @@ def release_unknown(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
         )
 
 
+DTYPE_KWARG_RUN = "docs/knowledge/dtype-kwarg.json"  # scripts/check_dtype_kwarg.py: what each release did with dtype=
+
+
 @rule("KWARG001", "from_pretrained keyword removed or renamed in this transformers", scope="environment",
       fix='pass quantization_config=BitsAndBytesConfig(load_in_8bit=True) (or load_in_4bit=True) instead of the '
           'top-level flag; spell the dtype keyword the way the release does')
 def removed_kwargs(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     """transformers 5.0 removed the top-level `load_in_8bit=` / `load_in_4bit=` arguments of from_pretrained: they
     reach the model's __init__ and raise TypeError. 4.56 renamed `torch_dtype=` to `dtype=` (the old name still
-    works, with a deprecation warning); releases before 4.56 do not know `dtype=`."""
+    works, with a deprecation warning); releases before 4.56 do not know `dtype=`, which then reaches the model's
+    __init__ as well (TypeError, executed)."""
     kwargs = ctx.from_pretrained
     target = ctx.env.version_of("transformers")
     releases = ctx.knowledge.releases
@@ -80,8 +84,9 @@ def removed_kwargs(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     elif "dtype" in kwargs and "torch_dtype" not in kwargs and spelling.value == "torch_dtype":
         yield removed_kwargs.finding(
             Severity.FAIL,
-            f"transformers {target} does not know dtype= (added in 4.56); the model would load in float32 "
-            f"({spelling.cite()})",
+            f"transformers {target} does not know dtype= (added in 4.56): it reaches the model's __init__ and "
+            f"from_pretrained raises TypeError ({spelling.cite()}; executed in 4.36.2, 4.46.3 and 4.51.3: "
+            f"{DTYPE_KWARG_RUN})",
             detected="dtype=", required="torch_dtype=", fix="rename dtype= to torch_dtype=, or upgrade transformers",
         )
 

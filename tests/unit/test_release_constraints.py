@@ -164,6 +164,20 @@ def test_top_level_load_in_8bit_fails_from_5_0(cli: Any, tmp_path: Path) -> None
     assert "KWARG001" not in _codes(result["failures"])
 
 
+def test_dtype_kwarg_before_4_56_raises_as_executed(cli: Any, tmp_path: Path) -> None:
+    """Issue 28's audit ("right answer, wrong reason"): dtype= in 4.46.3 raises TypeError, it does not load float32.
+    The message follows what scripts/check_dtype_kwarg.py saw each release do."""
+    ran = json.loads((Path(__file__).resolve().parents[2] / "docs" / "knowledge" / "dtype-kwarg.json").read_text())
+    executed = {r["release"]: r["dtype"] for r in ran["results"] if "dtype" in r}
+    assert executed["4.46.3"].startswith("TypeError") and executed["4.56.2"] == "loads in float16"
+    config = tmp_path / "kwargs.json"
+    config.write_text(json.dumps({"dtype": "float16", "attn_implementation": "sdpa"}))
+    code, result = _check(cli, LLAMA, "--gpu", "A100-80GB", "--config", str(config), "--assume", "transformers==4.46.3")
+    failures = [f for f in result["failures"] if f["code"] == "KWARG001"]
+    assert code == 1 and failures and "raises TypeError" in failures[0]["message"]
+    assert "float32" not in failures[0]["message"]
+
+
 def test_hub_kernel_fallbacks_cover_fa2_fa3_fa4(cli: Any) -> None:
     """transformers 5.24 modeling_flash_attention_utils.py FLASH_ATTN_KERNEL_FALLBACK."""
     fallback = load_release_constraints().at("kernel_fallback", "5.24.0").value  # type: ignore[union-attr]
