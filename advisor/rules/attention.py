@@ -396,6 +396,37 @@ def fa3_alibi(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
         )
 
 
+@rule("ATTN015", "attention softcapping with a flash-attn that lacks it", scope="candidate",
+      fix="pip install -U 'flash-attn>=2.6.0' --no-build-isolation, or use attn_implementation=\"eager\"")
+def flash_softcap(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
+    """Gemma-2 caps its attention logits; flash-attn has the `softcap` argument from 2.6.0. Below it, transformers
+    4.43-4.54 raises TypeError at the first forward, 5.21+ refuses, and 4.55-5.20 drops the cap without a word: the
+    model then computes other logits than it was trained with (data/softcap.json)."""
+    if c is None or _package(ctx, c) != "flash-attn" or ctx.model is None:
+        return
+    text = ctx.model.config.get("text_config") or {}
+    cap = ctx.model.config.get("attn_logit_softcapping") or (text.get("attn_logit_softcapping")
+                                                             if isinstance(text, dict) else None)
+    lib = ctx.env.library("flash-attn")
+    if not cap or not lib.installed or not lib.version:
+        return
+    from advisor.knowledge.softcap import softcap_table
+
+    table = softcap_table()
+    if version_matches(lib.version, f">={table.flash_attn_min}"):
+        return
+    target = ctx.env.version_of("transformers")
+    row = table.at(target)
+    if row is None:
+        return
+    yield flash_softcap.finding(
+        Severity.FAIL, f"{ctx.model.model_type} caps attention logits at {cap}, which flash-attn {lib.version} cannot "
+                       f"(softcap from {table.flash_attn_min}); transformers {target} {row.message} ({row.cite()})",
+        detected=f"flash-attn {lib.version}, attn_logit_softcapping {cap}", required=f"flash-attn>={table.flash_attn_min}",
+        option=c.attn,
+    )
+
+
 @rule("ATTN011", "batched generation needs left padding", scope="candidate",
       fix='tokenizer = AutoTokenizer.from_pretrained(model, padding_side="left")')
 def left_padding(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
