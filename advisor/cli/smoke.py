@@ -26,7 +26,8 @@ def run_smoke_command(args: argparse.Namespace) -> SmokeReport:
     from advisor.probe.target import TargetSpec, resolve_target
     from advisor.prove.smoke import options_from_json, plan_options, run_smoke
 
-    model = resolve_model(args.model, allow_download=args.allow_download, trust_remote_code=args.trust_remote_code)
+    model = resolve_model(args.model, allow_download=args.allow_download, trust_remote_code=args.trust_remote_code,
+                          cache=not args.no_cache)
     rejected: list[dict[str, str]] = []
     if getattr(args, "tp", None) is not None and args.tp > 1:
         return _tp_smoke(args, model)
@@ -34,9 +35,9 @@ def run_smoke_command(args: argparse.Namespace) -> SmokeReport:
         options = options_from_json(read_json_file(args.config, what="config file"),
                                     source=f"config file {args.config}")
     else:
-        env = resolve_target(TargetSpec(cpu=args.cpu))
+        env = resolve_target(TargetSpec(cpu=args.cpu, cache=not args.no_cache))
         request = PlanRequest(attn=args.attn, dtype=args.dtype or "auto", quantize=args.quantize or "auto",
-                              simulate=args.simulate)
+                              simulate=args.simulate, cache=not args.no_cache)
         plan = make_plan(model, env, request)
         options = plan_options(plan)  # type: ignore[assignment]
         rejected = [{"option": r.option, "rule": r.rule, "reason": r.reason} for r in plan.rejected]
@@ -59,8 +60,9 @@ def _tp_smoke(args: argparse.Namespace, model: ModelSpec) -> SmokeReport:
         raise UsageError("smoke --tp runs the ranks as CPU processes here: add --cpu (the GPU proof is a later issue)")
     if args.config is not None or args.all or args.quantize not in (None, "none"):
         raise UsageError("smoke --tp tests the plan's tensor-parallel kwargs: drop --config, --all and --quantize")
-    plan = make_plan(model, resolve_target(TargetSpec(cpu=True)),
-                     PlanRequest(attn=args.attn, dtype=args.dtype or "float32", quantize="none", tp=args.tp))
+    plan = make_plan(model, resolve_target(TargetSpec(cpu=True, cache=not args.no_cache)),
+                     PlanRequest(attn=args.attn, dtype=args.dtype or "float32", quantize="none", tp=args.tp,
+                                 cache=not args.no_cache))
     p = plan.parallelism
     if p is None or p.kind != "tensor":
         failures = p.failures if p is not None else []
@@ -93,5 +95,6 @@ def run_onnx_smoke_command(args: Any) -> OnnxSmokeReport:
     given = [f"--{n}" for n in ("config", "attn", "dtype", "quantize", "all", "tp") if getattr(args, n, None)]
     if given:
         raise UsageError(f"{', '.join(given)} choose PyTorch configurations; drop them with --runtime onnxruntime")
-    model = resolve_model(args.model, allow_download=args.allow_download, trust_remote_code=args.trust_remote_code)
+    model = resolve_model(args.model, allow_download=args.allow_download, trust_remote_code=args.trust_remote_code,
+                          cache=not args.no_cache)
     return run_onnx_smoke(model, timeout=args.timeout)

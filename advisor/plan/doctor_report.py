@@ -247,13 +247,13 @@ def _libraries(env: Environment, rec: Recommendation | None = None) -> Section:
     return Section(title="Kernels and libraries", items=items)
 
 
-def _quant_methods(env: Environment) -> Section:
+def _quant_methods(env: Environment, cache: bool) -> Section:
     """What each quantization method transformers loads would need here (data/quant_methods.json)."""
     ccs = [cc for g in env.gpu_list if (cc := known(g.compute_capability)) is not None]
     weakest = min(ccs, key=lambda cc: cc.as_tuple) if ccs else None
     return Section(title="Quantization methods", items=[
         Item(name=name, status=status, value=value, fix=fix)  # type: ignore[arg-type]
-        for name, status, value, fix in doctor_rows(env, weakest)
+        for name, status, value, fix in doctor_rows(env, weakest, cache=cache)
     ])
 
 
@@ -285,17 +285,19 @@ def _model(rec: Recommendation) -> list[Section]:
     return [Section(title="Model compatibility", items=compat), Section(title="Recommendation", items=plan)]
 
 
-def _facts_source(env: Environment) -> str | None:
+def _facts_source(env: Environment, cache: bool) -> str | None:
     from advisor.knowledge import load_knowledge
 
-    return load_knowledge().releases.source_of(env.version_of("transformers"))
+    return load_knowledge(cache=cache).releases.source_of(env.version_of("transformers"))
 
 
 def build_report(
     env: Environment, findings: list[Finding], recommendation: Recommendation | None = None,
-    smoke: dict[str, Any] | None = None, model_kernels: Any = None,
+    smoke: dict[str, Any] | None = None, model_kernels: Any = None, *, cache: bool = True,
 ) -> DoctorReport:
-    sections = [_host(env), _gpus(env), _dtypes(env), _sdpa(env), _libraries(env, recommendation), _quant_methods(env)]
+    """`cache=False`: --no-cache, the release facts read without the user's analysis cache."""
+    sections = [_host(env), _gpus(env), _dtypes(env), _sdpa(env), _libraries(env, recommendation),
+                _quant_methods(env, cache)]
     if env.kernel_runs:
         sections.append(_kernel_runs(env))
     if model_kernels is not None:  # issue 29: advisor/probe/model_kernels.py
@@ -324,4 +326,4 @@ def build_report(
     ok = not problems and (recommendation is None or recommendation.ok) and (smoke is None or bool(smoke.get("ok")))
     return DoctorReport(ok=ok, target=env.description or env.source, environment=env, sections=sections,
                         findings=findings, recommendation=recommendation, smoke=smoke, problems=problems,
-                        warnings=warnings, facts_source=_facts_source(env))
+                        warnings=warnings, facts_source=_facts_source(env, cache))

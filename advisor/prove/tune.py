@@ -121,13 +121,15 @@ def _order(options: list[PlanOption]) -> list[PlanOption]:
 
 def run_tune(model: ModelSpec, env: Environment, config: dict[str, Any] | None, *, workload: str = "prefill",
              budget: float = 60.0, store: MeasurementStore | None = None, record: bool = True,
-             timeout: float = 600.0, started: float | None = None, simulate: bool = False) -> TuneReport:
-    """Time the candidates; `config` None means load the checkpoint at `model.path`; `simulate` as --simulate."""
+             timeout: float = 600.0, started: float | None = None, simulate: bool = False,
+             cache: bool = True) -> TuneReport:
+    """Time the candidates; `config` None means load the checkpoint at `model.path`; `simulate` as --simulate,
+    `cache=False` as --no-cache."""
     if workload not in WORKLOADS:
         raise UsageError(f"unknown workload {workload!r}; choose decode, prefill or batch")
     w = fitted_workload(workload, model.max_positions)
     plan = make_plan(model, env, PlanRequest(batch=w.batch, seq_len=w.prompt + w.new_tokens, prompt_len=w.prompt,
-                                             measurements=False, simulate=simulate))
+                                             measurements=False, simulate=simulate, cache=cache))
     options = ([plan.chosen] if plan.chosen else []) + list(plan.alternatives)
     skipped: list[TuneMiss] = []
     runnable = []
