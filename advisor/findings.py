@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from enum import Enum
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Severity", "Finding"]
+__all__ = ["Severity", "Finding", "Rejection"]
 
 
 class Severity(str, Enum):
@@ -32,3 +32,29 @@ class Finding(BaseModel):
     fix: str = ""
     option: str | None = None
     docs_url: str = ""
+
+
+class Rejection(BaseModel):
+    """Why an option was rejected (or ranked below the choice): the finding's code, message and fix, and the
+    candidates it covers. One shape for the plan and smoke (issue 26); the JSON keeps its keys `rule` and `reason`
+    (the aliases, used whenever it is dumped)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_by_name=True, validate_by_alias=True,
+                              serialize_by_alias=True)
+
+    option: str
+    code: str = Field(alias="rule")
+    message: str = Field(alias="reason")
+    fix: str = ""
+    candidates: int = 1
+    label: str = ""  # the whole candidates it covers, e.g. "eager|sdpa / float16 + bnb 8bit / 1 GPU"
+    labels: list[str] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, finding: Finding, option: str, **extra: object) -> Rejection:
+        return cls(option=option, code=finding.code, message=finding.message, fix=finding.fix, **extra)  # type: ignore[arg-type]
+
+    def as_finding(self, message: str | None = None) -> Finding:
+        """The failing finding it stands for (NoViablePlanError carries findings)."""
+        return Finding(code=self.code, severity=Severity.FAIL, title=self.option, message=message or self.message,
+                       fix=self.fix, option=self.option)

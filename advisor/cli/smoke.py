@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from advisor.cli.output import emit, write
 from advisor.errors import UsageError
+from advisor.findings import Rejection
 from advisor.render import OutputFormat, render
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ def run_smoke_command(args: argparse.Namespace) -> SmokeReport:
 
     model = resolve_model(args.model, allow_download=args.allow_download, trust_remote_code=args.trust_remote_code,
                           cache=not args.no_cache)
-    rejected: list[dict[str, str]] = []
+    rejected: list[Rejection] = []
     if getattr(args, "tp", None) is not None and args.tp > 1:
         return _tp_smoke(args, model)
     if args.config is not None:
@@ -40,9 +41,9 @@ def run_smoke_command(args: argparse.Namespace) -> SmokeReport:
                               simulate=args.simulate, cache=not args.no_cache)
         plan = make_plan(model, env, request)
         options = plan_options(plan)  # type: ignore[assignment]
-        rejected = [{"option": r.option, "rule": r.rule, "reason": r.reason} for r in plan.rejected]
+        rejected = list(plan.rejected)
         if not options:
-            reasons = "; ".join(f"{r.option}: {r.reason}" for r in plan.rejected[:3])
+            reasons = "; ".join(f"{r.option}: {r.message}" for r in plan.rejected[:3])
             raise UsageError(f"the plan has no viable configuration to smoke-test ({reasons})")
     report = run_smoke(model, options, all_candidates=args.all, generate_tokens=args.generate, timeout=args.timeout)
     return report.model_copy(update={"rejected": rejected})
@@ -68,9 +69,8 @@ def _tp_smoke(args: argparse.Namespace, model: ModelSpec) -> SmokeReport:
         failures = p.failures if p is not None else []
         return SmokeReport(ok=False, model=model.display, reference="not run: the plan refuses tensor parallel",
                            config=None, attempts=[],
-                           rejected=[{"option": f.option or f"tensor parallel {args.tp}", "rule": f.code,
-                                      "reason": f.message} for f in failures]
-                           or [{"option": "plan", "rule": "", "reason": plan.verdict}])
+                           rejected=[Rejection.of(f, f.option or f"tensor parallel {args.tp}") for f in failures]
+                           or [Rejection(option="plan", code="", message=plan.verdict)])
     return run_tp_smoke(model, p, timeout=args.timeout)
 
 

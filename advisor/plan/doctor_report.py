@@ -278,10 +278,10 @@ def _model(rec: Recommendation) -> list[Section]:
             plan.append(Item(name=f.code, status=_STATUS[f.severity], value=f.message,  # type: ignore[arg-type]
                              fix=f.fix if f.severity in (Severity.WARN, Severity.FAIL) else ""))
         for p in rec.passed_over:
-            plan.append(Item(name=f"ranked below: {p.label}", status="info", value=f"[{p.rule}] {p.reason}", fix=p.fix))
+            plan.append(Item(name=f"ranked below: {p.label}", status="info", value=f"[{p.code}] {p.message}", fix=p.fix))
     for rej in rec.rejected:
         plan.append(Item(name=f"rejected {rej.label or rej.option}", status="info",
-                         value=f"[{rej.rule}] {rej.reason} ({plural(rej.candidates, 'candidate')})", fix=rej.fix))
+                         value=f"[{rej.code}] {rej.message} ({plural(rej.candidates, 'candidate')})", fix=rej.fix))
     return [Section(title="Model compatibility", items=compat), Section(title="Recommendation", items=plan)]
 
 

@@ -156,11 +156,11 @@ def _rejections(failed: list[Evaluation], universe: list[Candidate], fixes: list
             groups.setdefault((f.option or e.candidate.attn, f.code, f.message, f.fix), []).append(e.candidate)
     order = {r.fix: i for i, r in enumerate(fixes) if r.unblocks}
     rows = [
-        Rejection(option=option, rule=code, reason=message, fix=fix, candidates=len(cands),
+        Rejection(option=option, code=code, message=message, fix=fix, candidates=len(cands),
                   label=group_label(cands, universe), labels=[c.label() for c in cands])
         for (option, code, message, fix), cands in groups.items()
     ]
-    return sorted(rows, key=lambda r: (order.get(r.fix, len(order)), -r.candidates, r.rule))
+    return sorted(rows, key=lambda r: (order.get(r.fix, len(order)), -r.candidates, r.code))
 
 
 def _passed_over(ctx: Context, viable: list[Evaluation], universe: list[Candidate]) -> list[Rejection]:
@@ -176,7 +176,7 @@ def _passed_over(ctx: Context, viable: list[Evaluation], universe: list[Candidat
                 if f.severity is Severity.WARN:
                     groups.setdefault((f.code, f.message, f.fix), []).append(e.candidate)
     return [
-        Rejection(option=cands[0].label(), rule=code, reason=message, fix=fix, candidates=len(cands),
+        Rejection(option=cands[0].label(), code=code, message=message, fix=fix, candidates=len(cands),
                   label=group_label(cands, universe), labels=[c.label() for c in cands])
         for (code, message, fix), cands in groups.items()
     ]
@@ -369,8 +369,7 @@ def make_plan(
         memory=chosen.memory if chosen else None,
         alternatives=options[1:],
         rejected=[
-            Rejection(option="environment", rule=f.code, reason=f.message, fix=f.fix, candidates=len(universe),
-                      label="every candidate") for f in blocking
+            Rejection.of(f, "environment", candidates=len(universe), label="every candidate") for f in blocking
         ] + _rejections(failed, universe, fixes),
         findings=findings,
         attention_support=ctx.support,

@@ -107,7 +107,7 @@ def _rejected(rejected: Sequence[Any], color: bool, verbose: bool, indent: str =
     lines = [head + ":"]
     for rej in shown:
         lines.append(f"{indent}{_mark('fail', color)} {rej.label or rej.option} ({plural(rej.candidates, 'candidate')})")
-        lines.append(f"{indent}     {rej.rule} {rej.reason}")
+        lines.append(f"{indent}     {rej.code} {rej.message}")
         lines.append(f"{indent}     fix: {rej.fix}")
         if verbose and len(rej.labels) > 1:
             lines += [f"{indent}       - {label}" for label in rej.labels]
@@ -160,7 +160,7 @@ def _recommend(r: Any, color: bool, verbose: bool = False) -> list[str]:
     if r.passed_over:
         lines += ["", "Ranked below the choice because of a warning:"]
         for p in r.passed_over:
-            lines += [f"  {_mark('warn', color)} {p.label}: {p.rule} {p.reason}", f"       fix: {p.fix}"]
+            lines += [f"  {_mark('warn', color)} {p.label}: {p.code} {p.message}", f"       fix: {p.fix}"]
     if r.alternatives:
         lines += ["", "Alternatives (best first):"]
         shown = _shown_alternatives(r.alternatives, len(r.alternatives) if verbose else 8)
@@ -249,7 +249,7 @@ def _smoke(r: Any, color: bool) -> list[str]:
     lines += rank_lines(getattr(r, "ranks", None))  # issue 30: smoke --tp
     if r.rejected:
         lines += ["", "Rejected up front by the plan (never loaded):"]
-        lines += [f"  {rej['option']:<18} {rej['rule']} {rej['reason']}" for rej in r.rejected]
+        lines += [f"  {rej.option:<18} {rej.code} {rej.message}" for rej in r.rejected]
     lines += ["", "Result: " + (f"passed with {r.attempts[[a.ok for a in r.attempts].index(True)].label}" if r.ok else "no configuration passed")]
     return lines
 
