@@ -10,6 +10,8 @@ __all__ = ["Severity", "Finding", "Rejection"]
 
 
 class Severity(str, Enum):
+    """The one status vocabulary (issue 26): a finding's severity, and the status of a report item."""
+
     OK = "ok"
     INFO = "info"
     WARN = "warn"
@@ -18,6 +20,20 @@ class Severity(str, Enum):
     @property
     def rank(self) -> int:
         return ["ok", "info", "warn", "fail"].index(self.value)
+
+    @property
+    def word(self) -> str:
+        """How a report section writes it (doctor's JSON and pages say "warning" and "problem")."""
+        return _WORDS[self]
+
+    @classmethod
+    def of(cls, status: str | Severity) -> Severity:
+        """A severity from either spelling (a finding's value or a section's word)."""
+        found = next((s for s, w in _WORDS.items() if w == status), None)
+        return found if found is not None else cls(status)
+
+
+_WORDS = {Severity.OK: "ok", Severity.INFO: "info", Severity.WARN: "warning", Severity.FAIL: "problem"}
 
 
 class Finding(BaseModel):

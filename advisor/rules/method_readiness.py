@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from advisor.facts import ComputeCapability, Environment
+from advisor.findings import Severity
 from advisor.knowledge import version_matches
 from advisor.knowledge.onthefly import OnTheFly, fact_key, fact_where, last_release_that_can, onthefly
 from advisor.knowledge.quant_methods import Method, load_methods, table_release, validate_line
@@ -146,7 +147,7 @@ def fixes_for(kind: str, model_type: str, env: Environment, weakest_cc: ComputeC
 
 
 def doctor_rows(env: Environment, weakest_cc: ComputeCapability | None, *,
-                cache: bool = True) -> list[tuple[str, str, str, str]]:
+                cache: bool = True) -> list[tuple[str, Severity, str, str]]:
     """(name, status, value, fix) per method for doctor: what it needs here and what is missing.
 
     `ok` when its libraries are installed and the GPU is new enough, `info` otherwise (none is required).
@@ -165,7 +166,7 @@ def doctor_rows(env: Environment, weakest_cc: ComputeCapability | None, *,
                 have += f", kernels {env.version_of('kernels')}"
             planned = f"; planned as --quantize {m.candidate.key}" if m.candidate else ""
             caveat = "".join(f"; {w}" for w in s.kernel.warnings) if s.kernel else ""
-            rows.append((m.key, "ok", f"usable{scope}: {have}{kernel}; {m.config}{planned}{caveat}{cite}", ""))
+            rows.append((m.key, Severity.OK, f"usable{scope}: {have}{kernel}; {m.config}{planned}{caveat}{cite}", ""))
             continue
         problems = s.problems
         if s.cc_ok is False:
@@ -175,7 +176,7 @@ def doctor_rows(env: Environment, weakest_cc: ComputeCapability | None, *,
         value = f"not usable here{scope}: needs {s.needs()}; missing: {'; '.join(problems)}{cite}{kernel}"
         fix = " && ".join(s.fixes) if s.loads or s.onthefly is None else \
             "; or ".join(onthefly_alternatives(env, weakest_cc, s.onthefly, cache=cache))
-        rows.append((m.key, "info", value, fix))
+        rows.append((m.key, Severity.INFO, value, fix))
     return rows
 
 
