@@ -6,13 +6,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import sys
 import warnings
 from collections.abc import Iterator
 from typing import Any
 
 from advisor import env as envvars
+from advisor.io.environ import scoped_environ
 from advisor.io.write_output import check_output, is_stdout, write_output
 from advisor.render import OutputFormat, render
 
@@ -32,22 +32,15 @@ def library_output(verbose: bool) -> Iterator[None]:
     if verbose:
         yield
         return
-    saved = {key: os.environ.get(key) for key in _QUIET_ENV}
-    os.environ.update(_QUIET_ENV)
     tf_logging = _transformers_logging()
     level = tf_logging.get_verbosity() if tf_logging is not None else None
     if tf_logging is not None:
         tf_logging.set_verbosity_error()
     try:
-        with warnings.catch_warnings():
+        with scoped_environ(_QUIET_ENV), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
         tf_logging = _transformers_logging()
         if tf_logging is not None:  # imported during the command with the quiet default: put the default back
             tf_logging.set_verbosity(level if level is not None else logging.WARNING)
