@@ -22,13 +22,17 @@ __all__ = ["emit", "library_output", "preflight", "progress_lines", "target_args
 # transformers' and huggingface_hub's switches for their own stderr output, set while a command runs without -v
 _QUIET_ENV = {"TRANSFORMERS_VERBOSITY": "error", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
               "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+# standard-library loggers of libraries with no verbosity switch of their own: the `kernels` package warns
+# "Skipping publisher trust check for '<repo>' because Hugging Face Hub is in offline mode." each time importing a
+# model module (gpt_neo, for one) asks it for the flash-attention fallback while the CLI is offline (issue 26)
+_QUIET_LOGGERS = ("kernels",)
 
 
 @contextlib.contextmanager
 def library_output(verbose: bool) -> Iterator[None]:
-    """Without -v, no line of transformers' or torch's own logging or warnings reaches stderr (the advisor's
-    output is the report); children inherit the environment switches. Restored afterwards (the CLI also runs
-    in-process, from tests and notebooks)."""
+    """Without -v, no line of transformers', kernels' or torch's own logging or warnings reaches stderr (the
+    advisor's output is the report); children inherit the environment switches. Restored afterwards (the CLI also
+    runs in-process, from tests and notebooks)."""
     if verbose:
         yield
         return
@@ -36,11 +40,16 @@ def library_output(verbose: bool) -> Iterator[None]:
     level = tf_logging.get_verbosity() if tf_logging is not None else None
     if tf_logging is not None:
         tf_logging.set_verbosity_error()
+    loggers = {logging.getLogger(name): logging.getLogger(name).level for name in _QUIET_LOGGERS}
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     try:
         with scoped_environ(_QUIET_ENV), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
+        for logger, was in loggers.items():
+            logger.setLevel(was)
         tf_logging = _transformers_logging()
         if tf_logging is not None:  # imported during the command with the quiet default: put the default back
             tf_logging.set_verbosity(level if level is not None else logging.WARNING)
