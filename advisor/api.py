@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -16,7 +14,6 @@ from advisor.errors import UsageError
 from advisor.estimate.memory import MemoryEstimate
 from advisor.facts import SCHEMA_VERSION, Environment
 from advisor.findings import Finding, Severity
-from advisor.io import analysis_cache
 from advisor.io.read_input import printable, read_json_file
 from advisor.knowledge import load_knowledge
 from advisor.knowledge.schema import AttentionSupportTable
@@ -35,20 +32,6 @@ from advisor.rules.base import Context
 __all__ = ["probe", "recommend", "check", "doctor", "matrix", "CheckResult", "target_environment", "parse_config"]
 
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _honours_cache(fn: F) -> F:
-    """`cache=False` reaches the probe and the memory simulation as parameters; the model and knowledge rooms
-    below still read it from `analysis_cache.disabled()` (issue 26: moving them to parameters is the next step)."""
-    @functools.wraps(fn)
-    def call(*args: Any, **kwargs: Any) -> Any:
-        with contextlib.nullcontext() if kwargs.get("cache", True) else analysis_cache.disabled():
-            return fn(*args, **kwargs)
-    return call  # type: ignore[return-value]
-
-
-@_honours_cache
 def target_environment(
     *,
     gpu: str | Sequence[str] | None = None,
@@ -85,7 +68,7 @@ def probe(*, import_checks: bool = True, cache: bool = True) -> Environment:
     return target_environment(import_checks=import_checks, cache=cache)
 
 
-def _hub_reach(env: Environment, allow_download: bool, requested: object = None) -> Environment:
+def _hub_reach(env: Environment, allow_download: bool, requested: object = None, *, cache: bool = True) -> Environment:
     """With --allow-download, ask the Hub once (bounded) whether it answers, where a load would kernelize: the
     Hub-kernel rules then know instead of presuming (issue 24). Without it, no network call is made. A snapshot
     from another machine keeps what it recorded: this machine's network says nothing about that one."""
@@ -94,7 +77,7 @@ def _hub_reach(env: Environment, allow_download: bool, requested: object = None)
     from advisor.knowledge.releases import load_release_constraints
 
     tf = env.version_of("transformers")
-    default = load_release_constraints().at("use_kernels_default", tf) if tf else None
+    default = load_release_constraints(cache=cache).at("use_kernels_default", tf) if tf else None
     if not (requested or (requested is None and default is not None and default.value is True)):
         return env
     from advisor.probe.hub_access import with_reachability
@@ -102,13 +85,12 @@ def _hub_reach(env: Environment, allow_download: bool, requested: object = None)
     return env.model_copy(update={"hub": with_reachability(env.hub)})
 
 
-def _model(model: str | ModelSpec, allow_download: bool, trust_remote_code: bool) -> ModelSpec:
+def _model(model: str | ModelSpec, allow_download: bool, trust_remote_code: bool, cache: bool) -> ModelSpec:
     if isinstance(model, ModelSpec):
         return model
-    return resolve_model(model, allow_download=allow_download, trust_remote_code=trust_remote_code)
+    return resolve_model(model, allow_download=allow_download, trust_remote_code=trust_remote_code, cache=cache)
 
 
-@_honours_cache
 def recommend(
     model: str | ModelSpec,
     *,
@@ -136,8 +118,8 @@ def recommend(
     # issue 14: a new config's meta-device count (importing transformers) overlaps the probe's waits on its children
     from advisor.isolation.background import in_background
 
-    pending = in_background(_model, model, allow_download, trust_remote_code)
-    env = _hub_reach(target_environment(**{"import_torch": False, **target}, cache=cache), allow_download)
+    pending = in_background(_model, model, allow_download, trust_remote_code, cache)
+    env = _hub_reach(target_environment(**{"import_torch": False, **target}, cache=cache), allow_download, cache=cache)
     spec = pending.result()
     request = PlanRequest(dtype=dtype, quantize=quantize, batch=batch, seq_len=seq_len, attn=attn,  # type: ignore[arg-type]
                           ignore=tuple(c.upper() for c in ignore), prefer=prefer,
@@ -252,7 +234,6 @@ def _config_candidate(config: dict[str, Any], ctx: Context, spec: ModelSpec, att
     return Candidate(attn=attn, dtype=dtype, quantization=quantize, placement=placement)  # type: ignore[arg-type]
 
 
-@_honours_cache
 def check(
     model: str | ModelSpec,
     *,
@@ -284,11 +265,11 @@ def check(
         in_background,  # the model is described beside the probe (issue 14)
     )
 
-    pending = in_background(_model, model, allow_download, trust_remote_code)
+    pending = in_background(_model, model, allow_download, trust_remote_code, cache)
     env = _hub_reach(target_environment(**{"import_torch": False, **target}, cache=cache), allow_download,
-                     data.get("use_kernels"))
+                     data.get("use_kernels"), cache=cache)
     spec = pending.result()
-    knowledge = load_knowledge()
+    knowledge = load_knowledge(cache=cache)
     ctx = replace(make_context(spec, env, knowledge, batch=batch, seq_len=seq_len, allow_download=allow_download),
                   from_pretrained=data, dtype_given=bool(dtype or data.get("dtype") or data.get("torch_dtype")))
     candidate = _config_candidate(data, ctx, spec, attn, dtype, quantize)
@@ -313,7 +294,6 @@ def check(
                        facts_source=knowledge.releases.source_of(env.version_of("transformers")))
 
 
-@_honours_cache
 def doctor(
     model: str | ModelSpec | None = None,
     *,
@@ -329,11 +309,11 @@ def doctor(
 ) -> DoctorReport:
     """The full report: machine, libraries, and (with a model) its compatibility and recommendation;
     `serving` (--workload) as in `recommend`; `cache=False`: the analysis cache is neither read nor written (--no-cache)."""
-    env = _hub_reach(target_environment(**target, cache=cache), allow_download)
-    knowledge = load_knowledge()
+    env = _hub_reach(target_environment(**target, cache=cache), allow_download, cache=cache)
+    knowledge = load_knowledge(cache=cache)
     recommendation = None
     if model is not None:
-        spec = _model(model, allow_download, trust_remote_code)
+        spec = _model(model, allow_download, trust_remote_code, cache)
         recommendation = make_plan(spec, env, PlanRequest(prefer=prefer, measurements=measurements,  # type: ignore[arg-type]
                                                           allow_download=allow_download, serving=serving,
                                                           simulate=simulate, cache=cache),
@@ -353,7 +333,7 @@ def doctor(
         from advisor.prove.smoke import plan_options, run_smoke
 
         smoke_report = run_smoke(recommendation.model, plan_options(recommendation)).model_dump(mode="json")
-    return build_report(env, findings, recommendation, smoke_report, model_kernels)
+    return build_report(env, findings, recommendation, smoke_report, model_kernels, cache=cache)
 
 
 def matrix(transformers_version: str | None = None, *, refresh: bool = False) -> AttentionSupportTable:

@@ -19,8 +19,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from generate_acceptance import _child_env  # noqa: E402  (the release child's environment: one builder)
-from generate_attention_history import _install  # noqa: E402
+from generate_attention_history import _install, release_child_env  # noqa: E402  (one release-child builder)
 
 RELEASES = ("4.36.2", "4.46.3", "4.51.3", "4.54.1", "4.56.2", "5.25.0")
 
@@ -47,7 +46,7 @@ def check(release: str, wheels: Path, cache: Path) -> dict[str, str]:
         if error:
             return {"release": release, "error": error}
         done = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, check=False,
-                              env=_child_env(Path(target), cache), timeout=600)
+                              env=release_child_env(Path(target), cache, extra={"OMP_NUM_THREADS": "1"}), timeout=600)
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
         if not lines:
             return {"release": release, "error": (done.stderr.strip().splitlines() or ["no output"])[-1][:300]}

@@ -26,7 +26,6 @@ import argparse
 import concurrent.futures
 import hashlib
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -99,19 +98,8 @@ def _shadow_site(python: str, cache: Path) -> Path:
 
 
 def _child_env(env_dir: Path, cache: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "HF_", "TRANSFORMERS_"))}
-    env.update(
-        PYTHONPATH=os.pathsep.join([str(env_dir), str(REPO), str(cache / "site")]),
-        PYTHONNOUSERSITE="1",
-        PYTHONWARNINGS="ignore",
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        TRANSFORMERS_VERBOSITY="error",
-        TOKENIZERS_PARALLELISM="false",
-        OMP_NUM_THREADS="1",
-        HF_HOME=str(cache / "hf_home"),
-    )
-    return env
+    """The history's release child, with the stub site (the accelerate/hub stand-ins) and one thread each."""
+    return gah.release_child_env(env_dir, cache, site=(cache / "site",), extra={"OMP_NUM_THREADS": "1"})
 
 
 def hub_floor(wheels: Path, release: str) -> str | None:

@@ -141,6 +141,26 @@ def _installed_versions(target: Path) -> dict[str, str]:
     return found
 
 
+def release_child_env(env_dir: Path, cache: Path, *, site: tuple[Path, ...] = (),
+                      extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a child that imports one throwaway release: only its folder (then the advisor, then
+    `site`) on the path, no user site, offline, quiet, its own HF_HOME. `extra` adds variables (the acceptance
+    children: OMP_NUM_THREADS)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTHON", "HF_", "TRANSFORMERS_"))}
+    env.update(
+        PYTHONPATH=os.pathsep.join([str(env_dir), str(REPO), *map(str, site)]),
+        PYTHONNOUSERSITE="1",
+        PYTHONWARNINGS="ignore",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        TRANSFORMERS_VERBOSITY="error",
+        TOKENIZERS_PARALLELISM="false",
+        **(extra or {}),
+        HF_HOME=str(cache / "hf_home"),
+    )
+    return env
+
+
 def read_release(release: str, *, python: str, cache: Path, refresh: bool, keep_env: bool) -> dict[str, Any]:
     """Install one release into a throwaway directory and read its table (cached in `cache/results`)."""
     result_path = cache / "results" / f"{release}.json"
@@ -161,21 +181,7 @@ def read_release(release: str, *, python: str, cache: Path, refresh: bool, keep_
         record["packages"] = _installed_versions(env_dir)
         modeling_utils = env_dir / "transformers" / "modeling_utils.py"
         record["to_bettertransformer"] = "def to_bettertransformer" in modeling_utils.read_text()
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(("PYTHON", "HF_", "TRANSFORMERS_"))
-        }
-        env.update(
-            PYTHONPATH=os.pathsep.join([str(env_dir), str(REPO)]),
-            PYTHONNOUSERSITE="1",
-            PYTHONWARNINGS="ignore",
-            HF_HUB_OFFLINE="1",
-            TRANSFORMERS_OFFLINE="1",
-            TRANSFORMERS_VERBOSITY="error",
-            TOKENIZERS_PARALLELISM="false",
-            HF_HOME=str(cache / "hf_home"),
-        )
+        env = release_child_env(env_dir, cache)
         with tempfile.TemporaryDirectory() as cwd:  # nothing in the cwd may shadow the target's packages
             try:
                 proc = subprocess.run(

@@ -51,25 +51,24 @@ def emit() -> dict[str, Any]:
     formulas: dict[str, dict[str, Any]] = {}
     support: dict[str, dict[str, bool]] = {}
     models: dict[str, dict[str, str | None]] = {}
-    with analysis_cache.disabled():
-        for shipped in load_knowledge().models:
-            config = dict(shipped.config)
-            architectures = config.get("architectures") or []
-            architecture = str(architectures[0]) if isinstance(architectures, list) and architectures else None
-            digest = analysis_cache.content_hash(count_key(config, architecture, False))
-            counted = count_on_meta(copy.deepcopy(config), architecture, False)  # it may edit nested dicts
-            if counted is None:
-                raise SystemExit(f"{shipped.hub_id}: the meta-device build failed; is transformers installed?")
-            counts[digest] = list(counted)
-            formula = derive(config, architecture)  # counts for its relatives without transformers (issue 14)
-            if formula is not None:
-                formulas[shipped.hub_id] = formula
-            spec = describe_config(config, name=shipped.hub_id, source="shipped")
-            flags = _read_installed(spec)
-            support_key = analysis_cache.content_hash({"model_type": spec.model_type, "architecture": architecture})
-            if flags is not None:
-                support[support_key] = flags
-            models[shipped.hub_id] = {"count_key": digest, "support_key": support_key if flags is not None else None}
+    for shipped in load_knowledge(cache=False).models:  # no user cache: the answers are computed here
+        config = dict(shipped.config)
+        architectures = config.get("architectures") or []
+        architecture = str(architectures[0]) if isinstance(architectures, list) and architectures else None
+        digest = analysis_cache.content_hash(count_key(config, architecture, False))
+        counted = count_on_meta(copy.deepcopy(config), architecture, False)  # it may edit nested dicts
+        if counted is None:
+            raise SystemExit(f"{shipped.hub_id}: the meta-device build failed; is transformers installed?")
+        counts[digest] = list(counted)
+        formula = derive(config, architecture)  # counts for its relatives without transformers (issue 14)
+        if formula is not None:
+            formulas[shipped.hub_id] = formula
+        spec = describe_config(config, name=shipped.hub_id, source="shipped", cache=False)
+        flags = _read_installed(spec)
+        support_key = analysis_cache.content_hash({"model_type": spec.model_type, "architecture": architecture})
+        if flags is not None:
+            support[support_key] = flags
+        models[shipped.hub_id] = {"count_key": digest, "support_key": support_key if flags is not None else None}
     import transformers
 
     return {"transformers": transformers.__version__, "counting_version": counting_version(),

@@ -18,7 +18,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from advisor.probe.target import TargetSpec, resolve_target
     from advisor.prove.bench import fitted_workload, run_bench
 
-    model = resolve_model(args.model, allow_download=args.allow_download, trust_remote_code=args.trust_remote_code)
+    model = resolve_model(args.model, allow_download=args.allow_download, trust_remote_code=args.trust_remote_code,
+                          cache=not args.no_cache)
     base = fitted_workload(args.workload, model.max_positions)  # --seq-len, when given, replaces the prompt below
     workload = base.model_copy(update={k: v for k, v in (("batch", args.batch), ("prompt", args.seq_len),
                                                          ("new_tokens", args.new_tokens)) if v is not None})
@@ -27,7 +28,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         require_matplotlib()  # before any work (issue 31: it failed after 25 s)
         check_output(args.plot, force=args.force)
-    env = resolve_target(TargetSpec(cpu=args.cpu))
+    env = resolve_target(TargetSpec(cpu=args.cpu, cache=not args.no_cache))
 
     def progress(done: int, total: int, label: str) -> None:
         if sys.stderr.isatty() or envvars.read(envvars.PROGRESS):
@@ -37,7 +38,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             sys.stderr.flush()
 
     request = PlanRequest(attn=args.attn, dtype=args.dtype or "auto", quantize=args.quantize or "auto",
-                          simulate=args.simulate)
+                          simulate=args.simulate, cache=not args.no_cache)
     (report,) = run_bench(model, env, [workload], repeats=args.repeats, timeout=args.timeout, progress=progress,
                           request=request, control=args.control, rounds=args.rounds)
     if args.plot is not None:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import sys
 import warnings
 from collections.abc import Iterator
 from typing import Any
 
 from advisor import env as envvars
+from advisor.io.environ import scoped_environ
 from advisor.io.write_output import check_output, is_stdout, write_output
 from advisor.render import OutputFormat, render
 
@@ -22,32 +22,34 @@ __all__ = ["emit", "library_output", "preflight", "progress_lines", "target_args
 # transformers' and huggingface_hub's switches for their own stderr output, set while a command runs without -v
 _QUIET_ENV = {"TRANSFORMERS_VERBOSITY": "error", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
               "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+# standard-library loggers of libraries with no verbosity switch of their own: the `kernels` package warns
+# "Skipping publisher trust check for '<repo>' because Hugging Face Hub is in offline mode." each time importing a
+# model module (gpt_neo, for one) asks it for the flash-attention fallback while the CLI is offline (issue 26)
+_QUIET_LOGGERS = ("kernels",)
 
 
 @contextlib.contextmanager
 def library_output(verbose: bool) -> Iterator[None]:
-    """Without -v, no line of transformers' or torch's own logging or warnings reaches stderr (the advisor's
-    output is the report); children inherit the environment switches. Restored afterwards (the CLI also runs
-    in-process, from tests and notebooks)."""
+    """Without -v, no line of transformers', kernels' or torch's own logging or warnings reaches stderr (the
+    advisor's output is the report); children inherit the environment switches. Restored afterwards (the CLI also
+    runs in-process, from tests and notebooks)."""
     if verbose:
         yield
         return
-    saved = {key: os.environ.get(key) for key in _QUIET_ENV}
-    os.environ.update(_QUIET_ENV)
     tf_logging = _transformers_logging()
     level = tf_logging.get_verbosity() if tf_logging is not None else None
     if tf_logging is not None:
         tf_logging.set_verbosity_error()
+    loggers = {logging.getLogger(name): logging.getLogger(name).level for name in _QUIET_LOGGERS}
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings():
+        with scoped_environ(_QUIET_ENV), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        for logger, was in loggers.items():
+            logger.setLevel(was)
         tf_logging = _transformers_logging()
         if tf_logging is not None:  # imported during the command with the quiet default: put the default back
             tf_logging.set_verbosity(level if level is not None else logging.WARNING)

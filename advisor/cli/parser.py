@@ -276,9 +276,7 @@ def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
             with contextlib.ExitStack() as stack:
                 stack.enter_context(library_output(bool(getattr(args, "verbose", False))))
                 stack.enter_context(progress_lines())
-                if getattr(args, "no_cache", False):
-                    stack.enter_context(analysis_cache.disabled())
-                if analysis_cache.enabled() and func is not cmd_explain:
+                if analysis_cache.enabled() and not getattr(args, "no_cache", False) and func is not cmd_explain:
                     cache_root.check_root()  # a file where the cache folder belongs: exit 2, never replaced
                 return func(args)
     except interrupts.Interrupted as exc:

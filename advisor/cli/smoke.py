@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from advisor.cli.output import emit, write
 from advisor.errors import UsageError
+from advisor.findings import Rejection
 from advisor.render import OutputFormat, render
 
 if TYPE_CHECKING:
@@ -26,22 +27,23 @@ def run_smoke_command(args: argparse.Namespace) -> SmokeReport:
     from advisor.probe.target import TargetSpec, resolve_target
     from advisor.prove.smoke import options_from_json, plan_options, run_smoke
 
-    model = resolve_model(args.model, allow_download=args.allow_download, trust_remote_code=args.trust_remote_code)
-    rejected: list[dict[str, str]] = []
+    model = resolve_model(args.model, allow_download=args.allow_download, trust_remote_code=args.trust_remote_code,
+                          cache=not args.no_cache)
+    rejected: list[Rejection] = []
     if getattr(args, "tp", None) is not None and args.tp > 1:
         return _tp_smoke(args, model)
     if args.config is not None:
         options = options_from_json(read_json_file(args.config, what="config file"),
                                     source=f"config file {args.config}")
     else:
-        env = resolve_target(TargetSpec(cpu=args.cpu))
+        env = resolve_target(TargetSpec(cpu=args.cpu, cache=not args.no_cache))
         request = PlanRequest(attn=args.attn, dtype=args.dtype or "auto", quantize=args.quantize or "auto",
-                              simulate=args.simulate)
+                              simulate=args.simulate, cache=not args.no_cache)
         plan = make_plan(model, env, request)
         options = plan_options(plan)  # type: ignore[assignment]
-        rejected = [{"option": r.option, "rule": r.rule, "reason": r.reason} for r in plan.rejected]
+        rejected = list(plan.rejected)
         if not options:
-            reasons = "; ".join(f"{r.option}: {r.reason}" for r in plan.rejected[:3])
+            reasons = "; ".join(f"{r.option}: {r.message}" for r in plan.rejected[:3])
             raise UsageError(f"the plan has no viable configuration to smoke-test ({reasons})")
     report = run_smoke(model, options, all_candidates=args.all, generate_tokens=args.generate, timeout=args.timeout)
     return report.model_copy(update={"rejected": rejected})
@@ -59,16 +61,16 @@ def _tp_smoke(args: argparse.Namespace, model: ModelSpec) -> SmokeReport:
         raise UsageError("smoke --tp runs the ranks as CPU processes here: add --cpu (the GPU proof is a later issue)")
     if args.config is not None or args.all or args.quantize not in (None, "none"):
         raise UsageError("smoke --tp tests the plan's tensor-parallel kwargs: drop --config, --all and --quantize")
-    plan = make_plan(model, resolve_target(TargetSpec(cpu=True)),
-                     PlanRequest(attn=args.attn, dtype=args.dtype or "float32", quantize="none", tp=args.tp))
+    plan = make_plan(model, resolve_target(TargetSpec(cpu=True, cache=not args.no_cache)),
+                     PlanRequest(attn=args.attn, dtype=args.dtype or "float32", quantize="none", tp=args.tp,
+                                 cache=not args.no_cache))
     p = plan.parallelism
     if p is None or p.kind != "tensor":
         failures = p.failures if p is not None else []
         return SmokeReport(ok=False, model=model.display, reference="not run: the plan refuses tensor parallel",
                            config=None, attempts=[],
-                           rejected=[{"option": f.option or f"tensor parallel {args.tp}", "rule": f.code,
-                                      "reason": f.message} for f in failures]
-                           or [{"option": "plan", "rule": "", "reason": plan.verdict}])
+                           rejected=[Rejection.of(f, f.option or f"tensor parallel {args.tp}") for f in failures]
+                           or [Rejection(option="plan", code="", message=plan.verdict)])
     return run_tp_smoke(model, p, timeout=args.timeout)
 
 
@@ -93,5 +95,6 @@ def run_onnx_smoke_command(args: Any) -> OnnxSmokeReport:
     given = [f"--{n}" for n in ("config", "attn", "dtype", "quantize", "all", "tp") if getattr(args, n, None)]
     if given:
         raise UsageError(f"{', '.join(given)} choose PyTorch configurations; drop them with --runtime onnxruntime")
-    model = resolve_model(args.model, allow_download=args.allow_download, trust_remote_code=args.trust_remote_code)
+    model = resolve_model(args.model, allow_download=args.allow_download, trust_remote_code=args.trust_remote_code,
+                          cache=not args.no_cache)
     return run_onnx_smoke(model, timeout=args.timeout)

@@ -29,20 +29,21 @@ def run_tune_command(args: argparse.Namespace) -> TuneReport:
     from advisor.prove.tune import model_config_dict, run_tune
 
     started = time.perf_counter()  # issue 27: the budget holds the whole command, the model's resolution included
-    model = resolve_model(args.model, allow_download=args.allow_download, trust_remote_code=args.trust_remote_code)
+    model = resolve_model(args.model, allow_download=args.allow_download, trust_remote_code=args.trust_remote_code,
+                          cache=not args.no_cache)
     if args.checkpoint and not model.has_weights:
         raise UsageError(f"{model.name} has no weights here: drop --checkpoint to time random weights")
     if model.trust_remote_code and not args.checkpoint:
         raise UsageError("random weights are built from transformers' own classes only; "
                          "use --checkpoint for a model with custom code")
     config = None if args.checkpoint else model_config_dict(model, args.model)
-    env = resolve_target(TargetSpec(kernel_runs=False))  # tune runs the kernels itself, on the model's shapes
+    env = resolve_target(TargetSpec(kernel_runs=False, cache=not args.no_cache))  # tune runs the kernels itself
     if not env.gpu_list:  # issue 31: CPU rows were recorded that recommend never reads (measurements are per GPU)
         raise UsageError("tune measures a GPU and this machine has none; on the CPU recommend keeps its static "
                          "order (float32 is fastest on most CPUs): time the options here with "
                          "`advisor bench MODEL --cpu`")
     return run_tune(model, env, config, workload=args.workload, budget=args.budget_seconds, started=started,
-                    record=not args.no_measurements, simulate=args.simulate, say=_say)
+                    record=not args.no_measurements, simulate=args.simulate, cache=not args.no_cache, say=_say)
 
 
 def _say(line: str) -> None:

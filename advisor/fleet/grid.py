@@ -67,9 +67,9 @@ _CATEGORY = ("environment", "MEM", "QUANT")
 
 def _blocking_rank(r: Any, all_rejections: Sequence[Any]) -> tuple[int, int, int]:
     category = 0 if r.option == "environment" else next(
-        (i for i, prefix in enumerate(_CATEGORY) if r.rule.startswith(prefix)), len(_CATEGORY))
+        (i for i, prefix in enumerate(_CATEGORY) if r.code.startswith(prefix)), len(_CATEGORY))
     # An option that other rules also reject (bfloat16 on a T4) says less than one only this rule rejects.
-    others = sum(1 for o in all_rejections if o.option == r.option and o.rule != r.rule)
+    others = sum(1 for o in all_rejections if o.option == r.option and o.code != r.code)
     return (category, others, -r.candidates)
 
 
@@ -83,13 +83,13 @@ def _cell(model: str, machine: str, plan: Any) -> FleetCell:
 
     rejected = sorted(plan.rejected, key=lambda r: _blocking_rank(r, plan.rejected))
     seen: set[str] = set()
-    top = [r for r in rejected if not (r.rule in seen or seen.add(r.rule))][:3]  # type: ignore[func-returns-value]
-    reasons = [f"{r.rule}: {r.reason}" for r in top]
+    top = [r for r in rejected if not (r.code in seen or seen.add(r.code))][:3]  # type: ignore[func-returns-value]
+    reasons = [f"{r.code}: {r.message}" for r in top]
     fix = top[0].fix if top else None
     lead = headline_fix(plan.fixes)  # the change recommend's verdict leads with, unless the machine blocks all
     if lead is not None and not (top and top[0].option == "environment"):
         reasons = [f"{', '.join(lead.rules)}: {lead.reason}"] + [
-            f"{r.rule}: {r.reason}" for r in top if r.rule not in lead.rules][:2]
+            f"{r.code}: {r.message}" for r in top if r.code not in lead.rules][:2]
         fix = lead.fix
     return FleetCell(model=model, machine=machine, ok=False, reasons=reasons, fix=fix)
 

@@ -450,8 +450,7 @@ def _recommend_pair(model: str, target: str, plan: Any) -> PairResult:
         warnings = [f for f in plan.findings if f.severity is Severity.WARN]
         return PairResult(model=model, target=target, mode="recommend", ok=True, config=plan.chosen.label,
                           from_pretrained=plan.from_pretrained, warnings=warnings, memory=plan.memory)
-    failures = [Finding(code=r.rule, severity=Severity.FAIL, title=r.option, message=f"{r.option}: {r.reason}",
-                        fix=r.fix, option=r.option) for r in plan.rejected]
+    failures = [r.as_finding(f"{r.option}: {r.message}") for r in plan.rejected]
     return PairResult(model=model, target=target, mode="recommend", ok=False, failures=failures)
 
 

@@ -16,13 +16,13 @@ through; an entry is read only when it is a regular file of at most ENTRY_MAX_BY
 the bounds of its kind (`advisor/io/cache_entries.py`) or it is a miss. A path that is not a folder is never
 replaced, and nothing is replaced or removed in a folder the advisor did not create.
 
-Off switch: `ADVISOR_NO_CACHE=1`, or the CLI's `--no-cache` (which uses `disabled()`).
+Off switch: `ADVISOR_NO_CACHE=1`, or the CLI's `--no-cache`, which travels down as a parameter (`use=False`;
+`Knowledge.cache` for the rooms below the request), never as process or context state (issue 26).
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import hashlib
 import json
 import os
@@ -45,7 +45,6 @@ __all__ = [
     "cache_dir",
     "cached",
     "content_hash",
-    "disabled",
     "enabled",
     "get",
     "put",
@@ -56,7 +55,6 @@ CACHE_DIR_ENV = cache_root.CACHE_DIR_ENV
 NO_CACHE_ENV = envvars.NO_CACHE
 _FORMAT = "v1"  # bump when the entry layout changes; old entries are then simply never read
 _KIND = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-_off: contextvars.ContextVar[bool] = contextvars.ContextVar("advisor_cache_off", default=False)
 
 
 def cache_dir() -> Path:
@@ -65,20 +63,8 @@ def cache_dir() -> Path:
 
 
 def enabled() -> bool:
-    """False under `ADVISOR_NO_CACHE` (any value but '', '0', 'false', 'no') or inside `disabled()`."""
-    if _off.get():
-        return False
+    """False under `ADVISOR_NO_CACHE` (any value but '', '0', 'false', 'no')."""
     return (envvars.read(NO_CACHE_ENV) or "").strip().lower() in ("", "0", "false", "no")
-
-
-@contextlib.contextmanager
-def disabled() -> Iterator[None]:
-    """Neither read nor write the cache inside this block (the CLI's --no-cache)."""
-    token = _off.set(True)
-    try:
-        yield
-    finally:
-        _off.reset(token)
 
 
 def content_hash(content: Any) -> str:
@@ -219,12 +205,13 @@ def source_stamp(fn: Callable[..., Any]) -> str:
     return f"{name}:{hashlib.sha256(source.encode('utf-8')).hexdigest()[:16]}"
 
 
-def cached(kind: str, fn: Callable[..., T], *args: Any, transformers: str | None) -> T:
+def cached(kind: str, fn: Callable[..., T], *args: Any, transformers: str | None, use: bool = True) -> T:
     """`fn(*args)` through the cache, for a function whose answer depends only on JSON-able `args` and the
-    installed transformers release `transformers` (it may import transformers to compute it). None is never cached."""
+    installed transformers release `transformers` (it may import transformers to compute it). None is never cached;
+    `use=False` (--no-cache) computes and stores nothing."""
     tf = transformers
     extra = source_stamp(fn)
-    hit = get(kind, list(args), transformers=tf, extra=extra)
+    hit = get(kind, list(args), transformers=tf, extra=extra, use=use)
     if hit is not None:
         return hit  # type: ignore[no-any-return]
     value = fn(*args)
@@ -233,5 +220,5 @@ def cached(kind: str, fn: Callable[..., T], *args: Any, transformers: str | None
     except (TypeError, ValueError):
         exact = False
     if exact:  # only values that come back from JSON unchanged (no tuples, no objects)
-        put(kind, list(args), value, transformers=tf, extra=extra)
+        put(kind, list(args), value, transformers=tf, extra=extra, use=use)
     return value

@@ -23,6 +23,7 @@ from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 
 from advisor import env as envvars
+from advisor.io.environ import scoped_environ
 
 __all__ = ["OFFLINE_VARIABLES", "offline", "stay_offline"]
 
@@ -43,17 +44,11 @@ def stay_offline(environ: MutableMapping[str, str] | None = None) -> None:
 @contextmanager
 def offline() -> Iterator[None]:
     """`stay_offline()` for the block; the environment and huggingface_hub's flag as they were after it."""
-    names = (*OFFLINE_VARIABLES, "HF_HUB_DISABLE_TELEMETRY")
-    saved = {name: os.environ.get(name) for name in names}
-    stay_offline()
     try:
-        yield
+        with scoped_environ(keep=(*OFFLINE_VARIABLES, "HF_HUB_DISABLE_TELEMETRY")):
+            stay_offline()
+            yield
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
         constants = sys.modules.get("huggingface_hub.constants")
         if constants is not None:  # as huggingface_hub computes it at import
             flag = envvars.read(envvars.HF_HUB_OFFLINE) or envvars.read(envvars.TRANSFORMERS_OFFLINE) or ""

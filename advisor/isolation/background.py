@@ -1,8 +1,8 @@
 """Run one call in a background thread with the caller's context (issue 14).
 
 The probe of `recommend` mostly waits on child processes (import checks), while describing a new config
-imports transformers in Python: the two overlap. The call runs in a copy of the caller's context, so
-`analysis_cache.disabled()` (--no-cache) holds inside it too.
+imports transformers in Python: the two overlap. The call runs in a copy of the caller's context (contextvars),
+so whatever the caller set there holds inside it too; --no-cache itself travels as a parameter (issue 26).
 """
 
 from __future__ import annotations

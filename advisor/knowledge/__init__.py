@@ -56,6 +56,7 @@ class Knowledge:
     capabilities: CapabilityTable
     attention: AttentionRequirementTable
     libraries: LibraryTable
+    cache: bool = True  # False: --no-cache; the rooms below the request read the user's analysis cache by it
 
     # -- GPUs -------------------------------------------------------------
     def gpu(self, name: str) -> GpuRow:
@@ -127,7 +128,7 @@ class Knowledge:
     @cached_property
     def releases(self) -> ReleaseConstraints:
         """Facts read from each transformers release (data/release_constraints.json)."""
-        return load_release_constraints(self.root / "release_constraints.json")
+        return load_release_constraints(self.root / "release_constraints.json", cache=self.cache)
 
     @cached_property
     def version_constraints(self) -> tuple[VersionConstraint, ...]:
@@ -156,12 +157,12 @@ class Knowledge:
         return tuple(load_table(path, ShippedModel) for path in sorted((self.root / "models").glob("*.json")))
 
 
-def _with_release_facts(table: AttentionRequirementTable, root: Path) -> AttentionRequirementTable:
+def _with_release_facts(table: AttentionRequirementTable, root: Path, cache: bool) -> AttentionRequirementTable:
     """Fill each implementation's first transformers release and torch minimum from the generated release facts.
 
     NOTE: these are version-dependent, so attention_impls.json leaves them null (issue 11); the values here are
     the earliest ones, for display; the rules ask the release facts about the target's own release."""
-    rc = load_release_constraints(root / "release_constraints.json")
+    rc = load_release_constraints(root / "release_constraints.json", cache=cache)
     torch_fact = {"sdpa": "sdpa_torch_min", "flex_attention": "flex_torch_min"}
     rows = []
     for row in table.rows:
@@ -176,8 +177,9 @@ def _with_release_facts(table: AttentionRequirementTable, root: Path) -> Attenti
 
 
 @lru_cache(maxsize=4)
-def load_knowledge(root: Path | None = None) -> Knowledge:
-    """Load and validate every table once per process."""
+def load_knowledge(root: Path | None = None, *, cache: bool = True) -> Knowledge:
+    """Load and validate every table once per process; `cache=False` (--no-cache) is carried on the `Knowledge`
+    to every room that takes it, which then neither reads nor writes the user's analysis cache."""
     root = root or data_dir()
     gpus = load_table(root / "gpus.json", GpuTable)
     names = [n for row in gpus.rows for n in {_norm(x) for x in (row.name, *row.aliases)}]
@@ -188,6 +190,7 @@ def load_knowledge(root: Path | None = None) -> Knowledge:
         root=root,
         gpus=gpus,
         capabilities=load_table(root / "capabilities.json", CapabilityTable),
-        attention=_with_release_facts(load_table(root / "attention_impls.json", AttentionRequirementTable), root),
+        attention=_with_release_facts(load_table(root / "attention_impls.json", AttentionRequirementTable), root, cache),
         libraries=load_table(root / "libraries.json", LibraryTable),
+        cache=cache,
     )

@@ -11,11 +11,11 @@ The kernel layers each model has (a meta-device build) are read by `advisor.mode
 
 from __future__ import annotations
 
-import contextlib
-import json
 import sys
-import warnings
+from collections.abc import Callable
 from typing import Any
+
+from advisor.isolation.reader import serve
 
 __all__ = ["main"]
 
@@ -113,24 +113,9 @@ def attention(shard: list[int]) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    part = argv[0] if argv else ""
-    payload = json.loads(sys.stdin.read() or "null")
-    warnings.filterwarnings("ignore")
-    with contextlib.redirect_stdout(sys.stderr):  # a class printing while it imports must not break the JSON
-        try:
-            import transformers
-
-            transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
-        except ImportError:
-            return 3
-        if part == "info":
-            answer = info()
-        elif part == "attention":
-            answer = attention(payload)
-        else:
-            return 2
-    json.dump(answer, sys.stdout)
-    return 0
+    parts: dict[str, Callable[[Any], Any]] = {"info": lambda _: info(), "attention": attention}
+    part = parts.get(argv[0] if argv else "")
+    return 2 if part is None else serve(part)  # the frame every transformers reader shares
 
 
 if __name__ == "__main__":

@@ -367,7 +367,8 @@ def bettertransformer_supported(
     return bool(dropped and optimum_version and _parse(optimum_version) < Version(dropped))
 
 
-def supported_since(model_type: str, impl: str, after: str, history: AttentionHistory | None = None) -> str | None:
+def supported_since(model_type: str, impl: str, after: str, history: AttentionHistory | None = None, *,
+                    cache: bool = True) -> str | None:
     """The first stored release newer than `after` that declares `impl` for `model_type` (None: none does)."""
     from packaging.version import InvalidVersion, Version
 
@@ -377,7 +378,7 @@ def supported_since(model_type: str, impl: str, after: str, history: AttentionHi
     if impl == "flash_attention_4":
         from advisor.knowledge.releases import load_release_constraints
 
-        first = load_release_constraints().first_accepting(impl)
+        first = load_release_constraints(cache=cache).first_accepting(impl)
         minimum = Version(first.first) if first is not None else Version("5.4")
     try:
         row = history.row(model_type)

@@ -144,7 +144,7 @@ def _installed_newer(release: str) -> bool:
     return here is not None and here == release and stored_release(release) is None
 
 
-def mapping_for(release: str | None) -> tuple[dict[str, Any] | None, str]:
+def mapping_for(release: str | None, *, cache: bool = True) -> tuple[dict[str, Any] | None, str]:
     """The release's executed kernel mapping and where it comes from; None with the reason when unknown."""
     if release is None:
         return None, "the target's transformers version is unknown"
@@ -161,7 +161,7 @@ def mapping_for(release: str | None) -> tuple[dict[str, Any] | None, str]:
         from advisor.knowledge.installed import installed, release_info
 
         inst = installed()
-        info = release_info(inst) if inst is not None else None
+        info = release_info(inst, cache=cache) if inst is not None else None
         mapping = info.get("hub_kernels") if isinstance(info, dict) else None
         if isinstance(mapping, dict):
             return mapping, f"transformers {release} integrations/hub_kernels.py (installed, executed)"

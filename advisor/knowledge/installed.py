@@ -117,24 +117,25 @@ def _run_child(part: str, payload: Any) -> Any:
         return None
 
 
-def _cached(part: str, inst: Installed, compute: Callable[[], Any]) -> Any:
-    """`compute()` through the user cache, keyed by release, RECORD digest and the readers' code."""
+def _cached(part: str, inst: Installed, compute: Callable[[], Any], cache: bool) -> Any:
+    """`compute()` through the user cache, keyed by release, RECORD digest and the readers' code (`cache=False`:
+    --no-cache, computed and not stored)."""
     from advisor.io import analysis_cache
     from advisor.knowledge import derive_worker, introspect, release_reader
 
     stamp = ",".join(analysis_cache.source_stamp(f) for f in (derive_worker.main, release_reader.read_facts,
                                                                introspect.read_attention_support))
     kind, key = f"release-{part}", {"record": inst.record}
-    hit = analysis_cache.get(kind, key, transformers=inst.version, extra=stamp)
+    hit = analysis_cache.get(kind, key, transformers=inst.version, extra=stamp, use=cache)
     if hit is not None:
         return hit
     value = compute()
     if value is not None:
-        analysis_cache.put(kind, key, value, transformers=inst.version, extra=stamp)
+        analysis_cache.put(kind, key, value, transformers=inst.version, extra=stamp, use=cache)
     return value
 
 
-def derived_facts(inst: Installed) -> dict[str, dict[str, Any]]:
+def derived_facts(inst: Installed, *, cache: bool = True) -> dict[str, dict[str, Any]]:
     """Every fact of `data/release_constraints.json`, read from the installed files by the generators'
     readers."""
     from advisor.knowledge.release_reader import Release, read_facts
@@ -143,11 +144,11 @@ def derived_facts(inst: Installed) -> dict[str, dict[str, Any]]:
         facts = read_facts(Release(inst.version, inst.root))
         return {name: {k: v for k, v in item.items() if k != "by_release"} for name, item in facts.items()}
 
-    value: dict[str, dict[str, Any]] = _cached("facts", inst, read)
+    value: dict[str, dict[str, Any]] = _cached("facts", inst, read, cache)
     return value
 
 
-def release_info(inst: Installed) -> dict[str, Any] | None:
+def release_info(inst: Installed, *, cache: bool = True) -> dict[str, Any] | None:
     """What the installed release says when imported: its model types (with their modeling module), how each
     encodes positions, and the Hub-kernel mapping. None when it does not import here."""
     def read() -> Any:
@@ -155,11 +156,11 @@ def release_info(inst: Installed) -> dict[str, Any] | None:
                   "package (once; cached after)")
         return _run_child("info", {})
 
-    value: dict[str, Any] | None = _cached("info", inst, read)
+    value: dict[str, Any] | None = _cached("info", inst, read, cache)
     return value
 
 
-def attention_table(inst: Installed) -> dict[str, Any] | None:
+def attention_table(inst: Installed, *, cache: bool = True) -> dict[str, Any] | None:
     """The attention support of every model type of the installed release (`AttentionSupportTable` JSON), read
     in two children at once (each imports transformers and builds composites on the meta device). None when it
     cannot be read here."""
@@ -180,5 +181,5 @@ def attention_table(inst: Installed) -> dict[str, Any] | None:
         _LOG.info(f"read transformers {inst.version} in {time.monotonic() - started:.0f} s")
         return merged
 
-    value: dict[str, Any] | None = _cached("attention", inst, read)
+    value: dict[str, Any] | None = _cached("attention", inst, read, cache)
     return value

@@ -33,19 +33,19 @@ def _same(a: str, b: str) -> bool:
         return False
 
 
-def _installed_types() -> tuple[list[str], str] | None:
+def _installed_types(cache: bool) -> tuple[list[str], str] | None:
     """The installed release's model types and where they came from: its auto mapping, executed once in a child
     (`advisor.knowledge.installed`, cached by release), so a later run imports nothing."""
     from advisor.knowledge.installed import installed, release_info
 
     here = installed()
-    info = release_info(here) if here is not None else None
+    info = release_info(here, cache=cache) if here is not None else None
     if here is None or info is None:
         return None
     return list(info["model_types"]), f"transformers {here.version} (installed) CONFIG_MAPPING_NAMES"
 
 
-def model_type_known(model_type: str, target: str | None) -> ModelTypeKnowledge:
+def model_type_known(model_type: str, target: str | None, *, cache: bool = True) -> ModelTypeKnowledge:
     """Whether transformers `target` (None: the installed one) has `model_type` in its auto mappings."""
     from advisor.knowledge.history import load_history
 
@@ -70,7 +70,7 @@ def model_type_known(model_type: str, target: str | None) -> ModelTypeKnowledge:
         if stored is not None and _same(stored.release, here) and (
                 model_type in stored.architectures or model_type in stored.unreadable):
             return ModelTypeKnowledge(True, f"transformers {stored.release} (data/attention_history.json)", first)
-        types = _installed_types()
+        types = _installed_types(cache)
         if types is not None:
             return ModelTypeKnowledge(model_type in types[0], types[1], first)
     try:

@@ -52,10 +52,10 @@ def fact_where(run: FactRun | None, release: str) -> str:
     return f"{run.file}:{line}" if line is not None else f"{run.file}"
 
 
-def onthefly(transformers_version: str | None, key: str) -> OnTheFly | None:
+def onthefly(transformers_version: str | None, key: str, *, cache: bool = True) -> OnTheFly | None:
     """The verdict for `key` under `transformers_version`; None when the version is unknown or older than every
     stored release (nothing to say)."""
-    rc = load_release_constraints()
+    rc = load_release_constraints(cache=cache)
     name = f"onthefly_{key}"
     if transformers_version is None or name not in rc.facts:
         return None
@@ -79,11 +79,11 @@ def onthefly(transformers_version: str | None, key: str) -> OnTheFly | None:
     return OnTheFly(key, release, False, f"transformers {cite}", problem)
 
 
-def last_release_that_can(key: str, before: str) -> str | None:
+def last_release_that_can(key: str, before: str, *, cache: bool = True) -> str | None:
     """The newest stored release older than `before` that quantizes `key` on the fly (None: none stored)."""
     from packaging.version import Version
 
-    rc = load_release_constraints()
+    rc = load_release_constraints(cache=cache)
     name = f"onthefly_{key}"
     found = None
     for release in rc.releases:

@@ -32,8 +32,8 @@ class PositionKind:
         return self.kind in COMPUTED
 
 
-@lru_cache(maxsize=4)
-def _table(root: Path) -> dict[str, Any]:
+@lru_cache(maxsize=8)
+def _table(root: Path, cache: bool) -> dict[str, Any]:
     """The shipped table, or the installed release's own reading where that release is newer than it."""
     path = root / "position_kinds.json"
     table: dict[str, Any] = (dict(json.loads(path.read_text(encoding="utf-8"))) if path.is_file()
@@ -42,15 +42,15 @@ def _table(root: Path) -> dict[str, Any]:
 
     here = installed()
     if here is not None and table.get("transformers") and is_newer(here.version, table["transformers"]):
-        info = release_info(here)
+        info = release_info(here, cache=cache)
         if info is not None and isinstance(info.get("positions"), dict):
             return dict(info["positions"])
     return table
 
 
-def position_kind(model_type: str, config: dict[str, Any], root: Path) -> PositionKind:
+def position_kind(model_type: str, config: dict[str, Any], root: Path, *, cache: bool = True) -> PositionKind:
     """The kind for this model: its type's row, else its text model's row, else its config's keys."""
-    table = _table(root)
+    table = _table(root, cache)
     release = table.get("transformers")
     found = config.get("text_config")
     text: dict[str, Any] = found if isinstance(found, dict) else {}

@@ -202,8 +202,8 @@ def default_path() -> Path:
     return data_dir() / _FILE
 
 
-@lru_cache(maxsize=4)
-def _load(path: Path) -> ReleaseConstraints:
+@lru_cache(maxsize=8)
+def _load(path: Path, cache: bool) -> ReleaseConstraints:
     stored = ReleaseConstraints.model_validate_json(path.read_bytes())
     from advisor.knowledge.installed import derived_facts, installed, is_newer
 
@@ -212,12 +212,13 @@ def _load(path: Path) -> ReleaseConstraints:
         return stored
     # NOTE: an installed release newer than the table is read from its own files (issue 24), never answered
     # with the newest stored release's facts
-    return stored.with_release(here.version, derived_facts(here))
+    return stored.with_release(here.version, derived_facts(here, cache=cache))
 
 
-def load_release_constraints(path: str | Path | None = None) -> ReleaseConstraints:
-    """The stored facts, plus those of an installed release newer than them (read once, then cached)."""
-    return _load(Path(path).resolve() if path is not None else default_path())
+def load_release_constraints(path: str | Path | None = None, *, cache: bool = True) -> ReleaseConstraints:
+    """The stored facts, plus those of an installed release newer than them (read once, then cached; `cache=False`:
+    --no-cache, the installed release read without the user cache)."""
+    return _load(Path(path).resolve() if path is not None else default_path(), cache)
 
 
 def _newer(version: str, than: str) -> bool:

@@ -153,6 +153,8 @@ def counts_and_origin(
     architecture: str | None,
     trust_remote_code: bool,
     compute: Callable[[dict[str, Any], str | None, bool], Counts | None],
+    *,
+    cache: bool = True,
 ) -> tuple[Counts | None, Origin]:
     """The counts, and where they came from: "computed" means `compute` ran (it imports transformers), and the
     memory estimate simulates only a model whose analysis paid that import anyway (advisor.estimate.adapter,
@@ -164,7 +166,7 @@ def counts_and_origin(
     found = _shipped_counts(digest, stamp, tf)
     if found is not None:
         return found, "shipped"
-    found = _counts(analysis_cache.get("param-count", key, transformers=tf, extra=stamp))
+    found = _counts(analysis_cache.get("param-count", key, transformers=tf, extra=stamp, use=cache))
     if found is not None:
         return found, "cache"
     found = None if trust_remote_code else _formula_counts(config, architecture, stamp, tf)
@@ -173,7 +175,8 @@ def counts_and_origin(
     # NOTE: transformers' config classes rewrite nested dicts in place (rope_scaling), so the build gets a copy
     counted = compute(copy.deepcopy(config), architecture, trust_remote_code)
     if counted is not None:
-        analysis_cache.put("param-count", key, [int(counted[0]), int(counted[1]), counted[2]], transformers=tf, extra=stamp)
+        analysis_cache.put("param-count", key, [int(counted[0]), int(counted[1]), counted[2]], transformers=tf, extra=stamp,
+                           use=cache)
     return counted, "computed"
 
 
@@ -184,9 +187,10 @@ def _support(value: Any) -> dict[str, bool] | None:
 
 
 def cached_attention_support(
-    model_type: str, architecture: str | None, compute: Callable[[], dict[str, bool] | None]
+    model_type: str, architecture: str | None, compute: Callable[[], dict[str, bool] | None], *, cache: bool = True
 ) -> dict[str, bool] | None:
-    """The installed transformers' answer for this class: shipped (same release), cache, then `compute`."""
+    """The installed transformers' answer for this class: shipped (same release), cache (unless --no-cache), then
+    `compute`."""
     tf = installed_version()
     key = {"model_type": model_type, "architecture": architecture}
     if tf is not None:  # the flags of exactly this release: a class may gain or lose one in any release
@@ -194,10 +198,10 @@ def cached_attention_support(
                                         tf, nearest=False))
         if found is not None:
             return found
-    found = _support(analysis_cache.get("attention-support", key, transformers=tf))
+    found = _support(analysis_cache.get("attention-support", key, transformers=tf, use=cache))
     if found is not None:
         return found
     support = compute()
     if support is not None:  # "class not found" is not cached: a repaired install must be asked again
-        analysis_cache.put("attention-support", key, support, transformers=tf)
+        analysis_cache.put("attention-support", key, support, transformers=tf, use=cache)
     return support

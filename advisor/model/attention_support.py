@@ -20,11 +20,12 @@ from advisor.model.spec import ModelSpec
 __all__ = ["attention_support", "nearest_table", "table_for"]
 
 
-def _from_installed(model: ModelSpec) -> dict[str, bool] | None:
+def _from_installed(model: ModelSpec, cache: bool) -> dict[str, bool] | None:
     """The installed classes' flags, served from the analysis cache when known (no transformers import)."""
     from advisor.model.analysis import cached_attention_support
 
-    return cached_attention_support(model.model_type, model.architecture, lambda: _read_installed(model))
+    return cached_attention_support(model.model_type, model.architecture, lambda: _read_installed(model),
+                                    cache=cache)
 
 
 def _read_installed(model: ModelSpec) -> dict[str, bool] | None:
@@ -83,7 +84,7 @@ def _declared(model: ModelSpec, env: Environment, knowledge: Knowledge) -> tuple
     target = env.version_of("transformers")
     here = installed_version()
     if here is not None and (target is None or _key(target) == _key(here)):
-        found = _from_installed(model)
+        found = _from_installed(model, knowledge.cache)
         if found is not None:
             return _with_sub_models(found, model, knowledge, here), f"transformers {here} (installed)"
     history = _from_history(model, target)
@@ -155,7 +156,7 @@ def table_for(
             from advisor.knowledge.introspect import read_attention_support
 
             return AttentionSupportTable.model_validate(read_attention_support()), f"transformers {here} (installed)"
-        derived = attention_table(inst)
+        derived = attention_table(inst, cache=knowledge.cache)
         if derived is not None:
             newer = is_newer(inst.version, load_history().releases[-1])
             how = "newer than the shipped tables" if newer else "no shipped table for it"

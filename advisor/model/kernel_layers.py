@@ -27,8 +27,9 @@ def _model_key(model: ModelSpec) -> dict[str, Any]:
     return count_key(dict(model.config), model.architecture, model.trust_remote_code)
 
 
-def model_layers(model: ModelSpec, release: str | None) -> tuple[list[str] | None, str]:
-    """The kernel layer names the model has under `release`, and where that answer comes from."""
+def model_layers(model: ModelSpec, release: str | None, *, cache: bool = True) -> tuple[list[str] | None, str]:
+    """The kernel layer names the model has under `release`, and where that answer comes from (`cache=False`:
+    --no-cache, the user's analysis cache neither read nor written)."""
     if release is None:
         return None, "the target's transformers version is unknown"
     if not model.config:
@@ -53,13 +54,13 @@ def model_layers(model: ModelSpec, release: str | None) -> tuple[list[str] | Non
     from advisor.model import layers_worker
 
     stamp = f"kernels={_kernels_version()}," + analysis_cache.source_stamp(layers_worker.kernel_layers)
-    hit = analysis_cache.get("kernel-layers", key, transformers=release, extra=stamp)
+    hit = analysis_cache.get("kernel-layers", key, transformers=release, extra=stamp, use=cache)
     if isinstance(hit, list):
         return [str(v) for v in hit], f"built on the meta device under transformers {release} (cached)"
     answer = _read_in_child(key, model)
     if answer is None:
         return None, f"not known: building the model on the meta device under transformers {release} failed"
-    analysis_cache.put("kernel-layers", key, answer, transformers=release, extra=stamp)
+    analysis_cache.put("kernel-layers", key, answer, transformers=release, extra=stamp, use=cache)
     return answer, f"built on the meta device under transformers {release}"
 
 

@@ -9,12 +9,9 @@ dependency; the parent stays light and only reads the JSON on stdout.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import sys
-import warnings
 from typing import Any
 
+from advisor.isolation.reader import serve
 from advisor.knowledge.derive_worker import hub_kernel_mapping, kernel_layers
 
 __all__ = ["kernel_layers", "kernels", "main"]
@@ -47,18 +44,7 @@ def kernels(requests: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def main() -> int:
-    payload = json.loads(sys.stdin.read() or "null")
-    warnings.filterwarnings("ignore")
-    with contextlib.redirect_stdout(sys.stderr):  # a class printing while it imports must not break the JSON
-        try:
-            import transformers
-
-            transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
-        except ImportError:
-            return 3
-        answer = kernels(payload or [])
-    json.dump(answer, sys.stdout)
-    return 0
+    return serve(lambda payload: kernels(payload or []))  # the frame every transformers reader shares
 
 
 if __name__ == "__main__":

@@ -191,14 +191,15 @@ def _convert_4x(name: str, patterns: list[str] | None) -> bool:
     return leaf not in keys and not any(key + "." in name or key == name for key in keys)
 
 
-def share_row(model_type: str, release: str | None = None) -> ShareRow | None:
+def share_row(model_type: str, release: str | None = None, *, cache: bool = True) -> ShareRow | None:
     """The row for `model_type` at a covered `release` (default: `default_release()`), or None when that release
-    did not build it or is not covered. The installed release, when the table lacks it, is read on demand."""
+    did not build it or is not covered. The installed release, when the table lacks it, is read on demand
+    (`cache=False`: --no-cache, without the user's analysis cache)."""
     table = share_table()
     releases = list(table.get("releases", []))
     release = release or default_release()
     if release is not None and release not in releases and covered_release(release) == (release, "installed"):
-        row = _installed_row(model_type)
+        row = _installed_row(model_type, cache)
     else:
         runs = table.get("model_types", {}).get(model_type)
         if release is None or release not in releases or not isinstance(runs, list):
@@ -211,11 +212,12 @@ def share_row(model_type: str, release: str | None = None) -> ShareRow | None:
                     reason=reason, kind=kind, release=release or "")
 
 
-def _installed_row(model_type: str) -> list[Any] | None:
+def _installed_row(model_type: str, cache: bool) -> list[Any] | None:
     """The table row of `model_type` for the installed release, built as the generator builds it (cached)."""
     from advisor.io import analysis_cache
 
-    found = analysis_cache.cached("share-row", _read_row_json, model_type, transformers=installed_version())
+    found = analysis_cache.cached("share-row", _read_row_json, model_type, transformers=installed_version(),
+                                   use=cache)
     return found if isinstance(found, list) else None
 
 
@@ -304,7 +306,7 @@ def read_row(model_type: str) -> dict[str, Any]:
     return {"error": "; ".join(errors) or "no model class"}
 
 
-def at_release(model: ModelSpec, version: str | None) -> ModelSpec:
+def at_release(model: ModelSpec, version: str | None, *, cache: bool = True) -> ModelSpec:
     """`model` with its quantizable count for the target's transformers `version` (issue 17).
 
     The count of `model` follows the release it was made with (the installed one, or the table's). For another
@@ -316,10 +318,10 @@ def at_release(model: ModelSpec, version: str | None) -> ModelSpec:
     if covered is None or covered[0] == model.quantizable_release:
         return model
     release = covered[0]
-    target = share_row(model.model_type, release)
+    target = share_row(model.model_type, release, cache=cache)
     if target is None:
         return model
-    counted = share_row(model.model_type, model.quantizable_release) if model.quantizable_release else None
+    counted = share_row(model.model_type, model.quantizable_release, cache=cache) if model.quantizable_release else None
     same = counted is not None and (counted.share, counted.reason) == (target.share, target.reason)
     quantizable = model.quantizable_param_count if same else int(model.param_count * target.share)
     note = model.quantizable_note if same else target.reason

@@ -86,9 +86,11 @@ def resolve_model(
     allow_download: bool = False,
     trust_remote_code: bool = False,
     knowledge: Knowledge | None = None,
+    cache: bool = True,
 ) -> ModelSpec:
-    """Find MODEL offline and describe it; raise ModelResolutionError with the fix when it cannot."""
-    knowledge = knowledge or load_knowledge()
+    """Find MODEL offline and describe it; raise ModelResolutionError with the fix when it cannot. `cache=False`
+    (--no-cache, or a `knowledge` loaded with it): the user's analysis cache is neither read nor written."""
+    knowledge = knowledge or load_knowledge(cache=cache)
     try:
         path = Path(name).expanduser()
     except RuntimeError:  # `~user` for a user that does not exist
@@ -132,6 +134,7 @@ def resolve_model(
         path=str(folder) if folder is not None else None,
         has_weights=has_weights,
         trust_remote_code=trust_remote_code,
+        cache=knowledge.cache,
     )
 
 
@@ -139,7 +142,7 @@ def _native(model_type: str, knowledge: Knowledge) -> bool:
     """True when transformers implements `model_type` itself, so an `auto_map` is ignored without consent."""
     from advisor.knowledge.model_types import model_type_known
 
-    known = model_type_known(model_type, None).known  # the installed release's auto mapping, cached per release
+    known = model_type_known(model_type, None, cache=knowledge.cache).known  # the installed release's auto mapping, cached per release
     if known is not None:
         return known
     return any(row.model_type == model_type for t in knowledge.shipped_attention_tables() for row in t.architectures)
@@ -170,11 +173,11 @@ def _estimate(c: dict[str, Any], layers: int, hidden: int, heads: int, kv_heads:
     return layers * per_layer + embeddings, layers * per_layer
 
 
-def _table_share(model_type: str, total: int, quantizable: int) -> tuple[int, int, str | None]:
+def _table_share(model_type: str, total: int, quantizable: int, cache: bool = True) -> tuple[int, int, str | None]:
     """Without torch: where data/quantizable_share.json says bitsandbytes replaces little, apply its share."""
     from advisor.model.quantizable import share_row
 
-    row = share_row(model_type)
+    row = share_row(model_type, cache=cache)
     if row is None or row.reason is None:
         return total, quantizable, None
     return total, min(quantizable, int(total * row.share)), row.reason
@@ -200,6 +203,7 @@ def describe_config(
     path: str | None = None,
     has_weights: bool = False,
     trust_remote_code: bool = False,
+    cache: bool = True,
 ) -> ModelSpec:
     label = f"config.json {printable(name)}" if name.endswith(".json") else f"config.json of {printable(name)}"
     validate_config(config, label)
@@ -227,11 +231,11 @@ def describe_config(
     )
 
     counted, origin = (None, "computed") if note is not None else counts_and_origin(
-        config, architecture, trust_remote_code, count_on_meta)
+        config, architecture, trust_remote_code, count_on_meta, cache=cache)
     analysed_now = origin == "computed" and counted is not None
     method: Literal["meta-device", "formula", "estimate"] = "formula" if origin == "formula" else "meta-device"
     if counted is None:
-        counted, method = _table_share(str(config["model_type"]), *estimated), "estimate"
+        counted, method = _table_share(str(config["model_type"]), *estimated, cache), "estimate"
     dtype = _first(config, "dtype", "torch_dtype") or _first(c, "dtype", "torch_dtype")
     max_pos = _first(c, "max_position_embeddings", "n_positions", "max_target_positions", "n_ctx", "max_sequence_length")
     generative = bool(architecture and architecture.endswith(_GENERATIVE_SUFFIXES)) or (

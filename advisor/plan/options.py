@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from advisor.candidate import Candidate, DtypeChoice
 from advisor.estimate.memory import MemoryEstimate
 from advisor.facts import SCHEMA_VERSION
-from advisor.findings import Finding, Severity
+from advisor.findings import Finding, Rejection, Severity
 from advisor.model.spec import ModelSpec
 from advisor.plan.emit import to_kwargs
 from advisor.plan.parallelism import Parallelism
@@ -86,18 +86,6 @@ class PlanOption(BaseModel):
     from_pretrained: dict[str, Any]
     memory: MemoryEstimate
     findings: list[Finding]
-
-
-class Rejection(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    option: str
-    rule: str
-    reason: str
-    fix: str
-    candidates: int = 1
-    label: str = ""  # the whole candidates it covers, e.g. "eager|sdpa / float16 + bnb 8bit / 1 GPU"
-    labels: list[str] = Field(default_factory=list)
 
 
 class Recommendation(BaseModel):

@@ -44,7 +44,7 @@ def make_context(
     support, source = attention_support(model, env, knowledge)
     from advisor.model.quantizable import at_release  # issue 17: the target release's bitsandbytes share
 
-    model = at_release(model, env.version_of("transformers"))
+    model = at_release(model, env.version_of("transformers"), cache=knowledge.cache)
     return Context(
         env=env, knowledge=knowledge, model=model, support=support, support_source=source,
         batch=batch, seq_len=default_seq_len(model, seq_len), prompt_len=prompt_len, allow_download=allow_download,
@@ -124,7 +124,8 @@ def _candidates(ctx: Context, request: PlanRequest) -> Iterable[Candidate]:
     wanted = request.quantize == "auto" and ctx.model is not None and ctx.model.quantizable_note is not None \
         and pre is None
     for placement in placements:
-        more = ready_quantizations(ctx.env, ctx.weakest_cc, placement, allow_download=ctx.allow_download) \
+        more = ready_quantizations(ctx.env, ctx.weakest_cc, placement, allow_download=ctx.allow_download,
+                                   cache=ctx.cache) \
             if wanted else []
         for quant in quants + more:
             for dtype in dtypes:
@@ -155,11 +156,11 @@ def _rejections(failed: list[Evaluation], universe: list[Candidate], fixes: list
             groups.setdefault((f.option or e.candidate.attn, f.code, f.message, f.fix), []).append(e.candidate)
     order = {r.fix: i for i, r in enumerate(fixes) if r.unblocks}
     rows = [
-        Rejection(option=option, rule=code, reason=message, fix=fix, candidates=len(cands),
+        Rejection(option=option, code=code, message=message, fix=fix, candidates=len(cands),
                   label=group_label(cands, universe), labels=[c.label() for c in cands])
         for (option, code, message, fix), cands in groups.items()
     ]
-    return sorted(rows, key=lambda r: (order.get(r.fix, len(order)), -r.candidates, r.rule))
+    return sorted(rows, key=lambda r: (order.get(r.fix, len(order)), -r.candidates, r.code))
 
 
 def _passed_over(ctx: Context, viable: list[Evaluation], universe: list[Candidate]) -> list[Rejection]:
@@ -175,7 +176,7 @@ def _passed_over(ctx: Context, viable: list[Evaluation], universe: list[Candidat
                 if f.severity is Severity.WARN:
                     groups.setdefault((f.code, f.message, f.fix), []).append(e.candidate)
     return [
-        Rejection(option=cands[0].label(), rule=code, reason=message, fix=fix, candidates=len(cands),
+        Rejection(option=cands[0].label(), code=code, message=message, fix=fix, candidates=len(cands),
                   label=group_label(cands, universe), labels=[c.label() for c in cands])
         for (code, message, fix), cands in groups.items()
     ]
@@ -307,7 +308,8 @@ def make_plan(
 ) -> Recommendation:
     """Judge every candidate and pick the best viable one."""
     request = request or PlanRequest()
-    knowledge = knowledge or load_knowledge()
+    if knowledge is None or knowledge.cache != request.cache:  # --no-cache reaches every room through it
+        knowledge = load_knowledge(knowledge.root if knowledge else None, cache=request.cache)
     ctx = replace(make_context(model, env, knowledge, batch=request.batch, seq_len=request.seq_len,
                                prompt_len=request.prompt_len, allow_download=request.allow_download), planner=True)
     env_findings = [f for f in run_environment_rules(ctx) if f.code not in request.ignore]
@@ -367,8 +369,7 @@ def make_plan(
         memory=chosen.memory if chosen else None,
         alternatives=options[1:],
         rejected=[
-            Rejection(option="environment", rule=f.code, reason=f.message, fix=f.fix, candidates=len(universe),
-                      label="every candidate") for f in blocking
+            Rejection.of(f, "environment", candidates=len(universe), label="every candidate") for f in blocking
         ] + _rejections(failed, universe, fixes),
         findings=findings,
         attention_support=ctx.support,

@@ -216,7 +216,7 @@ def collect_environment(
     where that is enough to know the answer (see `probe.torch_static`). `cache=False` (--no-cache): no step reads
     or writes the analysis cache; the decision is made here, once, and handed to the pool threads."""
     cache = cache and analysis_cache.enabled()
-    knowledge = knowledge or load_knowledge()
+    knowledge = knowledge or load_knowledge(cache=cache)
     # the import checks are child processes: start them first so they overlap our own torch import
     pool = ThreadPoolExecutor(max_workers=1)
     pool_kernels = ThreadPoolExecutor(max_workers=1)

@@ -241,7 +241,7 @@ def resolve_target(spec: TargetSpec, *, knowledge: Knowledge | None = None) -> E
     chosen = sum(bool(x) for x in (spec.env_file, spec.gpus, spec.cpu, spec.env))
     if chosen > 1:
         raise UsageError("choose one target: --env FILE, --gpu NAME (repeatable) or --cpu")
-    knowledge = knowledge or load_knowledge()
+    knowledge = knowledge or load_knowledge(cache=spec.cache)
     if spec.env is not None:
         env = spec.env
     elif spec.env_file is not None:

@@ -198,7 +198,7 @@ def _refused(plan: Any) -> str:
     """Issue 29: a plan with nothing viable (--attn flash_attention_4 on a CPU) says why, not an empty table."""
     if plan.chosen is not None or plan.alternatives:
         return ""
-    reasons = "; ".join(f"{r.option}: {r.reason}" for r in plan.rejected[:3])
+    reasons = "; ".join(f"{r.option}: {r.message}" for r in plan.rejected[:3])
     return f"no viable configuration to time ({reasons})"
 
 

@@ -18,11 +18,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 from advisor.candidate import Candidate
 from advisor.errors import AdvisorError, NoViablePlanError, SmokeTestError, UsageError
 from advisor.facts import SCHEMA_VERSION, Environment
+from advisor.findings import Rejection
 from advisor.io.rundir import temp_dir
 from advisor.isolation.child import Trial, run_child
 from advisor.model.remote_code import child_kwargs, refuse_code_keys
@@ -88,9 +89,14 @@ class SmokeReport(BaseModel):
     reference: str
     config: dict[str, Any] | None
     attempts: list[Attempt]
-    rejected: list[dict[str, str]] = Field(
+    rejected: list[Rejection] = Field(
         default_factory=list, description="Options the plan rejected before any load, with rule and reason."
     )
+
+    @field_serializer("rejected")
+    def _three_keys(self, rejected: list[Rejection]) -> list[dict[str, Any]]:
+        """The smoke JSON has always named an option, its rule and the reason only."""
+        return [r.model_dump(include={"option", "code", "message"}) for r in rejected]
     tolerances: dict[str, dict[str, float]] = Field(
         default_factory=lambda: {k: {"atol": a, "rtol": r} for k, (a, r) in TOLERANCES.items()}
     )
@@ -472,7 +478,6 @@ def load(
 ) -> LoadResult:
     """Plan, smoke-test the plan's candidates in children (falling back in order), then load the first
     that passed here. `env` is an Environment or a TargetSpec; by default this machine (or `cpu`)."""
-    from advisor.findings import Finding, Severity
     from advisor.model.resolve import resolve_model
     from advisor.plan.recommend import make_plan
     from advisor.probe.target import TargetSpec, resolve_target
@@ -488,8 +493,7 @@ def load(
     plan = make_plan(spec, environment, request)
     if not plan.ok:
         raise NoViablePlanError([
-            Finding(code=r.rule, severity=Severity.FAIL, title=r.option, message=r.reason, fix=r.fix, option=r.option)
-            for r in plan.rejected
+            r.as_finding() for r in plan.rejected
         ])
     report = run_smoke(
         spec, plan_options(plan), all_candidates=False, generate_tokens=generate_tokens, timeout=timeout,

@@ -225,14 +225,14 @@ class TunePlan:
 
 
 def plan_tune(model: ModelSpec, env: Environment, config: dict[str, Any] | None, *, workload: str = "prefill",
-              simulate: bool = False, cpu_load: float = 1.0) -> TunePlan:
+              simulate: bool = False, cpu_load: float = 1.0, cache: bool = True) -> TunePlan:
     """The static plan's options that tune can time, ordered, each with its estimated cost (no child runs);
-    `cpu_load` as in advisor/prove/tune_cost.py (run_tune passes this machine's)."""
+    `cpu_load` as in advisor/prove/tune_cost.py (run_tune passes this machine's); `cache=False` as --no-cache."""
     if workload not in WORKLOADS:
         raise UsageError(f"unknown workload {workload!r}; choose decode, prefill or batch")
     w = fitted_workload(workload, model.max_positions)
     plan = make_plan(model, env, PlanRequest(batch=w.batch, seq_len=w.prompt + w.new_tokens, prompt_len=w.prompt,
-                                             measurements=False, simulate=simulate))
+                                             measurements=False, simulate=simulate, cache=cache))
     options = ([plan.chosen] if plan.chosen else []) + list(plan.alternatives)
     skipped: list[TuneMiss] = []
     runnable = []
@@ -269,11 +269,11 @@ def plan_tune(model: ModelSpec, env: Environment, config: dict[str, Any] | None,
 def run_tune(model: ModelSpec, env: Environment, config: dict[str, Any] | None, *, workload: str = "prefill",
              budget: float = 60.0, store: MeasurementStore | None = None, record: bool = True,
              timeout: float = 600.0, started: float | None = None, simulate: bool = False,
-             say: Callable[[str], None] | None = None) -> TuneReport:
-    """Time the candidates; `config` None means load the checkpoint at `model.path`; `simulate` as --simulate;
-    `say` gets the up-front budget line before anything runs (the CLI writes it to stderr)."""
+             cache: bool = True, say: Callable[[str], None] | None = None) -> TuneReport:
+    """Time the candidates; `config` None means load the checkpoint at `model.path`; `simulate` as --simulate,
+    `cache=False` as --no-cache; `say` gets the up-front budget line before anything runs (the CLI: stderr)."""
     start = started if started is not None else time.perf_counter()  # the command's start: probe and plan count
-    tp = plan_tune(model, env, config, workload=workload, simulate=simulate, cpu_load=_cpu_load())
+    tp = plan_tune(model, env, config, workload=workload, simulate=simulate, cpu_load=_cpu_load(), cache=cache)
     plan, options, w, layers, skipped = tp.plan, tp.options, tp.workload, tp.layers, tp.skipped
     note = budget_note(budget, time.perf_counter() - start, tp.ordered, tp.costs)
     if note and say is not None:

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from advisor.candidate import ATTENTION_IMPLS
+from advisor.findings import Severity
 from advisor.model.towers import shape_line
 from advisor.numbers import diff, millis, plural, seconds, size
 from advisor.render.escape import text_output
@@ -19,15 +20,15 @@ from advisor.render.text_measured import ranking_lines, tune_lines
 
 __all__ = ["render"]
 
-_MARK = {"ok": "ok", "info": "--", "warning": "!!", "problem": "XX", "warn": "!!", "fail": "XX"}
-_COLOR = {"ok": "32", "info": "2", "warning": "33", "problem": "31", "warn": "33", "fail": "31"}
-_STATUS_OF = {"ok": "ok", "--": "info", "!!": "warning", "XX": "problem"}
+_MARK = {Severity.OK: "ok", Severity.INFO: "--", Severity.WARN: "!!", Severity.FAIL: "XX"}
+_COLOR = {Severity.OK: "32", Severity.INFO: "2", Severity.WARN: "33", Severity.FAIL: "31"}
+_STATUS_OF = {mark: status for status, mark in _MARK.items()}
 _MARKS = re.compile(r"\[(ok|--|!!|XX)\]")  # colour goes on after escaping, so only these marks get ANSI codes
 
 
-def _mark(status: str, color: bool) -> str:
-    text = f"[{_MARK.get(status, status)}]"
-    return f"\033[{_COLOR.get(status, '0')}m{text}\033[0m" if color else text
+def _mark(status: Severity, color: bool) -> str:
+    text = f"[{_MARK[status]}]"
+    return f"\033[{_COLOR[status]}m{text}\033[0m" if color else text
 
 
 def _gib(n: int | None) -> str:
@@ -49,29 +50,29 @@ def _doctor(r: Any, color: bool, verbose: bool = False, heading: str = "doctor")
     subject = f"{rec.model.display}; {r.target}" if rec is not None else r.target
     lines = [f"Inference Advisor {heading}: {subject}", *([f"Facts: {r.facts_source}"] if r.facts_source else []), ""]
     if rec is not None and rec.verdict:  # the answer first, as in `recommend`
-        lines += [_mark("ok" if rec.ok else "problem", color) + " " + rec.verdict, ""]
+        lines += [_mark(Severity.OK if rec.ok else Severity.FAIL, color) + " " + rec.verdict, ""]
     for section in r.sections:
         statuses = {i.status for i in section.items}
-        if not verbose and statuses == {"ok"} and section.title != "Recommendation":
+        if not verbose and statuses == {Severity.OK} and section.title != "Recommendation":
             names = ", ".join(i.name for i in section.items)
-            lines.append(f"{_mark('ok', color)} {section.title} ({plural(len(section.items), 'check')} passed: {names})")
+            lines.append(f"{_mark(Severity.OK, color)} {section.title} ({plural(len(section.items), 'check')} passed: {names})")
             continue
         lines.append(f"{_mark(section.worst, color)} {section.title}")
         rejected = [i for i in section.items if i.name.startswith("rejected ")]
         hidden = 0 if verbose else max(0, len(rejected) - TOP_REASONS)
         skip = {id(i) for i in rejected[len(rejected) - hidden:]} if hidden else set()
         optional = [] if verbose else [i for i in section.items
-                                       if i.status == "info" and i.value.startswith(("missing", "not usable here"))
+                                       if i.status is Severity.INFO and i.value.startswith(("missing", "not usable here"))
                                        and "unblocks" not in i.value]
         skip |= {id(i) for i in optional}
         for item in section.items:
             if id(item) in skip or (item.name == "verdict" and rec is not None):  # already the first line
                 continue
             lines.append(f"    {_mark(item.status, color)} {item.name}: {item.value}")
-            if item.fix and item.status != "ok":
+            if item.fix and item.status is not Severity.OK:
                 lines.append(f"         fix: {item.fix}")
         if optional:
-            lines.append(f"    {_mark('info', color)} not available here, nothing here needs them: "
+            lines.append(f"    {_mark(Severity.INFO, color)} not available here, nothing here needs them: "
                          f"{', '.join(i.name for i in optional)} (-v says what each adds and how to install it)")
         if hidden:
             lines.append(f"    ... and {hidden} more rejected (-v lists all)")
@@ -106,8 +107,8 @@ def _rejected(rejected: Sequence[Any], color: bool, verbose: bool, indent: str =
         head += f"; the top {len(shown)} (-v lists all)"
     lines = [head + ":"]
     for rej in shown:
-        lines.append(f"{indent}{_mark('fail', color)} {rej.label or rej.option} ({plural(rej.candidates, 'candidate')})")
-        lines.append(f"{indent}     {rej.rule} {rej.reason}")
+        lines.append(f"{indent}{_mark(Severity.FAIL, color)} {rej.label or rej.option} ({plural(rej.candidates, 'candidate')})")
+        lines.append(f"{indent}     {rej.code} {rej.message}")
         lines.append(f"{indent}     fix: {rej.fix}")
         if verbose and len(rej.labels) > 1:
             lines += [f"{indent}       - {label}" for label in rej.labels]
@@ -117,7 +118,7 @@ def _rejected(rejected: Sequence[Any], color: bool, verbose: bool, indent: str =
 def _recommend(r: Any, color: bool, verbose: bool = False) -> list[str]:
     m = r.model
     lines = [
-        _mark("ok" if r.ok else "problem", color) + " " + r.verdict,
+        _mark(Severity.OK if r.ok else Severity.FAIL, color) + " " + r.verdict,
         "",
         f"Model:  {m.display}",
         f"        {shape_line(m)}, stored {m.stored}, source: {m.source}",
@@ -154,13 +155,13 @@ def _recommend(r: Any, color: bool, verbose: bool = False) -> list[str]:
     if notes:
         lines += ["", "Findings:"]
         for f in notes:
-            lines.append(f"  {_mark(f.severity.value, color)} {f.code} {f.message}")
+            lines.append(f"  {_mark(f.severity, color)} {f.code} {f.message}")
             if f.fix and f.severity.value != "info":
                 lines.append(f"       fix: {f.fix}")
     if r.passed_over:
         lines += ["", "Ranked below the choice because of a warning:"]
         for p in r.passed_over:
-            lines += [f"  {_mark('warn', color)} {p.label}: {p.rule} {p.reason}", f"       fix: {p.fix}"]
+            lines += [f"  {_mark(Severity.WARN, color)} {p.label}: {p.code} {p.message}", f"       fix: {p.fix}"]
     if r.alternatives:
         lines += ["", "Alternatives (best first):"]
         shown = _shown_alternatives(r.alternatives, len(r.alternatives) if verbose else 8)
@@ -190,9 +191,9 @@ def _check(r: Any, color: bool) -> list[str]:
              f"Target: {r.target}",
              *([f"Facts: {r.facts_source}"] if r.facts_source else []), ""]
     for f in r.failures:
-        lines += [f"  {_mark('fail', color)} {f.code} {f.message}", f"       fix: {f.fix}"]
+        lines += [f"  {_mark(Severity.FAIL, color)} {f.code} {f.message}", f"       fix: {f.fix}"]
     for f in r.warnings:
-        lines += [f"  {_mark('warn', color)} {f.code} {f.message}", f"       fix: {f.fix}"]
+        lines += [f"  {_mark(Severity.WARN, color)} {f.code} {f.message}", f"       fix: {f.fix}"]
     if r.memory is not None:
         lines.append(f"  Memory: {_gib(r.memory.total_bytes)} of {_gib(r.memory.budget_bytes)} ({r.memory.method})")
     lines += [f"  Measurements: {note}" for note in getattr(r, "measurements", [])]
@@ -234,9 +235,9 @@ def _smoke(r: Any, color: bool) -> list[str]:
                 f"{_per_second(a.tokens_per_second):>8} {_gib(a.peak_memory_bytes):>10} {diff(a.max_abs_diff):>10}"
             )
         elif shared is not None and a.label in shared.attempts:
-            lines.append(f"  {a.label:<45} {_mark('fail', color)} the {shared.scope}-level error below")
+            lines.append(f"  {a.label:<45} {_mark(Severity.FAIL, color)} the {shared.scope}-level error below")
         else:
-            lines.append(f"  {a.label:<45} {_mark('fail', color)} {a.error}")
+            lines.append(f"  {a.label:<45} {_mark(Severity.FAIL, color)} {a.error}")
     if shared is not None:
         scope = "the model" if shared.scope == "model" else "the environment" if shared.scope == "environment" \
             else "the model or the environment"
@@ -249,7 +250,7 @@ def _smoke(r: Any, color: bool) -> list[str]:
     lines += rank_lines(getattr(r, "ranks", None))  # issue 30: smoke --tp
     if r.rejected:
         lines += ["", "Rejected up front by the plan (never loaded):"]
-        lines += [f"  {rej['option']:<18} {rej['rule']} {rej['reason']}" for rej in r.rejected]
+        lines += [f"  {rej.option:<18} {rej.code} {rej.message}" for rej in r.rejected]
     lines += ["", "Result: " + (f"passed with {r.attempts[[a.ok for a in r.attempts].index(True)].label}" if r.ok else "no configuration passed")]
     return lines
 
@@ -271,7 +272,7 @@ def _bench(r: Any, color: bool) -> list[str]:
         mark = " <- advisor" if row.advisor_choice else ""
         mark += " (best)" if row.label == r.best else ""
         if not row.ok:
-            lines.append(f"  {row.label:<48} {_mark('fail', color)} {row.error}")
+            lines.append(f"  {row.label:<48} {_mark(Severity.FAIL, color)} {row.error}")
             continue
         lines.append(
             f"  {row.label:<48} {rate(row, 'prefill_tokens_per_second', 0):>13} "

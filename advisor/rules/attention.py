@@ -61,7 +61,7 @@ def arch_support(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
         if installed is not None:
             from advisor.knowledge.history import supported_since
 
-            newer = supported_since(ctx.model.model_type, impl, installed)
+            newer = supported_since(ctx.model.model_type, impl, installed, cache=ctx.cache)
             if newer is not None:
                 fix = f"upgrade transformers to >= {newer} to get {c.attn} for {ctx.model.model_type} (pip install -U 'transformers>={newer}')"
         fix = fix or _without_sdpa(ctx, impl)

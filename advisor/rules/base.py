@@ -44,6 +44,11 @@ class Context:
     memo: dict[object, object] = field(default_factory=dict, compare=False, repr=False)  # per-context answers
 
     @property
+    def cache(self) -> bool:
+        """False under --no-cache: the request's switch, carried by its `Knowledge`."""
+        return self.knowledge.cache
+
+    @property
     def gpus(self) -> tuple[GpuInfo, ...]:
         return self.env.gpu_list
 

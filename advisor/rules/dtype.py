@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from advisor.candidate import Candidate
+from advisor.facts import known
 from advisor.findings import Finding, Severity
 from advisor.knowledge.notes import fp16_overflow_models
 from advisor.rules.base import Context, rule
+from advisor.rules.kernel_requirements import native_dtypes
 
 
 @rule("DTYPE001", "bfloat16 is not native on this GPU", scope="candidate", remedy="switch",
@@ -21,7 +23,8 @@ def bf16_native(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     if not uses_bf16:
         return
     for gpu in ctx.gpus:
-        if gpu.dtypes and not gpu.dtypes.bf16:  # type: ignore[union-attr]
+        cc = known(gpu.compute_capability)
+        if (cc is not None or gpu.gfx_arch) and "bfloat16" not in native_dtypes(ctx.knowledge, cc, gpu.gfx_arch):
             yield bf16_native.finding(
                 Severity.FAIL,
                 f"{gpu.name} (compute capability {gpu.compute_capability}) has no native bfloat16",

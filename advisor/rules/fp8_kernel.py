@@ -24,7 +24,7 @@ from packaging.version import InvalidVersion, Version
 
 from advisor.facts import Environment
 from advisor.knowledge import version_matches
-from advisor.knowledge.releases import load_release_constraints
+from advisor.knowledge.releases import ReleaseConstraints, load_release_constraints
 
 __all__ = ["KernelNeed", "fetch_command", "hub_kernel_need"]
 
@@ -51,8 +51,8 @@ class KernelNeed:
         return f"kernels{self.window} and the Hub kernel {self.repo} ({self.ref})"
 
 
-def _window(env_tf: str) -> str:
-    run = load_release_constraints().at("kernels_window", env_tf)
+def _window(env_tf: str, rc: ReleaseConstraints) -> str:
+    run = rc.at("kernels_window", env_tf)
     value = (run.value if run is not None else None) or {}
     low, high = value.get("min"), value.get("max")
     return (f">={low}" if low else "") + (f",<{high}" if low and high else f"<{high}" if high else "")
@@ -75,20 +75,21 @@ def fetch_command(repo: str, ref: str, *, modern: bool = True) -> str:
             f"snapshot_download('{repo}'{kind}, revision='{ref}')\"")
 
 
-def hub_kernel_need(env: Environment, method_key: str, *, allow_download: bool = False) -> KernelNeed | None:
+def hub_kernel_need(env: Environment, method_key: str, *, allow_download: bool = False,
+                    cache: bool = True) -> KernelNeed | None:
     """None when the target's transformers needs no Hub kernel for `method_key` (only fine-grained FP8 is
     tabulated: "fp8") or its version is unknown; else what is there and what is missing."""
     tf = env.version_of("transformers")
     if method_key != "fp8" or tf is None:
         return None
-    rc = load_release_constraints()
+    rc = load_release_constraints(cache=cache)
     load = rc.at("fp8_hub_kernel", tf)
     if load is None or not load.value:
         return None
     repo = str(load.value["repo"])
     pinned = rc.at("fp8_kernel_version", tf)
     ref = f"v{pinned.value}" if pinned is not None and pinned.value else "main"
-    window = _window(tf)
+    window = _window(tf, rc)
     cite = load.cite() + (f"; version {pinned.value}: {pinned.cite()}" if pinned is not None and pinned.value else "")
     lib = env.library("kernels")
     modern = _modern(window, lib.version if lib.installed else None)

@@ -11,12 +11,17 @@ only, so a 9.x card above 9.0 passed `check` while `matrix --full` refused it.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
+from advisor.candidate import DTYPE_NAMES, SHORT_DTYPE
 from advisor.facts import ComputeCapability
 from advisor.knowledge.schema import AttentionRequirement
 
-__all__ = ["Outside", "outside", "outside_range", "runs_in"]
+if TYPE_CHECKING:
+    from advisor.knowledge import Knowledge
+
+__all__ = ["Outside", "native_dtypes", "outside", "outside_range", "runs_in"]
+
 
 Outside = Literal["below", "above"]
 
@@ -38,3 +43,11 @@ def outside(req: AttentionRequirement, cc: ComputeCapability) -> Outside | None:
 def runs_in(req: AttentionRequirement, dtype: str) -> bool:
     """Whether the kernel takes inputs in `dtype` (the flash kernels: fp16 and bf16 only)."""
     return dtype in req.dtypes
+
+
+def native_dtypes(knowledge: Knowledge, cc: ComputeCapability | None, gfx_arch: str | None = None) -> list[str]:
+    """The dtypes a GPU runs natively (the capability table; emulated does not count). DTYPE001 (`check`,
+    `recommend`) and the full matrix ask this one judge, so they cannot disagree about bf16 on a compute
+    capability."""
+    support = knowledge.dtype_support(cc, gfx_arch)
+    return [d for d in DTYPE_NAMES if getattr(support, SHORT_DTYPE[d])]

@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from advisor.facts import Environment, HubAccess, Unavailable
 from advisor.knowledge import version_matches
 from advisor.knowledge.hub_kernels import KernelRepo, TargetDevice, device_of, mapping_for, select
-from advisor.knowledge.releases import FactRun, load_release_constraints
+from advisor.knowledge.releases import FactRun, ReleaseConstraints, load_release_constraints
 from advisor.model.kernel_layers import model_layers
 
 if TYPE_CHECKING:
@@ -131,9 +131,9 @@ def precache_command(repos: list[KernelRepo]) -> str:
     return f'python -c "from kernels import install_kernel; {calls}"'
 
 
-def _gate(tf: str, hub: HubAccess | None) -> tuple[bool, str]:
+def _gate(tf: str, hub: HubAccess | None, rc: ReleaseConstraints) -> tuple[bool, str]:
     """Whether USE_HUB_KERNELS leaves kernels on in this release, and how it reads."""
-    run = load_release_constraints().at("hub_kernels_env", tf)
+    run = rc.at("hub_kernels_env", tf)
     gate = run.value if run is not None else None
     value = hub.use_hub_kernels if hub is not None else None
     if not isinstance(gate, dict):
@@ -145,9 +145,9 @@ def _gate(tf: str, hub: HubAccess | None) -> tuple[bool, str]:
     return on, f"USE_HUB_KERNELS={shown}: {'on' if on else 'off'} ({where})"
 
 
-def _package(tf: str, env: Environment) -> tuple[bool, str, str]:
+def _package(tf: str, env: Environment, rc: ReleaseConstraints) -> tuple[bool, str, str]:
     """(usable, how it reads, the error the release raises without it)."""
-    run = load_release_constraints().at("kernels_window", tf)
+    run = rc.at("kernels_window", tf)
     window = (run.value if run is not None else None) or {}
     low, high = window.get("min"), window.get("max")
     spec = (f">={low}" if low else "") + (f",<{high}" if low and high else f"<{high}" if high else "")
@@ -156,7 +156,7 @@ def _package(tf: str, env: Environment) -> tuple[bool, str, str]:
              f"{high}), e.g. `pip install kernels=={low}` (transformers {tf} modeling_utils.set_use_kernels)"
              if low and high else f"transformers {tf} cannot kernelize without the `kernels` package")
     if not lib.installed:
-        required = load_release_constraints().at("kernels_required", tf)
+        required = rc.at("kernels_required", tf)
         core = (f"; transformers {tf} requires kernels{required.value} itself ({required.cite()}), so its install is "
                 "incomplete" if required is not None and required.value else "")
         return False, f"kernels not installed (transformers {tf} accepts kernels{spec}{core})", error
@@ -210,12 +210,13 @@ def _trust_error(repo: KernelRepo, env: Environment) -> str:
 
 
 def hub_kernel_advice(
-    env: Environment, model: ModelSpec | None, placement: str, *, requested: bool | None = None,
+    env: Environment, model: ModelSpec | None, placement: str, *, requested: bool | None = None, cache: bool = True,
 ) -> HubKernelAdvice:
     """What a load of `model` on `placement` ("gpu", "multi-gpu", "cpu") does about Hub kernels on `env`,
-    with `use_kernels=requested` (None: not passed). Never raises; unknown stays unknown."""
+    with `use_kernels=requested` (None: not passed). Never raises; unknown stays unknown. `cache=False`:
+    --no-cache (an installed release's facts and the model's layers read without the user's analysis cache)."""
     tf = env.version_of("transformers")
-    rc = load_release_constraints()
+    rc = load_release_constraints(cache=cache)
     default_run: FactRun | None = rc.at("use_kernels_default", tf) if tf else None
     base: dict[str, Any] = {"release": tf, "placement": placement, "requested": requested}
     if tf is None or default_run is None:
@@ -239,14 +240,14 @@ def hub_kernel_advice(
     if not wanted:
         why = "use_kernels=False" if requested is False else f"transformers {tf} leaves Hub kernels off by default"
         return HubKernelAdvice(**base, outcome="off", kernelizes=False, reason=f"{why} ({default_run.cite()})")
-    enabled, env_text = _gate(tf, env.hub)
+    enabled, env_text = _gate(tf, env.hub, rc)
     base |= {"env": env_text}
     if not enabled:
         return HubKernelAdvice(
             **base, outcome="disabled-env", kernelizes=False, emit=False if requested is None else None,
             reason=f"{env_text}: transformers turns Hub kernels off here; the plan says use_kernels=False so the "
                    "kwargs load the same where that variable is unset")
-    usable, package_text, package_error = _package(tf, env)
+    usable, package_text, package_error = _package(tf, env, rc)
     base |= {"package": package_text}
     if not usable:
         return HubKernelAdvice(
@@ -259,7 +260,7 @@ def hub_kernel_advice(
     gpu = env.gpu_list[0] if placement != "cpu" and env.gpu_list else None
     device: TargetDevice = device_of(gpu)
     base |= {"device": device.label}
-    mapping, mapping_source = mapping_for(tf)
+    mapping, mapping_source = mapping_for(tf, cache=cache)
     base |= {"mapping_source": mapping_source}
     offline, reachable, hub_text = _hub_state(env.hub)
     base |= {"hub": hub_text}
@@ -271,7 +272,7 @@ def hub_kernel_advice(
         return HubKernelAdvice(**base, outcome="no-kernels", kernelizes=True,
                                reason=f"transformers {tf}'s mapping has no kernel for {device.label}: every layer "
                                       "keeps its torch implementation")
-    layers, layers_source = model_layers(model, tf) if model is not None else (None, "no model")
+    layers, layers_source = model_layers(model, tf, cache=cache) if model is not None else (None, "no model")
     base |= {"layers": layers, "layers_source": layers_source}
     if layers is None:
         return _unknown(env, base, f"which layers the model kernelizes is unknown: {layers_source}", offline,

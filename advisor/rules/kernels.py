@@ -42,7 +42,7 @@ def advice(ctx: Context, c: Candidate | None) -> HubKernelAdvice:
     key = ("hub-kernels", placement, requested)
     found = ctx.memo.get(key)
     if not isinstance(found, HubKernelAdvice):
-        found = hub_kernel_advice(ctx.env, ctx.model, placement, requested=requested)
+        found = hub_kernel_advice(ctx.env, ctx.model, placement, requested=requested, cache=ctx.cache)
         ctx.memo[key] = found
     return found
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from advisor.facts import ComputeCapability, Environment
+from advisor.findings import Severity
 from advisor.knowledge import version_matches
 from advisor.knowledge.onthefly import OnTheFly, fact_key, fact_where, last_release_that_can, onthefly
 from advisor.knowledge.quant_methods import Method, load_methods, table_release, validate_line
@@ -78,7 +79,7 @@ class MethodStatus:
 
 
 def ready_quantizations(env: Environment, weakest_cc: ComputeCapability | None, placement: str, *,
-                        allow_download: bool = False) -> list[str]:
+                        allow_download: bool = False, cache: bool = True) -> list[str]:
     """The method candidates a rule lets run on this target: libraries installed at the version transformers
     wants, compute capability met, a GPU where the method needs one (`placement` "cpu" needs "cpu" in the
     method's device), and the Hub kernel the release loads for it usable (cached, or `allow_download`)."""
@@ -86,7 +87,7 @@ def ready_quantizations(env: Environment, weakest_cc: ComputeCapability | None, 
     for m in load_methods():
         if m.candidate is None:
             continue
-        s = method_status(env, m, weakest_cc, allow_download=allow_download)
+        s = method_status(env, m, weakest_cc, allow_download=allow_download, cache=cache)
         if not s.ready or (placement == "cpu" and "cpu" not in m.device):
             continue
         out.append(m.candidate.key)
@@ -94,7 +95,7 @@ def ready_quantizations(env: Environment, weakest_cc: ComputeCapability | None, 
 
 
 def method_status(env: Environment, method: Method, weakest_cc: ComputeCapability | None, *,
-                  allow_download: bool = False) -> MethodStatus:
+                  allow_download: bool = False, cache: bool = True) -> MethodStatus:
     """Which of the method's libraries are missing or too old here, whether the GPU is new enough, and whether
     the Hub kernel the target's transformers loads for it is usable (advisor/rules/fp8_kernel.py)."""
     missing = []
@@ -106,13 +107,14 @@ def method_status(env: Environment, method: Method, weakest_cc: ComputeCapabilit
             missing.append(f"{dist}{spec} (installed {lib.version})")
     cc_ok = None if method.min_cc is None or weakest_cc is None else weakest_cc.as_tuple >= method.min_cc.as_tuple
     gpu_ok = bool(env.gpu_list) or "cpu" in method.device
-    kernel = hub_kernel_need(env, method.key, allow_download=allow_download)
-    release = onthefly(env.version_of("transformers"), fact_key(method.key)) if method.mode != "pre-quantized" else None
+    kernel = hub_kernel_need(env, method.key, allow_download=allow_download, cache=cache)
+    release = onthefly(env.version_of("transformers"), fact_key(method.key), cache=cache) if method.mode != "pre-quantized" else None
     return MethodStatus(method=method, missing=tuple(missing), cc_ok=cc_ok, gpu_ok=gpu_ok, kernel=kernel,
                         onthefly=release)
 
 
-def fixes_for(kind: str, model_type: str, env: Environment, weakest_cc: ComputeCapability | None) -> list[str]:
+def fixes_for(kind: str, model_type: str, env: Environment, weakest_cc: ComputeCapability | None, *,
+              cache: bool = True) -> list[str]:
     """Sourced alternatives for a model bitsandbytes barely quantizes, ready ones first.
 
     `kind` is the reason from advisor.model.quantizable (`linear-subclass`, `fused-experts`, ...).
@@ -128,7 +130,7 @@ def fixes_for(kind: str, model_type: str, env: Environment, weakest_cc: ComputeC
             continue
         if kind not in ("linear-subclass", "fused-experts") and m.mode == "on-the-fly" and m.linear_rule == "exact":
             continue
-        status = method_status(env, m, weakest_cc)
+        status = method_status(env, m, weakest_cc, cache=cache)
         if status.cc_ok is False or not status.gpu_ok:
             continue
         picked.append(status)
@@ -144,14 +146,15 @@ def fixes_for(kind: str, model_type: str, env: Environment, weakest_cc: ComputeC
     return out
 
 
-def doctor_rows(env: Environment, weakest_cc: ComputeCapability | None) -> list[tuple[str, str, str, str]]:
+def doctor_rows(env: Environment, weakest_cc: ComputeCapability | None, *,
+                cache: bool = True) -> list[tuple[str, Severity, str, str]]:
     """(name, status, value, fix) per method for doctor: what it needs here and what is missing.
 
     `ok` when its libraries are installed and the GPU is new enough, `info` otherwise (none is required).
     """
     rows = []
     for m in load_methods():
-        s = method_status(env, m, weakest_cc)
+        s = method_status(env, m, weakest_cc, cache=cache)
         scope = " (gpt-oss only)" if m.model_types else ""
         read = validate_line(m.quantizer) if m.quantizer else None
         cite = f" [transformers {read[0]} {m.quantizer}:{read[1]} validate_environment]" if read else \
@@ -163,7 +166,7 @@ def doctor_rows(env: Environment, weakest_cc: ComputeCapability | None) -> list[
                 have += f", kernels {env.version_of('kernels')}"
             planned = f"; planned as --quantize {m.candidate.key}" if m.candidate else ""
             caveat = "".join(f"; {w}" for w in s.kernel.warnings) if s.kernel else ""
-            rows.append((m.key, "ok", f"usable{scope}: {have}{kernel}; {m.config}{planned}{caveat}{cite}", ""))
+            rows.append((m.key, Severity.OK, f"usable{scope}: {have}{kernel}; {m.config}{planned}{caveat}{cite}", ""))
             continue
         problems = s.problems
         if s.cc_ok is False:
@@ -172,32 +175,32 @@ def doctor_rows(env: Environment, weakest_cc: ComputeCapability | None) -> list[
             problems.append("no GPU in this target")
         value = f"not usable here{scope}: needs {s.needs()}; missing: {'; '.join(problems)}{cite}{kernel}"
         fix = " && ".join(s.fixes) if s.loads or s.onthefly is None else \
-            "; or ".join(onthefly_alternatives(env, weakest_cc, s.onthefly))
-        rows.append((m.key, "info", value, fix))
+            "; or ".join(onthefly_alternatives(env, weakest_cc, s.onthefly, cache=cache))
+        rows.append((m.key, Severity.INFO, value, fix))
     return rows
 
 
 def onthefly_alternatives(env: Environment, weakest_cc: ComputeCapability | None, verdict: OnTheFly,
-                          placement: str = "gpu") -> list[str]:
+                          placement: str = "gpu", *, cache: bool = True) -> list[str]:
     """Fixes that work when `verdict` says no: the planned methods this release does quantize on the fly and
     that are ready on this target (bitsandbytes when installed), then the newest older release that quantizes
     the method (HQQ: 4.57.6, the old path)."""
     out: list[str] = []
     if env.library("bitsandbytes").installed and placement != "cpu":
-        can = onthefly(verdict.release, "bitsandbytes_4bit")
+        can = onthefly(verdict.release, "bitsandbytes_4bit", cache=cache)
         if can is not None and can.ok and verdict.key != "bitsandbytes_4bit":
             out.append(f"--quantize 4bit (bitsandbytes NF4, installed here; {can.cite})")
     for m in load_methods():
         if m.candidate is None or m.key == verdict.key:
             continue
-        status = method_status(env, m, weakest_cc)
+        status = method_status(env, m, weakest_cc, cache=cache)
         if not status.ready or (placement == "cpu" and "cpu" not in m.device):
             continue
         cite = f"; {status.onthefly.cite}" if status.onthefly else ""
         out.append(f"--quantize {m.candidate.key} ({m.name}, installed here{cite})")
-    older = last_release_that_can(verdict.key, verdict.release)
+    older = last_release_that_can(verdict.key, verdict.release, cache=cache)
     if older is not None:
-        run = load_release_constraints().at(f"onthefly_{verdict.key}", older)
+        run = load_release_constraints(cache=cache).at(f"onthefly_{verdict.key}", older)
         out.append(f"pip install 'transformers=={older}' (quantizes it while loading: transformers {older} "
                    f"{fact_where(run, older)} create_quantized_param)")
     return out

@@ -225,7 +225,7 @@ def bnb_share(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     left = (model.param_count - model.quantizable_param_count) * BYTES[c.dtype]
     rule = rule_at(release)
     where = f" ({rule.file.removeprefix('transformers/')}:{rule.line}: `{rule.text}`)" if rule else ""
-    fixes = fixes_for(kind_of(model.quantizable_note), model.model_type, ctx.env, ctx.weakest_cc)
+    fixes = fixes_for(kind_of(model.quantizable_note), model.model_type, ctx.env, ctx.weakest_cc, cache=ctx.cache)
     more = "spread the unquantized model over more GPUs (device_map='auto')"
     yield bnb_share.finding(
         Severity.FAIL,
@@ -262,7 +262,7 @@ def method_usable(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     method = method_for(c.quantization)
     if method is None:
         return
-    status = method_status(ctx.env, method, ctx.weakest_cc, allow_download=ctx.allow_download)
+    status = method_status(ctx.env, method, ctx.weakest_cc, allow_download=ctx.allow_download, cache=ctx.cache)
     problems = status.blockers(ctx.weakest_cc, c.placement)
     src = f"transformers {table_release()} {method.source.split(' ')[0]}"
     kernel = status.kernel
@@ -272,7 +272,7 @@ def method_usable(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
         from advisor.rules.method_readiness import onthefly_alternatives
 
         src = status.onthefly.cite
-        fix = "; or ".join(onthefly_alternatives(ctx.env, ctx.weakest_cc, status.onthefly, c.placement)) or \
+        fix = "; or ".join(onthefly_alternatives(ctx.env, ctx.weakest_cc, status.onthefly, c.placement, cache=ctx.cache)) or \
             "a transformers release that quantizes it while loading"
         yield method_usable.finding(
             Severity.FAIL, f"{method.name} cannot run here: {'; '.join(problems)}",
@@ -295,7 +295,7 @@ def method_usable(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     kind = kind_of(model.quantizable_note) if model is not None and model.quantizable_note else None
     if kind is not None and not handles(method, kind):
         assert model is not None
-        better = fixes_for(kind, model.model_type, ctx.env, ctx.weakest_cc)
+        better = fixes_for(kind, model.model_type, ctx.env, ctx.weakest_cc, cache=ctx.cache)
         yield method_usable.finding(
             Severity.FAIL, f"{method.name} would quantize little of this model: {model.quantizable_note if model else ''}"
                            f" ({method.rule_source} in transformers {table_release()})",
@@ -342,7 +342,7 @@ def checkpoint_method(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
             fix=f"see transformers' quantization docs for {pre.quant_method}", option="none",
         )
     else:
-        status = method_status(ctx.env, method, ctx.weakest_cc, allow_download=ctx.allow_download)
+        status = method_status(ctx.env, method, ctx.weakest_cc, allow_download=ctx.allow_download, cache=ctx.cache)
         problems = status.blockers(ctx.weakest_cc, c.placement, checkpoint=True)
         if problems:
             yield checkpoint_method.finding(

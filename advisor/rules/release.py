@@ -103,7 +103,7 @@ def unknown_model_type(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     from advisor.knowledge.model_types import model_type_known
 
     target = ctx.env.version_of("transformers")
-    found = model_type_known(model.model_type, target)
+    found = model_type_known(model.model_type, target, cache=ctx.cache)
     if found.known is not False:
         return
     if found.first_release is not None:
@@ -132,7 +132,7 @@ def seq_len_positions(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
         return
     from advisor.knowledge.positions import position_kind
 
-    found = position_kind(model.model_type, model.config, ctx.knowledge.root)
+    found = position_kind(model.model_type, model.config, ctx.knowledge.root, cache=ctx.cache)
     over = (f"sequence length {ctx.seq_len:,} exceeds {model.name}'s {model.max_positions:,} positions "
             "(max_position_embeddings)")
     if found.computed:

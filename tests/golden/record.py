@@ -16,12 +16,10 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -222,23 +220,10 @@ def _sort_runs(text: str) -> str:
     return "\n".join(out[:-1])
 
 
-@contextlib.contextmanager
-def _environ(values: dict[str, str]) -> Iterator[None]:
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def run_case(case: Case, tiny: Path) -> str:
     """`advisor ARGV` in-process with its own empty cache: exit code, stdout, stderr (and written files)."""
     from advisor.cli import main
+    from advisor.io.environ import scoped_environ
 
     tmp = Path(tempfile.mkdtemp(prefix="advisor-golden-"))
     try:
@@ -249,7 +234,7 @@ def run_case(case: Case, tiny: Path) -> str:
         if case.github_summary:
             environ["GITHUB_STEP_SUMMARY"] = str(summary)
         out, err = io.StringIO(), io.StringIO()
-        with _environ(environ), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with scoped_environ(environ), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
                 code = main(argv)
             except SystemExit as exc:  # argparse: --help and usage errors

@@ -101,13 +101,18 @@ def test_the_env_switch_turns_the_cache_off(cache: Path, monkeypatch: pytest.Mon
     assert len(_entries(cache)) == 1
 
 
-def test_disabled_block_neither_reads_nor_writes(cache: Path) -> None:
+def test_use_false_neither_reads_nor_writes(cache: Path) -> None:
     analysis_cache.put("param-count", CONFIG, [10, 8], transformers=TF)
-    with analysis_cache.disabled():
-        assert analysis_cache.get("param-count", CONFIG, transformers=TF) is None
-        analysis_cache.put("param-count", {**CONFIG, "x": 1}, [1, 1], transformers=TF)
+    assert analysis_cache.get("param-count", CONFIG, transformers=TF, use=False) is None
+    analysis_cache.put("param-count", {**CONFIG, "x": 1}, [1, 1], transformers=TF, use=False)
+    assert analysis_cache.cached("param-count", lambda n: [n, n], 3, transformers=TF, use=False) == [3, 3]
     assert len(_entries(cache)) == 1
     assert analysis_cache.get("param-count", CONFIG, transformers=TF) == [10, 8]
+
+
+def test_no_context_switch_is_left() -> None:
+    """Issue 26: --no-cache travels as a parameter; a process-wide or context switch would be hidden state."""
+    assert not hasattr(analysis_cache, "disabled") and not hasattr(analysis_cache, "_off")
 
 
 def test_a_bad_kind_is_a_programming_error(cache: Path) -> None:

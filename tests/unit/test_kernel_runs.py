@@ -143,7 +143,7 @@ def test_a_flash_attn_that_imports_but_does_not_run_is_rejected() -> None:
     broken = _with_runs(env, _failed("flash_attention_2", "bfloat16", "RuntimeError: CUDA error: no kernel image is available"))
     rec = make_plan(resolve_model("meta-llama/Meta-Llama-3-8B"), broken, PlanRequest())
     assert rec.from_pretrained is not None and rec.from_pretrained["attn_implementation"] == "sdpa"
-    reasons = [r.reason for r in rec.rejected if r.option == "flash_attention_2" and r.rule == "ATTN003"]
+    reasons = [r.message for r in rec.rejected if r.option == "flash_attention_2" and r.code == "ATTN003"]
     assert reasons and "imports but its kernel does not run" in reasons[0] and "no kernel image" in reasons[0]
 
 
@@ -157,7 +157,7 @@ def test_a_bitsandbytes_matmul_that_fails_rejects_that_quantization() -> None:
     env = load_environment(ENVS / "t4_bnb_fa2.json")
     broken = _with_runs(env, _failed("bitsandbytes_int8", "float16", "RuntimeError: CUDA error: no kernel image is available"))
     rec = make_plan(resolve_model("meta-llama/Llama-2-7b-hf"), broken, PlanRequest())
-    assert any(r.rule == "QUANT002" and "8bit matmul fails" in r.reason for r in rec.rejected)
+    assert any(r.code == "QUANT002" and "8bit matmul fails" in r.message for r in rec.rejected)
     assert rec.from_pretrained is None or rec.from_pretrained.get("quantization_config", {}).get("load_in_8bit") is not True
 
 

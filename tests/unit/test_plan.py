@@ -21,7 +21,7 @@ def plan(model: str | ModelSpec, env: str, **request: Any) -> Recommendation:
 
 
 def rejected(rec: Recommendation, option: str) -> set[str]:
-    return {r.rule for r in rec.rejected if r.option == option}
+    return {r.code for r in rec.rejected if r.option == option}
 
 
 def synthetic(model_type: str = "llama", **overrides: Any) -> ModelSpec:
@@ -39,8 +39,8 @@ def test_t4_never_gets_flash_attention_2_or_bf16() -> None:
     assert rec.from_pretrained["dtype"] == "float16"
     assert "ATTN005" in rejected(rec, "flash_attention_2")
     assert "DTYPE001" in rejected(rec, "bfloat16")
-    fa2 = next(r for r in rec.rejected if r.option == "flash_attention_2" and r.rule == "ATTN005")
-    assert "7.5" in fa2.reason and "8.0" in fa2.reason and fa2.fix
+    fa2 = next(r for r in rec.rejected if r.option == "flash_attention_2" and r.code == "ATTN005")
+    assert "7.5" in fa2.message and "8.0" in fa2.message and fa2.fix
 
 
 def test_t4_7b_fp16_does_not_fit_so_8bit_is_chosen() -> None:
@@ -120,14 +120,14 @@ def test_too_big_for_one_card_spreads_over_two_with_max_memory() -> None:
 def test_nothing_fits_lists_every_reason() -> None:
     rec = plan("meta-llama/Llama-2-70b-hf", "t4_plain")
     assert not rec.ok and rec.from_pretrained is None
-    rules = {r.rule for r in rec.rejected}
+    rules = {r.code for r in rec.rejected}
     assert {"MEM001", "QUANT001", "ATTN005", "DTYPE001"} <= rules
 
 
 def test_broken_extensions_are_rejected_with_their_error() -> None:
     rec = plan("meta-llama/Meta-Llama-3-8B", "a100_broken_extensions")
-    fa2 = next(r for r in rec.rejected if r.option == "flash_attention_2" and r.rule == "ATTN003")
-    assert "undefined symbol" in fa2.reason and "ABI" in fa2.reason
+    fa2 = next(r for r in rec.rejected if r.option == "flash_attention_2" and r.code == "ATTN003")
+    assert "undefined symbol" in fa2.message and "ABI" in fa2.message
     assert "QUANT002" in rejected(rec, "4bit")
     assert rec.from_pretrained["attn_implementation"] == "sdpa"  # type: ignore[index]
 
@@ -196,5 +196,5 @@ def test_old_transformers_gets_upgrade_advice_from_history() -> None:
     env = resolve_target(TargetSpec(gpus=["A100-80GB"], assume=["transformers==4.45.0", "flash-attn==2.8.3"]))
     rec = make_plan(resolve_model("bert-base-uncased"), env)
     assert rec.from_pretrained is not None and "torch_dtype" in rec.from_pretrained
-    fa2 = next(r for r in rec.rejected if r.option == "flash_attention_2" and r.rule == "ATTN001")
+    fa2 = next(r for r in rec.rejected if r.option == "flash_attention_2" and r.code == "ATTN001")
     assert "upgrade transformers to >= 5.0.0" in fa2.fix

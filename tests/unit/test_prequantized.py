@@ -80,9 +80,9 @@ def test_a_gptq_checkpoint_needs_its_library_and_weighs_its_bits(tiny_llama: Pat
     plain = make_plan(resolve_model(str(tiny_llama)), a100, request=PlanRequest(dtype="float16", attn="sdpa"))
     rec = make_plan(resolve_model(str(gptq)), a100, request=PlanRequest(dtype="float16", attn="sdpa"))
     assert not rec.ok
-    rejection = next(r for r in rec.rejected if r.rule == "QUANT009")
-    assert "gptqmodel" in rejection.reason and "pip install 'gptqmodel" in rejection.fix
-    assert "quantizer_gptq.py" in rejection.reason
+    rejection = next(r for r in rec.rejected if r.code == "QUANT009")
+    assert "gptqmodel" in rejection.message and "pip install 'gptqmodel" in rejection.fix
+    assert "quantizer_gptq.py" in rejection.message
     assert {lbl.split(" + ")[0] for r in rec.rejected for lbl in r.labels} == {"sdpa / float16 / 1 GPU"}
 
     ready = a100.model_copy(update={"libraries": {
@@ -122,7 +122,7 @@ def test_a_bitsandbytes_checkpoint_on_a_cpu_box_without_bitsandbytes(tiny_llama:
                           _dict(BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_use_double_quant=True)))
     rec = make_plan(resolve_model(str(bnb)), load_environment(ENVS / "cpu_only.json"))
     assert not rec.ok
-    assert any(r.rule == "QUANT009" and "bitsandbytes" in r.reason for r in rec.rejected)
+    assert any(r.code == "QUANT009" and "bitsandbytes" in r.message for r in rec.rejected)
     assert "quantized bitsandbytes 4-bit" in resolve_model(str(bnb)).stored
 
 

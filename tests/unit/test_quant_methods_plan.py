@@ -55,7 +55,7 @@ def test_fp8_plans_mixtral_on_an_h100() -> None:
     assert rec.chosen.candidate.quantization == "fp8"
     assert rec.from_pretrained is not None and rec.from_pretrained["quantization_config"] == {"quant_method": "fp8"}
     assert rec.memory is not None and rec.memory.weights_bytes / 2**30 < 46.7  # ~1 byte per non-embedding weight
-    assert any(r.rule == "QUANT007" and r.option == "4bit" for r in rec.rejected)
+    assert any(r.code == "QUANT007" and r.option == "4bit" for r in rec.rejected)
 
 
 def test_capability_too_low_gives_no_fp8_candidate_and_check_says_why(cli: Any) -> None:

@@ -68,31 +68,31 @@ def test_recommend_mixtral_on_h100_rejects_4bit_with_quant007_and_an_fp8_fix() -
     # the FP8 matmul's Hub kernel is cached on this target (without it: tests/unit/test_fp8_kernel.py)
     rec = make_plan(resolve_model("mistralai/Mixtral-8x7B-v0.1"), load_environment(ENVS / "h100_fp8_kernel_cached.json"))
     assert rec.chosen is not None and rec.chosen.candidate.quantization == "fp8"  # the fix, planned (QUANT008)
-    quant = [r for r in rec.rejected if r.rule == "QUANT007"]
+    quant = [r for r in rec.rejected if r.code == "QUANT007"]
     assert {r.option for r in quant} == {"8bit", "4bit"}
     four = next(r for r in quant if r.option == "4bit")
-    assert "only 3% of this model's weights" in four.reason and "the experts are fused 3-D parameters" in four.reason
-    assert "84.5 GiB of its weights would stay in bfloat16" in four.reason
+    assert "only 3% of this model's weights" in four.message and "the experts are fused 3-D parameters" in four.message
+    assert "84.5 GiB of its weights would stay in bfloat16" in four.message
     assert "FineGrainedFP8Config()" in four.fix and "integrations/finegrained_fp8.py:967" in four.fix
     assert "more GPUs" in four.fix
-    mem = next(r for r in rec.rejected if r.rule == "MEM001" and r.option == "4bit")
-    assert "weights 85.1" in mem.reason  # the unquantized experts, counted
+    mem = next(r for r in rec.rejected if r.code == "MEM001" and r.option == "4bit")
+    assert "weights 85.1" in mem.message  # the unquantized experts, counted
     assert "quantize (8-bit or 4-bit)" not in mem.fix
 
 
 def test_fp8_is_not_offered_below_compute_capability_8_9() -> None:
     env = load_environment(ENVS / "a100_80gb_fa2_bnb.json")
     rec = make_plan(resolve_model("mistralai/Mixtral-8x7B-v0.1"), env, PlanRequest(quantize="4bit"))
-    fix = next(r.fix for r in rec.rejected if r.rule == "QUANT007")
+    fix = next(r.fix for r in rec.rejected if r.code == "QUANT007")
     assert "FineGrainedFP8Config" not in fix and "compressed-tensors" in fix
 
 
 def test_a_4bit_candidate_never_gets_quantize_as_its_memory_fix() -> None:
     rec = make_plan(resolve_model("meta-llama/Llama-2-70b-hf"), load_environment(ENVS / "t4_bnb_fa2.json"))
-    fixes = {r.option: r.fix for r in rec.rejected if r.rule == "MEM001"}
+    fixes = {r.option: r.fix for r in rec.rejected if r.code == "MEM001"}
     assert "4bit" in fixes and "quantize (8-bit or 4-bit)" not in fixes["4bit"]
     assert "4-bit" in fixes["8bit"] and "quantize (8-bit or 4-bit)" not in fixes["8bit"]
-    assert not any(r.rule == "QUANT007" for r in rec.rejected)  # llama: bitsandbytes replaces almost all
+    assert not any(r.code == "QUANT007" for r in rec.rejected)  # llama: bitsandbytes replaces almost all
 
 
 def test_transformers_4_targets_get_no_quant007(cli: Any) -> None:

@@ -25,7 +25,7 @@ def test_plan_for_the_real_h100_rejects_fa2_for_the_missing_package() -> None:
     env = load_environment(SNAPSHOT)
     rec = make_plan(resolve_model("meta-llama/Meta-Llama-3-8B"), env)
     assert rec.from_pretrained is not None and rec.from_pretrained["attn_implementation"] == "sdpa"
-    fa2 = {r.rule for r in rec.rejected if r.option == "flash_attention_2"}
+    fa2 = {r.code for r in rec.rejected if r.option == "flash_attention_2"}
     assert "ATTN002" in fa2 and "ATTN005" not in fa2  # the H100 can run FA2; only the package is missing
     # the snapshot's transformers (5.17) is not the one installed here: the shipped table answers
     assert rec.transformers == env.version_of("transformers")

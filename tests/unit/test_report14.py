@@ -58,12 +58,12 @@ def test_a_fix_that_needs_a_second_change_unblocks_nothing(t4_8b: Any) -> None:
 def test_rejections_name_whole_candidates_and_fit_the_plan(a100x2_70b: Any) -> None:
     rec = a100x2_70b
     assert rec.chosen.label == "sdpa / bfloat16 + bnb 8bit / all GPUs"
-    keys = [(r.rule, r.reason, r.fix) for r in rec.rejected]
+    keys = [(r.code, r.message, r.fix) for r in rec.rejected]
     assert len(keys) == len(set(keys))
     for r in rec.rejected:
         assert r.candidates == len(r.labels) and r.label
-        if r.rule == "MEM001":
-            one = "1 x A100-40GB" in r.reason
+        if r.code == "MEM001":
+            one = "1 x A100-40GB" in r.message
             assert all(label.endswith(" / 1 GPU" if one else " / all GPUs") for label in r.labels)
             assert r.label.endswith("1 GPU" if one else "all GPUs")
             assert ('device_map="auto"' in r.fix) is one  # one-GPU plans next to a two-GPU choice say so
@@ -76,7 +76,7 @@ def test_text_shows_a_count_and_top_reasons_and_v_shows_all(cli: Any, a100x2_70b
     _, full, _ = cli("recommend", LLAMA2_70B, *A100_X2, "-v")
     total = len({label for r in a100x2_70b.rejected for label in r.labels})
     assert f"Rejected: {total} candidates, for {len(a100x2_70b.rejected)} reasons; the top 5 (-v lists all):" in short
-    assert "the top" not in full and all(r.reason in full for r in a100x2_70b.rejected)
+    assert "the top" not in full and all(r.message in full for r in a100x2_70b.rejected)
     assert "8bit MEM001" not in short
 
 
@@ -165,7 +165,7 @@ def test_cpu_attn005_fix_does_not_mention_a_gpu_it_lacks() -> None:
     import advisor
 
     rec = advisor.recommend("gpt2", cpu=True)
-    attn005 = [r for r in rec.rejected if r.rule == "ATTN005"]
+    attn005 = [r for r in rec.rejected if r.code == "ATTN005"]
     assert attn005 and all("this GPU" not in r.fix for r in attn005)
 
 
