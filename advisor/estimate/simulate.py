@@ -90,18 +90,35 @@ def _period(cfg: Any) -> int | None:
     return None
 
 
+def _config(config_dict: dict[str, Any]) -> Any:
+    """The config object of a saved dict. A key the class now derives (a read-only property: Mamba's `layer_types`,
+    Falcon-H1's `layers_block_type` in transformers 5.25, stored by 5.17's `save_pretrained`) is left out."""
+    from transformers import AutoConfig
+
+    cfg = {k: v for k, v in config_dict.items() if k not in ("transformers_version", "_name_or_path")}
+    model_type = cfg.pop("model_type")
+    for _ in range(len(cfg) + 1):
+        try:
+            return AutoConfig.for_model(model_type, **cfg)
+        except AttributeError as exc:
+            name = next((k for k in cfg if f"'{k}'" in str(exc)), None)
+            if name is None:
+                raise
+            cfg.pop(name)
+    raise AssertionError("unreachable")
+
+
 def _build(config_dict: dict[str, Any], architecture: str | None, layers: int | None, dtype: Any, attn: str) -> Any:
     import torch
     import transformers
-    from transformers import AutoConfig
 
-    cfg_dict = {k: v for k, v in config_dict.items() if k not in ("transformers_version", "_name_or_path")}
-    config = AutoConfig.for_model(cfg_dict.pop("model_type"), **cfg_dict)
+    config = _config(config_dict)
     if layers is not None:
         text = _text_cfg(config)
         setattr(text, _layer_key(text) or "num_hidden_layers", layers)
-        if getattr(text, "layer_types", None):
-            text.layer_types = list(text.layer_types)[:layers]
+        for name in ("layer_types", "layers_block_type"):
+            if isinstance(text.__dict__.get(name), list):  # a stored pattern; Mamba's is a read-only property
+                setattr(text, name, list(getattr(text, name))[:layers])
     config._attn_implementation = attn
     for sub in ("text_config", "vision_config", "audio_config", "encoder", "decoder"):
         if getattr(config, sub, None) is not None and hasattr(getattr(config, sub), "_attn_implementation"):
@@ -215,7 +232,8 @@ def run_tracked(model: Any, *, generative: bool, batch: int, prompt: int, seq_le
         last = out.logits[:, -1].to(copy=True, dtype=torch.float32)
         shown = 1 if encoder_decoder else prompt  # the ids generate() holds: the decoder's, for an encoder-decoder
         scores = process(torch.zeros((batch, shown), dtype=torch.long, device=meta), last)
-        cache = out.past_key_values
+        cache_arg = "past_key_values" if "past_key_values" in accepts or "cache_params" not in accepts else "cache_params"
+        cache = getattr(out, cache_arg, None)  # Mamba's models name it `cache_params` (transformers 5.17)
         encoder_out = getattr(out, "encoder_last_hidden_state", None)
         del out, kwargs, scores
         prefill_peak = tracker.peak
@@ -224,7 +242,7 @@ def run_tracked(model: Any, *, generative: bool, batch: int, prompt: int, seq_le
             _grow_cache(cache, seq_len - 1 if not encoder_decoder else seq_len - prompt - 1)
         position = seq_len - 1 if not encoder_decoder else max(seq_len - prompt - 1, 1)
         tracker.reset_peak()
-        step: dict[str, Any] = {"past_key_values": cache, "use_cache": True}
+        step: dict[str, Any] = {cache_arg: cache, "use_cache": True}
         token = torch.zeros((batch, 1), dtype=torch.long, device=meta)
         if encoder_decoder:
             from transformers.modeling_outputs import BaseModelOutput
@@ -232,7 +250,9 @@ def run_tracked(model: Any, *, generative: bool, batch: int, prompt: int, seq_le
             step.update(decoder_input_ids=token, encoder_outputs=BaseModelOutput(last_hidden_state=encoder_out),
                         attention_mask=mask)
         else:
-            step.update(input_ids=token, cache_position=torch.full((1,), position, dtype=torch.long, device=meta))
+            step.update(input_ids=token)
+            if "cache_position" in accepts or "past_key_values" in accepts:
+                step["cache_position"] = torch.full((1,), position, dtype=torch.long, device=meta)
             if mask is not None:
                 step["attention_mask"] = torch.ones((batch, seq_len), dtype=torch.long, device=meta)
                 step["attention_mask"][0, 0] = 0
@@ -243,7 +263,7 @@ def run_tracked(model: Any, *, generative: bool, batch: int, prompt: int, seq_le
         last2 = out.logits[:, -1].to(copy=True, dtype=torch.float32)
         scores = process(torch.zeros((batch, position), dtype=torch.long, device=meta), last2)
         del last, last2, scores
-        return prefill_peak, tracker.peak, _cache_bytes(out.past_key_values)
+        return prefill_peak, tracker.peak, _cache_bytes(getattr(out, cache_arg, None))
 
 
 def _logits_processors(model: Any, ids: Any, new_tokens: int, encoder_decoder: bool) -> Any:
@@ -339,10 +359,7 @@ def _simulate_cached(config_json: str, architecture: str | None, dtype: str, att
     target = json.loads(target_json)
     target["usable"] = frozenset(target.get("usable", ("flash", "efficient", "math")))
     target["capability"] = tuple(target.get("capability", (0, 0)))
-    from transformers import AutoConfig
-
-    probe = {k: v for k, v in config_dict.items() if k not in ("transformers_version", "_name_or_path")}
-    text = _text_cfg(AutoConfig.for_model(probe.pop("model_type"), **probe))
+    text = _text_cfg(_config(config_dict))
     del transformers
     key = _layer_key(text)
     n = int(getattr(text, key)) if key else 0
