@@ -3,8 +3,10 @@ fails on meta tensors), so advisor.memory falls back to its closed form.
 
 Results are kept in the analysis cache, keyed by every input and by the simulator's own source (issues 13, 14).
 A plan whose model needed no import of transformers (a shipped model, a config seen before) does not import it
-just to simulate: it uses a cached simulation or the closed form, labelled `estimated`, unless simulation is asked
-for (`always_simulate()`, the CLI's --simulate). A new config imports transformers anyway to count its
+just to simulate: it uses a cached simulation, an exact formula on the simulator's trace (shipped in data/, or
+fitted at the config's first simulation: advisor.estimate.formula_store, issue 27), a simulation where the formula
+was refused, or else the closed form, labelled `estimated`, unless simulation is asked for (`always_simulate()`,
+the CLI's --simulate). A new config imports transformers anyway to count its
 parameters (`ModelSpec.analysed_now`), so it is simulated. The choice depends on those inputs and the cache only
 (`may_simulate`), never on `sys.modules`. Which candidates are simulated at all is `advisor.estimate.selection`.
 """
@@ -51,16 +53,19 @@ def _simulator_stamp() -> str:
 
 
 def may_simulate(model: ModelSpec) -> bool:
-    """Whether a simulation missing from the cache is run: with --simulate, or where describing the model
-    counted it on the meta device (transformers is then imported anyway). Explicit inputs only, never what the
-    process happens to have imported, so one command gives one answer whatever ran before it."""
-    return _FORCED.get() or model.analysed_now
+    """Whether a simulation missing from the cache (and from the formulas) is run: with --simulate, where
+    describing the model counted it on the meta device (transformers is then imported anyway), and for any model
+    not shipped (a config seen before, at a shape no formula of it holds: issue 27, exact over fast). A shipped
+    model keeps the fast path: its formulas are in data/, else the closed form. Explicit inputs only, never what
+    the process happens to have imported, so one command gives one answer whatever ran before it."""
+    return _FORCED.get() or model.analysed_now or model.source != "shipped"
 
 
 def simulated(model: ModelSpec, *, dtype: str, quantization: str, attn: str, batch: int, prompt_len: int,
               seq_len: int, gpus: tuple[GpuInfo, ...] = (), sdpa_backends: tuple[str, ...] | None = None,
-              padded: bool = False) -> SimResult | None:
-    """Simulate `model` for one candidate on the first of `gpus` (or the CPU)."""
+              padded: bool = False, run: bool = True) -> SimResult | None:
+    """Simulate `model` for one candidate on the first of `gpus` (or the CPU). `run=False`: only an answer that
+    needs no simulation now (the cache, an exact formula)."""
     if not model.config or model.trust_remote_code:
         return None
     capability: tuple[int, int] = (0, 0)
@@ -85,7 +90,17 @@ def simulated(model: ModelSpec, *, dtype: str, quantization: str, attn: str, bat
             return SimResult.model_validate(hit)
         except ValueError:
             pass  # an entry of another shape: simulate again and overwrite it
-    if not may_simulate(model):
+    from advisor.estimate import formula_store
+    from advisor.estimate.simulate import _GEN_SUFFIXES
+
+    # issue 27: a formula proved exact on the simulator's trace (shipped, or fitted at this config's first
+    # simulation) answers any shape of its region without torch
+    fkey = formula_store.formula_key(model.config, inputs)
+    shape = {"batch": batch, "prompt": prompt_len, "seq_len": max(seq_len, prompt_len)}
+    found = formula_store.lookup(fkey, _simulator_stamp(), **shape)
+    if found is not None:
+        return found
+    if not run or not may_simulate(model):
         return None  # the fast path stays free of torch and transformers (issue 14): closed form, labelled
     try:
         from advisor.estimate.simulate import simulate
@@ -95,4 +110,8 @@ def simulated(model: ModelSpec, *, dtype: str, quantization: str, attn: str, bat
         _log.debug("simulation of %s failed: %s: %s", model.name, type(exc).__name__, exc)
         return None
     analysis_cache.put("memory-sim", key, result.model_dump(mode="json"), transformers=tf, extra=_simulator_stamp())
+    if analysis_cache.enabled() and not formula_store.refused(fkey, _simulator_stamp()):
+        generative = bool(model.architecture and model.architecture.endswith(_GEN_SUFFIXES))
+        formula_store.record(fkey, _simulator_stamp(), architecture=model.architecture, generative=generative,
+                             **shape)
     return result

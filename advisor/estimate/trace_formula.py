@@ -58,8 +58,8 @@ class _Run(BaseModel):
     weights: list[int]  # bytes of each tensor loaded, in order
     sizes: list[list[str]]  # distinct size formulas: coefficients of MONOMIALS, as exact fractions
     events: list[int]  # 2k: malloc of sizes[k]; 2j + 1: free of the j-th malloc
-    prefill: int  # events before the prefill's peak is read (-1: an encoder's single forward)
-    reset: int  # events before the decode step's peak starts (the tracker's reset_peak), or -1
+    prefill: int | None  # events before the prefill's peak is read (None: an encoder's single forward)
+    reset: int | None  # events before the decode step's peak starts (the tracker's reset_peak)
     kv: list[str]  # the cache at its final length, as a formula
     used: dict[str, int]  # SDPA kernels run (the same at every shape, or no formula)
 
@@ -347,7 +347,7 @@ def _fit(config: dict[str, Any], architecture: str | None, *, dtype: str, attn: 
                     raise Refused(f"held-out shape b={b} p={p} s={s}: a size differs from its formula")
             table: dict[tuple[str, ...], int] = {}
             events: list[int] = []
-            marks = {"prefill": -1, "reset": -1}
+            marks: dict[str, int | None] = {"prefill": None, "reset": None}
             m = 0
             for kind, value in log0[loaded + 1:]:
                 if kind == "m":
@@ -421,7 +421,7 @@ def _replay(run: _Run, device: str, capability: Sequence[int], b: int, p: int, s
             else:
                 live -= handles[index]
     dec = peak
-    if run.prefill < 0:  # an encoder: one forward, its peak is the prefill's
+    if run.prefill is None:  # an encoder: one forward, its peak is the prefill's
         pre, dec = peak, 0
     return weights, pre, dec, _value(run.kv, b, p, s), dict(run.used), len(run.events)
 
