@@ -165,3 +165,17 @@ def test_a_shipped_model_at_a_new_shape_is_exact_without_torch(tmp_path: Path) -
     direct = simulate(dict(model.config), architecture=model.architecture, dtype="bfloat16", attn="sdpa", batch=1,
                       prompt_len=50, seq_len=120, device="cuda", capability=(9, 0))
     assert result["peak"] == direct.peak_bytes
+
+
+def test_a_mamba_plan_names_the_missing_kernels(tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 27: an SSM on a GPU without mamba-ssm / causal-conv1d gets SSM001 naming them; its memory figure is
+    the slow path's, simulated (no closed form)."""
+    monkeypatch.setenv(analysis_cache.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    _save(tmp_path / "mamba", "MambaConfig", "MambaForCausalLM", hidden_size=32, num_hidden_layers=2, state_size=8)
+    probe = str(ROOT / "docs" / "examples" / "h100-probe.json")
+    code, out, err = cli("check", str(tmp_path / "mamba"), "--env", probe, "--attn", "eager", "--format", "json")
+    assert code in (0, 1), err
+    report = json.loads(out)
+    findings = json.dumps(report)
+    assert "SSM001" in findings and "mamba-ssm" in findings and "causal-conv1d" in findings
+    assert report["memory"]["method"] == "simulated"
