@@ -76,9 +76,13 @@ def _fits(hub_id: str, config: dict[str, Any], architecture: str | None) -> dict
 
 
 def main() -> None:
+    import argparse
+
     import transformers
 
-    path = ROOT / "data" / formula_store.FILE
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path, default=ROOT / "data" / formula_store.FILE)
+    path = parser.parse_args().out
     old = json.loads(path.read_text()) if path.is_file() else {}
     stamp = _simulator_stamp()
     releases = old.get("releases", {}) if old.get("simulator") == stamp else {}

@@ -76,11 +76,12 @@ def refused(key: Mapping[str, Any], stamp: str) -> bool:
 
 def record(key: Mapping[str, Any], stamp: str, *, architecture: str | None, batch: int, prompt: int,
            seq_len: int, generative: bool) -> Formula | None:
-    """Fit formulas for this shape's region and the same lengths at the other batch class (batch 1, or 4), which
-    imports torch, and keep them; or mark the config refused. Returns the formula of this shape's region."""
+    """Fit the formula of this shape's region (importing torch; one fit, a few seconds, so a first run stays
+    short: another batch class or length region is fitted when first simulated) and keep it; or mark the config
+    refused. Returns the formula."""
     entry = _entry(key, stamp)
     mine = None
-    for b in (batch, 4 if batch == 1 else 1):
+    for b in (batch,):
         try:
             formula = fit_one(key, architecture=architecture, batch=b, prompt=prompt, seq_len=seq_len,
                               generative=generative)
