@@ -173,6 +173,12 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    if args.prove_all:
+        from advisor.prove.proofs import prove_all
+
+        with prove_all():
+            args.prove_all = False
+            return cmd_doctor(args)
     report = api.doctor(args.model, smoke=args.smoke, allow_download=args.allow_download,
                         trust_remote_code=args.trust_remote_code, prefer=args.prefer,
                         measurements=not args.no_measurements, **_target(args))
@@ -380,6 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
     _output_options(p, ("text", "json", "markdown", "html"))
     _verbose_option(p)
     p.add_argument("--smoke", action="store_true", help="also load and run the model with the plan (needs weights)")
+    p.add_argument("--prove-all", action="store_true",
+                   help="run every kernel proof now, also those that compile for seconds (flex_attention); by "
+                        "default they run only for a plan that would use them")
     _measurement_options(p)
     p.set_defaults(func=cmd_doctor)
 
