@@ -207,9 +207,9 @@ def method_label(method: str) -> str:
         return method
     bound = closed_form_bound()
     if bound is None:
-        return "estimated (closed form)"
-    return (f"estimated (closed form, within {100 * bound['low']:+.0f}%/{100 * bound['high']:+.0f}% on "
-            f"{bound['rows']} measured rows)")
+        return "estimated: closed form"
+    return (f"estimated: closed form, within {100 * bound['low']:+.0f}%/{100 * bound['high']:+.0f}% on "
+            f"{bound['rows']} measured rows")
 
 
 def max_memory_map(estimate: MemoryEstimate, gpus: tuple[GpuInfo, ...]) -> dict[int, str]:
