@@ -82,12 +82,16 @@ def main() -> None:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, default=ROOT / "data" / formula_store.FILE)
-    path = parser.parse_args().out
+    parser.add_argument("--only", nargs="*", default=None, help="these shipped models (hub ids) only")
+    args = parser.parse_args()
+    path = args.out
     old = json.loads(path.read_text()) if path.is_file() else {}
     stamp = _simulator_stamp()
     releases = old.get("releases", {}) if old.get("simulator") == stamp else {}
     table: dict[str, list[Any]] = {}
     for shipped in load_knowledge().models:
+        if args.only is not None and shipped.hub_id not in args.only:
+            continue
         config = dict(shipped.config)
         for architecture in ARCHITECTURES.get(shipped.hub_id, [(config.get("architectures") or [None])[0]]):
             for digest, formulas in _fits(shipped.hub_id, config, architecture).items():
