@@ -144,13 +144,16 @@ def test_every_memory_figure_names_its_method() -> None:
     from advisor.memory import estimate_memory
     from advisor.model import resolve_model
 
+    from advisor import analysis_cache
     from advisor.estimate.adapter import always_simulate
 
     llama = resolve_model("meta-llama/Llama-3.2-1B")
     common = dict(dtype="bfloat16", quantization="none", attn="sdpa", batch=1, seq_len=256)
     with always_simulate():  # a shipped model is simulated only when asked (--simulate)
         simulated = estimate_memory(llama, simulate=True, **common)  # type: ignore[arg-type]
-        assert estimate_memory(llama, **common).method == "estimated"  # type: ignore[arg-type]
+        assert estimate_memory(llama, **common).method == "simulated"  # type: ignore[arg-type]  # cached now (issue 27)
+        with analysis_cache.disabled():  # no run, nothing cached, no shipped formula for a CPU target: closed form
+            assert estimate_memory(llama, **common).method == "estimated"  # type: ignore[arg-type]
         without_config = llama.model_copy(update={"config": {}})  # as when torch/transformers cannot run the class
         assert estimate_memory(without_config, simulate=True, **common).method == "estimated"  # type: ignore[arg-type]
     assert simulated.method == "simulated"
