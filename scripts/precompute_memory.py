@@ -12,6 +12,7 @@ print the simulator's figure without importing torch or transformers. Releases a
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 import time
@@ -59,7 +60,8 @@ def _fits(hub_id: str, config: dict[str, Any], architecture: str | None) -> dict
             inputs = {"architecture": architecture, "dtype": dtype, "attn": attn,
                       "quantization": quantization, "padded": padded, "device": device, "capability": capability,
                       "sdpa_backends": ("flash", "efficient", "math")}
-            key = formula_store.formula_key(config, inputs)
+            key = formula_store.formula_key(copy.deepcopy(config), inputs)
+            digest = analysis_cache.content_hash(key)  # before the fit: a config class may edit nested dicts
             start = time.perf_counter()
             try:
                 formula = formula_store.fit_one(key, architecture=architecture, batch=batch, prompt=prompt,
@@ -68,7 +70,6 @@ def _fits(hub_id: str, config: dict[str, Any], architecture: str | None) -> dict
                 print(f"  {hub_id} {architecture} {dtype}/{attn}/{quantization} b{batch} x {prompt}: no formula: "
                       f"{type(exc).__name__}: {str(exc)[:200]}")
                 continue
-            digest = analysis_cache.content_hash(key)
             out.setdefault(digest, []).append(formula.model_dump(mode="json"))
             print(f"  {hub_id} {architecture} {dtype}/{attn}/{quantization} b{batch} x {prompt}+{new}: "
                   f"{time.perf_counter() - start:.1f} s", flush=True)

@@ -9,6 +9,7 @@ rather than fall back to the closed form.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from collections.abc import Mapping
@@ -103,7 +104,7 @@ def fit_one(key: Mapping[str, Any], *, architecture: str | None, batch: int, pro
     """`trace_formula.fit` for a formula key (raises Refused)."""
     from advisor.estimate.trace_formula import fit
 
-    return fit(dict(key["config"]), architecture, dtype=key["dtype"], attn=key["attn"],
+    return fit(copy.deepcopy(dict(key["config"])), architecture,  # a config class may edit nested dicts dtype=key["dtype"], attn=key["attn"],
                quantization=key["quantization"], padded=key["padded"], device=key["device"],
                capability=key["capability"], sdpa_backends=key["sdpa_backends"], batch=batch, prompt=prompt,
                seq_len=seq_len, generative=generative)
