@@ -23,6 +23,7 @@ import contextlib
 import json
 import sys
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,14 +72,16 @@ def _bench_rows(path: Path, simulate: bool) -> list[tuple[str, str, str, int, in
     return out
 
 
-def _run_rows(data: dict[str, Any], simulate: bool) -> list[tuple[str, str, str, int, int, str]]:
+def _run_rows(data: dict[str, Any], simulate: bool, shard: tuple[int, int] = (0, 1)
+              ) -> Iterator[tuple[str, str, str, int, int, str]]:
     """Each row predicted as `recommend`/`check` print it (estimate_memory, the planner's call, on a model from
     describe_config) by two paths, each in a fresh analysis cache: a NEW config (counted now, so simulated, and
     its formula fitted), and a config SEEN before at the other shape of the same model (its first run fitted a
     formula there; this shape is then served by the formula without a run, or simulated where none holds)."""
-    out = []
     rows = [r for r in data["rows"] if r.get("ok") and r.get("peak_memory_bytes")]
-    for row in rows:
+    for index, row in enumerate(rows):
+        if index % shard[1] != shard[0]:
+            continue
         label = f"{row['attn']} / {row['dtype']}" + (f" + bnb {row['quantization']}" if row["quantization"] != "none" else "")
         workload = f"b{row['batch']} x {row['prompt']}" + (f" +{row['new_tokens']}" if row["new_tokens"] else "")
         if not simulate:
@@ -86,23 +89,22 @@ def _run_rows(data: dict[str, Any], simulate: bool) -> list[tuple[str, str, str,
                                     source="config-file")
             predicted = _closed_form(model, row["dtype"], row["quantization"], row["attn"], row["batch"],
                                      row["prompt"], row["prompt"] + max(row["new_tokens"], 0))
-            out.append((row["name"], workload, label, row["peak_memory_bytes"], predicted, "new: closed form"))
+            yield (row["name"], workload, label, row["peak_memory_bytes"], predicted, "new: closed form")
             continue
         if row.get("int8_outlier_columns"):  # data the meta run cannot see: passed in, as the planner cannot
             predicted = _simulate_with_outliers(row, {**row["config"], "architectures": [row["architecture"]]},
                                                 row["prompt"] + max(row["new_tokens"], 0))
-            out.append((row["name"], workload, label, row["peak_memory_bytes"], predicted, "simulated+outliers"))
+            yield (row["name"], workload, label, row["peak_memory_bytes"], predicted, "simulated+outliers")
             continue
         with _fresh_cache():
             predicted, method = _planned(row, row)
-        out.append((row["name"], workload, label, row["peak_memory_bytes"], predicted, f"new: {method}"))
+        yield (row["name"], workload, label, row["peak_memory_bytes"], predicted, f"new: {method}")
         other = _other_shape(row)
         with _fresh_cache():
             _planned(row, other)  # the first run, at another shape of the same workload
             predicted, method = _planned(row, row)
         seen = f"b{other['batch']} x {other['prompt']}"
-        out.append((row["name"], workload, label, row["peak_memory_bytes"], predicted, f"seen at {seen}: {method}"))
-    return out
+        yield (row["name"], workload, label, row["peak_memory_bytes"], predicted, f"seen at {seen}: {method}")
 
 
 def _closed_form(model: Any, dtype: str, quantization: str, attn: str, batch: int, prompt: int, seq: int) -> int:
@@ -180,6 +182,7 @@ def main(argv: list[str]) -> float:
     parser.add_argument("files", nargs="+", type=Path)
     parser.add_argument("--method", choices=("simulated", "estimated"), default="simulated")
     parser.add_argument("--bound-out", type=Path, help="write the error range (data/closed_form_error.json)")
+    parser.add_argument("--shard", default="0/1", help="I/N: only the run rows whose index is I mod N")
     args = parser.parse_args(argv)
     simulate = args.method == "simulated"
     stack = contextlib.ExitStack()
@@ -197,7 +200,8 @@ def main(argv: list[str]) -> float:
         if simulate and measured_with and measured_with != transformers.__version__:
             notes.append(f"{path.name}: measured with transformers {measured_with}, simulated with "
                          f"{transformers.__version__}")
-        rows = _run_rows(data, simulate) if data.get("schema") == RUN_SCHEMA else _bench_rows(path, simulate)
+        shard = tuple(int(x) for x in args.shard.split("/"))
+        rows = _run_rows(data, simulate, shard) if data.get("schema") == RUN_SCHEMA else _bench_rows(path, simulate)
         sample = "out-of-sample" if path.name in OUT_OF_SAMPLE else "in-sample"
         for name, workload, label, measured, predicted, method in rows:
             if (name, workload, label, method) in seen:

@@ -38,7 +38,7 @@ EVERY_MODEL = [("bfloat16", "sdpa", "none")]
 MEASURED = {
     "meta-llama/Llama-3.2-1B": [("bfloat16", "sdpa", "none"), ("bfloat16", "eager", "none"), ("float16", "sdpa", "none"),
                                 ("float32", "sdpa", "none"), ("bfloat16", "flex_attention", "none"),
-                                ("bfloat16", "sdpa", "4bit")],
+                                ("bfloat16", "sdpa", "4bit"), ("bfloat16", "sdpa", "8bit")],
     "meta-llama/Meta-Llama-3-8B": [("bfloat16", "sdpa", "none"), ("bfloat16", "eager", "none"),
                                    ("float32", "sdpa", "none"), ("bfloat16", "sdpa", "4bit"),
                                    ("bfloat16", "sdpa", "8bit")],
@@ -48,11 +48,14 @@ MEASURED = {
 ARCHITECTURES = {"google-bert/bert-base-uncased": ["BertForMaskedLM", "BertModel"]}  # BertModel: the bench's
 
 
-def _fits(hub_id: str, config: dict[str, Any], architecture: str | None) -> dict[str, list[Any]]:
+def _fits(hub_id: str, config: dict[str, Any], architecture: str | None, variants: list[str] | None = None
+          ) -> dict[str, list[Any]]:
     spec = describe_config(config, name=hub_id, source="shipped")
     generative = bool(architecture and architecture.endswith(_GEN_SUFFIXES))
     out: dict[str, list[Any]] = {}
     for dtype, attn, quantization in MEASURED.get(hub_id, EVERY_MODEL):
+        if variants is not None and f"{dtype}/{attn}/{quantization}" not in variants:
+            continue
         for batch, prompt, new, padded in (WORKLOADS if generative else ENCODER):
             if generative and spec.max_positions and prompt + new > spec.max_positions:
                 prompt = spec.max_positions - new  # as advisor.bench.fitted_workload cuts it
@@ -83,7 +86,8 @@ def main() -> None:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, default=ROOT / "data" / formula_store.FILE)
-    parser.add_argument("--only", nargs="*", default=None, help="these shipped models (hub ids) only")
+    parser.add_argument("--only", nargs="*", default=None, help="these shipped models (hub ids) only, merged")
+    parser.add_argument("--variant", nargs="*", default=None, help="these DTYPE/ATTN/QUANTIZATION only, merged")
     args = parser.parse_args()
     path = args.out
     old = json.loads(path.read_text()) if path.is_file() else {}
@@ -95,9 +99,10 @@ def main() -> None:
             continue
         config = dict(shipped.config)
         for architecture in ARCHITECTURES.get(shipped.hub_id, [(config.get("architectures") or [None])[0]]):
-            for digest, formulas in _fits(shipped.hub_id, config, architecture).items():
+            for digest, formulas in _fits(shipped.hub_id, config, architecture, args.variant).items():
                 table.setdefault(digest, []).extend(formulas)
-    releases[transformers.__version__] = table
+    partial = args.only is not None or args.variant is not None
+    releases[transformers.__version__] = {**releases.get(transformers.__version__, {}), **table} if partial else table
     data = {"generated_by": "scripts/precompute_memory.py", "simulator": stamp, "releases": releases}
     path.write_text(json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n")
     print(f"{path}: {sum(len(v) for v in table.values())} formulas for transformers {transformers.__version__}")

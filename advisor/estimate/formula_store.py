@@ -104,7 +104,8 @@ def fit_one(key: Mapping[str, Any], *, architecture: str | None, batch: int, pro
     """`trace_formula.fit` for a formula key (raises Refused)."""
     from advisor.estimate.trace_formula import fit
 
-    return fit(copy.deepcopy(dict(key["config"])), architecture,  # a config class may edit nested dicts dtype=key["dtype"], attn=key["attn"],
+    config = copy.deepcopy(dict(key["config"]))  # a config class may edit nested dicts
+    return fit(config, architecture, dtype=key["dtype"], attn=key["attn"],
                quantization=key["quantization"], padded=key["padded"], device=key["device"],
                capability=key["capability"], sdpa_backends=key["sdpa_backends"], batch=batch, prompt=prompt,
                seq_len=seq_len, generative=generative)
