@@ -67,12 +67,36 @@ def _model_folder(parent: Path, config: dict[str, object], salt: int, **extra: o
 
 
 def _timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
+    """The command's wall time to its answer; then, untimed, the wait for the work it left behind (issue 27:
+    the memory formulas fitted by a detached advisor.estimate.fit_worker), so no command is timed beside it."""
     start = time.perf_counter()
     done = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
     elapsed = time.perf_counter() - start
     if done.returncode not in (0, 1) or "Traceback (most recent call last)" in done.stderr:  # exit 1 is a verdict
         raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr[-500:]}")
+    _wait_for_background(env.get("ADVISOR_CACHE_DIR"))
     return elapsed
+
+
+def _wait_for_background(cache: str | None, limit: float = 600.0) -> None:
+    """Until no fit worker writing to `cache` is alive (read from /proc; Linux only, else no wait)."""
+    if not cache:
+        return
+    marker = f"ADVISOR_CACHE_DIR={cache}".encode()
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        alive = False
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                if b"advisor.estimate.fit_worker" in (proc / "cmdline").read_bytes() and \
+                        marker in (proc / "environ").read_bytes().split(b"\0"):
+                    alive = True
+                    break
+            except OSError:
+                continue
+        if not alive:
+            return
+        time.sleep(0.5)
 
 
 def _version(dist: str) -> str | None:

@@ -32,8 +32,9 @@ __all__ = ["may_simulate", "simulated"]
 _log = logging.getLogger(__name__)
 
 
-# the modules that decide a simulated figure (and a formula's fit): their code, less docstrings, is the stamp
-_STAMPED = ("allocator.py", "bnb.py", "sdpa.py", "simulate.py", "trace_formula.py", "tracker.py")
+# the modules that decide a simulated figure: their code, less docstrings, is the stamp (a formula's own layout
+# is versioned by trace_formula.FORMAT, and every formula was proved byte-equal to this simulator)
+_STAMPED = ("allocator.py", "bnb.py", "sdpa.py", "simulate.py", "tracker.py")
 
 
 @cache
@@ -56,9 +57,15 @@ def may_simulate(model: ModelSpec, *, always_simulate: bool = False) -> bool:
     """Whether a simulation missing from the cache (and from the formulas) is run: with --simulate, where
     describing the model counted it on the meta device (transformers is then imported anyway), and for any model
     not shipped (a config seen before, at a shape no formula of it holds: issue 27, exact over fast). A shipped
-    model keeps the fast path: its formulas are in data/, else the closed form. Explicit inputs only, never what
-    the process happens to have imported, so one command gives one answer whatever ran before it."""
-    return always_simulate or model.analysed_now or model.source != "shipped"
+    model keeps the fast path, its formulas in data/ else the closed form, where those formulas were made by
+    this simulator; where not (data/memory_formulas.json is stale), it simulates. Explicit
+    inputs only, never what the process happens to have imported, so one command gives one answer whatever ran
+    before it."""
+    if always_simulate or model.analysed_now or model.source != "shipped":
+        return True
+    from advisor.estimate import formula_store
+
+    return not formula_store.shipped_current(_simulator_stamp())
 
 
 def simulated(model: ModelSpec, *, dtype: str, quantization: str, attn: str, batch: int, prompt_len: int,

@@ -16,7 +16,9 @@ refused (`Refused`), and the caller simulates. Known refusals: Mamba's and Jamba
 
 Shapes where the code branches on a length are kept apart: a config's window and chunk sizes split the lengths
 into regions (a sliding window keeps min(s - 1, window - 1) tokens); a formula holds in the region of the shapes
-it was fitted at, and lengths within `EDGE` of a threshold, or fewer than 2 new tokens, get no formula.
+it was fitted at, and lengths within `EDGE` of a threshold, or exactly 1 new token, get no formula. The planner's
+own shape, a prefill of the whole length (s == p: what `recommend` and `check` size), is a region of its own,
+the diagonal, fitted in b and p alone.
 Replaying needs neither torch nor transformers: this module imports them only to record.
 """
 
@@ -72,6 +74,7 @@ class Region(BaseModel):
 
     classes: list[list[int]]  # [threshold, class of p, class of s - 1]; class 0 below, 1 above, 2 + offset + EDGE at
     single: bool = False  # batch 1, its own branch in places (padding masks): fitted apart from batch >= 2
+    diagonal: bool = False  # s == p: the prefill covers the whole length (the planner's shape)
     modulus: int = 0
     residues: list[int] = []
 
@@ -151,13 +154,15 @@ def _class(length: int, t: int) -> int:
 
 def region(config: Mapping[str, Any], batch: int, prompt: int, seq_len: int, generative: bool, modulus: int = 0
            ) -> Region | None:
-    """The region of this shape, or None where no formula is made: fewer than 2 new tokens (another branch of
-    generate)."""
-    if generative and seq_len - prompt < 2:
+    """The region of this shape, or None where no formula is made: exactly 1 new token (another branch of
+    generate). No new token (s == p) is the diagonal: s moves with p."""
+    diagonal = generative and seq_len == prompt
+    if generative and not diagonal and seq_len - prompt < 2:
         return None
-    classes = [[t, _class(prompt, t), _class(seq_len - 1, t) if generative else 0] for t in thresholds(config)]
+    sequence = generative and not diagonal
+    classes = [[t, _class(prompt, t), _class(seq_len - 1, t) if sequence else 0] for t in thresholds(config)]
     residues = [prompt % modulus, seq_len % modulus] if modulus else []
-    return Region(classes=classes, modulus=modulus, residues=residues, single=batch == 1)
+    return Region(classes=classes, modulus=modulus, residues=residues, single=batch == 1, diagonal=diagonal)
 
 
 def _values(where: Region, column: int, lo: int) -> tuple[list[int], int] | None:
@@ -306,8 +311,9 @@ def _fit(config: dict[str, Any], architecture: str | None, *, dtype: str, attn: 
 
     where = region(config, batch, prompt, seq_len, generative, modulus)
     if where is None:
-        raise Refused("fewer than 2 new tokens: another branch of generate()")
-    fit_shapes, held_out = _points(where, generative)
+        raise Refused("1 new token: another branch of generate()")
+    free_s = generative and not where.diagonal  # on the diagonal s is p: the fit's shapes and monomials are p's
+    fit_shapes, held_out = _points(where, free_s)
     query = (batch, prompt, seq_len if generative else prompt)
     if query not in fit_shapes and query not in held_out:
         held_out.append(query)  # the shape asked for is proved too
@@ -315,7 +321,7 @@ def _fit(config: dict[str, Any], architecture: str | None, *, dtype: str, attn: 
     target = {"device": device, "capability": tuple(capability), "usable": frozenset(sdpa_backends)}
     args = dict(dtype=dtype, attn=attn, quantization=quantization, padded=padded)
     n, layer_runs = sim.layer_plan(config)
-    used_idx, inverse = _solver(fit_shapes, generative)
+    used_idx, inverse = _solver(fit_shapes, free_s)
     runs: list[_Run] = []
     held_parts: list[list[Any]] = [[] for _ in held_out]
     with warnings.catch_warnings():

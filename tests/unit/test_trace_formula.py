@@ -92,6 +92,29 @@ def test_regions_keep_window_sides_and_batch_one_apart() -> None:
     assert trace_formula.region(config, 4, 100, 130, True) != below  # past the window
     assert trace_formula.region(config, 1, 20, 30, True) != below  # batch 1
     assert trace_formula.region(config, 4, 20, 21, True) is None  # one new token: another branch of generate()
+    diagonal = trace_formula.region(config, 4, 20, 20, True)  # the planner's shape: a prefill of the whole length
+    assert diagonal is not None and diagonal.diagonal and diagonal != below
+    assert diagonal == trace_formula.region(config, 6, 40, 40, True)
+    assert trace_formula.region(config, 4, 100, 100, True) != diagonal  # past the window
+
+
+@pytest.mark.parametrize("name", ["llama", "mixtral", "mistral"])
+def test_the_planners_own_shape_has_an_exact_formula(tmp_path: Path, name: str) -> None:
+    """recommend and check size a prefill of the whole length (s == p): that diagonal gets a formula in b and p,
+    byte-equal at lengths it never saw (before, no formula held there: every new length simulated)."""
+    from advisor.estimate.simulate import simulate
+
+    config = _save(tmp_path, *TINY[name][:2], **TINY[name][2])
+    arch = config["architectures"][0]
+    formula = trace_formula.fit(config, arch, padded=False, batch=2, prompt=24, seq_len=24, generative=True, **SHAPE)
+    assert formula.region.diagonal
+    checked = 0
+    for batch, length in ((5, 17), (3, 31), (9, 26)):
+        if trace_formula.applies(formula, config, batch, length, length):
+            direct = simulate(config, architecture=arch, batch=batch, prompt_len=length, seq_len=length, **SHAPE)
+            assert _figures(trace_formula.evaluate(formula, batch, length, length)) == _figures(direct)
+            checked += 1
+    assert checked >= 2
 
 
 def _spec(config: dict[str, Any], folder: Path) -> Any:
@@ -111,6 +134,7 @@ def test_the_planner_paths_agree_with_a_direct_simulation(tmp_path: Path, monkey
     monkeypatch.setenv(analysis_cache.CACHE_DIR_ENV, str(tmp_path / "cache"))
     monkeypatch.delenv(analysis_cache.NO_CACHE_ENV, raising=False)
     config = _save(tmp_path / "m", *TINY["llama"][:2], **TINY["llama"][2])
+    formula_store._PENDING.clear()  # fits other tests queued
     gpus: tuple[GpuInfo, ...] = load_environment(ROOT / "docs" / "examples" / "h100-probe.json").gpu_list[:1]
     args = dict(dtype="bfloat16", quantization="none", attn="sdpa", gpus=gpus, simulate=True)
 
@@ -123,6 +147,12 @@ def test_the_planner_paths_agree_with_a_direct_simulation(tmp_path: Path, monkey
     first = estimate_memory(_spec(config, tmp_path), batch=4, seq_len=72, prompt_len=64, **args)
     assert first.method == "simulated"
     assert first.peak_allocated_bytes == direct(4, 64, 72) + sim.cublas_workspace_bytes((9, 0))
+    planned = estimate_memory(_spec(config, tmp_path), batch=2, seq_len=64, **args)  # recommend's shape: s == p
+    assert planned.peak_allocated_bytes == direct(2, 64, 64) + sim.cublas_workspace_bytes((9, 0))
+    # the fits wait until the answer is out (the CLI hands them to a detached child): nothing fitted yet
+    assert not any(formula_store._entry(k, _simulator_stamp()).get("formulas")
+                   for k in [job["key"] for job in formula_store._PENDING])
+    assert len(formula_store.fit_pending()) == 2 and not formula_store._PENDING
     sim._simulate_cached.cache_clear()
     seen = _spec(config, tmp_path)
     assert seen.analysed_now is False  # counted before: the old rule gave the closed form here
@@ -131,6 +161,10 @@ def test_the_planner_paths_agree_with_a_direct_simulation(tmp_path: Path, monkey
     assert sim._simulate_cached.cache_info().misses == misses, "the seen config was simulated, not replayed"
     assert again.method == "simulated"
     assert again.peak_allocated_bytes == direct(6, 100, 108) + sim.cublas_workspace_bytes((9, 0))
+    misses = sim._simulate_cached.cache_info().misses
+    longer = estimate_memory(seen, batch=3, seq_len=90, **args)  # a seen config at a new length, as recommend asks
+    assert sim._simulate_cached.cache_info().misses == misses, "the planner's shape was simulated, not replayed"
+    assert longer.peak_allocated_bytes == direct(3, 90, 90) + sim.cublas_workspace_bytes((9, 0))
 
 
 _SHIPPED = """
@@ -180,3 +214,65 @@ def test_a_mamba_plan_names_the_missing_kernels(tmp_path: Path, cli: Any, monkey
     findings = json.dumps(report)
     assert "SSM001" in findings and "mamba-ssm" in findings and "causal-conv1d" in findings
     assert report["memory"]["method"] == "simulated"
+
+
+def test_fits_run_after_the_answer_in_a_detached_child(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`python -m advisor` hands the fits its command queued to advisor.estimate.fit_worker (fit_later): the
+    formula lands in the analysis cache after the command is gone, and nothing was fitted inline."""
+    import time
+
+    monkeypatch.setenv(analysis_cache.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.delenv(analysis_cache.NO_CACHE_ENV, raising=False)
+    config = _save(tmp_path / "m", *TINY["llama"][:2], **TINY["llama"][2])
+    key = formula_store.formula_key(config, {"architecture": "LlamaForCausalLM", "padded": False, **SHAPE})
+    formula_store._PENDING.clear()
+    formula_store.record(key, _simulator_stamp(), architecture="LlamaForCausalLM", batch=2, prompt=40, seq_len=40,
+                         generative=True)
+    formula_store.record(key, _simulator_stamp(), architecture="LlamaForCausalLM", batch=2, prompt=40, seq_len=41,
+                         generative=True)  # 1 new token: no formula there, nothing queued, nothing refused
+    assert len(formula_store._PENDING) == 1 and formula_store.lookup(key, _simulator_stamp(), batch=3, prompt=50,
+                                                                      seq_len=50) is None
+    assert formula_store.fit_later() is True and not formula_store._PENDING
+    deadline = time.monotonic() + 240
+    while formula_store.lookup(key, _simulator_stamp(), batch=3, prompt=50, seq_len=50) is None:
+        assert time.monotonic() < deadline, "the detached fit left no formula"
+        time.sleep(1)
+    assert not formula_store.refused(key, _simulator_stamp())
+
+
+_STALE = """
+import json, sys
+from advisor.estimate.memory import estimate_memory
+from advisor.model.resolve import resolve_model
+from advisor.probe.target import load_environment
+gpus = load_environment(sys.argv[1]).gpu_list[:1]
+est = estimate_memory(resolve_model("meta-llama/Llama-3.2-1B"), dtype="bfloat16", quantization="none", attn="sdpa",
+                      batch=1, seq_len=300, gpus=gpus, simulate=True)  # as the planner asks (no --simulate)
+print(json.dumps({"method": est.method, "peak": est.peak_allocated_bytes}))
+"""
+
+
+def test_a_shipped_model_simulates_where_the_shipped_formulas_are_stale(tmp_path: Path) -> None:
+    """data/memory_formulas.json made under another simulator is never used: a shipped model then gets the
+    simulated figure, not a formula proved under other code, nor the closed form."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for item in (ROOT / "data").iterdir():
+        if item.name != formula_store.FILE:
+            (data / item.name).symlink_to(item)
+    stale = {**formula_store.shipped_table(), "simulator": "0" * 16}
+    (data / formula_store.FILE).write_text(json.dumps(stale))
+    env = {**os.environ, "ADVISOR_DATA_DIR": str(data), analysis_cache.CACHE_DIR_ENV: str(tmp_path / "cache")}
+    env.pop(analysis_cache.NO_CACHE_ENV, None)
+    probe = str(ROOT / "docs" / "examples" / "h100-probe.json")
+    done = subprocess.run([sys.executable, "-c", _STALE, probe], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600, check=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    from advisor.estimate.memory import estimate_memory
+    from advisor.model.resolve import resolve_model
+    from advisor.probe.target import load_environment
+
+    direct = estimate_memory(resolve_model("meta-llama/Llama-3.2-1B"), dtype="bfloat16", quantization="none",
+                             attn="sdpa", batch=1, seq_len=300, simulate=True, always_simulate=True,
+                             gpus=load_environment(probe).gpu_list[:1], cache=False)
+    assert result == {"method": "simulated", "peak": direct.peak_allocated_bytes}
