@@ -4,9 +4,10 @@ Usage (after any change to advisor/estimate/, whose stamp the file carries; run 
     python scripts/precompute_memory.py                                  # the installed transformers
     PYTHONPATH=/tmp/advisor-transformers-5.17.0 python scripts/precompute_memory.py   # another release
 
-Each (shipped model, configuration, workload) of GRID gets the formula of its workload's region, fitted on the
-simulator's allocation trace and proved on held-out shapes (advisor.estimate.trace_formula); a refusal is
-printed and nothing stored. With the file, `recommend`/`check` on a shipped model at any shape of a stored region
+Each (shipped model, configuration, workload) below, and the planner's own shape (batch 1, a prefill of the
+default length: one formula for every --seq-len of `recommend`/`check` at batch 1), gets the formula of its
+workload's region, fitted on the simulator's allocation trace and proved on held-out shapes
+(advisor.estimate.trace_formula); a refusal is printed and nothing stored. With the file, `recommend`/`check` on a shipped model at any shape of a stored region
 print the simulator's figure without importing torch or transformers. Releases already in the file are kept.
 """
 
@@ -28,10 +29,12 @@ from advisor.estimate.simulate import _GEN_SUFFIXES  # noqa: E402
 from advisor.io import analysis_cache  # noqa: E402
 from advisor.knowledge import load_knowledge  # noqa: E402
 from advisor.model.resolve import describe_config  # noqa: E402
+from advisor.plan.recommend import default_seq_len  # noqa: E402
 
 H100 = ("cuda", (9, 0))
 # (batch, prompt, new tokens, padded): `advisor bench`'s workloads (advisor.bench.WORKLOADS) and BERT's
 WORKLOADS = [(1, 32, 64, False), (1, 4096, 2, False), (16, 512, 64, True)]
+PLANNED = (1, None, 0, False)  # recommend's and check's own shape: batch 1, a prefill of the default length (s == p)
 ENCODER = [(32, 128, 0, False)]
 EVERY_MODEL = [("bfloat16", "sdpa", "none")]
 # the models the committed `advisor bench` runs measured, in every configuration they measured
@@ -56,7 +59,9 @@ def _fits(hub_id: str, config: dict[str, Any], architecture: str | None, variant
     for dtype, attn, quantization in MEASURED.get(hub_id, EVERY_MODEL):
         if variants is not None and f"{dtype}/{attn}/{quantization}" not in variants:
             continue
-        for batch, prompt, new, padded in (WORKLOADS if generative else ENCODER):
+        for batch, prompt, new, padded in ([*WORKLOADS, PLANNED] if generative else ENCODER):
+            if prompt is None:
+                prompt = default_seq_len(spec, None)
             if generative and spec.max_positions and prompt + new > spec.max_positions:
                 prompt = spec.max_positions - new  # as advisor.bench.fitted_workload cuts it
             device, capability = H100
