@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from regret_memory import MODELS, slug_of  # noqa: E402
 
+from advisor.estimate import formula_store  # noqa: E402
 from advisor.estimate.memory import estimate_memory  # noqa: E402
 from advisor.model.resolve import describe_config, resolve_model  # noqa: E402
 from advisor.plan.emit import quantization_of  # noqa: E402
@@ -103,6 +104,7 @@ def _run_rows(data: dict[str, Any], simulate: bool, shard: tuple[int, int] = (0,
         other = _other_shape(row)
         with _fresh_cache():
             _planned(row, other)  # the first run, at another shape of the same workload
+            formula_store.fit_pending()  # what `python -m advisor` leaves to its detached fit after the answer
             predicted, method = _planned(row, row)
         seen = f"b{other['batch']} x {other['prompt']}"
         yield (row["name"], workload, label, row["peak_memory_bytes"], predicted, f"seen at {seen}: {method}")
