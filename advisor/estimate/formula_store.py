@@ -4,9 +4,9 @@ analysis cache after its first simulation. A lookup imports neither torch nor tr
 
 A formula is stored with the simulator's stamp it was proved under; a different simulator never uses it (and
 with its layout's FORMAT: a replay that reads formulas differently bumps it). A fit runs after the command that
-simulated has answered (`record` queues it; `fit_later` starts a detached child, advisor.estimate.fit_worker). A config
-whose formula was refused (a loop over tokens: Mamba's and Jamba's slow paths) is marked, so later runs simulate it
-rather than fall back to the closed form.
+simulated has answered (`record` queues it; `fit_later` starts a detached child, advisor.estimate.fit_worker).
+A config whose formula was refused (a loop over tokens: Mamba's and Jamba's slow paths) is marked, so later runs
+simulate it rather than fall back to the closed form.
 """
 
 from __future__ import annotations
