@@ -24,6 +24,9 @@ def run() -> int:
         from advisor.cli import main
 
         code = main()
+        from advisor.estimate.formula_store import fit_later
+
+        fit_later()  # issue 27: the memory formulas of what this command simulated, fitted after its answer
     except KeyboardInterrupt:
         _ignore_sigint()
         sys.stderr.write("advisor: interrupted\n")

@@ -314,10 +314,15 @@ def doctor(
     recommendation = None
     if model is not None:
         spec = _model(model, allow_download, trust_remote_code, cache)
-        recommendation = make_plan(spec, env, PlanRequest(prefer=prefer, measurements=measurements,  # type: ignore[arg-type]
-                                                          allow_download=allow_download, serving=serving,
-                                                          simulate=simulate, cache=cache),
-                                   knowledge=knowledge)
+        request = PlanRequest(prefer=prefer, measurements=measurements, allow_download=allow_download,  # type: ignore[arg-type]
+                              serving=serving, simulate=simulate, cache=cache)
+        recommendation = make_plan(spec, env, request, knowledge=knowledge)
+        from advisor.prove.proofs import prove_finalists
+
+        proven = prove_finalists(env, recommendation)  # issue 27: a deferred proof that now matters runs
+        if proven is not env:
+            env = proven
+            recommendation = make_plan(spec, env, request, knowledge=knowledge)
         findings = [f for f in recommendation.findings if f.code.startswith(("LIB", "PLAN"))]
     else:
         findings = run_environment_rules(Context(env=env, knowledge=knowledge))

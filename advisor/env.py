@@ -22,6 +22,7 @@ OUTPUT_WAIT = "ADVISOR_OUTPUT_WAIT"  # seconds -o waits for a busy output file (
 WRITE_PAUSE = "ADVISOR_WRITE_PAUSE"  # tests: a pause inside a write, to race it (io/write_output.py)
 PARENT_PID = "ADVISOR_PARENT_PID"  # set for a worker: the advisor it dies with (isolation/lifeline.py)
 SMOKE_FAULT = "ADVISOR_SMOKE_FAULT"  # tests: a fault the smoke worker injects (prove/smoke_worker.py)
+FIT_INLINE = "ADVISOR_FIT_INLINE"  # tests: fit memory formulas before exit, not in a detached child (estimate/formula_store.py)
 # conventions the advisor honours
 NO_COLOR = "NO_COLOR"  # no colour in text output (cli/output.py)
 GITHUB_STEP_SUMMARY = "GITHUB_STEP_SUMMARY"  # check --format github appends its table there (cli/check.py)
@@ -38,8 +39,8 @@ BNB_ROCM_VERSION = "BNB_ROCM_VERSION"
 RANK = "RANK"  # torch's launcher: this process's tensor-parallel rank (prove/tp_worker.py)
 
 VARIABLES = (
-    CACHE_DIR, DATA_DIR, NO_CACHE, DEBUG, PROGRESS, OUTPUT_WAIT, WRITE_PAUSE, PARENT_PID, SMOKE_FAULT, NO_COLOR,
-    GITHUB_STEP_SUMMARY, XDG_CACHE_HOME, HF_HOME, HF_HUB_CACHE, HUGGINGFACE_HUB_CACHE, HF_HUB_OFFLINE,
+    CACHE_DIR, DATA_DIR, NO_CACHE, DEBUG, PROGRESS, OUTPUT_WAIT, WRITE_PAUSE, PARENT_PID, SMOKE_FAULT, FIT_INLINE,
+    NO_COLOR, GITHUB_STEP_SUMMARY, XDG_CACHE_HOME, HF_HOME, HF_HUB_CACHE, HUGGINGFACE_HUB_CACHE, HF_HUB_OFFLINE,
     TRANSFORMERS_OFFLINE, CUDA_VISIBLE_DEVICES, BNB_CUDA_VERSION, BNB_ROCM_VERSION, RANK,
 )
 

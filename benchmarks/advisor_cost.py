@@ -11,9 +11,9 @@ Each command gets its own analysis cache ($ADVISOR_CACHE_DIR):
 The "new config" is the shipped Llama-3-8B config with one field changed per run (a config never seen: a
 relative of a shipped model with another vocabulary, counted by that model's formula, advisor.model.param_formula),
 written to a model folder. The "new structure" also sets `attention_bias: true` (bias parameters the formula
-never saw), so it is built on the meta device: importing torch and transformers; reported, no target. Targets (issue 14): recommend/check on a shipped
-model or a config seen before <= 0.3x, the first run on a new config <= 1.0x, doctor without a model <= 0.5x
-(on a fresh cache and seen before).
+never saw), so it is built on the meta device: importing torch and transformers. Targets (issues 14 and 27):
+recommend/check on a shipped model or a config seen before (also at a new length) <= 0.3x, the first run on a
+new config or a new structure <= 1.0x, doctor without a model <= 1.0x on an empty cache and <= 0.3x seen before.
 """
 
 from __future__ import annotations
@@ -42,9 +42,12 @@ COMMANDS: dict[str, tuple[list[str], str, float | None]] = {
     "recommend config seen before": (["recommend", "{seen}", "--format", "json"], "seen", 0.3),
     "check config seen before": (["check", "{seen}", "--dtype", "bfloat16", "--format", "json"], "seen", 0.3),
     "recommend new config (first run)": (["recommend", "{new}", "--format", "json"], "empty", 1.0),
-    "recommend new structure (first run)": (["recommend", "{newstruct}", "--format", "json"], "empty", None),
-    "doctor, no model (seen before)": (["doctor", "--format", "json"], "seen", 0.5),
-    "doctor, no model (empty cache)": (["doctor", "--format", "json"], "empty", 0.5),
+    "recommend new structure (first run)": (["recommend", "{newstruct}", "--format", "json"], "empty", 1.0),
+    # issue 27: a new shape of a config seen before is served by its memory formula (no torch) where one holds
+    "recommend config seen before, new length": (["recommend", "{seen}", "--seq-len", "{seq}", "--format", "json"],
+                                                 "seen", 0.3),
+    "doctor, no model (seen before)": (["doctor", "--format", "json"], "seen", 0.3),
+    "doctor, no model (empty cache)": (["doctor", "--format", "json"], "empty", 1.0),
 }
 
 
@@ -64,12 +67,36 @@ def _model_folder(parent: Path, config: dict[str, object], salt: int, **extra: o
 
 
 def _timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
+    """The command's wall time to its answer; then, untimed, the wait for the work it left behind (issue 27:
+    the memory formulas fitted by a detached advisor.estimate.fit_worker), so no command is timed beside it."""
     start = time.perf_counter()
     done = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
     elapsed = time.perf_counter() - start
     if done.returncode not in (0, 1) or "Traceback (most recent call last)" in done.stderr:  # exit 1 is a verdict
         raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr[-500:]}")
+    _wait_for_background(env.get("ADVISOR_CACHE_DIR"))
     return elapsed
+
+
+def _wait_for_background(cache: str | None, limit: float = 600.0) -> None:
+    """Until no fit worker writing to `cache` is alive (read from /proc; Linux only, else no wait)."""
+    if not cache:
+        return
+    marker = f"ADVISOR_CACHE_DIR={cache}".encode()
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        alive = False
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                if b"advisor.estimate.fit_worker" in (proc / "cmdline").read_bytes() and \
+                        marker in (proc / "environ").read_bytes().split(b"\0"):
+                    alive = True
+                    break
+            except OSError:
+                continue
+        if not alive:
+            return
+        time.sleep(0.5)
 
 
 def _version(dist: str) -> str | None:
@@ -108,7 +135,7 @@ def main() -> None:
     def argv_for(name: str) -> list[str]:
         nonlocal salt
         salt += 1
-        fill = {"{seen}": str(seen_model), "{new}": str(_model_folder(work, config, salt)),
+        fill = {"{seen}": str(seen_model), "{new}": str(_model_folder(work, config, salt)), "{seq}": str(1000 + salt),
                 "{newstruct}": str(_model_folder(work, config, salt, attention_bias=True))}
         return [sys.executable, "-m", "advisor", *(fill.get(a, a) for a in COMMANDS[name][0])]
 

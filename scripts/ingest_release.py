@@ -10,8 +10,9 @@ The first form runs, in order: `generate_release_constraints.py --add` (the whee
 `matrix_from_acceptance.py` (the release's executed attention acceptance, which the matrix then equals),
 `generate_quantizable_share.py
 --releases` (every model type built on the meta device), `precompute_models.py` (the shipped models' counts,
-attention flags and parameter formulas) and `generate_position_kinds.py`. The installed transformers must be the
-release being ingested (the last four read it in-process). docs/knowledge.md says how long each step takes.
+attention flags and parameter formulas), `precompute_memory.py` (their exact memory formulas) and
+`generate_position_kinds.py`. The installed transformers must be the release being ingested (the last five read it
+in-process). docs/knowledge.md says how long each step takes.
 
 The second form writes a copy of `data/` without one release (the inverse of the first): with
 `ADVISOR_DATA_DIR=DIR`, the advisor meets that release as one newer than its tables, as users meet a release
@@ -44,6 +45,7 @@ def _steps(release: str) -> list[list[str]]:
         ["matrix_from_acceptance.py"],
         ["generate_quantizable_share.py", "--releases", release],
         ["precompute_models.py"],
+        ["precompute_memory.py"],  # issue 27: the shipped models' exact memory formulas for this release
         ["generate_position_kinds.py"],
     ]
 
@@ -51,7 +53,7 @@ def _steps(release: str) -> list[list[str]]:
 def ingest(release: str) -> int:
     installed = metadata.version("transformers")
     if installed != release:
-        print(f"install transformers=={release} first (installed: {installed}): four readers import it",
+        print(f"install transformers=={release} first (installed: {installed}): five readers import it",
               file=sys.stderr)
         return 2
     for step in _steps(release):

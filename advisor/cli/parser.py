@@ -149,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     _output_options(p, ("text", "json", "markdown", "html"))
     _verbose_option(p)
     p.add_argument("--smoke", action="store_true", help="also load and run the model with the plan (needs weights)")
+    p.add_argument("--prove-all", action="store_true",
+                   help="run every kernel proof now, also those that compile for seconds (flex_attention); by "
+                        "default they run only for a plan that would use them")
     _measurement_options(p)
     p.set_defaults(func=cmd_doctor)
 

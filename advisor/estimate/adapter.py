@@ -3,14 +3,17 @@ fails on meta tensors), so advisor.estimate.memory falls back to its closed form
 
 Results are kept in the analysis cache, keyed by every input and by the simulator's own source (issues 13, 14).
 A plan whose model needed no import of transformers (a shipped model, a config seen before) does not import it
-just to simulate: it uses a cached simulation or the closed form, labelled `estimated`, unless simulation is asked
-for (`always_simulate=True`, passed down from the request's `simulate`, the CLI's --simulate). A new config
-imports transformers anyway to count its parameters (`ModelSpec.analysed_now`), so it is simulated. The choice
-depends on those inputs and the cache only (`may_simulate`), never on `sys.modules`. Which candidates are simulated at all is `advisor.estimate.selection`.
+just to simulate: it uses a cached simulation, an exact formula on the simulator's trace (shipped in data/, or
+fitted after a config's first simulation: advisor.estimate.formula_store, issue 27), a simulation where no formula
+holds, or else the closed form, labelled `estimated`, unless simulation is asked for (`always_simulate=True`,
+passed down from the request's `simulate`, the CLI's --simulate). A new config imports transformers anyway to count
+its parameters (`ModelSpec.analysed_now`), so it is simulated. The choice depends on those inputs and the cache
+only (`may_simulate`), never on `sys.modules`. Which candidates are simulated at all is `advisor.estimate.selection`.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import logging
 from functools import cache
@@ -29,26 +32,48 @@ __all__ = ["may_simulate", "simulated"]
 _log = logging.getLogger(__name__)
 
 
+# the modules that decide a simulated figure: their code, less docstrings, is the stamp (a formula's own layout
+# is versioned by trace_formula.FORMAT, and every formula was proved byte-equal to this simulator)
+_STAMPED = ("allocator.py", "bnb.py", "sdpa.py", "simulate.py", "tracker.py")
+
+
 @cache
 def _simulator_stamp() -> str:
-    """A hash of the simulator's sources: an edited simulator never serves its old answers."""
+    """A hash of the simulator's code: an edited simulator never serves its old answers or formulas; an edit of
+    its prose (docstrings, comments) keeps them."""
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(path.read_bytes())
+    for name in _STAMPED:
+        tree = ast.parse((Path(__file__).parent / name).read_bytes())
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                    and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+                body[0] = ast.Pass()
+        digest.update(ast.dump(tree).encode())
     return digest.hexdigest()[:16]
 
 
 def may_simulate(model: ModelSpec, *, always_simulate: bool = False) -> bool:
-    """Whether a simulation missing from the cache is run: with --simulate, or where describing the model
-    counted it on the meta device (transformers is then imported anyway). Explicit inputs only, never what the
-    process happens to have imported, so one command gives one answer whatever ran before it."""
-    return always_simulate or model.analysed_now
+    """Whether a simulation missing from the cache (and from the formulas) is run: with --simulate, where
+    describing the model counted it on the meta device (transformers is then imported anyway), and for any model
+    not shipped (a config seen before, at a shape no formula of it holds: issue 27, exact over fast). A shipped
+    model keeps the fast path, its formulas in data/ else the closed form, where those formulas were made by
+    this simulator; where not (data/memory_formulas.json is stale), it simulates. Explicit
+    inputs only, never what the process happens to have imported, so one command gives one answer whatever ran
+    before it."""
+    if always_simulate or model.analysed_now or model.source != "shipped":
+        return True
+    from advisor.estimate import formula_store
+
+    return not formula_store.shipped_current(_simulator_stamp())
 
 
 def simulated(model: ModelSpec, *, dtype: str, quantization: str, attn: str, batch: int, prompt_len: int,
               seq_len: int, gpus: tuple[GpuInfo, ...] = (), sdpa_backends: tuple[str, ...] | None = None,
-              padded: bool = False, always_simulate: bool = False, cache: bool = True) -> SimResult | None:
-    """Simulate `model` for one candidate on the first of `gpus` (or the CPU); `cache=False`: --no-cache."""
+              padded: bool = False, always_simulate: bool = False, cache: bool = True, run: bool = True
+              ) -> SimResult | None:
+    """Simulate `model` for one candidate on the first of `gpus` (or the CPU); `cache=False`: --no-cache;
+    `run=False`: only an answer that needs no simulation now (the cache, an exact formula)."""
     if not model.config or model.trust_remote_code:
         return None
     capability: tuple[int, int] = (0, 0)
@@ -73,7 +98,17 @@ def simulated(model: ModelSpec, *, dtype: str, quantization: str, attn: str, bat
             return SimResult.model_validate(hit)
         except ValueError:
             pass  # an entry of another shape: simulate again and overwrite it
-    if not may_simulate(model, always_simulate=always_simulate):
+    from advisor.estimate import formula_store
+    from advisor.estimate.simulate import _GEN_SUFFIXES
+
+    # issue 27: a formula proved exact on the simulator's trace (shipped, or fitted at this config's first
+    # simulation) answers any shape of its region without torch
+    fkey = formula_store.formula_key(model.config, inputs)
+    shape = {"batch": batch, "prompt": prompt_len, "seq_len": max(seq_len, prompt_len)}
+    found = formula_store.lookup(fkey, _simulator_stamp(), use_cache=cache, **shape)
+    if found is not None:
+        return found
+    if not run or not may_simulate(model, always_simulate=always_simulate):
         return None  # the fast path stays free of torch and transformers (issue 14): closed form, labelled
     try:
         from advisor.estimate.simulate import simulate
@@ -84,4 +119,8 @@ def simulated(model: ModelSpec, *, dtype: str, quantization: str, attn: str, bat
         return None
     analysis_cache.put("memory-sim", key, result.model_dump(mode="json"), transformers=tf, extra=_simulator_stamp(),
                        use=cache)
+    if cache and analysis_cache.enabled() and not formula_store.refused(fkey, _simulator_stamp()):
+        generative = bool(model.architecture and model.architecture.endswith(_GEN_SUFFIXES))
+        formula_store.record(fkey, _simulator_stamp(), architecture=model.architecture, generative=generative,
+                             **shape)
     return result

@@ -149,19 +149,20 @@ def estimate_memory(
     """
     prefill = min(prompt_len or seq_len, seq_len)
     sim = None
-    if simulate and quantization in ("8bit", "4bit") and model.quantizable_release is not None:
+    usable = quantization in ("none", "8bit", "4bit")  # the simulation knows bitsandbytes' layout only
+    if usable and quantization in ("8bit", "4bit") and model.quantizable_release is not None:
         from advisor.knowledge.installed import installed_version
 
         # the simulation applies the installed release's rule: another target release keeps the closed form
-        simulate = model.quantizable_release == installed_version()
+        usable = model.quantizable_release == installed_version()
     if model.checkpoint_quantization is not None:  # its packed layout is the quantizer's: the closed form
-        simulate = False
-    if simulate and quantization in ("none", "8bit", "4bit"):  # the simulation knows bitsandbytes' layout only
+        usable = False
+    if usable:  # without `simulate`, only what needs no run: a cached result or an exact formula (issue 27)
         from advisor.estimate.adapter import simulated
 
         sim = simulated(model, dtype=dtype, quantization=quantization, attn=attn, batch=batch, prompt_len=prefill,
                         seq_len=seq_len, gpus=gpus[:1], sdpa_backends=sdpa_backends, padded=padded,
-                        always_simulate=always_simulate, cache=cache)
+                        always_simulate=always_simulate, cache=cache, run=simulate)
     if sim is not None:
         weights, kv, act = sim.weights_bytes, sim.kv_cache_bytes, sim.activation_bytes + sim.workspace_bytes
     else:
@@ -190,6 +191,19 @@ def estimate_memory(
         largest_layer_bytes=largest_layer,
         method="simulated" if sim is not None else "estimated",
     )
+
+
+def method_label(method: str) -> str:
+    """How a figure was made, for people: the closed form says how far off it was measured to be (issue 27)."""
+    if method != "estimated":
+        return method
+    from advisor.knowledge.memory_tables import closed_form_error
+
+    bound = closed_form_error()
+    if bound is None:
+        return "estimated: closed form"
+    return (f"estimated: closed form, within {100 * bound['low']:+.0f}%/{100 * bound['high']:+.0f}% on "
+            f"{bound['rows']} measured rows")
 
 
 def max_memory_map(estimate: MemoryEstimate, gpus: tuple[GpuInfo, ...]) -> dict[int, str]:

@@ -29,7 +29,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["SimResult", "simulate", "simulate_config", "cublas_workspace_bytes", "run_tracked"]
+__all__ = ["SimResult", "combine", "cublas_workspace_bytes", "layer_plan", "run_tracked", "simulate", "simulate_config"]
 
 
 class SimResult(BaseModel):
@@ -90,18 +90,35 @@ def _period(cfg: Any) -> int | None:
     return None
 
 
+def _config(config_dict: dict[str, Any]) -> Any:
+    """The config object of a saved dict. A key the class now derives (a read-only property: Mamba's `layer_types`,
+    Falcon-H1's `layers_block_type` in transformers 5.25, stored by 5.17's `save_pretrained`) is left out."""
+    from transformers import AutoConfig
+
+    cfg = {k: v for k, v in config_dict.items() if k not in ("transformers_version", "_name_or_path")}
+    model_type = cfg.pop("model_type")
+    for _ in range(len(cfg) + 1):
+        try:
+            return AutoConfig.for_model(model_type, **cfg)
+        except AttributeError as exc:
+            name = next((k for k in cfg if f"'{k}'" in str(exc)), None)
+            if name is None:
+                raise
+            cfg.pop(name)
+    raise AssertionError("unreachable")
+
+
 def _build(config_dict: dict[str, Any], architecture: str | None, layers: int | None, dtype: Any, attn: str) -> Any:
     import torch
     import transformers
-    from transformers import AutoConfig
 
-    cfg_dict = {k: v for k, v in config_dict.items() if k not in ("transformers_version", "_name_or_path")}
-    config = AutoConfig.for_model(cfg_dict.pop("model_type"), **cfg_dict)
+    config = _config(config_dict)
     if layers is not None:
         text = _text_cfg(config)
         setattr(text, _layer_key(text) or "num_hidden_layers", layers)
-        if getattr(text, "layer_types", None):
-            text.layer_types = list(text.layer_types)[:layers]
+        for name in ("layer_types", "layers_block_type"):
+            if isinstance(text.__dict__.get(name), list):  # a stored pattern; Mamba's is a read-only property
+                setattr(text, name, list(getattr(text, name))[:layers])
     config._attn_implementation = attn
     for sub in ("text_config", "vision_config", "audio_config", "encoder", "decoder"):
         if getattr(config, sub, None) is not None and hasattr(getattr(config, sub), "_attn_implementation"):
@@ -215,16 +232,18 @@ def run_tracked(model: Any, *, generative: bool, batch: int, prompt: int, seq_le
         last = out.logits[:, -1].to(copy=True, dtype=torch.float32)
         shown = 1 if encoder_decoder else prompt  # the ids generate() holds: the decoder's, for an encoder-decoder
         scores = process(torch.zeros((batch, shown), dtype=torch.long, device=meta), last)
-        cache = out.past_key_values
+        cache_arg = "past_key_values" if "past_key_values" in accepts or "cache_params" not in accepts else "cache_params"
+        cache = getattr(out, cache_arg, None)  # Mamba's models name it `cache_params` (transformers 5.17)
         encoder_out = getattr(out, "encoder_last_hidden_state", None)
         del out, kwargs, scores
         prefill_peak = tracker.peak
+        _mark(tracker, "prefill")
         done = prompt if not encoder_decoder else 1
         if seq_len - 1 > done:
             _grow_cache(cache, seq_len - 1 if not encoder_decoder else seq_len - prompt - 1)
         position = seq_len - 1 if not encoder_decoder else max(seq_len - prompt - 1, 1)
         tracker.reset_peak()
-        step: dict[str, Any] = {"past_key_values": cache, "use_cache": True}
+        step: dict[str, Any] = {cache_arg: cache, "use_cache": True}
         token = torch.zeros((batch, 1), dtype=torch.long, device=meta)
         if encoder_decoder:
             from transformers.modeling_outputs import BaseModelOutput
@@ -232,7 +251,9 @@ def run_tracked(model: Any, *, generative: bool, batch: int, prompt: int, seq_le
             step.update(decoder_input_ids=token, encoder_outputs=BaseModelOutput(last_hidden_state=encoder_out),
                         attention_mask=mask)
         else:
-            step.update(input_ids=token, cache_position=torch.full((1,), position, dtype=torch.long, device=meta))
+            step.update(input_ids=token)
+            if "cache_position" in accepts or "past_key_values" in accepts:
+                step["cache_position"] = torch.full((1,), position, dtype=torch.long, device=meta)
             if mask is not None:
                 step["attention_mask"] = torch.ones((batch, seq_len), dtype=torch.long, device=meta)
                 step["attention_mask"][0, 0] = 0
@@ -243,7 +264,14 @@ def run_tracked(model: Any, *, generative: bool, batch: int, prompt: int, seq_le
         last2 = out.logits[:, -1].to(copy=True, dtype=torch.float32)
         scores = process(torch.zeros((batch, position), dtype=torch.long, device=meta), last2)
         del last, last2, scores
-        return prefill_peak, tracker.peak, _cache_bytes(out.past_key_values)
+        return prefill_peak, tracker.peak, _cache_bytes(getattr(out, cache_arg, None))
+
+
+def _mark(tracker: Any, phase: str) -> None:
+    """Tell a recording allocator (advisor.estimate.trace_formula) where a phase ends."""
+    mark = getattr(getattr(tracker, "allocator", None), "mark", None)
+    if mark is not None:
+        mark(phase)
 
 
 def _logits_processors(model: Any, ids: Any, new_tokens: int, encoder_decoder: bool) -> Any:
@@ -298,7 +326,10 @@ def _decode_context(model: Any, device: str) -> Any:
 
 def _simulate_layers(config_dict: dict[str, Any], architecture: str | None, layers: int | None, *, dtype: str,
                      attn: str, quantization: str, batch: int, prompt: int, seq_len: int, padded: bool,
-                     target: Any, outliers: str = "{}") -> tuple[int, int, int, int, dict[str, int], int]:
+                     target: Any, outliers: str = "{}", allocator: Any = None,
+                     ) -> tuple[int, int, int, int, dict[str, int], int]:
+    """(weights, prefill peak, decode peak, cache, SDPA kernels used, ops) of one run; `allocator` replaces the
+    target's own (advisor.estimate.trace_formula records the events through it)."""
     import torch
 
     from advisor.estimate.allocator import CachingAllocator
@@ -310,14 +341,18 @@ def _simulate_layers(config_dict: dict[str, Any], architecture: str | None, laye
     fused = attn == "fused"
     model = _build(config_dict, architecture, layers, torch_dtype, "sdpa" if fused else attn)
     sizes = _weights(model, quantization)
-    allocator = None
     weights = sum(sizes)
-    if target["device"] == "cuda":  # count blocks as torch's caching allocator hands them out (estimate.allocator)
+    if allocator is None and target["device"] == "cuda":  # count blocks as torch's caching allocator hands them out
         allocator = CachingAllocator()
+    if allocator is not None:
+        start = allocator.allocated
         for size in sizes:
             allocator.malloc(size)
-        weights = allocator.allocated
-        allocator.malloc(cublas_workspace_bytes(tuple(target["capability"])))  # at the first matmul, after loading
+        weights = allocator.allocated - start
+        if target["device"] == "cuda":  # at the first matmul, after loading
+            allocator.malloc(cublas_workspace_bytes(tuple(target["capability"])))
+        if hasattr(allocator, "mark"):
+            allocator.mark("loaded")
     if quantization != "none":
         install_quantized_forward(model, quantization, _outlier_lookup(json.loads(outliers)))
     generative = bool(architecture and architecture.endswith(_GEN_SUFFIXES))
@@ -339,26 +374,38 @@ def _simulate_cached(config_json: str, architecture: str | None, dtype: str, att
     target = json.loads(target_json)
     target["usable"] = frozenset(target.get("usable", ("flash", "efficient", "math")))
     target["capability"] = tuple(target.get("capability", (0, 0)))
-    from transformers import AutoConfig
-
-    probe = {k: v for k, v in config_dict.items() if k not in ("transformers_version", "_name_or_path")}
-    text = _text_cfg(AutoConfig.for_model(probe.pop("model_type"), **probe))
     del transformers
+    n, runs = layer_plan(config_dict)
+    args = dict(dtype=dtype, attn=attn, quantization=quantization, batch=batch, prompt=prompt, seq_len=seq_len,
+                padded=padded, target=target, outliers=outliers_json)
+    parts = [_simulate_layers(config_dict, architecture, layers, **args) for layers in runs]
+    return combine(n, runs, parts, target, seconds=time.perf_counter() - start)
+
+
+def layer_plan(config_dict: dict[str, Any]) -> tuple[int, tuple[int | None, ...]]:
+    """(layers, the layer counts to run): 2p and 3p for a decoder repeating with period p (with a single repeat
+    the first layer's transients can overlap the embedding's), else (None,), the whole model."""
+    text = _text_cfg(_config(config_dict))
     key = _layer_key(text)
     n = int(getattr(text, key)) if key else 0
     period = _period(text) if not text.is_encoder_decoder else None
-    args = dict(dtype=dtype, attn=attn, quantization=quantization, batch=batch, prompt=prompt, seq_len=seq_len,
-                padded=padded, target=target, outliers=outliers_json)
     if period and n > 3 * period and n % period == 0:
-        # from 2p and 3p layers: with a single repeat the first layer's transients can overlap the embedding's
-        a = _simulate_layers(config_dict, architecture, 2 * period, **args)
-        b = _simulate_layers(config_dict, architecture, 3 * period, **args)
+        return n, (2 * period, 3 * period)
+    return n, (None,)
+
+
+def combine(n: int, runs: tuple[int | None, ...], parts: list[tuple[int, int, int, int, dict[str, int], int]],
+            target: Mapping[str, Any], *, seconds: float = 0.0) -> SimResult:
+    """The SimResult of `layer_plan`'s runs: extrapolated linearly in the repeats, which is exact (module doc)."""
+    if len(runs) == 2:
+        a, b = parts
+        period = int(runs[0] or 0) // 2
         k = n // period - 2
         w, pre, dec, kv = (x + k * (y - x) for x, y in zip(a[:4], b[:4]))
         used = {name: (b[4][name] - count) * (n // period) for name, count in a[4].items()}
-        ops, simulated = a[5] + b[5], (2 * period, 3 * period)
+        ops, simulated = a[5] + b[5], tuple(int(r or 0) for r in runs)
     else:
-        w, pre, dec, kv, used, ops = _simulate_layers(config_dict, architecture, None, **args)
+        w, pre, dec, kv, used, ops = parts[0]
         simulated = (n,)
     peak = max(pre, dec)
     workspace = cublas_workspace_bytes(tuple(target["capability"])) if target["device"] == "cuda" else 0
@@ -366,7 +413,7 @@ def _simulate_cached(config_json: str, architecture: str | None, dtype: str, att
         weights_bytes=w, activation_bytes=peak - kv, kv_cache_bytes=kv, workspace_bytes=workspace,
         peak_bytes=w + workspace + peak,
         prefill_peak_bytes=pre, decode_peak_bytes=dec, sdpa_backends=used, layers_simulated=simulated, layers=n,
-        ops=ops, seconds=round(time.perf_counter() - start, 3),
+        ops=ops, seconds=round(seconds, 3),
     )
 
 

@@ -61,6 +61,9 @@ class LiveBytes(TorchDispatchMode):
 
     def reset_peak(self) -> None:
         """Start a new phase: its peak counts from what is alive now."""
+        mark = getattr(self.allocator, "mark", None)  # a recording allocator (advisor.estimate.trace_formula)
+        if mark is not None:
+            mark("reset")
         self.peak = self.live
 
     def _free(self, key: int, nbytes: int) -> None:

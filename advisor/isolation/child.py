@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from advisor.isolation.lifeline import PARENT_ENV
 
-__all__ = ["KILL_WAIT_SECONDS", "run_child", "Trial"]
+__all__ = ["KILL_WAIT_SECONDS", "run_child", "spawn_detached", "Trial"]
 
 KILL_WAIT_SECONDS = 10.0  # after a timeout's SIGKILL, the most we wait for the child's pipes to close
 
@@ -114,6 +114,23 @@ def run_child(module: str, request: dict[str, Any], timeout: float) -> dict[str,
     if "out of memory" in last.lower():
         error = f"out of memory ({error})"
     return {"ok": False, "error": f"{error}; last output: {last}" if last else error}
+
+
+def spawn_detached(module: str, request: dict[str, Any]) -> bool:
+    """Start a worker that outlives this process: its own session, no lifeline, its output discarded, the request
+    on stdin; work that may finish after the command has answered (advisor.estimate.fit_worker). False where it
+    could not start."""
+    env = _child_env()
+    env.pop(PARENT_ENV, None)
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", module], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(request).encode())
+        proc.stdin.close()
+    except OSError:
+        return False
+    return True
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

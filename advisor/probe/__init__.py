@@ -25,6 +25,7 @@ from advisor.facts import (
 )
 from advisor.io import analysis_cache
 from advisor.knowledge import Knowledge, load_knowledge
+from advisor.probe.deferral import DEFERRED, deferred
 from advisor.probe.host import probe_host
 from advisor.probe.hub_access import probe_hub_access
 from advisor.probe.kernels import device_dtypes, kernel_specs, not_run, run_kernels
@@ -191,19 +192,19 @@ def probe_kernel_runs(
 ) -> dict[str, KernelRun]:
     """Run each installed kernel once on GPU 0, or say for every one of them why nothing ran. `early`: runs
     started before torch was probed, used only where the probe confirms the GPU (missing kernels run now)."""
-    specs = kernel_specs(libraries)
+    specs, later = deferred(kernel_specs(libraries))  # issue 27: a long compile waits until it matters
     if not enabled:
-        return not_run(specs, "kernel runs skipped (--no-kernel-runs)")
+        return not_run([*specs, *later], "kernel runs skipped (--no-kernel-runs)")
     if isinstance(torch_info, Unavailable):
-        return not_run(specs, f"nothing was run: torch is unavailable ({torch_info.reason})")
+        return not_run([*specs, *later], f"nothing was run: torch is unavailable ({torch_info.reason})")
     if torch_info.cuda_available is not True or isinstance(gpus, Unavailable) or not gpus:
         # the GPUs entry says why there is none: not repeated here in nested parentheses (issue 31)
         why = "" if isinstance(gpus, Unavailable) else " (torch.cuda.is_available() is False)"
-        return not_run(specs, f"nothing was run: no GPU for torch {torch_info.version}{why}")
+        return not_run([*specs, *later], f"nothing was run: no GPU for torch {torch_info.version}{why}")
     started = early.result() if early is not None else {}
     missing = [s for s in specs if s.kind not in started]
     ran = run_kernels(missing, device="cuda:0", dtypes=device_dtypes(gpus[0].dtypes)) if missing else {}
-    return {s.kind: started[s.kind] if s.kind in started else ran[s.kind] for s in specs}
+    return {**{s.kind: started[s.kind] if s.kind in started else ran[s.kind] for s in specs}, **not_run(later, DEFERRED)}
 
 
 def collect_environment(
@@ -240,8 +241,8 @@ def collect_environment(
             isinstance(build, TorchBuild) and build.cuda is not None):
         # NVML lists GPUs and torch is a CUDA build: start the kernel child now, beside our own torch import
         # (issue 14); it is used only if that import confirms CUDA works. The specs need only package metadata.
-        early = pool_kernels.submit(_cached_kernel_runs, kernel_specs(probe_libraries(import_checks=False)), nv,
-                                    device_dtypes(gpus[0].dtypes), cache=cache)
+        early = pool_kernels.submit(_cached_kernel_runs, deferred(kernel_specs(probe_libraries(import_checks=False)))[0],
+                                    nv, device_dtypes(gpus[0].dtypes), cache=cache)
     if static is not None:
         driver_cuda = nv.driver.cuda_driver_version if isinstance(nv.driver.cuda_driver_version, str) else None
         torch_info: TorchInfo | Unavailable = static_torch_info(static[0], capabilities, static[1], driver_cuda)

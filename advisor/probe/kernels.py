@@ -212,17 +212,31 @@ def run_kernels(
     """All kernels in one child first (`run_batch`: one torch import and CUDA context instead of one per kernel,
     issue 14), then each kernel the batch did not finish in its own child, a few at a time; a crash or hang is
     that kernel's result. A given `child` (tests) runs every kernel alone through it."""
-    done: dict[str, KernelRun] = {}
-    if child is None:
-        from advisor.isolation.child import run_child
+    import logging
 
-        child = run_child
-        if len(specs) > 1:
-            batch = run_batch(specs, device=device, dtypes=dtypes, timeout=timeout, head_dims=head_dims)
-            done = {s.kind: _to_run(s, device, batch[s.kind]) for s in specs if s.kind in batch}
-    rest = [s for s in specs if s.kind not in done]
-    if rest:
-        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(rest)))) as pool:
-            for run in pool.map(lambda s: _run_one(s, device, dtypes, timeout, child, head_dims), rest):
+    from advisor.probe.deferral import SLOW
+
+    log = logging.getLogger("advisor")  # a progress line on a TTY (the CLI's progress_lines)
+    log.info("proving %d kernel(s) on %s: %s", len(specs), device, ", ".join(s.kind for s in specs))
+    done: dict[str, KernelRun] = {}
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:  # one bounded pool for every child
+        if child is None:
+            from advisor.isolation.child import run_child
+
+            child = run_child
+            # a kernel that compiles for seconds runs in its own child beside the batch of the quick ones
+            slow = [s for s in specs if s.kind in SLOW] if len(specs) > 2 else []
+            quick = [s for s in specs if s not in slow]
+            alone = [pool.submit(_run_one, s, device, dtypes, timeout, child, head_dims) for s in slow]
+            if len(quick) > 1:
+                batch = run_batch(quick, device=device, dtypes=dtypes, timeout=timeout, head_dims=head_dims)
+                done = {s.kind: _to_run(s, device, batch[s.kind]) for s in quick if s.kind in batch}
+            for future in alone:
+                run = future.result()
                 done[run.kernel] = run
+        rest = [s for s in specs if s.kind not in done]
+        for run in pool.map(lambda s: _run_one(s, device, dtypes, timeout, child, head_dims), rest):
+            done[run.kernel] = run
+            log.info("kernel %s: %s (%d of %d)", run.kernel, "runs" if run.runs is True else "fails",
+                     len(done), len(specs))
     return {s.kind: done[s.kind] for s in specs}

@@ -161,6 +161,9 @@ LIBRARIES: tuple[LibrarySpec, ...] = (
     LibrarySpec("compressed-tensors", "compressed_tensors"),
     LibrarySpec("fbgemm-gpu", "fbgemm_gpu"),
     LibrarySpec("triton", "triton"),
+    # Mamba's fused scan and convolution (SSM001): transformers' slow torch path runs without them
+    LibrarySpec("mamba-ssm", "mamba_ssm"),
+    LibrarySpec("causal-conv1d", "causal_conv1d"),
 )
 
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from advisor.candidate import ATTENTION_IMPLS
 from advisor.findings import Severity
+from advisor.estimate.memory import method_label
 from advisor.model.towers import shape_line
 from advisor.numbers import diff, millis, plural, seconds, size
 from advisor.render.escape import text_output
@@ -141,7 +142,7 @@ def _recommend(r: Any, color: bool, verbose: bool = False) -> list[str]:
             "",
             f"Memory: weights {_gib(mem.weights_bytes)} + KV cache {_gib(mem.kv_cache_bytes)} + activations "
             f"{_gib(mem.activation_bytes)} + overhead {_gib(mem.overhead_bytes)} = {_gib(mem.total_bytes)} "
-            f"of {_gib(mem.budget_bytes)} available ({mem.method})",
+            f"of {_gib(mem.budget_bytes)} available ({method_label(mem.method)})",
         ]
         if r.tokenizer:
             lines.append("Tokenizer: " + ", ".join(f"{k}={v!r}" for k, v in r.tokenizer.items()))
@@ -195,7 +196,8 @@ def _check(r: Any, color: bool) -> list[str]:
     for f in r.warnings:
         lines += [f"  {_mark(Severity.WARN, color)} {f.code} {f.message}", f"       fix: {f.fix}"]
     if r.memory is not None:
-        lines.append(f"  Memory: {_gib(r.memory.total_bytes)} of {_gib(r.memory.budget_bytes)} ({r.memory.method})")
+        lines.append(f"  Memory: {_gib(r.memory.total_bytes)} of {_gib(r.memory.budget_bytes)} "
+                     f"({method_label(r.memory.method)})")
     lines += [f"  Measurements: {note}" for note in getattr(r, "measurements", [])]
     lines += parallelism_lines(getattr(r, "parallelism", None), quiet_none=False)  # issue 30 (--tp N)
     lines += ["", "Result: " + ("this configuration will work" if r.ok else f"{plural(len(r.failures), 'problem')}: it will not work")]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from advisor.candidate import Candidate
 from advisor.findings import Finding
-from advisor.rules import attention, dtype, kernels, libraries, parallel, placement, planning, quantization, release  # noqa: F401  (registration)
+from advisor.rules import attention, dtype, kernels, libraries, parallel, placement, planning, quantization, release, ssm  # noqa: F401  (registration)
 from advisor.rules.base import RULES, Context, Rule
 
 __all__ = ["RULES", "Rule", "run_candidate_rules", "run_environment_rules", "rule_by_code"]

@@ -29,7 +29,10 @@ def test_there_are_committed_measurements_for_every_benchmark_model() -> None:
 def test_predicted_peak_is_within_ten_percent_of_the_h100_measurement(path: Path) -> None:
     slug = slug_of(path)
     report = BenchReport.model_validate_json(path.read_text())
-    rows = repredict(report, resolve_model(MODELS[slug]), H100)
+    model = resolve_model(MODELS[slug])
+    if slug.startswith("bert-base"):  # `advisor bench` loaded AutoModel, BertModel: the figure is that class's
+        model = model.model_copy(update={"architecture": "BertModel", "generative": False})
+    rows = repredict(report, model, H100)
     assert rows, "no measured candidate in the file"
     errors = {row.label: (predicted - row.peak_memory_bytes) / row.peak_memory_bytes
               for row, predicted in rows if row.peak_memory_bytes}

@@ -23,7 +23,7 @@ OFF = "<ADVISOR_NO_CACHE=1>"  # `probe` has no --no-cache flag: its switch is th
 
 def _advisor(cache: Path, *argv: str) -> subprocess.CompletedProcess[str]:
     """The real CLI in a fresh interpreter; OFF in argv means `ADVISOR_NO_CACHE=1` instead of a flag."""
-    env = {**os.environ, analysis_cache.CACHE_DIR_ENV: str(cache)}
+    env = {**os.environ, analysis_cache.CACHE_DIR_ENV: str(cache), "ADVISOR_FIT_INLINE": "1"}  # no write after it
     env.pop(analysis_cache.NO_CACHE_ENV, None)
     if OFF in argv:
         argv = tuple(a for a in argv if a != OFF)

@@ -1,0 +1,38 @@
+"""The estimate's two tables (issue 27): data/memory_formulas.json, the shipped models' exact memory formulas
+(scripts/precompute_memory.py, per transformers release), and data/closed_form_error.json, the closed form's
+measured error over the committed GPU rows (benchmarks/memory_table.py --method estimated --bound-out).
+
+Both are optional: a missing or unreadable file means no shipped formula (the model is simulated or takes the
+closed form) and a closed form labelled without its bound."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+from advisor.knowledge.loader import data_dir
+
+__all__ = ["FORMULAS_FILE", "closed_form_error", "memory_formulas"]
+
+FORMULAS_FILE = "memory_formulas.json"
+
+
+@cache
+def memory_formulas() -> dict[str, Any]:
+    """{"simulator": stamp, "releases": {version: {key hash: [formula, ...]}}}, or {}."""
+    try:
+        data = json.loads((data_dir() / FORMULAS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+@cache
+def closed_form_error() -> dict[str, float] | None:
+    """{"rows", "low", "high"} (fractions), or None."""
+    try:
+        data = json.loads((data_dir() / "closed_form_error.json").read_text(encoding="utf-8"))
+        return {"rows": int(data["rows"]), "low": float(data["low"]), "high": float(data["high"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
