@@ -255,3 +255,12 @@ def test_missing_or_unreadable_torch_is_a_reason(tmp_path: Path) -> None:
 def test_cuda_visible_devices_limits_the_count(visible: str | None, expected: int) -> None:
     environ = {} if visible is None else {"CUDA_VISIBLE_DEVICES": visible}
     assert visible_device_count(4, environ) == expected
+
+
+def test_shipped_model_on_a_table_gpu_is_exact_without_torch(tmp_path: Path) -> None:
+    """Issue 27: the GPU table's H100 lists cuDNN among its SDPA backends, which the simulator never chooses; the
+    shipped formulas (fitted without it) must still answer, exactly and without importing torch."""
+    done = _run(tmp_path / "cache", "recommend", "meta-llama/Meta-Llama-3-8B", "--gpu", "H100", "--format", "json")
+    assert done["heavy"] == [] and done["code"] == 0
+    result = json.loads(done["stdout"])
+    assert result["from_pretrained"]["attn_implementation"] == "sdpa" and result["memory"]["method"] == "simulated"
