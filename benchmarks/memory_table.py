@@ -133,19 +133,12 @@ def _fresh_cache() -> Any:
     import tempfile
 
     from advisor.io import analysis_cache
+    from advisor.io.environ import scoped_environ
 
-    saved = {k: os.environ.get(k) for k in (analysis_cache.CACHE_DIR_ENV, analysis_cache.NO_CACHE_ENV)}
-    with tempfile.TemporaryDirectory(prefix="advisor-table-") as folder:
-        os.environ[analysis_cache.CACHE_DIR_ENV] = folder
+    with tempfile.TemporaryDirectory(prefix="advisor-table-") as folder, \
+            scoped_environ({analysis_cache.CACHE_DIR_ENV: folder}, keep=[analysis_cache.NO_CACHE_ENV]):
         os.environ.pop(analysis_cache.NO_CACHE_ENV, None)
-        try:
-            yield
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        yield
 
 
 def _planned(row: dict[str, Any], shape: dict[str, Any]) -> tuple[int, str]:
