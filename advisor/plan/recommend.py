@@ -16,6 +16,7 @@ from advisor.estimate.selection import evaluate_selected
 from advisor.facts import Environment, TorchInfo, known
 from advisor.findings import Finding, Severity
 from advisor.knowledge import Knowledge, load_knowledge, version_matches
+from advisor.knowledge.dequant_fallbacks import dequantizes
 from advisor.model.attention_support import attention_support
 from advisor.model.spec import ModelSpec, has_tokenizer
 from advisor.numbers import GiB, plural, size
@@ -71,6 +72,17 @@ def _memory_finding(ctx: Context, c: Candidate, memory: MemoryEstimate) -> Findi
     )
 
 
+def _as_loaded(ctx: Context, c: Candidate) -> ModelSpec:
+    """The model as this candidate loads it: a pre-quantized checkpoint the release dequantizes here (FP8 without
+    a GPU or below compute capability 8.9 in 5.x) is weighed unquantized (issue 28: a fallback is a plan)."""
+    assert ctx.model is not None
+    pre = ctx.model.checkpoint_quantization
+    if pre is None or dequantizes(pre.method_key, ctx.env.version_of("transformers"), ctx.weakest_cc,
+                                  on_gpu=c.placement != "cpu") is None:
+        return ctx.model
+    return ctx.model.model_copy(update={"checkpoint_quantization": None})
+
+
 def evaluate(ctx: Context, c: Candidate, ignore: Sequence[str] = (), *, simulate: bool = True,
              always_simulate: bool = False, cache: bool = True) -> Evaluation:
     """All rule findings plus the memory verdict for one candidate (`simulate=False`: closed form only;
@@ -81,7 +93,7 @@ def evaluate(ctx: Context, c: Candidate, ignore: Sequence[str] = (), *, simulate
     findings = run_candidate_rules(ctx, c)
     backends = ctx.torch.sdpa_backends if ctx.torch is not None else {}
     memory = estimate_memory(
-        ctx.model, dtype=c.dtype, quantization=c.quantization, attn=c.attn,
+        _as_loaded(ctx, c), dtype=c.dtype, quantization=c.quantization, attn=c.attn,
         batch=ctx.batch, seq_len=ctx.seq_len, gpus=gpus, host_bytes=host, prompt_len=ctx.prompt_len,
         # simulated only where memory can still decide: a candidate another rule rejects keeps the closed form
         simulate=simulate and not any(f.severity is Severity.FAIL for f in findings),

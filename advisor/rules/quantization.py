@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 from advisor.candidate import Candidate
@@ -317,7 +318,8 @@ def checkpoint_method(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     quantization of its own, weighed at the bits its config states (advisor/model/prequantized.py), and each
     candidate fails here where the method's libraries, GPU or compute capability are missing. GPTQ and AWQ on a
     GPU want float16 (their quantizers' `update_dtype`, `gpu_dtype` in the table; AWQ casts bfloat16 to float16):
-    another dtype warns."""
+    another dtype warns. Where the release dequantizes instead of refusing (FP8 in 5.x without a GPU or below
+    compute capability 8.9: data/dequant_fallbacks.json), it warns and the plan weighs the weights unquantized."""
     pre = ctx.model.checkpoint_quantization if ctx.model is not None else None
     if c is None or pre is None:
         return
@@ -344,6 +346,19 @@ def checkpoint_method(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     else:
         status = method_status(ctx.env, method, ctx.weakest_cc, allow_download=ctx.allow_download, cache=ctx.cache)
         problems = status.blockers(ctx.weakest_cc, c.placement, checkpoint=True)
+        from advisor.knowledge.dequant_fallbacks import dequantizes
+
+        fallback = dequantizes(pre.method_key, ctx.env.version_of("transformers"), ctx.weakest_cc,
+                               on_gpu=c.placement != "cpu")
+        if fallback is not None:  # issue 28: the release dequantizes here: a plan at the unquantized size
+            problems = [p for p in status.missing if re.split(r"[<>=!~ ]", p, maxsplit=1)[0] in fallback.still_needs]
+            yield checkpoint_method.finding(
+                Severity.WARN,
+                f"{pre.label}: {fallback.message}; the memory figure is the unquantized one ({fallback.cite()})",
+                detected=f"checkpoint: {pre.quant_method} on {'the CPU' if c.placement == 'cpu' else 'this GPU'}",
+                required=f"compute capability >= {fallback.min_cc} to run it quantized",
+                fix=f"a GPU with compute capability >= {fallback.min_cc} keeps it quantized", option=c.dtype,
+            )
         if problems:
             yield checkpoint_method.finding(
                 Severity.FAIL, f"this checkpoint is {pre.label}: loading it needs {status.needs()}; here: "
