@@ -2,10 +2,10 @@
 
 Usage:
   CPU (this box; the CLI refuses `tune` without a GPU, so the library call the CLI makes runs in-process):
-    python benchmarks/tune_budget.py --out docs/benchmarks/tune-budget-cpu
+    python benchmarks/tune_budget.py --out docs/benchmarks/tune/tune-budget-cpu
   GPU (the CLI itself, one fresh process per run, so interpreter start and probe count too):
     python benchmarks/tune_budget.py --gpu --models meta-llama/Llama-2-7b-hf openai-community/gpt2 \
-        --budgets 30 60 120 --out docs/benchmarks/tune-budget-h100
+        --budgets 30 60 120 --out docs/benchmarks/tune/tune-budget-h100
 
 Models: a shipped id (its config.json, random weights built on the device) or `tiny-llama` (a 2-layer Llama config
 written to a temporary folder). Each run records the wall time, the report's elapsed time, the margin the report

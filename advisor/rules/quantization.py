@@ -72,8 +72,8 @@ def bnb_version(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
       fix="quantize on a CUDA GPU, or keep the model unquantized on the CPU")
 def bnb_device(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     """Which devices a bitsandbytes release supports is its own fact, read at its tags (data/bitsandbytes.json):
-    its wheel runs on the CPU from 0.46 (executed: scripts/check_bnb_cpu.py), officially from 0.48, far slower than a
-    GPU, and 0.46.1's 4-bit load fails to convert on the CPU; ROCm libraries are loaded from 0.46, a
+    its wheel runs on the CPU from 0.46 (executed from the wheels; the rows cite the run), officially from 0.48, far
+    slower than a GPU, and 0.46.1's 4-bit load fails to convert on the CPU; ROCm libraries are loaded from 0.46, a
     preview until 0.50; on NVIDIA, compute capability >= 5.0 for 0.45-0.47 and >= 6.0 from 0.48."""
     if not _quantized(c):
         return

@@ -142,7 +142,6 @@ def test_result_is_json_serialisable_and_cached() -> None:
 
 def test_every_memory_figure_names_its_method() -> None:
     from advisor.estimate.memory import estimate_memory
-    from advisor.io import analysis_cache
     from advisor.model.resolve import resolve_model
 
     llama = resolve_model("meta-llama/Llama-3.2-1B")
@@ -150,8 +149,8 @@ def test_every_memory_figure_names_its_method() -> None:
     # a shipped model is simulated only when asked (--simulate)
     simulated = estimate_memory(llama, simulate=True, always_simulate=True, **common)  # type: ignore[arg-type]
     assert estimate_memory(llama, **common).method == "simulated"  # type: ignore[arg-type]  # cached now (issue 27)
-    with analysis_cache.disabled():  # no run, nothing cached, no shipped formula for a CPU target: closed form
-        assert estimate_memory(llama, **common).method == "estimated"  # type: ignore[arg-type]
+    # --no-cache (a parameter since issue 26): no run, nothing cached, no shipped formula for a CPU target
+    assert estimate_memory(llama, cache=False, **common).method == "estimated"  # type: ignore[arg-type]
     without_config = llama.model_copy(update={"config": {}})  # as when torch/transformers cannot run the class
     assert estimate_memory(without_config, simulate=True, always_simulate=True,  # type: ignore[arg-type]
                            **common).method == "estimated"
