@@ -18,12 +18,25 @@ def _ignore_sigint() -> None:
         pass
 
 
+def _imported_whole() -> object:
+    """The CLI, imported with SIGINT held back: a Ctrl-C that lands inside a compiled extension's import (pydantic-core
+    importing `datetime`'s C API) panicked with a traceback instead of raising KeyboardInterrupt. Held, it arrives
+    when the import is done, where it is an ordinary KeyboardInterrupt."""
+    block = getattr(signal, "pthread_sigmask", None)
+    held = block(signal.SIG_BLOCK, {signal.SIGINT}) if block is not None else None
+    try:
+        from advisor.cli import main
+    finally:
+        if block is not None:
+            block(signal.SIG_SETMASK, held)
+    return main
+
+
 def run() -> int:
     """The CLI's exit code; an interrupt at any point before the CLI handles it is `advisor: interrupted`, 130."""
     try:
-        from advisor.cli import main
-
-        code = main()
+        main = _imported_whole()
+        code = main()  # type: ignore[operator]
         from advisor.estimate.formula_store import fit_later
 
         fit_later()  # issue 27: the memory formulas of what this command simulated, fitted after its answer
