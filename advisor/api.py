@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -20,7 +20,6 @@ from advisor.knowledge.schema import AttentionSupportTable
 from advisor.model.remote_code import refuse_code_keys
 from advisor.model.resolve import resolve_model
 from advisor.model.spec import ModelSpec
-from advisor.plan.doctor_report import DoctorReport, build_report
 from advisor.plan.emit import from_pretrained_json, quantization_of
 from advisor.plan.options import PlanRequest, Recommendation
 from advisor.plan.parallelism import Parallelism
@@ -28,6 +27,9 @@ from advisor.plan.recommend import evaluate, make_context, make_plan
 from advisor.probe.target import TargetSpec, resolve_target
 from advisor.rules import run_environment_rules
 from advisor.rules.base import Context
+
+if TYPE_CHECKING:  # the doctor's report is imported by doctor() alone: recommend and check start without it
+    from advisor.plan.doctor_report import DoctorReport
 
 __all__ = ["probe", "recommend", "check", "doctor", "matrix", "CheckResult", "target_environment", "parse_config"]
 
@@ -338,6 +340,8 @@ def doctor(
         from advisor.prove.smoke import plan_options, run_smoke
 
         smoke_report = run_smoke(recommendation.model, plan_options(recommendation)).model_dump(mode="json")
+    from advisor.plan.doctor_report import build_report
+
     return build_report(env, findings, recommendation, smoke_report, model_kernels, cache=cache)
 
 

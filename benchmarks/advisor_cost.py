@@ -23,6 +23,7 @@ import datetime as dt
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -34,6 +35,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parents[1]
 SHIPPED = "meta-llama/Meta-Llama-3-8B"
 COLLECT_ENV = "torch.utils.collect_env"
+CPU_SECONDS: list[float] = []  # user + system seconds of each timed command and what it waited for
 
 # name -> (advisor argv, cache mode, target ratio or None)
 COMMANDS: dict[str, tuple[list[str], str, float | None]] = {
@@ -69,9 +71,12 @@ def _model_folder(parent: Path, config: dict[str, object], salt: int, **extra: o
 def _timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
     """The command's wall time to its answer; then, untimed, the wait for the work it left behind (issue 27:
     the memory formulas fitted by a detached advisor.estimate.fit_worker), so no command is timed beside it."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU_SECONDS.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
     if done.returncode not in (0, 1) or "Traceback (most recent call last)" in done.stderr:  # exit 1 is a verdict
         raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr[-500:]}")
     _wait_for_background(env.get("ADVISOR_CACHE_DIR"))
@@ -123,6 +128,11 @@ def main() -> None:
     args = parser.parse_args()
     load_at_start = list(os.getloadavg())
     root = args.root.resolve()
+    # bytecode as `pip install` leaves it: torch's and transformers' modules have theirs, so the advisor's must
+    # too, or every run times Python compiling the advisor (0.2 s, more than half a warm run; a shell with
+    # PYTHONDONTWRITEBYTECODE=1 never writes it)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(root / "advisor")], check=True,
+                   stdout=subprocess.DEVNULL)
     config = _config(root)
     work = Path(tempfile.mkdtemp(prefix="advisor-cost-"))
     inherited = os.environ.get("PYTHONPATH")  # e.g. the wheels carried to the device machine (docs/gpu)
@@ -147,6 +157,7 @@ def main() -> None:
         if mode == "seen":
             _timed(argv_for(name), root, env_for(mode))
     runs: dict[str, list[float]] = {name: [] for name in [COLLECT_ENV, *COMMANDS]}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}  # CPU seconds: steadier than wall on a shared box
 
     def summarise(final: bool) -> None:
         """Medians so far; written after every round, so a run cut short still leaves its rounds."""
@@ -160,7 +171,8 @@ def main() -> None:
         for name, median in (medians.items() if final else ()):
             target = COMMANDS[name][2] if name in COMMANDS else None
             verdict = "" if target is None else f"  target <= {target}: {'met' if ratios[name] <= target else 'NOT met'}"
-            print(f"{name:<46} median {median:6.2f} s  ratio {ratios[name]:5.2f}{verdict}  runs "
+            cpu_ratio = statistics.median(cpu[name]) / statistics.median(cpu[COLLECT_ENV])
+            print(f"{name:<46} median {median:6.2f} s  ratio {ratios[name]:5.2f} (CPU {cpu_ratio:4.2f}){verdict}  runs "
                   f"{[round(t, 2) for t in runs[name]]}")
         result = {
             "what": "advisor commands vs python -m torch.utils.collect_env, cold processes, median of repeats",
@@ -173,6 +185,9 @@ def main() -> None:
             "repeats": len(runs[COLLECT_ENV]),
             "runs_s": runs,
             "median_s": medians,
+            "cpu_s": cpu,
+            "cpu_ratio_to_collect_env": {name: statistics.median(c) / statistics.median(cpu[COLLECT_ENV])
+                                         for name, c in cpu.items() if c},
             "ratio_to_collect_env": ratios,
             "targets": targets,
         }
@@ -182,8 +197,10 @@ def main() -> None:
 
     for done in range(1, args.repeats + 1):
         runs[COLLECT_ENV].append(_timed([sys.executable, "-m", COLLECT_ENV], root, base_env))
+        cpu[COLLECT_ENV].append(CPU_SECONDS[-1])
         for name, (_, mode, _) in COMMANDS.items():
             runs[name].append(_timed(argv_for(name), root, env_for(mode)))
+            cpu[name].append(CPU_SECONDS[-1])
         summarise(final=done == args.repeats)
 
 

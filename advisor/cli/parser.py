@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import math
 import sys
 from collections.abc import Callable, Sequence
@@ -15,16 +16,7 @@ from typing import NoReturn
 
 from advisor import env as envvars
 from advisor.candidate import DTYPE_CHOICES, DTYPE_NAMES
-from advisor.cli.bench import cmd_bench
-from advisor.cli.check import cmd_check
-from advisor.cli.doctor import cmd_doctor
-from advisor.cli.explain import cmd_explain
-from advisor.cli.matrix import cmd_matrix
 from advisor.cli.output import library_output, preflight, progress_lines
-from advisor.cli.probe import cmd_probe
-from advisor.cli.recommend import cmd_recommend
-from advisor.cli.smoke import cmd_smoke
-from advisor.cli.tune import cmd_tune
 from advisor.errors import AdvisorError
 from advisor.io import analysis_cache, cache_root, rundir
 from advisor.isolation import interrupts
@@ -32,6 +24,18 @@ from advisor.knowledge.quant_methods import METHOD_QUANTIZATIONS
 from advisor.render.escape import terminal_safe
 
 __all__ = ["build_parser", "main"]
+
+
+def _command(name: str) -> Callable[[argparse.Namespace], int]:
+    """The command `advisor NAME` runs, imported only when it runs: a command pays for its own modules, not for
+    every other command's (the warm paths' budget, issue 27)."""
+
+    def run(args: argparse.Namespace) -> int:
+        module = importlib.import_module(f"advisor.cli.{name}")
+        return int(getattr(module, f"cmd_{name}")(args))
+
+    run.__qualname__ = run.__name__ = f"cmd_{name}"
+    return run
 
 
 class _Parser(argparse.ArgumentParser):
@@ -141,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(format=None)  # none given: JSON for -o FILE.json (what --env reads), else text (issue 31)
     p.add_argument("--no-import-check", action="store_true", help="skip importing native extensions in child processes")
     p.add_argument("--no-kernel-runs", action="store_true", help="skip the tiny GPU call per installed kernel")
-    p.set_defaults(func=cmd_probe)
+    p.set_defaults(func=_command("probe"))
 
     p = sub.add_parser("doctor", help="a report on the machine and, with MODEL, how to load it")
     _model_options(p, required=False)
@@ -153,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run every kernel proof now, also those that compile for seconds (flex_attention); by "
                         "default they run only for a plan that would use them")
     _measurement_options(p)
-    p.set_defaults(func=cmd_doctor)
+    p.set_defaults(func=_command("doctor"))
 
     p = sub.add_parser("recommend", help="the from_pretrained configuration to use, and why not the others")
     _model_options(p)
@@ -171,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     _measurement_options(p)
     _verbose_option(p)
     _tp_option(p)
-    p.set_defaults(func=cmd_recommend)
+    p.set_defaults(func=_command("recommend"))
 
     p = sub.add_parser("check", help="will this configuration work on that target? (exit 0 yes, 1 no)")
     _verbose_option(p, "")
@@ -191,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     _output_options(p, ("text", "json", "markdown", "junit", "github"))
     _measurement_options(p, prefer=False)
     _tp_option(p)
-    p.set_defaults(func=cmd_check)
+    p.set_defaults(func=_command("check"))
 
     p = sub.add_parser("matrix", help="which attention implementations each architecture supports")
     _verbose_option(p, "")
@@ -210,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=_positive, default=1, help="fleet view: batch size")
     p.add_argument("--seq-len", type=_positive, default=None, help="fleet view: sequence length")
     _output_options(p, ("text", "json", "markdown", "html"))
-    p.set_defaults(func=cmd_matrix)
+    p.set_defaults(func=_command("matrix"))
 
     p = sub.add_parser("smoke", help="load the model with the plan, run it, compare with an fp32 reference")
     _verbose_option(p, "")
@@ -227,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=_seconds, default=600.0, metavar="S", help="seconds per attempt (default 600)")
     _output_options(p, ("text", "json"))
     _tp_option(p)
-    p.set_defaults(func=cmd_smoke)
+    p.set_defaults(func=_command("smoke"))
 
     p = sub.add_parser("bench", help="time every viable candidate here; mark the advisor's choice and the best")
     _verbose_option(p, "")
@@ -249,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=_seconds, default=600.0, metavar="S", help="seconds per candidate")
     p.add_argument("--plot", type=Path, metavar="FILE.png", help="also write a bar chart (needs matplotlib)")
     _output_options(p, ("text", "json", "markdown"))
-    p.set_defaults(func=cmd_bench)
+    p.set_defaults(func=_command("bench"))
 
     p = sub.add_parser("tune", help="time every viable candidate on this GPU (random weights) and store the ranking")
     _verbose_option(p, "")
@@ -263,11 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-measurements", action="store_true", help="do not record the results in the store")
     p.add_argument("--checkpoint", action="store_true", help="load the model's own weights instead of random ones")
     _output_options(p, ("text", "json"))
-    p.set_defaults(func=cmd_tune)
+    p.set_defaults(func=_command("tune"))
 
     p = sub.add_parser("explain", help="what a rule code (ATTN005, MEM001, ...) checks, why, and the fix")
     p.add_argument("code", metavar="CODE", help="a rule code from a report, e.g. ATTN005, or a guide: prefer, manifest, security, ...")
-    p.set_defaults(func=cmd_explain)
+    p.set_defaults(func=_command("explain"))
     return parser
 
 
@@ -279,7 +283,7 @@ def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
             with contextlib.ExitStack() as stack:
                 stack.enter_context(library_output(bool(getattr(args, "verbose", False))))
                 stack.enter_context(progress_lines())
-                if analysis_cache.enabled() and not getattr(args, "no_cache", False) and func is not cmd_explain:
+                if analysis_cache.enabled() and not getattr(args, "no_cache", False) and getattr(args, "command", None) != "explain":
                     cache_root.check_root()  # a file where the cache folder belongs: exit 2, never replaced
                 return func(args)
     except interrupts.Interrupted as exc:

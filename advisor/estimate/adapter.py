@@ -37,13 +37,12 @@ _log = logging.getLogger(__name__)
 _STAMPED = ("allocator.py", "bnb.py", "sdpa.py", "simulate.py", "tracker.py")
 
 
-@cache
-def _simulator_stamp() -> str:
-    """A hash of the simulator's code: an edited simulator never serves its old answers or formulas; an edit of
-    its prose (docstrings, comments) keeps them."""
+def _code_stamp(folder: Path) -> str:
+    """The simulator's code, less docstrings, hashed: parsing five modules costs ~0.1 s, so `_simulator_stamp`
+    keeps the result by the files' sizes and times."""
     digest = hashlib.sha256()
     for name in _STAMPED:
-        tree = ast.parse((Path(__file__).parent / name).read_bytes())
+        tree = ast.parse((folder / name).read_bytes())
         for node in ast.walk(tree):
             body = getattr(node, "body", None)
             if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
@@ -53,7 +52,29 @@ def _simulator_stamp() -> str:
     return digest.hexdigest()[:16]
 
 
-def may_simulate(model: ModelSpec, *, always_simulate: bool = False) -> bool:
+@cache
+def _simulator_stamp(cache: bool = True) -> str:
+    """A hash of the simulator's code: an edited simulator never serves its old answers or formulas; an edit of
+    its prose (docstrings, comments) keeps them. Remembered by the files' sizes and times (an edit changes
+    them), since every warm `recommend` needs the stamp (issue 27: warm paths at most 0.3x of collect_env);
+    `cache=False` (--no-cache) computes it without reading or writing the cache."""
+    from advisor.io import analysis_cache
+
+    folder = Path(__file__).parent
+    try:
+        marks = [[name, (folder / name).stat().st_size, (folder / name).stat().st_mtime_ns] for name in _STAMPED]
+    except OSError:
+        return _code_stamp(folder)
+    key = {"folder": str(folder), "files": marks}
+    hit = analysis_cache.get("simulator-stamp", key, transformers=None, use=cache)
+    if isinstance(hit, str) and len(hit) == 16:
+        return hit
+    stamp = _code_stamp(folder)
+    analysis_cache.put("simulator-stamp", key, stamp, transformers=None, use=cache)
+    return stamp
+
+
+def may_simulate(model: ModelSpec, *, always_simulate: bool = False, cache: bool = True) -> bool:
     """Whether a simulation missing from the cache (and from the formulas) is run: with --simulate, where
     describing the model counted it on the meta device (transformers is then imported anyway), and for any model
     not shipped (a config seen before, at a shape no formula of it holds: issue 27, exact over fast). A shipped
@@ -65,7 +86,7 @@ def may_simulate(model: ModelSpec, *, always_simulate: bool = False) -> bool:
         return True
     from advisor.estimate import formula_store
 
-    return not formula_store.shipped_current(_simulator_stamp())
+    return not formula_store.shipped_current(_simulator_stamp(cache))
 
 
 SIMULATED_BACKENDS = ("flash", "efficient", "math")  # what estimate/sdpa.py chooses among, in torch's order
@@ -102,7 +123,7 @@ def simulated(model: ModelSpec, *, dtype: str, quantization: str, attn: str, bat
 
     key = {"config": model.config, **inputs}
     tf = installed_version()
-    hit = analysis_cache.get("memory-sim", key, transformers=tf, extra=_simulator_stamp(), use=cache)
+    hit = analysis_cache.get("memory-sim", key, transformers=tf, extra=_simulator_stamp(cache), use=cache)
     if hit is not None:
         from advisor.estimate.simulate import SimResult
 
@@ -117,10 +138,10 @@ def simulated(model: ModelSpec, *, dtype: str, quantization: str, attn: str, bat
     # simulation) answers any shape of its region without torch
     fkey = formula_store.formula_key(model.config, inputs)
     shape = {"batch": batch, "prompt": prompt_len, "seq_len": max(seq_len, prompt_len)}
-    found = formula_store.lookup(fkey, _simulator_stamp(), use_cache=cache, **shape)
+    found = formula_store.lookup(fkey, _simulator_stamp(cache), use_cache=cache, **shape)
     if found is not None:
         return found
-    if not run or not may_simulate(model, always_simulate=always_simulate):
+    if not run or not may_simulate(model, always_simulate=always_simulate, cache=cache):
         return None  # the fast path stays free of torch and transformers (issue 14): closed form, labelled
     try:
         from advisor.estimate.simulate import simulate
@@ -129,10 +150,10 @@ def simulated(model: ModelSpec, *, dtype: str, quantization: str, attn: str, bat
     except Exception as exc:  # noqa: BLE001 - a class that cannot run on meta tensors keeps the closed form
         _log.debug("simulation of %s failed: %s: %s", model.name, type(exc).__name__, exc)
         return None
-    analysis_cache.put("memory-sim", key, result.model_dump(mode="json"), transformers=tf, extra=_simulator_stamp(),
+    analysis_cache.put("memory-sim", key, result.model_dump(mode="json"), transformers=tf, extra=_simulator_stamp(cache),
                        use=cache)
-    if cache and analysis_cache.enabled() and not formula_store.refused(fkey, _simulator_stamp()):
+    if cache and analysis_cache.enabled() and not formula_store.refused(fkey, _simulator_stamp(cache)):
         generative = bool(model.architecture and model.architecture.endswith(_GEN_SUFFIXES))
-        formula_store.record(fkey, _simulator_stamp(), architecture=model.architecture, generative=generative,
+        formula_store.record(fkey, _simulator_stamp(cache), architecture=model.architecture, generative=generative,
                              **shape)
     return result

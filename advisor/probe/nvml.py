@@ -8,6 +8,7 @@ hundreds of MB per GPU and seconds of start-up). Each field is queried on its ow
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
@@ -99,9 +100,27 @@ def _cuda_driver_version(nvml: Any) -> str:
     return f"{raw // 1000}.{(raw % 1000) // 10}"
 
 
+def _no_nvml_library() -> str | None:
+    """nvmlInit's own failure text where the driver's NVML library cannot be loaded on Linux (what nvidia-ml-py's
+    `_LoadNvmlLibrary` tries first: `libnvidia-ml.so.1`), else None: then pynvml is imported and asked."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        return "NVML Shared Library Not Found"
+    return None
+
+
 def probe_nvml(nvml: Any | None = None) -> NvmlResult:
     """Query every GPU NVML sees; `nvml` is injectable (a fake module in tests)."""
     if nvml is None:
+        missing = _no_nvml_library()
+        if missing is not None:  # no driver: say so without importing pynvml (issue 27: every command probes)
+            reason = f"no NVIDIA driver found (nvmlInit failed: {missing})"
+            return NvmlResult(gpus=Unavailable(reason=reason), driver=DriverInfo(nvml=reason))
         try:
             nvml = load_nvml()
         except ImportError as exc:

@@ -146,7 +146,9 @@ LIBRARIES: tuple[LibrarySpec, ...] = (
     LibrarySpec("flash-attn", "flash_attn", _FLASH_ATTN),
     LibrarySpec("flash-attn-3", "flash_attn_interface", _FLASH_ATTN_3),
     LibrarySpec("flash-attn-4", "flash_attn.cute", _FLASH_ATTN_4),
-    LibrarySpec("kernels", "kernels", _KERNELS),
+    # pure Python: `import kernels` does not load torch (0.19.1), so its check need not pay torch's import first
+    # (1.7 s of every first run on a CPU box, issue 27); a kernel it fetches imports torch when it is loaded
+    LibrarySpec("kernels", "kernels", _KERNELS, needs_torch=False),
     LibrarySpec("bitsandbytes", "bitsandbytes", _BITSANDBYTES, needs_torch=False),
     LibrarySpec("optimum", "optimum"),
     LibrarySpec("optimum-onnx", "optimum.onnxruntime"),

@@ -1,0 +1,135 @@
+"""Issue 27: what a command's start costs. A command imports its own modules only, the `kernels` import check
+does not pay for torch, no NVML library means no pynvml import, and the Hub kernel cache is read without
+huggingface_hub's cache scanner, each giving the answer the slower path gave."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from advisor.io import analysis_cache
+from advisor.probe import kernels as probe_kernels
+from advisor.probe.nvml import probe_nvml
+from advisor.probe.packages import LIBRARIES
+
+ROOT = Path(__file__).resolve().parents[2]
+
+_WRAPPER = """
+import json, sys
+from advisor.cli import main
+code = main(sys.argv[1:])
+sys.stdout.flush()
+sys.stderr.write("\\nMODULES " + json.dumps({"code": code, "modules": sorted(sys.modules)}) + "\\n")
+"""
+
+
+def _modules_after(cache: Path, *argv: str) -> tuple[int, set[str]]:
+    env = {**os.environ, analysis_cache.CACHE_DIR_ENV: str(cache)}
+    env.pop(analysis_cache.NO_CACHE_ENV, None)
+    done = subprocess.run([sys.executable, "-c", _WRAPPER, *argv], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+    line = [x for x in done.stderr.splitlines() if x.startswith("MODULES ")]
+    assert line, done.stderr[-2000:]
+    found = json.loads(line[-1].removeprefix("MODULES "))
+    return int(found["code"]), set(found["modules"])
+
+
+# what `recommend` on a shipped model never needs: other commands, other reports, the Hub cache scanner
+NOT_FOR_RECOMMEND = ("advisor.cli.bench", "advisor.cli.smoke", "advisor.cli.tune", "advisor.cli.matrix",
+                     "advisor.cli.doctor", "advisor.prove.bench", "advisor.prove.tune", "advisor.prove.onnx",
+                     "advisor.prove.smoke", "advisor.plan.doctor_report", "advisor.matrix.history",
+                     "huggingface_hub.utils._cache_manager")
+
+
+def test_recommend_imports_no_other_commands_machinery(tmp_path: Path) -> None:
+    code, modules = _modules_after(tmp_path, "recommend", "meta-llama/Meta-Llama-3-8B", "--cpu", "--format", "json")
+    assert code in (0, 1)
+    assert "advisor.cli.recommend" in modules  # the wrapper saw the command run
+    assert sorted(m for m in NOT_FOR_RECOMMEND if m in modules) == []
+
+
+def test_doctor_still_gets_its_report_module(tmp_path: Path) -> None:
+    code, modules = _modules_after(tmp_path, "doctor", "--format", "json")
+    assert code in (0, 1) and "advisor.plan.doctor_report" in modules
+
+
+def test_kernels_is_checked_without_importing_torch_first() -> None:
+    """The check spends no torch import on `kernels` because its import needs none: if a release of kernels
+    starts importing torch at import time, this fails and the comment in packages.py is wrong."""
+    pytest.importorskip("kernels")
+    spec = next(s for s in LIBRARIES if s.distribution == "kernels")
+    assert spec.needs_torch is False
+    done = subprocess.run([sys.executable, "-c", "import sys, kernels; print('torch' in sys.modules)"],
+                          capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "False"
+
+
+def _nvml_library_loads() -> bool:
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or _nvml_library_loads(), reason="needs a Linux box without NVML")
+def test_no_nvml_library_gives_nvmlinits_own_reason_without_pynvml() -> None:
+    pynvml = pytest.importorskip("pynvml")
+    try:
+        pynvml.nvmlInit()
+        pytest.skip("NVML initialised here")
+    except pynvml.NVMLError as exc:
+        expected = f"no NVIDIA driver found (nvmlInit failed: {exc})"
+    done = subprocess.run([sys.executable, "-c", "import json, sys\nfrom advisor.probe.nvml import probe_nvml\n"
+                           "r = probe_nvml()\nprint(json.dumps([r.gpus.reason, 'pynvml' in sys.modules]))"],
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert json.loads(done.stdout) == [expected, False]
+    assert probe_nvml().driver.nvml == expected
+
+
+def test_hub_kernel_cache_read_agrees_with_huggingface_hubs_scanner(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants, scan_cache_dir
+
+    cached, partial = probe_kernels.HUB_KERNELS[0], probe_kernels.HUB_KERNELS[-1]
+    for repo, files in ((cached, ["build/x.py"]), (partial, [])):
+        snap = tmp_path / f"models--{repo.replace('/', '--')}" / "snapshots" / "0123abcd"
+        snap.mkdir(parents=True)
+        (tmp_path / f"models--{repo.replace('/', '--')}" / "refs").mkdir()
+        (tmp_path / f"models--{repo.replace('/', '--')}" / "refs" / "main").write_text("0123abcd")
+        for name in files:
+            blob = tmp_path / f"models--{repo.replace('/', '--')}" / "blobs" / "b1"
+            blob.parent.mkdir(exist_ok=True)
+            blob.write_text("x")
+            (snap / name).parent.mkdir(parents=True, exist_ok=True)
+            (snap / name).symlink_to(blob)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    scanned = {r.repo_id for r in scan_cache_dir(tmp_path).repos if r.size_on_disk > 0}
+    assert probe_kernels._cached_hub_kernels() == [r for r in probe_kernels.HUB_KERNELS if r in scanned] == [cached]
+
+
+def test_the_simulator_stamp_kept_in_the_cache_is_the_code_stamp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from advisor.estimate import adapter
+
+    monkeypatch.setenv(analysis_cache.CACHE_DIR_ENV, str(tmp_path))
+    fresh = adapter._code_stamp(Path(adapter.__file__).parent)
+    assert adapter._simulator_stamp.__wrapped__(False) == fresh and not any(tmp_path.rglob("*.json"))  # --no-cache
+    assert adapter._simulator_stamp.__wrapped__(True) == fresh and any(tmp_path.rglob("*.json"))  # computed, kept
+    assert adapter._simulator_stamp.__wrapped__(True) == fresh  # read back
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "pthread_sigmask"), reason="POSIX signal masks")
+def test_importing_the_library_holds_no_signal() -> None:
+    """Only the CLI holds SIGINT while it imports (advisor/__init__.py): a program importing the library keeps
+    its Ctrl-C."""
+    code = "import signal, advisor\nprint(signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "False"
