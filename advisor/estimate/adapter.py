@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import io
 import logging
+import tokenize
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,18 +39,37 @@ _log = logging.getLogger(__name__)
 _STAMPED = ("allocator.py", "bnb.py", "sdpa.py", "simulate.py", "tracker.py")
 
 
+def _code_text(source: bytes) -> bytes:
+    """The source less docstrings, comments and blank lines: what decides the simulator's answers. Cut from the
+    text by the parser's and tokenizer's positions, never hashed as a syntax tree: `ast.dump` differs between
+    Python versions (3.12 added fields), and the stamp must be the same on 3.11 and 3.12 (on the GPU machine's
+    Python 3.12 every shipped formula read as stale, so a shipped model imported torch to simulate)."""
+    lines = source.splitlines(keepends=True)
+    cuts: list[tuple[int, int, int, int]] = []  # (first line, byte column, last line, byte column), 1-based lines
+    for node in ast.walk(ast.parse(source)):
+        body = getattr(node, "body", None)
+        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+            doc = body[0]
+            cuts.append((doc.lineno, doc.col_offset, doc.end_lineno or doc.lineno, doc.end_col_offset or 0))
+    for token in tokenize.tokenize(io.BytesIO(source).readline):
+        if token.type == tokenize.COMMENT:  # to the end of its line; the tokenizer counts characters, not bytes
+            row, col = token.start
+            start = len(token.line[:col].encode("utf-8"))
+            cuts.append((row, start, row, len(lines[row - 1].rstrip(b"\r\n"))))
+    for first, start, last, end in sorted(cuts, reverse=True):
+        head, tail = lines[first - 1][:start], lines[last - 1][end:]
+        lines[first - 1:last] = [head + tail]
+    kept = (line.rstrip() for line in b"".join(lines).splitlines())
+    return b"\n".join(line for line in kept if line.strip())
+
+
 def _code_stamp(folder: Path) -> str:
-    """The simulator's code, less docstrings, hashed: parsing five modules costs ~0.1 s, so `_simulator_stamp`
-    keeps the result by the files' sizes and times."""
+    """The simulator's code (`_code_text` of each module) hashed: ~0.1 s, so `_simulator_stamp` keeps the
+    result by the files' sizes and times."""
     digest = hashlib.sha256()
     for name in _STAMPED:
-        tree = ast.parse((folder / name).read_bytes())
-        for node in ast.walk(tree):
-            body = getattr(node, "body", None)
-            if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
-                    and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
-                body[0] = ast.Pass()
-        digest.update(ast.dump(tree).encode())
+        digest.update(name.encode() + b"\0" + _code_text((folder / name).read_bytes()) + b"\0")
     return digest.hexdigest()[:16]
 
 

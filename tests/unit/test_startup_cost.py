@@ -133,3 +133,44 @@ def test_importing_the_library_holds_no_signal() -> None:
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                           capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_the_stamp_reads_code_not_prose() -> None:
+    from advisor.estimate.adapter import _code_text
+
+    source = ('"""module doc"""\nimport os  # a comment \u00e9\n\n\ndef f(x):  # c\n    """doc\n    more"""\n'
+              '    s = "# not a comment"\n    return x  # tail\n\n\nclass A:\n    "one"\n    y = 1\n').encode()
+    assert _code_text(source) == b'import os\ndef f(x):\n    s = "# not a comment"\n    return x\nclass A:\n    y = 1'
+    assert _code_text(source.replace(b"y = 1", b"y = 2")) != _code_text(source)
+
+
+_STAMP_ELSEWHERE = """
+import ast, hashlib, io, sys, tokenize
+from pathlib import Path
+path = Path(sys.argv[1])
+tree = ast.parse(path.read_text())
+keep = [n for n in tree.body if (isinstance(n, ast.FunctionDef) and n.name in ("_code_text", "_code_stamp"))
+        or (isinstance(n, ast.Assign) and any(getattr(t, "id", "") == "_STAMPED" for t in n.targets))]
+scope = {"ast": ast, "hashlib": hashlib, "io": io, "tokenize": tokenize, "Path": Path}
+exec(compile(ast.Module(body=keep, type_ignores=[]), str(path), "exec"), scope)
+print(scope["_code_stamp"](path.parent))
+"""
+
+
+@pytest.mark.parametrize("minor", [10, 12, 13])
+def test_the_simulator_stamp_is_the_same_on_other_pythons(minor: int) -> None:
+    """The GPU machine runs Python 3.12: a stamp that differed there (it hashed `ast.dump`, whose fields change
+    between versions) made every shipped formula stale and every shipped model import torch to simulate."""
+    import shutil
+
+    from advisor.estimate import adapter
+
+    found = sorted(Path.home().glob(f".pyenv/versions/3.{minor}.*/bin/python"))  # pyenv's shims need a version set
+    other = str(found[-1]) if found else shutil.which(f"python3.{minor}")
+    if other is None:
+        pytest.skip(f"no python3.{minor} here")
+    done = subprocess.run([other, "-c", _STAMP_ELSEWHERE, adapter.__file__], capture_output=True, text=True,
+                          timeout=120, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"python3.{minor} did not run: {done.stderr[-200:]}")
+    assert done.stdout.strip() == adapter._code_stamp(Path(adapter.__file__).parent)
