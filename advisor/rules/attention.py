@@ -11,7 +11,7 @@ from advisor.facts import ComputeCapability
 from advisor.findings import Finding, Severity
 from advisor.knowledge import version_matches
 from advisor.knowledge.notes import flex_cpu_records
-from advisor.knowledge.schema import PackageLimit
+from advisor.knowledge.schema import UNVERIFIED, AttentionRequirement, PackageLimit
 from advisor.rules.base import Context, rule
 from advisor.rules.kernel_requirements import outside, outside_range, runs_in
 
@@ -200,8 +200,8 @@ def attn_hardware(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
             )
         elif (limit := _package_limit(ctx, c, "rocm")) is not None and limit[1].rocm is False:
             yield attn_hardware.finding(  # WARN: AMD's ROCm/flash-attention fork installs as flash-attn too
-                Severity.WARN, f"upstream {req.package} {limit[0]} has no ROCm build ({limit[1].source}); only AMD's "
-                               "ROCm/flash-attention fork runs here",
+                Severity.WARN, f"upstream {req.package} {limit[0]} has no ROCm build ({_cite(req, limit[1].source)}); "
+                               "only AMD's ROCm/flash-attention fork runs here",
                 detected=f"{req.package} {limit[0]} on AMD GPU", required=f"{req.package}{_negate(limit[1].specifier)}",
                 option=c.attn, fix=f"pip install -U '{req.package}{_negate(limit[1].specifier)}', or use sdpa",
             )
@@ -261,11 +261,16 @@ def attn_hardware(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
                 yield attn_hardware.finding(
                     Severity.FAIL,
                     f"{req.package} {version} accepts compute capability up to {top} only; {gpu_name} has "
-                    f"{cc} ({row.source})",
+                    f"{cc} ({_cite(req, row.source)})",
                     detected=f"{req.package} {version}, compute capability {cc}",
                     required=f"{req.package}{_negate(row.specifier)}", option=c.attn,
                     fix=f"pip install -U '{req.package}{_negate(row.specifier)}', or use sdpa",
                 )
+
+
+def _cite(req: AttentionRequirement, source: str) -> str:
+    """A kernel limit's source, marked where no run of ours showed it (issue 28)."""
+    return source if req.verified else f"{UNVERIFIED}; {source}"
 
 
 def _negate(specifier: str) -> str:
@@ -328,7 +333,7 @@ def attn_head_dim(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
                 allowed = f"<= {limit.max_head_dim}" + "".join(f" or {d}" for d in limit.also)
                 yield attn_head_dim.finding(
                     Severity.FAIL, f"{c.attn} supports head_dim {allowed} on compute capability {cc}; this model has "
-                                   f"{hd} ({limit.source})",
+                                   f"{hd} ({_cite(req, limit.source)})",
                     detected=f"head_dim {hd} on compute capability {cc}", required=allowed, option=c.attn,
                 )
 
