@@ -405,8 +405,9 @@ def fa3_alibi(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
       fix="pip install -U 'flash-attn>=2.6.0' --no-build-isolation, or use attn_implementation=\"eager\"")
 def flash_softcap(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     """Gemma-2 caps its attention logits; flash-attn has the `softcap` argument from 2.6.0. Below it, transformers
-    4.43-4.54 raises TypeError at the first forward, 5.21+ refuses, and 4.55-5.20 drops the cap without a word: the
-    model then computes other logits than it was trained with (data/softcap.json)."""
+    4.43-4.46 and 4.55-5.20 drop the cap without a word (the model then computes other logits than it was trained
+    with), 4.48-4.54 raise TypeError at the first forward (4.47 fails there whatever the flash-attn), and 5.21+
+    refuses: each executed with a flash-attn 2.5.9 stand-in on the CPU (data/softcap.json)."""
     if c is None or _package(ctx, c) != "flash-attn" or ctx.model is None:
         return
     text = ctx.model.config.get("text_config") or {}
