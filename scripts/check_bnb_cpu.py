@@ -3,10 +3,11 @@ from its wheel, not its docs).
 
 Usage: python scripts/check_bnb_cpu.py OUT.json [VERSION ...]   (pip must reach PyPI; about 1 minute per release)
 
-Each release's x86-64 Linux wheel is installed into a throwaway folder (`pip install --no-deps --target`) and put
-first on the path of a child, where the installed torch and transformers load a tiny Llama written with
-`save_pretrained` through `BitsAndBytesConfig(load_in_8bit=True)` and `(load_in_4bit=True)` with
-`device_map="cpu"`, then run one forward; and the library's own ops on a CPU tensor (int8 vectorwise quantization,
+Each release's x86-64 Linux wheel is fetched into a wheelhouse (`.dev/attention_history/wheels`) and installed
+into a throwaway folder without its dependencies by `scripts/generate_attention_history.py`'s installer, then put
+first on the path of a child (that script's release-child environment: offline, no user site), where the installed
+torch and transformers load a tiny Llama written with `save_pretrained` through
+`BitsAndBytesConfig(load_in_8bit=True)` and `(load_in_4bit=True)` with `device_map="cpu"`, then run one forward; and the library's own ops on a CPU tensor (int8 vectorwise quantization,
 NF4 quantize/dequantize), apart from transformers' gates. The verdict per mode is what happened: `runs` (finite
 logits from bitsandbytes layers; an op's round trip within 20% relative error), or the first line of the error. data/bitsandbytes.json's
 `cpu` rows cite the file this writes.
@@ -20,6 +21,9 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from generate_attention_history import DEFAULT_CACHE, install_wheel, release_child_env  # noqa: E402  (one installer)
 
 VERSIONS = ("0.45.5", "0.46.0", "0.46.1", "0.47.0", "0.48.2", "0.49.2")
 
@@ -66,17 +70,16 @@ print(json.dumps(out))
 """
 
 
-def check(version: str) -> dict[str, object]:
+def check(version: str, wheels: Path = DEFAULT_CACHE / "wheels") -> dict[str, object]:
     """One release: install its wheel apart, run the child with it first on the path."""
+    wheels.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"bnb-{version}-") as target:
-        pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--only-binary=:all:",
-                              "--target", target, f"bitsandbytes=={version}"], capture_output=True, text=True,
-                             check=False)
-        if pip.returncode:
-            return {"version": version, "error": f"pip: {(pip.stderr.strip().splitlines() or ['failed'])[-1]}"}
+        error = install_wheel(sys.executable, wheels, Path(target), f"bitsandbytes=={version}", no_deps=True)
+        if error:
+            return {"version": version, "error": error}
         done = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, check=False,
-                              env={"PYTHONPATH": target, "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1",
-                                   "OMP_NUM_THREADS": "1"}, timeout=600)
+                              env=release_child_env(Path(target), Path(target), extra={"OMP_NUM_THREADS": "1"}),
+                              timeout=600)
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
         if not lines:
             return {"version": version, "error": (done.stderr.strip().splitlines() or ["no output"])[-1][:300]}

@@ -108,23 +108,22 @@ def _ensure_wheels(python: str, wheels: Path, requirement: str, *, no_deps: bool
 
 def _install(python: str, wheels: Path, target: Path, release: str) -> str | None:
     """Install transformers==release with its own dependencies into `target`; an error message or None."""
-    requirement = f"transformers=={release}"
-    args = [
-        "install",
-        "--quiet",
-        "--no-index",
-        "--find-links",
-        str(wheels),
-        "--target",
-        str(target),
-        requirement,
-    ]
+    return install_wheel(python, wheels, target, f"transformers=={release}")
+
+
+def install_wheel(python: str, wheels: Path, target: Path, requirement: str, *, no_deps: bool = False) -> str | None:
+    """Install `requirement` (with its own dependencies unless `no_deps`) from the wheelhouse into a fresh `target`,
+    fetching into the wheelhouse first where it lacks a wheel: the one installer of every release child (the
+    transformers releases here, bitsandbytes' in check_bnb_cpu.py); an error message or None."""
+    args = ["install", "--quiet", "--no-index", "--find-links", str(wheels), "--target", str(target), requirement]
+    if no_deps:
+        args.insert(1, "--no-deps")
     if target.exists():
         shutil.rmtree(target)
     proc = _pip(python, *args)
     if proc.returncode == 0:
         return None
-    error = _ensure_wheels(python, wheels, requirement)  # first time (or new dependency): fetch, then retry
+    error = _ensure_wheels(python, wheels, requirement, no_deps=no_deps)  # first time (or new dependency): fetch
     if error:
         return error
     shutil.rmtree(target, ignore_errors=True)

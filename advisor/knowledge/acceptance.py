@@ -143,11 +143,12 @@ def install_flash_stubs() -> Path:
     return site
 
 
-def patch_availability() -> list[str]:
-    """The release's `is_flash_attn_*_available` answer True, in every transformers module bound to them."""
+def patch_availability(names: tuple[str, ...] = _AVAILABILITY) -> list[str]:
+    """The release's `is_flash_attn_*_available` (`names`) answer True, in every transformers module bound to
+    them."""
     import transformers.utils.import_utils as import_utils
 
-    originals = {name: getattr(import_utils, name) for name in _AVAILABILITY if hasattr(import_utils, name)}
+    originals = {name: getattr(import_utils, name) for name in names if hasattr(import_utils, name)}
 
     def yes(*args: Any, **kwargs: Any) -> bool:
         return True

@@ -2,8 +2,8 @@
 
 transformers states only its bitsandbytes minimum (data/release_constraints.json). Which GPUs, backends and
 native libraries a bitsandbytes release supports is bitsandbytes' own fact, read at its tags; each row carries
-the tag, file and line it came from, and `verified: false` where no line states it, so a finding built on such
-a row can say "unverified".
+the tag, file and line it came from; a row is `verified` only where a run of the release's wheel showed it (its
+`reproduction`, issue 28), so a finding built on a row that was only read says "unverified".
 """
 
 from __future__ import annotations
@@ -14,8 +14,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
+
+from advisor.errors import DataTableError
+from advisor.knowledge import version_matches
+from advisor.knowledge.schema import UNVERIFIED, Reproduction, provenance_problem
 
 
 @dataclass(frozen=True)
@@ -26,24 +29,27 @@ class BnbFact:
     verified: bool
     note: str
     sources: tuple[dict[str, Any], ...]
+    reproduction: Reproduction | None = None
 
     def cite(self) -> str:
-        """`bitsandbytes 0.48.0 docs/source/installation.mdx:33`, or the run of its wheel that showed it
-        (`reproduced: docs/knowledge/...json`), plus "unverified" where neither states it."""
+        """The run of its wheel that showed it (`reproduced: docs/knowledge/...json`), else where it was read,
+        `unverified: read, not run; bitsandbytes 0.48.0 docs/source/installation.mdx:33`."""
+        if self.reproduction is not None:
+            return f"reproduced: {self.reproduction.output}"
         first = self.sources[0]
-        where = (f"reproduced: {first['reproduction']}" if "reproduction" in first
-                 else f"bitsandbytes {first['tag']} {first['file']}:{first['line']}")
-        return where if self.verified else f"unverified; {where}"
-
-    def covers_version(self, version: Version) -> bool:
-        return SpecifierSet(self.covers).contains(version, prereleases=True)
+        return f"{UNVERIFIED}; bitsandbytes {first['tag']} {first['file']}:{first['line']}"
 
 
 @lru_cache(maxsize=4)
 def load_bnb_facts(root: Path) -> tuple[BnbFact, ...]:
     raw = json.loads((root / "bitsandbytes.json").read_text(encoding="utf-8"))
+    for r in raw["rows"]:
+        problem = provenance_problem({**r, "source": json.dumps(r["sources"]) if r["sources"] else ""})
+        if problem:
+            raise DataTableError(str(root / "bitsandbytes.json"), f"{r['fact']} {r['covers']}: {problem}")
     return tuple(BnbFact(r["fact"], r["value"], r["covers"], bool(r["verified"]), r.get("note", ""),
-                         tuple(r["sources"])) for r in raw["rows"])
+                         tuple(r["sources"]), Reproduction.model_validate(r["reproduction"])
+                         if r.get("reproduction") else None) for r in raw["rows"])
 
 
 def bnb_fact(root: Path, fact: str, version: str | None) -> BnbFact | None:
@@ -56,4 +62,4 @@ def bnb_fact(root: Path, fact: str, version: str | None) -> BnbFact | None:
             probe = Version(version.split("+")[0])
         except InvalidVersion:
             return None
-    return next((r for r in rows if r.covers_version(probe)), None)
+    return next((r for r in rows if version_matches(str(probe), r.covers)), None)

@@ -10,11 +10,10 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from packaging.specifiers import SpecifierSet
-from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict
 
 from advisor.facts import ComputeCapability
+from advisor.knowledge import version_matches
 from advisor.knowledge.loader import data_dir, load_table
 
 __all__ = ["Fallback", "dequantizes"]
@@ -52,12 +51,8 @@ def dequantizes(method_key: str, transformers: str | None, weakest_cc: ComputeCa
                 on_gpu: bool) -> Fallback | None:
     """The fallback this release takes for this method on this device, or None where it loads quantized or
     refuses (`weakest_cc` None on a GPU: unknown, so no claim)."""
-    try:
-        release = Version(str(transformers))
-    except InvalidVersion:
-        return None
     for row in _load(data_dir() / "dequant_fallbacks.json").rows:
-        if row.method_key != method_key or not SpecifierSet(row.covers).contains(release, prereleases=True):
+        if row.method_key != method_key or not version_matches(transformers, row.covers):
             continue
         if not on_gpu or (weakest_cc is not None and weakest_cc < ComputeCapability.parse(row.min_cc)):
             return row

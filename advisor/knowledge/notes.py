@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from advisor.errors import DataTableError
 from advisor.knowledge.loader import data_dir, load_table
+from advisor.knowledge.schema import UNVERIFIED, RuntimeFact
 
 __all__ = [
     "QuantizationRow", "QuantizationTable", "flex_cpu_records", "fp16_overflow_models", "precomputed_models",
@@ -24,9 +25,7 @@ __all__ = [
 ]
 
 
-class _Fp16Overflow(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class _Fp16Overflow(RuntimeFact):
     model_type: str
     source: str
 
@@ -65,9 +64,11 @@ class QuantizationTable(BaseModel):
 
 @lru_cache(maxsize=4)
 def fp16_overflow_models(root: str) -> dict[str, str]:
-    """model_type -> the source that shows it overflows in float16."""
+    """model_type -> the source that shows it overflows in float16 ("unverified: read, not run; ..." where no run
+    of ours showed it)."""
     notes = load_table(Path(root) / "model_notes.json", _ModelNotes)
-    return {row.model_type: row.source for row in notes.fp16_overflow}
+    return {row.model_type: row.source if row.reproduction else f"{UNVERIFIED}; {row.source}"
+            for row in notes.fp16_overflow}
 
 
 @lru_cache(maxsize=1)

@@ -252,7 +252,7 @@ def release_constraint_rows(rc: ReleaseConstraints) -> list[VersionConstraint]:
         when = _when(rc, run)
         rows.append(VersionConstraint(
             code=f"{code}@{run.first}", library=library, specifier=specifier, when_library="transformers",
-            when_specifier=when, message=message, fix=fix, source=run.cite(),
+            when_specifier=when, message=message, fix=fix, source=run.cite(), verified=False,  # read as AST, not run
         ))
 
     for run in rc.facts["torch_floor"]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -10,6 +11,10 @@ from advisor.candidate import Dtype
 
 __all__ = [
     "TABLE_SCHEMA_VERSION",
+    "UNVERIFIED",
+    "Reproduction",
+    "RuntimeFact",
+    "provenance_problem",
     "GpuRow",
     "GpuTable",
     "CapabilityRow",
@@ -25,10 +30,50 @@ __all__ = [
 
 TABLE_SCHEMA_VERSION = 1
 
+UNVERIFIED = "unverified: read, not run"  # what a finding says after a fact no run showed (issue 28)
 
 
 class _Row(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Reproduction(_Row):
+    """What was run to show a runtime fact (issue 28: a fact about a release or a wheel comes from executing it):
+    the command, the release or wheel it executed, and the committed file holding what it printed."""
+
+    command: str = Field(min_length=8, description="The command that ran it, as typed.")
+    ran: str = Field(min_length=3, description="The release(s) or wheel(s) it executed, and the machine.")
+    output: str = Field(min_length=3, description="The committed file (repository path) with its result.")
+
+
+def provenance_problem(row: Mapping[str, Any]) -> str | None:
+    """Why a row stating runtime behaviour neither cites a reproduction nor says `verified: false` with its source;
+    None when it does. The one check of the loaders below and of tests/unit/test_provenance.py."""
+    reproduction = row.get("reproduction")
+    if reproduction is not None:
+        try:
+            Reproduction.model_validate(reproduction)
+        except ValueError as exc:
+            return f"its reproduction is incomplete ({str(exc).splitlines()[0]})"
+        return None
+    if row.get("verified") is False:
+        return None if str(row.get("source") or "").strip() else "verified: false without its source"
+    return ("neither a reproduction (what was run, on which wheel or release) nor verified: false with its "
+            "source")
+
+
+class RuntimeFact(_Row):
+    """A row stating what a release, wheel or kernel does when run: `reproduction` or `verified: false`."""
+
+    verified: bool = Field(description="True only with a reproduction; false: read (docs, source), not run.")
+    reproduction: Reproduction | None = None
+
+    @model_validator(mode="after")
+    def _cites_a_run(self) -> RuntimeFact:
+        problem = provenance_problem(self.model_dump())
+        if problem:
+            raise ValueError(problem)
+        return self
 
 
 class _Table(_Row):
@@ -64,7 +109,7 @@ class GpuTable(_Table):
     rows: list[GpuRow]
 
 
-class CapabilityRow(_Row):
+class CapabilityRow(RuntimeFact):
     """Native dtype features from a compute capability upwards (until the next row)."""
 
     min_compute_capability: str = Field(pattern=r"^\d+\.\d+$")
@@ -77,7 +122,7 @@ class CapabilityRow(_Row):
     source: str = Field(min_length=8)
 
 
-class AmdCapabilityRow(_Row):
+class AmdCapabilityRow(RuntimeFact):
     gfx_arch: str
     architecture: str
     fp16: bool
@@ -114,7 +159,7 @@ class CcHeadDims(_Row):
     source: str = Field(min_length=8)
 
 
-class AttentionRequirement(_Row):
+class AttentionRequirement(RuntimeFact):
     """What an attention implementation needs from the hardware and software."""
 
     impl: str
@@ -133,7 +178,6 @@ class AttentionRequirement(_Row):
     notes: str = ""
     source: str = Field(min_length=8)
     covers: str = Field("", description="The versions of the kernel/library the source was checked at.")
-    verified: bool = Field(True, description="False: not checked at the primary source; findings say 'unverified'.")
     package_limits: list[PackageLimit] = Field(default_factory=list)
     cc_head_dims: list[CcHeadDims] = Field(default_factory=list)
 
@@ -163,7 +207,7 @@ class AttentionSupportTable(_Table):
     skipped: list[str] = Field(default_factory=list)
 
 
-class VersionConstraint(_Row):
+class VersionConstraint(RuntimeFact):
     """A library requirement, optionally only while another library is inside a version range."""
 
     code: str = Field(description="Stable key the rules refer to.")
@@ -175,7 +219,6 @@ class VersionConstraint(_Row):
     fix: str
     source: str = Field(min_length=8)
     covers: str = Field("", description="The versions the source was checked at.")
-    verified: bool = Field(True, description="False: not checked at the primary source; findings say 'unverified'.")
 
 
 class LibraryTable(_Table):

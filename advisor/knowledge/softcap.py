@@ -12,26 +12,25 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from packaging.specifiers import SpecifierSet
-from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict
 
+from advisor.knowledge import version_matches
 from advisor.knowledge.loader import data_dir, load_table
+from advisor.knowledge.schema import UNVERIFIED, RuntimeFact
 
 __all__ = ["SoftcapRow", "SoftcapTable", "softcap_table"]
 
 
-class SoftcapRow(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class SoftcapRow(RuntimeFact):
     covers: str
     behaviour: Literal["raises", "drops", "refuses"]
     message: str
     source: str
-    verified: bool
 
     def cite(self) -> str:
-        return self.source if self.verified else f"unverified: read in the release, not run; {self.source}"
+        if self.reproduction is not None:
+            return f"executed: {self.reproduction.output}; {self.source}"
+        return f"{UNVERIFIED}; {self.source}"
 
 
 class SoftcapTable(BaseModel):
@@ -45,11 +44,7 @@ class SoftcapTable(BaseModel):
 
     def at(self, transformers: str | None) -> SoftcapRow | None:
         """The row covering this release; None for a release outside the table (no claim)."""
-        try:
-            version = Version(str(transformers))
-        except InvalidVersion:
-            return None
-        return next((r for r in self.rows if SpecifierSet(r.covers).contains(version, prereleases=True)), None)
+        return next((r for r in self.rows if version_matches(transformers, r.covers)), None)
 
 
 def softcap_table() -> SoftcapTable:

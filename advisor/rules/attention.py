@@ -11,7 +11,7 @@ from advisor.facts import ComputeCapability
 from advisor.findings import Finding, Severity
 from advisor.knowledge import version_matches
 from advisor.knowledge.notes import flex_cpu_records
-from advisor.knowledge.schema import PackageLimit
+from advisor.knowledge.schema import UNVERIFIED, AttentionRequirement, PackageLimit
 from advisor.rules.base import Context, rule
 from advisor.rules.kernel_requirements import outside, outside_range, runs_in
 
@@ -200,8 +200,8 @@ def attn_hardware(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
             )
         elif (limit := _package_limit(ctx, c, "rocm")) is not None and limit[1].rocm is False:
             yield attn_hardware.finding(  # WARN: AMD's ROCm/flash-attention fork installs as flash-attn too
-                Severity.WARN, f"upstream {req.package} {limit[0]} has no ROCm build ({limit[1].source}); only AMD's "
-                               "ROCm/flash-attention fork runs here",
+                Severity.WARN, f"upstream {req.package} {limit[0]} has no ROCm build ({_cite(req, limit[1].source)}); "
+                               "only AMD's ROCm/flash-attention fork runs here",
                 detected=f"{req.package} {limit[0]} on AMD GPU", required=f"{req.package}{_negate(limit[1].specifier)}",
                 option=c.attn, fix=f"pip install -U '{req.package}{_negate(limit[1].specifier)}', or use sdpa",
             )
@@ -261,11 +261,16 @@ def attn_hardware(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
                 yield attn_hardware.finding(
                     Severity.FAIL,
                     f"{req.package} {version} accepts compute capability up to {top} only; {gpu_name} has "
-                    f"{cc} ({row.source})",
+                    f"{cc} ({_cite(req, row.source)})",
                     detected=f"{req.package} {version}, compute capability {cc}",
                     required=f"{req.package}{_negate(row.specifier)}", option=c.attn,
                     fix=f"pip install -U '{req.package}{_negate(row.specifier)}', or use sdpa",
                 )
+
+
+def _cite(req: AttentionRequirement, source: str) -> str:
+    """A kernel limit's source, marked where no run of ours showed it (issue 28)."""
+    return source if req.verified else f"{UNVERIFIED}; {source}"
 
 
 def _negate(specifier: str) -> str:
@@ -328,7 +333,7 @@ def attn_head_dim(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
                 allowed = f"<= {limit.max_head_dim}" + "".join(f" or {d}" for d in limit.also)
                 yield attn_head_dim.finding(
                     Severity.FAIL, f"{c.attn} supports head_dim {allowed} on compute capability {cc}; this model has "
-                                   f"{hd} ({limit.source})",
+                                   f"{hd} ({_cite(req, limit.source)})",
                     detected=f"head_dim {hd} on compute capability {cc}", required=allowed, option=c.attn,
                 )
 
@@ -400,8 +405,9 @@ def fa3_alibi(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
       fix="pip install -U 'flash-attn>=2.6.0' --no-build-isolation, or use attn_implementation=\"eager\"")
 def flash_softcap(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     """Gemma-2 caps its attention logits; flash-attn has the `softcap` argument from 2.6.0. Below it, transformers
-    4.43-4.54 raises TypeError at the first forward, 5.21+ refuses, and 4.55-5.20 drops the cap without a word: the
-    model then computes other logits than it was trained with (data/softcap.json)."""
+    4.43-4.46 and 4.55-5.20 drop the cap without a word (the model then computes other logits than it was trained
+    with), 4.48-4.54 raise TypeError at the first forward (4.47 fails there whatever the flash-attn), and 5.21+
+    refuses: each executed with a flash-attn 2.5.9 stand-in on the CPU (data/softcap.json)."""
     if c is None or _package(ctx, c) != "flash-attn" or ctx.model is None:
         return
     text = ctx.model.config.get("text_config") or {}

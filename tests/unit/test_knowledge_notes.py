@@ -26,7 +26,7 @@ def test_the_shipped_small_tables_read() -> None:
 
 def test_a_bad_model_notes_table_is_a_data_table_error(tmp_path: Path) -> None:
     (tmp_path / "model_notes.json").write_text(json.dumps({"schema_version": 1, "description": "",
-                                                           "fp16_overflow": [{"model_type": "t5"}]}))
+                                                           "fp16_overflow": [{"model_type": "t5", "verified": False}]}))
     with pytest.raises(DataTableError, match="model_notes.json.*source"):
         fp16_overflow_models(str(tmp_path))
 

@@ -108,7 +108,7 @@ def test_attn012_a_padded_batch_cites_the_release(tmp_path: Path) -> None:
     assert _attn012(_env(tmp_path, "2.6.0")) is None  # batch 1: transformers passes no mask
     message = _attn012(_env(tmp_path, "2.6.0"), batch=4)
     assert message is not None and "attention mask" in message and "torch 2.6.0 libtorch_cuda.so" in message
-    assert "unverified" not in message
+    assert "unverified for torch" not in message and "libtorch_cuda.so, unverified: read, not run" in message
     message = _attn012(_env(tmp_path, "2.15.0"), batch=4)  # newer than any wheel checked
     assert message is not None and "unverified for torch 2.15.0" in message
 
