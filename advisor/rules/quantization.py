@@ -324,7 +324,8 @@ def checkpoint_method(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     `validate_environment` and `update_dtype` run under this target's conditions (CUDA or not, the compute
     capability, which of the method's packages are installed; data/quantizer_acceptance.json, a newer installed
     release run once here). Refused is a failure with the release's error and the installs that make it load
-    (GPTQ: gptqmodel or auto-gptq in 4.x, gptqmodel only in 5.x); dequantized (FP8 in 5.x without a GPU or below
+    (GPTQ: auto-gptq to 4.48, either backend 4.49-4.57, gptqmodel only in 5.x; AWQ: autoawq in 4.x, gptqmodel in
+    5.x); dequantized (FP8 in 5.x without a GPU or below
     compute capability 8.9, MXFP4 without triton or kernels, ...) is a warning and the plan weighs the weights
     unquantized; a dtype its update_dtype changes (AWQ's bfloat16 to float16 on a GPU) warns. A release the run does
     not cover is unknown, never another release's answer; a case the run left undecided falls back to the
