@@ -39,6 +39,7 @@ __all__ = [
     "derived_facts",
     "installed",
     "installed_version",
+    "quantizer_rows",
     "release_info",
 ]
 
@@ -182,4 +183,22 @@ def attention_table(inst: Installed, *, cache: bool = True) -> dict[str, Any] | 
         return merged
 
     value: dict[str, Any] | None = _cached("attention", inst, read, cache)
+    return value
+
+
+def quantizer_rows(inst: Installed, *, cache: bool = True) -> list[dict[str, Any]] | None:
+    """The installed release's quantizers run under every target condition (`advisor.knowledge.quantizer_run`,
+    the generator's worker, in one child: about 5 s); None when it does not run here."""
+    def read() -> list[dict[str, Any]] | None:
+        _LOG.info(f"running the quantizers of transformers {inst.version} from the installed package (once; cached "
+                  "after)")
+        try:
+            done = subprocess.run([sys.executable, "-m", "advisor.knowledge.quantizer_run"], capture_output=True,
+                                  text=True, env=child_env(), timeout=_CHILD_TIMEOUT_S, check=False)
+            rows: list[dict[str, Any]] = json.loads(done.stdout.strip().splitlines()[-1])["rows"]
+        except (OSError, subprocess.TimeoutExpired, ValueError, IndexError, KeyError):
+            return None
+        return rows
+
+    value: list[dict[str, Any]] | None = _cached("quantizers", inst, read, cache)
     return value

@@ -82,6 +82,8 @@ class Method:
     quantizer: str = ""  # quantizers/quantizer_*.py: its validate_environment states the requirements
     candidate: MethodCandidate | None = None
     gpu_dtype: GpuDtype | None = None
+    verified: bool = False  # True where `executed` replaces the runtime claims read from source
+    executed: str | None = None  # the executed table that answers for it (data/quantizer_acceptance.json)
 
 
 def _cc(raw: str | None) -> ComputeCapability | None:
@@ -99,7 +101,8 @@ def load_methods() -> tuple[Method, ...]:
                fused_experts=r["fused_experts"], model_types=tuple(r["model_types"]) if r["model_types"] else None,
                source=r["source"], rule_source=r["rule_source"], quantizer=r["quantizer"],
                candidate=MethodCandidate(**r["candidate"]) if r["candidate"] else None,
-               gpu_dtype=GpuDtype(**r["gpu_dtype"]) if r["gpu_dtype"] else None)
+               gpu_dtype=GpuDtype(**r["gpu_dtype"]) if r["gpu_dtype"] else None,
+               verified=r["verified"], executed=r["executed"])
         for r in rows
     )
 

@@ -16,7 +16,7 @@ from advisor.estimate.selection import evaluate_selected
 from advisor.facts import Environment, TorchInfo, known
 from advisor.findings import Finding, Severity
 from advisor.knowledge import Knowledge, load_knowledge, version_matches
-from advisor.knowledge.dequant_fallbacks import dequantizes
+from advisor.knowledge.quantizer_acceptance import QuantizerVerdict
 from advisor.model.attention_support import attention_support
 from advisor.model.spec import ModelSpec, has_tokenizer
 from advisor.numbers import GiB, plural, size
@@ -29,6 +29,7 @@ from advisor.plan.verdict import RankedFix, group_label, headline_fix, rank_fixe
 from advisor.rules import run_candidate_rules, run_environment_rules
 from advisor.rules.base import Context
 from advisor.rules.kernels import advice as kernel_advice
+from advisor.rules.method_readiness import checkpoint_verdict
 from advisor.rules.planning import memory_fit, memory_fix, support_unknown
 
 __all__ = ["make_plan", "evaluate"]
@@ -73,12 +74,15 @@ def _memory_finding(ctx: Context, c: Candidate, memory: MemoryEstimate) -> Findi
 
 
 def _as_loaded(ctx: Context, c: Candidate) -> ModelSpec:
-    """The model as this candidate loads it: a pre-quantized checkpoint the release dequantizes here (FP8 without
-    a GPU or below compute capability 8.9 in 5.x) is weighed unquantized (issue 28: a fallback is a plan)."""
+    """The model as this candidate loads it: a pre-quantized checkpoint the target's release dequantizes here
+    (executed: FP8 without a GPU or below compute capability 8.9 in 5.x, MXFP4 without triton or kernels, ...)
+    is weighed unquantized (issue 28: a fallback is a plan)."""
     assert ctx.model is not None
     pre = ctx.model.checkpoint_quantization
-    if pre is None or dequantizes(pre.method_key, ctx.env.version_of("transformers"), ctx.weakest_cc,
-                                  on_gpu=c.placement != "cpu") is None:
+    if pre is None:
+        return ctx.model
+    verdict = checkpoint_verdict(ctx.env, pre.method_key, c.placement, ctx.weakest_cc, cache=ctx.cache)
+    if not isinstance(verdict, QuantizerVerdict) or verdict.case.verdict != "dequantizes":
         return ctx.model
     return ctx.model.model_copy(update={"checkpoint_quantization": None})
 

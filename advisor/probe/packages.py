@@ -160,6 +160,8 @@ LIBRARIES: tuple[LibrarySpec, ...] = (
     LibrarySpec("hqq", "hqq"),
     LibrarySpec("optimum-quanto", "optimum.quanto"),
     LibrarySpec("gptqmodel", "gptqmodel"),
+    LibrarySpec("auto-gptq", "auto_gptq"),  # GPTQ's other backend in 4.x (data/quantizer_acceptance.json)
+    LibrarySpec("autoawq", "awq"),  # AWQ's library in 4.x
     LibrarySpec("compressed-tensors", "compressed_tensors"),
     LibrarySpec("fbgemm-gpu", "fbgemm_gpu"),
     LibrarySpec("triton", "triton"),

@@ -15,11 +15,13 @@ from advisor.findings import Severity
 from advisor.knowledge import version_matches
 from advisor.knowledge.onthefly import OnTheFly, fact_key, fact_where, last_release_that_can, onthefly
 from advisor.knowledge.quant_methods import Method, load_methods, table_release, validate_line
+from advisor.knowledge.quantizer_acceptance import QuantizerVerdict, Unknown, quantizer_verdict
 from advisor.knowledge.releases import load_release_constraints
 from advisor.rules.fp8_kernel import KernelNeed, hub_kernel_need
 
 __all__ = [
     "MethodStatus",
+    "checkpoint_verdict",
     "doctor_rows",
     "fixes_for",
     "method_status",
@@ -204,3 +206,24 @@ def onthefly_alternatives(env: Environment, weakest_cc: ComputeCapability | None
         out.append(f"pip install 'transformers=={older}' (quantizes it while loading: transformers {older} "
                    f"{fact_where(run, older)} create_quantized_param)")
     return out
+
+
+def checkpoint_verdict(env: Environment, method_key: str, placement: str, weakest_cc: ComputeCapability | None, *,
+                       cache: bool = True) -> QuantizerVerdict | Unknown | None:
+    """What the target's transformers does with a pre-quantized checkpoint of this method on this candidate's
+    device, executed (data/quantizer_acceptance.json): the packages the run varies that are installed here, CUDA
+    or not, the weakest GPU's compute capability. None where the run says nothing (undecided, or unknown
+    capability)."""
+    from advisor.knowledge.quantizer_acceptance import table
+
+    data = table() or {}
+    run = (data.get("methods") or {}).get(method_key, {})
+    if not run.get("pre_quantized"):  # bitsandbytes is run as a config a user passes: not a checkpoint's case
+        return None
+    packages = run.get("packages", [])
+    installed = {p for p in packages if env.library(p).installed}
+    found = quantizer_verdict(method_key, env.version_of("transformers"), on_gpu=placement != "cpu" and bool(env.gpu_list),
+                              cc=weakest_cc, installed_packages=installed, cache=cache)
+    if isinstance(found, QuantizerVerdict) and found.case.verdict == "undecided":
+        return None
+    return found

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from advisor.candidate import Candidate
 from advisor.facts import ComputeCapability
 from advisor.findings import Finding, Severity
 from advisor.knowledge import version_matches
 from advisor.rules.base import Context, rule
+
+if TYPE_CHECKING:
+    from advisor.knowledge.quant_methods import Method
+    from advisor.knowledge.quantizer_acceptance import QuantizerVerdict
 
 
 def _quantized(c: Candidate | None) -> bool:
@@ -265,7 +269,7 @@ def method_usable(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
         return
     status = method_status(ctx.env, method, ctx.weakest_cc, allow_download=ctx.allow_download, cache=ctx.cache)
     problems = status.blockers(ctx.weakest_cc, c.placement)
-    src = f"transformers {table_release()} {method.source.split(' ')[0]}"
+    src = f"{'' if method.verified else 'unverified: read from '}transformers {table_release()} {method.source.split(' ')[0]}"
     kernel = status.kernel
     if kernel is not None and not kernel.ok:  # the release loads a Hub kernel for it (advisor/rules/fp8_kernel.py)
         src += f"; {kernel.cite}"
@@ -315,11 +319,17 @@ def checkpoint_method(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
     `quantization_config` of another class raises ValueError ("The model is quantized with GPTQConfig but you are
     passing a BitsAndBytesConfig config", `AutoHfQuantizer.merge_quantization_configs`, quantizers/auto.py:259-266
     in 5.24.0; one of the same class is replaced by the checkpoint's). So such a model is planned without a
-    quantization of its own, weighed at the bits its config states (advisor/model/prequantized.py), and each
-    candidate fails here where the method's libraries, GPU or compute capability are missing. GPTQ and AWQ on a
-    GPU want float16 (their quantizers' `update_dtype`, `gpu_dtype` in the table; AWQ casts bfloat16 to float16):
-    another dtype warns. Where the release dequantizes instead of refusing (FP8 in 5.x without a GPU or below
-    compute capability 8.9: data/dequant_fallbacks.json), it warns and the plan weighs the weights unquantized."""
+    quantization of its own, weighed at the bits its config states (advisor/model/prequantized.py). Whether the
+    target's transformers loads it here is that release's own answer, executed: its quantizer's
+    `validate_environment` and `update_dtype` run under this target's conditions (CUDA or not, the compute
+    capability, which of the method's packages are installed; data/quantizer_acceptance.json, a newer installed
+    release run once here). Refused is a failure with the release's error and the installs that make it load
+    (GPTQ: auto-gptq to 4.48, either backend 4.49-4.57, gptqmodel only in 5.x; AWQ: autoawq in 4.x, gptqmodel in
+    5.x); dequantized (FP8 in 5.x without a GPU or below
+    compute capability 8.9, MXFP4 without triton or kernels, ...) is a warning and the plan weighs the weights
+    unquantized; a dtype its update_dtype changes (AWQ's bfloat16 to float16 on a GPU) warns. A release the run does
+    not cover is unknown, never another release's answer; a case the run left undecided falls back to the
+    requirements read from source (data/quant_methods.json), said to be unverified."""
     pre = ctx.model.checkpoint_quantization if ctx.model is not None else None
     if c is None or pre is None:
         return
@@ -333,49 +343,114 @@ def checkpoint_method(ctx: Context, c: Candidate | None) -> Iterator[Finding]:
         )
         return
     from advisor.knowledge.quant_methods import method_row, table_release
-    from advisor.rules.method_readiness import method_status
+    from advisor.knowledge.quantizer_acceptance import Unknown
+    from advisor.rules.method_readiness import checkpoint_verdict, method_status
 
     method = method_row(pre.method_key)
-    if method is None:
+    verdict = checkpoint_verdict(ctx.env, pre.method_key, c.placement, ctx.weakest_cc, cache=ctx.cache)
+    if method is None and verdict is None:
         yield checkpoint_method.finding(
             Severity.WARN, f"the checkpoint is quantized with {pre.quant_method!r}, which data/quant_methods.json does "
                            "not cover: its libraries and GPU needs are not checked",
             detected=f"checkpoint: {pre.quant_method}", required="a method the advisor knows",
             fix=f"see transformers' quantization docs for {pre.quant_method}", option="none",
         )
-    else:
+    elif isinstance(verdict, Unknown):  # never another release's row
+        yield checkpoint_method.finding(
+            Severity.WARN, f"{pre.label}: whether this target loads it is {verdict.why}",
+            detected=f"transformers {verdict.release}", required="a release the advisor executed, or installed here",
+            fix="plan on the machine with that transformers installed (its quantizer is run there)", option=c.dtype,
+        )
+    elif verdict is not None:
+        yield from _executed_checkpoint(ctx, c, pre.label, pre.quant_method, verdict, method)
+    else:  # the run did not decide it here (or no capability is known): the requirements read from source
+        assert method is not None
         status = method_status(ctx.env, method, ctx.weakest_cc, allow_download=ctx.allow_download, cache=ctx.cache)
         problems = status.blockers(ctx.weakest_cc, c.placement, checkpoint=True)
-        from advisor.knowledge.dequant_fallbacks import dequantizes
-
-        fallback = dequantizes(pre.method_key, ctx.env.version_of("transformers"), ctx.weakest_cc,
-                               on_gpu=c.placement != "cpu")
-        if fallback is not None:  # issue 28: the release dequantizes here: a plan at the unquantized size
-            problems = [p for p in status.missing if re.split(r"[<>=!~ ]", p, maxsplit=1)[0] in fallback.still_needs]
-            yield checkpoint_method.finding(
-                Severity.WARN,
-                f"{pre.label}: {fallback.message}; the memory figure is the unquantized one ({fallback.cite()})",
-                detected=f"checkpoint: {pre.quant_method} on {'the CPU' if c.placement == 'cpu' else 'this GPU'}",
-                required=f"compute capability >= {fallback.min_cc} to run it quantized",
-                fix=f"a GPU with compute capability >= {fallback.min_cc} keeps it quantized", option=c.dtype,
-            )
         if problems:
             yield checkpoint_method.finding(
                 Severity.FAIL, f"this checkpoint is {pre.label}: loading it needs {status.needs()}; here: "
-                               f"{'; '.join(problems)} (transformers {table_release()} {method.source.split(' ')[0]})",
+                               f"{'; '.join(problems)} (unverified: read from transformers {table_release()} "
+                               f"{method.source.split(' ')[0]})",
                 detected="; ".join(problems), required=status.needs(),
                 fix=" && ".join(status.fixes) or f"a target with {method.device}", option=pre.quant_method,
             )
-    want = method.gpu_dtype if method is not None else None
-    if want is not None and c.dtype != want.dtype and c.placement != "cpu":
-        yield checkpoint_method.finding(
-            Severity.WARN, f"{pre.label}: {want.why} (transformers {table_release()} {want.source})",
-            detected=f"dtype {c.dtype}", required=f"dtype {want.dtype}", fix=f'load it with dtype="{want.dtype}"',
-            option=c.dtype,
-        )
+        want = method.gpu_dtype
+        if want is not None and c.dtype != want.dtype and c.placement != "cpu":
+            yield checkpoint_method.finding(
+                Severity.WARN, f"{pre.label}: {want.why} (unverified: read from transformers {table_release()} "
+                               f"{want.source})",
+                detected=f"dtype {c.dtype}", required=f"dtype {want.dtype}", fix=f'load it with dtype="{want.dtype}"',
+                option=c.dtype,
+            )
     if pre.bits is None:
         yield checkpoint_method.finding(
             Severity.WARN, f"the checkpoint is {pre.label}, but its config does not say how many bits a weight takes: "
                            "the weights are estimated unquantized (an upper bound)",
             detected=f"checkpoint: {pre.quant_method}", required="bits in quantization_config", option="none",
         )
+
+
+def _executed_checkpoint(ctx: Context, c: Candidate, label: str, quant_method: str, verdict: QuantizerVerdict,
+                         method: Method | None) -> Iterator[Finding]:
+    """QUANT009 from the target release's own quantizer, run under this target's conditions: refused is a
+    failure with the release's error, dequantized is a plan at the unquantized size with its warning, and a dtype
+    its update_dtype changes is a warning. The run's packages are new enough; an installed one older than the
+    version read from source still fails, said to be unverified."""
+    case, release = verdict.case, verdict.release
+    here = "the CPU" if case.device == "cpu" else f"compute capability {ctx.weakest_cc}"
+    missing = f"{', '.join(case.absent)} not installed" if case.absent else "every package it asks about installed"
+    if case.verdict == "refused":
+        installs = verdict.installs_that_load()
+        gpu = _device_that_loads(verdict)
+        fixes = [f"pip install {' '.join(p)}" for p in installs] or ([gpu] if gpu else [])
+        yield checkpoint_method.finding(
+            Severity.FAIL, f"this checkpoint is {label}: transformers {release} refuses it on {here} ({missing}): "
+                           f"{case.detail} ({verdict.cite()})",
+            detected=f"transformers {release} on {here}; {missing}", required="a case its quantizer accepts",
+            fix="; or ".join(fixes) or "a target where its quantizer accepts it", option=quant_method,
+        )
+        return
+    if method is not None:
+        from advisor.knowledge.quant_methods import table_release
+        from advisor.rules.method_readiness import method_status
+
+        status = method_status(ctx.env, method, ctx.weakest_cc, cache=ctx.cache)
+        old = [p for p in status.missing if "(installed " in p]
+        if old:
+            yield checkpoint_method.finding(
+                Severity.FAIL, f"this checkpoint is {label}: {'; '.join(old)} (unverified: the version read from "
+                               f"transformers {table_release()} {method.source.split(' ')[0]})",
+                detected="; ".join(old), required=status.needs(),
+                fix=" && ".join(f"pip install -U '{p.split(' ')[0]}'" for p in old), option=quant_method,
+            )
+    if case.verdict == "dequantizes":
+        gpu = _device_that_loads(verdict, quantized=True)
+        yield checkpoint_method.finding(
+            Severity.WARN, f"{label}: transformers {release} dequantizes it to bf16 here ({here}, {missing}): "
+                           f"\"{case.detail}\"; it loads and runs at the unquantized size, which the memory figure "
+                           f"is ({verdict.cite()})",
+            detected=f"transformers {release} on {here}; {missing}", required="a case its quantizer keeps quantized",
+            fix=gpu or "a target where it loads quantized", option=c.dtype,
+        )
+    forced = case.dtype_for_bfloat16
+    if c.dtype == "bfloat16" and forced not in (None, "bfloat16") and c.placement != "cpu":
+        yield checkpoint_method.finding(
+            Severity.WARN, f"{label}: transformers {release} loads a requested bfloat16 as {forced} here "
+                           f"(its update_dtype; {verdict.cite()})",
+            detected="dtype bfloat16", required=f"dtype {forced}", fix=f'load it with dtype="{forced}"',
+            option=c.dtype,
+        )
+
+
+def _device_that_loads(verdict: QuantizerVerdict, *, quantized: bool = False) -> str | None:
+    """'a GPU with compute capability >= X' where the same packages make the release accept it (quantized)."""
+    from advisor.facts import ComputeCapability
+
+    ok = ("accepted",) if quantized else ("accepted", "dequantizes")
+    ccs = [ComputeCapability.parse(c.device) for c in verdict.cases
+           if c.device != "cpu" and c.absent == verdict.case.absent and c.verdict in ok]
+    if not ccs:
+        return None
+    low = min(ccs, key=lambda cc: cc.as_tuple)
+    return f"a GPU with compute capability >= {low}" if low.as_tuple > (6, 0) else "a CUDA GPU"

@@ -81,8 +81,8 @@ def test_a_gptq_checkpoint_needs_its_library_and_weighs_its_bits(tiny_llama: Pat
     rec = make_plan(resolve_model(str(gptq)), a100, request=PlanRequest(dtype="float16", attn="sdpa"))
     assert not rec.ok
     rejection = next(r for r in rec.rejected if r.code == "QUANT009")
-    assert "gptqmodel" in rejection.message and "pip install 'gptqmodel" in rejection.fix
-    assert "quantizer_gptq.py" in rejection.message
+    assert "gptqmodel" in rejection.message and rejection.fix == "pip install gptqmodel optimum"
+    assert "quantizer_gptq.py" in rejection.message and "executed" in rejection.message
     assert {lbl.split(" + ")[0] for r in rec.rejected for lbl in r.labels} == {"sdpa / float16 / 1 GPU"}
 
     ready = a100.model_copy(update={"libraries": {
@@ -97,9 +97,11 @@ def test_a_gptq_checkpoint_needs_its_library_and_weighs_its_bits(tiny_llama: Pat
     embeddings = 2 * model.vocab_size * model.hidden_size * 2  # input and output embeddings stay float16
     linear = model.param_count - 2 * model.vocab_size * model.hidden_size
     assert rec.memory.weights_bytes == pytest.approx(linear * (4 + 20 / 128) / 8 + embeddings, rel=0.01)
-    auto = make_plan(resolve_model(str(gptq)), ready)  # GPTQ wants float16 (quantizer_gptq.py:75-78 in 5.24.0)
-    assert auto.chosen is not None and auto.chosen.candidate.dtype == "float16"
-    assert any(f.code == "QUANT009" for o in auto.alternatives if o.candidate.dtype == "bfloat16" for f in o.findings)
+    # GPTQ's update_dtype keeps a requested bfloat16 in 5.24.0 (executed; it only logs a float16 suggestion at
+    # info level), so no dtype warning, unlike AWQ's cast to float16
+    auto = make_plan(resolve_model(str(gptq)), ready)
+    assert auto.chosen is not None
+    assert not any(f.code == "QUANT009" for o in [auto.chosen, *auto.alternatives] for f in o.findings)
     # the unquantized plan of the same folder weighs those linear weights at 2 bytes each
     assert plain.memory.weights_bytes - rec.memory.weights_bytes == pytest.approx(linear * (2 - (4 + 20 / 128) / 8), rel=0.02)
 
