@@ -142,6 +142,8 @@ def report(releases: list[str], folder: Path) -> dict[str, Any]:
             "impls": [i for i in data["impls"] if i not in data["not_accepted"]],
             "wheel": data.get("wheel", {}),
             "api": data.get("api"),
+            "extras": data["environment"].get("extras", {}),
+            "config_fields": data.get("config_fields", {}),
         }
         for name, view in (("matrix", view_matrix), ("full", view_full), ("history", view_history)):
             try:
@@ -210,6 +212,19 @@ def markdown(result: dict[str, Any], baseline: dict[str, Any] | None, command: s
                 for d in dis[:40]) + (f"; and {len(dis) - 40} more" if len(dis) > 40 else ""))
     if not any_dis:
         lines.append("None.")
+    built: dict[str, tuple[Any, list[str]]] = {}
+    for release in releases:
+        for model_type, fields in result["releases"][release].get("config_fields", {}).items():
+            built.setdefault(json.dumps({model_type: fields}), (fields, []))[1].append(release)
+    if built:
+        lines += ["", "## Built with config fields", "",
+                  "Types whose default config does not build, built with the fields that make it valid (the table "
+                  "`CONFIG_FIELDS` of `scripts/generate_acceptance.py` says why each); the default is always tried "
+                  "first. Releases executed with the extras: "
+                  + (", ".join(r for r in releases if result["releases"][r].get("extras")) or "none") + ".", ""]
+        for key, (fields, where) in sorted(built.items()):
+            model_type = next(iter(json.loads(key)))
+            lines.append(f"- `{model_type}` with `{json.dumps(fields)}`: {', '.join(where)}")
     lines += ["", "## Undecided cells, with reasons", ""]
     for release in releases:
         entry = result["releases"][release]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import copy
 import hashlib
 import json
 import re
@@ -78,6 +79,95 @@ def _wheel(wheels: Path, release: str) -> dict[str, str]:
     return {"file": found[0].name, "sha256": digest}
 
 
+# Optional packages some model types need to build (`requires_backends`), installed once into `<cache>/extras`
+# (`pip install --target --no-deps` from the wheelhouse) and put on every child's path; each file records them.
+EXTRAS = {"scipy": "1.17.1"}  # EomtLoss, EomtDinov3Loss, VideomtLoss (the Hungarian matcher)
+# Those not installable here: their model types stay undecided with the release's own "requires" message.
+NOT_INSTALLABLE = {
+    "torchvision": "no CPU wheel for torch 2.13.0 on PyPI: torchvision 0.28.0 (torch==2.13.0) is a CUDA build, its "
+                   "_C.so needs libc10_cuda.so, so `import torchvision` fails on the CPU torch",
+    "timm": "imports torchvision (timm 0.9.16, 1.0.3, 1.0.31: timm/layers/create_norm.py), see torchvision",
+    "torchaudio": "no release for torch 2.13 on PyPI (newest 2.11.1)",
+    "natten": "no wheel for torch 2.13 CPU on PyPI",
+    "detectron2": "not on PyPI",
+    "pytorch-quantization": "not on PyPI for python 3.11",
+}
+
+# Model types built with a stand-in for a default sub-model that cannot be built here: type -> the stand-in class.
+STAND_INS = dict.fromkeys(("detr", "conditional_detr", "deformable_detr", "table-transformer", "dab-detr"),
+                          "ResNetBackbone")
+# Config fields that make a model type's config valid where its default config does not build, as the release's
+# own tests build it (tests/models/<type>/test_modeling_<type>.py) or its config documents. Used only when the
+# default fails, so a type decided from its default is never decided otherwise. A dict with `model_type` is a
+# sub-config, built by the composite's own `__init__`. None of these fields is read by an attention check: the
+# verdict is the class's and its sub-models' (for a composite, the sub-models named here: another pair can differ).
+_DECODER = {"is_decoder": True, "add_cross_attention": True}  # as from_encoder_decoder_configs sets them
+_PREDICTION = ({"prediction_length": 7}, "required (`The prediction_length config needs to be specified`); 7 as the "
+                                         "release's model tester")
+CONFIG_FIELDS: dict[str, tuple[dict[str, Any], str]] = {
+    "autoformer": _PREDICTION,
+    "informer": _PREDICTION,
+    "time_series_transformer": _PREDICTION,
+    "encoder-decoder": ({"encoder": {"model_type": "bert"}, "decoder": {"model_type": "bert", **_DECODER}},
+                        "composite without sub-configs; bert+bert as BertEncoderDecoderModelTest"),
+    "speech-encoder-decoder": ({"encoder": {"model_type": "wav2vec2"}, "decoder": {"model_type": "bert", **_DECODER}},
+                               "composite without sub-configs; wav2vec2+bert as Wav2Vec2BertModelTest"),
+    "vision-encoder-decoder": ({"encoder": {"model_type": "vit"}, "decoder": {"model_type": "gpt2", **_DECODER}},
+                               "composite without sub-configs; vit+gpt2 as VIT2GPT2Test"),
+    "vision-text-dual-encoder": ({"vision_config": {"model_type": "vit"}, "text_config": {"model_type": "bert"}},
+                                 "composite without sub-configs; vit+bert as ViTBertModelTest"),
+    **dict.fromkeys(STAND_INS, (
+        {"use_timm_backbone": False, "use_pretrained_backbone": False, "backbone": None,
+         "backbone_config": {"model_type": "resnet", "out_features": ["stage4"]}},
+        "the default backbone is timm's resnet50 (timm not installable here); transformers' ResNet backbone as the "
+        "release's model tester builds it (use_timm_backbone=False). The backbone is a sub-model the release checks "
+        "too, so only a refusal by another class is kept (stand_in_verdicts)")),
+    "esm": ({"vocab_size": 33, "pad_token_id": 1}, "vocab_size defaults to None; ESM-2's 33 tokens, pad 1, as "
+                                                   "EsmModelTester"),
+    **dict.fromkeys(("hunyuan_v1_dense", "hunyuan_v1_moe"), (
+        {"head_dim": 128}, "head_dim stays None (`head_dim**-0.5` fails); 128, the default the config documents")),
+    "ministral": ({"head_dim": 128}, "head_dim stays None; hidden_size // num_attention_heads = 4096 // 32, the "
+                                     "default the config documents"),
+    "nemotron": ({"num_key_value_heads": 48, "head_dim": 128},
+                 "both stay None (`num_heads // None`); num_attention_heads (48) and hidden_size // "
+                 "num_attention_heads (6144 // 48), the defaults the config documents"),
+    **dict.fromkeys(("aya_vision", "llava_onevision"), (
+        {"vision_config": {"model_type": "siglip_vision_model", "hidden_size": 1152, "intermediate_size": 4304,
+                           "patch_size": 14, "image_size": 384, "num_hidden_layers": 26, "num_attention_heads": 16,
+                           "vision_use_head": False}},
+        "the default SigLIP vision config has 14 heads for 1152 (`embed_dim must be divisible by num_heads`); the "
+        "same config with SigLIP-so400m's 16 heads")),
+    "dots1": ({"n_routed_experts": 128, "n_shared_experts": 2},
+              "both default to None (`torch.empty(None, ...)`); dots.llm1's 128 routed and 2 shared experts"),
+    "lfm2_moe": ({"num_hidden_layers": 2, "layer_types": ["full_attention", "conv"]},
+                 "layer_types defaults to None; one attention and one conv layer, as Lfm2MoeModelTester"),
+    "chameleon": ({"vocabulary_map": {"<image>": 8711, "IMGIMGBA": 4}},
+                  "vocabulary_map defaults to None (the tokenizer's map); the image token and one image code, as the "
+                  "model tester's map"),
+    "emu3": ({"vocabulary_map": {"<|extra_200|>": 151850, "<image>": 151851, "<|visual token 000000|>": 4}},
+             "vocabulary_map defaults to None; the end-of-line, image and one visual token, as the model tester's map"),
+}
+# Not in the table: musicgen and musicgen_melody. Their base class (MusicgenModel) is the decoder alone, built
+# from the decoder's config; with text_encoder/audio_encoder/decoder sub-configs the composite config builds and the
+# class still fails (AttributeError 'dropout'), in every release: they stay undecided with that reason.
+
+
+def stand_in_verdicts(row: dict[str, Any]) -> dict[str, Any]:
+    """A type built with a stand-in sub-model (STAND_INS): an acceptance is the stand-in's, not the default
+    sub-model's, and a refusal by the stand-in says nothing of the default: both undecided. A refusal by another
+    class (the model itself) holds for the default config too. Idempotent."""
+    stand_in = STAND_INS.get(row["model_type"])
+    if stand_in is None or "config" not in row:
+        return row
+    for impl, verdict in row["cells"].items():
+        reason = row["reasons"].get(impl, "")
+        if impl != "eager" and (verdict is True or (verdict is False and stand_in in reason)):
+            row["cells"][impl] = (f"undecided: {'accepted' if verdict else 'refused'} with {stand_in} standing in "
+                                  "for the default timm backbone (timm not installable here)")
+            row["reasons"].pop(impl, None)
+    return row
+
+
 HIDDEN = ("kernels",)  # newer than some releases can import (5.4's hub_kernels fails under kernels 0.19)
 
 
@@ -98,8 +188,34 @@ def _shadow_site(python: str, cache: Path) -> Path:
 
 
 def _child_env(env_dir: Path, cache: Path) -> dict[str, str]:
-    """The history's release child, with the stub site (the accelerate/hub stand-ins) and one thread each."""
-    return gah.release_child_env(env_dir, cache, site=(cache / "site",), extra={"OMP_NUM_THREADS": "1"})
+    """The history's release child, with the stub site (the accelerate/hub stand-ins), the extras, one thread."""
+    return gah.release_child_env(env_dir, cache, site=(cache / "site", cache / "extras"),
+                                 extra={"OMP_NUM_THREADS": "1"})
+
+
+def install_extras(python: str, cache: Path) -> dict[str, str]:
+    """EXTRAS into `<cache>/extras` (once; downloaded into the wheelhouse if missing): name -> version."""
+    target, wheels = cache / "extras", cache / "wheels"
+    marker = target / (".installed-" + "-".join(f"{k}-{v}" for k, v in sorted(EXTRAS.items())))
+    if not marker.exists():
+        requirements = [f"{name}=={version}" for name, version in sorted(EXTRAS.items())]
+        args = ["install", "--quiet", "--no-deps", "--no-index", "--find-links", str(wheels), "--target", str(target)]
+        if target.exists():
+            shutil.rmtree(target)
+        if gah._pip(python, *args, *requirements).returncode != 0:
+            fetched = gah._pip(python, "download", "--quiet", "--no-deps", "--only-binary", ":all:", "--dest",
+                               str(wheels), *requirements)
+            if fetched.returncode != 0 or gah._pip(python, *args, *requirements).returncode != 0:
+                raise SystemExit(f"could not install {' '.join(requirements)}: {gah._tail(fetched.stderr)}")
+        marker.touch()
+    return dict(EXTRAS)
+
+
+def write_config_fields(cache: Path) -> Path:
+    """CONFIG_FIELDS' fields as the child reads them (`--config-fields`)."""
+    path = cache / "config_fields.json"
+    path.write_text(json.dumps({k: fields for k, (fields, _) in sorted(CONFIG_FIELDS.items())}, indent=1) + "\n")
+    return path
 
 
 def hub_floor(wheels: Path, release: str) -> str | None:
@@ -140,15 +256,29 @@ def _install(python: str, wheels: Path, target: Path, release: str) -> str | Non
     return f"pip install {' '.join(requirements)} failed: {gah._tail(proc.stderr)}"
 
 
+def undecided_types(record: dict[str, Any]) -> list[str]:
+    """The model types of a child result with an undecided cell."""
+    return [row["model_type"] for row in record["rows"]
+            if any(not isinstance(v, bool) for v in row["cells"].values())]
+
+
 def run_release(release: str, *, python: str, cache: Path, refresh: bool, keep_env: bool,
-                timeout: int) -> dict[str, Any]:
-    """Install one release and run the acceptance child; the raw result (cached)."""
+                timeout: int, redo: list[str] | None = None) -> dict[str, Any]:
+    """Install one release and run the acceptance child; the raw result (cached).
+
+    `redo`: run only these model types and replace their rows in the cached result (the other rows keep their
+    verdicts: the extras and config fields change nothing for a type that built); `redone` records it."""
     result_path = cache / "results" / f"{release}.json"
-    if result_path.exists() and not refresh:
-        cached: dict[str, Any] = json.loads(result_path.read_text())
-        if "rows" in cached:
-            gah.log(f"{release}: cached child result")
+    cached: dict[str, Any] = json.loads(result_path.read_text()) if result_path.exists() else {}
+    if redo is not None:
+        if "rows" not in cached:
+            return {"release": release, "error": f"no cached child result to redo types in ({result_path})"}
+        if not redo:
+            gah.log(f"{release}: nothing undecided")
             return cached
+    elif "rows" in cached and not refresh:
+        gah.log(f"{release}: cached child result")
+        return cached
     env_dir = cache / "envs" / release
     marker = env_dir / ".installed-by-generate-acceptance"
     started = time.monotonic()
@@ -162,7 +292,9 @@ def run_release(release: str, *, python: str, cache: Path, refresh: bool, keep_e
         with tempfile.TemporaryDirectory() as cwd:
             try:
                 proc = subprocess.run(
-                    ["nice", "-n", "10", python, "-S", "-m", "advisor.knowledge.acceptance"],
+                    ["nice", "-n", "10", python, "-S", "-m", "advisor.knowledge.acceptance",
+                     "--config-fields", str(cache / "config_fields.json"),
+                     *(["--types", ",".join(redo)] if redo else [])],
                     check=False, capture_output=True, text=True, timeout=timeout,
                     env=_child_env(env_dir, cache), cwd=cwd,
                 )
@@ -182,6 +314,14 @@ def run_release(release: str, *, python: str, cache: Path, refresh: bool, keep_e
     if not keep_env:
         shutil.rmtree(env_dir, ignore_errors=True)
     record["seconds"] = round(time.monotonic() - started, 1)
+    record["extras"] = dict(EXTRAS)
+    if redo and "error" not in record:
+        fresh = {row["model_type"]: row for row in record["rows"]}
+        before = cached.get("redone", {"types": [], "seconds": 0})
+        record = {**cached, "rows": [fresh.get(row["model_type"], row) for row in cached["rows"]],
+                  "packages": record["packages"], "extras": record["extras"],
+                  "redone": {"types": sorted({*before["types"], *fresh}),
+                             "seconds": round(before["seconds"] + record["seconds"], 1)}}
     if "error" not in record:
         result_path.parent.mkdir(parents=True, exist_ok=True)
         result_path.write_text(json.dumps(record) + "\n")
@@ -196,9 +336,12 @@ def compact(record: dict[str, Any], wheel: dict[str, str], python: str) -> dict[
     executed = list(record["impls"])
     impls = [i for i in IMPLS if i != "eager"]
     types: dict[str, list[Any]] = {}
+    configs: dict[str, dict[str, Any]] = {}
     counts = {"accepted": 0, "refused": 0, "undecided": 0}
     for row in sorted(record["rows"], key=lambda r: r["model_type"]):
-        row = final_verdicts(row)
+        row = stand_in_verdicts(final_verdicts(copy.deepcopy(row)))
+        if "config" in row:
+            configs[row["model_type"]] = row["config"]
         flags, notes = [], {}
         for impl in impls:
             if impl not in executed:
@@ -234,7 +377,10 @@ def compact(record: dict[str, Any], wheel: dict[str, str], python: str) -> dict[
                          if k in ("huggingface-hub", "tokenizers", "safetensors", "numpy", "kernels")},
             "flash_stubs": "flash-attn 2.8.3, flash-attn-3 3.0.0b1, flash-attn-4 4.0.0b4 (stubs); "
                            + ", ".join(record.get("patched", [])) + " patched True",
+            **({"extras": record["extras"], "not_installable": sorted(NOT_INSTALLABLE)} if "extras" in record else {}),
         },
+        **({"config_fields": configs} if configs else {}),
+        **({"redone": record["redone"]} if "redone" in record else {}),
         "impls": impls,
         "not_accepted": [i for i in impls if i not in executed],
         "seconds": record.get("seconds"),
@@ -259,6 +405,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--refresh", action="store_true", help="redo releases whose file exists")
     parser.add_argument("--keep-envs", action="store_true")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per release child")
+    parser.add_argument("--redo-undecided", action="store_true",
+                        help="run only the model types the cached child result left undecided (with today's extras "
+                             "and config fields) and replace their rows")
+    parser.add_argument("--types", nargs="+", help="with --redo-undecided: only these model types")
     parser.add_argument("--recompact", action="store_true",
                         help="rewrite the files of releases whose child result is cached, without running anything")
     args = parser.parse_args(argv)
@@ -277,16 +427,24 @@ def main(argv: list[str] | None = None) -> int:
     cache: Path = args.cache_dir.resolve()
     _seed_wheelhouse(cache / "wheels")
     _shadow_site(args.python, cache)
+    install_extras(args.python, cache)
+    write_config_fields(cache)
     releases = args.releases or stored_releases()
     releases = sorted(dict.fromkeys(releases), key=Version, reverse=True)  # newest first
-    todo = [r for r in releases if args.refresh or not (args.output / f"transformers-{r}.json").exists()]
+    todo = [r for r in releases if args.refresh or args.redo_undecided
+            or not (args.output / f"transformers-{r}.json").exists()]
     gah.log(f"{len(todo)} of {len(releases)} releases to run: {' '.join(todo)}")
     args.output.mkdir(parents=True, exist_ok=True)
     failed = []
 
     def one(release: str) -> None:
+        redo = None
+        if args.redo_undecided:
+            path = cache / "results" / f"{release}.json"
+            redo = undecided_types(json.loads(path.read_text())) if path.exists() else []
+            redo = [t for t in redo if not args.types or t in args.types]
         record = run_release(release, python=args.python, cache=cache, refresh=args.refresh,
-                             keep_env=args.keep_envs, timeout=args.timeout)
+                             keep_env=args.keep_envs, timeout=args.timeout, redo=redo)
         if "error" in record:
             failed.append(release)
             return

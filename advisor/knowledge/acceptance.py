@@ -349,10 +349,43 @@ def _cpu_forward_probe(cls: Any, config: Any, impl: str, api: str, model: Any, w
     return _forward_probe(small, impl, device="cpu")
 
 
-def decide_model_type(model_type: str, class_name: str, impls: tuple[str, ...], api: str) -> dict[str, Any]:
-    """Every implementation of one model type: verdicts, reasons, and what the release applied."""
-    import transformers
+def _unbuilt(row: dict[str, Any]) -> bool:
+    """Every cell undecided because the config or the eager model did not build."""
+    return bool(row["cells"]) and all(isinstance(v, str) and ("not buildable here" in v or "does not build" in v)
+                                      for v in row["cells"].values())
+
+
+def decide_model_type(model_type: str, class_name: str, impls: tuple[str, ...], api: str,
+                      fields: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every implementation of one model type: verdicts, reasons, and what the release applied.
+
+    `fields`: config fields that make the type's config valid (the release's own test config), used only when the
+    default config does not build, so a type decided from its default is never decided otherwise; the row then
+    records them (`config`)."""
+    row = _decide(model_type, class_name, impls, api, None)
+    if fields and _unbuilt(row):
+        default_reason = next(iter(row["cells"].values()))
+        fixed = _decide(model_type, class_name, impls, api, fields)
+        if not _unbuilt(fixed):
+            return {**fixed, "config": fields}
+        again = next(iter(fixed["cells"].values()))
+        note = " (also with the config fields that make it valid)" if again == default_reason else (
+            f" (with the config fields that make it valid: {again.removeprefix('undecided: ')})")
+        row["cells"] = {impl: f"{v}{note}"[:300] for impl, v in row["cells"].items()}
+    return row
+
+
+def _config(model_type: str, fields: dict[str, Any] | None) -> Any:
+    """The type's default config, or the config with `fields` (a dict with `model_type` is a sub-config, built the
+    way the composite's own `__init__` builds it from a dict)."""
     from transformers import AutoConfig
+
+    return AutoConfig.for_model(model_type, **copy.deepcopy(fields or {}))
+
+
+def _decide(model_type: str, class_name: str, impls: tuple[str, ...], api: str,
+            fields: dict[str, Any] | None) -> dict[str, Any]:
+    import transformers
 
     from advisor.knowledge.introspect import _module_name
 
@@ -364,7 +397,7 @@ def decide_model_type(model_type: str, class_name: str, impls: tuple[str, ...], 
         except Exception:
             module = importlib.import_module(f"transformers.models.{_module_name(model_type)}")
             cls = getattr(module, class_name)
-        config = AutoConfig.for_model(model_type)
+        config = _config(model_type, fields)
     except Exception as exc:
         reason = f"undecided: not buildable here: {_short(exc)}"
         row["cells"] = dict.fromkeys(impls, reason)
@@ -447,8 +480,9 @@ def _accepted_names() -> list[str]:
 
 
 def read_acceptance(shard: tuple[int, int] = (0, 1), only: list[str] | None = None,
-                    impls: list[str] | None = None) -> dict[str, Any]:
-    """Install the stubs, import the release, and decide every model type of this shard."""
+                    impls: list[str] | None = None, fields: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Install the stubs, import the release, and decide every model type of this shard (`fields`: per model type,
+    the config fields to build with where the default config does not build)."""
     install_flash_stubs()
     warnings.filterwarnings("ignore")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -465,7 +499,7 @@ def read_acceptance(shard: tuple[int, int] = (0, 1), only: list[str] | None = No
         rows = rows[shard[0]::shard[1]]
         out = []
         for model_type, class_name in rows:
-            out.append(decide_model_type(model_type, class_name, tuple(accepted), api))
+            out.append(decide_model_type(model_type, class_name, tuple(accepted), api, (fields or {}).get(model_type)))
     return {
         "transformers": transformers.__version__,
         "api": api,
@@ -475,12 +509,13 @@ def read_acceptance(shard: tuple[int, int] = (0, 1), only: list[str] | None = No
     }
 
 
-_OPTIONS = {"--shard": "0/1", "--types": "", "--impls": ""}
+_OPTIONS = {"--shard": "0/1", "--types": "", "--impls": "", "--config-fields": ""}
 
 
 def main(argv: list[str] | None = None) -> int:
     """`--shard I/N` (every N-th model type from the I-th), `--types a,b`, `--impls a,b` (default: all, the
-    release's). Read by hand: argparse belongs to the command line (the layers contract)."""
+    release's), `--config-fields FILE` (JSON: model type -> config fields, used where the default does not build).
+    Read by hand: argparse belongs to the command line (the layers contract)."""
     args = sys.argv[1:] if argv is None else argv
     options = dict(_OPTIONS)
     if len(args) % 2 or any(key not in _OPTIONS for key in args[::2]):
@@ -489,8 +524,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     options.update(zip(args[::2], args[1::2]))
     index, count = (int(x) for x in options["--shard"].split("/"))
+    fields = json.loads(Path(options["--config-fields"]).read_text()) if options["--config-fields"] else None
     result = read_acceptance((index, count), [t for t in options["--types"].split(",") if t] or None,
-                             [i for i in options["--impls"].split(",") if i] or None)
+                             [i for i in options["--impls"].split(",") if i] or None, fields)
     json.dump(result, sys.stdout, separators=(",", ":"))
     sys.stdout.write("\n")
     return 0
