@@ -110,18 +110,6 @@ def may_simulate(model: ModelSpec, *, always_simulate: bool = False, cache: bool
     return not formula_store.shipped_current(_simulator_stamp(cache))
 
 
-SIMULATED_BACKENDS = ("flash", "efficient", "math")  # what estimate/sdpa.py chooses among, in torch's order
-
-
-def _simulated_backends(usable: tuple[str, ...] | None) -> tuple[str, ...]:
-    """The target's usable SDPA backends as the simulator sees them: it chooses among flash, memory-efficient and
-    math only (estimate/sdpa.py `choose_backend`), so cuDNN in a GPU's set changes no result and must not change
-    the key (an H100 from the GPU table lists cudnn; the shipped formulas were fitted without it)."""
-    if usable is None:
-        return SIMULATED_BACKENDS
-    return tuple(b for b in SIMULATED_BACKENDS if b in usable)
-
-
 def simulated(model: ModelSpec, *, dtype: str, quantization: str, attn: str, batch: int, prompt_len: int,
               seq_len: int, gpus: tuple[GpuInfo, ...] = (), sdpa_backends: tuple[str, ...] | None = None,
               padded: bool = False, always_simulate: bool = False, cache: bool = True, run: bool = True
@@ -135,11 +123,14 @@ def simulated(model: ModelSpec, *, dtype: str, quantization: str, attn: str, bat
         cc = gpus[0].compute_capability
         major, minor = getattr(cc, "major", None), getattr(cc, "minor", None)
         capability = (int(major), int(minor)) if major is not None and minor is not None else (8, 0)
-    inputs = dict(
-        architecture=model.architecture, dtype=dtype, attn=attn, quantization=quantization, batch=batch,
-        prompt_len=prompt_len, seq_len=seq_len, padded=padded, device="cuda" if gpus else "cpu", capability=capability,
-        sdpa_backends=_simulated_backends(sdpa_backends),
-    )
+    from advisor.estimate.simulate import simulation_target
+
+    # the target as the simulator tells targets apart (one attention class for flash-attn and flex, one capability
+    # class between its thresholds, no capability on the CPU): candidates it simulates alike share one key
+    target = simulation_target(attn=attn, device="cuda" if gpus else "cpu", capability=capability,
+                               sdpa_backends=("flash", "efficient", "math") if sdpa_backends is None else sdpa_backends)
+    inputs = dict(architecture=model.architecture, dtype=dtype, quantization=quantization, batch=batch,
+                  prompt_len=prompt_len, seq_len=seq_len, padded=padded, **target)
     from advisor.io import analysis_cache
 
     key = {"config": model.config, **inputs}

@@ -34,9 +34,14 @@ _log = logging.getLogger(__name__)
 
 
 def formula_key(config: Mapping[str, Any], inputs: Mapping[str, Any]) -> dict[str, Any]:
-    """What a formula depends on: the simulation's inputs less the shape."""
+    """What a formula depends on: the simulation's inputs less the shape, its target as the simulator tells targets
+    apart (`simulation_target`: a formula fitted on an A100 serves an L4 and an A10, one for flex serves FA2)."""
+    from advisor.estimate.simulate import simulation_target
+
     shape = ("batch", "prompt_len", "seq_len")
-    return {"config": dict(config), **{k: v for k, v in inputs.items() if k not in shape}}
+    target = simulation_target(attn=inputs["attn"], device=inputs["device"], capability=inputs["capability"],
+                               sdpa_backends=inputs["sdpa_backends"])
+    return {"config": dict(config), **{k: v for k, v in inputs.items() if k not in shape}, **target}
 
 
 def shipped_current(stamp: str) -> bool:
@@ -56,8 +61,17 @@ def _candidates(key: Mapping[str, Any], stamp: str, use: bool) -> list[Any]:
     shipped: list[Any] = []
     if table.get("simulator") == stamp:
         release = table.get("releases", {}).get(installed_version() or "", {})
-        shipped = list(release.get(analysis_cache.content_hash(key), []))
+        pool = table.get("runs", {})
+        shipped = [_resolved(raw, pool) for raw in release.get(analysis_cache.content_hash(key), [])]
     return [*shipped, *_entry(key, stamp, use).get("formulas", [])]
+
+
+def _resolved(raw: Any, pool: Mapping[str, Any]) -> Any:
+    """A shipped formula with its runs in place: the file keeps each distinct run once, named by its hash
+    (scripts/precompute_memory.py); a name missing from the pool leaves it unusable (a miss)."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("runs"), list):
+        return raw
+    return {**raw, "runs": [pool.get(run) if isinstance(run, str) else run for run in raw["runs"]]}
 
 
 def lookup(key: Mapping[str, Any], stamp: str, *, batch: int, prompt: int, seq_len: int, use_cache: bool = True

@@ -24,12 +24,13 @@ import functools
 import json
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["SimResult", "combine", "cublas_workspace_bytes", "layer_plan", "run_tracked", "simulate", "simulate_config"]
+__all__ = ["CAPABILITY_THRESHOLDS", "SimResult", "attn_class", "capability_class", "combine", "cublas_workspace_bytes",
+           "layer_plan", "run_tracked", "simulate", "simulate_config", "simulation_target"]
 
 
 class SimResult(BaseModel):
@@ -52,6 +53,40 @@ class SimResult(BaseModel):
 
 
 _GEN_SUFFIXES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
+
+
+# Every compute capability the simulator compares a target's with: `cublas_workspace_bytes` (sm90) and the SDPA
+# kernel gates of estimate/sdpa.py (flash sm80; memory-efficient sm50, bf16 sm80, GEMM alignment sm70 with half
+# and sm80). Two capabilities between the same thresholds simulate alike; tests/unit/test_simulation_key.py fails
+# on a comparison in advisor/estimate/ with a capability not listed here.
+CAPABILITY_THRESHOLDS: tuple[tuple[int, int], ...] = ((5, 0), (7, 0), (8, 0), (9, 0))
+_BACKEND_GATES = {"flash": (8, 0), "efficient": (5, 0)}  # sdpa.py `_flash_ok`, `_efficient_ok`; math: the fallback
+
+
+def capability_class(capability: tuple[int, ...]) -> tuple[int, int]:
+    """The lowest capability the simulator treats like this one (the highest threshold at or below it): (8, 6)
+    and (8, 9) simulate as (8, 0), (7, 5) as (7, 0), (12, 0) as (9, 0)."""
+    cap = tuple(capability)
+    return max((t for t in CAPABILITY_THRESHOLDS if cap >= t), default=(0, 0))
+
+
+def attn_class(attn: str) -> str:
+    """The attention the simulator tells apart: eager, sdpa, or `fused` for every other implementation
+    (flash_attention_2/3/4, flex_attention: output + log-sum-exp, no scores, replayed as SDPA's flash kernel)."""
+    return attn if attn in ("eager", "sdpa") else "fused"
+
+
+def simulation_target(*, attn: str, device: str, capability: tuple[int, ...], sdpa_backends: Collection[str]
+                      ) -> dict[str, Any]:
+    """The target inputs as the simulator distinguishes them, for `simulate` and for every key of its results
+    (advisor.estimate.adapter, formula_store): the attention's class; on the CPU no capability and no backend set
+    (torch's own CPU chooser decides, sdpa.py `choose_backend`); on CUDA the capability's class and, of the usable
+    backends, those whose gate that class passes (flash below sm80 is never chosen), math always (the fallback)."""
+    if device != "cuda":
+        return {"attn": attn_class(attn), "device": device, "capability": (0, 0), "sdpa_backends": ()}
+    cap = capability_class(capability)
+    usable = tuple(b for b, gate in _BACKEND_GATES.items() if b in sdpa_backends and cap >= gate)
+    return {"attn": attn_class(attn), "device": device, "capability": cap, "sdpa_backends": (*usable, "math")}
 
 
 def cublas_workspace_bytes(capability: tuple[int, ...]) -> int:
@@ -239,8 +274,8 @@ def run_tracked(model: Any, *, generative: bool, batch: int, prompt: int, seq_le
         prefill_peak = tracker.peak
         _mark(tracker, "prefill")
         done = prompt if not encoder_decoder else 1
-        if seq_len - 1 > done:
-            _grow_cache(cache, seq_len - 1 if not encoder_decoder else seq_len - prompt - 1)
+        if seq_len - 1 > done:  # an encoder-decoder asked for no new token (the planner's s == p) decodes one
+            _grow_cache(cache, seq_len - 1 if not encoder_decoder else max(seq_len - prompt - 1, 0))
         position = seq_len - 1 if not encoder_decoder else max(seq_len - prompt - 1, 1)
         tracker.reset_peak()
         step: dict[str, Any] = {cache_arg: cache, "use_cache": True}
@@ -433,8 +468,9 @@ def simulate(config: dict[str, Any], *, architecture: str | None, dtype: str, at
     al. 2022, LLM.int8(), section 4) and cost next to nothing. Random-init checkpoints differ: a SwiGLU
     down-projection input of hidden size 4096 exceeds 6.0 in every column of a long prompt (measured on the
     H100, benchmarks/h100_memory.py records the counts per module)."""
-    target = {"device": device, "capability": list(capability), "usable": sorted(sdpa_backends)}
-    attn = attn if attn in ("eager", "sdpa") else "fused"  # flash-attn, flex: output + log-sum-exp, no scores
+    norm = simulation_target(attn=attn, device=device, capability=capability, sdpa_backends=sdpa_backends)
+    target = {"device": device, "capability": list(norm["capability"]), "usable": sorted(norm["sdpa_backends"])}
+    attn = norm["attn"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return _quiet(_simulate_cached, json.dumps(config, sort_keys=True), architecture, dtype, attn, quantization,

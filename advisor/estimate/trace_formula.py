@@ -317,8 +317,9 @@ def _fit(config: dict[str, Any], architecture: str | None, *, dtype: str, attn: 
     query = (batch, prompt, seq_len if generative else prompt)
     if query not in fit_shapes and query not in held_out:
         held_out.append(query)  # the shape asked for is proved too
-    attn = attn if attn in ("eager", "sdpa") else "fused"
-    target = {"device": device, "capability": tuple(capability), "usable": frozenset(sdpa_backends)}
+    norm = sim.simulation_target(attn=attn, device=device, capability=tuple(capability), sdpa_backends=sdpa_backends)
+    attn, capability = norm["attn"], norm["capability"]
+    target = {"device": device, "capability": capability, "usable": frozenset(norm["sdpa_backends"])}
     args = dict(dtype=dtype, attn=attn, quantization=quantization, padded=padded)
     n, layer_runs = sim.layer_plan(config)
     used_idx, inverse = _solver(fit_shapes, free_s)
