@@ -20,7 +20,11 @@ def _hold_sigint() -> object:
     traceback from inside an import. The mask before it, or None where nothing was held (a library import)."""
     block = getattr(_signal, "pthread_sigmask", None)
     name = _os.path.basename(_sys.argv[0]) if _sys.argv else ""
-    if block is None or (name != "-m" and name.removesuffix(".exe") != "advisor"):
+    argv = list(getattr(_sys, "orig_argv", []))
+    module = argv[argv.index("-m") + 1] if "-m" in argv[:-1] else None
+    # only `-m advisor` itself: `-m advisor.prove.smoke_worker` (a child) must keep its Ctrl-C, and the mask
+    # would pass to whatever it starts
+    if block is None or not (module == "advisor" if name == "-m" else name.removesuffix(".exe") == "advisor"):
         return None
     return block(_signal.SIG_BLOCK, {_signal.SIGINT})
 

@@ -41,7 +41,6 @@ import inspect
 import json
 import logging
 import sys
-import tempfile
 import traceback
 import types
 import warnings
@@ -201,7 +200,17 @@ class _StubFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 _FINDER = _StubFinder()
 _STATE: dict[str, Any] = {"present": set(), "absent": set(), "cuda": None}
-_DIST_DIR = Path(tempfile.mkdtemp(prefix="quantizer-stubs-"))
+
+
+def _dist_dir() -> Path:
+    """Where the stub distributions' metadata is written: inside this process's run folder (advisor/io/rundir.py),
+    made on first use and removed at exit, never a bare folder in $TMPDIR (and none at import: the generator
+    imports this module for its tables)."""
+    from advisor.io.rundir import run_dir
+
+    folder = run_dir() / "quantizer-stubs"
+    folder.mkdir(exist_ok=True)
+    return folder
 
 
 def _canon(name: str) -> str:
@@ -209,7 +218,7 @@ def _canon(name: str) -> str:
 
 
 def _stub_distribution(name: str) -> importlib.metadata.Distribution:
-    info = _DIST_DIR / f"{name.replace('-', '_')}-{STUB_VERSIONS[name]}.dist-info"
+    info = _dist_dir() / f"{name.replace('-', '_')}-{STUB_VERSIONS[name]}.dist-info"
     if not info.exists():
         info.mkdir(parents=True)
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {STUB_VERSIONS[name]}\n")
