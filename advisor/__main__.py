@@ -22,16 +22,12 @@ def _imported_whole() -> object:
     """The CLI, imported with SIGINT held back: a Ctrl-C that lands inside a compiled extension's import (pydantic-core
     importing `datetime`'s C API) panicked with a traceback instead of raising KeyboardInterrupt. Held, it arrives
     when the import is done, where it is an ordinary KeyboardInterrupt."""
-    import advisor
-
     block = getattr(signal, "pthread_sigmask", None)
-    held = getattr(advisor, "_HELD_MASK", None)  # held since the package's first line (advisor/__init__.py)
-    if held is None and block is not None:
-        held = block(signal.SIG_BLOCK, {signal.SIGINT})
+    held = block(signal.SIG_BLOCK, {signal.SIGINT}) if block is not None else None
     try:
         from advisor.cli import main
     finally:
-        if block is not None and held is not None:
+        if block is not None:
             block(signal.SIG_SETMASK, held)
     return main
 

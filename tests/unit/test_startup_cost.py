@@ -125,16 +125,6 @@ def test_the_simulator_stamp_kept_in_the_cache_is_the_code_stamp(tmp_path: Path,
     assert adapter._simulator_stamp.__wrapped__(True) == fresh  # read back
 
 
-@pytest.mark.skipif(not hasattr(__import__("signal"), "pthread_sigmask"), reason="POSIX signal masks")
-def test_importing_the_library_holds_no_signal() -> None:
-    """Only the CLI holds SIGINT while it imports (advisor/__init__.py): a program importing the library keeps
-    its Ctrl-C."""
-    code = "import signal, advisor\nprint(signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []))"
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                          capture_output=True, text=True, timeout=120, check=True)
-    assert done.stdout.strip() == "False"
-
-
 def test_the_stamp_reads_code_not_prose() -> None:
     from advisor.estimate.adapter import _code_text
 
@@ -174,16 +164,3 @@ def test_the_simulator_stamp_is_the_same_on_other_pythons(minor: int) -> None:
     if done.returncode != 0:
         pytest.skip(f"python3.{minor} did not run: {done.stderr[-200:]}")
     assert done.stdout.strip() == adapter._code_stamp(Path(adapter.__file__).parent)
-
-
-@pytest.mark.skipif(not hasattr(__import__("signal"), "pthread_sigmask"), reason="POSIX signal masks")
-@pytest.mark.parametrize(("module", "held"), [("advisor", True), ("advisor.prove.smoke_worker", False)])
-def test_only_the_cli_itself_holds_sigint(module: str, held: bool) -> None:
-    """`python -m advisor` holds SIGINT until the CLI is imported; a worker started as `python -m advisor.<worker>`
-    must not (it would never release it, and its own children would inherit the mask: a Ctrl-C hung the smoke
-    worker). How the package sees each start is set up as runpy leaves it while the package imports."""
-    code = (f"import sys\nsys.argv = ['-m']\nsys.orig_argv = [sys.executable, '-m', {module!r}]\n"
-            "import signal, advisor\nprint(signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []))")
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                          capture_output=True, text=True, timeout=120, check=True)
-    assert done.stdout.strip() == str(held)
