@@ -83,7 +83,8 @@ def _simulator_stamp(cache: bool = True) -> str:
 
     folder = Path(__file__).parent
     try:
-        marks = [[name, (folder / name).stat().st_size, (folder / name).stat().st_mtime_ns] for name in _STAMPED]
+        stats = [(name, (folder / name).stat()) for name in _STAMPED]
+        marks = [[name, st.st_size, st.st_mtime_ns] for name, st in stats]
     except OSError:
         return _code_stamp(folder)
     key = {"folder": str(folder), "files": marks}
