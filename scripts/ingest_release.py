@@ -10,8 +10,8 @@ The first form runs, in order: `generate_release_constraints.py --add` (the whee
 `matrix_from_acceptance.py` (the release's executed attention acceptance, which the matrix then equals),
 `generate_quantizable_share.py
 --releases` (every model type built on the meta device), `precompute_models.py` (the shipped models' counts,
-attention flags and parameter formulas), `precompute_memory.py` (their exact memory formulas) and
-`generate_position_kinds.py`. The installed transformers must be the release being ingested (the last five read it
+attention flags and parameter formulas), `precompute_memory.py` (their exact memory formulas), `precompute_memory_scaling.py` (how those scale to relatives) and
+`generate_position_kinds.py`. The installed transformers must be the release being ingested (the last six read it
 in-process). docs/knowledge.md says how long each step takes.
 
 The second form writes a copy of `data/` without one release (the inverse of the first): with
@@ -46,6 +46,7 @@ def _steps(release: str) -> list[list[str]]:
         ["generate_quantizable_share.py", "--releases", release],
         ["precompute_models.py"],
         ["precompute_memory.py"],  # issue 27: the shipped models' exact memory formulas for this release
+        ["precompute_memory_scaling.py", "--processes", "2"],  # and how they scale to the models' relatives
         ["generate_position_kinds.py"],
     ]
 

@@ -12,6 +12,7 @@ simulate it rather than fall back to the closed form.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -76,7 +77,8 @@ def _resolved(raw: Any, pool: Mapping[str, Any]) -> Any:
 
 def lookup(key: Mapping[str, Any], stamp: str, *, batch: int, prompt: int, seq_len: int, use_cache: bool = True
            ) -> Any | None:
-    """The SimResult at this shape from a stored formula whose region holds it, or None (`use_cache=False`,
+    """The SimResult at this shape from a stored formula whose region holds it, else from a shipped formula
+    scaled to this relative of a shipped model (advisor.estimate.formula_scaling), or None (`use_cache=False`,
     --no-cache: the shipped formulas only)."""
     for raw in _candidates(key, stamp, use_cache):
         try:
@@ -85,7 +87,31 @@ def lookup(key: Mapping[str, Any], stamp: str, *, batch: int, prompt: int, seq_l
                 return evaluate(formula, batch, prompt, seq_len)
         except (ValueError, Refused, IndexError, KeyError, ZeroDivisionError) as exc:  # a foreign entry: a miss
             _log.debug("memory formula unusable: %s", exc)
-    return None
+    from advisor.estimate import formula_scaling
+
+    return formula_scaling.lookup(key, stamp, installed_version(), functools.partial(shipped_formula, stamp),
+                                  batch=batch, prompt=prompt, seq_len=seq_len)
+
+
+def shipped_formulas(stamp: str, digest: str) -> list[Formula]:
+    """The shipped formulas of this key hash for the installed release (none where the file is stale)."""
+    table = shipped_table()
+    if table.get("simulator") != stamp:
+        return []
+    out = []
+    for raw in table.get("releases", {}).get(installed_version() or "", {}).get(digest, []):
+        try:
+            formula = Formula.model_validate(_resolved(raw, table.get("runs", {})))
+        except ValueError:
+            continue
+        if formula.format == FORMAT:
+            out.append(formula)
+    return out
+
+
+def shipped_formula(stamp: str, digest: str, where: Any) -> Formula | None:
+    """The shipped formula of this key hash whose region is `where` (a Region's JSON)."""
+    return next((f for f in shipped_formulas(stamp, digest) if f.region.model_dump(mode="json") == where), None)
 
 
 def refused(key: Mapping[str, Any], stamp: str) -> bool:

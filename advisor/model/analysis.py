@@ -28,6 +28,7 @@ __all__ = [
     "counting_version",
     "counts_and_origin",
     "precomputed",
+    "shipped_relative",
     "stored_releases",
 ]
 
@@ -104,12 +105,19 @@ def _shipped_counts(digest: str, stamp: str, release: str | None) -> Counts | No
 def _formula_counts(config: dict[str, Any], architecture: str | None, stamp: str, release: str | None) -> Counts | None:
     """A config never seen, of a shipped architecture with other sizes: counted by that model's formula
     (`advisor.model.param_formula`, derived by scripts/precompute_models.py), without importing transformers."""
+    found = _relative(config, architecture, stamp, release)
+    return found[1] if found else None
+
+
+def _relative(config: dict[str, Any], architecture: str | None, stamp: str, release: str | None
+              ) -> tuple[str, Counts] | None:
+    """(hub id, counts) of the shipped model whose parameter formula answers this config: its relative."""
     from advisor.model.param_formula import evaluate
 
     shipped = precomputed()
     if shipped.get("counting_version") != stamp:
         return None
-    for entries in shipped.get("formulas", {}).values():
+    for hub_id, entries in shipped.get("formulas", {}).items():
         formula = _release_value(entries, release, nearest=True)
         if isinstance(formula, dict):
             try:
@@ -117,8 +125,15 @@ def _formula_counts(config: dict[str, Any], architecture: str | None, stamp: str
             except (KeyError, TypeError, ValueError, ZeroDivisionError, OverflowError):
                 found = None  # a malformed row: the meta build answers
             if found is not None:
-                return found
+                return str(hub_id), found
     return None
+
+
+def shipped_relative(config: dict[str, Any], architecture: str | None, release: str | None) -> str | None:
+    """The hub id of the shipped model this config is a relative of (same classes and options, other sizes: its
+    parameter formula answers it), or None. Whatever the classes decide, not the sizes, is the relative's too."""
+    found = _relative(config, architecture, counting_version(), release)
+    return found[0] if found else None
 
 
 def stored_releases() -> list[str]:

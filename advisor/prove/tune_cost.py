@@ -36,7 +36,9 @@ __all__ = ["REPEATS", "CandidateCost", "Calibration", "estimate_cost", "first_ca
 
 # Stated defaults (used only until this run has timed a child). CPU: this box (2 shared cores, Xeon with AMX);
 # GPU: H100-class, the card of the shipped measurements.
-CHILD_START_SECONDS = {"cpu": 10.0, "gpu": 20.0}  # tiny Llama child on this box: 2.7 s idle, ~30 s under load
+# tiny Llama child on this box: 2.7 s idle, ~30 s under load; H100 (docs/benchmarks/tune/tune-budget-h100.md): the
+# first child of a run, Llama-2-7B sdpa, took 10.8-11.0 s with its load and timed runs (estimated 2 + 2 s)
+CHILD_START_SECONDS = {"cpu": 10.0, "gpu": 10.0}
 LOAD_FIXED_SECONDS = 1.5  # the model class's first import and from_config: 1.2 s for a tiny Llama on this box
 LOAD_BYTES_PER_SECOND = {"random-cpu": 0.5e9, "random-gpu": 20e9, "checkpoint": 0.5e9}
 FLOPS = {("cpu", "float32"): 50e9, ("cpu", "16bit"): 50e9,  # matmul here: 98 GFLOP/s fp32, 545 bf16 (AMX), 101 fp16

@@ -1,0 +1,258 @@
+"""A relative of a shipped model gets its exact memory formula without torch: the shipped one, scaled (issue 27).
+
+Why: a config never seen (a fine-tune's vocabulary, a wider or deeper variant of a shipped architecture) had to be
+simulated, and importing torch and transformers for that costs more than `python -m torch.utils.collect_env`. A
+trace formula's sizes (advisor.estimate.trace_formula) are products of the config's dimensions, as a class's
+parameter shapes are (advisor.model.param_formula). So, where transformers is available
+(scripts/precompute_memory_scaling.py), each shipped formula at the planner's shape is fitted again with each size
+field of the model's parameter formula doubled (or halved), one at a time: every coefficient of every malloc, every
+weight and the cache must change by an exact power of 2, with the same op sequence, SDPA kernels and region, or the
+field stays fixed. The scaled formula is then compared with a fit at every free field tripled, coefficient for
+coefficient, and dropped unless equal.
+
+A config is answered when every other key equals the base's and the SDPA kernel's gates read what they read at the
+base (advisor.estimate.sdpa: the head dimension, whether heads are grouped, the hidden size's alignment); the layer
+count is free where the formula extrapolates over a repeating block. The answer is the scaled formula's replay,
+byte for byte what the simulator gives the base's relatives at the fitted points.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from fractions import Fraction
+from functools import cache
+from typing import Any
+
+from advisor.estimate.trace_formula import MONOMIALS, Formula, Refused, _Run, applies, evaluate
+from advisor.knowledge.loader import data_dir
+
+__all__ = ["FILE", "SCALES", "applicable", "derive", "lookup", "scaled"]
+
+FILE = "memory_scaling.json"
+SCALES = (Fraction(2), Fraction(1, 2))  # a field is doubled, or halved where doubling changes the kernel
+EXPONENTS = range(-2, 4)  # hidden_size^2 (a square projection), 1 / heads (the head dimension), experts x ...
+_LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers")
+_HIDDEN_KEYS = ("hidden_size", "n_embd", "d_model", "dim")
+_HEAD_KEYS = ("num_attention_heads", "n_head", "num_heads", "n_heads", "encoder_attention_heads")
+_KV_KEYS = ("num_key_value_heads", "num_kv_heads", "n_head_kv", "multi_query_group_num")
+ALIGN = 64  # the hidden size's residue: offsets of fused q/k/v views, which the memory-efficient gate checks
+Exps = dict[str, int]
+
+
+def _first(config: Mapping[str, Any], keys: Sequence[str]) -> Any:
+    return next((config[k] for k in keys if isinstance(config.get(k), int) and not isinstance(config.get(k), bool)),
+                None)
+
+
+def kernel_inputs(config: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What the SDPA gates read of a config, as far as its keys say: head dimension, grouped heads, alignment."""
+    hidden, heads, kv = _first(config, _HIDDEN_KEYS), _first(config, _HEAD_KEYS), _first(config, _KV_KEYS)
+    head_dim = config.get("head_dim")
+    if not isinstance(head_dim, int) and isinstance(hidden, int) and isinstance(heads, int) and heads:
+        head_dim = (hidden // heads, hidden % heads)
+    return (head_dim, None if kv is None or heads is None else kv == heads,
+            None if hidden is None else hidden % ALIGN)
+
+
+# --- the formula's numbers, per malloc (the stored table dedupes equal sizes, which scaling can part)
+
+def _expanded(run: _Run) -> tuple[list[int], list[list[Fraction]]]:
+    """(events with every malloc as 0, each malloc's coefficients in order)."""
+    pattern, sizes = [], []
+    for event in run.events:
+        index, kind = divmod(event, 2)
+        pattern.append(event if kind else 0)
+        if not kind:
+            sizes.append([Fraction(c) for c in run.sizes[index]])
+    return pattern, sizes
+
+
+def _numbers(run: _Run) -> list[Fraction]:
+    """Every number of a run that scales: weights, each malloc's coefficients, the cache's."""
+    sizes = _expanded(run)[1]
+    return [*(Fraction(w) for w in run.weights), *(c for s in sizes for c in s), *(Fraction(c) for c in run.kv)]
+
+
+def _shape(formula: Formula) -> list[Any]:
+    """What must not change between the base and a scaled fit: the op sequence, phases, kernels, region."""
+    return [formula.region.model_dump(), formula.generative, formula.device,
+            [[_expanded(r)[0], r.prefill, r.reset, len(r.weights), len(r.kv), r.used, r.layers] for r in formula.runs]]
+
+
+def _exponent(base: Fraction, other: Fraction, scale: Fraction) -> int | None:
+    if base == 0:
+        return 0 if other == 0 else None
+    return next((e for e in EXPONENTS if base * scale**e == other), None)
+
+
+def exponents_of(base: Formula, other: Formula, scale: Fraction) -> list[list[int]] | None:
+    """Per run, each number's exponent in the field that `other` was fitted with scaled by `scale`; None where a
+    number does not scale by a power of it or the trace's shape differs."""
+    if _shape(base) != _shape(other):
+        return None
+    out = []
+    for a, b in zip(base.runs, other.runs):
+        found = [_exponent(x, y, scale) for x, y in zip(_numbers(a), _numbers(b))]
+        if any(e is None for e in found):
+            return None
+        out.append([int(e or 0) for e in found])
+    return out
+
+
+def scaled(base: Formula, exps: Sequence[Sequence[Exps]], ratios: Mapping[str, Fraction], layers: int | None = None
+           ) -> Formula | None:
+    """The base formula with every number scaled (None where a weight or a kernel's count comes out fractional)."""
+    runs = []
+    for run, run_exps in zip(base.runs, exps):
+        values = []
+        for value, e in zip(_numbers(run), run_exps):
+            for field, power in e.items():
+                value *= ratios[field] ** power
+            values.append(value)
+        n_w, n_kv = len(run.weights), len(run.kv)
+        weights = values[:n_w]
+        if any(w.denominator != 1 or w < 0 for w in weights):
+            return None
+        flat, kv = values[n_w:len(values) - n_kv], values[len(values) - n_kv:]
+        width = len(MONOMIALS)
+        table: dict[tuple[str, ...], int] = {}
+        events, m = [], 0
+        for event in run.events:
+            if event % 2:
+                events.append(event)
+                continue
+            size = tuple(str(c) for c in flat[m * width:(m + 1) * width])
+            events.append(2 * table.setdefault(size, len(table)))
+            m += 1
+        runs.append(run.model_copy(update={"weights": [int(w) for w in weights], "sizes": [list(k) for k in table],
+                                           "events": events, "kv": [str(c) for c in kv]}))
+    return base.model_copy(update={"runs": runs, "layers": base.layers if layers is None else layers})
+
+
+# --- deriving (needs torch and transformers: scripts/precompute_memory_scaling.py)
+
+def _ratios(free: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Fraction]:
+    return {f: Fraction(config[f]) / Fraction(v) for f, v in free.items()}
+
+
+def _dense(exps: list[dict[str, list[int]]], runs: int) -> list[list[Exps]]:
+    """{field: per-run exponent lists} -> per run, per number, {field: exponent} (nonzero only)."""
+    out: list[list[Exps]] = []
+    for r in range(runs):
+        width = len(next(iter(exps[r].values()))) if exps[r] else 0
+        out.append([{f: e[i] for f, e in exps[r].items() if e[i]} for i in range(width)])
+    return out
+
+
+def derive(config: dict[str, Any], base: Formula, fit: Any, candidates: Sequence[str], *,
+           layer_field: str | None) -> dict[str, Any] | None:
+    """The scaling of `base` (fitted at `config`) in `candidates` (integer fields); `fit(config)` refits at another
+    config (raises Refused). Returns the stored entry, or None where no field scales or the check fails."""
+    numbers = [len(_numbers(r)) for r in base.runs]
+    per_field: dict[str, list[list[int]]] = {}
+    for field in candidates:
+        value = config.get(field)
+        if not isinstance(value, int) or isinstance(value, bool) or field == layer_field:
+            continue
+        for scale in SCALES:
+            if (value * scale).denominator != 1 or value * scale < 1:
+                continue
+            try:
+                other = fit({**config, field: int(value * scale)})
+            except Exception:  # noqa: BLE001 - a class that refuses this size, or no exact fit: try the other way
+                continue
+            found = exponents_of(base, other, scale)
+            if found is not None:
+                per_field[field] = found
+                break
+    if not per_field:
+        return None
+    free = {f: config[f] for f in per_field}
+    exps = _dense([{f: per_field[f][r] for f in per_field} for r in range(len(numbers))], len(numbers))
+    check = {**config, **{f: v * 3 for f, v in free.items()}}
+    try:
+        truth = fit(check)
+    except Exception:  # noqa: BLE001 - no fit at the check point: nothing proved, nothing stored
+        return None
+    predicted = scaled(base, exps, _ratios(free, check))
+    if predicted is None or _shape(predicted) != _shape(truth) or any(
+            _numbers(a) != _numbers(b) for a, b in zip(predicted.runs, truth.runs)):
+        return None
+    period = (base.runs[0].layers or 0) // 2 if len(base.runs) == 2 and layer_field else None
+    return {"free": free, "layer_field": layer_field if period else None, "period": period,
+            "exponents": [[",".join(f"{f}={e}" for f, e in sorted(x.items())) for x in run] for run in exps]}
+
+
+# --- answering (no torch)
+
+@cache
+def table() -> dict[str, Any]:
+    """{"simulator": stamp, "releases": {version: [entry, ...]}}, or {} (no file: no relatives answered)."""
+    try:
+        data = json.loads((data_dir() / FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _parse(run: Mapping[str, Any]) -> list[Exps]:
+    """A stored exponent run ({"n": numbers, "x": {index: "field=e,..."}}) as one {field: e} per number."""
+    out: list[Exps] = [{} for _ in range(int(run["n"]))]
+    for index, text in run["x"].items():
+        out[int(index)] = {f: int(e) for f, _, e in (p.partition("=") for p in text.split(","))}
+    return out
+
+
+def applicable(entry: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Fraction] | None:
+    """The ratios of `config`'s free fields to the base's, where `config` is a relative the entry answers."""
+    from advisor.model.param_formula import IGNORED
+
+    base = entry["config"]
+    free, layer_field = entry["free"], entry.get("layer_field")
+    keys = {k for k in config if k not in IGNORED}
+    if keys != {k for k in base if k not in IGNORED}:
+        return None
+    for key in keys:
+        if key in free:
+            value = config[key]
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                return None
+        elif key == layer_field:
+            n, period = config[key], int(entry["period"])
+            if not isinstance(n, int) or isinstance(n, bool) or n <= 3 * period or n % period:
+                return None
+        elif config[key] != base[key]:
+            return None
+    if kernel_inputs(config) != kernel_inputs(base):
+        return None
+    return _ratios(free, config)
+
+
+def lookup(key: Mapping[str, Any], stamp: str, release: str | None, base_formula: Any, *, batch: int, prompt: int,
+           seq_len: int) -> Any | None:
+    """The SimResult at this shape for a relative of a shipped model, or None. `base_formula(digest, region)`
+    gives the shipped formula an entry scales."""
+    data = table()
+    if data.get("simulator") != stamp:
+        return None
+    config = key["config"]
+    inputs = {k: v for k, v in key.items() if k != "config"}
+    for entry in data.get("releases", {}).get(release or "", []):
+        try:
+            if entry["inputs"] != json.loads(json.dumps(inputs)):
+                continue
+            ratios = applicable(entry, config)
+            if ratios is None:
+                continue
+            base = base_formula(entry["base"], entry["region"])
+            if base is None:
+                continue
+            layer_field = entry.get("layer_field")
+            formula = scaled(base, [_parse(data["runs"][name]) for name in entry["exponents"]], ratios,
+                             layers=config[layer_field] if layer_field else None)
+            if formula is not None and applies(formula, config, batch, prompt, seq_len):
+                return evaluate(formula, batch, prompt, seq_len)
+        except (KeyError, TypeError, ValueError, Refused, IndexError, ZeroDivisionError):
+            continue  # a malformed entry or a size that comes out fractional: not answered
+    return None
