@@ -5,7 +5,7 @@
 Nothing here was fitted on: for every scaling in data/memory_scaling.json on the H100 and CPU targets in
 bfloat16 / sdpa, two relatives the precompute never built: the vocabulary grown by 77 tokens (a fine-tune's added
 tokens; an odd size), and every free size field times 5/4 with two more layers' worth of repeats (wider and
-deeper; skipped where a size is not whole). Each is asked through `formula_store.lookup` (what the planner asks),
+deeper; skipped where a size is not whole). Each is asked through `formula_store.relative` (what the planner asks once its own formulas miss),
 then simulated directly on meta tensors at the planner's default length and at 1000 tokens (or the position
 limit); a row is exact when
 the five figures are byte-equal. Also recorded: the lookup's time (no torch) and the simulation's.
@@ -66,7 +66,7 @@ def main() -> None:
             spec = describe_config(copy.deepcopy(config), name=entry["hub_id"], source="folder")
             for prompt in sorted({default_seq_len(spec, None), min(1000, spec.max_positions or 1000)}):
                 start = time.perf_counter()
-                got = formula_store.lookup(key, stamp, batch=1, prompt=prompt, seq_len=prompt, use_cache=False)
+                got = formula_store.relative(key, stamp, batch=1, prompt=prompt, seq_len=prompt)
                 looked = time.perf_counter() - start
                 start = time.perf_counter()
                 direct = simulate(copy.deepcopy(config), architecture=inputs["architecture"], dtype="bfloat16",

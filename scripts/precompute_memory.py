@@ -14,7 +14,8 @@ of a shipped model on those targets prints the simulator's figure (issue 27).
 
 A formula's runs (its traces) repeat across targets and releases (the same ops on an A100 and an H100, whose
 cuBLAS workspace the formula's capability gives): each distinct run is stored once, under "runs" by its content
-hash, and a formula names its runs by hash (advisor.estimate.formula_store resolves them). With the file, `recommend`/`check` on a shipped model at any shape of a stored region
+hash, in memory_formulas_runs.json beside the table, and a formula names its runs by hash
+(advisor.estimate.formula_store resolves them; the table alone is read to find a key). With the file, `recommend`/`check` on a shipped model at any shape of a stored region
 print the simulator's figure without importing torch or transformers. Releases already in the file are kept.
 """
 
@@ -35,6 +36,7 @@ from advisor.estimate.adapter import _simulator_stamp  # noqa: E402
 from advisor.estimate.simulate import _GEN_SUFFIXES, capability_class  # noqa: E402
 from advisor.io import analysis_cache  # noqa: E402
 from advisor.knowledge import load_knowledge  # noqa: E402
+from advisor.knowledge.memory_tables import FORMULA_RUNS_FILE  # noqa: E402
 from advisor.model.resolve import describe_config  # noqa: E402
 from advisor.plan.recommend import default_seq_len  # noqa: E402
 
@@ -149,11 +151,13 @@ def main() -> None:
                         "merged")
     args = parser.parse_args()
     path = args.out
+    runs_path = path.with_name(FORMULA_RUNS_FILE)
     old = json.loads(path.read_text()) if path.is_file() else {}
+    old_runs = json.loads(runs_path.read_text()) if runs_path.is_file() else {}
     stamp = _simulator_stamp()
     current = old.get("simulator") == stamp
     releases = old.get("releases", {}) if current else {}
-    pool: dict[str, Any] = dict(old.get("runs", {})) if current else {}
+    pool: dict[str, Any] = dict(old_runs.get("runs", old.get("runs", {}))) if current else {}
     table: dict[str, list[Any]] = {}
     for shipped in load_knowledge().models:
         if args.only is not None and shipped.hub_id not in args.only:
@@ -168,8 +172,10 @@ def main() -> None:
     named = {name for release in releases.values() for formulas in release.values() for f in formulas
              for name in f["runs"]}
     pool = {name: run for name, run in pool.items() if name in named}  # a replaced release's runs go
-    data = {"generated_by": "scripts/precompute_memory.py", "simulator": stamp, "runs": pool, "releases": releases}
+    data = {"generated_by": "scripts/precompute_memory.py", "simulator": stamp, "releases": releases}
     path.write_text(json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n")
+    runs = {"generated_by": "scripts/precompute_memory.py", "simulator": stamp, "runs": pool}
+    runs_path.write_text(json.dumps(runs, sort_keys=True, separators=(",", ":")) + "\n")
     print(f"{path}: {sum(len(v) for v in table.values())} formulas for transformers {transformers.__version__}")
 
 

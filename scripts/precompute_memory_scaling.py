@@ -1,4 +1,5 @@
-"""Regenerate data/memory_scaling.json: how each shipped memory formula scales to the model's relatives (issue 27).
+"""Regenerate data/memory_scaling.json (and its exponents, memory_scaling_runs.json): how each shipped memory formula
+scales to the model's relatives (issue 27).
 
 Usage (after scripts/precompute_memory.py, for the same transformers release; entries of other formulas already in the file are kept):
     python scripts/precompute_memory_scaling.py [--processes 2] [--only HUB_ID ...] [--variant DTYPE/ATTN/QUANT ...]
@@ -94,17 +95,14 @@ def _entries(hub_id: str, variants: list[str] | None = None) -> list[dict[str, A
 
 
 def _pooled(entries: list[dict[str, Any]], pool: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each entry's exponent runs stored once in `pool` (sparse: index -> exponents), named by content hash."""
+    """Each entry's exponent runs stored once in `pool`, named by content hash."""
     out = []
     for entry in entries:
         names = []
         for run in entry["exponents"]:
-            if isinstance(run, str):
-                names.append(run)
-                continue
-            sparse = {str(i): x for i, x in enumerate(run) if x}
-            name = analysis_cache.content_hash({"n": len(run), "x": sparse})[:20]
-            pool.setdefault(name, {"n": len(run), "x": sparse})
+            name = run if isinstance(run, str) else analysis_cache.content_hash(run)[:20]
+            if not isinstance(run, str):
+                pool.setdefault(name, run)
             names.append(name)
         out.append({**entry, "exponents": names})
     return out
@@ -114,16 +112,19 @@ def main() -> None:
     import transformers
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--out", type=Path, default=ROOT / "data" / formula_scaling.FILE)
+    parser.add_argument("--out", type=Path, default=ROOT / "data" / formula_scaling.FILE,
+                        help=f"the entries; the exponents go to {formula_scaling.RUNS_FILE} beside it")
     parser.add_argument("--only", nargs="*", default=None, help="these shipped models (hub ids) only, merged")
     parser.add_argument("--variant", nargs="*", default=None, help="these DTYPE/ATTN/QUANTIZATION only")
     parser.add_argument("--processes", type=int, default=1)
     args = parser.parse_args()
+    runs_out = args.out.with_name(formula_scaling.RUNS_FILE)
     old = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    old_runs = json.loads(runs_out.read_text()) if runs_out.is_file() else {}
     stamp = _simulator_stamp()
-    current = old.get("simulator") == stamp
+    current = old.get("simulator") == stamp and old_runs.get("simulator") == stamp
     releases = old.get("releases", {}) if current else {}
-    pool: dict[str, Any] = dict(old.get("runs", {})) if current else {}
+    pool: dict[str, Any] = dict(old_runs.get("runs", {})) if current else {}
     models = [m.hub_id for m in load_knowledge().models if args.only is None or m.hub_id in args.only]
     with multiprocessing.get_context("fork").Pool(args.processes) as workers:
         entries = [e for found in workers.imap(functools.partial(_entries, variants=args.variant), models)
@@ -133,9 +134,11 @@ def main() -> None:
     kept = [e for e in releases.get(version, []) if (e["base"], json.dumps(e["region"], sort_keys=True)) not in done]
     releases[version] = [*kept, *_pooled(entries, pool)]
     named = {n for rows in releases.values() for e in rows for n in e["exponents"]}
-    data = {"generated_by": "scripts/precompute_memory_scaling.py", "simulator": stamp,
-            "runs": {n: r for n, r in pool.items() if n in named}, "releases": releases}
+    data = {"generated_by": "scripts/precompute_memory_scaling.py", "simulator": stamp, "releases": releases}
     args.out.write_text(json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n")
+    pooled = {"generated_by": "scripts/precompute_memory_scaling.py", "simulator": stamp,
+              "runs": {n: r for n, r in pool.items() if n in named}}
+    runs_out.write_text(json.dumps(pooled, sort_keys=True, separators=(",", ":")) + "\n")
     print(f"{args.out}: {len(entries)} scalings for transformers {version}")
 
 

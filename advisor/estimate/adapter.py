@@ -154,6 +154,11 @@ def simulated(model: ModelSpec, *, dtype: str, quantization: str, attn: str, bat
     found = formula_store.lookup(fkey, _simulator_stamp(cache), use_cache=cache, **shape)
     if found is not None:
         return found
+    if model.source != "shipped":  # a shipped model's own formulas were just asked; a relative's are scaled
+        found = formula_store.relative(fkey, _simulator_stamp(cache), keep=cache and analysis_cache.enabled(),
+                                       **shape)
+        if found is not None:
+            return found
     if not run or not may_simulate(model, always_simulate=always_simulate, cache=cache):
         return None  # the fast path stays free of torch and transformers (issue 14): closed form, labelled
     try:

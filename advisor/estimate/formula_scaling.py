@@ -24,12 +24,13 @@ from fractions import Fraction
 from functools import cache
 from typing import Any
 
-from advisor.estimate.trace_formula import MONOMIALS, Formula, Refused, _Run, applies, evaluate
+from advisor.estimate.trace_formula import MONOMIALS, Formula, Refused, _Run, applies
 from advisor.knowledge.loader import data_dir
 
-__all__ = ["FILE", "SCALES", "applicable", "derive", "lookup", "scaled"]
+__all__ = ["FILE", "RUNS_FILE", "SCALES", "applicable", "derive", "lookup", "scaled"]
 
 FILE = "memory_scaling.json"
+RUNS_FILE = "memory_scaling_runs.json"  # the exponents, apart: read only when an entry answers (1.8 MB, 40 ms)
 SCALES = (Fraction(2), Fraction(1, 2))  # a field is doubled, or halved where doubling changes the kernel
 EXPONENTS = range(-2, 4)  # hidden_size^2 (a square projection), 1 / heads (the head dimension), experts x ...
 _LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers")
@@ -37,7 +38,6 @@ _HIDDEN_KEYS = ("hidden_size", "n_embd", "d_model", "dim")
 _HEAD_KEYS = ("num_attention_heads", "n_head", "num_heads", "n_heads", "encoder_attention_heads")
 _KV_KEYS = ("num_key_value_heads", "num_kv_heads", "n_head_kv", "multi_query_group_num")
 ALIGN = 64  # the hidden size's residue: offsets of fused q/k/v views, which the memory-efficient gate checks
-Exps = dict[str, int]
 
 
 def _first(config: Mapping[str, Any], keys: Sequence[str]) -> Any:
@@ -100,33 +100,48 @@ def exponents_of(base: Formula, other: Formula, scale: Fraction) -> list[list[in
     return out
 
 
-def scaled(base: Formula, exps: Sequence[Sequence[Exps]], ratios: Mapping[str, Fraction], layers: int | None = None
-           ) -> Formula | None:
-    """The base formula with every number scaled (None where a weight or a kernel's count comes out fractional)."""
+def _factor(text: str, ratios: Mapping[str, Fraction]) -> Fraction:
+    """The product of ratio ** exponent over "field=e,field=e"."""
+    out = Fraction(1)
+    for part in text.split(","):
+        field, _, e = part.partition("=")
+        out *= ratios[field] ** int(e)
+    return out
+
+
+def scaled(base: Formula, exps: Sequence[Mapping[int, str]], ratios: Mapping[str, Fraction],
+           layers: int | None = None) -> Formula | None:
+    """The base formula with its numbers scaled: `exps` per run maps a number's index (in `_numbers`' order) to
+    its exponents ("field=e,..."); a number not in it does not scale. None where a weight comes out fractional."""
+    factors: dict[str, Fraction] = {}
+
+    def times(value: str, index: int, sparse: Mapping[int, str]) -> str:
+        text = sparse.get(index)
+        if text is None or value == "0":
+            return value
+        factor = factors.get(text)
+        if factor is None:
+            factor = factors[text] = _factor(text, ratios)
+        return str(Fraction(value) * factor)
+
+    width = len(MONOMIALS)
     runs = []
-    for run, run_exps in zip(base.runs, exps):
-        values = []
-        for value, e in zip(_numbers(run), run_exps):
-            for field, power in e.items():
-                value *= ratios[field] ** power
-            values.append(value)
-        n_w, n_kv = len(run.weights), len(run.kv)
-        weights = values[:n_w]
+    for run, sparse in zip(base.runs, exps):
+        weights = [Fraction(times(str(w), i, sparse)) for i, w in enumerate(run.weights)]
         if any(w.denominator != 1 or w < 0 for w in weights):
             return None
-        flat, kv = values[n_w:len(values) - n_kv], values[len(values) - n_kv:]
-        width = len(MONOMIALS)
         table: dict[tuple[str, ...], int] = {}
-        events, m = [], 0
+        events, offset = [], len(weights)
         for event in run.events:
             if event % 2:
                 events.append(event)
                 continue
-            size = tuple(str(c) for c in flat[m * width:(m + 1) * width])
+            size = tuple(times(c, offset + j, sparse) for j, c in enumerate(run.sizes[event // 2]))
             events.append(2 * table.setdefault(size, len(table)))
-            m += 1
+            offset += width
+        kv = [times(c, offset + j, sparse) for j, c in enumerate(run.kv)]
         runs.append(run.model_copy(update={"weights": [int(w) for w in weights], "sizes": [list(k) for k in table],
-                                           "events": events, "kv": [str(c) for c in kv]}))
+                                           "events": events, "kv": kv}))
     return base.model_copy(update={"runs": runs, "layers": base.layers if layers is None else layers})
 
 
@@ -134,15 +149,6 @@ def scaled(base: Formula, exps: Sequence[Sequence[Exps]], ratios: Mapping[str, F
 
 def _ratios(free: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Fraction]:
     return {f: Fraction(config[f]) / Fraction(v) for f, v in free.items()}
-
-
-def _dense(exps: list[dict[str, list[int]]], runs: int) -> list[list[Exps]]:
-    """{field: per-run exponent lists} -> per run, per number, {field: exponent} (nonzero only)."""
-    out: list[list[Exps]] = []
-    for r in range(runs):
-        width = len(next(iter(exps[r].values()))) if exps[r] else 0
-        out.append([{f: e[i] for f, e in exps[r].items() if e[i]} for i in range(width)])
-    return out
 
 
 def derive(config: dict[str, Any], base: Formula, fit: Any, candidates: Sequence[str], *,
@@ -169,7 +175,9 @@ def derive(config: dict[str, Any], base: Formula, fit: Any, candidates: Sequence
     if not per_field:
         return None
     free = {f: config[f] for f in per_field}
-    exps = _dense([{f: per_field[f][r] for f in per_field} for r in range(len(numbers))], len(numbers))
+    exps = [{i: ",".join(f"{f}={per_field[f][r][i]}" for f in sorted(per_field) if per_field[f][r][i])
+             for i in range(width)} for r, width in enumerate(numbers)]
+    exps = [{i: text for i, text in run.items() if text} for run in exps]
     check = {**config, **{f: v * 3 for f, v in free.items()}}
     try:
         truth = fit(check)
@@ -181,27 +189,34 @@ def derive(config: dict[str, Any], base: Formula, fit: Any, candidates: Sequence
         return None
     period = (base.runs[0].layers or 0) // 2 if len(base.runs) == 2 and layer_field else None
     return {"free": free, "layer_field": layer_field if period else None, "period": period,
-            "exponents": [[",".join(f"{f}={e}" for f, e in sorted(x.items())) for x in run] for run in exps]}
+            "exponents": [{"n": n, "x": {str(i): text for i, text in run.items()}} for n, run in zip(numbers, exps)]}
 
 
 # --- answering (no torch)
 
-@cache
-def table() -> dict[str, Any]:
-    """{"simulator": stamp, "releases": {version: [entry, ...]}}, or {} (no file: no relatives answered)."""
+def _read(name: str) -> dict[str, Any]:
     try:
-        data = json.loads((data_dir() / FILE).read_text(encoding="utf-8"))
+        data = json.loads((data_dir() / name).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
 
 
-def _parse(run: Mapping[str, Any]) -> list[Exps]:
-    """A stored exponent run ({"n": numbers, "x": {index: "field=e,..."}}) as one {field: e} per number."""
-    out: list[Exps] = [{} for _ in range(int(run["n"]))]
-    for index, text in run["x"].items():
-        out[int(index)] = {f: int(e) for f, _, e in (p.partition("=") for p in text.split(","))}
-    return out
+@cache
+def table() -> dict[str, Any]:
+    """{"simulator": stamp, "releases": {version: [entry, ...]}}, or {} (no file: no relatives answered)."""
+    return _read(FILE)
+
+
+@cache
+def runs() -> dict[str, Any]:
+    """{"simulator": stamp, "runs": {name: {"n": numbers, "x": {index: exponents}}}}: what entries name."""
+    return _read(RUNS_FILE)
+
+
+def _sparse(run: Mapping[str, Any]) -> dict[int, str]:
+    """A stored exponent run ({"n": numbers, "x": {index: "field=e,..."}}) as `scaled` reads it."""
+    return {int(i): str(text) for i, text in run["x"].items()}
 
 
 def applicable(entry: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Fraction] | None:
@@ -229,19 +244,27 @@ def applicable(entry: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str,
     return _ratios(free, config)
 
 
+@cache
+def _index(release: str) -> dict[str, list[dict[str, Any]]]:
+    """The release's entries by their inputs (the formula key less the config), for one dict lookup per ask."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for entry in table().get("releases", {}).get(release, []):
+        if isinstance(entry, dict) and isinstance(entry.get("inputs"), dict):
+            out.setdefault(json.dumps(entry["inputs"], sort_keys=True), []).append(entry)
+    return out
+
+
 def lookup(key: Mapping[str, Any], stamp: str, release: str | None, base_formula: Any, *, batch: int, prompt: int,
-           seq_len: int) -> Any | None:
-    """The SimResult at this shape for a relative of a shipped model, or None. `base_formula(digest, region)`
-    gives the shipped formula an entry scales."""
+           seq_len: int) -> Formula | None:
+    """The formula of this relative of a shipped model whose region holds this shape, or None.
+    `base_formula(digest, region)` gives the shipped formula an entry scales."""
     data = table()
-    if data.get("simulator") != stamp:
+    if data.get("simulator") != stamp or release is None:
         return None
     config = key["config"]
-    inputs = {k: v for k, v in key.items() if k != "config"}
-    for entry in data.get("releases", {}).get(release or "", []):
+    inputs = json.dumps({k: v for k, v in key.items() if k != "config"}, sort_keys=True)
+    for entry in _index(release).get(inputs, []):
         try:
-            if entry["inputs"] != json.loads(json.dumps(inputs)):
-                continue
             ratios = applicable(entry, config)
             if ratios is None:
                 continue
@@ -249,10 +272,13 @@ def lookup(key: Mapping[str, Any], stamp: str, release: str | None, base_formula
             if base is None:
                 continue
             layer_field = entry.get("layer_field")
-            formula = scaled(base, [_parse(data["runs"][name]) for name in entry["exponents"]], ratios,
+            pool = runs()
+            if pool.get("simulator") != stamp:
+                return None
+            formula = scaled(base, [_sparse(pool["runs"][name]) for name in entry["exponents"]], ratios,
                              layers=config[layer_field] if layer_field else None)
             if formula is not None and applies(formula, config, batch, prompt, seq_len):
-                return evaluate(formula, batch, prompt, seq_len)
-        except (KeyError, TypeError, ValueError, Refused, IndexError, ZeroDivisionError):
+                return formula
+        except (KeyError, TypeError, ValueError, Refused, IndexError, ZeroDivisionError, AttributeError):
             continue  # a malformed entry or a size that comes out fractional: not answered
     return None

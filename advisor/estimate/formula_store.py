@@ -22,10 +22,11 @@ from advisor import env as envvars
 from advisor.io import analysis_cache
 from advisor.knowledge.installed import installed_version
 from advisor.knowledge.memory_tables import FORMULAS_FILE as FILE
+from advisor.knowledge.memory_tables import memory_formula_runs
 from advisor.knowledge.memory_tables import memory_formulas as shipped_table
 
 __all__ = ["FILE", "KIND", "fit_later", "fit_one", "fit_pending", "formula_key", "lookup", "record", "refused",
-           "shipped_current", "shipped_table"]
+           "relative", "shipped_current", "shipped_formula", "shipped_formulas", "shipped_table"]
 
 KIND = "memory-formula"
 MAX_KEPT = 12  # formulas per config variant (regions) in one cache entry, the newest kept
@@ -57,14 +58,20 @@ def _entry(key: Mapping[str, Any], stamp: str, use: bool = True) -> dict[str, An
     return hit if isinstance(hit, dict) else {}
 
 
-def _candidates(key: Mapping[str, Any], stamp: str, use: bool) -> list[Any]:
+def _shipped(digest: str, stamp: str) -> list[Any]:
+    """The shipped formulas of this key hash with their runs in place (none where the file is stale)."""
     table = shipped_table()
-    shipped: list[Any] = []
-    if table.get("simulator") == stamp:
-        release = table.get("releases", {}).get(installed_version() or "", {})
-        pool = table.get("runs", {})
-        shipped = [_resolved(raw, pool) for raw in release.get(analysis_cache.content_hash(key), [])]
-    return [*shipped, *_entry(key, stamp, use).get("formulas", [])]
+    if table.get("simulator") != stamp:
+        return []
+    found = table.get("releases", {}).get(installed_version() or "", {}).get(digest, [])
+    if not found:
+        return []
+    pool = memory_formula_runs().get("runs", {})
+    return [_resolved(raw, pool) for raw in found]
+
+
+def _candidates(key: Mapping[str, Any], stamp: str, use: bool) -> list[Any]:
+    return [*_shipped(analysis_cache.content_hash(key), stamp), *_entry(key, stamp, use).get("formulas", [])]
 
 
 def _resolved(raw: Any, pool: Mapping[str, Any]) -> Any:
@@ -77,8 +84,7 @@ def _resolved(raw: Any, pool: Mapping[str, Any]) -> Any:
 
 def lookup(key: Mapping[str, Any], stamp: str, *, batch: int, prompt: int, seq_len: int, use_cache: bool = True
            ) -> Any | None:
-    """The SimResult at this shape from a stored formula whose region holds it, else from a shipped formula
-    scaled to this relative of a shipped model (advisor.estimate.formula_scaling), or None (`use_cache=False`,
+    """The SimResult at this shape from a stored formula whose region holds it, or None (`use_cache=False`,
     --no-cache: the shipped formulas only)."""
     for raw in _candidates(key, stamp, use_cache):
         try:
@@ -87,21 +93,33 @@ def lookup(key: Mapping[str, Any], stamp: str, *, batch: int, prompt: int, seq_l
                 return evaluate(formula, batch, prompt, seq_len)
         except (ValueError, Refused, IndexError, KeyError, ZeroDivisionError) as exc:  # a foreign entry: a miss
             _log.debug("memory formula unusable: %s", exc)
+    return None
+
+
+def relative(key: Mapping[str, Any], stamp: str, *, batch: int, prompt: int, seq_len: int, keep: bool = False
+             ) -> Any | None:
+    """The SimResult at this shape from a shipped formula scaled to this relative of a shipped model
+    (advisor.estimate.formula_scaling), or None; `keep`: the scaled formula is kept in the analysis cache as
+    this config's own, so its other shapes need neither table again."""
     from advisor.estimate import formula_scaling
 
-    return formula_scaling.lookup(key, stamp, installed_version(), functools.partial(shipped_formula, stamp),
-                                  batch=batch, prompt=prompt, seq_len=seq_len)
+    formula = formula_scaling.lookup(key, stamp, installed_version(), functools.partial(shipped_formula, stamp),
+                                     batch=batch, prompt=prompt, seq_len=seq_len)
+    if formula is None:
+        return None
+    if keep:
+        entry = _entry(key, stamp)
+        entry["formulas"] = [*entry.get("formulas", []), formula.model_dump(mode="json")][-MAX_KEPT:]
+        analysis_cache.put(KIND, key, entry, transformers=installed_version(), extra=stamp)
+    return evaluate(formula, batch, prompt, seq_len)
 
 
 def shipped_formulas(stamp: str, digest: str) -> list[Formula]:
     """The shipped formulas of this key hash for the installed release (none where the file is stale)."""
-    table = shipped_table()
-    if table.get("simulator") != stamp:
-        return []
     out = []
-    for raw in table.get("releases", {}).get(installed_version() or "", {}).get(digest, []):
+    for raw in _shipped(digest, stamp):
         try:
-            formula = Formula.model_validate(_resolved(raw, table.get("runs", {})))
+            formula = Formula.model_validate(raw)
         except ValueError:
             continue
         if formula.format == FORMAT:

@@ -1,5 +1,5 @@
-"""The estimate's two tables (issue 27): data/memory_formulas.json, the shipped models' exact memory formulas
-(scripts/precompute_memory.py, per transformers release), and data/closed_form_error.json, the closed form's
+"""The estimate's tables (issue 27): data/memory_formulas.json, the shipped models' exact memory formulas
+(scripts/precompute_memory.py, per transformers release; their traces in memory_formulas_runs.json), and data/closed_form_error.json, the closed form's
 measured error over the committed GPU rows (benchmarks/memory_table.py --method estimated --bound-out).
 
 Both are optional: a missing or unreadable file means no shipped formula (the model is simulated or takes the
@@ -13,19 +13,30 @@ from typing import Any
 
 from advisor.knowledge.loader import data_dir
 
-__all__ = ["FORMULAS_FILE", "closed_form_error", "memory_formulas"]
+__all__ = ["FORMULAS_FILE", "FORMULA_RUNS_FILE", "closed_form_error", "memory_formula_runs", "memory_formulas"]
 
 FORMULAS_FILE = "memory_formulas.json"
+FORMULA_RUNS_FILE = "memory_formulas_runs.json"  # the traces, apart: read only for a key the table holds (3 MB)
+
+
+def _read(name: str) -> dict[str, Any]:
+    try:
+        data = json.loads((data_dir() / name).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 @cache
 def memory_formulas() -> dict[str, Any]:
-    """{"simulator": stamp, "releases": {version: {key hash: [formula, ...]}}}, or {}."""
-    try:
-        data = json.loads((data_dir() / FORMULAS_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    """{"simulator": stamp, "releases": {version: {key hash: [formula naming its runs, ...]}}}, or {}."""
+    return _read(FORMULAS_FILE)
+
+
+@cache
+def memory_formula_runs() -> dict[str, Any]:
+    """{"runs": {name: run}}: the traces the formulas name, each stored once (scripts/precompute_memory.py)."""
+    return _read(FORMULA_RUNS_FILE)
 
 
 @cache

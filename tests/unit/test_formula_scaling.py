@@ -62,9 +62,9 @@ def test_a_relative_gets_the_simulators_figure_byte_equal(relative: str, target:
     _shipped_scaling()
     config = {**_base(), **RELATIVES[relative]}
     key = _key(config, **TARGETS[target])
-    assert formula_store._candidates(key, _simulator_stamp(), False) == []  # no formula of its own: scaled
+    assert formula_store.lookup(key, _simulator_stamp(), batch=1, prompt=4096, seq_len=4096, use_cache=False) is None
     for prompt in (4096, 1000):
-        got = formula_store.lookup(key, _simulator_stamp(), batch=1, prompt=prompt, seq_len=prompt, use_cache=False)
+        got = formula_store.relative(key, _simulator_stamp(), batch=1, prompt=prompt, seq_len=prompt)
         assert got is not None, (relative, target, prompt)
         direct = simulate(copy.deepcopy(config), architecture="LlamaForCausalLM", dtype="bfloat16", quantization="none",
                           batch=1, prompt_len=prompt, seq_len=prompt, **TARGETS[target])
@@ -83,7 +83,7 @@ def test_a_relative_gets_the_simulators_figure_byte_equal(relative: str, target:
 def test_what_the_gates_read_or_a_fixed_key_changes_is_not_answered(change: dict[str, Any]) -> None:
     _shipped_scaling()
     key = _key({**_base(), **change}, attn="sdpa", device="cuda", capability=(9, 0))
-    assert formula_store.lookup(key, _simulator_stamp(), batch=1, prompt=4096, seq_len=4096, use_cache=False) is None
+    assert formula_store.relative(key, _simulator_stamp(), batch=1, prompt=4096, seq_len=4096) is None
 
 
 def test_the_scaled_answer_imports_neither_torch_nor_transformers() -> None:
@@ -96,7 +96,7 @@ def test_the_scaled_answer_imports_neither_torch_nor_transformers() -> None:
         "c['vocab_size'] += 77\n"
         "k = formula_store.formula_key(c, dict(architecture='LlamaForCausalLM', dtype='bfloat16', quantization='none',"
         " padded=False, sdpa_backends=('flash', 'efficient', 'math'), attn='sdpa', device='cuda', capability=(9, 0)))\n"
-        "r = formula_store.lookup(k, _simulator_stamp(), batch=1, prompt=4096, seq_len=4096, use_cache=False)\n"
+        "r = formula_store.relative(k, _simulator_stamp(), batch=1, prompt=4096, seq_len=4096)\n"
         "print(json.dumps([r is not None, 'torch' in sys.modules, 'transformers' in sys.modules]))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120,
@@ -126,8 +126,7 @@ def test_a_derived_scaling_predicts_a_fit_it_never_saw(target: str) -> None:
     fields = ["hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "vocab_size"]
     entry = formula_scaling.derive(copy.deepcopy(TINY), base, fit, fields, layer_field="num_hidden_layers")
     assert entry is not None and set(entry["free"]) == set(fields) and entry["period"] == 1
-    exps = [formula_scaling._parse({"n": len(run), "x": {str(i): x for i, x in enumerate(run) if x}})
-            for run in entry["exponents"]]
+    exps = [formula_scaling._sparse(run) for run in entry["exponents"]]
     other = {**TINY, "hidden_size": 160, "num_attention_heads": 10, "num_key_value_heads": 5,
              "intermediate_size": 344, "vocab_size": 4099}
     predicted = formula_scaling.scaled(base, exps, formula_scaling._ratios(entry["free"], other))
@@ -143,3 +142,39 @@ def test_a_field_that_moves_the_region_is_never_free() -> None:
     # the window thresholds are part of the region: doubling the context length moves it, no exponent explains it
     assert formula_scaling.derive(copy.deepcopy(TINY), base, fit, ["max_position_embeddings"],
                                   layer_field="num_hidden_layers") is None
+
+
+def test_recommend_on_a_relatives_folder_prints_simulated_figures_without_torch(tmp_path: Path) -> None:
+    """The planner's path end to end: the parameter count (param_formula), every memory figure the H100 plan
+    prints for sdpa in bf16 (a scaled formula) and the kernel layers (the shipped row) need no import."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({**_base(), "vocab_size": 128256 + 77}))
+    code = ("import json, sys, runpy\n"
+            "sys.argv = ['advisor', 'recommend', sys.argv[1], '--gpu', 'H100', '--format', 'json']\n"
+            "try:\n    runpy.run_module('advisor', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "print('MODULES', json.dumps(['torch' in sys.modules, 'transformers' in sys.modules]), file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, cwd=ROOT,
+                          timeout=300, check=False,
+                          env={**__import__("os").environ, "PYTHONPATH": str(ROOT), "ADVISOR_CACHE_DIR": str(tmp_path / "c")})
+    line = next(x for x in done.stderr.splitlines() if x.startswith("MODULES "))
+    assert json.loads(line.split(" ", 1)[1]) == [False, False], done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    assert report["memory"]["method"] == "simulated"
+    assert report["chosen"]["candidate"] == {"attn": "sdpa", "dtype": "bfloat16", "quantization": "none",
+                                             "placement": "gpu"}
+
+
+def test_a_scaled_formula_is_kept_as_the_configs_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After one scaled answer, another length of the same relative is the cache's exact formula (no table)."""
+    from advisor.io import analysis_cache
+
+    _shipped_scaling()
+    monkeypatch.setenv(analysis_cache.CACHE_DIR_ENV, str(tmp_path))
+    key = _key({**_base(), **RELATIVES["narrow"]}, **TARGETS["h100-sdpa"])
+    stamp = _simulator_stamp()
+    assert formula_store.lookup(key, stamp, batch=1, prompt=3001, seq_len=3001) is None
+    first = formula_store.relative(key, stamp, batch=1, prompt=4096, seq_len=4096, keep=True)
+    again = formula_store.lookup(key, stamp, batch=1, prompt=3001, seq_len=3001)
+    scaled = formula_store.relative(key, stamp, batch=1, prompt=3001, seq_len=3001)
+    assert first is not None and again is not None and _figures(again) == _figures(scaled)
