@@ -223,10 +223,11 @@ def applicable(entry: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str,
     """The ratios of `config`'s free fields to the base's, where `config` is a relative the entry answers."""
     from advisor.model.param_formula import IGNORED
 
+    ignored = IGNORED - {"quantization_config"}  # a pre-quantized checkpoint is simulated, not scaled
     base = entry["config"]
     free, layer_field = entry["free"], entry.get("layer_field")
-    keys = {k for k in config if k not in IGNORED}
-    if keys != {k for k in base if k not in IGNORED}:
+    keys = {k for k in config if k not in ignored}
+    if keys != {k for k in base if k not in ignored}:
         return None
     for key in keys:
         if key in free:

@@ -79,6 +79,7 @@ def test_a_relative_gets_the_simulators_figure_byte_equal(relative: str, target:
     dict(rope_theta=10000.0),  # a key no size scales: fixed
     dict(num_hidden_layers=3),  # too few layers for the formula's extrapolation
     dict(vocab_size=True),
+    dict(quantization_config={"quant_method": "gptq", "bits": 4}),  # a pre-quantized checkpoint: simulated
 ])
 def test_what_the_gates_read_or_a_fixed_key_changes_is_not_answered(change: dict[str, Any]) -> None:
     _shipped_scaling()
