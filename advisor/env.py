@@ -37,11 +37,12 @@ CUDA_VISIBLE_DEVICES = "CUDA_VISIBLE_DEVICES"  # part of the torch probe's cache
 BNB_CUDA_VERSION = "BNB_CUDA_VERSION"  # the bitsandbytes binary it loads (probe/packages.py)
 BNB_ROCM_VERSION = "BNB_ROCM_VERSION"
 RANK = "RANK"  # torch's launcher: this process's tensor-parallel rank (prove/tp_worker.py)
+USE_HUB_KERNELS = "USE_HUB_KERNELS"  # read by transformers 5.0-5.24 at import: kernel layers are read in-process only when unset (model/kernel_layers.py)
 
 VARIABLES = (
     CACHE_DIR, DATA_DIR, NO_CACHE, DEBUG, PROGRESS, OUTPUT_WAIT, WRITE_PAUSE, PARENT_PID, SMOKE_FAULT, FIT_INLINE,
     NO_COLOR, GITHUB_STEP_SUMMARY, XDG_CACHE_HOME, HF_HOME, HF_HUB_CACHE, HUGGINGFACE_HUB_CACHE, HF_HUB_OFFLINE,
-    TRANSFORMERS_OFFLINE, CUDA_VISIBLE_DEVICES, BNB_CUDA_VERSION, BNB_ROCM_VERSION, RANK,
+    TRANSFORMERS_OFFLINE, CUDA_VISIBLE_DEVICES, BNB_CUDA_VERSION, BNB_ROCM_VERSION, RANK, USE_HUB_KERNELS,
 )
 
 

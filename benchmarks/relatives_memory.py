@@ -55,7 +55,7 @@ def main() -> None:
     stamp = _simulator_stamp()
     shipped = {m.hub_id: dict(m.config) for m in load_knowledge().models}
     rows = []
-    for entry in formula_scaling.table().get("releases", {}).get(installed_version() or "", []):
+    for entry in formula_scaling.memory_scaling().get("releases", {}).get(installed_version() or "", []):
         inputs = entry["inputs"]
         if inputs["dtype"] != "bfloat16" or inputs["attn"] != "sdpa" or inputs["capability"] not in ([9, 0], [0, 0]):
             continue

@@ -25,12 +25,11 @@ from functools import cache
 from typing import Any
 
 from advisor.estimate.trace_formula import MONOMIALS, Formula, Refused, _Run, applies
-from advisor.knowledge.loader import data_dir
+from advisor.knowledge.memory_tables import SCALING_FILE, SCALING_RUNS_FILE, memory_scaling, memory_scaling_runs
 
 __all__ = ["FILE", "RUNS_FILE", "SCALES", "applicable", "derive", "lookup", "scaled"]
 
-FILE = "memory_scaling.json"
-RUNS_FILE = "memory_scaling_runs.json"  # the exponents, apart: read only when an entry answers (1.8 MB, 40 ms)
+FILE, RUNS_FILE = SCALING_FILE, SCALING_RUNS_FILE
 SCALES = (Fraction(2), Fraction(1, 2))  # a field is doubled, or halved where doubling changes the kernel
 EXPONENTS = range(-2, 4)  # hidden_size^2 (a square projection), 1 / heads (the head dimension), experts x ...
 _LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers")
@@ -194,26 +193,6 @@ def derive(config: dict[str, Any], base: Formula, fit: Any, candidates: Sequence
 
 # --- answering (no torch)
 
-def _read(name: str) -> dict[str, Any]:
-    try:
-        data = json.loads((data_dir() / name).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-@cache
-def table() -> dict[str, Any]:
-    """{"simulator": stamp, "releases": {version: [entry, ...]}}, or {} (no file: no relatives answered)."""
-    return _read(FILE)
-
-
-@cache
-def runs() -> dict[str, Any]:
-    """{"simulator": stamp, "runs": {name: {"n": numbers, "x": {index: exponents}}}}: what entries name."""
-    return _read(RUNS_FILE)
-
-
 def _sparse(run: Mapping[str, Any]) -> dict[int, str]:
     """A stored exponent run ({"n": numbers, "x": {index: "field=e,..."}}) as `scaled` reads it."""
     return {int(i): str(text) for i, text in run["x"].items()}
@@ -249,7 +228,7 @@ def applicable(entry: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str,
 def _index(release: str) -> dict[str, list[dict[str, Any]]]:
     """The release's entries by their inputs (the formula key less the config), for one dict lookup per ask."""
     out: dict[str, list[dict[str, Any]]] = {}
-    for entry in table().get("releases", {}).get(release, []):
+    for entry in memory_scaling().get("releases", {}).get(release, []):
         if isinstance(entry, dict) and isinstance(entry.get("inputs"), dict):
             out.setdefault(json.dumps(entry["inputs"], sort_keys=True), []).append(entry)
     return out
@@ -259,7 +238,7 @@ def lookup(key: Mapping[str, Any], stamp: str, release: str | None, base_formula
            seq_len: int) -> Formula | None:
     """The formula of this relative of a shipped model whose region holds this shape, or None.
     `base_formula(digest, region)` gives the shipped formula an entry scales."""
-    data = table()
+    data = memory_scaling()
     if data.get("simulator") != stamp or release is None:
         return None
     config = key["config"]
@@ -273,7 +252,7 @@ def lookup(key: Mapping[str, Any], stamp: str, release: str | None, base_formula
             if base is None:
                 continue
             layer_field = entry.get("layer_field")
-            pool = runs()
+            pool = memory_scaling_runs()
             if pool.get("simulator") != stamp:
                 return None
             formula = scaled(base, [_sparse(pool["runs"][name]) for name in entry["exponents"]], ratios,

@@ -1,5 +1,6 @@
 """The estimate's tables (issue 27): data/memory_formulas.json, the shipped models' exact memory formulas
-(scripts/precompute_memory.py, per transformers release; their traces in memory_formulas_runs.json), and data/closed_form_error.json, the closed form's
+(scripts/precompute_memory.py, per transformers release; their traces in memory_formulas_runs.json),
+memory_scaling.json, how those scale to the models' relatives (its exponents in memory_scaling_runs.json), and data/closed_form_error.json, the closed form's
 measured error over the committed GPU rows (benchmarks/memory_table.py --method estimated --bound-out).
 
 Both are optional: a missing or unreadable file means no shipped formula (the model is simulated or takes the
@@ -13,10 +14,13 @@ from typing import Any
 
 from advisor.knowledge.loader import data_dir
 
-__all__ = ["FORMULAS_FILE", "FORMULA_RUNS_FILE", "closed_form_error", "memory_formula_runs", "memory_formulas"]
+__all__ = ["FORMULAS_FILE", "FORMULA_RUNS_FILE", "SCALING_FILE", "SCALING_RUNS_FILE", "closed_form_error",
+           "memory_formula_runs", "memory_formulas", "memory_scaling", "memory_scaling_runs"]
 
 FORMULAS_FILE = "memory_formulas.json"
 FORMULA_RUNS_FILE = "memory_formulas_runs.json"  # the traces, apart: read only for a key the table holds (3 MB)
+SCALING_FILE = "memory_scaling.json"  # how those scale to relatives (scripts/precompute_memory_scaling.py)
+SCALING_RUNS_FILE = "memory_scaling_runs.json"  # the exponents, apart: read only when an entry answers (1.8 MB)
 
 
 def _read(name: str) -> dict[str, Any]:
@@ -37,6 +41,18 @@ def memory_formulas() -> dict[str, Any]:
 def memory_formula_runs() -> dict[str, Any]:
     """{"runs": {name: run}}: the traces the formulas name, each stored once (scripts/precompute_memory.py)."""
     return _read(FORMULA_RUNS_FILE)
+
+
+@cache
+def memory_scaling() -> dict[str, Any]:
+    """{"simulator": stamp, "releases": {version: [entry, ...]}} (advisor.estimate.formula_scaling), or {}."""
+    return _read(SCALING_FILE)
+
+
+@cache
+def memory_scaling_runs() -> dict[str, Any]:
+    """{"simulator": stamp, "runs": {name: {"n": numbers, "x": {index: exponents}}}}: what the entries name."""
+    return _read(SCALING_RUNS_FILE)
 
 
 @cache

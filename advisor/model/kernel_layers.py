@@ -88,7 +88,9 @@ def _here() -> bool:
     """Whether this process can answer as the child would: transformers is imported already (describing the
     config built it on the meta device: issue 27, a second import in a child cost 3-10 s) and USE_HUB_KERNELS,
     which transformers 5.0-5.24 read at import and the child leaves out, is unset."""
-    return "transformers" in sys.modules and "USE_HUB_KERNELS" not in os.environ
+    from advisor import env as envvars
+
+    return "transformers" in sys.modules and envvars.read(envvars.USE_HUB_KERNELS) is None
 
 
 def _read_here(key: dict[str, Any], model: ModelSpec) -> list[str] | None:

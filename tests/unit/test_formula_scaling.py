@@ -37,7 +37,7 @@ def _figures(r: Any) -> tuple[int, ...]:
 
 
 def _shipped_scaling() -> None:
-    if formula_scaling.table().get("simulator") != _simulator_stamp():
+    if formula_scaling.memory_scaling().get("simulator") != _simulator_stamp():
         pytest.fail("data/memory_scaling.json was made by another simulator: python scripts/precompute_memory_scaling.py")
 
 

@@ -118,6 +118,30 @@ def test_a_real_llama_has_rope_silu_and_rmsnorm_kernel_layers(tiny_llama: Path) 
     assert shipped["layers"]["5.25.0"] == layers
 
 
+def test_kernel_layers_read_here_are_the_childs(tiny_llama: Path) -> None:
+    """Issue 27: once describing a config imported transformers, its kernel layers are read in this process;
+    the answer must be the child's (which leaves USE_HUB_KERNELS out), or the shortcut changed a fact."""
+    pytest.importorskip("transformers")
+    from advisor.model import kernel_layers
+
+    spec = resolve_model(str(tiny_llama))
+    key = kernel_layers._model_key(spec)
+    here = kernel_layers._read_here(key, spec)
+    assert here and here == kernel_layers._read_in_child(key, spec)
+
+
+def test_a_relative_of_a_shipped_model_reads_its_kernel_layers_from_the_shipped_row() -> None:
+    from advisor.knowledge import load_knowledge
+    from advisor.model.kernel_layers import model_layers
+    from advisor.model.resolve import describe_config
+
+    config = dict(next(m for m in load_knowledge().models if m.hub_id == LLAMA).config)
+    spec = describe_config({**config, "vocab_size": config["vocab_size"] + 77}, name="fine-tune", source="folder")
+    layers, source = model_layers(spec, "5.25.0", cache=False)
+    shipped = next(row for row in hub_kernel_table()["models"].values() if row["hub_id"] == LLAMA)
+    assert layers == shipped["layers"]["5.25.0"] and source.startswith(f"as its relative {LLAMA}")
+
+
 @pytest.mark.parametrize(("layer", "device", "repo"), [
     ("rotary_pos_emb", TargetDevice("cuda", 90), ("kernels-community/rotary", "v2")),
     ("SiLU", TargetDevice("cuda", 90), ("kernels-community/activation", "v1")),
