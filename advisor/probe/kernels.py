@@ -24,6 +24,7 @@ __all__ = ["HEAD_DIMS", "KernelSpec", "kernel_specs", "not_run", "run_batch", "r
 
 HEAD_DIMS = (64, 128)
 WORKER = "advisor.probe.kernel_worker"
+_RUN_FILE = "import runpy, sys; runpy.run_path(sys.argv[1], run_name='__main__')"
 _SDPA = ("sdpa_flash", "sdpa_efficient", "sdpa_cudnn", "sdpa_math")
 # Hub kernels transformers falls back to (FLASH_ATTN_KERNEL_FALLBACK in modeling_flash_attention_utils.py, 5.24:
 # FA2, FA3, FA4 on CUDA; aiter on ROCm); only one already in the local Hub cache is run.
@@ -133,7 +134,10 @@ def run_batch(
 
     from advisor.isolation.child import _child_env, _kill_group, _last_line, _signal_text
 
-    proc = subprocess.Popen([sys.executable, "-m", WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    # the worker's file, not `-m`: the child needs none of advisor.probe's imports (0.2-0.3 s on the critical path
+    # of a first `doctor`, issue 27); run_path adds no folder to sys.path (probe/kernels.py would shadow `kernels`)
+    worker = str(Path(__file__).with_name("kernel_worker.py"))
+    proc = subprocess.Popen([sys.executable, "-c", _RUN_FILE, worker], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=_child_env(), start_new_session=True)
     lines: queue.Queue[str | None] = queue.Queue()
     errors: list[bytes] = []
