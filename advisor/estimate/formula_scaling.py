@@ -32,7 +32,7 @@ __all__ = ["FILE", "RUNS_FILE", "SCALES", "applicable", "derive", "lookup", "sca
 FILE, RUNS_FILE = SCALING_FILE, SCALING_RUNS_FILE
 SCALES = (Fraction(2), Fraction(1, 2))  # a field is doubled, or halved where doubling changes the kernel
 EXPONENTS = range(-2, 4)  # hidden_size^2 (a square projection), 1 / heads (the head dimension), experts x ...
-_LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers")
+_LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")  # the config dict's names (DistilBERT's last)
 _HIDDEN_KEYS = ("hidden_size", "n_embd", "d_model", "dim")
 _HEAD_KEYS = ("num_attention_heads", "n_head", "num_heads", "n_heads", "encoder_attention_heads")
 _KV_KEYS = ("num_key_value_heads", "num_kv_heads", "n_head_kv", "multi_query_group_num")
@@ -74,8 +74,9 @@ def _numbers(run: _Run) -> list[Fraction]:
 
 
 def _shape(formula: Formula) -> list[Any]:
-    """What must not change between the base and a scaled fit: the op sequence, phases, kernels, region."""
-    return [formula.region.model_dump(), formula.generative, formula.device,
+    """What must not change between the base and a scaled fit: the op sequence, phases, kernels, region, and
+    the layer count the runs extrapolate to (a field that moves it is the layer field, or fixed)."""
+    return [formula.region.model_dump(), formula.generative, formula.device, formula.layers,
             [[_expanded(r)[0], r.prefill, r.reset, len(r.weights), len(r.kv), r.used, r.layers] for r in formula.runs]]
 
 

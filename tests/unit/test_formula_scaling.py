@@ -179,3 +179,23 @@ def test_a_scaled_formula_is_kept_as_the_configs_own(tmp_path: Path, monkeypatch
     again = formula_store.lookup(key, stamp, batch=1, prompt=3001, seq_len=3001)
     scaled = formula_store.relative(key, stamp, batch=1, prompt=3001, seq_len=3001)
     assert first is not None and again is not None and _figures(again) == _figures(scaled)
+
+
+def test_another_layer_count_is_extrapolated_under_the_configs_own_name() -> None:
+    """DistilBERT names its layers `n_layers`: a relative with twice the layers must get the deeper figure (the
+    traced runs are the same, only the count they extrapolate to moves), never the shipped one."""
+    pytest.importorskip("transformers")
+    from advisor.estimate.simulate import simulate
+
+    _shipped_scaling()
+    name = "distilbert/distilbert-base-uncased-finetuned-sst-2-english"
+    base = dict(next(m for m in load_knowledge().models if m.hub_id == name).config)
+    config = {**base, "n_layers": base["n_layers"] * 2}
+    architecture = base["architectures"][0]
+    key = formula_store.formula_key(config, dict(architecture=architecture, dtype="float32", quantization="none",
+                                                 padded=False, sdpa_backends=BACKENDS, attn="sdpa", device="cpu",
+                                                 capability=(0, 0)))
+    got = formula_store.relative(key, _simulator_stamp(), batch=1, prompt=512, seq_len=512)
+    direct = simulate(copy.deepcopy(config), architecture=architecture, dtype="float32", attn="sdpa",
+                      quantization="none", batch=1, prompt_len=512, seq_len=512, device="cpu", capability=(0, 0))
+    assert got is not None and _figures(got) == _figures(direct)
