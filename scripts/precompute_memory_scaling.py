@@ -70,8 +70,7 @@ def _entries(hub_id: str, variants: list[str] | None = None) -> list[dict[str, A
                   "padded": False, "device": device, "capability": capability, "sdpa_backends": ALL_BACKENDS}
         key = formula_store.formula_key(copy.deepcopy(config), inputs)
         digest = analysis_cache.content_hash(key)
-        seq = prompt
-        base = next((f for f in formula_store.shipped_formulas(stamp, digest) if applies(f, config, 1, prompt, seq)),
+        base = next((f for f in formula_store.shipped_formulas(stamp, digest) if applies(f, config, 1, prompt, prompt)),
                     None)
         what = f"{hub_id} {dtype}/{attn} {device}{capability}"
         if base is None:
@@ -80,7 +79,7 @@ def _entries(hub_id: str, variants: list[str] | None = None) -> list[dict[str, A
 
         def fit(other: dict[str, Any], key: dict[str, Any] = key) -> Any:
             return formula_store.fit_one({**key, "config": copy.deepcopy(other)}, architecture=architecture,
-                                         batch=1, prompt=prompt, seq_len=seq, generative=generative)
+                                         batch=1, prompt=prompt, seq_len=prompt, generative=generative)
 
         start = time.perf_counter()
         entry = formula_scaling.derive(copy.deepcopy(config), base, fit, fields, layer_field=layer_field)

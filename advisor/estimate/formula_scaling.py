@@ -175,9 +175,9 @@ def derive(config: dict[str, Any], base: Formula, fit: Any, candidates: Sequence
     if not per_field:
         return None
     free = {f: config[f] for f in per_field}
-    exps = [{i: ",".join(f"{f}={per_field[f][r][i]}" for f in sorted(per_field) if per_field[f][r][i])
-             for i in range(width)} for r, width in enumerate(numbers)]
-    exps = [{i: text for i, text in run.items() if text} for run in exps]
+    exps = [{i: text for i in range(width)
+             if (text := ",".join(f"{f}={per_field[f][r][i]}" for f in sorted(per_field) if per_field[f][r][i]))}
+            for r, width in enumerate(numbers)]
     check = {**config, **{f: v * 3 for f, v in free.items()}}
     try:
         truth = fit(check)

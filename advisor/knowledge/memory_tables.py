@@ -1,10 +1,11 @@
 """The estimate's tables (issue 27): data/memory_formulas.json, the shipped models' exact memory formulas
 (scripts/precompute_memory.py, per transformers release; their traces in memory_formulas_runs.json),
-memory_scaling.json, how those scale to the models' relatives (its exponents in memory_scaling_runs.json), and data/closed_form_error.json, the closed form's
-measured error over the committed GPU rows (benchmarks/memory_table.py --method estimated --bound-out).
+memory_scaling.json, how those scale to the models' relatives (its exponents in memory_scaling_runs.json), and
+data/closed_form_error.json, the closed form's measured error over the committed GPU rows
+(benchmarks/memory_table.py --method estimated --bound-out).
 
-Both are optional: a missing or unreadable file means no shipped formula (the model is simulated or takes the
-closed form) and a closed form labelled without its bound."""
+All are optional: a missing or unreadable file means no shipped formula (the model is simulated or takes the
+closed form), no relative scaled, and a closed form labelled without its bound."""
 
 from __future__ import annotations
 
