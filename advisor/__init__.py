@@ -7,7 +7,24 @@ do not pay for it.
 
 from __future__ import annotations
 
-import importlib
+import signal
+import sys
+
+
+def _hold_sigint_for_the_cli() -> frozenset[signal.Signals] | None:
+    """`python -m advisor` runs this file before `__main__`: a Ctrl-C during its imports (typing, importlib) was a
+    traceback (CI, stop 36). Only while Python locates `-m advisor` (argv[0] is "-m"), SIGINT is held from here;
+    `advisor.__main__` restores the mask kept here once the CLI is imported. Library imports are left alone."""
+    orig = getattr(sys, "orig_argv", [])
+    block = getattr(signal, "pthread_sigmask", None)
+    if block is None or sys.argv[:1] != ["-m"] or "-m" not in orig or orig[orig.index("-m") + 1:][:1] != ["advisor"]:
+        return None
+    return frozenset(block(signal.SIG_BLOCK, {signal.SIGINT}))
+
+
+SIGINT_MASK_BEFORE_CLI = _hold_sigint_for_the_cli()
+
+import importlib  # after SIGINT is held
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:

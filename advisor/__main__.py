@@ -22,13 +22,16 @@ def _imported_whole() -> object:
     """The CLI, imported with SIGINT held back: a Ctrl-C that lands inside a compiled extension's import (pydantic-core
     importing `datetime`'s C API) panicked with a traceback instead of raising KeyboardInterrupt. Held, it arrives
     when the import is done, where it is an ordinary KeyboardInterrupt."""
+    import advisor
+
     block = getattr(signal, "pthread_sigmask", None)
     held = block(signal.SIG_BLOCK, {signal.SIGINT}) if block is not None else None
     try:
         from advisor.cli import main
     finally:
         if block is not None:
-            block(signal.SIG_SETMASK, held)
+            before = advisor.SIGINT_MASK_BEFORE_CLI  # held since the package's first line under `python -m`
+            block(signal.SIG_SETMASK, held if before is None else before)
     return main
 
 
