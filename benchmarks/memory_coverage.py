@@ -5,8 +5,9 @@ the closed form, over every shipped model on the common targets (issue 27: every
     python benchmarks/memory_coverage.py --compare BEFORE.json AFTER.json     # a Markdown table of both
 
 Each run is the CLI in this process, `--format json --no-cache` (the shipped formulas only: a user's first run),
-on `--gpu H100`, `--gpu A100-80GB`, `--gpu L4`, `--gpu T4` (the GPU table, this machine's libraries) and the
-cpu_only snapshot. A figure is every distinct memory object of the report (the choice, each alternative, each
+on `--gpu H100`, `--gpu A100-80GB`, `--gpu L4`, `--gpu T4` (the GPU table, this machine's libraries), the
+cpu_only snapshot and three GPU snapshots with bitsandbytes (tests/fixtures/envs: H100, A100-80GB, T4; with
+`--assume transformers==` the installed release, as the snapshots were taken on 5.24). A figure is every distinct memory object of the report (the choice, each alternative, each
 candidate passed over), counted by its `method`: `simulated` or `estimated` (the closed form).
 """
 
@@ -26,7 +27,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 TARGETS = {"H100": ("--gpu", "H100"), "A100-80GB": ("--gpu", "A100-80GB"), "L4": ("--gpu", "L4"),
-           "T4": ("--gpu", "T4"), "cpu_only": ("--env", str(ROOT / "tests" / "fixtures" / "envs" / "cpu_only.json"))}
+           "T4": ("--gpu", "T4"), "cpu_only": ("--env", str(ROOT / "tests" / "fixtures" / "envs" / "cpu_only.json")),
+           # with bitsandbytes (and FlashAttention) installed: the 8-bit and 4-bit candidates print figures too (the
+           # snapshots were taken with transformers 5.24: the installed release is assumed, whose rules they follow)
+           **{name: ("--env", str(ROOT / "tests" / "fixtures" / "envs" / f"{snapshot}.json"), "--assume", "{release}")
+              for name, snapshot in (("H100+bnb", "h100_fa2_fa3_bnb"), ("A100-80GB+bnb", "a100_80gb_fa2_bnb"),
+                                     ("T4+bnb", "t4_bnb_fa2"))}}
 COMMANDS = ("recommend", "check")
 
 
@@ -63,12 +69,14 @@ def compare(before: dict[str, Any], after: dict[str, Any]) -> str:
     """Per target: simulated / all printed figures, before and after."""
     lines = ["| target | before: simulated / figures | after: simulated / figures |", "|---|---|---|"]
 
-    def cell(counts: dict[str, int]) -> str:
+    def cell(counts: dict[str, int] | None) -> str:
+        if counts is None:
+            return "not run"
         total = sum(counts.values())
         return f"{counts.get('simulated', 0)} / {total} ({100 * counts.get('simulated', 0) / max(total, 1):.0f}%)"
 
     for target in TARGETS:
-        lines.append(f"| {target} | {cell(before['by_target'][target])} | {cell(after['by_target'][target])} |")
+        lines.append(f"| {target} | {cell(before['by_target'].get(target))} | {cell(after['by_target'].get(target))} |")
     lines.append(f"| all | {cell(before['figures'])} | {cell(after['figures'])} |")
     return "\n".join(lines)
 
@@ -90,6 +98,7 @@ def main() -> None:
     start = time.perf_counter()
     for model in models:
         for target, flags in TARGETS.items():
+            flags = tuple(f"transformers=={installed_version()}" if f == "{release}" else f for f in flags)
             for command in COMMANDS:
                 code, text = _run([command, model, *flags, "--format", "json", "--no-cache"])
                 try:

@@ -9,7 +9,7 @@ default length: one formula for every --seq-len of `recommend`/`check` at batch 
 workload's region, fitted on the simulator's allocation trace and proved on held-out shapes
 (advisor.estimate.trace_formula); a refusal is printed and nothing stored. At the planner's shape every shipped
 model gets every configuration the planner prints (COVERAGE: sdpa, eager and the fused class, in bfloat16, float16
-and float32) on each capability class of the GPU table's main cards (MAIN_GPUS) and on the CPU, so a candidate
+and float32; on GPUs also bitsandbytes 8-bit and 4-bit in bfloat16 and float16) on each capability class of the GPU table's main cards (MAIN_GPUS) and on the CPU, so a candidate
 of a shipped model on those targets prints the simulator's figure (issue 27).
 
 A formula's runs (its traces) repeat across targets and releases (the same ops on an A100 and an H100, whose
@@ -36,7 +36,7 @@ from advisor.estimate.adapter import _simulator_stamp  # noqa: E402
 from advisor.estimate.simulate import _GEN_SUFFIXES, capability_class  # noqa: E402
 from advisor.io import analysis_cache  # noqa: E402
 from advisor.knowledge import load_knowledge  # noqa: E402
-from advisor.knowledge.memory_tables import FORMULA_RUNS_FILE  # noqa: E402
+from advisor.knowledge.memory_tables import FORMULA_RUNS_FILE, QUANTIZED_RUNS_FILE  # noqa: E402
 from advisor.model.resolve import describe_config  # noqa: E402
 from advisor.plan.recommend import default_seq_len  # noqa: E402
 
@@ -60,8 +60,11 @@ MEASURED = {
                                       for a in ("sdpa", "eager")],
 }
 ARCHITECTURES = {"google-bert/bert-base-uncased": ["BertForMaskedLM", "BertModel"]}  # BertModel: the bench's
-# what `recommend`/`check` print for any shipped model (their alternatives included): attention classes x dtypes
+# what `recommend`/`check` print for any shipped model (their alternatives included): attention classes x dtypes,
+# and on a GPU with bitsandbytes its 8-bit and 4-bit (NF4) loads in the two half-precision compute dtypes
 COVERAGE = [(d, a, "none") for a in ("sdpa", "eager", "flex_attention") for d in ("bfloat16", "float16", "float32")]
+BNB_COVERAGE = [(d, a, q) for q in ("8bit", "4bit") for a in ("sdpa", "eager", "flex_attention")
+                for d in ("bfloat16", "float16")]
 
 
 def _targets() -> list[tuple[str, tuple[int, int]]]:
@@ -76,8 +79,9 @@ def _targets() -> list[tuple[str, tuple[int, int]]]:
 
 def _offered(configuration: tuple[str, str, str], target: tuple[str, tuple[int, int]]) -> bool:
     """Whether the planner prints this configuration there: every one on a GPU (bfloat16 below sm80 too: `check`
-    prints the figure of the default dtype it rejects), no fused kernel on the CPU (flex is not offered there)."""
-    return target[0] == "cuda" or configuration[1] in ("sdpa", "eager")
+    prints the figure of the default dtype it rejects), no fused kernel and no bitsandbytes on the CPU (flex is not
+    offered there; the planner's bitsandbytes loads are CUDA's)."""
+    return target[0] == "cuda" or (configuration[1] in ("sdpa", "eager") and configuration[2] == "none")
 
 
 def _jobs(hub_id: str, generative: bool) -> list[tuple[tuple[str, str, str], tuple[int, int | None, int, bool],
@@ -86,8 +90,33 @@ def _jobs(hub_id: str, generative: bool) -> list[tuple[tuple[str, str, str], tup
     shape, and COVERAGE on every target at the planner's shape; each once."""
     measured = [(c, w, H100) for c in MEASURED.get(hub_id, EVERY_MODEL) for w in ([*WORKLOADS, PLANNED]
                                                                                  if generative else ENCODER)]
-    covered = [(c, PLANNED, t) for t in _targets() for c in COVERAGE if _offered(c, t)]
+    covered = [(c, PLANNED, t) for t in _targets() for c in [*COVERAGE, *BNB_COVERAGE] if _offered(c, t)]
     return list(dict.fromkeys([*measured, *covered]))
+
+
+def _key(config: dict[str, Any], architecture: str | None, configuration: tuple[str, str, str], padded: bool,
+         target: tuple[str, tuple[int, int]]) -> dict[str, Any]:
+    dtype, attn, quantization = configuration
+    inputs = {"architecture": architecture, "dtype": dtype, "attn": attn, "quantization": quantization,
+              "padded": padded, "device": target[0], "capability": target[1], "sdpa_backends": ALL_BACKENDS}
+    return formula_store.formula_key(copy.deepcopy(config), inputs)
+
+
+def _architectures(shipped: Any) -> list[str | None]:
+    return ARCHITECTURES.get(shipped.hub_id, [(shipped.config.get("architectures") or [None])[0]])
+
+
+def _quantized_digests() -> set[str]:
+    """The key hashes of every quantized job: their runs are stored apart (QUANTIZED_RUNS_FILE)."""
+    out = set()
+    for shipped in load_knowledge().models:
+        for architecture in _architectures(shipped):
+            generative = bool(architecture and architecture.endswith(_GEN_SUFFIXES))
+            for configuration, (_, _, _, padded), target in _jobs(shipped.hub_id, generative):
+                if configuration[2] != "none":
+                    key = _key(dict(shipped.config), architecture, configuration, padded, target)
+                    out.add(analysis_cache.content_hash(key))
+    return out
 
 
 def _fits(hub_id: str, config: dict[str, Any], architecture: str | None, variants: list[str] | None = None,
@@ -104,9 +133,7 @@ def _fits(hub_id: str, config: dict[str, Any], architecture: str | None, variant
             prompt = default_seq_len(spec, None)
         if generative and spec.max_positions and prompt + new > spec.max_positions:
             prompt = spec.max_positions - new  # as advisor.bench.fitted_workload cuts it
-        inputs = {"architecture": architecture, "dtype": dtype, "attn": attn, "quantization": quantization,
-                  "padded": padded, "device": device, "capability": capability, "sdpa_backends": ALL_BACKENDS}
-        key = formula_store.formula_key(copy.deepcopy(config), inputs)
+        key = _key(config, architecture, (dtype, attn, quantization), padded, (device, capability))
         digest = analysis_cache.content_hash(key)  # before the fit: a config class may edit nested dicts
         what = f"{hub_id} {architecture} {dtype}/{attn}/{quantization} {device}{capability} b{batch} x {prompt}"
         start = time.perf_counter()
@@ -151,31 +178,37 @@ def main() -> None:
                         "merged")
     args = parser.parse_args()
     path = args.out
-    runs_path = path.with_name(FORMULA_RUNS_FILE)
+    runs_path, quantized_path = path.with_name(FORMULA_RUNS_FILE), path.with_name(QUANTIZED_RUNS_FILE)
     old = json.loads(path.read_text()) if path.is_file() else {}
-    old_runs = json.loads(runs_path.read_text()) if runs_path.is_file() else {}
+    old_runs = {name: run for p in (runs_path, quantized_path) if p.is_file()
+                for name, run in json.loads(p.read_text()).get("runs", {}).items()}
     stamp = _simulator_stamp()
     current = old.get("simulator") == stamp
     releases = old.get("releases", {}) if current else {}
-    pool: dict[str, Any] = dict(old_runs.get("runs", old.get("runs", {}))) if current else {}
+    pool: dict[str, Any] = old_runs if current else {}
     table: dict[str, list[Any]] = {}
     for shipped in load_knowledge().models:
         if args.only is not None and shipped.hub_id not in args.only:
             continue
         config = dict(shipped.config)
-        for architecture in ARCHITECTURES.get(shipped.hub_id, [(config.get("architectures") or [None])[0]]):
+        for architecture in _architectures(shipped):
             for digest, formulas in _fits(shipped.hub_id, config, architecture, args.variant, args.target).items():
                 table.setdefault(digest, []).extend(formulas)
     partial = args.only is not None or args.variant is not None or args.target is not None
     table = _pooled(table, pool)
     releases[transformers.__version__] = {**releases.get(transformers.__version__, {}), **table} if partial else table
-    named = {name for release in releases.values() for formulas in release.values() for f in formulas
-             for name in f["runs"]}
-    pool = {name: run for name, run in pool.items() if name in named}  # a replaced release's runs go
+    quantized = _quantized_digests()
+    named: dict[bool, set[str]] = {True: set(), False: set()}  # a replaced release's runs are named by none
+    for release in releases.values():
+        for digest, formulas in release.items():
+            named[digest in quantized].update(name for f in formulas for name in f["runs"])
+    plain = named[False]
     data = {"generated_by": "scripts/precompute_memory.py", "simulator": stamp, "releases": releases}
     path.write_text(json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n")
-    runs = {"generated_by": "scripts/precompute_memory.py", "simulator": stamp, "runs": pool}
-    runs_path.write_text(json.dumps(runs, sort_keys=True, separators=(",", ":")) + "\n")
+    for target, keep in ((runs_path, plain), (quantized_path, named[True] - plain)):
+        runs = {"generated_by": "scripts/precompute_memory.py", "simulator": stamp,
+                "runs": {name: run for name, run in pool.items() if name in keep}}
+        target.write_text(json.dumps(runs, sort_keys=True, separators=(",", ":")) + "\n")
     print(f"{path}: {sum(len(v) for v in table.values())} formulas for transformers {transformers.__version__}")
 
 

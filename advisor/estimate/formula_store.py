@@ -66,20 +66,25 @@ def _shipped(digest: str, stamp: str) -> list[Any]:
     found = table.get("releases", {}).get(installed_version() or "", {}).get(digest, [])
     if not found:
         return []
-    pool = memory_formula_runs().get("runs", {})
-    return [_resolved(raw, pool) for raw in found]
+    return [_resolved(raw) for raw in found]
 
 
 def _candidates(key: Mapping[str, Any], stamp: str, use: bool) -> list[Any]:
     return [*_shipped(analysis_cache.content_hash(key), stamp), *_entry(key, stamp, use).get("formulas", [])]
 
 
-def _resolved(raw: Any, pool: Mapping[str, Any]) -> Any:
-    """A shipped formula with its runs in place: the file keeps each distinct run once, named by its hash
-    (scripts/precompute_memory.py); a name missing from the pool leaves it unusable (a miss)."""
+def _resolved(raw: Any) -> Any:
+    """A shipped formula with its runs in place: the files keep each distinct run once, named by its hash
+    (scripts/precompute_memory.py), the runs only quantized formulas name apart (read on their first use); a name
+    in neither leaves it unusable (a miss)."""
     if not isinstance(raw, dict) or not isinstance(raw.get("runs"), list):
         return raw
-    return {**raw, "runs": [pool.get(run) if isinstance(run, str) else run for run in raw["runs"]]}
+
+    def run(name: str) -> Any:
+        found = memory_formula_runs().get("runs", {}).get(name)
+        return found if found is not None else memory_formula_runs(quantized=True).get("runs", {}).get(name)
+
+    return {**raw, "runs": [run(r) if isinstance(r, str) else r for r in raw["runs"]]}
 
 
 def lookup(key: Mapping[str, Any], stamp: str, *, batch: int, prompt: int, seq_len: int, use_cache: bool = True

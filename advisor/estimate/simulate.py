@@ -247,13 +247,16 @@ def run_tracked(model: Any, *, generative: bool, batch: int, prompt: int, seq_le
     router = router if router is not None else contextlib.nullcontext()
     encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
     accepts = set(__import__("inspect").signature(model.forward).parameters)
+    speech = getattr(model, "main_input_name", "input_ids") == "input_features"
     with torch.no_grad(), router, tracker:  # not inference_mode: composite ops must decompose as on CUDA
-        ids = torch.zeros((batch, prompt), dtype=torch.long, device=meta)
+        ids = torch.zeros((batch, 1 if speech else prompt), dtype=torch.long, device=meta)
         # generate() passes a mask of ones without padding, which transformers drops (`_ignore_causal_mask_sdpa`)
-        mask = torch.ones((batch, prompt), dtype=torch.long, device=meta) if padded else None
+        mask = torch.ones((batch, prompt), dtype=torch.long, device=meta) if padded and not speech else None
         if mask is not None:
             mask[0, 0] = 0  # real padding, so transformers keeps the mask (on meta: values unknown from here on)
         kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
+        if speech:  # Whisper: no token ids to encode; `ids` stand for the decoder's (the logits processors read them)
+            kwargs = {"input_features": _speech_features(torch, model, batch, meta)}
         if not generative:
             model(**kwargs)
             return tracker.peak, 0, 0
@@ -300,6 +303,14 @@ def run_tracked(model: Any, *, generative: bool, batch: int, prompt: int, seq_le
         scores = process(torch.zeros((batch, position), dtype=torch.long, device=meta), last2)
         del last, last2, scores
         return prefill_peak, tracker.peak, _cache_bytes(getattr(out, cache_arg, None))
+
+
+def _speech_features(torch: Any, model: Any, batch: int, device: Any) -> Any:
+    """A speech encoder's input (Whisper): log-mel features of the whole window it always encodes (2 frames per
+    encoder position, as `advisor bench` feeds it), in the model's dtype; the prompt sets only the decoder's ids."""
+    config = model.config
+    frames = 2 * int(getattr(config, "max_source_positions", 1500))
+    return torch.zeros((batch, int(config.num_mel_bins), frames), dtype=model.dtype, device=device)
 
 
 def _mark(tracker: Any, phase: str) -> None:

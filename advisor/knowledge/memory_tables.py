@@ -1,5 +1,6 @@
 """The estimate's tables (issue 27): data/memory_formulas.json, the shipped models' exact memory formulas
-(scripts/precompute_memory.py, per transformers release; their traces in memory_formulas_runs.json),
+(scripts/precompute_memory.py, per transformers release; their traces in memory_formulas_runs.json, those of
+bitsandbytes formulas only in memory_formulas_runs_quantized.json),
 memory_scaling.json, how those scale to the models' relatives (its exponents in memory_scaling_runs.json), and
 data/closed_form_error.json, the closed form's measured error over the committed GPU rows
 (benchmarks/memory_table.py --method estimated --bound-out).
@@ -15,11 +16,14 @@ from typing import Any
 
 from advisor.knowledge.loader import data_dir
 
-__all__ = ["FORMULAS_FILE", "FORMULA_RUNS_FILE", "SCALING_FILE", "SCALING_RUNS_FILE", "closed_form_error",
-           "memory_formula_runs", "memory_formulas", "memory_scaling", "memory_scaling_runs"]
+__all__ = ["FORMULAS_FILE", "FORMULA_RUNS_FILE", "QUANTIZED_RUNS_FILE", "SCALING_FILE", "SCALING_RUNS_FILE",
+           "closed_form_error", "memory_formula_runs", "memory_formulas", "memory_scaling", "memory_scaling_runs"]
 
 FORMULAS_FILE = "memory_formulas.json"
 FORMULA_RUNS_FILE = "memory_formulas_runs.json"  # the traces, apart: read only for a key the table holds (3 MB)
+# the traces only bitsandbytes formulas name (4 MB): read only when one of those answers, so a machine without
+# bitsandbytes (whose candidates are rejected before any figure) never parses them
+QUANTIZED_RUNS_FILE = "memory_formulas_runs_quantized.json"
 SCALING_FILE = "memory_scaling.json"  # how those scale to relatives (scripts/precompute_memory_scaling.py)
 SCALING_RUNS_FILE = "memory_scaling_runs.json"  # the exponents, apart: read only when an entry answers (1.8 MB)
 
@@ -39,9 +43,10 @@ def memory_formulas() -> dict[str, Any]:
 
 
 @cache
-def memory_formula_runs() -> dict[str, Any]:
-    """{"runs": {name: run}}: the traces the formulas name, each stored once (scripts/precompute_memory.py)."""
-    return _read(FORMULA_RUNS_FILE)
+def memory_formula_runs(quantized: bool = False) -> dict[str, Any]:
+    """{"runs": {name: run}}: the traces the formulas name, each stored once (scripts/precompute_memory.py);
+    `quantized`: those only quantized formulas name."""
+    return _read(QUANTIZED_RUNS_FILE if quantized else FORMULA_RUNS_FILE)
 
 
 @cache

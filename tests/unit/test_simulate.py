@@ -66,6 +66,22 @@ def test_fake_run_predicts_the_real_cpu_peak_of_other_families(tiny_family: Path
     assert _same(_fake(tiny_family, attn, **shape), real)
 
 
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_fake_run_predicts_the_real_cpu_peak_of_a_speech_encoder_decoder(tmp_path: Path, attn: str) -> None:
+    """Whisper reads log-mel features, not token ids (it raised on `input_features=None`, so every Whisper figure was
+    the closed form): its whole window encoded, then the decoder's prefill and a cached step."""
+    torch.manual_seed(0)
+    config = transformers.WhisperConfig(d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+                                        decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128,
+                                        num_mel_bins=8, max_source_positions=32, max_target_positions=64,
+                                        vocab_size=1000, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    transformers.WhisperForConditionalGeneration(config).save_pretrained(tmp_path)
+    shape = dict(batch=2, prompt=12, seq_len=20, padded=False)
+    real = _real(tmp_path, attn, **shape)
+    assert real[2] > 0  # the cache of self- and cross-attention
+    assert _same(_fake(tmp_path, attn, **shape), real)
+
+
 def test_a_fake_run_that_skips_an_op_fails_the_comparison(tiny_llama: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The comparison can fail: a fake run that skips elementwise products (returning an input) sees a lower peak."""
     import advisor.estimate.tracker as tracker

@@ -202,6 +202,34 @@ def test_a_shipped_model_at_a_new_shape_is_exact_without_torch(tmp_path: Path) -
     assert result["peak"] == direct.peak_bytes
 
 
+def test_the_bitsandbytes_traces_are_read_only_when_a_bitsandbytes_formula_answers() -> None:
+    """memory_formulas_runs_quantized.json (4 MB) is parsed only for a quantized key: a machine without
+    bitsandbytes keeps the 60 ms read of the plain traces; the 4-bit figure is the simulator's, byte for byte."""
+    from advisor.estimate.simulate import simulate, simulation_target
+    from advisor.knowledge import memory_tables
+    from advisor.model.resolve import resolve_model
+    from advisor.plan.recommend import default_seq_len
+
+    model = resolve_model("meta-llama/Llama-3.2-1B")
+    prompt = default_seq_len(model, None)
+    target = simulation_target(attn="sdpa", device="cuda", capability=(9, 0), sdpa_backends=("flash", "efficient", "math"))
+
+    def figure(quantization: str) -> Any:
+        inputs = dict(architecture=model.architecture, dtype="bfloat16", quantization=quantization, batch=1,
+                      prompt_len=prompt, seq_len=prompt, padded=False, **target)
+        key = formula_store.formula_key(model.config, inputs)
+        return formula_store.lookup(key, _simulator_stamp(), batch=1, prompt=prompt, seq_len=prompt, use_cache=False)
+
+    memory_tables.memory_formula_runs.cache_clear()
+    assert figure("none") is not None
+    assert memory_tables.memory_formula_runs.cache_info().currsize == 1  # the plain traces only
+    four = figure("4bit")
+    assert four is not None and memory_tables.memory_formula_runs.cache_info().currsize == 2
+    direct = simulate(dict(model.config), architecture=model.architecture, dtype="bfloat16", attn="sdpa",
+                      quantization="4bit", batch=1, prompt_len=prompt, seq_len=prompt, device="cuda", capability=(9, 0))
+    assert four.peak_bytes == direct.peak_bytes
+
+
 def test_a_mamba_plan_names_the_missing_kernels(tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 27: an SSM on a GPU without mamba-ssm / causal-conv1d gets SSM001 naming them; its memory figure is
     the slow path's, simulated (no closed form)."""
