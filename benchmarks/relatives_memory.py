@@ -1,9 +1,10 @@
 """Relatives of the shipped models, answered by a scaled shipped formula, against a direct simulation (issue 27).
 
     PYTHONPATH=. python benchmarks/relatives_memory.py [--out docs/benchmarks/memory/relatives.json]
+    PYTHONPATH=. python benchmarks/relatives_memory.py --quantization 8bit 4bit --out docs/benchmarks/memory/relatives-bnb.json
 
 Nothing here was fitted on: for every scaling in data/memory_scaling.json on the H100 and CPU targets in
-bfloat16 / sdpa, two relatives the precompute never built: the vocabulary grown by 77 tokens (a fine-tune's added
+bfloat16 / sdpa (unquantized, or with `--quantization` bitsandbytes 8-bit / 4-bit), two relatives the precompute never built: the vocabulary grown by 77 tokens (a fine-tune's added
 tokens; an odd size), and every free size field times 5/4 with two more layers' worth of repeats (wider and
 deeper; skipped where a size is not whole). Each is asked through `formula_store.relative` (what the planner asks once its own formulas miss),
 then simulated directly on meta tensors at the planner's default length and at 1000 tokens (or the position
@@ -51,13 +52,15 @@ def main() -> None:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--quantization", nargs="+", default=["none"], choices=["none", "8bit", "4bit"])
     args = parser.parse_args()
     stamp = _simulator_stamp()
     shipped = {m.hub_id: dict(m.config) for m in load_knowledge().models}
     rows = []
     for entry in formula_scaling.memory_scaling().get("releases", {}).get(installed_version() or "", []):
         inputs = entry["inputs"]
-        if inputs["dtype"] != "bfloat16" or inputs["attn"] != "sdpa" or inputs["capability"] not in ([9, 0], [0, 0]):
+        if (inputs["dtype"] != "bfloat16" or inputs["attn"] != "sdpa" or inputs["capability"] not in ([9, 0], [0, 0])
+                or inputs["quantization"] not in args.quantization):
             continue
         base = shipped[entry["hub_id"]]
         for name, config in _relatives(entry, base).items():
@@ -70,11 +73,13 @@ def main() -> None:
                 looked = time.perf_counter() - start
                 start = time.perf_counter()
                 direct = simulate(copy.deepcopy(config), architecture=inputs["architecture"], dtype="bfloat16",
-                                  attn="sdpa", quantization="none", batch=1, prompt_len=prompt, seq_len=prompt,
+                                  attn="sdpa", quantization=inputs["quantization"], batch=1, prompt_len=prompt,
+                                  seq_len=prompt,
                                   device=inputs["device"], capability=tuple(inputs["capability"]))
                 simulated = time.perf_counter() - start
                 figures = ("weights_bytes", "prefill_peak_bytes", "decode_peak_bytes", "kv_cache_bytes", "peak_bytes")
-                row = {"model": entry["hub_id"], "relative": name, "device": inputs["device"], "prompt": prompt,
+                row = {"model": entry["hub_id"], "relative": name, "device": inputs["device"],
+                       "quantization": inputs["quantization"], "prompt": prompt,
                        "answered": got is not None,
                        "exact": got is not None and all(getattr(got, f) == getattr(direct, f) for f in figures),
                        "peak_bytes": direct.peak_bytes, "scaled_peak_bytes": got.peak_bytes if got else None,

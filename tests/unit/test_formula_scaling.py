@@ -27,8 +27,8 @@ def _base() -> dict[str, Any]:
 
 
 def _key(config: dict[str, Any], **target: Any) -> dict[str, Any]:
-    inputs = dict(architecture="LlamaForCausalLM", dtype="bfloat16", quantization="none", padded=False,
-                  sdpa_backends=BACKENDS, **target)
+    inputs = {**dict(architecture="LlamaForCausalLM", dtype="bfloat16", quantization="none", padded=False,
+                     sdpa_backends=BACKENDS), **target}
     return formula_store.formula_key(config, inputs)
 
 
@@ -50,7 +50,10 @@ RELATIVES = {  # a fine-tune's vocabulary; narrower and shallower; wider and dee
 }
 TARGETS = {"h100-sdpa": dict(attn="sdpa", device="cuda", capability=(9, 0)),
            "a100-eager": dict(attn="eager", device="cuda", capability=(8, 0)),
-           "cpu-sdpa": dict(attn="sdpa", device="cpu", capability=(0, 0))}
+           "cpu-sdpa": dict(attn="sdpa", device="cpu", capability=(0, 0)),
+           # bitsandbytes on a GPU: NF4 and LLM.int8 weights, buffers and dequantization scale with the sizes too
+           "h100-sdpa-nf4": dict(attn="sdpa", device="cuda", capability=(9, 0), quantization="4bit"),
+           "a100-sdpa-int8": dict(attn="sdpa", device="cuda", capability=(8, 0), quantization="8bit")}
 
 
 @pytest.mark.parametrize("relative", sorted(RELATIVES))
@@ -66,8 +69,8 @@ def test_a_relative_gets_the_simulators_figure_byte_equal(relative: str, target:
     for prompt in (4096, 1000):
         got = formula_store.relative(key, _simulator_stamp(), batch=1, prompt=prompt, seq_len=prompt)
         assert got is not None, (relative, target, prompt)
-        direct = simulate(copy.deepcopy(config), architecture="LlamaForCausalLM", dtype="bfloat16", quantization="none",
-                          batch=1, prompt_len=prompt, seq_len=prompt, **TARGETS[target])
+        direct = simulate(copy.deepcopy(config), architecture="LlamaForCausalLM", dtype="bfloat16", batch=1,
+                          prompt_len=prompt, seq_len=prompt, **{"quantization": "none", **TARGETS[target]})
         assert _figures(got) == _figures(direct), (relative, target, prompt)
 
 
