@@ -9,8 +9,9 @@ default length: one formula for every --seq-len of `recommend`/`check` at batch 
 workload's region, fitted on the simulator's allocation trace and proved on held-out shapes
 (advisor.estimate.trace_formula); a refusal is printed and nothing stored. At the planner's shape every shipped
 model gets every configuration the planner prints (COVERAGE: sdpa, eager and the fused class, in bfloat16, float16
-and float32; on GPUs also bitsandbytes 8-bit and 4-bit in bfloat16 and float16) on each capability class of the GPU table's main cards (MAIN_GPUS) and on the CPU, so a candidate
-of a shipped model on those targets prints the simulator's figure (issue 27).
+and float32; BNB_COVERAGE on GPUs: bitsandbytes 8-bit and 4-bit in bfloat16 and float16) on each capability class
+of the GPU table's main cards (MAIN_GPUS) and on the CPU, so a candidate of a shipped model on those targets prints
+the simulator's figure (issue 27).
 
 A formula's runs (its traces) repeat across targets and releases (the same ops on an A100 and an H100, whose
 cuBLAS workspace the formula's capability gives): each distinct run is stored once, under "runs" by its content
@@ -96,6 +97,7 @@ def _jobs(hub_id: str, generative: bool) -> list[tuple[tuple[str, str, str], tup
 
 def _key(config: dict[str, Any], architecture: str | None, configuration: tuple[str, str, str], padded: bool,
          target: tuple[str, tuple[int, int]]) -> dict[str, Any]:
+    """The formula key the planner asks for this job (advisor.estimate.adapter builds the same)."""
     dtype, attn, quantization = configuration
     inputs = {"architecture": architecture, "dtype": dtype, "attn": attn, "quantization": quantization,
               "padded": padded, "device": target[0], "capability": target[1], "sdpa_backends": ALL_BACKENDS}

@@ -25,7 +25,7 @@ FORMULA_RUNS_FILE = "memory_formulas_runs.json"  # the traces, apart: read only 
 # bitsandbytes (whose candidates are rejected before any figure) never parses them
 QUANTIZED_RUNS_FILE = "memory_formulas_runs_quantized.json"
 SCALING_FILE = "memory_scaling.json"  # how those scale to relatives (scripts/precompute_memory_scaling.py)
-SCALING_RUNS_FILE = "memory_scaling_runs.json"  # the exponents, apart: read only when an entry answers (1.8 MB)
+SCALING_RUNS_FILE = "memory_scaling_runs.json"  # the exponents, apart: read only when an entry answers (4 MB)
 
 
 def _read(name: str) -> dict[str, Any]:

@@ -65,13 +65,16 @@ def _wait_for_the_advisors_first_line(pid: int) -> None:
     raise AssertionError("the child never held SIGINT: advisor/__init__ no longer guards the CLI's imports")
 
 
-def test_a_library_import_of_advisor_leaves_sigint_alone() -> None:
-    """The hold is for `python -m advisor` only: `import advisor`, or `-m advisor.prove.smoke_worker`, must keep
-    Ctrl-C as it was."""
-    probe = "import signal, advisor; print(signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []))"
+@pytest.mark.parametrize(("start", "held"), [(None, False), ("advisor.prove.smoke_worker", False), ("advisor", True)])
+def test_only_the_cli_itself_holds_sigint_while_it_imports(start: str | None, held: bool) -> None:
+    """The hold is for `python -m advisor` only: `import advisor`, or a worker started as `-m advisor.<worker>`
+    (it would never release it, and its children would inherit the mask), keeps Ctrl-C as it was. How runpy
+    leaves `sys.argv` while it imports the package is set up by hand (argv[0] is "-m" until the module is found)."""
+    setup = "" if start is None else f"import sys\nsys.argv = ['-m']\nsys.orig_argv = [sys.executable, '-m', {start!r}]\n"
+    probe = setup + "import signal, advisor\nprint(signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []))"
     out = subprocess.run([sys.executable, "-c", probe], env=_env(Path("/tmp")), capture_output=True, text=True,
                          check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == str(held)
 
 
 def _children(pid: int) -> list[int]:
