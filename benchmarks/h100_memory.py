@@ -307,13 +307,13 @@ def _inputs(torch: Any, batch: int, prompt: int, padded: bool, vocab: int) -> tu
 
 
 def _measure(torch: Any, model: Any, generative: bool, batch: int, prompt: int, padded: bool, vocab: int) -> int:
-    ids, mask = _inputs(torch, batch, prompt, padded, vocab)
     speech = getattr(model, "main_input_name", "input_ids") == "input_features"
     if speech:  # the whole 30-second window of log-mel features; the prompt does not apply
         frames = 2 * int(model.config.max_source_positions)
         features = torch.randn(batch, int(model.config.num_mel_bins), frames, device="cuda", dtype=model.dtype,
                                generator=torch.Generator("cuda").manual_seed(0))
-        del ids, mask
+    else:
+        ids, mask = _inputs(torch, batch, prompt, padded, vocab)
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     with torch.inference_mode():

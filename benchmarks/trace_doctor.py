@@ -2,41 +2,66 @@
 
 Usage: ADVISOR_CACHE_DIR=$(mktemp -d) python benchmarks/trace_doctor.py > trace.json   (an empty cache: a first run)
 It runs the CLI in this process with subprocess.Popen and the import of torch / transformers timed; what the
-H100 runs of issue 27 printed is in docs/gpu/doctor-trace-h100/.
+H100 runs of issue 27 printed is in docs/gpu/doctor-trace-h100/. The hooks wrap, never replace, what they time.
 """
-import os, sys, time, subprocess, threading, runpy, json
-T0 = time.perf_counter()
-log = []
-_orig_init = subprocess.Popen.__init__
-_orig_wait = subprocess.Popen.wait
-def init(self, args, *a, **k):
-    self._t = time.perf_counter() - T0
-    _orig_init(self, args, *a, **k)
-    self._args = args if isinstance(args, str) else " ".join(map(str, args))[:160]
-    log.append(["start", round(self._t, 3), self._args, threading.current_thread().name])
-subprocess.Popen.__init__ = init
-_orig_comm = subprocess.Popen.communicate
-def comm(self, *a, **k):
-    r = _orig_comm(self, *a, **k)
-    log.append(["end", round(time.perf_counter() - T0, 3), getattr(self, "_args", "?")])
-    return r
-subprocess.Popen.communicate = comm
+
+from __future__ import annotations
+
 import builtins
-_imp = builtins.__import__
-marks = {}
-def imp(name, *a, **k):
-    first = name not in sys.modules and name in ("torch", "transformers")
-    t = time.perf_counter()
-    r = _imp(name, *a, **k)
-    if first and name in sys.modules:
-        marks[name] = [round(t - T0, 3), round(time.perf_counter() - T0, 3), threading.current_thread().name]
-    return r
-builtins.__import__ = imp
-sys.argv = ["advisor", "doctor", "--format", "json"]
-out = open(os.devnull, "w"); so = sys.stdout; sys.stdout = out
-try:
-    runpy.run_module("advisor", run_name="__main__")
-except SystemExit:
-    pass
-sys.stdout = so
-print(json.dumps({"total": round(time.perf_counter() - T0, 3), "imports": marks, "children": log}, indent=0))
+import contextlib
+import json
+import os
+import runpy
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+T0 = time.perf_counter()
+CHILDREN: list[list[Any]] = []  # ["start" | "end", seconds, command line(, thread)]
+IMPORTS: dict[str, list[Any]] = {}  # name -> [start, end, thread]
+TIMED = ("torch", "transformers")
+
+
+def _since() -> float:
+    return round(time.perf_counter() - T0, 3)
+
+
+def _hook() -> None:
+    started, communicate, importer = subprocess.Popen.__init__, subprocess.Popen.communicate, builtins.__import__
+
+    def init(self: subprocess.Popen[Any], args: Any, *rest: Any, **kwargs: Any) -> None:
+        at = _since()  # before the spawn, as the child's start
+        started(self, args, *rest, **kwargs)
+        self._traced = args if isinstance(args, str) else " ".join(map(str, args))[:160]  # type: ignore[attr-defined]
+        CHILDREN.append(["start", at, self._traced, threading.current_thread().name])  # type: ignore[attr-defined]
+
+    def done(self: subprocess.Popen[Any], *rest: Any, **kwargs: Any) -> Any:
+        out = communicate(self, *rest, **kwargs)
+        CHILDREN.append(["end", _since(), getattr(self, "_traced", "?")])
+        return out
+
+    def imported(name: str, *rest: Any, **kwargs: Any) -> Any:
+        first = name in TIMED and name not in sys.modules
+        start = _since()
+        module = importer(name, *rest, **kwargs)
+        if first and name in sys.modules:
+            IMPORTS[name] = [start, _since(), threading.current_thread().name]
+        return module
+
+    subprocess.Popen.__init__ = init  # type: ignore[method-assign]
+    subprocess.Popen.communicate = done  # type: ignore[method-assign]
+    builtins.__import__ = imported
+
+
+def main() -> None:
+    _hook()
+    sys.argv = ["advisor", "doctor", "--format", "json"]
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet), contextlib.suppress(SystemExit):
+        runpy.run_module("advisor", run_name="__main__")
+    print(json.dumps({"total": _since(), "imports": IMPORTS, "children": CHILDREN}, indent=0))
+
+
+if __name__ == "__main__":
+    main()

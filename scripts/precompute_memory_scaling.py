@@ -34,6 +34,7 @@ from advisor.estimate.simulate import _GEN_SUFFIXES  # noqa: E402
 from advisor.estimate.trace_formula import applies  # noqa: E402
 from advisor.io import analysis_cache  # noqa: E402
 from advisor.knowledge import load_knowledge  # noqa: E402
+from advisor.knowledge.memory_tables import SCALING_FILE, SCALING_RUNS_FILE  # noqa: E402
 from advisor.model.analysis import _release_value, precomputed  # noqa: E402
 from advisor.model.param_formula import IGNORED  # noqa: E402
 from advisor.model.resolve import describe_config  # noqa: E402
@@ -111,13 +112,13 @@ def main() -> None:
     import transformers
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--out", type=Path, default=ROOT / "data" / formula_scaling.FILE,
-                        help=f"the entries; the exponents go to {formula_scaling.RUNS_FILE} beside it")
+    parser.add_argument("--out", type=Path, default=ROOT / "data" / SCALING_FILE,
+                        help=f"the entries; the exponents go to {SCALING_RUNS_FILE} beside it")
     parser.add_argument("--only", nargs="*", default=None, help="these shipped models (hub ids) only, merged")
     parser.add_argument("--variant", nargs="*", default=None, help="these DTYPE/ATTN/QUANTIZATION only")
     parser.add_argument("--processes", type=int, default=1)
     args = parser.parse_args()
-    runs_out = args.out.with_name(formula_scaling.RUNS_FILE)
+    runs_out = args.out.with_name(SCALING_RUNS_FILE)
     old = json.loads(args.out.read_text()) if args.out.is_file() else {}
     old_runs = json.loads(runs_out.read_text()) if runs_out.is_file() else {}
     stamp = _simulator_stamp()

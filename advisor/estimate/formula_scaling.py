@@ -25,11 +25,10 @@ from functools import cache
 from typing import Any
 
 from advisor.estimate.trace_formula import MONOMIALS, Formula, Refused, _Run, applies
-from advisor.knowledge.memory_tables import SCALING_FILE, SCALING_RUNS_FILE, memory_scaling, memory_scaling_runs
+from advisor.knowledge.memory_tables import memory_scaling, memory_scaling_runs
 
-__all__ = ["FILE", "RUNS_FILE", "SCALES", "applicable", "derive", "lookup", "scaled"]
+__all__ = ["SCALES", "applicable", "derive", "lookup", "scaled"]
 
-FILE, RUNS_FILE = SCALING_FILE, SCALING_RUNS_FILE
 SCALES = (Fraction(2), Fraction(1, 2))  # a field is doubled, or halved where doubling changes the kernel
 EXPONENTS = range(-2, 4)  # hidden_size^2 (a square projection), 1 / heads (the head dimension), experts x ...
 _LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")  # the config dict's names (DistilBERT's last)
