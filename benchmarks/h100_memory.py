@@ -183,6 +183,74 @@ MODELS: dict[str, tuple[str, str, dict[str, Any], int, int, tuple[str, ...]]] = 
         d_model=1280, encoder_layers=32, decoder_layers=32, encoder_attention_heads=20, decoder_attention_heads=20,
         encoder_ffn_dim=5120, decoder_ffn_dim=5120, num_mel_bins=128, vocab_size=51866, max_source_positions=1500,
         max_target_positions=448), 32, 32, ("sdpa",)),
+    # issue 27, 2026-12-07: a second out-of-sample set, measured with transformers 5.25 (what users install):
+    # dense decoders of newer families (partial rotary, squared ReLU, NoPE layers, sliding patterns, attention bias),
+    # ALiBi, two encoders with local/global attention or a large vocabulary, and the hybrids transformers runs on
+    # its torch path (gated delta-net, short convolutions, Mamba-2 + MoE, Falcon-Mamba); DBRX's MoE routes through
+    # torch.nonzero, which has no meta kernel (its figure is the closed form: this set measures how far off)
+    "qwen2-7b": ("Qwen2Config", "Qwen2ForCausalLM", dict(
+        hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4,
+        vocab_size=152064, max_position_embeddings=32768, rope_theta=1000000.0), 28, 4, ("sdpa",)),
+    "glm4-9b-shape": ("Glm4Config", "Glm4ForCausalLM", dict(
+        hidden_size=4096, intermediate_size=13696, num_hidden_layers=40, num_attention_heads=32, num_key_value_heads=2,
+        head_dim=128, vocab_size=151552, partial_rotary_factor=0.5, attention_bias=True,
+        max_position_embeddings=32768), 40, 4, ("sdpa",)),
+    "nemotron-4b-shape": ("NemotronConfig", "NemotronForCausalLM", dict(
+        hidden_size=3072, intermediate_size=9216, num_hidden_layers=32, num_attention_heads=24, num_key_value_heads=8,
+        head_dim=128, vocab_size=256000, partial_rotary_factor=0.5, max_position_embeddings=4200), 32, 4, ("sdpa",)),
+    "mpt-7b-alibi": ("MptConfig", "MptForCausalLM", dict(
+        d_model=4096, n_heads=32, n_layers=32, expansion_ratio=4, max_seq_len=4200, vocab_size=50432), 32, 4,
+        ("eager",)),
+    "modernbert-large": ("ModernBertConfig", "ModernBertForMaskedLM", dict(
+        hidden_size=1024, intermediate_size=2624, num_hidden_layers=28, num_attention_heads=16, vocab_size=50368,
+        global_attn_every_n_layers=3, local_attention=128, max_position_embeddings=8192), 28, 6, ("sdpa", "eager")),
+    "smollm3-3b": ("SmolLM3Config", "SmolLM3ForCausalLM", dict(
+        hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16, num_key_value_heads=4,
+        vocab_size=128256, no_rope_layer_interval=4, max_position_embeddings=65536), 36, 4, ("sdpa",)),
+    "cohere2-8b-shape": ("Cohere2Config", "Cohere2ForCausalLM", dict(
+        hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
+        vocab_size=256000, sliding_window=1024, sliding_window_pattern=4, max_position_embeddings=8192), 32, 4,
+        ("sdpa",)),
+    "exaone4-1.2b": ("Exaone4Config", "Exaone4ForCausalLM", dict(
+        hidden_size=2048, intermediate_size=4096, num_hidden_layers=30, num_attention_heads=32, num_key_value_heads=8,
+        head_dim=64, vocab_size=102400, max_position_embeddings=65536), 30, 4, ("sdpa",)),
+    "qwen3-next-small": ("Qwen3NextConfig", "Qwen3NextForCausalLM", dict(
+        hidden_size=1024, intermediate_size=3072, moe_intermediate_size=256, shared_expert_intermediate_size=256,
+        num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=2, head_dim=128, num_experts=16,
+        num_experts_per_tok=4, linear_num_value_heads=16, linear_num_key_heads=8, linear_key_head_dim=64,
+        linear_value_head_dim=64, vocab_size=151936, max_position_embeddings=8192), 8, 4, ("sdpa",)),
+    "lfm2-1.2b": ("Lfm2Config", "Lfm2ForCausalLM", dict(
+        hidden_size=2048, intermediate_size=12288, num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8,
+        vocab_size=65536, max_position_embeddings=128000, layer_types=[
+            "full_attention" if i in (2, 5, 8, 10, 12, 14) else "conv" for i in range(16)]), 16, 16, ("sdpa",)),
+    "phimoe-small": ("PhimoeConfig", "PhimoeForCausalLM", dict(
+        hidden_size=1024, intermediate_size=2048, num_hidden_layers=8, num_attention_heads=16, num_key_value_heads=4,
+        num_local_experts=8, num_experts_per_tok=2, vocab_size=32064, max_position_embeddings=8192), 8, 2, ("sdpa",)),
+    "electra-large-mlm": ("ElectraConfig", "ElectraForMaskedLM", dict(
+        hidden_size=1024, embedding_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+        vocab_size=30522, max_position_embeddings=512), 24, 24, ("sdpa", "eager")),
+    "xlm-roberta-large-mlm": ("XLMRobertaConfig", "XLMRobertaForMaskedLM", dict(
+        hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16, vocab_size=250002,
+        max_position_embeddings=514, pad_token_id=1), 24, 24, ("sdpa",)),
+    "falcon-mamba-7b-shape": ("FalconMambaConfig", "FalconMambaForCausalLM", dict(
+        hidden_size=4096, num_hidden_layers=64, vocab_size=65024, state_size=16, expand=2, conv_kernel=4), 64, 2,
+        ("eager",)),
+    "granitemoehybrid-tiny": ("GraniteMoeHybridConfig", "GraniteMoeHybridForCausalLM", dict(
+        hidden_size=1536, intermediate_size=512, shared_intermediate_size=1024, num_hidden_layers=8,
+        num_attention_heads=12, num_key_value_heads=4, num_local_experts=16, num_experts_per_tok=4, vocab_size=49160,
+        layer_types=["mamba", "mamba", "mamba", "attention"] * 2, mamba_n_heads=48, mamba_d_head=64,
+        mamba_d_state=128, mamba_n_groups=1, mamba_expand=2, max_position_embeddings=8192), 8, 4, ("sdpa",)),
+    "olmo3-7b": ("Olmo3Config", "Olmo3ForCausalLM", dict(
+        hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
+        num_key_value_heads=32, vocab_size=100278, sliding_window=4096, max_position_embeddings=65536), 32, 4,
+        ("sdpa",)),
+    "seed-oss-shape": ("SeedOssConfig", "SeedOssForCausalLM", dict(
+        hidden_size=5120, intermediate_size=27648, num_hidden_layers=64, num_attention_heads=80, num_key_value_heads=8,
+        head_dim=128, vocab_size=155136, attention_bias=True, max_position_embeddings=32768), 64, 2, ("sdpa",)),
+    "dbrx-small": ("DbrxConfig", "DbrxForCausalLM", dict(
+        d_model=1024, n_heads=16, n_layers=8, max_seq_len=8192, vocab_size=100352,
+        attn_config={"kv_n_heads": 4, "clip_qkv": 8, "rope_theta": 500000},
+        ffn_config={"ffn_hidden_size": 2048, "moe_num_experts": 8, "moe_top_k": 2}), 8, 2, ("sdpa",)),
 }
 QUANTIZED = ("mistral-7b-sliding", "gpt-bigcode-mqa")
 # extra workloads for some models (besides WORKLOADS)
@@ -219,6 +287,26 @@ SETS: dict[str, list[tuple[str, str, str]]] = {
     # Whisper reads log-mel features: simulated since stop 37 (its figures were all closed form before)
     "whisper": [("whisper-small", "sdpa", "none"), ("whisper-small", "eager", "none"),
                 ("whisper-large-v3-shape", "sdpa", "none")],
+    "issue27-s7": [(name, attn, "none") for name in (
+        "qwen2-7b",
+        "glm4-9b-shape",
+        "nemotron-4b-shape",
+        "mpt-7b-alibi",
+        "modernbert-large",
+        "smollm3-3b",
+        "cohere2-8b-shape",
+        "exaone4-1.2b",
+        "qwen3-next-small",
+        "lfm2-1.2b",
+        "phimoe-small",
+        "electra-large-mlm",
+        "xlm-roberta-large-mlm",
+        "falcon-mamba-7b-shape",
+        "granitemoehybrid-tiny",
+        "olmo3-7b",
+        "seed-oss-shape",
+        "dbrx-small",
+    ) for attn in MODELS[name][5]],
     # what the follow-up call did not reach before its time limit
     "followup-rest": [
         ("stablelm-2-1.6b", "sdpa", "8bit"), ("t5-base", "sdpa", "none"), ("t5-base", "eager", "none"),
@@ -232,7 +320,7 @@ WORKLOADS = ({"batch": 1, "prompt": LONG, "padded": False}, {"batch": 16, "promp
 def _config(transformers: Any, name: str) -> tuple[Any, Any]:
     config_cls, model_cls, kwargs, _full, layers, _ = MODELS[name]
     kwargs = dict(kwargs)
-    for key in ("num_hidden_layers", "n_layer", "num_layers"):
+    for key in ("num_hidden_layers", "n_layer", "num_layers", "n_layers"):
         if key in kwargs:
             kwargs[key] = layers
     if "layer_types" in kwargs:  # a per-layer pattern is cut with the layers (it repeats)
@@ -247,7 +335,7 @@ def _config(transformers: Any, name: str) -> tuple[Any, Any]:
 
 # (model, batch): record the allocator's history and keep the allocations alive at the peak (their stacks)
 DIAGNOSE = {("olmoe-1b-7b", 16)}  # the new MoE (Qwen2-MoE's batch-16 miss was traced and fixed)
-PROMPT_LIMIT = {"roberta-base-cls": 512}  # RoBERTa's positions start after the padding index: 514 - 2
+PROMPT_LIMIT = {"roberta-base-cls": 512, "xlm-roberta-large-mlm": 512}  # RoBERTa positions start after the padding index
 
 
 def _outlier_recorder(model: Any) -> tuple[dict[str, dict[str, int]], list[Any]]:

@@ -43,7 +43,9 @@ GPU = load_environment(ROOT / "docs" / "examples" / "h100-probe.json").gpu_list
 LOADED = {"bert-base": "BertModel"}  # the class `advisor bench` loaded in those runs (AutoModel)
 RUN_SCHEMA = "advisor-memory-run/1"
 # measured after the simulator and the formulas were written, on architectures nothing here was shaped on
-OUT_OF_SAMPLE = {"h100-memory-issue27.json"}
+OUT_OF_SAMPLE = {"h100-memory-issue27.json", "h100-memory-issue27-s7.json", "h100-memory-whisper.json"}
+# state-space and hybrid models (Mamba, Mamba-2, their hybrids; gated delta-net and short-convolution hybrids)
+RECURRENT = ("mamba", "jamba", "bamba", "falcon-h1", "qwen3-next", "lfm2", "granitemoehybrid")
 
 
 def _bench_rows(path: Path, simulate: bool) -> list[tuple[str, str, str, int, int, str]]:
@@ -208,7 +210,7 @@ def main(argv: list[str]) -> float:
             path_kind = method.split(":")[0].split(" at ")[0]
             groups.setdefault(f"{sample}, {path_kind}", []).append(error)
             groups.setdefault(f"{sample}, all paths", []).append(error)
-            if "mamba" in name or "jamba" in name or "bamba" in name or "falcon-h1" in name:
+            if any(marker in name for marker in RECURRENT):
                 groups.setdefault("SSM and hybrid rows, all paths", []).append(error)
             print(f"| {name} | {workload} | {label} | {measured / 2**30:.2f} | {predicted / 2**30:.2f} "
                   f"| {100 * error:+.1f}% | {method} |", flush=True)

@@ -29,7 +29,8 @@ def _since() -> float:
 
 
 def _hook() -> None:
-    started, communicate, importer = subprocess.Popen.__init__, subprocess.Popen.communicate, builtins.__import__
+    started, communicate, waited = subprocess.Popen.__init__, subprocess.Popen.communicate, subprocess.Popen.wait
+    importer = builtins.__import__
 
     def init(self: subprocess.Popen[Any], args: Any, *rest: Any, **kwargs: Any) -> None:
         at = _since()  # before the spawn, as the child's start
@@ -42,6 +43,13 @@ def _hook() -> None:
         CHILDREN.append(["end", _since(), getattr(self, "_traced", "?")])
         return out
 
+    def wait(self: subprocess.Popen[Any], *rest: Any, **kwargs: Any) -> Any:
+        code = waited(self, *rest, **kwargs)  # the kernel batch's child is read line by line, then waited for
+        if not getattr(self, "_ended", False):
+            self._ended = True  # type: ignore[attr-defined]
+            CHILDREN.append(["exit", _since(), getattr(self, "_traced", "?")])
+        return code
+
     def imported(name: str, *rest: Any, **kwargs: Any) -> Any:
         first = name in TIMED and name not in sys.modules
         start = _since()
@@ -52,6 +60,7 @@ def _hook() -> None:
 
     subprocess.Popen.__init__ = init  # type: ignore[method-assign]
     subprocess.Popen.communicate = done  # type: ignore[method-assign]
+    subprocess.Popen.wait = wait  # type: ignore[method-assign]
     builtins.__import__ = imported
 
 
