@@ -204,7 +204,9 @@ def _cache_layers(cache: Any) -> list[Any]:
 
 
 def _grow_cache(cache: Any, length: int) -> None:
-    """Replace every self-attention cache layer by one holding `length` tokens (a sliding layer keeps its window)."""
+    """Replace every self-attention cache layer by one holding `length` tokens (a sliding layer keeps its window).
+    A sparse-attention indexer's keys (`indexer_keys`, [batch, tokens, dim]: DeepSeek-V3.2, GLM-MoE-DSA, ...) grow
+    with them: left at the prompt, the decode step's mask no longer matched them."""
     import torch
 
     for layer in _cache_layers(cache):
@@ -216,6 +218,10 @@ def _grow_cache(cache: Any, length: int) -> None:
         for name in ("keys", "values"):
             old = getattr(layer, name)
             setattr(layer, name, torch.empty((*old.shape[:2], keep, old.shape[3]), dtype=old.dtype, device=old.device))
+        indexer = getattr(layer, "indexer_keys", None)
+        if isinstance(indexer, torch.Tensor) and indexer.dim() == 3:
+            layer.indexer_keys = torch.empty((indexer.shape[0], keep, indexer.shape[2]), dtype=indexer.dtype,
+                                             device=indexer.device)
         if hasattr(layer, "cumulative_length"):
             layer.cumulative_length = length
 
@@ -226,7 +232,7 @@ def _cache_bytes(cache: Any) -> int:
     total = 0
     for inner in (getattr(cache, "self_attention_cache", cache), getattr(cache, "cross_attention_cache", None)):
         for layer in list(getattr(inner, "layers", []) if inner is not None else []):
-            for name in ("keys", "values"):
+            for name in ("keys", "values", "indexer_keys"):
                 t = getattr(layer, name, None)
                 if isinstance(t, torch.Tensor):
                     total += t.numel() * t.element_size()
