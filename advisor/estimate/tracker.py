@@ -37,9 +37,9 @@ _ONES_KEPT = {_aten._to_copy.default, _aten.clone.default, _aten.all.default, _a
 
 def _grouped_mm_meta(args: Any, kwargs: dict[str, Any]) -> torch.Tensor:
     """`_grouped_mm`'s output for float16/float32 inputs on meta. Its meta kernel (torch 2.13) takes bfloat16 only,
-    while the CPU kernel (torch 2.13, here) and the CUDA one (torch 2.11 on an H100, docs/gpu/grouped-mm-dtypes-h100.json)
-    run float16 and float32: so MoE experts in those dtypes (Mixtral on a T4, in float32 on a CPU) had no simulation.
-    The shape is the bfloat16 kernel's, the dtype the inputs' (or `out_dtype`); nothing else is allocated."""
+    while the CPU kernel (torch 2.13, here) and CUDA's (torch 2.11 on an H100: docs/gpu/grouped-mm-dtypes-h100.json)
+    run both, so MoE experts in those dtypes (Mixtral on a T4, in float32 on a CPU) had no simulation. The shape is
+    the bfloat16 kernel's, the dtype the inputs' (or `out_dtype`); nothing else is allocated."""
     cast = [a.to(torch.bfloat16) if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args[:2]]
     shaped = _aten._grouped_mm.default(*cast, *args[2:], **{k: v for k, v in kwargs.items() if k != "out_dtype"})
     dtype = kwargs.get("out_dtype") or (args[4] if len(args) > 4 and args[4] is not None else args[0].dtype)
