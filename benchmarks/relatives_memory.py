@@ -1,14 +1,15 @@
 """Relatives of the shipped models, answered by a scaled shipped formula, against a direct simulation (issue 27).
 
     PYTHONPATH=. python benchmarks/relatives_memory.py [--out docs/benchmarks/memory/relatives.json]
-    PYTHONPATH=. python benchmarks/relatives_memory.py --quantization 8bit 4bit --out docs/benchmarks/memory/relatives-bnb.json
+    PYTHONPATH=. python benchmarks/relatives_memory.py --quantization 8bit 4bit \
+        --out docs/benchmarks/memory/relatives-bnb.json
 
 Nothing here was fitted on: for every scaling in data/memory_scaling.json on the H100 and CPU targets in
-bfloat16 / sdpa (unquantized, or with `--quantization` bitsandbytes 8-bit / 4-bit), two relatives the precompute never built: the vocabulary grown by 77 tokens (a fine-tune's added
-tokens; an odd size), and every free size field times 5/4 with two more layers' worth of repeats (wider and
-deeper; skipped where a size is not whole). Each is asked through `formula_store.relative` (what the planner asks once its own formulas miss),
-then simulated directly on meta tensors at the planner's default length and at 1000 tokens (or the position
-limit); a row is exact when
+bfloat16 / sdpa (unquantized, or with `--quantization` bitsandbytes 8-bit / 4-bit), two relatives the precompute
+never built: the vocabulary grown by 77 tokens (a fine-tune's added tokens; an odd size), and every free size field
+times 5/4 with two more layers' worth of repeats (wider and deeper; skipped where a size is not whole). Each is
+asked through `formula_store.relative` (what the planner asks once its own formulas miss), then simulated directly
+on meta tensors at the planner's default length and at 1000 tokens (or the position limit); a row is exact when
 the five figures are byte-equal. Also recorded: the lookup's time (no torch) and the simulation's.
 """
 

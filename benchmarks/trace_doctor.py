@@ -29,8 +29,7 @@ def _since() -> float:
 
 
 def _hook() -> None:
-    started, communicate, waited = subprocess.Popen.__init__, subprocess.Popen.communicate, subprocess.Popen.wait
-    importer = builtins.__import__
+    started, waited, importer = subprocess.Popen.__init__, subprocess.Popen.wait, builtins.__import__
 
     def init(self: subprocess.Popen[Any], args: Any, *rest: Any, **kwargs: Any) -> None:
         at = _since()  # before the spawn, as the child's start
@@ -38,16 +37,13 @@ def _hook() -> None:
         self._traced = args if isinstance(args, str) else " ".join(map(str, args))[:160]  # type: ignore[attr-defined]
         CHILDREN.append(["start", at, self._traced, threading.current_thread().name])  # type: ignore[attr-defined]
 
-    def done(self: subprocess.Popen[Any], *rest: Any, **kwargs: Any) -> Any:
-        out = communicate(self, *rest, **kwargs)
-        CHILDREN.append(["end", _since(), getattr(self, "_traced", "?")])
-        return out
-
     def wait(self: subprocess.Popen[Any], *rest: Any, **kwargs: Any) -> Any:
-        code = waited(self, *rest, **kwargs)  # the kernel batch's child is read line by line, then waited for
+        # every child ends here: communicate() waits too, and the kernel batch's child is read line by line, then
+        # waited for; a child waited for twice is recorded once
+        code = waited(self, *rest, **kwargs)
         if not getattr(self, "_ended", False):
             self._ended = True  # type: ignore[attr-defined]
-            CHILDREN.append(["exit", _since(), getattr(self, "_traced", "?")])
+            CHILDREN.append(["end", _since(), getattr(self, "_traced", "?")])
         return code
 
     def imported(name: str, *rest: Any, **kwargs: Any) -> Any:
@@ -59,7 +55,6 @@ def _hook() -> None:
         return module
 
     subprocess.Popen.__init__ = init  # type: ignore[method-assign]
-    subprocess.Popen.communicate = done  # type: ignore[method-assign]
     subprocess.Popen.wait = wait  # type: ignore[method-assign]
     builtins.__import__ = imported
 
