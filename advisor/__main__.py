@@ -38,6 +38,10 @@ def _imported_whole() -> object:
 def run() -> int:
     """The CLI's exit code; an interrupt at any point before the CLI handles it is `advisor: interrupted`, 130."""
     try:
+        from advisor.io.analysis_cache import holds
+        from advisor.isolation import prestart
+
+        prestart.start_for(sys.argv[1:], holds)  # issue 27: torch imports in a worker while the CLI loads
         main = _imported_whole()
         code = main()  # type: ignore[operator]
         from advisor.estimate.formula_store import fit_later

@@ -251,6 +251,37 @@ MODELS: dict[str, tuple[str, str, dict[str, Any], int, int, tuple[str, ...]]] = 
         d_model=1024, n_heads=16, n_layers=8, max_seq_len=8192, vocab_size=100352,
         attn_config={"kv_n_heads": 4, "clip_qkv": 8, "rope_theta": 500000},
         ffn_config={"ffn_hidden_size": 2048, "moe_num_experts": 8, "moe_top_k": 2}), 8, 2, ("sdpa",)),
+    # issue 27, stop 39: a third out-of-sample set (transformers 5.25): the two sparse-attention indexers the
+    # simulator learnt to cache (DeepSeek-V3.2, GLM-MoE-DSA) and families no run measured: compressed attention
+    # (DeepSeek-V4), xIELU (Apertus), squared ReLU (Arcee), MoE variants (ERNIE-4.5, FlexOlmo, GLM-4-MoE-Lite,
+    # LongCat's zero experts) and linear-attention hybrids (MiniMax, Kimi-Linear, OLMo-Hybrid, Zamba2). Full-width
+    # layers from each config class's defaults, few of them kept.
+    "deepseek-v32-shape": ("DeepseekV32Config", "DeepseekV32ForCausalLM", dict(
+        num_hidden_layers=61, first_k_dense_replace=1, max_position_embeddings=8192), 61, 2, ("sdpa", "eager")),
+    "glm-moe-dsa-shape": ("GlmMoeDsaConfig", "GlmMoeDsaForCausalLM", dict(
+        num_hidden_layers=78, first_k_dense_replace=1, n_routed_experts=128, max_position_embeddings=8192), 78, 2,
+        ("sdpa",)),
+    "deepseek-v4-shape": ("DeepseekV4Config", "DeepseekV4ForCausalLM", dict(
+        num_hidden_layers=43, n_routed_experts=64, max_position_embeddings=8192), 43, 4, ("eager",)),
+    "apertus-8b": ("ApertusConfig", "ApertusForCausalLM", dict(num_hidden_layers=32), 32, 4, ("sdpa",)),
+    "arcee-shape": ("ArceeConfig", "ArceeForCausalLM", dict(
+        num_hidden_layers=32, vocab_size=128256, bos_token_id=1, eos_token_id=2), 32, 4, ("sdpa",)),
+    "ernie45-moe-shape": ("Ernie4_5_MoeConfig", "Ernie4_5_MoeForCausalLM", dict(num_hidden_layers=28), 28, 4,
+                          ("sdpa",)),
+    "flex-olmo-shape": ("FlexOlmoConfig", "FlexOlmoForCausalLM", dict(num_hidden_layers=32), 32, 2, ("sdpa",)),
+    "glm4-moe-lite-shape": ("Glm4MoeLiteConfig", "Glm4MoeLiteForCausalLM", dict(num_hidden_layers=47), 47, 4,
+                            ("sdpa",)),
+    "longcat-flash-small": ("LongcatFlashConfig", "LongcatFlashForCausalLM", dict(
+        num_layers=28, hidden_size=2048, num_attention_heads=16, num_key_value_heads=16, ffn_hidden_size=4096,
+        n_routed_experts=32, zero_expert_num=16, moe_topk=4, expert_ffn_hidden_size=1024, q_lora_rank=512,
+        kv_lora_rank=256, max_position_embeddings=8192), 28, 2, ("sdpa",)),
+    "minimax-shape": ("MiniMaxConfig", "MiniMaxForCausalLM", dict(num_hidden_layers=32), 32, 4, ("sdpa",)),
+    "kimi-linear-shape": ("KimiLinearConfig", "KimiLinearForCausalLM", dict(
+        num_hidden_layers=27, num_experts=64), 27, 5, ("sdpa",)),  # layer 4: the first full attention
+    "olmo-hybrid-shape": ("OlmoHybridConfig", "OlmoHybridForCausalLM", dict(num_hidden_layers=32), 32, 4, ("sdpa",)),
+    "zamba2-2.7b": ("Zamba2Config", "Zamba2ForCausalLM", dict(num_hidden_layers=54, layer_types=[
+        "hybrid" if i in (6, 12, 18, 24, 30, 36, 42, 47, 51) else "linear_attention" for i in range(54)]), 54, 7,
+        ("sdpa",)),
 }
 QUANTIZED = ("mistral-7b-sliding", "gpt-bigcode-mqa")
 # extra workloads for some models (besides WORKLOADS)
@@ -307,6 +338,12 @@ SETS: dict[str, list[tuple[str, str, str]]] = {
         "seed-oss-shape",
         "dbrx-small",
     ) for attn in MODELS[name][5]],
+    # "float16": unquantized in float16 (every other row is bfloat16): grouped-mm experts outside bfloat16
+    "issue27-s8": [(name, attn, "none") for name in (
+        "deepseek-v32-shape", "glm-moe-dsa-shape", "deepseek-v4-shape", "apertus-8b", "arcee-shape",
+        "ernie45-moe-shape", "flex-olmo-shape", "glm4-moe-lite-shape", "longcat-flash-small", "minimax-shape",
+        "kimi-linear-shape", "olmo-hybrid-shape", "zamba2-2.7b") for attn in MODELS[name][5]] + [
+        (name, "sdpa", "float16") for name in ("mixtral-8x7b-shape", "qwen3-moe-30b-a3b-shape", "phimoe-small")],
     # what the follow-up call did not reach before its time limit
     "followup-rest": [
         ("stablelm-2-1.6b", "sdpa", "8bit"), ("t5-base", "sdpa", "none"), ("t5-base", "eager", "none"),
@@ -323,8 +360,9 @@ def _config(transformers: Any, name: str) -> tuple[Any, Any]:
     for key in ("num_hidden_layers", "n_layer", "num_layers", "n_layers"):
         if key in kwargs:
             kwargs[key] = layers
-    if "layer_types" in kwargs:  # a per-layer pattern is cut with the layers (it repeats)
-        kwargs["layer_types"] = kwargs["layer_types"][:layers]
+    for key in ("layer_types", "layers_block_type", "mlp_layer_types"):  # a per-layer pattern is cut with the layers
+        if key in kwargs:
+            kwargs[key] = kwargs[key][:layers]
     if name == "gpt-neo-1.3b-local":
         kwargs["attention_types"] = [[["global", "local"], layers // 2]]
     if name == "t5-base":
@@ -363,14 +401,15 @@ def _outlier_recorder(model: Any) -> tuple[dict[str, dict[str, int]], list[Any]]
 
 
 def build(torch: Any, transformers: Any, config: Any, cls: Any, name: str, attn: str, quant: str) -> Any:
-    """The model on the GPU in bf16: built there with random weights, or (bitsandbytes) saved once to /tmp and
-    loaded with from_pretrained, since bitsandbytes quantizes while loading."""
+    """The model on the GPU in bf16 (fp16 for quant "float16"): built there with random weights, or (bitsandbytes)
+    saved once to /tmp and loaded with from_pretrained, since bitsandbytes quantizes while loading."""
     config._attn_implementation = attn
-    if quant == "none":
-        torch.set_default_dtype(torch.bfloat16)
+    if quant in ("none", "float16"):
+        dtype = torch.float16 if quant == "float16" else torch.bfloat16
+        torch.set_default_dtype(dtype)
         try:
             with torch.device("cuda"):
-                return cls._from_config(config, dtype=torch.bfloat16).eval()
+                return cls._from_config(config, dtype=dtype).eval()
         finally:
             torch.set_default_dtype(torch.float32)
     folder = Path("/tmp") / f"h100-memory-{name}"
@@ -471,17 +510,18 @@ def main() -> None:
         plan += [(n, "sdpa", q) for n in QUANTIZED for q in ("8bit", "4bit")]
     if args.set:
         plan = list(SETS[args.set])
-    for name, attn, quant in plan:
+    for name, attn, kind in plan:
         if args.only and name not in args.only:
             continue
         config, cls = _config(transformers, name)
         generative = cls.__name__.endswith(("ForCausalLM", "LMHeadModel", "ForConditionalGeneration"))
-        base = {"name": name, "architecture": cls.__name__, "dtype": "bfloat16", "attn": attn, "quantization": quant,
+        dtype, quant = ("float16", "none") if kind == "float16" else ("bfloat16", kind)
+        base = {"name": name, "architecture": cls.__name__, "dtype": dtype, "attn": attn, "quantization": quant,
                 "layers": MODELS[name][4], "full_layers": MODELS[name][3]}
         model = None
         hooks: list[Any] = []
         try:
-            model = build(torch, transformers, config, cls, name, attn, quant)
+            model = build(torch, transformers, config, cls, name, attn, kind)
             saved = {k: v for k, v in config.to_dict().items() if k not in ("transformers_version", "_name_or_path")}
             vocab = int(config.get_text_config().vocab_size)
             limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or LONG

@@ -43,9 +43,15 @@ GPU = load_environment(ROOT / "docs" / "examples" / "h100-probe.json").gpu_list
 LOADED = {"bert-base": "BertModel"}  # the class `advisor bench` loaded in those runs (AutoModel)
 RUN_SCHEMA = "advisor-memory-run/1"
 # measured after the simulator and the formulas were written, on architectures nothing here was shaped on
-OUT_OF_SAMPLE = {"h100-memory-issue27.json", "h100-memory-issue27-s7.json", "h100-memory-whisper.json"}
-# state-space and hybrid models (Mamba, Mamba-2, their hybrids; gated delta-net and short-convolution hybrids)
-RECURRENT = ("mamba", "jamba", "bamba", "falcon-h1", "qwen3-next", "lfm2", "granitemoehybrid")
+OUT_OF_SAMPLE = {"h100-memory-issue27.json", "h100-memory-issue27-s7.json", "h100-memory-whisper.json",
+                 "h100-memory-issue27-s8.json"}
+# rows of an out-of-sample file whose miss a later fix was shaped on: in-sample since (stop 39: LongCat-Flash's
+# derived layer count, -20.8% before advisor/estimate/simulate.py's `_layer_key` read the stored one)
+SHAPED_ON = {"longcat-flash-small"}
+# state-space and hybrid models (Mamba, Mamba-2, their hybrids; gated delta-net, short-convolution, lightning and
+# other linear-attention hybrids)
+RECURRENT = ("mamba", "jamba", "bamba", "falcon-h1", "qwen3-next", "lfm2", "granitemoehybrid", "minimax",
+             "kimi-linear", "olmo-hybrid", "zamba2")
 
 
 def _bench_rows(path: Path, simulate: bool) -> list[tuple[str, str, str, int, int, str]]:
@@ -200,8 +206,8 @@ def main(argv: list[str]) -> float:
                          f"{transformers.__version__}")
         shard = tuple(int(x) for x in args.shard.split("/"))
         rows = _run_rows(data, simulate, shard) if data.get("schema") == RUN_SCHEMA else _bench_rows(path, simulate)
-        sample = "out-of-sample" if path.name in OUT_OF_SAMPLE else "in-sample"
         for name, workload, label, measured, predicted, method in rows:
+            sample = "out-of-sample" if path.name in OUT_OF_SAMPLE and name not in SHAPED_ON else "in-sample"
             if (name, workload, label, method) in seen:
                 continue  # the advisor's choice is measured in several bench files: list it once
             seen.add((name, workload, label, method))

@@ -1,6 +1,7 @@
 """When `advisor doctor`'s children start and end and when it imports torch, as one JSON object (issue 27).
 
-Usage: ADVISOR_CACHE_DIR=$(mktemp -d) python benchmarks/trace_doctor.py > trace.json   (an empty cache: a first run)
+Usage: ADVISOR_CACHE_DIR=$(mktemp -d) python benchmarks/trace_doctor.py [ARGS] > trace.json   (an empty cache: a
+first run; ARGS: another command line than `doctor --format json`)
 It runs the CLI in this process with subprocess.Popen and the import of torch / transformers timed; what the
 H100 runs of issue 27 printed is in docs/gpu/doctor-trace-h100/. The hooks wrap, never replace, what they time.
 """
@@ -61,7 +62,7 @@ def _hook() -> None:
 
 def main() -> None:
     _hook()
-    sys.argv = ["advisor", "doctor", "--format", "json"]
+    sys.argv = ["advisor", *(sys.argv[1:] or ["doctor", "--format", "json"])]  # another command: its arguments
     with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet), contextlib.suppress(SystemExit):
         runpy.run_module("advisor", run_name="__main__")
     print(json.dumps({"total": _since(), "imports": IMPORTS, "children": CHILDREN}, indent=0))

@@ -103,10 +103,12 @@ def _text_cfg(config: Any) -> Any:
 
 
 def _layer_key(cfg: Any) -> str | None:
-    for key in ("num_hidden_layers", "n_layer", "num_layers"):
-        if isinstance(getattr(cfg, key, None), int):
-            return key
-    return None
+    """The key of the layer count, a stored one first: LongCat-Flash derives `num_hidden_layers` as twice its
+    stored `num_layers` and halves what is set, so runs of 2 and 3 layers both built one (-21% on the H100)."""
+    keys = ("num_hidden_layers", "n_layer", "num_layers")
+    stored = getattr(cfg, "__dict__", {})
+    return next((k for k in keys if isinstance(stored.get(k), int)), None) or next(
+        (k for k in keys if isinstance(getattr(cfg, k, None), int)), None)
 
 
 def _period(cfg: Any) -> int | None:

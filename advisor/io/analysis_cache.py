@@ -67,6 +67,18 @@ def enabled() -> bool:
     return (envvars.read(NO_CACHE_ENV) or "").strip().lower() in ("", "0", "false", "no")
 
 
+def holds(kind: str) -> bool:
+    """Whether the cache holds any entry of `kind`: a guess without a key, for advisor/__main__.py, which skips
+    starting a worker whose answer is probably here (a wrong guess costs speed, never an answer)."""
+    if not enabled():
+        return False
+    try:
+        with os.scandir(cache_dir() / _FORMAT / kind) as entries:
+            return any(True for _ in entries)
+    except (OSError, ValueError):
+        return False
+
+
 def content_hash(content: Any) -> str:
     """SHA-256 of the canonical JSON of `content` (sorted keys), so key order in a config does not matter."""
     text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)

@@ -12,12 +12,12 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from advisor.isolation.lifeline import PARENT_ENV
+from advisor.isolation.prestart import worker_env
 
 __all__ = ["KILL_WAIT_SECONDS", "run_child", "spawn_detached", "Trial"]
 
@@ -45,19 +45,6 @@ _SIGNALS = {
 }
 
 
-def _child_env() -> dict[str, str]:
-    """This environment, plus the source tree on PYTHONPATH when the advisor runs from a checkout
-    (never site-packages: ahead of the standard library it could shadow it)."""
-    env = dict(os.environ)
-    root = Path(__file__).resolve().parents[2]  # advisor/isolation/child.py -> the folder holding advisor/
-    if root.name not in ("site-packages", "dist-packages"):
-        env["PYTHONPATH"] = str(root) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    env.setdefault("HF_HUB_OFFLINE", "1")  # a local folder needs no network; never hang on one
-    env[PARENT_ENV] = str(os.getpid())  # the child dies with us, even on SIGKILL (advisor/isolation/lifeline.py)
-    return env
-
-
 def _last_line(stderr: bytes) -> str:
     """The child's last words on stderr, progress bars left out: often the reason for a crash."""
     text = stderr.decode("utf-8", "replace").replace("\r", "\n")
@@ -81,7 +68,7 @@ def run_child(module: str, request: dict[str, Any], timeout: float) -> dict[str,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=_child_env(),
+        env=worker_env(),
         start_new_session=True,  # its own process group: a timeout kills whatever it started too
     )
     try:
@@ -120,7 +107,7 @@ def spawn_detached(module: str, request: dict[str, Any]) -> bool:
     """Start a worker that outlives this process: its own session, no lifeline, its output discarded, the request
     on stdin; work that may finish after the command has answered (advisor.estimate.fit_worker). False where it
     could not start."""
-    env = _child_env()
+    env = worker_env()
     env.pop(PARENT_ENV, None)
     try:
         proc = subprocess.Popen([sys.executable, "-m", module], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,

@@ -26,6 +26,10 @@ __all__ = ["describe_config", "resolve_model"]
 _GENERATIVE_SUFFIXES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration", "ForSpeechSeq2Seq")
 
 
+# multi-head latent attention (DeepSeek-V2/V3, GLM-4.7-Flash, Kimi-Linear) sizes its heads with these, never
+# hidden_size / heads: GLM-4.7-Flash has 20 heads over a hidden size of 2048 (stop 39, found measuring it)
+_MLA_HEAD_DIMS = ("qk_nope_head_dim", "qk_head_dim", "v_head_dim")
+
 def _hf_cache_dirs() -> list[Path]:
     dirs = []
     for var in (envvars.HF_HUB_CACHE, envvars.HUGGINGFACE_HUB_CACHE):
@@ -222,7 +226,7 @@ def describe_config(
     vocab = int(_first(c, "vocab_size", "n_vocab", default=0))
     intermediate = int(_first(c, "intermediate_size", "ffn_dim", "decoder_ffn_dim", "n_inner", "d_ff", "ffn_hidden_size", default=0) or 4 * hidden)
     check_shape(label, hidden_size=hidden, num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=head_dim,
-                head_dim_given=_first(c, "head_dim", "d_kv") is not None, num_layers=layers, vocab_size=vocab,
+                head_dim_given=_first(c, "head_dim", "d_kv", *_MLA_HEAD_DIMS) is not None, num_layers=layers, vocab_size=vocab,
                 intermediate_size=intermediate)
     estimated = _estimate(c, layers, hidden, heads, kv_heads, head_dim, vocab)
     note = meta_build_refusal(config, layers=layers, estimated_params=estimated[0])

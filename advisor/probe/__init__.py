@@ -24,14 +24,16 @@ from advisor.facts import (
     known,
 )
 from advisor.io import analysis_cache
+from advisor.isolation import prestart
 from advisor.knowledge import Knowledge, load_knowledge
 from advisor.probe.deferral import DEFERRED, deferred
 from advisor.probe.host import probe_host
 from advisor.probe.hub_access import probe_hub_access
+from advisor.probe.kernel_worker import torch_facts
 from advisor.probe.kernels import device_dtypes, kernel_specs, not_run, run_kernels
 from advisor.probe.nvml import NvmlGpu, NvmlResult, probe_nvml
 from advisor.probe.packages import probe_libraries
-from advisor.probe.torch_info import probe_torch
+from advisor.probe.torch_info import prestarted_facts, probe_torch
 from advisor.probe.torch_static import (
     TorchBuild,
     read_torch_build,
@@ -126,18 +128,20 @@ def _live_torch(capabilities: list[ComputeCapability], nv: NvmlResult, *, cache:
     GPU set and CUDA_VISIBLE_DEVICES: a second `doctor` need not import torch (issue 14). Failures are not kept."""
     stamp = _torch_install_stamp() if cache else None
     if stamp is None:
-        return probe_torch(capabilities)
+        return probe_torch(capabilities, facts=prestarted_facts())
     gpus = [] if isinstance(nv.gpus, Unavailable) else [[str(g.uuid), str(g.compute_capability)] for g in nv.gpus]
     key = {"torch": stamp, "capabilities": [str(cc) for cc in capabilities], "gpus": gpus,
            "driver": nv.driver.model_dump(mode="json"), "visible": envvars.read(envvars.CUDA_VISIBLE_DEVICES)}
-    extra = analysis_cache.source_stamp(probe_torch)
+    extra = analysis_cache.source_stamp(probe_torch) + analysis_cache.source_stamp(torch_facts)
     hit = analysis_cache.get("torch-probe", key, transformers=None, extra=extra, use=cache)
     if isinstance(hit, dict):
         try:
-            return TorchInfo.model_validate(hit)
+            info = TorchInfo.model_validate(hit)
+            prestart.discard(prestart.TORCH)  # the worker started for this answer is not needed
+            return info
         except ValueError:
             pass
-    info = probe_torch(capabilities)
+    info = probe_torch(capabilities, facts=prestarted_facts())
     healthy = isinstance(info, TorchInfo) and not isinstance(info.cuda_available, Unavailable) and not isinstance(
         info.flex_attention, Unavailable)
     if healthy and isinstance(info, TorchInfo):
@@ -172,7 +176,9 @@ def _cached_kernel_runs(specs: list[Any], nv: NvmlResult, dtypes: list[str], dev
     hit = analysis_cache.get("kernel-runs", key, transformers=None, extra=extra, use=cache)
     if isinstance(hit, dict):
         try:
-            return {kind: KernelRun.model_validate(run) for kind, run in hit.items()}
+            runs = {kind: KernelRun.model_validate(run) for kind, run in hit.items()}
+            prestart.discard(prestart.KERNELS)
+            return runs
         except ValueError:
             pass
     runs = run_kernels(specs, device=device, dtypes=dtypes)
@@ -243,6 +249,8 @@ def collect_environment(
         # (issue 14); it is used only if that import confirms CUDA works. The specs need only package metadata.
         early = pool_kernels.submit(_cached_kernel_runs, deferred(kernel_specs(probe_libraries(import_checks=False)))[0],
                                     nv, device_dtypes(gpus[0].dtypes), cache=cache)
+    if early is None:
+        prestart.discard(prestart.KERNELS)  # no kernel runs now: the worker started for them is not needed
     if static is not None:
         driver_cuda = nv.driver.cuda_driver_version if isinstance(nv.driver.cuda_driver_version, str) else None
         torch_info: TorchInfo | Unavailable = static_torch_info(static[0], capabilities, static[1], driver_cuda)

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["main"]
+__all__ = ["main", "torch_facts"]
 
 _BATCH, _HEADS, _SEQ = 1, 2, 128  # one 128-token block: flex_attention's default block size
 
@@ -150,8 +150,60 @@ def _emit(line: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+def cudnn_version(torch: Any) -> str | None:
+    raw = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    if not raw:
+        return None
+    raw = int(raw)
+    if raw >= 90000:  # cuDNN 9 encodes major*10000 + minor*100 + patch
+        return f"{raw // 10000}.{(raw % 10000) // 100}.{raw % 100}"
+    return f"{raw // 1000}.{(raw % 1000) // 100}.{raw % 100}"
+
+
+def torch_facts() -> dict[str, Any]:
+    """What advisor.probe.torch_info reads from the installed torch, as JSON: the one `import torch` of a first
+    `doctor` happens here, in a worker started before the CLI loads (advisor/isolation/prestart.py, issue 27)."""
+    try:
+        import torch
+    except ImportError:
+        return {"unavailable": "torch is not installed: `pip install torch`"}
+    except Exception as exc:  # a broken torch install must not end the report
+        return {"unavailable": f"`import torch` failed: {type(exc).__name__}: {exc}"}
+    facts: dict[str, Any] = {"version": torch.__version__.split("+")[0], "cuda": torch.version.cuda,
+                             "hip": getattr(torch.version, "hip", None), "cudnn": None}
+    if facts["cuda"]:
+        try:
+            facts["cudnn"] = cudnn_version(torch)
+        except Exception:
+            pass
+    try:
+        facts["cuda_available"] = bool(torch.cuda.is_available())
+        facts["device_count"] = int(torch.cuda.device_count()) if facts["cuda_available"] else 0
+    except Exception as exc:
+        facts["cuda_failed"] = f"torch.cuda failed: {exc}"
+    backends = torch.backends.cuda
+    facts["enabled"] = {"flash": bool(backends.flash_sdp_enabled()), "efficient": bool(backends.mem_efficient_sdp_enabled()),
+                        "math": bool(backends.math_sdp_enabled())}
+    if hasattr(backends, "cudnn_sdp_enabled"):
+        facts["enabled"]["cudnn"] = bool(backends.cudnn_sdp_enabled())
+    facts["flash_built"] = bool(getattr(backends, "is_flash_attention_available", lambda: True)())
+    facts["cxx11_abi"] = bool(getattr(torch._C, "_GLIBCXX_USE_CXX11_ABI", True))
+    try:
+        from torch.nn.attention import flex_attention  # noqa: F401
+    except Exception as exc:
+        facts["flex_failed"] = f"torch.nn.attention.flex_attention does not import: {exc}"
+    return facts
+
+
 def main() -> None:
+    try:  # before the request: a worker started early imports torch while the advisor loads (issue 27)
+        import torch  # noqa: F401
+    except Exception:  # noqa: BLE001 - the request's own import reports it
+        pass
     request = json.loads(sys.stdin.read())
+    if request.get("facts"):
+        _emit({"facts": torch_facts()})
+        return
     if "batch" in request:
         run_batch(list(request["batch"]))
         return

@@ -24,7 +24,6 @@ __all__ = ["HEAD_DIMS", "KernelSpec", "kernel_specs", "not_run", "run_batch", "r
 
 HEAD_DIMS = (64, 128)
 WORKER = "advisor.probe.kernel_worker"
-_RUN_FILE = "import runpy, sys; runpy.run_path(sys.argv[1], run_name='__main__')"
 _SDPA = ("sdpa_flash", "sdpa_efficient", "sdpa_cudnn", "sdpa_math")
 # Hub kernels transformers falls back to (FLASH_ATTN_KERNEL_FALLBACK in modeling_flash_attention_utils.py, 5.24:
 # FA2, FA3, FA4 on CUDA; aiter on ROCm); only one already in the local Hub cache is run.
@@ -128,17 +127,13 @@ def run_batch(
     Kernels after a failure get no entry: the caller runs them alone. A hang costs `timeout`, as alone."""
     import json
     import queue
-    import subprocess
-    import sys
     import threading
 
-    from advisor.isolation.child import _child_env, _kill_group, _last_line, _signal_text
+    from advisor.isolation import prestart
+    from advisor.isolation.child import _kill_group, _last_line, _signal_text
 
-    # the worker's file, not `-m`: the child needs none of advisor.probe's imports (0.2-0.3 s on the critical path
-    # of a first `doctor`, issue 27); run_path adds no folder to sys.path (probe/kernels.py would shadow `kernels`)
-    worker = str(Path(__file__).with_name("kernel_worker.py"))
-    proc = subprocess.Popen([sys.executable, "-c", _RUN_FILE, worker], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=_child_env(), start_new_session=True)
+    # the worker started on the CLI's first line, torch imported by now, or a fresh one (issue 27)
+    proc = prestart.claim(prestart.KERNELS) or prestart.spawn_worker()
     lines: queue.Queue[str | None] = queue.Queue()
     errors: list[bytes] = []
 

@@ -1,4 +1,5 @@
-"""torch's build, device count and SDPA backends. The only probe module that imports torch.
+"""torch's build, device count and SDPA backends, from the facts `kernel_worker.torch_facts` reads (in a worker
+started early, or in this process).
 
 SDPA backend usability is a pure function of facts (`sdpa_backends`), so a synthetic target
 (`--gpu T4`) gets the same answer a real T4 would.
@@ -7,12 +8,15 @@ SDPA backend usability is a pure function of facts (`sdpa_backends`), so a synth
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from packaging.version import Version
 
 from advisor.facts import ComputeCapability, SdpaBackend, TorchInfo, Unavailable
 
-__all__ = ["probe_torch", "sdpa_backends"]
+__all__ = ["prestarted_facts", "probe_torch", "sdpa_backends"]
+
+FACTS_TIMEOUT = 300.0  # `import torch` on a cold disk: seconds, never minutes
 
 
 def _release(version: str) -> Version:
@@ -121,53 +125,57 @@ def _order(backends: dict[str, SdpaBackend]) -> dict[str, SdpaBackend]:
     return {name: backends[name] for name in ("flash", "efficient", "cudnn", "math") if name in backends}
 
 
-def _cudnn_version(torch: object) -> str | None:
-    raw = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None  # type: ignore[attr-defined]
-    if not raw:
+def prestarted_facts() -> dict[str, Any] | None:
+    """The torch facts from the worker started on the CLI's first line (advisor.isolation.prestart), torch
+    imported by now; None where none was started (the Python API): then they are read in this process. A worker
+    that crashes or hangs importing torch is that answer, not ours."""
+    import json
+
+    from advisor.isolation import prestart
+    from advisor.isolation.child import _kill_group, _last_line, _signal_text
+
+    proc = prestart.claim(prestart.TORCH)
+    if proc is None:
         return None
-    raw = int(raw)
-    if raw >= 90000:  # cuDNN 9 encodes major*10000 + minor*100 + patch
-        return f"{raw // 10000}.{(raw % 10000) // 100}.{raw % 100}"
-    return f"{raw // 1000}.{(raw % 1000) // 100}.{raw % 100}"
+    try:
+        out, err = proc.communicate(json.dumps({"facts": True}).encode(), timeout=FACTS_TIMEOUT)
+    except BaseException as exc:  # a hang, or Ctrl-C: the worker's whole group goes
+        _kill_group(proc)
+        proc.communicate()
+        if not isinstance(exc, Exception):
+            raise
+        return {"unavailable": f"`import torch` did not finish in {FACTS_TIMEOUT:g} s"}
+    for line in out.decode("utf-8", "replace").splitlines():
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(message, dict) and isinstance(message.get("facts"), dict):
+            return dict(message["facts"])
+    why = _signal_text(proc.returncode) if proc.returncode < 0 else f"exited with status {proc.returncode}"
+    last = _last_line(err)
+    return {"unavailable": f"`import torch` {why} in a child" + (f"; last output: {last}" if last else "")}
 
 
-def probe_torch(capabilities: Sequence[ComputeCapability]) -> TorchInfo | Unavailable:
-    """Read torch's build; `capabilities` come from NVML so no CUDA context is created here."""
-    try:
-        import torch
-    except ImportError:
-        return Unavailable(reason="torch is not installed: `pip install torch`")
-    except Exception as exc:  # a broken torch install must not end the report
-        return Unavailable(reason=f"`import torch` failed: {type(exc).__name__}: {exc}")
-    version = torch.__version__.split("+")[0]
-    cuda = torch.version.cuda
-    hip = getattr(torch.version, "hip", None)
-    try:
-        cudnn = _cudnn_version(torch) if cuda else None
-    except Exception:
-        cudnn = None
+def probe_torch(capabilities: Sequence[ComputeCapability], facts: dict[str, Any] | None = None) -> TorchInfo | Unavailable:
+    """Read torch's build; `capabilities` come from NVML so no CUDA context is created here. `facts`: what
+    `kernel_worker.torch_facts` printed in a worker started before the CLI loaded (issue 27); without them, read
+    in this process (imports torch)."""
+    if facts is None:
+        from advisor.probe.kernel_worker import torch_facts
+
+        facts = torch_facts()
+    if "unavailable" in facts:
+        return Unavailable(reason=str(facts["unavailable"]))
+    version = str(facts["version"])
+    cuda, hip, cudnn = facts.get("cuda"), facts.get("hip"), facts.get("cudnn")
     cuda_available: bool | Unavailable
     device_count: int | Unavailable
-    try:
-        cuda_available = bool(torch.cuda.is_available())
-        device_count = int(torch.cuda.device_count()) if cuda_available else 0
-    except Exception as exc:
-        cuda_available = device_count = Unavailable(reason=f"torch.cuda failed: {exc}")
-    backends = torch.backends.cuda
-    enabled = {
-        "flash": bool(backends.flash_sdp_enabled()),
-        "efficient": bool(backends.mem_efficient_sdp_enabled()),
-        "math": bool(backends.math_sdp_enabled()),
-    }
-    if hasattr(backends, "cudnn_sdp_enabled"):
-        enabled["cudnn"] = bool(backends.cudnn_sdp_enabled())
-    flash_built = bool(getattr(backends, "is_flash_attention_available", lambda: True)())
-    try:
-        from torch.nn.attention import flex_attention  # noqa: F401
-
-        flex: bool | Unavailable = True
-    except Exception as exc:
-        flex = Unavailable(reason=f"torch.nn.attention.flex_attention does not import: {exc}")
+    if "cuda_failed" in facts:
+        cuda_available = device_count = Unavailable(reason=str(facts["cuda_failed"]))
+    else:
+        cuda_available, device_count = bool(facts["cuda_available"]), int(facts["device_count"])
+    flex: bool | Unavailable = Unavailable(reason=str(facts["flex_failed"])) if "flex_failed" in facts else True
     return TorchInfo(
         version=version,
         cuda=cuda,
@@ -175,15 +183,15 @@ def probe_torch(capabilities: Sequence[ComputeCapability]) -> TorchInfo | Unavai
         cudnn=cudnn,
         cuda_available=cuda_available,
         device_count=device_count,
-        cxx11_abi=bool(getattr(torch._C, "_GLIBCXX_USE_CXX11_ABI", True)),
+        cxx11_abi=bool(facts["cxx11_abi"]),
         sdpa_backends=sdpa_backends(
             version,
             cuda=cuda,
             hip=hip,
             cudnn=cudnn,
             capabilities=capabilities if cuda_available is True else (),
-            enabled=enabled,
-            flash_built=flash_built,
+            enabled={name: bool(on) for name, on in facts["enabled"].items()},
+            flash_built=bool(facts["flash_built"]),
         ),
         flex_attention=flex,
     )

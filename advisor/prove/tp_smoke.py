@@ -25,7 +25,8 @@ from pydantic import BaseModel, ConfigDict
 
 from advisor.errors import UsageError
 from advisor.io.rundir import temp_dir
-from advisor.isolation.child import _child_env, _kill_group, _last_line
+from advisor.isolation.child import _kill_group, _last_line
+from advisor.isolation.prestart import worker_env
 from advisor.model.spec import ModelSpec
 from advisor.plan.parallelism import Parallelism
 from advisor.plan.recommend import auto_class_name
@@ -59,7 +60,7 @@ def _free_port() -> int:
 
 
 def _env() -> dict[str, str]:
-    env = _child_env()
+    env = worker_env()
     env.update({"MASTER_ADDR": "127.0.0.1", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", "1"),
                 "GLOO_SOCKET_IFNAME": env.get("GLOO_SOCKET_IFNAME", "lo")})
     return env

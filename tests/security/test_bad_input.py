@@ -350,6 +350,21 @@ def test_item_head_dim_given_allows_an_uneven_split(guarded_cli: Any, tmp_path: 
     assert code in (0, 1) and "error" not in err
 
 
+def test_item_latent_attention_heads_need_not_divide_hidden(guarded_cli: Any, tmp_path: Path) -> None:
+    """Item (control): multi-head latent attention sizes its heads with qk_nope/qk_rope/v_head_dim, so GLM-4.7-Flash's
+    20 heads over a hidden size of 2048 are valid: a tiny Glm4MoeLite of that shape plans (it was refused)."""
+    import transformers
+
+    config = transformers.Glm4MoeLiteConfig(
+        vocab_size=256, hidden_size=64, intermediate_size=128, moe_intermediate_size=32, num_hidden_layers=2,
+        num_attention_heads=5, num_key_value_heads=5, n_routed_experts=4, num_experts_per_tok=2, kv_lora_rank=16,
+        q_lora_rank=32, qk_rope_head_dim=8, qk_nope_head_dim=16, v_head_dim=16, max_position_embeddings=128)
+    transformers.Glm4MoeLiteForCausalLM(config).save_pretrained(tmp_path / "glm")
+    code, out, err = guarded_cli("recommend", str(tmp_path / "glm"), "--env", str(ENV), "--format", "json")
+    assert code in (0, 1) and "error" not in err, err
+    assert json.loads(out)["from_pretrained"]
+
+
 def _snapshot(tmp_path: Path, edit: Any) -> Path:
     raw = json.loads(ENV.read_text())
     edit(raw)

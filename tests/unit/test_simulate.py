@@ -230,3 +230,21 @@ def test_fake_run_predicts_the_real_cpu_peak_of_grouped_mm_experts_outside_bfloa
     real = _real(tmp_path, "sdpa", **shape)
     assert real[0] > 0
     assert _fake(tmp_path, "sdpa", **shape) == real  # exact, byte for byte
+
+
+def test_a_derived_layer_count_is_not_the_one_set() -> None:
+    """LongCat-Flash derives `num_hidden_layers` as twice its stored `num_layers` and halves what is set: the runs
+    of 2 and 3 layers both built one, so the extrapolated figure lost layers (-21% on the H100, stop 39). The
+    layered figure of a 4-layer model must be the whole model's, weights included."""
+    config = transformers.LongcatFlashConfig(
+        vocab_size=1000, hidden_size=64, num_layers=4, num_attention_heads=4, num_key_value_heads=4,
+        ffn_hidden_size=128, n_routed_experts=4, zero_expert_num=2, moe_topk=2, expert_ffn_hidden_size=32,
+        q_lora_rank=32, kv_lora_rank=16, qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16, head_dim=8,
+        max_position_embeddings=256).to_dict()
+    config["architectures"] = ["LongcatFlashForCausalLM"]
+    assert sim.layer_plan(config) == (4, (2, 3))
+    shape = dict(dtype="bfloat16", attn="eager", batch=2, prompt_len=24, seq_len=30, device="cpu")
+    layered = sim.simulate(config, architecture="LongcatFlashForCausalLM", **shape)
+    whole = sim._simulate_layers(config, "LongcatFlashForCausalLM", None, dtype="bfloat16", attn="eager",
+                                 quantization="none", target=CPU, batch=2, prompt=24, seq_len=30, padded=False)
+    assert (layered.weights_bytes, layered.prefill_peak_bytes, layered.decode_peak_bytes) == whole[:3]
