@@ -54,7 +54,7 @@ def spawn_worker() -> subprocess.Popen[bytes]:
 
 def _nvidia_device() -> bool:
     """An NVIDIA device node, and CUDA_VISIBLE_DEVICES does not hide every GPU: the kernel proofs may run."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    visible = envvars.read(envvars.CUDA_VISIBLE_DEVICES)
     return os.path.exists("/dev/nvidiactl") and visible not in ("", "-1")
 
 
