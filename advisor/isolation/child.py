@@ -8,7 +8,6 @@ device memory is released when it exits.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from advisor.isolation.lifeline import PARENT_ENV
-from advisor.isolation.prestart import worker_env
+from advisor.isolation.prestart import kill_group, worker_env
 
 __all__ = ["KILL_WAIT_SECONDS", "run_child", "spawn_detached", "Trial"]
 
@@ -74,7 +73,7 @@ def run_child(module: str, request: dict[str, Any], timeout: float) -> dict[str,
     try:
         out, err = proc.communicate(json.dumps(request).encode(), timeout=timeout)
     except subprocess.TimeoutExpired:
-        _kill_group(proc)
+        kill_group(proc, reap=False)
         try:
             proc.communicate(timeout=KILL_WAIT_SECONDS)
         except subprocess.TimeoutExpired:  # a grandchild that left the group still holds the pipes
@@ -82,7 +81,7 @@ def run_child(module: str, request: dict[str, Any], timeout: float) -> dict[str,
         proc.wait()
         return {"ok": False, "error": f"timed out after {timeout:g} s"}
     except BaseException:  # Ctrl-C, SIGTERM/SIGHUP (advisor/isolation/interrupts.py): the child's whole group goes with us
-        _kill_group(proc)
+        kill_group(proc, reap=False)
         proc.wait()
         raise
     for line in reversed(out.decode("utf-8", "replace").splitlines()):
@@ -118,11 +117,3 @@ def spawn_detached(module: str, request: dict[str, Any]) -> bool:
     except OSError:
         return False
     return True
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the child's own process group (the child is its leader, so the group is still ours)."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        proc.kill()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from advisor import env as envvars
 
-__all__ = ["claim", "discard", "spawn_worker", "start", "start_for", "worker_env"]
+__all__ = ["claim", "discard", "kill_group", "spawn_worker", "start", "start_for", "worker_env"]
 
 # the worker's file, not `-m`: it needs none of the advisor's imports; run_path adds no folder to sys.path
 # (advisor/probe/kernels.py would shadow the `kernels` package)
@@ -75,8 +75,6 @@ def start_for(argv: Sequence[str], cached: Callable[[str], bool] = lambda kind: 
 
 def start(*names: str) -> None:
     """A worker for each name, unless one is already waiting."""
-    if not _STARTED:
-        atexit.register(discard)
     for name in names:
         if name in _STARTED:
             continue
@@ -89,22 +87,32 @@ def start(*names: str) -> None:
 def claim(name: str) -> subprocess.Popen[bytes] | None:
     """The worker started for `name`, still waiting for its request; None where none was (or it died)."""
     proc = _STARTED.pop(name, None)
-    if proc is not None and proc.poll() is not None:
-        return None
-    return proc
+    if proc is None or proc.poll() is None:
+        return proc
+    kill_group(proc)
+    return None
 
 
 def discard(*names: str) -> None:
     """Kill the unclaimed workers named (all of them with no name): their answers came from the cache."""
     for name in names or tuple(_STARTED):
         proc = _STARTED.pop(name, None)
-        if proc is None:
-            continue
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            proc.kill()
+        if proc is not None:
+            kill_group(proc)
+
+
+def kill_group(proc: subprocess.Popen[bytes], *, reap: bool = True) -> None:
+    """SIGKILL the child's own process group (the child is its leader, so the group is still ours); `reap`: wait
+    for it and close its pipes, for a child nobody reads."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
+    if reap:
         proc.wait()
         for pipe in (proc.stdin, proc.stdout, proc.stderr):
             if pipe is not None:
                 pipe.close()
+
+
+atexit.register(discard)

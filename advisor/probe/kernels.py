@@ -130,7 +130,7 @@ def run_batch(
     import threading
 
     from advisor.isolation import prestart
-    from advisor.isolation.child import _kill_group, _last_line, _signal_text
+    from advisor.isolation.child import _last_line, _signal_text
 
     # the worker started on the CLI's first line, torch imported by now, or a fresh one (issue 27)
     proc = prestart.claim(prestart.KERNELS) or prestart.spawn_worker()
@@ -160,7 +160,7 @@ def run_batch(
             try:
                 line = lines.get(timeout=timeout)
             except queue.Empty:
-                _kill_group(proc)
+                prestart.kill_group(proc, reap=False)
                 if running is not None:
                     results[running] = {"ok": False, "error": f"timed out after {timeout:g} s"}
                 break
@@ -178,7 +178,7 @@ def run_batch(
                 results[str(message["kernel"])] = message
                 running = None
     except BaseException:  # Ctrl-C, SIGTERM/SIGHUP (advisor/isolation/interrupts.py): the child's whole group goes with us
-        _kill_group(proc)
+        prestart.kill_group(proc, reap=False)
         proc.wait()
         raise
     code = proc.wait()

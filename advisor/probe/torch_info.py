@@ -132,7 +132,7 @@ def prestarted_facts() -> dict[str, Any] | None:
     import json
 
     from advisor.isolation import prestart
-    from advisor.isolation.child import _kill_group, _last_line, _signal_text
+    from advisor.isolation.child import _last_line, _signal_text
 
     proc = prestart.claim(prestart.TORCH)
     if proc is None:
@@ -140,7 +140,7 @@ def prestarted_facts() -> dict[str, Any] | None:
     try:
         out, err = proc.communicate(json.dumps({"facts": True}).encode(), timeout=FACTS_TIMEOUT)
     except BaseException as exc:  # a hang, or Ctrl-C: the worker's whole group goes
-        _kill_group(proc)
+        prestart.kill_group(proc, reap=False)
         proc.communicate()
         if not isinstance(exc, Exception):
             raise

@@ -25,8 +25,8 @@ from pydantic import BaseModel, ConfigDict
 
 from advisor.errors import UsageError
 from advisor.io.rundir import temp_dir
-from advisor.isolation.child import _kill_group, _last_line
-from advisor.isolation.prestart import worker_env
+from advisor.isolation.child import _last_line
+from advisor.isolation.prestart import kill_group, worker_env
 from advisor.model.spec import ModelSpec
 from advisor.plan.parallelism import Parallelism
 from advisor.plan.recommend import auto_class_name
@@ -73,11 +73,11 @@ def _run(cmd: list[str], timeout: float) -> tuple[int | None, str]:
     try:
         _, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        _kill_group(proc)
+        kill_group(proc, reap=False)
         proc.wait()
         return None, ""
     except BaseException:
-        _kill_group(proc)
+        kill_group(proc, reap=False)
         proc.wait()
         raise
     return proc.returncode, _last_line(err)
