@@ -8,13 +8,7 @@
 #      `python benchmarks/h100_relatives.py --compare $OUT/h100-relatives.json` against the scaled formula);
 #   4. whether transformers' grouped-mm experts run in float16/float32 on the GPU (the meta kernel refuses them);
 #   5. with COST=1: benchmarks/advisor_cost.py (the commands' cost as a ratio to collect_env) and one traced doctor.
-set -uo pipefail
-python3 -m pip install -q --no-index --no-deps --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-python3 -m compileall -q -j 0 /tmp/site >/dev/null 2>&1
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
-OUT=${OUT:-/tmp/out}
-mkdir -p "$OUT"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/nvidia-smi.txt"
+. benchmarks/device_setup.sh  # the carried wheels on PYTHONPATH, $OUT, the GPU recorded
 timeout 240 python3 benchmarks/h100_memory.py "$OUT" --set issue27-s7 --name h100-memory-issue27-s7.json 2>&1 | tail -45
 timeout 150 python3 benchmarks/h100_memory.py "$OUT" --set whisper --name h100-memory-whisper.json 2>&1 | tail -8
 timeout 150 python3 benchmarks/h100_relatives.py "$OUT/h100-relatives.json" 2>&1 | tail -5

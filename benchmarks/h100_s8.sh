@@ -5,13 +5,7 @@
 #      transformers 5.25, benchmarks/memory_table.py);
 #   2. benchmarks/kernel_timeline.py: where a first doctor's kernel child spends its time (one batch or two);
 #   3. one traced doctor on an empty cache (benchmarks/trace_doctor.py); with COST=1, benchmarks/advisor_cost.py.
-set -uo pipefail
-python3 -m pip install -q --no-index --no-deps --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-python3 -m compileall -q -j 0 /tmp/site >/dev/null 2>&1
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
-OUT=${OUT:-/tmp/out}
-mkdir -p "$OUT"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/nvidia-smi.txt"
+. benchmarks/device_setup.sh  # the carried wheels on PYTHONPATH, $OUT, the GPU recorded
 if [ "${MEMORY:-1}" = 1 ]; then
   timeout 300 python3 benchmarks/h100_memory.py "$OUT" --set issue27-s8 --name h100-memory-issue27-s8.json 2>&1 | tail -40
 fi
